@@ -1,0 +1,80 @@
+"""torchloupe: see inside any PyTorch model.
+
+The public face. Compute entry points return plain results (tensors with
+names); drawing lives in :mod:`torchloupe.render` and the HTML report in
+:mod:`torchloupe.reporting`, both loaded only when first used, so
+``import torchloupe`` imports neither matplotlib nor Jinja2.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import errors
+from .errors import LayerNotFoundError, TorchLoupeError
+from .layers import find_layer, find_layers, layer_names
+from .probe import activations, capture, preserved
+
+__version__ = "0.1.0"
+
+# Subpackages reached as attributes (tl.cam.GradCAM, tl.render.overlay, ...), imported on first use.
+_LAZY = (
+    "attention",
+    "cam",
+    "demo",
+    "distributed",
+    "evaluate",
+    "features",
+    "fusion",
+    "integrations",
+    "recurrent",
+    "render",
+    "reporting",
+    "saliency",
+    "structure",
+    "synthesis",
+    "weights",
+)
+
+__all__ = [
+    "__version__",
+    "errors",
+    "TorchLoupeError",
+    "LayerNotFoundError",
+    "find_layer",
+    "find_layers",
+    "layer_names",
+    "capture",
+    "activations",
+    "preserved",
+    "trace",
+    "report",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'torchloupe' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def trace(model, *inputs, **kwargs):
+    """Trace one forward of ``model`` into a :class:`~torchloupe.structure.ModelGraph`."""
+    from .structure import trace as _trace
+
+    return _trace(model, *inputs, **kwargs)
+
+
+def report(model, inputs, path, labels=None, sections="all", **kwargs):
+    """Write one self-contained HTML report of ``model`` on ``inputs`` to ``path``."""
+    from .reporting import report as _report
+
+    return _report(model, inputs, path, labels=labels, sections=sections, **kwargs)

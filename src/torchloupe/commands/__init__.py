@@ -1,0 +1,1 @@
+"""Subcommands of ``loupe``: one module each, exposing ``register(subparsers)``."""

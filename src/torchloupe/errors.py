@@ -1,0 +1,117 @@
+"""The one exception tree of torchloupe.
+
+Every error torchloupe raises on purpose derives from :class:`TorchLoupeError`
+and, where it fits, from the builtin a caller would already catch
+(``ValueError``, ``TypeError``, ``LookupError``). Messages name the bad value
+and what was expected, and are raised before any expensive work.
+
+::
+
+    TorchLoupeError
+    ├── LayerNotFoundError      (LookupError)   unknown layer name / pattern / type
+    ├── InputError              (ValueError)    bad input tensor
+    │   ├── InputShapeError                     shape does not fit the model
+    │   └── NonFiniteInputError                 NaN or infinite values
+    ├── TargetError             (ValueError)    class index / target out of range
+    ├── ChannelError            (ValueError)    channel index out of range
+    ├── UnsupportedModelError   (TypeError)     the method cannot apply to this model
+    ├── TraceError              (RuntimeError)  the model raised while being traced
+    ├── CheckpointError         (ValueError)    unreadable or unsafe checkpoint
+    ├── InputFileError          (ValueError)    unreadable image or data file
+    └── MissingDependencyError  (ImportError)   an optional extra is not installed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TorchLoupeError",
+    "LayerNotFoundError",
+    "InputError",
+    "InputShapeError",
+    "NonFiniteInputError",
+    "TargetError",
+    "ChannelError",
+    "UnsupportedModelError",
+    "TraceError",
+    "CheckpointError",
+    "InputFileError",
+    "MissingDependencyError",
+    "require",
+]
+
+
+class TorchLoupeError(Exception):
+    """Base class of every error torchloupe raises on purpose."""
+
+
+class LayerNotFoundError(TorchLoupeError, LookupError):
+    """A layer name, pattern, type or module that is not part of the model.
+
+    ``.name`` is what was asked for, ``.closest`` the nearest real names.
+    """
+
+    def __init__(self, message: str, name: object = None, closest: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.name = name
+        self.closest = tuple(closest)
+
+    def __str__(self) -> str:  # LookupError/KeyError would repr() the message
+        return str(self.args[0])
+
+
+class InputError(TorchLoupeError, ValueError):
+    """The input tensor cannot be used as given."""
+
+
+class InputShapeError(InputError):
+    """The input's shape does not fit what the model's first layer wants."""
+
+
+class NonFiniteInputError(InputError):
+    """The input holds NaN or infinite values."""
+
+
+class TargetError(TorchLoupeError, ValueError):
+    """A target class index or target specification outside the valid range."""
+
+
+class ChannelError(TorchLoupeError, ValueError):
+    """A channel (unit) index outside the layer's channel count."""
+
+
+class UnsupportedModelError(TorchLoupeError, TypeError):
+    """The requested method does not apply to this model or layer."""
+
+
+class TraceError(TorchLoupeError, RuntimeError):
+    """The model raised while torchloupe ran it. ``.partial`` holds what was recorded."""
+
+    def __init__(self, message: str, module: str | None = None, partial: object = None):
+        super().__init__(message)
+        self.module = module
+        self.partial = partial
+
+
+class CheckpointError(TorchLoupeError, ValueError):
+    """A checkpoint that cannot be read, is not a state dict, or is not safe to load."""
+
+
+class InputFileError(TorchLoupeError, ValueError):
+    """An image or data file that cannot be read."""
+
+
+class MissingDependencyError(TorchLoupeError, ImportError):
+    """An optional dependency is missing; the message names the pip command."""
+
+
+def require(module: str, extra: str, package: str | None = None):
+    """Import an optional dependency or raise one line naming the pip command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        pkg = package or module.split(".")[0]
+        raise MissingDependencyError(
+            f"{pkg} is needed for this; install it with: pip install 'torchloupe[{extra}]'"
+        ) from exc

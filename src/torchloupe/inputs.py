@@ -1,0 +1,151 @@
+"""Input and target checks, done before any expensive work.
+
+:func:`check_input` turns an unbatched input into a batch of one, rejects NaN
+and infinite values, and checks the channel / feature count against the
+model's first layer where it can be read off the model. :func:`check_targets`
+turns an int / list / tensor target into a ``(B,)`` index tensor and checks
+its range.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .errors import InputError, InputShapeError, NonFiniteInputError, TargetError
+
+__all__ = ["first_layer", "check_input", "check_targets", "expected_input"]
+
+_CONV_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
+
+
+def first_layer(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """The first leaf module (registration order) that has parameters, with its name."""
+    for name, module in model.named_modules():
+        if next(module.children(), None) is None and any(True for _ in module.parameters(recurse=False)):
+            return name, module
+    return None
+
+
+def _flatten_first(model: nn.Module) -> bool:
+    for module in model.modules():
+        if next(module.children(), None) is not None:
+            continue
+        return isinstance(module, nn.Flatten)
+    return False
+
+
+def expected_input(model: nn.Module) -> str | None:
+    """A short description of the input the first layer wants, e.g. ``'(N, 3, H, W)'``."""
+    found = first_layer(model)
+    if found is None:
+        return None
+    _, layer = found
+    for cls, dims in _CONV_DIMS.items():
+        if isinstance(layer, cls):
+            spatial = {1: "L", 2: "H, W", 3: "D, H, W"}[dims]
+            return f"(N, {layer.in_channels}, {spatial})"
+    if isinstance(layer, nn.Linear):
+        return f"(N, {layer.in_features})"
+    return None
+
+
+def check_input(model: nn.Module, x: Tensor, *, name: str = "input") -> Tensor:
+    """Validate ``x`` for ``model``; return it batched (never modified in place).
+
+    - NaN or infinite values raise :class:`NonFiniteInputError`;
+    - an unbatched input (one dimension short of what the first layer wants) becomes a batch of one;
+    - a channel / feature count that the first layer cannot take raises :class:`InputShapeError`
+      naming both shapes;
+    - an empty batch is returned as is (callers return empty results).
+    """
+    if not isinstance(x, Tensor):
+        raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.is_floating_point() or x.is_complex():
+        if x.numel() and not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            kinds = []
+            if bool(torch.isnan(x).any()):
+                kinds.append("NaN")
+            if bool(torch.isinf(x).any()):
+                kinds.append("infinite")
+            raise NonFiniteInputError(
+                f"{name} of shape {tuple(x.shape)} has {bad} {' and '.join(kinds)} value(s); "
+                f"expected finite values"
+            )
+    found = first_layer(model)
+    if found is None:
+        return x
+    lname, layer = found
+    for cls, dims in _CONV_DIMS.items():
+        if isinstance(layer, cls):
+            want = dims + 2
+            if x.dim() == want - 1:
+                x = x.unsqueeze(0)
+            if x.dim() != want:
+                raise InputShapeError(
+                    f"{name} has shape {tuple(x.shape)}, but the first layer {lname!r} "
+                    f"({cls.__name__}) wants {want} dimensions {expected_input(model)}"
+                )
+            if x.shape[1] != layer.in_channels:
+                raise InputShapeError(
+                    f"{name} has shape {tuple(x.shape)} with {x.shape[1]} channels, but the first "
+                    f"layer {lname!r} ({cls.__name__}) wants {layer.in_channels} channels "
+                    f"{expected_input(model)}"
+                )
+            return x
+    if isinstance(layer, nn.Linear) and x.is_floating_point():
+        if _flatten_first(model):
+            if x.dim() >= 1 and math.prod(x.shape) == layer.in_features:
+                x = x.unsqueeze(0)
+            if x.dim() < 2 or math.prod(x.shape[1:]) != layer.in_features:
+                raise InputShapeError(
+                    f"{name} has shape {tuple(x.shape)} ({math.prod(x.shape[1:]) if x.dim() > 1 else x.numel()} "
+                    f"features per sample), but the first layer {lname!r} (Linear) wants "
+                    f"{layer.in_features} features after flattening"
+                )
+            return x
+        if x.dim() == 1:
+            x = x.unsqueeze(0)
+        if x.shape[-1] != layer.in_features:
+            raise InputShapeError(
+                f"{name} has shape {tuple(x.shape)}, but the first layer {lname!r} (Linear) "
+                f"wants {layer.in_features} features in the last dimension"
+            )
+    return x
+
+
+def check_targets(target: Any, batch: int, num_classes: int | None, *, device=None) -> Tensor:
+    """A ``(batch,)`` long tensor of class indices from an int, a sequence or a tensor.
+
+    Raises :class:`TargetError` naming the bad index and the valid range.
+    """
+    if isinstance(target, bool) or target is None:
+        raise TargetError(f"target must be a class index, a list or tensor of them, got {target!r}")
+    if isinstance(target, int):
+        t = torch.full((batch,), target, dtype=torch.long, device=device)
+    elif isinstance(target, (Sequence, Tensor)) and not isinstance(target, str):
+        t = torch.as_tensor(target, device=device)
+        if t.dim() == 0:
+            t = t.expand(batch)
+        if t.is_floating_point() or t.is_complex():
+            raise TargetError(f"target must hold integer class indices, got dtype {t.dtype}")
+        t = t.long().reshape(-1)
+        if t.numel() != batch:
+            raise TargetError(f"target has {t.numel()} entries, but the batch has {batch} samples")
+    else:
+        raise TargetError(
+            f"target must be an int, a list or tensor of ints, or a callable, got {type(target).__name__}"
+        )
+    if num_classes is not None and t.numel():
+        lo, hi = int(t.min()), int(t.max())
+        bad = lo if lo < 0 else hi if hi >= num_classes else None
+        if bad is not None:
+            raise TargetError(
+                f"target class {bad} is out of range; the model has {num_classes} classes (0..{num_classes - 1})"
+            )
+    return t

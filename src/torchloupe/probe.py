@@ -1,0 +1,261 @@
+"""The one place hooks live.
+
+Everything in torchloupe that needs to see inside a forward pass goes through
+this module:
+
+- :func:`preserved` snapshots what a call could change on the user's model
+  (train/eval flags, hook dictionaries, ``requires_grad``, ``.grad``, child
+  modules) and restores it in ``finally``, also when the call raises;
+- :func:`hooks` registers forward / pre-forward / backward hooks for the
+  length of a ``with`` block and removes them on exit;
+- :func:`capture` and :func:`activations` record layer outputs;
+- :func:`eval_forward` runs a forward the way torchloupe's own forwards run:
+  in eval mode (BatchNorm statistics untouched), modes restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .layers import LayerSpec, find_layers
+
+__all__ = ["preserved", "hooks", "capture", "activations", "Recorder", "eval_forward", "detach_tree"]
+
+# Hook dictionaries an nn.Module may carry (names differ across torch versions; absent ones are skipped).
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+)
+
+
+@dataclass
+class _Snapshot:
+    training: list[tuple[nn.Module, bool]] = field(default_factory=list)
+    hook_dicts: list[tuple[nn.Module, str, OrderedDict]] = field(default_factory=list)
+    children: list[tuple[nn.Module, OrderedDict]] = field(default_factory=list)
+    params: list[tuple[Tensor, bool, Tensor | None]] = field(default_factory=list)
+    is_full_backward_hook: list[tuple[nn.Module, Any]] = field(default_factory=list)
+
+
+def _snapshot(model: nn.Module) -> _Snapshot:
+    snap = _Snapshot()
+    for module in model.modules():
+        snap.training.append((module, module.training))
+        for attr in _HOOK_DICTS:
+            d = module.__dict__.get(attr)
+            if d is not None:
+                snap.hook_dicts.append((module, attr, OrderedDict(d)))
+        snap.children.append((module, OrderedDict(module._modules)))
+        snap.is_full_backward_hook.append((module, module.__dict__.get("_is_full_backward_hook")))
+    seen: set[int] = set()
+    for tensor in list(model.parameters()) + [b for b in model.buffers()]:
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        snap.params.append((tensor, tensor.requires_grad, tensor.grad))
+    return snap
+
+
+def _restore(snap: _Snapshot) -> None:
+    for module, children in snap.children:
+        if module._modules != children:
+            module._modules.clear()
+            module._modules.update(children)
+    for module, attr, saved in snap.hook_dicts:
+        d = module.__dict__[attr]
+        if list(d.items()) != list(saved.items()):
+            d.clear()
+            d.update(saved)
+    for module, flag in snap.is_full_backward_hook:
+        if module.__dict__.get("_is_full_backward_hook") is not flag:
+            module.__dict__["_is_full_backward_hook"] = flag
+    for module, training in snap.training:
+        if module.training != training:
+            module.training = training
+    for tensor, requires_grad, grad in snap.params:
+        if tensor.requires_grad != requires_grad and tensor.is_leaf:
+            tensor.requires_grad_(requires_grad)
+        if tensor.grad is not grad:
+            tensor.grad = grad
+
+
+@contextlib.contextmanager
+def preserved(model: nn.Module) -> Iterator[nn.Module]:
+    """Restore train/eval flags, hooks, child modules, ``requires_grad`` and ``.grad`` on exit.
+
+    Parameter *values* are never written by torchloupe, so they are not copied
+    (that would double the memory of large models); the invariant test suite
+    checks them bit for bit.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    snap = _snapshot(model)
+    try:
+        yield model
+    finally:
+        _restore(snap)
+
+
+@contextlib.contextmanager
+def hooks(
+    forward: Mapping[nn.Module, Callable] | None = None,
+    forward_pre: Mapping[nn.Module, Callable] | None = None,
+    backward: Mapping[nn.Module, Callable] | None = None,
+    *,
+    with_kwargs: bool = False,
+) -> Iterator[None]:
+    """Register hooks for the length of the block; all are removed on exit, also on error.
+
+    ``forward``: ``fn(module, args, output)`` (``fn(module, args, kwargs, output)`` with
+    ``with_kwargs``); ``forward_pre``: ``fn(module, args)`` (``fn(module, args, kwargs)``);
+    ``backward``: full backward hooks ``fn(module, grad_input, grad_output)``.
+    Use inside :func:`preserved` so even a hook a torch internal forgets is dropped.
+    """
+    handles = []
+    try:
+        for module, fn in (forward or {}).items():
+            handles.append(module.register_forward_hook(fn, with_kwargs=with_kwargs))
+        for module, fn in (forward_pre or {}).items():
+            handles.append(module.register_forward_pre_hook(fn, with_kwargs=with_kwargs))
+        for module, fn in (backward or {}).items():
+            handles.append(module.register_full_backward_hook(fn))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def detach_tree(value: Any) -> Any:
+    """Detach every tensor in a nested tuple / list / dict output."""
+    if isinstance(value, Tensor):
+        return value.detach()
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple
+        return type(value)(*(detach_tree(v) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(detach_tree(v) for v in value)
+    if isinstance(value, dict):
+        return type(value)((k, detach_tree(v)) for k, v in value.items())
+    return value
+
+
+class Recorder(Mapping[str, Any]):
+    """Layer outputs recorded by :func:`capture`, keyed by dotted layer name.
+
+    ``rec[name]`` is the output of the layer's *last* call (a detached tensor,
+    or the module's tuple / dict output with detached tensors);
+    ``rec.calls(name)`` lists every call's output in order (a module used twice).
+    ``rec.inputs[name]`` holds the positional inputs of the last call when
+    ``inputs=True`` was asked for.
+    """
+
+    def __init__(self, names: Sequence[str]):
+        self.names = list(names)
+        self._calls: dict[str, list[Any]] = {n: [] for n in names}
+        self.inputs: dict[str, tuple] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._calls:
+            raise KeyError(f"{name!r} was not captured; captured layers: {', '.join(self.names)}")
+        calls = self._calls[name]
+        if not calls:
+            raise KeyError(f"layer {name!r} did not run during the forward pass")
+        return calls[-1]
+
+    def __iter__(self):
+        return (n for n in self.names if self._calls[n])
+
+    def __len__(self) -> int:
+        return sum(1 for n in self.names if self._calls[n])
+
+    def calls(self, name: str) -> list[Any]:
+        return list(self._calls[name])
+
+    def clear(self) -> None:
+        for v in self._calls.values():
+            v.clear()
+        self.inputs.clear()
+
+
+@contextlib.contextmanager
+def capture(
+    model: nn.Module,
+    layers: LayerSpec | Sequence[LayerSpec],
+    *,
+    detach: bool = True,
+    inputs: bool = False,
+    eval_mode: bool = False,
+) -> Iterator[Recorder]:
+    """Record the outputs of ``layers`` while the block runs forwards of ``model``.
+
+    ``detach=False`` keeps the outputs attached to the autograd graph (for gradients
+    with respect to activations). ``eval_mode=True`` runs the block in eval mode and
+    restores each module's flag afterwards. Hooks are removed on exit, even on error.
+    """
+    found = find_layers(model, layers)
+    rec = Recorder([n for n, _ in found])
+
+    def make_hook(name: str):
+        def hook(module, args, output):
+            rec._calls[name].append(detach_tree(output) if detach else output)
+            if inputs:
+                rec.inputs[name] = detach_tree(args) if detach else args
+
+        return hook
+
+    with preserved(model):
+        if eval_mode:
+            model.eval()
+        with hooks(forward={m: make_hook(n) for n, m in found}):
+            yield rec
+
+
+def _call(model: nn.Module, inputs: Any) -> Any:
+    if isinstance(inputs, dict):
+        return model(**inputs)
+    if isinstance(inputs, (tuple, list)):
+        return model(*inputs)
+    return model(inputs)
+
+
+def eval_forward(model: nn.Module, inputs: Any, *, grad: bool = False) -> Any:
+    """One forward in eval mode (modes restored), without autograd unless ``grad``."""
+    with preserved(model):
+        model.eval()
+        with torch.set_grad_enabled(grad):
+            return _call(model, inputs)
+
+
+def activations(
+    model: nn.Module,
+    x: Any,
+    layers: LayerSpec | Sequence[LayerSpec],
+) -> dict[str, Any]:
+    """Outputs of ``layers`` for input ``x`` in one eval-mode forward: ``{name: tensor}``.
+
+    ``x`` is a tensor, a tuple of positional inputs, or a dict of keyword inputs.
+    """
+    from .inputs import check_input
+
+    found = find_layers(model, layers)
+    if isinstance(x, Tensor):
+        x = check_input(model, x)
+    with capture(model, [m for _, m in found], eval_mode=True) as rec:
+        with torch.no_grad():
+            _call(model, x)
+    return {n: rec[n] for n in rec.names if rec._calls[n]}

@@ -1,0 +1,156 @@
+"""What a report is made of: subjects, sections and blocks.
+
+A *subject* is one model with its inputs (and whatever else a section may use:
+class labels, display images, object masks, a dataset, a weight tracker...).
+A *section* is a function ``build(subject, options) -> list[Block] | NotApplicable``
+registered with :func:`register`; the report runs every section on every
+subject and lays the blocks out. Sections compute with the compute layer and
+draw with :mod:`torchloupe.render`; they never write HTML by string pasting:
+text goes in :class:`Text`, tables in :class:`Table`, and the only raw markup
+(:class:`Html`) is produced by torchloupe's own templates with escaping on.
+
+Issues add views by adding one module under ``reporting/sections/`` that calls
+:func:`register`; nothing else needs to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from torch import Tensor, nn
+
+__all__ = [
+    "Subject",
+    "Figure",
+    "Image",
+    "Table",
+    "Text",
+    "Html",
+    "NotApplicable",
+    "Block",
+    "Section",
+    "register",
+    "registered",
+]
+
+
+@dataclass
+class Subject:
+    """One model shown in the report.
+
+    ``inputs``: a batch tensor (or tuple of positional inputs / dict of keyword inputs).
+    ``images``: ``(N, 3, H, W)`` in [0, 1] to draw overlays on; defaults to ``inputs``
+    when those look like images. ``labels``: class names. ``masks``: ``(N, H, W)`` bool
+    object masks when known. ``dataset``: for dataset-scale views. ``extras``: anything
+    a section documents that it reads (e.g. ``"tracker"``).
+    """
+
+    name: str
+    model: nn.Module
+    inputs: Any
+    labels: Sequence[str] | None = None
+    images: Tensor | None = None
+    masks: Tensor | None = None
+    dataset: Any = None
+    layers: Sequence[str] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def display_images(self) -> Tensor | None:
+        if self.images is not None:
+            return self.images
+        x = self.inputs
+        if isinstance(x, Tensor) and x.dim() == 4 and x.shape[1] in (1, 3) and x.is_floating_point():
+            lo, hi = float(x.min()), float(x.max())
+            if lo >= 0.0 and hi <= 1.0:
+                return x
+        return None
+
+
+@dataclass
+class Figure:
+    """A matplotlib ``Figure`` (rendered to inline PNG or SVG), with a caption."""
+
+    figure: Any
+    caption: str = ""
+    format: str = "png"  # or "svg"
+
+
+@dataclass
+class Image:
+    """Already encoded image bytes (PNG, GIF, SVG) with a caption."""
+
+    data: bytes
+    mime: str = "image/png"
+    caption: str = ""
+    alt: str = ""
+
+
+@dataclass
+class Table:
+    """A table of plain values; ``highlight`` marks (row, col) cells to emphasise."""
+
+    columns: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    caption: str = ""
+    highlight: Sequence[tuple[int, int]] = ()
+
+
+@dataclass
+class Text:
+    """A paragraph of plain text (escaped when written)."""
+
+    text: str
+
+
+@dataclass
+class Html:
+    """Markup produced by torchloupe's own renderers (already escaped), with its scripts inline."""
+
+    markup: str
+
+
+@dataclass
+class NotApplicable:
+    """The section does not apply to this subject; ``reason`` is shown in one line."""
+
+    reason: str
+
+
+Block = Union[Figure, Image, Table, Text, Html]
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    title: str
+    blurb: str  # one line: what the reader sees
+    order: int
+    build: Callable[[Subject, dict], Union[Sequence[Block], NotApplicable]]
+
+
+_REGISTRY: dict[str, Section] = {}
+
+
+def register(key: str, title: str, blurb: str, order: int):
+    """Decorator registering ``build(subject, options)`` as a report section."""
+
+    def deco(fn):
+        _REGISTRY[key] = Section(key=key, title=title, blurb=blurb, order=order, build=fn)
+        return fn
+
+    return deco
+
+
+def registered() -> list[Section]:
+    """All sections, in report order (imports every module of ``reporting.sections``)."""
+    import importlib
+    import pkgutil
+
+    from . import sections
+
+    for info in pkgutil.iter_modules(sections.__path__):
+        importlib.import_module(f"{sections.__name__}.{info.name}")
+    return sorted(_REGISTRY.values(), key=lambda s: (s.order, s.key))
