@@ -1,0 +1,6 @@
+"""Models the demo report shows: one module per family, each exposing ``subjects(options) -> list[Subject]``.
+
+``loupe demo`` imports every module here (in name order) and shows every subject they return.
+``options`` is a dict with at least ``quick`` (bool) and ``seed`` (int). Each module trains
+(or loads from the cache) its small models in a few seconds.
+"""

@@ -1,0 +1,1 @@
+"""Integrations with other tools: ``tensorboard`` and ``visdom`` (each an optional extra)."""

@@ -1,0 +1,22 @@
+"""TensorBoard: model graphs (Graphs tab) and weight learning (histograms, scalars, images).
+
+Needs the ``tensorboard`` extra (``pip install 'torchloupe[tensorboard]'``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["add_graph", "log_weights"]
+
+
+def add_graph(writer, model, *inputs, **kwargs):
+    """Write the graph of ``model`` on ``inputs`` to ``writer`` (see :mod:`torchloupe.structure.tensorboard`)."""
+    from ..structure.tensorboard import add_graph as _add_graph
+
+    return _add_graph(writer, model, *inputs, **kwargs)
+
+
+def log_weights(writer, tracker, **kwargs):
+    """Write a :class:`~torchloupe.weights.WeightTracker`'s history to ``writer`` (see ``_tb_weights``)."""
+    from ._tb_weights import log_weights as _log_weights
+
+    return _log_weights(writer, tracker, **kwargs)
