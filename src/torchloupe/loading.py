@@ -36,6 +36,7 @@ from .errors import CheckpointError, InputFileError, UsageError, require
 
 __all__ = [
     "BUILTIN_MODELS",
+    "BUILTIN_PROVIDERS",
     "MODEL_SPEC_FORMS",
     "NORMALIZATIONS",
     "register_model",
@@ -52,6 +53,11 @@ __all__ = [
 #: Built-in model names for ``--model``: name -> factory (a callable returning an
 #: ``nn.Module``, or a lazy ``"package.module:factory"`` string imported on first use).
 BUILTIN_MODELS: dict[str, Union[Callable[[], nn.Module], str]] = {}
+
+#: Modules imported before a bare name is looked up in :data:`BUILTIN_MODELS`; each registers
+#: its models with :func:`register_model` when imported (add yours here, one line).
+BUILTIN_PROVIDERS: tuple[str, ...] = ()
+_PROVIDERS_LOADED = False
 
 # Input normalization a built-in model expects (name -> key of NORMALIZATIONS).
 _BUILTIN_NORMALIZATION: dict[str, str] = {}
@@ -80,11 +86,19 @@ def register_model(name: str, factory: Union[Callable[[], nn.Module], str], norm
 
 
 def _forms() -> str:
-    forms = list(MODEL_SPEC_FORMS)
-    forms.append(
-        f"a built-in name ({', '.join(sorted(BUILTIN_MODELS))})" if BUILTIN_MODELS else "a built-in name (none registered)"
-    )
-    return "; ".join(forms)
+    forms = ", ".join(MODEL_SPEC_FORMS)
+    names = sorted(BUILTIN_MODELS)
+    return f"one of: {forms}, or a built-in name ({', '.join(names)})" if names else f"one of: {forms}"
+
+
+def _load_providers() -> None:
+    """Import the modules that register built-in models (once; they call :func:`register_model`)."""
+    global _PROVIDERS_LOADED
+    if _PROVIDERS_LOADED:
+        return
+    _PROVIDERS_LOADED = True
+    for name in BUILTIN_PROVIDERS:
+        importlib.import_module(name)
 
 
 # ----------------------------------------------------------------------------- models
@@ -157,6 +171,8 @@ def build_model(spec: str) -> nn.Module:
     if not isinstance(spec, str) or not spec.strip():
         raise UsageError(f"model spec must be a non-empty string, got {spec!r}; expected {_forms()}")
     spec = spec.strip()
+    if ":" not in spec:
+        _load_providers()
     if spec in BUILTIN_MODELS:
         factory = BUILTIN_MODELS[spec]
         if isinstance(factory, str):
@@ -188,6 +204,8 @@ def default_normalization(spec: str) -> str | None:
     torchvision models and built-ins that declare it, none otherwise."""
     if spec.startswith("torchvision:"):
         return "imagenet"
+    if ":" not in spec:
+        _load_providers()
     return _BUILTIN_NORMALIZATION.get(spec)
 
 
@@ -334,15 +352,22 @@ def normalize_images(x: Tensor, normalize: str | tuple | None) -> Tensor:
     return (x - m) / s
 
 
-def load_images(paths: Sequence[str | Path], size: int | None = None, normalize: str | tuple | None = None) -> Tensor:
+def load_images(
+    paths: Sequence[str | Path],
+    size: int | None = None,
+    normalize: str | tuple | None = None,
+    mode: str = "RGB",
+) -> Tensor:
     """Read images with Pillow into one ``(N, 3, H, W)`` float batch in [0, 1] (before ``normalize``).
 
-    ``size``: resize the shorter side to ``size`` and center-crop to ``size x size``.
+    ``mode="L"`` reads them as gray, ``(N, 1, H, W)``. ``size``: resize the shorter side to ``size`` and center-crop to ``size x size``.
     Without it, images keep their size when all agree; otherwise each is center-cropped
     to a square of the smallest side among them. Unreadable files raise
     :class:`InputFileError` naming the file.
     """
     pil = require("PIL.Image", "render", package="pillow")
+    if mode not in ("RGB", "L"):
+        raise UsageError(f"image mode must be 'RGB' or 'L', got {mode!r}")
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not paths:
@@ -357,7 +382,7 @@ def load_images(paths: Sequence[str | Path], size: int | None = None, normalize:
         try:
             with pil.open(p) as im:
                 im.load()
-                images.append(im.convert("RGB"))
+                images.append(im.convert(mode))
         except Exception as exc:
             reason = "not an image Pillow can read" if isinstance(exc, pil.UnidentifiedImageError) else str(exc)
             raise InputFileError(f"cannot read image '{p}': {reason}") from exc
@@ -368,8 +393,8 @@ def load_images(paths: Sequence[str | Path], size: int | None = None, normalize:
         images = [_resize_crop(im, size, pil) for im in images]
     import numpy as np
 
-    arrays = np.stack([np.asarray(im, dtype=np.uint8) for im in images])  # (N, H, W, 3)
-    x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    arrays = np.stack([np.asarray(im, dtype=np.uint8).reshape(im.size[1], im.size[0], -1) for im in images])
+    x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div_(255.0).contiguous()  # (N, C, H, W)
     return normalize_images(x, normalize)
 
 
