@@ -26,13 +26,14 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def collect_subjects(options: dict, package: str = PACKAGE, log=print) -> list:
+def collect_subjects(options: dict, package: str | None = None, log=print) -> list:
     """Subjects of every module in ``package`` (name order), each from ``module.subjects(options)``.
 
     A module that fails is reported on stderr and left out; none at all raises.
     """
     from ..errors import TorchLoupeError
 
+    package = package or PACKAGE
     pkg = importlib.import_module(package)
     names = sorted(info.name for info in pkgutil.iter_modules(pkg.__path__) if not info.name.startswith("_"))
     if not names:
