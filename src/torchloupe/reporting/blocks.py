@@ -27,17 +27,22 @@ _TINY, _TINY_DISPLAY = 96, 192  # images up to _TINY px wide show about _TINY_DI
 
 
 def figure_png(fig: Any) -> bytes:
-    """PNG bytes of a matplotlib ``Figure`` via the render core."""
+    """PNG bytes of a matplotlib ``Figure`` via the render core, at a dpi that keeps it within MAX_WIDTH."""
+    dpi = float(fig.dpi)
+    width_in = float(fig.get_figwidth())
+    if width_in * dpi > MAX_WIDTH:
+        dpi = MAX_WIDTH / width_in
     try:
         from ..render import to_png
-    except ImportError:  # render core not installed in this checkout yet: plain Agg
+    except ImportError:  # render core not in this checkout yet: plain Agg
         to_png = None
     if to_png is not None:
-        return to_png(fig)
+        return to_png(fig, dpi=dpi)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buf)
+    fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
 
@@ -64,7 +69,7 @@ def _raster_info(data: bytes, mime: str) -> tuple[bytes, int, int, float]:
             nh = max(1, round(h * MAX_WIDTH / w))
             small = im.convert("RGBA" if "A" in im.getbands() else "RGB").resize((MAX_WIDTH, nh), PILImage.LANCZOS)
             buf = io.BytesIO()
-            small.save(buf, format="PNG", optimize=True)
+            small.save(buf, format="PNG")
             scale *= w / MAX_WIDTH
             data, w, h = buf.getvalue(), MAX_WIDTH, nh
     return data, w, h, scale
