@@ -285,3 +285,32 @@ def test_progress_bar_on_stderr(tmp_path, capsys, overview):
     build_report([fx.subjects()[1]], tmp_path / "r.html", sections=[overview], progress=True)
     out, err = capsys.readouterr()
     assert out == "" and "report: 100%" in err and "1/1" in err
+
+
+def test_overview_empty_batch_and_dict_outputs(tmp_path, overview):
+    from torch import nn
+
+    empty = build_report([Subject("empty", tiny_cnn(), torch.rand(0, 3, 8, 8))], tmp_path / "e.html",
+                         sections=[overview], progress=False)
+    assert not empty.errors
+    assert Page(empty.path.read_text()).text["p.text"] == ["The batch is empty, so there are no predictions to list."]
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(2, 3)
+
+        def forward(self, x, y):
+            return {"aux": y, "logits": self.a(x)}
+
+    model = Two()
+    with torch.no_grad():
+        model.a.weight.zero_()
+        model.a.bias.copy_(torch.tensor([0.5, 1.0, 0.0]))  # softmax(0.5, 1, 0) = 30.7 / 50.6 / 18.6 %
+    info = build_report([Subject("two", model, (torch.rand(1, 2), torch.rand(1, 5)), labels=["a", "b"])],
+                        tmp_path / "t.html", sections=[overview], progress=False)
+    page = Page(info.path.read_text())
+    assert page.text["p.text"] == ["2 class names were given, but the model scores 3 classes; "
+                                   "classes without a name show as 'class i'."]
+    assert page.text["div.card"] == ["input 0 b50.6% a30.7% class 218.6%"]
+    assert "<td>(1, 2), (1, 5)</td><td>aux: (1, 5), logits: (1, 3)</td>" in info.path.read_text()

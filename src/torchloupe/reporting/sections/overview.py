@@ -112,6 +112,9 @@ def build(subject: Subject, options: dict) -> list | NotApplicable:
         return blocks
 
     n, classes = logits.shape
+    if n == 0:
+        blocks.append(Text("The batch is empty, so there are no predictions to list."))
+        return blocks
     probs = torch.softmax(logits.detach().float(), dim=1).cpu()
     k = min(TOP_K, classes)
     top_p, top_i = probs.topk(k, dim=1)
