@@ -237,10 +237,12 @@ class BaseCAM:
                     if not self.uses_gradients:
                         outs[i] = output.detach()
                         return None
-                    leaf = output.detach().requires_grad_(True)
-                    outs[i] = leaf.detach()
-                    leaves[i] = leaf
-                    return leaf.clone()  # a later in-place op (ReLU(inplace=True)) must not touch the leaf
+                    # The first hooked layer starts the graph (a fresh leaf: nothing before it is
+                    # recorded); a later one is already on the graph and stays connected.
+                    tracked = output if output.requires_grad else output.detach().requires_grad_(True)
+                    outs[i] = tracked.detach()
+                    leaves[i] = tracked
+                    return tracked.clone()  # a later in-place op (ReLU(inplace=True)) must not touch it
 
                 return hook
 
