@@ -23,7 +23,10 @@ def acts_and_grads(model, x, layer_name, targets, reshape=None):
     kept = {}
 
     def hook(module, args, output):
+        # The layer's own output; the model may rewrite it in place next (densenet: F.relu(inplace=True)),
+        # so the rest of the forward runs on a copy.
         kept["a"] = output
+        return output.clone()
 
     h = layer.register_forward_hook(hook)
     try:

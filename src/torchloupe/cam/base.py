@@ -236,7 +236,7 @@ class BaseCAM:
                         )
                     if not self.uses_gradients:
                         outs[i] = output.detach()
-                        return None
+                        return output.clone()  # the model may rewrite its output in place next
                     # The first hooked layer starts the graph (a fresh leaf: nothing before it is
                     # recorded); a later one is already on the graph and stays connected.
                     tracked = output if output.requires_grad else output.detach().requires_grad_(True)
