@@ -42,7 +42,7 @@ def acts_and_grads(model, x, layer_name, targets, reshape=None):
     return a.numpy(), g.numpy(), out.detach().numpy()
 
 
-def gradcam(A, G):
+def gradcam(A, G, relu=True):
     N, C, H, W = A.shape
     out = np.zeros((N, H, W))
     for n in range(N):
@@ -53,7 +53,7 @@ def gradcam(A, G):
                     w += G[n, c, i, j]
             w /= H * W
             out[n] += w * A[n, c]
-    return np.maximum(out, 0)
+    return np.maximum(out, 0) if relu else out
 
 
 def gradcam_pp(A, G):

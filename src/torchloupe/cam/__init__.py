@@ -7,7 +7,7 @@ names to the classes.
 
 from __future__ import annotations
 
-from .base import BaseCAM, CAMResult, GradientCAM, default_layer
+from .base import BaseCAM, CAMResult, GradientCAM, default_layer, to_map
 from .cam import CAM
 from .eigencam import EigenCAM
 from .gradcam import GradCAM
@@ -31,6 +31,7 @@ __all__ = [
     "EigenCAM",
     "METHODS",
     "default_layer",
+    "to_map",
 ]
 
 METHODS: dict[str, type[BaseCAM]] = {

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .image import overlay
+
 __all__ = ["overlay", "plot_cam", "method_grid", "saliency_image", "plot_saliency"]
 
 
@@ -26,26 +28,6 @@ def _to_hwc(img: Tensor) -> np.ndarray:
     if lo < 0 or hi > 1:
         a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
     return np.clip(a, 0, 1)
-
-
-def overlay(images: Tensor, maps: Tensor, cmap: str = "jet", alpha: float = 0.5) -> Tensor:
-    """``(N, 3, H, W)`` images blended with ``(N, H, W)`` maps (per-sample min-max) -> ``(N, 3, H, W)`` in [0, 1]."""
-    import matplotlib
-
-    colormap = matplotlib.colormaps[cmap]
-    maps = maps.detach().float().cpu()
-    if maps.shape[-2:] != images.shape[-2:]:
-        maps = torch.nn.functional.interpolate(maps[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    flat = maps.reshape(maps.shape[0], -1)
-    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    norm = torch.where(hi > lo, (flat - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi)), torch.zeros_like(flat))
-    norm = norm.reshape(maps.shape)
-    out = []
-    for img, m in zip(images, norm):
-        base = _to_hwc(img)
-        heat = colormap(m.numpy())[..., :3]
-        out.append(torch.from_numpy((1 - alpha) * base + alpha * heat).permute(2, 0, 1))
-    return torch.stack(out).float()
 
 
 def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | None = None, cmap: str = "jet",
