@@ -101,6 +101,7 @@ def test_vision_transformers(arch, extra):
     torch.manual_seed(0)
     if arch == "vit_b_16":
         model = torchvision.models.vit_b_16(weights=None, image_size=64, num_classes=10).eval()
+        torch.nn.init.normal_(model.heads.head.weight, std=0.5)  # torchvision starts it at zero: no gradient at all
         layer = "encoder.layers.encoder_layer_11.ln_1"
         grid = (4, 4)
         reshape = lambda t: ref_cam.tokens_to_grid(t, extra)  # noqa: E731
