@@ -15,6 +15,8 @@ import resource
 import statistics
 import time
 
+import functools
+
 import torch
 import torchvision
 
@@ -64,7 +66,10 @@ def gradient_cams(batch: int, size: int, reps: int) -> None:
         "torchloupe GradCAM++": lambda: tl.cam.GradCAMPlusPlus(model, "layer4")(x, targets),
         "pytorch-grad-cam GradCAM++": lambda: peer_cam(GradCAMPlusPlus, model, model.layer4, x, targets),
     }
-    for fn in runs.values():  # warm-up
+    xs, ts = x[:2], targets[:2]
+    warm = [lambda: bare(model, model.layer4, xs, ts), lambda: tl.cam.GradCAM(model, "layer4")(xs, ts),
+            lambda: peer_cam(GradCAM, model, model.layer4, xs, ts)]
+    for fn in warm:  # warm-up on a small batch (allocator, kernels)
         fn()
     times = {k: [] for k in runs}
     for _ in range(reps):
@@ -101,6 +106,9 @@ def score_cams(reps: int) -> None:
           f"{ours.forwards} distinct ones")
     for k, v in times.items():
         print(f"  {k:30s} {statistics.median(v):7.2f} s   {statistics.median(v) / ref:5.2f}x pytorch-grad-cam")
+
+
+print = functools.partial(print, flush=True)  # noqa: A001  (progress shows while it runs)
 
 
 if __name__ == "__main__":
