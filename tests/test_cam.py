@@ -203,3 +203,10 @@ def test_plot_calls_render():
     x = torch.rand(2, 3, 16, 16)
     fig = tl.cam.GradCAM(model)(x).plot(x)
     assert isinstance(fig, matplotlib.figure.Figure)
+
+
+def test_empty_batch():
+    model = tiny_cnn()
+    res = tl.cam.GradCAM(model)(torch.rand(0, 3, 16, 16))
+    assert res.maps.shape == (0, 16, 16) and res.targets.shape == (0,)
+    assert tl.saliency.guided_backprop(model, torch.rand(0, 3, 16, 16)).shape == (0, 3, 16, 16)

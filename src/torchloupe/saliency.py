@@ -150,6 +150,8 @@ def _input_gradient(model: nn.Module, x: Tensor, target: Any, rules: dict | None
 
     x, fixed = _prepare(model, x, target)
     n = x.shape[0]
+    if n == 0:
+        return torch.zeros_like(x), torch.zeros(0, dtype=torch.long)
     with preserved(model):
         model.eval()
         for p in model.parameters():

@@ -218,8 +218,11 @@ class BaseCAM:
         fixed: Tensor | None = None
         if target is not None and not callable(target):
             fixed = check_targets(target, n, num_classes_of(model), device=x.device)
-        layers = self.layers(x)
         size = tuple(x.shape[2:])
+        if n == 0:
+            empty = x.new_zeros((0, *size))
+            return CAMResult(empty, empty, torch.zeros(0, dtype=torch.long), "", self.method, x.new_zeros(0))
+        layers = self.layers(x)
         with preserved(model):
             model.eval()
             for p in model.parameters():
