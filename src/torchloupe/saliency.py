@@ -181,6 +181,8 @@ def gradient(model: nn.Module, x: Tensor, target: Any = None) -> Tensor:
 def _guided(model: nn.Module, x: Tensor, target: Any, guided: bool) -> Tensor:
     seen: dict[str, int] = {}
     g, _ = _input_gradient(model, x, target, _make_rules(guided, seen))
+    if g.shape[0] == 0:
+        return g
     name = "guided backpropagation" if guided else "deconvnet"
     fallback = sorted(k[1:] for k in seen if k.startswith("!"))
     if fallback:
