@@ -176,3 +176,20 @@ def test_trace_cells_records_every_call():
     assert model.training
     with pytest.raises(UnsupportedModelError, match="Linear"):
         tl.recurrent.trace_cells(nn.Sequential(nn.Linear(2, 2)), torch.randn(1, 2), cells="0")
+
+
+def test_saturation_and_correlation_on_set_values():
+    # a hand-built trace: one layer, one direction, B=1, T=4, H=2
+    h = torch.tensor([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0], [3.0, 1.0]])[None, None, None]
+    gates = {
+        "forget": torch.tensor([[0.05, 0.5], [0.95, 0.5], [0.99, 0.02], [0.5, 0.5]])[None, None, None],
+        "cell": torch.tensor([[-0.95, 0.0], [0.0, 0.0], [0.95, 0.0], [0.0, 0.0]])[None, None, None],
+    }
+    tr = tl.recurrent.RecurrentTrace("LSTM", h, h, gates, h[0, 0], h[:, 0, :, -1], h[:, 0, :, -1])
+    sat = tl.recurrent.saturation(tr)
+    assert torch.allclose(sat["forget"][:, 0, 0], torch.tensor([[0.25, 0.25], [0.5, 0.0]]))
+    assert torch.allclose(sat["cell"][:, 0, 0], torch.tensor([[0.25, 0.0], [0.25, 0.0]]))
+    corr = tl.recurrent.correlate(tr, torch.tensor([[0.0, 2.0, 4.0, 6.0]]))
+    assert torch.allclose(corr[0, 0], torch.tensor([1.0, 0.0]))  # unit 1 is constant -> 0
+    with pytest.raises(InputShapeError, match="signal"):
+        tl.recurrent.correlate(tr, torch.zeros(2, 4))

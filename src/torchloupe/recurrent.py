@@ -30,7 +30,7 @@ from .errors import InputShapeError, UnsupportedModelError
 from .layers import LayerSpec, find_layers
 from .probe import hooks, preserved
 
-__all__ = ["trace", "RecurrentTrace", "trace_cells", "CellTrace", "GATES"]
+__all__ = ["trace", "RecurrentTrace", "trace_cells", "CellTrace", "GATES", "saturation", "correlate"]
 
 GATES = {
     "LSTM": ("input", "forget", "cell", "output"),
@@ -255,6 +255,55 @@ def trace(module: nn.Module, x, h0=None) -> RecurrentTrace:
         lengths=lengths,
         batch_first=bool(module.batch_first) and not unbatched,
     )
+
+
+def _valid(tr: RecurrentTrace) -> Tensor:
+    """(B, T) bool: the steps inside each sequence."""
+    B, T = tr.h.shape[2], tr.h.shape[3]
+    if tr.lengths is None:
+        return torch.ones(B, T, dtype=torch.bool, device=tr.h.device)
+    return torch.arange(T, device=tr.h.device)[None, :] < tr.lengths.to(tr.h.device)[:, None]
+
+
+_TANH_GATES = ("cell", "new")
+
+
+def saturation(tr: RecurrentTrace, low: float = 0.1, high: float = 0.9) -> dict[str, Tensor]:
+    """Per gate, the fraction of time steps each unit is saturated: ``{gate: (2, layers, dirs, H)}``.
+
+    Row 0 is left saturation (sigmoid gates ``< low``, tanh gates ``< -high``), row 1 right
+    saturation (``> high``), counted over every sample's valid steps (Karpathy et al. 2015).
+    """
+    valid = _valid(tr)[None, None, :, :, None]
+    n = valid.sum(dim=(2, 3)).clamp(min=1)
+    out = {}
+    for name, g in tr.gates.items():
+        lo = -high if name in _TANH_GATES else low
+        left = ((g < lo) & valid).sum(dim=(2, 3)) / n
+        right = ((g > high) & valid).sum(dim=(2, 3)) / n
+        out[name] = torch.stack([left, right]).to(g.dtype)
+    return out
+
+
+def correlate(tr: RecurrentTrace, signal: Tensor, state: str = "h") -> Tensor:
+    """Pearson correlation of every unit's ``h`` (or ``c``) with ``signal`` ``(B, T)``: ``(layers, dirs, H)``.
+
+    Only each sequence's valid steps count. Units (or signals) that never change get 0.
+    """
+    x = tr.h if state == "h" else tr.c if state == "c" else None
+    if x is None:
+        raise ValueError(f"state={state!r}; expected 'h' or 'c' (and 'c' only for LSTM)")
+    B, T = x.shape[2], x.shape[3]
+    if tuple(signal.shape) != (B, T):
+        raise InputShapeError(f"signal has shape {tuple(signal.shape)}; expected (B, T) = {(B, T)}")
+    valid = _valid(tr)
+    s = signal.to(x.dtype)[valid]  # (N,)
+    v = x[:, :, valid]  # (L, D, N, H)
+    s = s - s.mean()
+    v = v - v.mean(dim=2, keepdim=True)
+    cov = (v * s[None, None, :, None]).mean(dim=2)
+    denom = v.pow(2).mean(dim=2).sqrt() * s.pow(2).mean().sqrt()
+    return torch.where(denom > 0, cov / denom.clamp(min=1e-30), torch.zeros_like(cov))
 
 
 # -- cells called in the user's loop ---------------------------------------------------------
