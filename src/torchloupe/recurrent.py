@@ -321,6 +321,20 @@ class CellTrace:
     c: Tensor | None
     gates: dict[str, Tensor] = field(default_factory=dict)
 
+    def as_trace(self) -> RecurrentTrace:
+        """The same steps as a one-layer, one-direction :class:`RecurrentTrace` (calls as time)."""
+        lift = lambda t: None if t is None else t[None, None]  # noqa: E731
+        return RecurrentTrace(
+            kind=self.kind,
+            h=lift(self.h),
+            c=lift(self.c),
+            gates={k: lift(v) for k, v in self.gates.items()},
+            output=self.h,
+            h_n=self.h[:, -1][None],
+            c_n=None if self.c is None else self.c[:, -1][None],
+            batch_first=True,
+        )
+
 
 def _cell_kind(m: nn.Module) -> str | None:
     if isinstance(m, nn.LSTMCell):
