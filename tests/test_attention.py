@@ -374,3 +374,16 @@ def test_flow_hand_computed():
     assert torch.allclose(tl.attention.flow([a1, a2])[0], ref, atol=1e-6)
     with pytest.raises(InputError, match="nodes"):
         tl.attention.flow([torch.rand(1, 1, 40, 40).softmax(-1)] * 60)
+
+
+def test_decoder_self_and_cross_attention_and_batch_equals_samples():
+    torch.manual_seed(8)
+    dec = nn.TransformerDecoderLayer(8, 2, 16, batch_first=True).eval()
+    tgt, memory = torch.randn(3, 4, 8), torch.randn(3, 6, 8)
+    maps = tl.attention.capture(dec, tgt, memory, tgt_is_causal=True,
+                                tgt_mask=nn.Transformer.generate_square_subsequent_mask(4))
+    assert list(maps) == ["self_attn", "multihead_attn"]
+    assert maps["self_attn"].shape == (3, 2, 4, 4) and maps["multihead_attn"].shape == (3, 2, 4, 6)
+    assert float(maps["self_attn"][..., torch.ones(4, 4, dtype=torch.bool).triu(1)].abs().max()) == 0.0
+    one = tl.attention.capture(dec, tgt[1:2], memory[1:2], tgt_mask=nn.Transformer.generate_square_subsequent_mask(4))
+    assert torch.allclose(one["multihead_attn"], maps["multihead_attn"][1:2], atol=1e-6)

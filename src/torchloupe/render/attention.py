@@ -44,6 +44,7 @@ def heads_grid(
     fig = Figure(figsize=(0.9 + cell * H, 0.5 + cell * L), layout="constrained")
     axes = fig.subplots(L, H, squeeze=False)
     cut = False
+    labels = _row_labels([name for name, _ in layers])
     for r, (name, a) in enumerate(layers):
         a = a[sample].detach().float().cpu()
         T, S = a.shape[-2:]
@@ -60,7 +61,7 @@ def heads_grid(
             if r == 0:
                 ax.set_title(f"head {c}", fontsize=8)
             if c == 0:
-                ax.set_ylabel(_short(name), fontsize=7)
+                ax.set_ylabel(labels[r], fontsize=8)
     title = "attention per layer (rows) and head (columns): query ↓, key →"
     if cut:
         title += f"; first {max_tokens} tokens"
@@ -70,6 +71,21 @@ def heads_grid(
 
 def _short(name: str, n: int = 22) -> str:
     return name if len(name) <= n else "…" + name[-(n - 1) :]
+
+
+def _row_labels(names: Sequence[str]) -> list[str]:
+    """Layer names without the dotted prefix and suffix they all share ("encoder.layer.3.attention.self" -> "layer 3")."""
+    parts = [n.split(".") for n in names]
+    if len(parts) < 2:
+        return [_short(n) for n in names]
+    pre = 0
+    while all(len(p) > pre + 1 for p in parts) and len({p[pre] for p in parts}) == 1:
+        pre += 1
+    suf = 0
+    while all(len(p) > pre + suf + 1 for p in parts) and len({p[-1 - suf] for p in parts}) == 1:
+        suf += 1
+    core = [".".join(p[pre : len(p) - suf]) for p in parts]
+    return [f"layer {c}" if c.isdigit() else _short(c) for c in core]
 
 
 def matrix_figure(
