@@ -62,6 +62,8 @@ def build(subject: Subject, options: dict):
                 state = "c" if tr.c is not None else "h"
                 corr = recurrent.correlate(tr, sig, state=state)
                 blocks.append(Figure(draw.units_figure(tr, sig, corr, state=state), caption=f"{name}: the units most correlated with the signal"))
+            else:
+                blocks.append(Text("Give subject.extras['signal'] as a (B, T) tensor to see the units that track it."))
     if cells:
         x = subject.inputs
         traces = (recurrent.trace_cells(model, **x) if isinstance(x, dict)
