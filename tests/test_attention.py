@@ -277,6 +277,8 @@ def test_softmax_within_records_memory_reads_only():
     everything = tl.attention.capture(m, q, softmax=True)
     assert list(everything) == ["memory", "model"]
     assert tl.attention.capture(m, q) == {}
+    with pytest.raises(ValueError, match="softmax=True"):
+        tl.attention.capture(m, q, within="memory")
     with pytest.raises(LayerNotFoundError, match="memroy"):
         tl.attention.capture(m, q, softmax=True, within="memroy")
 
@@ -387,3 +389,24 @@ def test_decoder_self_and_cross_attention_and_batch_equals_samples():
     assert float(maps["self_attn"][..., torch.ones(4, 4, dtype=torch.bool).triu(1)].abs().max()) == 0.0
     one = tl.attention.capture(dec, tgt[1:2], memory[1:2], tgt_mask=nn.Transformer.generate_square_subsequent_mask(4))
     assert torch.allclose(one["multihead_attn"], maps["multihead_attn"][1:2], atol=1e-6)
+
+
+def test_torchvision_vit_is_captured_through_its_multihead_attention():
+    from torchvision.models import VisionTransformer
+
+    from torchloupe.render.attention import patch_grid
+
+    torch.manual_seed(9)
+    vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=3)
+    vit.eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        y0 = vit(x)
+    maps = tl.attention.capture(vit, x)
+    assert list(maps) == [f"encoder.layers.encoder_layer_{i}.self_attention" for i in range(2)]
+    assert maps["encoder.layers.encoder_layer_0.self_attention"].shape == (2, 2, 17, 17)
+    assert patch_grid(17) == (1, 4)
+    with torch.no_grad():
+        assert torch.equal(vit(x), y0)
+    r = tl.attention.relevance(vit, x)
+    assert r.shape == (2, 17, 17) and torch.isfinite(r).all()

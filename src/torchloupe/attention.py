@@ -267,6 +267,8 @@ def _run(
 ) -> tuple[Any, _Recording]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    if within is not None and not softmax:
+        raise ValueError(f"within={within!r} names where softmaxes are recorded; pass softmax=True with it")
     within_mods = find_layers(model, within) if within is not None else []
     rec = _Recording(keep_graph)
     if softmax and within is None:
