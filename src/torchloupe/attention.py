@@ -140,8 +140,13 @@ class _AttentionMode(TorchFunctionMode):
                 a["query"], a["key"], a["attn_mask"], a["dropout_p"], a["is_causal"], a["scale"], a["enable_gqa"]
             )
             out = func(*args, **kwargs)
-            w4 = weights if weights.dim() == 4 else weights.reshape(-1, *weights.shape[-3:]) if weights.dim() > 4 else weights.unsqueeze(0)
-            self.rec.add(self.rec.current, w4)
+            if weights.dim() == 3:  # unbatched (heads, L, S)
+                w4 = weights.unsqueeze(0)
+            elif weights.dim() > 4:  # extra leading dims fold into the batch
+                w4 = weights.reshape(-1, *weights.shape[-3:])
+            else:
+                w4 = weights
+            self.rec.add(self.rec.current, w4, weights, lambda g, shape=w4.shape: g.reshape(shape))
             if self.rec.keep_graph:
                 # Route the output through the recorded weights so gradients reach them.
                 value = a["value"]
