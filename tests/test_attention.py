@@ -410,3 +410,30 @@ def test_torchvision_vit_is_captured_through_its_multihead_attention():
         assert torch.equal(vit(x), y0)
     r = tl.attention.relevance(vit, x)
     assert r.shape == (2, 17, 17) and torch.isfinite(r).all()
+
+
+def test_relevance_through_the_sdpa_route_equals_explicit_attention():
+    torch.manual_seed(10)
+
+    class Clf(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = _SDPABlock()
+            self.fc = nn.Linear(8, 3)
+
+        def forward(self, x):
+            y = self.block(x).transpose(1, 2).reshape(x.shape[0], x.shape[1], 8)
+            return self.fc(y[:, 0])
+
+    model = Clf().eval()
+    x = torch.randn(2, 5, 8)
+    got = tl.attention.relevance(model, x, target=torch.tensor([0, 2]))
+    B, T = 2, 5
+    q = model.block.q(x).view(B, T, 2, -1).transpose(1, 2)
+    k, v = model.block.kv(x).view(B, T, 4, -1).transpose(1, 2).chunk(2, dim=1)
+    a = torch.softmax(q @ k.transpose(-1, -2) * 0.3, -1)
+    logits = model.fc((a @ v).transpose(1, 2).reshape(B, T, 8)[:, 0])
+    (g,) = torch.autograd.grad(logits[0, 0] + logits[1, 2], [a])
+    ref = tl.attention.relevance_rule([a.detach()], [g])
+    assert torch.allclose(got, ref, atol=1e-5)
+    assert float((got - torch.eye(5)).abs().max()) > 1e-3
