@@ -437,3 +437,22 @@ def test_relevance_through_the_sdpa_route_equals_explicit_attention():
     ref = tl.attention.relevance_rule([a.detach()], [g])
     assert torch.allclose(got, ref, atol=1e-5)
     assert float((got - torch.eye(5)).abs().max()) > 1e-3
+
+
+def test_nested_tensor_encoder_with_padding_mask():
+    torch.manual_seed(11)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True)
+    enc = nn.TransformerEncoder(layer, 2).eval()  # enable_nested_tensor=True: padded input runs as NestedTensor
+    x = torch.randn(2, 5, 16)
+    pad = torch.tensor([[False] * 5, [False, False, False, True, True]])
+    with torch.no_grad():
+        y0 = enc(x, src_key_padding_mask=pad)
+    maps = tl.attention.capture(enc, x, src_key_padding_mask=pad)
+    assert len(maps) == 2
+    w = maps["layers.0.self_attn"]
+    assert float(w[1][..., 3:].abs().max()) == 0.0
+    ref = _recompute_mha(enc.layers[0].self_attn, x, pad[:, None, None, :])
+    assert torch.allclose(w, ref, atol=1e-5)
+    with torch.no_grad():
+        y1 = enc(x, src_key_padding_mask=pad)
+    assert torch.equal(y0, y1)
