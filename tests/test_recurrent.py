@@ -67,9 +67,11 @@ def test_packed_sequence_with_lengths(cls, bf):
     x = torch.randn(3, 6, 4) if bf else torch.randn(6, 3, 4)
     lengths = torch.tensor([6, 2, 4])
     packed = pack_padded_sequence(x, lengths, batch_first=bf, enforce_sorted=False)
+    h0 = torch.randn(4, 3, 5)
+    h0 = (h0, torch.randn(4, 3, 5)) if cls is nn.LSTM else h0
     with torch.no_grad():
-        out = m(packed)
-    tr = tl.recurrent.trace(m, packed)
+        out = m(packed, h0)
+    tr = tl.recurrent.trace(m, packed, h0)
     padded, _ = pad_packed_sequence(out[0], batch_first=bf)
     assert (tr.output - padded).abs().max() <= 1e-6
     h_n, c_n = _states(cls, out)
