@@ -456,6 +456,10 @@ def relevance(
         raise UnsupportedModelError(f"{type(model).__name__} computed no self-attention")
     targets = [rec.grad_targets[k][0] for k in keys]
     grads = torch.autograd.grad(s.sum(), targets, allow_unused=True)
+    if all(g is None for g in grads):
+        raise UnsupportedModelError(
+            f"the score of {type(model).__name__} does not depend on any captured attention ({', '.join(keys)})"
+        )
     maps, gs = [], []
     for k, g, t in zip(keys, grads, targets):
         view = rec.grad_targets[k][1]
