@@ -242,6 +242,19 @@ def test_minilm_other_implementation_runs_as_sdpa_and_is_restored(minilm):
     finally:
         cfg._attn_implementation_internal = "sdpa"
     assert len(maps) == 6
+    cfg._attn_implementation_internal = "some_kernel"
+
+    def boom(module, args, output):
+        raise RuntimeError("tripwire")
+
+    handle = model.encoder.layer[3].register_forward_hook(boom)
+    try:
+        with pytest.raises(RuntimeError, match="tripwire"):
+            tl.attention.capture(model, **batch)
+        assert cfg._attn_implementation == "some_kernel"  # restored also when the model raises
+    finally:
+        handle.remove()
+        cfg._attn_implementation_internal = "sdpa"
 
 
 # -- softmax inside named modules (memory reads) -----------------------------------------------
