@@ -50,5 +50,7 @@ def build(subject: Subject, options: dict):
     labels = subject.labels
     rows = [str(labels[int(t)]) if labels is not None and int(t) < len(labels) else f"class {int(t)}" for t in targets]
     fig = plot_saliency(images, columns, row_titles=rows)
-    return [Figure(fig, caption="Gray = 0; brighter / darker = positive / negative gradient (99th percentile scaled)."),
+    return [Figure(fig, caption="Gray = 0; brighter / darker = positive / negative gradient (99th percentile scaled). "
+                   "On deep networks the deconvnet map is nearly image-independent (Nie et al. 2018, "
+                   "https://arxiv.org/abs/1805.07039): a known property of the method, not a fault."),
             *[Text(n) for n in notes]]
