@@ -56,7 +56,7 @@ function collapse(){
   if (st.fold) v = fold(v);
   return v;
 }
-function sig(b){ return b.type + "|" + b.members.map(m => D.nodes[m].type).join(","); }
+function sig(b){ return b.type + "|" + b.params + "|" + b.members.map(m => D.nodes[m].type).join(","); }
 function fold(v){
   const succ = v.nodes.map(() => new Set());
   for (const [a, b] of v.edges) succ[a].add(b);

@@ -107,7 +107,7 @@ def collapse(graph: ModelGraph, depth: int | None = None, collapsed: set[str] | 
 
 
 def _signature(graph: ModelGraph, box: ViewNode) -> tuple:
-    return (box.type, tuple(graph.nodes[m].type for m in box.members))
+    return (box.type, box.params, tuple(graph.nodes[m].type for m in box.members))
 
 
 def _fold(graph: ModelGraph, view: View) -> View:

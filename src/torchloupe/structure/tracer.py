@@ -267,10 +267,14 @@ class _Recorder(TorchFunctionMode):
                        outputs: list[Tensor]) -> None:
         node = self.nodes[nid]
         inplace = False
+        written = []
         for t, v in versions:
             if t._version != v:  # written in place: this node now produces it
                 inplace = True
                 self.set_producer(t, nid)
+                written.append(t)
+        if not outputs:  # ``x[i] = v`` returns None: the written tensor is what comes out
+            outputs = written
         for t in outputs:
             self.set_producer(t, nid)
         node["inplace"] = node.get("inplace", False) or inplace
