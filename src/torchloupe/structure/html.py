@@ -59,7 +59,8 @@ def graph_data(graph: ModelGraph, depth: int | None) -> dict:
 
 
 def _json(data: dict) -> str:
-    return json.dumps(data, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "<\\!--")
+    # no '<' at all inside the script element: nothing in a model name can end it or open a comment
+    return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def fragment(graph: ModelGraph, depth: int | None = None) -> str:

@@ -81,7 +81,7 @@ def summary(graph: ModelGraph, depth: int | None = None) -> str:
 
 
 def _dot_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def to_dot(graph: ModelGraph, depth: int | None = None) -> str:
