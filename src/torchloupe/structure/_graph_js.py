@@ -127,6 +127,10 @@ function layout(v){
     const k = ready.shift();
     for (const w of succ[k]){ layer[w] = Math.max(layer[w], layer[k] + 1); if (--indeg[w] === 0) ready.push(w); }
   }
+  for (let q = n - 1; q >= 0; q--){
+    if (!preds[q].length && succ[q].length && v.nodes[q].kind !== "input")
+      layer[q] = Math.max(0, Math.min(...succ[q].map(w => layer[w])) - 1);
+  }
   const sizes = v.nodes.map(b => { const [t, s] = boxText(b); return [Math.max(t.length, s.length) * CHAR_W + 16, NODE_H]; });
   const lay = layer.slice(), up = [], down = [], chains = [];
   let total = n;
@@ -217,6 +221,10 @@ function frames(v, L){
   }
   return out;
 }
+function frameLabel(name){
+  const short = name.slice(name.lastIndexOf(".") + 1);
+  return (/^[0-9]+$/.test(short) || short === name) ? name : short;
+}
 function render(){
   view = collapse(); lay = layout(view);
   const p = ['<svg xmlns="http://www.w3.org/2000/svg" class="tl-graph" width="100%" height="100%">',
@@ -228,7 +236,7 @@ function render(){
     p.push('<rect class="frame" data-frame="' + esc(name) + '" x="' + x0 + '" y="' + y0 + '" width="' + (x1 - x0) + '" height="' + (y1 - y0) + '" rx="8"/>');
   for (const [name, x0, y0, x1] of fr){
     const right = (name.split(".").length - 1) % 2 === 1;
-    p.push('<text class="fl" data-frame="' + esc(name) + '" x="' + (right ? x1 - 4 : x0 + 4) + '" y="' + (y0 + 9) + '" text-anchor="' + (right ? "end" : "start") + '">' + esc(name) + '</text>');
+    p.push('<text class="fl" data-frame="' + esc(name) + '" x="' + (right ? x1 - 4 : x0 + 4) + '" y="' + (y0 + 9) + '" text-anchor="' + (right ? "end" : "start") + '">' + esc(frameLabel(name)) + '</text>');
   }
   for (const pts of lay.routes) p.push('<path class="e" d="' + pathD(pts) + '" marker-end="url(#tl-arrow)"/>');
   view.nodes.forEach((b, i) => {
@@ -319,7 +327,8 @@ function renderTree(){
   const names = Object.keys(D.modules).filter(n => n && !D.modules[n].leaf && D.modules[n].calls && LEVEL.has(n));
   tree.innerHTML = names.map(n => {
     const lvl = levelOf(n), closed = st.collapsed.has(n) || (st.depth !== null && lvl >= st.depth && !st.expanded.has(n));
-    return '<div class="tl-item" style="padding-left:' + (lvl * 12) + 'px" data-tree="' + esc(n) + '">' + (closed ? "▸ " : "▾ ") + esc(n) + ' <span>' + esc(D.modules[n].type) + '</span></div>';
+    const short = n.slice(n.lastIndexOf(".") + 1);
+    return '<div class="tl-item" style="padding-left:' + (lvl * 12) + 'px" title="' + esc(n) + '" data-tree="' + esc(n) + '">' + (closed ? "▸ " : "▾ ") + esc(short) + ' <span>' + esc(D.modules[n].type) + '</span></div>';
   }).join("");
 }
 tree.addEventListener("click", ev => {

@@ -252,6 +252,10 @@ def layout(view: View) -> Layout:
             indeg[w] -= 1
             if indeg[w] == 0:
                 ready.append(w)
+    # sources other than graph inputs (parameters, constants) sit just above their first consumer
+    for v in reversed(topo):
+        if not preds[v] and succ[v] and view.nodes[v].kind != "input":
+            layer[v] = max(0, min(layer[w] for w in succ[v]) - 1)
     sizes: list[tuple[float, float]] = []
     for box in view.nodes:
         title, sub = box_text(box)

@@ -66,6 +66,12 @@ def _frames(graph: ModelGraph, lay: Layout) -> list[tuple[str, float, float, flo
     return out
 
 
+def _frame_label(name: str) -> str:
+    """``layer2.0.downsample`` -> ``downsample`` (nested frames have little room); numeric parts keep their parent."""
+    short = name.rpartition(".")[2]
+    return name if short.isdigit() or short == name else short
+
+
 def render_svg(graph: ModelGraph, lay: Layout, *, standalone: bool = True) -> str:
     w, h = lay.width, lay.height
     parts = []
@@ -93,7 +99,7 @@ def render_svg(graph: ModelGraph, lay: Layout, *, standalone: bool = True) -> st
         tx, anchor = (x1 - 4, "end") if right else (x0 + 4, "start")
         parts.append(
             f'<text class="fl" data-frame="{escape(name)}" x="{tx:.1f}" y="{y0 + 9:.1f}" text-anchor="{anchor}">'
-            f"{escape(name)}</text>"
+            f"{escape(_frame_label(name))}</text>"
         )
     for pts in lay.routes:
         parts.append(f'<path class="e" d="{_path(pts)}" marker-end="url(#tl-arrow)"/>')

@@ -33,7 +33,8 @@ def notes(graph: ModelGraph) -> list[str]:
                      + ", ".join(f"{m.name} ×{m.calls}" for m in shared[:8]) + (" ..." if len(shared) > 8 else ""))
     opaque = [m.name for m in graph.modules.values() if m.opaque and m.calls]
     if opaque:
-        lines.append(f"opaque (one node; trace(..., expand=[name]) shows the internals): {', '.join(opaque[:8])}")
+        more = f" (+{len(opaque) - 4} more)" if len(opaque) > 4 else ""
+        lines.append(f"opaque (one node; trace(..., expand=[name]) shows the internals): {', '.join(opaque[:4])}{more}")
     for b in graph.branches:
         lines.append(f"data-dependent: {b.describe(graph)}")
     fusions = graph.fusion_points

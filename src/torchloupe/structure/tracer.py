@@ -208,6 +208,10 @@ class _Recorder(TorchFunctionMode):
                 name in expand or type(m).__name__ in expand
             ):
                 self.leafish.add(id(m))
+        self.own_params: dict[int, int] = {}
+        self.total_params: dict[int, int] = {}
+        self._sizes: dict[int, int] = {}
+        self._count_params(model, {})
         self.param_names: dict[int, tuple[str, str]] = {}
         for n, p in model.named_parameters():
             self.param_names.setdefault(id(p), (n, "Parameter"))
@@ -224,6 +228,21 @@ class _Recorder(TorchFunctionMode):
         self.failed: str | None = None
         self.expand_mha = any(isinstance(self.module_by_name[n], nn.MultiheadAttention) for n in expand
                               if n in self.module_by_name) or "MultiheadAttention" in expand
+
+    def _count_params(self, module: nn.Module, memo: dict[int, set[int]]) -> set[int]:
+        """Own and total (unique, shared ones once) parameter counts of every module, bottom-up, once."""
+        if id(module) in memo:
+            return memo[id(module)]
+        own = {id(p): p.numel() for p in module._parameters.values() if p is not None}
+        ids = set(own)
+        self._sizes.update(own)
+        for child in module._modules.values():
+            if child is not None:
+                ids |= self._count_params(child, memo)
+        memo[id(module)] = ids
+        self.own_params[id(module)] = sum(own.values())
+        self.total_params[id(module)] = sum(self._sizes[i] for i in ids)
+        return ids
 
     # ---- bookkeeping ----------------------------------------------------------------------
     def scope(self) -> tuple[str, ...]:
@@ -311,8 +330,8 @@ class _Recorder(TorchFunctionMode):
                     self.stack.append(frame)
                     return None
                 inputs = list(_tensors(args)) + list(_tensors(kwargs))
-                own = sum(p.numel() for p in module.parameters(recurse=False))
-                total = sum(p.numel() for p in module.parameters())
+                own = self.own_params.get(id(module), 0)
+                total = self.total_params.get(id(module), 0)
                 nid = self.add_node(
                     name=name, type=type(module).__name__, kind="module", module=name, scope=self.scope(),
                     call=call, input_shapes=tuple(_shape(t) for t in inputs), params=own, total_params=total,
@@ -442,20 +461,13 @@ def _input_names(model: nn.Module, inputs: tuple, kwargs: dict) -> list[tuple[st
 
 
 def _module_infos(model: nn.Module, rec: _Recorder) -> dict[str, ModuleInfo]:
-    infos = {}
-    for name, m in rec.module_by_name.items():
-        seen: set[int] = set()
-        total = 0
-        for p in m.parameters():
-            if id(p) not in seen:
-                seen.add(id(p))
-                total += p.numel()
-        infos[name] = ModuleInfo(
-            name=name, type=type(m).__name__, params=sum(p.numel() for p in m.parameters(recurse=False)),
-            total_params=total, calls=rec.calls.get(name, 0), leaf=next(m.children(), None) is None,
-            opaque=id(m) in rec.opaque and id(m) in rec.leafish,
+    return {
+        name: ModuleInfo(
+            name=name, type=type(m).__name__, params=rec.own_params[id(m)], total_params=rec.total_params[id(m)],
+            calls=rec.calls.get(name, 0), leaf=not m._modules, opaque=id(m) in rec.opaque and id(m) in rec.leafish,
         )
-    return infos
+        for name, m in rec.module_by_name.items()
+    }
 
 
 _MERGE_OPS = {"cat", "concat", "concatenate", "stack", "hstack", "vstack", "add", "iadd", "add_", "mul", "imul",
