@@ -199,6 +199,27 @@ def test_data_dependent_if_dict_output_two_inputs(gate):
     assert not g2.find(name="b") and g2.data_dependent
 
 
+class Loop(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.step = nn.Linear(3, 3)
+
+    def forward(self, x):
+        for _ in range(int(x.abs().max().item() * 3) + 1):  # how often depends on the input's values
+            x = self.step(x)
+        return x
+
+
+def test_item_decides_loop_count_and_is_reported():
+    model = Loop()
+    g1 = trace(model, torch.full((1, 3), 0.1))
+    g3 = trace(model, torch.full((1, 3), 0.9))
+    assert [n.call for n in g1.find(name="step")] == [0]
+    assert [n.call for n in g3.find(name="step")] == [0, 1, 2]
+    assert g3.branches[0].via == "item" and g3.nodes[g3.branches[0].source].type == "max"
+    assert g3.modules["step"].calls == 3
+
+
 class Seq(nn.Module):
     def __init__(self):
         super().__init__()
@@ -435,3 +456,20 @@ def test_minilm_bert_encoder_offline():
     assert sum(1 for n in g.nodes if n.merge == "skip") == 12  # two residual adds per layer
     assert g.data_dependent  # HF checks the mask's values to decide whether to build one
     assert g.outputs[0].input_shapes == ((1, 8, 384),)
+
+
+def test_torchscript_child_does_not_break_the_trace():
+    class WithScript(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.jit.script(nn.Linear(3, 3))
+            self.b = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.b(self.a(x))
+
+    model = WithScript()
+    g = trace(model, torch.rand(2, 3))
+    # a TorchScript module takes no Python hooks: it is not a node, and its output's producer is unknown
+    assert [n.name for n in g.nodes] == ["x", "b", "output"]
+    assert g.total_params == 3 * 3 + 3 + 3 * 2 + 2

@@ -61,7 +61,8 @@ def _snapshot(model: nn.Module) -> _Snapshot:
             d = module.__dict__.get(attr)
             if d is not None:
                 snap.hook_dicts.append((module, attr, OrderedDict(d)))
-        snap.children.append((module, OrderedDict(module._modules)))
+        if not isinstance(module, torch.jit.ScriptModule):  # TorchScript keeps its own module dict
+            snap.children.append((module, OrderedDict(module._modules)))
         snap.is_full_backward_hook.append((module, module.__dict__.get("_is_full_backward_hook")))
     seen: set[int] = set()
     for tensor in list(model.parameters()) + [b for b in model.buffers()]:

@@ -108,7 +108,10 @@ def _keyed(value: Any, prefix: str) -> Iterator[tuple[str, Tensor]]:
 
 
 def _shape(t: Tensor) -> tuple[int, ...]:
-    return tuple(int(s) for s in t.shape)
+    try:
+        return tuple(int(s) for s in t.shape)
+    except (RuntimeError, TypeError, ValueError):  # nested / symbolic shapes: metadata only, keep tracing
+        return ()
 
 
 def _dtype(t: Tensor) -> str:
@@ -116,7 +119,10 @@ def _dtype(t: Tensor) -> str:
 
 
 def _nbytes(t: Tensor) -> int:
-    return t.numel() * t.element_size()
+    try:
+        return t.numel() * t.element_size()
+    except (RuntimeError, TypeError, ValueError):  # sparse / nested layouts without a plain size
+        return 0
 
 
 def _module_macs(module: nn.Module, args: Sequence[Any], kwargs: dict, out: list[Tensor]) -> int | None:
@@ -543,7 +549,10 @@ def trace(model: nn.Module, *inputs: Any, expand: Sequence[str] = (), **kwargs: 
             if rec.source_known(t) and id(t) in rec.producer:
                 continue  # the same tensor passed twice: the first input node produces it
             rec.set_producer(t, nid)
-    modules = list(rec.module_by_name.values())
+    # TorchScript modules take no Python hooks: they (and what is inside them) stay one opaque call
+    scripted = [m for m in rec.module_by_name.values() if isinstance(m, torch.jit.ScriptModule)]
+    inside = {id(c) for m in scripted for c in m.modules()}
+    modules = [m for m in rec.module_by_name.values() if id(m) not in inside]
     with probe.preserved(model):
         model.eval()
         with probe.hooks(forward={m: rec.post_hook for m in modules},
