@@ -5,34 +5,20 @@ Needs /usr/bin/chromium and chromedriver (``make browser``); when they are missi
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 import torchvision
 
+from tests.helpers import tiny_cnn
+from tests.test_browser import chrome_driver
 from tests.test_structure import Stack
 from torchloupe.structure import trace
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-
-
 @pytest.fixture(scope="module")
 def driver():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromedriver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    assert shutil.which(chromedriver), "chromedriver is missing: run `make browser`"
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--window-size=1400,1000"):
-        opts.add_argument(arg)
-    opts.binary_location = CHROMIUM
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(service=Service(chromedriver), options=opts)
+    d = chrome_driver(1400, 1000)  # fails the test when Chromium or chromedriver is missing
     yield d
     d.quit()
 
@@ -41,6 +27,8 @@ def _open(driver, path):
     from selenium.webdriver.common.by import By
 
     driver.get(path.as_uri())
+    driver.get_log("browser")  # start each page with an empty log
+    driver.refresh()
     root = driver.find_element(By.CSS_SELECTOR, ".tl-root")
     assert root.get_attribute("data-ready") == "1"  # the inline script ran to its end
     return driver.find_element(By.CSS_SELECTOR, ".tl-pane")
@@ -94,4 +82,24 @@ def test_folded_repeats_unfold_on_click(driver, tmp_path):
     assert "×6" in folded.text
     folded.click()
     assert int(pane.get_attribute("data-boxes")) == 10
+    assert _errors(driver) == []
+
+
+def test_report_architecture_section_is_interactive(driver, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from torchloupe.reporting import Subject, build_report
+
+    path = tmp_path / "report.html"
+    subjects = [Subject("cnn", tiny_cnn(), torch.rand(2, 3, 16, 16)),
+                Subject("stack", Stack(n=3), torch.rand(2, 5))]
+    build_report(subjects, path, sections=["architecture"], progress=False)
+    driver.get(path.as_uri())
+    roots = driver.find_elements(By.CSS_SELECTOR, ".tl-root")
+    assert [r.get_attribute("data-ready") for r in roots] == ["1", "1"]  # one graph per subject, both live
+    pane = roots[0].find_element(By.CSS_SELECTOR, ".tl-pane")
+    assert int(pane.get_attribute("data-boxes")) == 11
+    roots[0].find_element(By.CSS_SELECTOR, 'text.fl[data-frame="features"]').click()
+    assert int(pane.get_attribute("data-boxes")) == 11 - 6 + 1
+    assert int(roots[1].find_element(By.CSS_SELECTOR, ".tl-pane").get_attribute("data-boxes")) == 10
     assert _errors(driver) == []

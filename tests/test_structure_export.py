@@ -233,7 +233,7 @@ def test_cli_graph_bad_arguments(tmp_path, capsys):
     from torchloupe.cli import main
 
     assert main(["graph", "--model", "resnet18", "--input-shape", "1,3,8,8", "--out", str(tmp_path)]) == 2
-    assert "must look like torchvision:resnet18" in capsys.readouterr().err
+    assert "unknown model spec 'resnet18'" in capsys.readouterr().err
     assert main(["graph", "--model", "torchvision:resnet18", "--input-shape", "1,x", "--out", str(tmp_path)]) == 2
     assert "comma-separated integers" in capsys.readouterr().err
     assert main(["graph", "--model", "torchvision:resnet18", "--input-shape", "1,1,32,32",
