@@ -1,13 +1,16 @@
 """Structure benchmark: torchloupe's trace against torchview's draw_graph, in one process run.
 
 Interleaved repetitions (bare forward, torchloupe, torchview in turn) on a shared machine;
-medians and their ratios are printed. Also vit_b_16: trace + layout time against a bare forward.
-Run: ``PYTHONPATH=src python bench/structure.py``.
+medians of wall and CPU time and their ratios are printed. The resnet18 comparison runs on one
+thread (tracing overhead is single-threaded Python; one thread keeps the loaded machine's noise
+down); vit_b_16 trace + layout runs on two threads (the "under 5 s on 2 cores" check).
+Run: ``PYTHONPATH=src python bench/structure.py [resnet|vit]``.
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 
 import torch
@@ -69,21 +72,33 @@ def compare(name, fns, reps):
     return wall, cpu
 
 
-def main():
+def main(parts):
     torch.manual_seed(0)
+    if "resnet" in parts:
+        resnet()
+    if "vit" in parts:
+        vit()
+
+
+def resnet():
+    torch.set_num_threads(1)
     r18 = torchvision.models.resnet18(weights=None)
-    for shape, reps in (((2, 3, 64, 64), 15), ((1, 3, 224, 224), 9)):
+    for shape, reps in (((2, 3, 64, 64), 21), ((1, 3, 224, 224), 21)):
         x = torch.rand(*shape)
-        wall, cpu = compare(f"resnet18, input {shape}", {
+        wall, cpu = compare(f"resnet18, input {shape}, 1 thread", {
             "bare forward": bare(r18, x),
             "torchloupe trace": ours(r18, x),
             "torchview draw_graph": torchview(r18, x),
         }, reps=reps)
         print(f"  ratio torchloupe / torchview: wall {wall['torchloupe trace'] / wall['torchview draw_graph']:.2f}, "
               f"cpu {cpu['torchloupe trace'] / cpu['torchview draw_graph']:.2f}")
+
+
+def vit():
+    torch.set_num_threads(2)
     vit = torchvision.models.vit_b_16(weights=None)
     xv = torch.rand(1, 3, 224, 224)
-    wall, cpu = compare("vit_b_16, input (1, 3, 224, 224)", {
+    wall, cpu = compare("vit_b_16, input (1, 3, 224, 224), 2 threads", {
         "bare forward": bare(vit, xv),
         "torchloupe trace+layout": ours(vit, xv, with_layout=True),
         "torchview draw_graph": torchview(vit, xv),
@@ -102,4 +117,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:] or ["resnet", "vit"])

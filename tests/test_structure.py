@@ -310,6 +310,20 @@ class Halves(nn.Module):
         return self.enc(batch["left"]) * self.enc(batch["right"])
 
 
+def test_namedtuple_and_list_outputs_keep_their_keys():
+    from collections import namedtuple
+
+    Pair = namedtuple("Pair", ["mean", "spread"])
+
+    class Two(nn.Module):
+        def forward(self, x):
+            return Pair(x.mean(0), x.std(0)), [x.max(), x.min()]
+
+    g = trace(Two(), torch.rand(4, 3))
+    assert [n.name for n in g.outputs] == ["output[0].mean", "output[0].spread", "output[1][0]", "output[1][1]"]
+    assert [g.nodes[g.predecessors(o.id)[0]].type for o in g.outputs] == ["mean", "std", "max", "min"]
+
+
 def test_dict_input_keeps_keys_and_mul_fusion():
     g = trace(Halves(), {"left": torch.rand(2, 3), "right": torch.rand(2, 3)})
     assert [n.name for n in g.inputs] == ["batch.left", "batch.right"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import xml.etree.ElementTree as ET
 
@@ -11,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-import torchloupe as tl
 from tests.helpers import TinyCNN, tiny_cnn
 from tests.test_structure import Gate, Seq, Stack, TwoBranch
 from torchloupe.errors import UnsupportedModelError

@@ -102,6 +102,9 @@ def _keyed(value: Any, prefix: str) -> Iterator[tuple[str, Tensor]]:
         for k in value.keys():
             key = f"{prefix}.{k}" if prefix and prefix not in ("output", "input") else str(k)
             yield from _keyed(value[k], key)
+    elif isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple: its field names
+        for k, v in zip(value._fields, value):
+            yield from _keyed(v, k if prefix in ("output", "input") else f"{prefix}.{k}")
     elif isinstance(value, (tuple, list)):
         for i, v in enumerate(value):
             yield from _keyed(v, f"{prefix}[{i}]")
@@ -210,7 +213,9 @@ class _Recorder(TorchFunctionMode):
             opaque = isinstance(m, OPAQUE_TYPES)
             if opaque:
                 self.opaque.add(id(m))
-            if (next(m.children(), None) is None or opaque) and not (
+            # a user's model without submodules is traced inside (its ops); torch's own layers are one node
+            user_root = name == "" and not type(m).__module__.startswith("torch.")
+            if (next(m.children(), None) is None or opaque) and not user_root and not (
                 name in expand or type(m).__name__ in expand
             ):
                 self.leafish.add(id(m))
