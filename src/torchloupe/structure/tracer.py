@@ -585,7 +585,8 @@ def _trace_error(model: nn.Module, rec: _Recorder, exc: Exception) -> TraceError
         node = rec.nodes[leafs[-1].node]
         module = node["name"]
         shapes = ", ".join(str(s) for s in node["input_shapes"]) or "no tensors"
-        where = f"module {node['name']!r} ({node['type']}({node['extra']})) on inputs of shape {shapes}"
+        who = f"module {node['name']!r}" if node["name"] else "the model itself"
+        where = f"{who} ({node['type']}({node['extra']})) on inputs of shape {shapes}"
     elif module:
         where = f"module {module!r} ({type(rec.module_by_name[module]).__name__})"
     else:
