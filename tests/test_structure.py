@@ -433,6 +433,7 @@ def test_vit_b_16_once():
     assert t["add"] == 25  # position embedding + 2 residuals x 12 layers
     assert g.total_params == 86_567_656
     assert len(g.nodes) == 146 and len(g.edges) == 169
+    assert all(s < d for s, d in g.edges)  # ids are topological, parameter nodes included
     cat = g.find(type="cat")[0]
     assert {p.name for p in _pred_nodes(g, cat.id)} == {"expand", "permute"}
     assert cat.merge is None  # the class token does not come from the input: not a fusion
@@ -463,6 +464,7 @@ def test_minilm_bert_encoder_offline():
     assert t["scaled_dot_product_attention"] == 6 and t["Embedding"] == 3 and t["LayerNorm"] == 13
     assert t["Linear"] == 6 * 6 + 1
     assert g.total_params == 22_713_216
+    assert all(s < d for s, d in g.edges)
     for sdpa in g.find(type="scaled_dot_product_attention"):
         # query, key, value and the padding mask built from attention_mask
         assert len(g.predecessors(sdpa.id)) == 4
@@ -487,3 +489,12 @@ def test_torchscript_child_does_not_break_the_trace():
     # a TorchScript module takes no Python hooks: it is not a node, and its output's producer is unknown
     assert [n.name for n in g.nodes] == ["x", "b", "output"]
     assert g.total_params == 3 * 3 + 3 + 3 * 2 + 2
+
+
+def test_node_ids_are_topological_with_parameters_read_by_ops():
+    g = trace(Seq(), torch.rand(2, 5, 8), expand=["lstm", "attn"])
+    assert all(s < d for s, d in g.edges)
+    lstm = g.find(type="lstm")[0]
+    assert lstm.module == "lstm" and lstm.output_shapes[0] == (2, 5, 16)
+    assert {g.nodes[p].name for p in g.predecessors(lstm.id)} == {
+        "x", "lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.bias_ih_l0", "lstm.bias_hh_l0"}

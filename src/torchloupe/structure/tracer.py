@@ -284,9 +284,12 @@ class _Recorder(TorchFunctionMode):
     def set_producer(self, t: Tensor, nid: int) -> None:
         self.producer[id(t)] = (weakref.ref(t), nid)
 
-    def connect(self, nid: int, inputs: list[Tensor]) -> None:
-        for t in inputs:
-            src = self.source(t)
+    def sources(self, inputs: list[Tensor]) -> list[tuple[int | None, Tensor]]:
+        """Producers of ``inputs``; call before adding the consumer so node ids stay topological."""
+        return [(self.source(t), t) for t in inputs]
+
+    def connect(self, nid: int, sources: list[tuple[int | None, Tensor]]) -> None:
+        for src, t in sources:
             if src is None or src == nid:
                 continue
             shapes, dtypes = self.edges.setdefault((src, nid), ([], []))
@@ -343,12 +346,13 @@ class _Recorder(TorchFunctionMode):
                 inputs = list(_tensors(args)) + list(_tensors(kwargs))
                 own = self.own_params.get(id(module), 0)
                 total = self.total_params.get(id(module), 0)
+                srcs = self.sources(inputs)
                 nid = self.add_node(
                     name=name, type=type(module).__name__, kind="module", module=name, scope=self.scope(),
                     call=call, input_shapes=tuple(_shape(t) for t in inputs), params=own, total_params=total,
                     opaque=id(module) in self.opaque, extra=module.extra_repr(),
                 )
-                self.connect(nid, inputs)
+                self.connect(nid, srcs)
                 frame = _Frame(name, nid, True)
                 frame.versions = [(t, t._version) for t in inputs]
                 frame.inputs = inputs
@@ -411,9 +415,10 @@ class _Recorder(TorchFunctionMode):
             if not fresh and not mutated:  # returned an input unchanged (contiguous, .to(same dtype))
                 return out
             label = name.removeprefix("attr:")
+            srcs = self.sources(inputs)
             nid = self.add_node(name=label, type=label, kind="op", module=self.current_module(), scope=self.scope(),
                                 input_shapes=tuple(_shape(t) for t in inputs))
-            self.connect(nid, inputs)
+            self.connect(nid, srcs)
             self.finish_outputs(nid, inputs, versions, outputs)
             self.nodes[nid]["macs"] = _op_macs(label, inputs, outputs)
             if name.endswith("_") and not name.endswith("__"):
@@ -568,9 +573,10 @@ def trace(model: nn.Module, *inputs: Any, expand: Sequence[str] = (), **kwargs: 
             except Exception as exc:
                 raise _trace_error(model, rec, exc) from exc
     for key, t in _keyed(output, "output"):
+        srcs = rec.sources([t])
         nid = rec.add_node(name=key, type="output", kind="output", input_shapes=(_shape(t),),
                            output_shapes=(_shape(t),), output_dtypes=(_dtype(t),))
-        rec.connect(nid, [t])
+        rec.connect(nid, srcs)
     return _freeze(model, rec)
 
 
