@@ -270,3 +270,19 @@ def test_report_section_dict_inputs_and_not_applicable():
     assert blocks[0].text.startswith("Halves: 12 parameters")
     res = section.build(Subject("s", tiny_cnn(), "not a tensor"), {"quick": True, "seed": 0})
     assert isinstance(res, NotApplicable) and "str" in res.reason
+
+
+def test_edge_styles(cnn_graph):
+    _, g = cnn_graph
+    two = trace(TwoBranch(), torch.rand(1, 3, 8, 8))
+    curved, straight, ortho = (two.to_svg(edges=s) for s in ("curved", "straight", "orthogonal"))
+    paths = [re.findall(r'class="e" d="([^"]+)"', svg) for svg in (curved, straight, ortho)]
+    assert len(paths[0]) == len(two.edges) == 8
+    assert any(" C" in d for d in paths[0]) and not any(" C" in d for d in paths[1] + paths[2])
+    # orthogonal: every segment is vertical or horizontal
+    for d in paths[2]:
+        pts = [tuple(map(float, p.split(","))) for p in re.findall(r"[-\d.]+,[-\d.]+", d)]
+        assert all(a[0] == b[0] or a[1] == b[1] for a, b in zip(pts, pts[1:])), d
+    assert "<title>(1, 4, 8, 8)</title>" in ortho  # an edge names the shape it carries
+    with pytest.raises(ValueError, match="edges must be one of"):
+        g.to_svg(edges="wavy")

@@ -194,8 +194,10 @@ function layout(v){
 function pathD(pts){
   let d = "M" + pts[0][0].toFixed(1) + "," + pts[0][1].toFixed(1);
   for (let k = 0; k + 1 < pts.length; k++){
-    const [x0, y0] = pts[k], [x1, y1] = pts[k+1], my = (y0 + y1) / 2;
-    d += " C" + x0.toFixed(1) + "," + my.toFixed(1) + " " + x1.toFixed(1) + "," + my.toFixed(1) + " " + x1.toFixed(1) + "," + y1.toFixed(1);
+    const [x0, y0] = pts[k], [x1, y1] = pts[k+1], my = ((y0 + y1) / 2).toFixed(1);
+    if (D.edgeStyle === "straight" || Math.abs(x1 - x0) < 0.5) d += " L" + x1.toFixed(1) + "," + y1.toFixed(1);
+    else if (D.edgeStyle === "orthogonal") d += " L" + x0.toFixed(1) + "," + my + " L" + x1.toFixed(1) + "," + my + " L" + x1.toFixed(1) + "," + y1.toFixed(1);
+    else d += " C" + x0.toFixed(1) + "," + my + " " + x1.toFixed(1) + "," + my + " " + x1.toFixed(1) + "," + y1.toFixed(1);
   }
   return d;
 }
@@ -238,7 +240,10 @@ function render(){
     const right = (name.split(".").length - 1) % 2 === 1;
     p.push('<text class="fl" data-frame="' + esc(name) + '" x="' + (right ? x1 - 4 : x0 + 4) + '" y="' + (y0 + 9) + '" text-anchor="' + (right ? "end" : "start") + '">' + esc(frameLabel(name)) + '</text>');
   }
-  for (const pts of lay.routes) p.push('<path class="e" d="' + pathD(pts) + '" marker-end="url(#tl-arrow)"/>');
+  lay.routes.forEach((pts, i) => {
+    const sh = view.edges[i][2];
+    p.push('<path class="e" d="' + pathD(pts) + '" marker-end="url(#tl-arrow)">' + (sh ? '<title>' + esc(shp(sh)) + '</title>' : '') + '</path>');
+  });
   view.nodes.forEach((b, i) => {
     const [cx, cy] = lay.pos[i], [bw, bh] = lay.size[i], [t, s] = boxText(b), kind = b.kind in FILL ? b.kind : "module";
     let stroke = STROKE[kind], extra = "";

@@ -213,17 +213,21 @@ class ModelGraph:
 
         return to_dot(self, depth=depth)
 
-    def to_svg(self, path=None, depth: int | None = None) -> str:
-        """SVG of the graph from torchloupe's own layered layout; written to ``path`` if given."""
+    def to_svg(self, path=None, depth: int | None = None, edges: str = "orthogonal") -> str:
+        """SVG of the graph from torchloupe's own layered layout; written to ``path`` if given.
+
+        ``depth``: collapse containers nested deeper (default: the deepest level that stays legible);
+        ``edges``: ``"orthogonal"``, ``"straight"`` or ``"curved"``.
+        """
         from .svg import to_svg
 
-        return to_svg(self, path, depth=depth)
+        return to_svg(self, path, depth=depth, edges=edges)
 
-    def to_html(self, path=None, depth: int | None = None) -> str:
+    def to_html(self, path=None, depth: int | None = None, edges: str = "orthogonal") -> str:
         """One self-contained interactive HTML page; written to ``path`` if given."""
         from .html import to_html
 
-        return to_html(self, path, depth=depth)
+        return to_html(self, path, depth=depth, edges=edges)
 
     def _repr_html_(self) -> str:
         from .html import to_html

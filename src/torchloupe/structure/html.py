@@ -43,7 +43,7 @@ CSS = """
 """
 
 
-def graph_data(graph: ModelGraph, depth: int | None) -> dict:
+def graph_data(graph: ModelGraph, depth: int | None, edges: str = "orthogonal") -> dict:
     nodes = []
     for n in graph.nodes:
         nodes.append({
@@ -55,7 +55,7 @@ def graph_data(graph: ModelGraph, depth: int | None) -> dict:
     modules = {m.name: {"type": m.type, "params": m.total_params, "calls": m.calls, "leaf": m.leaf}
                for m in graph.modules.values()}
     return {"nodes": nodes, "edges": [[e.src, e.dst, list(e.shape) if e.shape else None] for e in graph.edges],
-            "modules": modules, "depth": depth, "style": STYLE, "model": graph.model_type}
+            "modules": modules, "depth": depth, "style": STYLE, "model": graph.model_type, "edgeStyle": edges}
 
 
 def _json(data: dict) -> str:
@@ -63,11 +63,11 @@ def _json(data: dict) -> str:
     return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-def fragment(graph: ModelGraph, depth: int | None = None) -> str:
+def fragment(graph: ModelGraph, depth: int | None = None, edges: str = "orthogonal") -> str:
     """The interactive graph as one ``<div>`` (style and script inline) for embedding."""
     if depth is None:
         depth = fit_depth(graph)
-    svg = render_svg(graph, layout(collapse(graph, depth)), standalone=False)
+    svg = render_svg(graph, layout(collapse(graph, depth)), standalone=False, edges=edges)
     items = "".join(f"<li>{escape(line)}</li>" for line in notes(graph))
     head = (f"{escape(graph.model_type)}: {len(graph.nodes)} nodes, {len(graph.edges)} edges, "
             f"{graph.total_params:,} parameters, {graph.total_macs:,} mult-adds")
@@ -81,14 +81,15 @@ def fragment(graph: ModelGraph, depth: int | None = None) -> str:
         f'<div class="tl-details">Click a box for details; click a container frame\'s label (or an entry on the left)'
         f" to collapse it, a collapsed box to expand it. Wheel zooms, drag pans.</div></div>"
         f'{"<ul class=tl-notes>" + items + "</ul>" if items else ""}'
-        f'<script type="application/json" class="tl-data">{_json(graph_data(graph, depth))}</script>'
+        f'<script type="application/json" class="tl-data">{_json(graph_data(graph, depth, edges))}</script>'
         f"<script>{SCRIPT}</script></div>"
     )
 
 
-def to_html(graph: ModelGraph, path=None, depth: int | None = None, *, fragment: bool = False) -> str:
+def to_html(graph: ModelGraph, path=None, depth: int | None = None, *, fragment: bool = False,
+            edges: str = "orthogonal") -> str:
     """A self-contained HTML page (or, with ``fragment=True``, a ``<div>``) of the interactive graph."""
-    body = _fragment(graph, depth)
+    body = _fragment(graph, depth, edges)
     if fragment:
         return body
     page = (

@@ -24,7 +24,8 @@ STYLE = """
 .tl-graph text{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;pointer-events:none}
 .tl-graph .t{font-size:11px;font-weight:600;fill:#1d2433}
 .tl-graph .s{font-size:9px;fill:#4a5468}
-.tl-graph .e{fill:none;stroke:#7a8396;stroke-width:1.1}
+.tl-graph .e{fill:none;stroke:#7a8396;stroke-width:1.1;stroke-linejoin:round}
+.tl-graph .e:hover{stroke:#e8912c;stroke-width:2.5}
 .tl-graph .box{cursor:pointer}
 .tl-graph .box.hit rect{stroke:#0a84ff;stroke-width:3.5}
 .tl-graph rect.frame{fill:#5a78c8;fill-opacity:.05;stroke:#5a78c8;stroke-opacity:.35;stroke-dasharray:4 3;pointer-events:none}
@@ -33,12 +34,25 @@ STYLE = """
 """
 
 
-def _path(pts: list[tuple[float, float]]) -> str:
+EDGE_STYLES = ("orthogonal", "straight", "curved")
+
+
+def _path(pts: list[tuple[float, float]], style: str = "orthogonal") -> str:
+    """SVG path through the route points: right-angled, straight segments, or smooth curves."""
     d = f"M{pts[0][0]:.1f},{pts[0][1]:.1f}"
     for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
         my = (y0 + y1) / 2
-        d += f" C{x0:.1f},{my:.1f} {x1:.1f},{my:.1f} {x1:.1f},{y1:.1f}"
+        if style == "straight" or abs(x1 - x0) < 0.5:
+            d += f" L{x1:.1f},{y1:.1f}"
+        elif style == "orthogonal":
+            d += f" L{x0:.1f},{my:.1f} L{x1:.1f},{my:.1f} L{x1:.1f},{y1:.1f}"
+        else:
+            d += f" C{x0:.1f},{my:.1f} {x1:.1f},{my:.1f} {x1:.1f},{y1:.1f}"
     return d
+
+
+def _shape_text(shape) -> str:
+    return "" if shape is None else str(tuple(shape)).replace(",)", ")")
 
 
 def _frames(graph: ModelGraph, lay: Layout) -> list[tuple[str, float, float, float, float]]:
@@ -72,7 +86,9 @@ def _frame_label(name: str) -> str:
     return name if short.isdigit() or short == name else short
 
 
-def render_svg(graph: ModelGraph, lay: Layout, *, standalone: bool = True) -> str:
+def render_svg(graph: ModelGraph, lay: Layout, *, standalone: bool = True, edges: str = "orthogonal") -> str:
+    if edges not in EDGE_STYLES:
+        raise ValueError(f"edges must be one of {', '.join(EDGE_STYLES)}, got {edges!r}")
     w, h = lay.width, lay.height
     parts = []
     if standalone:
@@ -101,8 +117,9 @@ def render_svg(graph: ModelGraph, lay: Layout, *, standalone: bool = True) -> st
             f'<text class="fl" data-frame="{escape(name)}" x="{tx:.1f}" y="{y0 + 9:.1f}" text-anchor="{anchor}">'
             f"{escape(_frame_label(name))}</text>"
         )
-    for pts in lay.routes:
-        parts.append(f'<path class="e" d="{_path(pts)}" marker-end="url(#tl-arrow)"/>')
+    for pts, (_, _, shape) in zip(lay.routes, lay.view.edges):
+        tip = f"<title>{escape(_shape_text(shape))}</title>" if shape is not None else ""
+        parts.append(f'<path class="e" d="{_path(pts, edges)}" marker-end="url(#tl-arrow)">{tip}</path>')
     for i, box in enumerate(lay.view.nodes):
         (cx, cy), (bw, bh) = lay.pos[i], lay.size[i]
         title, sub = box_text(box)
@@ -130,11 +147,15 @@ def render_svg(graph: ModelGraph, lay: Layout, *, standalone: bool = True) -> st
     return "".join(parts)
 
 
-def to_svg(graph: ModelGraph, path=None, depth: int | None = None, view: View | None = None) -> str:
-    """The graph as SVG text (collapsed to a legible depth unless ``depth`` is given); written to ``path``."""
+def to_svg(graph: ModelGraph, path=None, depth: int | None = None, view: View | None = None,
+           edges: str = "orthogonal") -> str:
+    """The graph as SVG text (collapsed to a legible depth unless ``depth`` is given); written to ``path``.
+
+    ``edges``: ``"orthogonal"`` (right angles), ``"straight"`` or ``"curved"``.
+    """
     if view is None:
         view = collapse(graph, depth if depth is not None else fit_depth(graph))
-    svg = render_svg(graph, layout(view))
+    svg = render_svg(graph, layout(view), edges=edges)
     if path is not None:
         with open(os.fspath(path), "w", encoding="utf-8") as fh:
             fh.write(svg)
