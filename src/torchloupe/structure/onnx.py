@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -19,7 +20,8 @@ def export_onnx(model: nn.Module, *inputs: Any, path: str | os.PathLike, opset: 
     """Write ``model`` traced on ``inputs`` to the ONNX file ``path``; returns the path.
 
     Runs in eval mode; the model comes back as it went in. ``kwargs`` go to the model as keyword
-    inputs. Raises :class:`~torchloupe.errors.UnsupportedModelError` naming the model and the
+    inputs. ``dynamo=False`` uses the TorchScript-based exporter (fast; data-dependent branches are
+    taken as they went for these inputs); ``dynamo=True`` the ``torch.export``-based one. Raises :class:`~torchloupe.errors.UnsupportedModelError` naming the model and the
     exporter's first complaint where the exporter cannot handle it; needs the ``onnx`` extra.
     """
     if not isinstance(model, nn.Module):
@@ -33,7 +35,9 @@ def export_onnx(model: nn.Module, *inputs: Any, path: str | os.PathLike, opset: 
     with probe.preserved(model):
         model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                # the TorchScript exporter still works; its deprecation notice is not the user's concern
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
                 torch.onnx.export(model, tuple(inputs), path, kwargs=kwargs or None, dynamo=dynamo, **extra)
         except Exception as exc:  # the exporter's errors are many and untyped: translate them, keep the cause
             first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
