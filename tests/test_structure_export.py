@@ -222,9 +222,12 @@ def test_cli_graph_onnx_and_file_model(tmp_path, capsys):
                    "def build():\n    return nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))\n")
     out = tmp_path / "o"
     assert main(["graph", "--model", f"{src}:build", "--input-shape", "2,4", "--out", str(out),
-                 "--format", "onnx,txt"]) == 0
+                 "--format", "onnx,txt,svg", "--edges", "straight"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "Sequential: 5 nodes, 4 edges, 23 parameters"
     onnx.checker.check_model(onnx.load(str(out / "model.onnx")))
+    assert " C" not in (out / "graph.svg").read_text()
+    ref = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    assert (out / "graph.txt").read_text() == trace(ref, torch.rand(2, 4)).summary()
 
 
 def test_cli_graph_bad_arguments(tmp_path, capsys):

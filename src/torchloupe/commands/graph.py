@@ -34,7 +34,11 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--format", default="html,svg,txt", help=f"comma-separated, any of: {', '.join(FORMATS)}")
     p.add_argument("--depth", type=int, default=None, help="collapse containers below this depth (default: fit)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--edges", default="orthogonal", choices=("orthogonal", "straight", "curved"),
+                   help="how edges are drawn in html and svg (default: orthogonal)")
+    p.add_argument("--expand", action="append", default=[], metavar="NAME",
+                   help="show the internals of an opaque module (a name or a class such as MultiheadAttention)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated inputs (default: 0)")
     p.set_defaults(func=run)
 
 
@@ -67,15 +71,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         inputs = [torch.rand(s, generator=gen, dtype=getattr(torch, args.input_dtype)) for s in shapes]
     os.makedirs(args.out, exist_ok=True)
-    graph = trace(model, *inputs)
+    graph = trace(model, *inputs, expand=args.expand)
     written = []
     for fmt in formats:
         if fmt == "html":
             path = os.path.join(args.out, "graph.html")
-            graph.to_html(path, depth=args.depth)
+            graph.to_html(path, depth=args.depth, edges=args.edges)
         elif fmt == "svg":
             path = os.path.join(args.out, "graph.svg")
-            graph.to_svg(path, depth=args.depth)
+            graph.to_svg(path, depth=args.depth, edges=args.edges)
         elif fmt == "txt":
             path = os.path.join(args.out, "graph.txt")
             with open(path, "w", encoding="utf-8") as fh:
