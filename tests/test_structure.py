@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 import torch
+import torch.fx
 import torchvision
 from torch import nn
 
@@ -94,6 +95,35 @@ def test_resnet18_shapes_params_macs(resnet):
     assert g.modules["layer1"].total_params == sum(p.numel() for p in resnet[0].layer1.parameters())
     assert g.modules["layer1"].type == "Sequential" and not g.modules["layer1"].leaf
     assert g.find(name="layer1.0.conv1")[0].scope == ("layer1", "layer1.0")
+
+
+def test_resnet18_edges_match_torch_fx(resnet):
+    """Parity with an independent recorder: torch.fx's symbolic trace (fine on resnet18: no data-dependent flow)."""
+    model, g = resnet
+    fx = torch.fx.symbolic_trace(model).graph
+
+    def keyed(items):
+        seen: Counter = Counter()
+        keys = {}
+        for ident, label in items:
+            keys[ident] = (label, seen[label])
+            seen[label] += 1
+        return keys
+
+    def fx_label(n):
+        if n.op == "call_module":
+            return n.target
+        if n.op == "call_function":
+            return getattr(n.target, "__name__", str(n.target)).rstrip("_")
+        return n.op  # placeholder / output
+
+    ours = keyed((n.id, {"input": "placeholder", "output": "output"}.get(n.kind, n.name.rstrip("_")))
+                 for n in g.nodes)
+    theirs = keyed((n, fx_label(n)) for n in fx.nodes)
+    our_edges = {(ours[s], ours[d]) for s, d in g.edges}
+    fx_edges = {(theirs[a], theirs[n]) for n in fx.nodes for a in n.all_input_nodes}
+    assert len(fx_edges) == 78
+    assert our_edges == fx_edges
 
 
 def test_resnet18_summary_and_dot(resnet):
@@ -192,6 +222,8 @@ def test_data_dependent_if_dict_output_two_inputs(gate):
     assert br.module == "" and br.via == "bool" and br.source == ids["gt"]
     assert g.nodes[ids["gt"]].data_dependent
     assert "this path depends on the input" in g.summary()
+    with pytest.raises(torch.fx.proxy.TraceError):  # fx cannot trace this model at all
+        torch.fx.symbolic_trace(gate)
     # the other input takes the other path: honest, not baked in
     with torch.no_grad():
         gate.a.bias.fill_(-5.0)
