@@ -432,6 +432,42 @@ def test_user_hook_raising_is_reported_on_its_module():
         handle.remove()
 
 
+class Fallback(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bad = nn.Linear(5, 2)
+        self.good = nn.Linear(4, 2)
+
+    def forward(self, x):
+        try:
+            return self.bad(x)
+        except RuntimeError:  # the model handles its own error: tracing goes on after it
+            return torch.relu(self.good(x))
+
+
+def test_error_handled_inside_the_model_keeps_recording():
+    g = trace(Fallback(), torch.rand(2, 4))
+    assert [n.name for n in g.nodes] == ["x", "bad", "good", "relu", "output"]
+    bad = g.find(name="bad")[0]
+    assert bad.output_shapes == () and bad.input_shapes == ((2, 4),)  # called, raised, produced nothing
+    assert g.predecessors(g.find(name="relu")[0].id) == [g.find(name="good")[0].id]
+
+
+class FailsLater(Fallback):
+    def forward(self, x):
+        try:
+            self.bad(x)
+        except RuntimeError:
+            pass
+        return self.good(x) @ torch.ones(3, 3)
+
+
+def test_error_after_a_handled_one_names_the_right_place():
+    with pytest.raises(TraceError, match="op 'matmul'") as info:
+        trace(FailsLater(), torch.rand(2, 4))
+    assert "'bad'" not in str(info.value)
+
+
 def test_not_a_module():
     with pytest.raises(TypeError, match="nn.Module"):
         trace(lambda x: x, torch.rand(2))

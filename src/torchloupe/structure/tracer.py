@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -236,7 +237,8 @@ class _Recorder(TorchFunctionMode):
         self.busy = False
         self.calls: dict[str, int] = {}
         self.branches: list[Branch] = []
-        self.failed: str | None = None
+        self.failed: tuple[BaseException, str] | None = None  # (error, the op it left) innermost first
+        self.raised: tuple[BaseException, _Frame] | None = None  # (error, the module it left) innermost first
         self.expand_mha = any(isinstance(self.module_by_name[n], nn.MultiheadAttention) for n in expand
                               if n in self.module_by_name) or "MultiheadAttention" in expand
 
@@ -369,6 +371,10 @@ class _Recorder(TorchFunctionMode):
         try:
             with torch._C.DisableTorchFunction():
                 frame = self.stack.pop()
+                exc = sys.exc_info()[1]
+                if exc is not None and (self.raised is None or self.raised[0] is not exc):
+                    # runs as the error leaves this module (always_call): the innermost module that raised it
+                    self.raised = (exc, frame)
                 if frame.node is None:
                     if frame.leaf:
                         self.leaf_depth -= 1
@@ -436,11 +442,12 @@ class _Recorder(TorchFunctionMode):
             if func is F.multi_head_attention_forward and self.expand_mha:
                 return self._expand(func, args, kwargs)
             return func(*args, **kwargs)
-        except Exception:
-            if self.failed is None:
+        except Exception as exc:
+            if self.failed is None or self.failed[0] is not exc:
                 shapes = ", ".join(str(_shape(t)) for t in inputs)
                 where = self.current_module()
-                self.failed = f"op {name!r}" + (f" in {where!r}" if where else "") + f" on inputs of shape {shapes}"
+                self.failed = (exc, f"op {name!r}" + (f" in {where!r}" if where else "")
+                               + f" on inputs of shape {shapes}")
             raise
 
     def _expand(self, func, args, kwargs):
@@ -566,7 +573,7 @@ def trace(model: nn.Module, *inputs: Any, expand: Sequence[str] = (), **kwargs: 
     with probe.preserved(model):
         model.eval()
         with probe.hooks(forward={m: rec.post_hook for m in modules},
-                         forward_pre={m: rec.pre_hook for m in modules}, with_kwargs=True):
+                         forward_pre={m: rec.pre_hook for m in modules}, with_kwargs=True, always_call=True):
             try:
                 with torch.no_grad(), rec:
                     output = model(*inputs, **kwargs)
@@ -582,11 +589,12 @@ def trace(model: nn.Module, *inputs: Any, expand: Sequence[str] = (), **kwargs: 
 
 def _trace_error(model: nn.Module, rec: _Recorder, exc: Exception) -> TraceError:
     partial = _freeze(model, rec)
-    leafs = [f for f in rec.stack if f.node is not None]
-    module = rec.stack[-1].name if rec.stack else ""
+    innermost = rec.raised[1] if rec.raised and rec.raised[0] is exc else (rec.stack[-1] if rec.stack else None)
+    leafs = [f for f in ([innermost] if innermost else []) if f.node is not None]
+    module = innermost.name if innermost else ""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if rec.failed is not None:
-        where = rec.failed
+    if rec.failed is not None and rec.failed[0] is exc:
+        where = rec.failed[1]
     elif leafs:
         node = rec.nodes[leafs[-1].node]
         module = node["name"]
