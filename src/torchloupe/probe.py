@@ -26,7 +26,16 @@ from torch import Tensor, nn
 
 from .layers import LayerSpec, find_layers
 
-__all__ = ["preserved", "hooks", "capture", "activations", "Recorder", "eval_forward", "detach_tree"]
+__all__ = [
+    "preserved",
+    "hooks",
+    "intercept",
+    "capture",
+    "activations",
+    "Recorder",
+    "eval_forward",
+    "detach_tree",
+]
 
 # Hook dictionaries an nn.Module may carry (names differ across torch versions; absent ones are skipped).
 _HOOK_DICTS = (
@@ -145,6 +154,33 @@ def hooks(
             h.remove()
 
 
+class _Intercept(torch.overrides.TorchFunctionMode):
+    def __init__(self, replacements: Mapping[Callable, Callable]):
+        super().__init__()
+        self.replacements = dict(replacements)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        fn = self.replacements.get(func)
+        if fn is None:
+            return func(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def intercept(replacements: Mapping[Callable, Callable]) -> Iterator[None]:
+    """Replace torch functions (``F.relu``, ``torch.relu``, ``Tensor.relu_``...) while the block runs.
+
+    A :class:`torch.overrides.TorchFunctionMode`: calls to a key of ``replacements``
+    anywhere in the block (also inside ``nn.Module.forward``, e.g. ``nn.ReLU`` calls
+    ``F.relu``) run the mapped function with the same arguments instead. The
+    replacement runs with the mode switched off, so it may call the original.
+    Nothing is attached to any module; the mode ends with the block, also on error.
+    """
+    with _Intercept(replacements):
+        yield
+
+
 def detach_tree(value: Any) -> Any:
     """Detach every tensor in a nested tuple / list / dict output."""
     if isinstance(value, Tensor):
@@ -155,6 +191,18 @@ def detach_tree(value: Any) -> Any:
         return type(value)(detach_tree(v) for v in value)
     if isinstance(value, dict):
         return type(value)((k, detach_tree(v)) for k, v in value.items())
+    return value
+
+
+def _clone_tree(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.clone()
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_clone_tree(v) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_clone_tree(v) for v in value)
+    if isinstance(value, dict):
+        return type(value)((k, _clone_tree(v)) for k, v in value.items())
     return value
 
 
@@ -216,7 +264,8 @@ def capture(
 
     def make_hook(name: str):
         def hook(module, args, output):
-            rec._calls[name].append(detach_tree(output) if detach else output)
+            # Detached outputs are cloned: a later in-place op (ReLU(inplace=True)) would change them.
+            rec._calls[name].append(_clone_tree(detach_tree(output)) if detach else output)
             if inputs:
                 rec.inputs[name] = detach_tree(args) if detach else args
 
