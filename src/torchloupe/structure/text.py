@@ -23,7 +23,7 @@ def _human_bytes(n: int) -> str:
 def notes(graph: ModelGraph) -> list[str]:
     """What the trace noticed, one line each."""
     lines = []
-    inplace = [n.qualname for n in graph.nodes if n.inplace]
+    inplace = [n.qualname + (f" (call {n.call + 1})" if n.call else "") for n in graph.nodes if n.inplace]
     if inplace:
         more = f" (+{len(inplace) - 6} more)" if len(inplace) > 6 else ""
         lines.append(f"in-place: {len(inplace)} node(s) wrote into their input: {', '.join(inplace[:6])}{more}")
