@@ -20,7 +20,7 @@ def _colors(n: int):
 
 def curves_figure(deletion: Mapping[str, CurveResult], insertion: Mapping[str, CurveResult]) -> Figure:
     """Two panels: mean deletion and insertion curves per method, AUC in the legend."""
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    fig = Figure(figsize=(11, 3.8), layout="constrained")
     axes = fig.subplots(1, 2)
     names = list(deletion)
     for ax, results, title, better in (
@@ -37,13 +37,14 @@ def curves_figure(deletion: Mapping[str, CurveResult], insertion: Mapping[str, C
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best", title="method (mean AUC)", title_fontsize=7)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), title="method (mean AUC)",
+                  title_fontsize=7, frameon=False)
     return fig
 
 
 def randomization_figure(results: Mapping[str, RandomizationResult]) -> Figure:
     """Similarity to the trained model's explanation as layers are re-initialised from the top."""
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax = fig.subplots()
     names = list(results)
     labels: tuple[str, ...] = ()
@@ -56,10 +57,10 @@ def randomization_figure(results: Mapping[str, RandomizationResult]) -> Figure:
         ax.set_xticks(range(len(labels) + 1))
         ax.set_xticklabels(["trained"] + [f"+ {lab}" for lab in labels], rotation=35, ha="right", fontsize=7)
         ax.axhline(next(iter(results.values())).threshold, color="0.4", linestyle=":", linewidth=1)
-    ax.set_ylabel("rank correlation with the trained model's map")
-    ax.set_title("Sanity check (cascading randomization, output layer first): a faithful method's map "
-                 "should stop resembling the original", fontsize=10)
-    ax.set_ylim(-0.3, 1.05)
+    ax.set_ylabel("rank correlation\nwith the trained map")
+    ax.set_title("Sanity check: layers re-initialised from the output down (cumulative).\n"
+                 "A method that depends on the weights falls below the dotted line.", fontsize=10)
+    ax.set_ylim(-0.35, 1.05)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncols=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig

@@ -63,7 +63,7 @@ def build(subject: Subject, options: dict):
         return NotApplicable("the inputs are not a batch of images")
     quick = bool(options.get("quick"))
     big = x.shape[-1] * x.shape[-2] > 128 * 128
-    n = min(x.shape[0], int(subject.extras.get("quality_images", 2 if big else 8)))
+    n = min(x.shape[0], int(subject.extras.get("quality_images", 2 if big else 4 if quick else 8)))
     x = x[:n]
     out = eval_forward(subject.model, x)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
@@ -73,8 +73,8 @@ def build(subject: Subject, options: dict):
         layer = subject.extras.get("cam_layer") or default_layer(subject.model, x)[0]
     except TorchLoupeError as exc:
         return NotApplicable(f"no layer with a spatial output: {exc}")
-    steps = 16 if big else 32
-    groups = ev.layer_groups(subject.model, 4 if big else 8)
+    steps = 16 if big or quick else 32
+    groups = ev.layer_groups(subject.model, 4 if big or quick else 8)
     masks = subject.masks[:n] if subject.masks is not None else None
     methods = explainers(subject.model, x, layer, quick or big)
     g = torch.Generator().manual_seed(int(options.get("seed", 0)))
@@ -88,7 +88,7 @@ def build(subject: Subject, options: dict):
                 t0 = time.perf_counter()
                 maps = random_maps if fn is None else fn(subject.model, x, targets)
                 per_image = (time.perf_counter() - t0) / n * 1000
-                dels[name] = ev.deletion_curve(subject.model, x, maps, targets, steps=steps)
+                dels[name] = ev.deletion_curve(subject.model, x, maps, targets, steps=steps, substrate="blur")
                 inss[name] = ev.insertion_curve(subject.model, x, maps, targets, steps=steps)
                 sanity = "—"
                 if fn is not None:
@@ -118,7 +118,7 @@ def build(subject: Subject, options: dict):
                       else f"{v:.1f}" if isinstance(v, float) else v) for c, v in enumerate(r[1:], 1)] for r in rows]
     blocks = [
         Text(GUIDE),
-        Table(columns, fmt, caption=f"{n} images, layer {layer} for the CAMs, {steps} deletion / insertion steps, "
+        Table(columns, fmt, caption=f"{n} images, layer {layer} for the CAMs, {steps} deletion / insertion steps onto a blurred copy, "
               f"sanity check on {len(groups)} layer groups (pass: rank correlation below 0.5 after all are randomized).",
               highlight=highlight),
         Figure(curves_figure(dels, inss), caption="Mean target probability over the images as pixels are deleted / inserted."),
