@@ -16,7 +16,8 @@ after the ``k``-th call of :meth:`WeightTracker.step` (counted from ``start_step
 default). Construction records step ``start_step`` (the weights before training) unless
 ``record_initial=False``; then every step ``k`` with ``k % every == 0`` is recorded, and
 :meth:`WeightTracker.close` (or leaving the ``with`` block) records the last step if it was
-not recorded yet. With ``every=10`` and 25 steps: steps ``0, 10, 20, 25``.
+not recorded yet (with a snapshot of it, so the end state is always kept). With
+``every=10`` and 25 steps: steps ``0, 10, 20, 25``.
 
 **What a record holds**, per tracked tensor ``W`` (every parameter of ``layers``, all
 parameters by default), computed on the tensor's device in float32:
@@ -408,12 +409,21 @@ class WeightTracker:
         return self.step()
 
     def record(self) -> None:
-        """Record the current state now (no-op when the current step is already recorded)."""
+        """Record the current state now, with a snapshot (budget permitting).
+
+        A no-op when the current step is already recorded and snapshotted.
+        """
         if not self._steps or self._steps[-1] != self._step:
             self._record(force_snapshot=True)
+        elif self._snap_params and (not self._snap_steps or self._snap_steps[-1] != self._step):
+            with torch.no_grad():
+                self._maybe_snapshot([p.detach() for p in self._snap_params], force=True)
 
     def close(self) -> None:
-        """Record the last step if it was not, and close the sinks. Called on leaving ``with``."""
+        """Record (and snapshot) the last step if it was not, and close the sinks.
+
+        Called on leaving the ``with`` block.
+        """
         if self._model_available():
             self.record()
         if not self._closed:
@@ -533,6 +543,23 @@ class WeightTracker:
             snapshot_steps=torch.tensor(self._snap_steps, dtype=torch.int64),
             snapshots=snaps,
             thinned=tuple(sorted(self._thinned)),
+            every=self.every,
+            budget=self.budget,
+            input_shape=self.input_shape,
+            shapes=dict(self._shapes),
+        )
+
+    def record_history(self, record: Record) -> WeightHistory:
+        """A one-step :class:`WeightHistory` of ``record`` (what sinks draw from)."""
+        snaps = record.snapshot or {}
+        return WeightHistory(
+            steps=torch.tensor([record.step]),
+            names=record.names,
+            stats=record.stats[None],
+            hist=record.hist[None],
+            hist_range=record.hist_range[None],
+            snapshot_steps=torch.tensor([record.step] if snaps else [], dtype=torch.int64),
+            snapshots={k: v[None] for k, v in snaps.items()},
             every=self.every,
             budget=self.budget,
             input_shape=self.input_shape,
