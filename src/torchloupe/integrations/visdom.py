@@ -16,6 +16,7 @@ goes on.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 
@@ -53,14 +54,23 @@ class VisdomSink:
         self._hist_steps: list[int] = []
         self._hist_name: str | None = None
         self._started: set[str] = set()
+        # The client logs (through a deprecated logger.warn) that it runs without its incoming
+        # socket, which is what we ask for: keep that note out of the user's training log.
+        vlog = logging.getLogger("visdom")
+        level = vlog.level
         try:
-            self.viz = visdom.Visdom(
-                server=server, port=port, env=env, use_incoming_socket=False, raise_exceptions=True
-            )
-            ok = self.viz.check_connection()
+            vlog.setLevel(logging.ERROR)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.viz = visdom.Visdom(
+                    server=server, port=port, env=env, use_incoming_socket=False, raise_exceptions=True
+                )
+                ok = self.viz.check_connection()
         except Exception as exc:  # requests / socket errors of an unreachable or broken server
             self._disable(f"{type(exc).__name__}: {exc}")
             return
+        finally:
+            vlog.setLevel(level)
         if not ok:
             self._disable("no answer")
 
