@@ -66,7 +66,7 @@ class VisdomSink:
                     server=server, port=port, env=env, use_incoming_socket=False, raise_exceptions=True
                 )
                 ok = self.viz.check_connection()
-        except Exception as exc:  # requests / socket errors of an unreachable or broken server
+        except (ConnectionError, OSError) as exc:  # unreachable server (requests errors are OSErrors)
             self._disable(f"{type(exc).__name__}: {exc}")
             return
         finally:
