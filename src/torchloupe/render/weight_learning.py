@@ -73,6 +73,8 @@ def template_tensor(history, index: int = -1, kind: str = "auto") -> tuple[Tenso
     if kind == "effective":
         return None
     w = history[head][index]
+    if history.kernel_name() is not None:  # a conv net's head reads pooled features, not the input
+        return None
     shape = _input_shape(history, w.shape[1])
     return (w.reshape(w.shape[0], *shape), "head") if shape else None
 
@@ -251,7 +253,9 @@ def plot_norms(history, names: Sequence[str] | None = None):
         ax_r.plot(steps[1:], r[1:], color=color, label=name, lw=1.5, marker="." if len(steps) < 30 else None)
     ax_n.set_yscale("log")
     ax_n.set_title("weight norm ‖W‖")
-    ax_r.set_yscale("log")
+    ratios = history.stats[1:, :, 5]
+    if bool(((ratios > 0) & ratios.isfinite()).any()):
+        ax_r.set_yscale("log")
     ax_r.axhline(1e-3, color="0.5", ls="--", lw=1)
     ax_r.text(steps[-1] if len(steps) else 0, 1e-3, "1e-3 ", color="0.4", ha="right", va="bottom", fontsize=8)
     ax_r.set_title(f"update ratio ‖ΔW‖/‖W‖ per {history.every} steps")

@@ -385,6 +385,7 @@ class WeightTracker:
         self._stride = 1  # snapshot every _stride-th record
         self._n_records = 0
         self._prev: list[Tensor] | None = None
+        self._prev_norm: Tensor | None = None
         self._closed = False
 
     # -- the loop -------------------------------------------------------------------------
@@ -463,41 +464,46 @@ class WeightTracker:
                 s.on_record(self, rec)
 
     def _measure(self, cur: list[Tensor], grads: bool) -> tuple[Tensor, Tensor, Tensor]:
+        # Few ops per tensor (fixed costs dominate on small models): reductions stay on the
+        # tensor's device and cross to the CPU in one stack per device; ratios and histogram
+        # ranges are finished there.
         nan = float("nan")
-        rows_by_dev: dict[torch.device, list[tuple[int, Tensor, Tensor]]] = {}
         first = self._prev is None
         if first:
             self._prev = [torch.empty_like(t) for t in cur]
+        by_dev: dict[torch.device, tuple[list[int], list[Tensor], list[Tensor]]] = {}
         for i, (t, prev) in enumerate(zip(cur, self._prev)):
             f = t if t.dtype == torch.float32 else t.float()
-            norm = torch.linalg.vector_norm(f)
             mean = f.mean()
-            # ‖W - mean‖ / sqrt(n): the population std, stable, and on CPU several times faster than std_mean
-            std = torch.linalg.vector_norm(f - mean) / math.sqrt(f.numel())
             lo, hi = torch.aminmax(f)
             if first:
-                ratio = torch.full((), nan, device=f.device)
+                dnorm = f.new_full((), nan)
             else:
-                pf = prev if prev.dtype == torch.float32 else prev.float()
-                ratio = torch.linalg.vector_norm(f - pf) / torch.linalg.vector_norm(pf)
+                dnorm = torch.linalg.vector_norm(f - (prev if prev.dtype == torch.float32 else prev.float()))
             g = self._params[i].grad if grads else None
-            gnorm = torch.linalg.vector_norm(g.detach().float()) if g is not None else torch.full((), nan, device=f.device)
-            row = torch.stack([norm, mean, std, lo, hi, ratio, gnorm.to(f.device)])
-            h = torch.histc(f, bins=self.bins)
-            same = lo == hi
-            r = torch.stack([torch.where(same, lo - 1, lo), torch.where(same, hi + 1, hi)])
-            rows_by_dev.setdefault(f.device, []).append((i, row, torch.cat([h, r])))
+            gnorm = torch.linalg.vector_norm(g.detach().float()).to(f.device) if g is not None else f.new_full((), nan)
+            # ‖W - mean‖ / sqrt(n) is the population std: stable, and faster than std_mean on CPU
+            scalars = [torch.linalg.vector_norm(f), mean, torch.linalg.vector_norm(f - mean), lo, hi, dnorm, gnorm]
+            ids, vals, hists = by_dev.setdefault(f.device, ([], [], []))
+            ids.append(i)
+            vals.extend(scalars)
+            hists.append(torch.histc(f, bins=self.bins))
             prev.copy_(t)
         n = len(cur)
         stats = torch.empty(n, len(STATS))
         hist = torch.empty(n, self.bins)
-        rng = torch.empty(n, 2)
-        for dev, rows in rows_by_dev.items():
-            idx = torch.tensor([i for i, _, _ in rows])
-            stats[idx] = torch.stack([r for _, r, _ in rows]).cpu()
-            both = torch.stack([hr for _, _, hr in rows]).cpu()
-            hist[idx] = both[:, : self.bins]
-            rng[idx] = both[:, self.bins :]
+        for ids, vals, hists in by_dev.values():
+            idx = torch.tensor(ids)
+            stats[idx] = torch.stack(vals).reshape(len(ids), len(STATS)).cpu().float()
+            hist[idx] = torch.stack(hists).cpu()
+        numel = torch.tensor([float(t.numel()) for t in cur])
+        stats[:, 2] /= numel.sqrt()
+        prev_norm = self._prev_norm if self._prev_norm is not None else torch.full((n,), nan)
+        stats[:, 5] /= prev_norm  # ‖W - W_prev‖ / ‖W_prev‖
+        self._prev_norm = stats[:, 0].clone()
+        lo, hi = stats[:, 3], stats[:, 4]
+        same = lo == hi  # histc spans [v - 1, v + 1] when all values equal v
+        rng = torch.stack([torch.where(same, lo - 1, lo), torch.where(same, hi + 1, hi)], dim=1)
         return stats, hist, rng
 
     def _maybe_snapshot(self, cur: list[Tensor], force: bool) -> dict[str, Tensor] | None:
