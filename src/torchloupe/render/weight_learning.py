@@ -245,9 +245,11 @@ def plot_norms(history, names: Sequence[str] | None = None):
     fig = _figure(11, 3.8)
     ax_n, ax_r = fig.subplots(1, 2)
     steps = history.steps.numpy()
-    cmap = __import__("matplotlib").colormaps["viridis"]
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"] if len(names) <= 10 else colormaps["viridis"]
     for k, name in enumerate(names):
-        color = cmap(k / max(1, len(names) - 1))
+        color = cmap(k) if len(names) <= 10 else cmap(k / max(1, len(names) - 1))
         ax_n.plot(steps, history.stat(name, "norm").numpy(), color=color, label=name, lw=1.5)
         r = history.stat(name, "update_ratio").numpy()
         ax_r.plot(steps[1:], r[1:], color=color, label=name, lw=1.5, marker="." if len(steps) < 30 else None)
