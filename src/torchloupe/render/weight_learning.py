@@ -199,13 +199,24 @@ def frame_images(history, what: str = "auto", max_tiles: int = 32, min_tile: int
     return frames, what
 
 
-def animate(history, path: str | os.PathLike, what: str = "auto", fps: float = 4.0, **kwargs: Any) -> str:
-    """Write a GIF, one frame per snapshot, labelled with its step. Returns the path."""
+def animate(history, path: str | os.PathLike, what: str = "auto", fps: float = 4.0,
+            max_frames: int | None = None, **kwargs: Any) -> str:
+    """Write a GIF, one frame per snapshot (or ``max_frames`` evenly picked ones, first and last
+    included), labelled with its step. Returns the path."""
     from ..errors import require
 
     require("PIL", "render", "pillow")
     from PIL import Image, ImageDraw
 
+    if max_frames is not None and len(history.snapshot_steps) > max_frames:
+        import dataclasses
+
+        keep = pick_steps(history, max(2, max_frames))
+        history = dataclasses.replace(
+            history,
+            snapshot_steps=history.snapshot_steps[keep],
+            snapshots={k: v[keep] for k, v in history.snapshots.items()},
+        )
     frames, what = frame_images(history, what, **kwargs)
     images = []
     for step, f in zip(history.snapshot_steps.tolist(), frames):

@@ -60,10 +60,12 @@ def build(subject, options):
         if len(h.snapshot_steps) >= 2:
             try:
                 with tempfile.TemporaryDirectory() as d:
-                    path = wl.animate(h, os.path.join(d, "weights.gif"), fps=6)
+                    frames = 12 if options.get("quick") else 30
+                    path = wl.animate(h, os.path.join(d, "weights.gif"), fps=4, max_frames=frames)
                     with open(path, "rb") as f:
                         gif = f.read()
-                blocks.append(Image(gif, "image/gif", "One frame per snapshot.", alt="weight learning animation"))
+                blocks.append(Image(gif, "image/gif", f"Templates or filters over training (up to {frames} snapshots).",
+                                    alt="weight learning animation"))
             except ValueError as exc:  # nothing input-shaped to animate
                 blocks.append(Text(f"No animation: {exc}"))
     last = [
