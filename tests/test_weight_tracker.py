@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-import torchloupe as tl
 from torchloupe.errors import CheckpointError, LayerNotFoundError
 from torchloupe.weights.tracker import STATS, TrackerError, WeightHistory, WeightTracker
 
