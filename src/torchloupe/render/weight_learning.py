@@ -327,9 +327,9 @@ def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence
             raise ValueError("no classifier head among the snapshots")
         fig = _figure(3.6 * len(idx), 3.2)
         axes = np.atleast_1d(fig.subplots(1, len(idx)))
+        v = float(history[head][idx].abs().max()) or 1.0  # one scale for all steps: the colorbar holds for each
         for ax, i in zip(axes, idx):
             w = history[head][i].double().numpy()
-            v = float(np.abs(w).max()) or 1.0
             im = ax.imshow(w, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto", interpolation="nearest")
             ax.set_title(f"{head} at step {snap_steps[i]}", fontsize=9)
             ax.set_xlabel("input feature")
