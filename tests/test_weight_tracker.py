@@ -294,6 +294,8 @@ def test_from_checkpoints_gives_the_same_history(run, tmp_path):
     assert torch.equal(g.hist, h.hist) and torch.equal(g.hist_range, h.hist_range)
     assert all(torch.equal(g[n], h[n]) for n in h.snapshots) and list(g.snapshots) == list(h.snapshots)
     # without the model: every float tensor tracked, defaults chosen from names and shapes
+    with pytest.raises(TrackerError, match="needs a live model"):
+        from_files.step()
     raw = WeightTracker.from_checkpoints(paths).history
     assert raw.names == h.names and list(raw.snapshots) == list(h.snapshots)
     assert raw.steps.tolist() == list(range(len(paths)))

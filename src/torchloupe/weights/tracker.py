@@ -399,6 +399,7 @@ class WeightTracker:
 
         Returns whether this step was recorded.
         """
+        self._need_model("step")
         self._step += 1
         if self._step % self.every == 0:
             self._record()
@@ -414,6 +415,7 @@ class WeightTracker:
 
         A no-op when the current step is already recorded and snapshotted.
         """
+        self._need_model("record")
         if not self._steps or self._steps[-1] != self._step:
             self._record(force_snapshot=True)
         elif self._snap_params and (not self._snap_steps or self._snap_steps[-1] != self._step):
@@ -442,6 +444,13 @@ class WeightTracker:
 
     def _model_available(self) -> bool:
         return getattr(self, "model", None) is not None
+
+    def _need_model(self, what: str) -> None:
+        if not self._model_available():
+            raise TrackerError(
+                f"{what}() needs a live model; this tracker was built from checkpoint files "
+                f"(read its .history, or build WeightTracker(model) to track training)"
+            )
 
     # -- recording ------------------------------------------------------------------------
     @torch.no_grad()
