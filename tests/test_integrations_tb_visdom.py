@@ -196,3 +196,13 @@ def test_visdom_unreachable_warns_once_and_training_goes_on():
     assert len(ours) == 1 and "not reachable" in str(ours[0].message) and "training goes on" in str(ours[0].message)
     assert not sink.enabled
     assert tracker.history.steps.tolist() == [0, 4, 8, 12]
+
+
+def test_public_names_resolve():
+    import torchloupe as tl
+    from torchloupe.integrations import _tb_weights
+
+    assert tl.integrations.tensorboard.log_weights is not None
+    assert tl.integrations.visdom.VisdomSink.__name__ == "VisdomSink"
+    assert tl.weights.WeightTracker is WeightTracker
+    assert _tb_weights.TensorBoardSink.__name__ == "TensorBoardSink"
