@@ -76,6 +76,7 @@ class Flow:
     owners: dict[str, int]  # module name -> node producing its (last) output tensor
     outer: dict[int, str]  # node -> outermost non-root module that returned that node's tensor
     outputs: list[int]
+    values: dict[int, Tensor] = field(default_factory=dict)  # node -> its (first) output tensor
 
     @property
     def edges(self) -> list[tuple[int, int]]:
@@ -90,12 +91,14 @@ class _Recorder(TorchFunctionMode):
         self.keep: list[Tensor] = []  # keeps recorded tensors alive so ids stay unique
         self.leaf_depth = 0
         self.scope: list[str] = []
+        self.values: dict[int, Tensor] = {}
 
     def add(self, node_kw: dict, inputs: list[Tensor], outputs: list[Tensor]) -> Node:
         node = Node(id=len(self.nodes), args=[self.producer.get(id(t)) for t in inputs],
                     shapes=[tuple(t.shape) for t in inputs], **node_kw)
         if outputs:
             node.out_shape = tuple(outputs[0].shape)
+            self.values[node.id] = outputs[0]
         self.nodes.append(node)
         for t in outputs:
             self.producer[id(t)] = node.id
@@ -165,7 +168,7 @@ def record(model: nn.Module, inputs: tuple, kwargs: dict | None = None) -> Flow:
     for t in _tensors(out):
         node = rec.add(dict(name="output", type="output"), [t], [])
         outputs.append(node.id)
-    return Flow(nodes=rec.nodes, owners=owners, outer=outer, outputs=outputs)
+    return Flow(nodes=rec.nodes, owners=owners, outer=outer, outputs=outputs, values=rec.values)
 
 
 def ancestors(flow: Flow) -> list[int]:
