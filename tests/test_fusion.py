@@ -298,3 +298,13 @@ def test_share_tracker_records_every_n_steps(x):
     assert torch.allclose(tracker.history.mean_shares()["A"], torch.full((3,), 0.5), atol=1e-5)
     with pytest.raises(InputError):
         tl.fusion.ShareTracker(m, x, BRANCHES, every=0)
+
+
+@pytest.mark.parametrize("method", ["exact", "shapley", "integrated_gradients", "gradient_x_activation"])
+def test_a_batch_equals_its_samples_one_by_one(method, x):
+    m = TwoBranch(method != "exact")
+    whole = tl.fusion.contributions(m, x, BRANCHES, target=2, method=method)
+    for i in range(x.shape[0]):
+        one = tl.fusion.contributions(m, x[i:i + 1], BRANCHES, target=2, method=method)
+        for b in BRANCHES:
+            assert torch.allclose(one.values[b], whole.values[b][i:i + 1], atol=1e-5)
