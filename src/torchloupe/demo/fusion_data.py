@@ -178,7 +178,8 @@ def train_fusion_model(kind: str, seed: int = 0, steps: int = 400, every: int = 
     if cache and path.exists():
         blob = torch.load(path, weights_only=True)
         model.load_state_dict(blob["state"])
-        hist = ShareHistory(steps=list(blob["steps"]), records=[dict(r) for r in blob["records"]], method=blob["method"])
+        hist = ShareHistory(steps=list(blob["steps"]), records=[dict(r) for r in blob["records"]], method=blob["method"],
+                            targets=two_view_data(64, seed=seed + 1000)[2])
         return model.eval(), hist
     sv, cv, y, _ = two_view_data(1600, seed=seed + 1)
     pv_s, pv_c, py, _ = two_view_data(64, seed=seed + 1000)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ..errors import InputError, UnsupportedModelError
 from ._flow import record
 
-__all__ = ["hsic1", "linear_cka", "CKAResult", "similarity"]
+__all__ = ["hsic1", "linear_cka", "CKAResult", "similarity", "fused_features"]
 
 
 def hsic1(X: Tensor, Y: Tensor) -> Tensor:
@@ -70,12 +70,8 @@ class CKAResult:
     point: str
 
 
-def similarity(model: nn.Module, x: Any, branches: Mapping[str, str] | None = None,
-               batch_size: int | None = None) -> CKAResult:
-    """Linear CKA between each branch's output and the fused tensor (the fusion point they feed).
-
-    ``x`` is a batch (tensor or tuple of inputs) of at least 4 samples.
-    """
+def _fusion_of(model: nn.Module, x: Any, branches: Mapping[str, str] | None):
+    """Record one forward; the branches' specs, the flow, their root nodes and the first fusion point fed by all."""
     from .contrib import _as_tuple, resolve_branches
     from .linearity import branch_roots
     from .points import _points
@@ -97,6 +93,22 @@ def similarity(model: nn.Module, x: Any, branches: Mapping[str, str] | None = No
             break
     if chosen is None:
         raise UnsupportedModelError("found no fusion point fed by all the branches")
+    return specs, flow, roots, chosen
+
+
+def fused_features(model: nn.Module, x: Any, branches: Mapping[str, str] | None = None):
+    """``(FusionPoint, fused tensor)``: the first fusion point fed by all the branches and its output on ``x``."""
+    _, flow, _, chosen = _fusion_of(model, x, branches)
+    return chosen, flow.values[chosen.node].detach()
+
+
+def similarity(model: nn.Module, x: Any, branches: Mapping[str, str] | None = None,
+               batch_size: int | None = None) -> CKAResult:
+    """Linear CKA between each branch's output and the fused tensor (the fusion point they feed).
+
+    ``x`` is a batch (tensor or tuple of inputs) of at least 4 samples.
+    """
+    specs, flow, roots, chosen = _fusion_of(model, x, branches)
     feats = [flow.values[roots[b]] for b in specs] + [flow.values[chosen.node]]
     names = list(specs) + ["fused"]
     k = len(feats)

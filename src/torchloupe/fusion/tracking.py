@@ -32,6 +32,7 @@ class ShareHistory:
     steps: list[int] = field(default_factory=list)
     records: list[dict[str, Tensor]] = field(default_factory=list)  # branch -> (B,) shares per record
     method: str = ""
+    targets: Tensor | None = None  # the probe batch's targets when they were given as a tensor
 
     @property
     def shares(self) -> dict[str, Tensor]:
@@ -56,7 +57,7 @@ class ShareTracker:
             raise InputError(f"every must be a positive int, got {every!r}")
         self.model, self.x, self.branches = model, x, branches
         self.every, self.method, self.target, self.baseline = every, method, target, baseline
-        self.history = ShareHistory()
+        self.history = ShareHistory(targets=target.detach().cpu() if isinstance(target, Tensor) else None)
         self._count = 0
 
     def step(self) -> bool:
