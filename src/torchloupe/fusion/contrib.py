@@ -208,14 +208,16 @@ class _Engine:
             out.append(y.reshape(r, self.B, -1))
         return torch.cat(out, 0)
 
-    def gradients(self, alphas: Tensor, target: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        """Weighted-free gradients of the target score at ``z' + a (z - z')`` for each ``a`` in ``alphas``.
+    def gradients(self, alphas: Tensor, target: Any) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """Gradients of the target score at ``z' + a (z - z')`` for each ``a`` in ``alphas``.
 
-        Returns ``{branch: (S, B, ...)}`` gradients and the scores ``(S, B)``.
+        Returns ``{branch: (S, B, ...)}`` gradients, the outputs ``(S, B, C)`` and the targets ``(B,)``.
+        With no clean pass yet, ``alphas`` must be ``[1]``: this forward is the clean one (``z`` recorded
+        here) and ``target`` may be anything :func:`_targets` takes.
         """
         names = list(self.specs)
         grads = {b: [] for b in names}
-        scores = []
+        outputs = []
         chunk = max(1, self.batch_size // self.B)
         for start in range(0, alphas.shape[0], chunk):
             a = alphas[start:start + chunk]
@@ -223,7 +225,11 @@ class _Engine:
             leaves: dict[str, Tensor] = {}
 
             def fn(b, z, _a=a, _r=r):
-                z0, base = self.clean[b], self.base[b]
+                if b not in self.clean:
+                    if _r != 1 or float(_a[0]) != 1.0:
+                        raise RuntimeError("gradients away from z need a clean pass first")
+                    self.clean[b] = z.detach()
+                z0, base = self.clean[b], self._base_for(b, self.clean[b])
                 al = _a.to(z0.dtype).to(z0.device).reshape(_r, 1, *([1] * z0.dim()))
                 point = (base.unsqueeze(0) + al * (z0 - base).unsqueeze(0)).reshape(_r * self.B, *z0.shape[1:])
                 leaf = point.detach().requires_grad_(True)
@@ -232,17 +238,19 @@ class _Engine:
 
             with _replace_hooks(self.model, self.specs, fn), torch.enable_grad():
                 y = _output_scores(self.model(*self.rep(r)))
+                if not isinstance(target, Tensor) or target.dtype != torch.long or target.shape != (self.B,):
+                    target = _targets(target, y[:self.B].detach())
                 s = y.gather(1, target.repeat(r).unsqueeze(1)).squeeze(1)
                 missing = [b for b in names if b not in leaves]
                 if missing:
                     raise UnsupportedModelError(f"branch(es) {missing} did not run during the forward pass")
                 g = torch.autograd.grad(s.sum(), [leaves[b] for b in names], allow_unused=True)
             self.forwards += r
-            scores.append(s.detach().reshape(r, self.B))
+            outputs.append(y.detach().reshape(r, self.B, -1))
             for b, gb in zip(names, g):
                 gb = torch.zeros_like(leaves[b]) if gb is None else gb
                 grads[b].append(gb.reshape(r, self.B, *gb.shape[1:]))
-        return {b: torch.cat(v, 0) for b, v in grads.items()}, torch.cat(scores, 0)
+        return {b: torch.cat(v, 0) for b, v in grads.items()}, torch.cat(outputs, 0), target
 
 
 def _gauss_legendre(n: int) -> tuple[Tensor, Tensor]:
@@ -358,8 +366,12 @@ def contributions(
                 f, f0 = v[0], v[K + 1]
             steps = None
         else:
-            full = eng.masked(torch.ones(1, K, dtype=torch.bool))[0]
-            t = _targets(target, full)
+            if method == "integrated_gradients":
+                full = eng.masked(torch.ones(1, K, dtype=torch.bool))[0]
+                t = _targets(target, full)
+            else:  # one forward: the clean pass is the gradient pass
+                grads, outs, t = eng.gradients(torch.ones(1, dtype=torch.float64), target)
+                full = outs[0]
             for b in names:
                 eng._base_for(b, eng.clean[b])
             f = full.gather(1, t.unsqueeze(1)).squeeze(1).double()
@@ -371,7 +383,7 @@ def contributions(
                 n = 8
                 while True:
                     alphas, weights = _gauss_legendre(n)
-                    grads, _ = eng.gradients(alphas, t)
+                    grads, _, _ = eng.gradients(alphas, t)
                     phi = torch.stack([
                         sum(weights[s] * _dot(grads[b][s], diffs[b]) for s in range(n)) for b in names
                     ])
@@ -382,7 +394,6 @@ def contributions(
                     n *= 2
                 steps = n
             else:
-                grads, _ = eng.gradients(torch.ones(1, dtype=torch.float64), t)
                 phi = torch.stack([_dot(grads[b][0], diffs[b]) for b in names])
                 steps = None
     completeness = None if f0 is None else (phi.sum(0) - (f - f0)).abs()

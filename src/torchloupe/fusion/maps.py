@@ -34,11 +34,10 @@ class BranchMaps:
 def branch_maps(model: nn.Module, x: Any, branches: Mapping[str, str] | None = None, target: Any = None,
                 size: tuple[int, int] | None = None, batch_size: int = 256) -> BranchMaps:
     """Grad-CAM of each branch from its own channels; ``size`` defaults to the first 4-D input's ``(H, W)``."""
-    from .contrib import _Engine, _as_tuple, _targets, resolve_branches
+    from .contrib import _Engine, _as_tuple, resolve_branches
 
     xs = _as_tuple(x)
     specs = resolve_branches(model, xs, branches)
-    K = len(specs)
     if size is None:
         four = [t for t in xs if t.dim() == 4]
         if not four:
@@ -47,15 +46,12 @@ def branch_maps(model: nn.Module, x: Any, branches: Mapping[str, str] | None = N
     with preserved(model):
         model.eval()
         eng = _Engine(model, xs, specs, "zero", batch_size)
-        full = eng.masked(torch.ones(1, K, dtype=torch.bool))[0]
-        t = _targets(target, full)
+        grads, _, t = eng.gradients(torch.ones(1, dtype=torch.float64), target)
         for b in specs:
             z = eng.clean[b]
             if z.dim() != 4:
                 raise UnsupportedModelError(
                     f"branch {b!r} outputs shape {tuple(z.shape)}; spatial maps need (B, C, h, w)")
-            eng._base_for(b, z)
-        grads, _ = eng.gradients(torch.ones(1, dtype=torch.float64), t)
     raw = {}
     for b in specs:
         A, G = eng.clean[b], grads[b][0]
