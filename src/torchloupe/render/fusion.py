@@ -84,7 +84,7 @@ def shares_figure(results: Mapping[str, object], labels: Tensor, class_names: Se
     axes[0].set_yticks(range(len(classes)))
     axes[0].set_yticklabels([class_names[c] for c in classes], fontsize=8)
     axes[0].invert_yaxis()
-    axes[-1].legend(fontsize=7, loc="lower right", framealpha=0.8)
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -111,7 +111,7 @@ def sample_shares_figure(results: Mapping[str, object], n: int = 16, names: Sequ
     axes[0].set_yticks(range(B))
     axes[0].set_yticklabels(list(names[:B]) if names is not None else [f"#{i}" for i in range(B)], fontsize=7)
     axes[0].invert_yaxis()
-    axes[-1].legend(fontsize=7, loc="lower right")
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
