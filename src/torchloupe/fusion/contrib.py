@@ -266,7 +266,7 @@ def _dot(g: Tensor, d: Tensor) -> Tensor:
 
 def _shapley(v: Tensor, K: int) -> Tensor:
     """``v``: ``(2^K, B)`` coalition values indexed by bitmask -> ``(K, B)`` Shapley values."""
-    phi = torch.zeros(K, v.shape[1], dtype=torch.float64)
+    phi = torch.zeros(K, v.shape[1], dtype=torch.float64, device=v.device)
     for b in range(K):
         for mask in range(2 ** K):
             if mask >> b & 1:
