@@ -8,9 +8,15 @@ mode, dropout in eval mode; a product is allowed when only one factor depends on
 
 from __future__ import annotations
 
+import weakref
+
 from torch import nn
 
 from ._flow import ancestors, record
+
+# model -> {(module ids, branch specs, input shapes/dtypes): verdict}; the verdict depends on the
+# graph, not on weight values, so repeated calls (a training-loop tracker, a benchmark) skip the recording.
+_VERDICTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 AFFINE_MODULES = (
     nn.Linear, nn.Identity, nn.Conv1d, nn.Conv2d, nn.Conv3d,
@@ -46,7 +52,19 @@ def branch_roots(flow, specs: dict[str, str]) -> dict[str, int]:
 
 
 def nonlinear_step(model: nn.Module, x: tuple, specs: dict[str, str]) -> str | None:
-    """``None`` when the output is affine in the branch outputs, else why not (naming the op)."""
+    """``None`` when the output is affine in the branch outputs, else why not (naming the op).
+
+    Cached per model, module set, branch specs and input shapes (one recorded forward the first time).
+    """
+    key = (tuple(id(m) for m in model.modules()), tuple(specs.items()),
+           tuple((tuple(t.shape[1:]), t.dtype, t.device.type) for t in x))
+    cache = _VERDICTS.setdefault(model, {})
+    if key not in cache:
+        cache[key] = _nonlinear_step(model, x, specs)
+    return cache[key]
+
+
+def _nonlinear_step(model: nn.Module, x: tuple, specs: dict[str, str]) -> str | None:
     flow = record(model, x)
     roots = branch_roots(flow, specs)
     missing = [b for b in specs if b not in roots]
