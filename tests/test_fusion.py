@@ -308,3 +308,11 @@ def test_a_batch_equals_its_samples_one_by_one(method, x):
         one = tl.fusion.contributions(m, x[i:i + 1], BRANCHES, target=2, method=method)
         for b in BRANCHES:
             assert torch.allclose(one.values[b], whole.values[b][i:i + 1], atol=1e-5)
+
+
+def test_fused_features_is_the_cat_output(x):
+    m = TwoBranch(False)
+    point, fused = tl.fusion.fused_features(m, x, BRANCHES)
+    assert point.op == "cat" and point.kind == "late"
+    with torch.no_grad():
+        assert torch.equal(fused, torch.cat([m.a(x), m.b(x)], 1))
