@@ -316,3 +316,32 @@ def test_fused_features_is_the_cat_output(x):
     assert point.op == "cat" and point.kind == "late"
     with torch.no_grad():
         assert torch.equal(fused, torch.cat([m.a(x), m.b(x)], 1))
+
+
+def test_expand_mode_and_its_fallback_give_the_same_shapley_values():
+    class Skip(nn.Module):
+        """The raw input meets the fused features after the head: the branch replicas cannot expand alone."""
+
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(1)
+            self.a, self.b = nn.Linear(5, 3), nn.Linear(5, 3)
+            self.head = nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3))
+
+        def forward(self, x):
+            return self.head(torch.cat([self.a(x), self.b(x)], 1)) + x[:, :3]
+
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))
+    for model in (FourBranch(), Skip()):
+        spec = {f"b{i}": f"br.{i}" for i in range(4)} if isinstance(model, FourBranch) else {"a": "a", "b": "b"}
+        one_by_one = tl.fusion.contributions(model, x, spec, target=1, method="shapley", batch_size=4)  # r = 1
+        batched = tl.fusion.contributions(model, x, spec, target=1, method="shapley", batch_size=64)
+        for b in spec:
+            assert torch.allclose(one_by_one.values[b], batched.values[b], atol=1e-6)
+    from torchloupe.fusion.contrib import _Engine
+
+    for model, spec, mode in ((FourBranch(), {f"b{i}": f"br.{i}" for i in range(4)}, "expand"),
+                              (Skip(), {"a": "a", "b": "b"}, "replicate")):
+        eng = _Engine(model.eval(), (x,), spec, "zero", 64)
+        eng.masked(torch.tensor([[True] * len(spec), [False] * len(spec)]))
+        assert eng.mode == mode

@@ -159,6 +159,7 @@ class _Engine:
         self.model, self.x, self.specs, self.batch_size = model, x, specs, batch_size
         self.B = x[0].shape[0]
         self.baseline = baseline
+        self.mode: str | None = None  # "expand" or "replicate" once decided (see masked)
         self.base: dict[str, Tensor] = {}
         self.clean: dict[str, Tensor] = {}
         self.forwards = 0
@@ -185,28 +186,70 @@ class _Engine:
     def rep(self, r: int) -> tuple:
         return tuple(t.repeat(r, *([1] * (t.dim() - 1))) for t in self.x)
 
+    def _chunk(self) -> int:
+        """Replicas per forward: ``batch_size`` samples, or on CPU (where big batches run slower per
+        sample) at most 32 samples unless the batch itself is larger."""
+        bs = self.batch_size
+        if bs is None:
+            bs = 1024 if self.x[0].device.type != "cpu" else max(self.B, 32)
+        return max(1, bs // self.B)
+
     def masked(self, masks: Tensor) -> Tensor:
-        """Outputs ``(M, B, C)`` of ``M`` forwards; ``masks`` ``(M, K)`` bool, True = branch kept."""
+        """Outputs ``(M, B, C)`` of ``M`` forwards; ``masks`` ``(M, K)`` bool, True = branch kept.
+
+        *Expand mode* (tried first when the first mask keeps every branch): the model runs on the
+        original batch and each branch hook returns its ``(r B, ...)`` masked replicas, so the branches
+        run once per chunk and only what follows them runs on the ``r`` replicas. It is used only when
+        the outputs of the full coalition equal a plain forward's (checked once, to 1e-5); otherwise
+        (or if the model cannot take it, e.g. a non-branch input meets the replicas) the whole batch
+        is replicated.
+        """
         names = list(self.specs)
         out = []
-        chunk = max(1, self.batch_size // self.B)
+        chunk = self._chunk()
         for start in range(0, masks.shape[0], chunk):
             m = masks[start:start + chunk]
             r = m.shape[0]
 
             def fn(b, z, _m=m, _r=r):
-                zr = z.reshape(_r, self.B, *z.shape[1:])
+                if z.shape[0] == self.B and _r > 1:  # expand mode: one clean branch output
+                    zr = z.unsqueeze(0)
+                else:
+                    zr = z.reshape(_r, self.B, *z.shape[1:])
                 if b not in self.clean:
                     self.clean[b] = zr[0].detach()  # chunk 0 row 0 is the full coalition
                 base = self._base_for(b, self.clean[b])
                 keep = _m[:, names.index(b)].to(z.device).reshape(_r, 1, *([1] * (z.dim() - 1)))
-                return torch.where(keep, zr, base.unsqueeze(0)).reshape(z.shape)
+                return torch.where(keep, zr, base.unsqueeze(0)).reshape(_r * self.B, *z.shape[1:])
 
-            with _replace_hooks(self.model, self.specs, fn), torch.no_grad():
-                y = _output_scores(self.model(*self.rep(r)))
+            y = None
+            if r > 1 and self.mode != "replicate" and (self.mode == "expand" or bool(m[0].all())):
+                y = self._expand_forward(fn, r)
+            if y is None:
+                with _replace_hooks(self.model, self.specs, fn), torch.no_grad():
+                    y = _output_scores(self.model(*self.rep(r)))
             self.forwards += r
             out.append(y.reshape(r, self.B, -1))
         return torch.cat(out, 0)
+
+    def _expand_forward(self, fn, r: int) -> Tensor | None:
+        clean = dict(self.clean)
+        try:
+            with _replace_hooks(self.model, self.specs, fn), torch.no_grad():
+                y = _output_scores(self.model(*self.x))
+            if y.shape[0] != r * self.B:
+                raise ValueError("output batch does not follow the replicas")
+            if self.mode is None:
+                with torch.no_grad():
+                    ref = _output_scores(self.model(*self.x))
+                if not torch.allclose(y[:self.B], ref, rtol=1e-5, atol=1e-5):
+                    raise ValueError("the full coalition does not reproduce the plain forward")
+                self.mode = "expand"
+            return y
+        except (RuntimeError, ValueError, UnsupportedModelError):
+            self.mode = "replicate"  # the replicated forward below raises the model's own error, if any
+            self.clean = clean
+            return None
 
     def gradients(self, alphas: Tensor, target: Any) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """Gradients of the target score at ``z' + a (z - z')`` for each ``a`` in ``alphas``.
@@ -218,7 +261,7 @@ class _Engine:
         names = list(self.specs)
         grads = {b: [] for b in names}
         outputs = []
-        chunk = max(1, self.batch_size // self.B)
+        chunk = self._chunk()
         for start in range(0, alphas.shape[0], chunk):
             a = alphas[start:start + chunk]
             r = a.shape[0]
@@ -295,7 +338,7 @@ def contributions(
     *,
     tol: float = 1e-3,
     max_steps: int = 1024,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     check: bool = True,
 ) -> FusionResult:
     """Per-branch contributions to the target score, for a batch ``x`` (a tensor or a tuple of inputs).
@@ -305,7 +348,8 @@ def contributions(
     predicted class. ``baseline``: ``"zero"``, ``"mean"`` (batch mean of each branch output), a dict
     ``{branch: tensor}`` in branch-output space, or an input tensor (tuple) whose branch outputs are the
     baselines. ``check``: for ``exact`` and ``gradient_x_activation``, also run the baseline forward
-    and report the completeness gap (one more forward).
+    and report the completeness gap (one more forward). ``batch_size``: samples per forward
+    (default: 32 or the batch on CPU, 1024 on GPU).
     """
     if method not in METHODS:
         raise UnsupportedModelError(f"method {method!r} is not one of {', '.join(METHODS)}")

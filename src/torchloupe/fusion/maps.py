@@ -32,7 +32,7 @@ class BranchMaps:
 
 
 def branch_maps(model: nn.Module, x: Any, branches: Mapping[str, str] | None = None, target: Any = None,
-                size: tuple[int, int] | None = None, batch_size: int = 256) -> BranchMaps:
+                size: tuple[int, int] | None = None, batch_size: int | None = None) -> BranchMaps:
     """Grad-CAM of each branch from its own channels; ``size`` defaults to the first 4-D input's ``(H, W)``."""
     from .contrib import _Engine, _as_tuple, resolve_branches
 
