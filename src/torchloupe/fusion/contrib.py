@@ -116,8 +116,17 @@ def resolve_branches(model: nn.Module, x: tuple[Tensor, ...], branches: Mapping[
     return out
 
 
-def _replace_hooks(model: nn.Module, specs: dict[str, str], fn: Callable[[str, Tensor], Tensor]):
-    """Hooks that pass each branch output ``z`` through ``fn(branch, z)`` (return value replaces it)."""
+def _grad_off(module, args) -> None:
+    torch.set_grad_enabled(False)  # restored by the branch's forward hook and by the caller's enable_grad()
+
+
+def _replace_hooks(model: nn.Module, specs: dict[str, str], fn: Callable[[str, Tensor], Tensor],
+                   branch_no_grad: bool = False):
+    """Hooks that pass each branch output ``z`` through ``fn(branch, z)`` (return value replaces it).
+
+    ``branch_no_grad``: the branch modules themselves run without autograd (their outputs are
+    replaced by fresh leaves anyway), so a gradient pass records only what follows the branches.
+    """
     forward, pre = {}, {}
     inputs = {int(s.split(":")[1]): b for b, s in specs.items() if s.startswith("input:")}
     for b, s in specs.items():
@@ -128,11 +137,15 @@ def _replace_hooks(model: nn.Module, specs: dict[str, str], fn: Callable[[str, T
             raise UnsupportedModelError(f"two branches name the same module {s!r}")
 
         def hook(mod, args, output, _b=b):
+            if branch_no_grad:
+                torch.set_grad_enabled(True)
             if not isinstance(output, Tensor):
                 raise UnsupportedModelError(f"branch {_b!r} ({specs[_b]!r}) returns {type(output).__name__}, expected a tensor")
             return fn(_b, output)
 
         forward[module] = hook
+        if branch_no_grad:
+            pre[module] = _grad_off
     if inputs:
 
         def pre_hook(mod, args):
@@ -279,7 +292,7 @@ class _Engine:
                 leaves[b] = leaf
                 return leaf
 
-            with _replace_hooks(self.model, self.specs, fn), torch.enable_grad():
+            with _replace_hooks(self.model, self.specs, fn, branch_no_grad=True), torch.enable_grad():
                 y = _output_scores(self.model(*self.rep(r)))
                 if not isinstance(target, Tensor) or target.dtype != torch.long or target.shape != (self.B,):
                     target = _targets(target, y[:self.B].detach())
