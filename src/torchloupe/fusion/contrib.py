@@ -197,6 +197,8 @@ class _Engine:
         return self.base[b]
 
     def rep(self, r: int) -> tuple:
+        if r == 1:
+            return self.x
         return tuple(t.repeat(r, *([1] * (t.dim() - 1))) for t in self.x)
 
     def _chunk(self) -> int:
