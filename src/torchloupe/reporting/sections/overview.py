@@ -75,6 +75,10 @@ def _thumbs(images: Tensor, n: int) -> list[tuple[str, tuple[int, int], bool]]:
     return out
 
 
+def _percent(p: float) -> str:
+    return "<0.1%" if p < 0.0005 else f"{100 * p:.1f}%"
+
+
 def _label(labels: Any, i: int) -> str:
     if labels is not None and 0 <= i < len(labels):
         return str(labels[i])
@@ -135,7 +139,7 @@ def build(subject: Subject, options: dict) -> list | NotApplicable:
     cards = []
     for i in range(shown):
         preds = [
-            {"label": _label(labels, int(c)), "text": f"{100 * float(p):.1f}%", "width": f"{100 * float(p):.1f}"}
+            {"label": _label(labels, int(c)), "text": _percent(float(p)), "width": f"{100 * float(p):.1f}"}
             for p, c in zip(top_p[i], top_i[i])
         ]
         card = {"index": i, "preds": preds, "thumb": None, "thumb_size": (0, 0), "pixelated": False,
