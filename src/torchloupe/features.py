@@ -138,7 +138,7 @@ def feature_maps(
         batch_mean = maps.mean(dim=(0, 2, 3)) if n else torch.zeros(c, device=maps.device)
         index = torch.argsort(batch_mean, descending=True, stable=True)[:top]
     maps = maps.index_select(1, index)
-    flat = maps.reshape(n, maps.shape[1], -1)
+    flat = maps.reshape(n, maps.shape[1], maps.shape[2] * maps.shape[3])
     stats = {
         "mean": flat.mean(-1) if flat.shape[-1] else flat.sum(-1),
         "max": flat.amax(-1) if flat.numel() else flat.sum(-1),

@@ -57,14 +57,15 @@ class ShapesCNN(nn.Module):
     pixels wide. ``features.relu4`` is the last conv layer (the one CAM methods use).
     """
 
-    def __init__(self, classes: int = len(SHAPE_CLASSES), width: int = 16):
+    def __init__(self, classes: int = len(SHAPE_CLASSES), width: int = 16, stride1: int = 1):
         super().__init__()
         w = width
         layers: list[tuple[str, nn.Module]] = [("norm", nn.InstanceNorm2d(3))]
+        pools = (1, 2, 3) if stride1 == 1 else (1, 3)
         for i, (cin, cout) in enumerate([(3, w), (w, 2 * w), (2 * w, 4 * w), (4 * w, 4 * w)], start=1):
-            conv, bn, relu = _block(cin, cout)
+            conv, bn, relu = _block(cin, cout, 5 if (i == 1 and stride1 > 1) else 3, stride1 if i == 1 else 1)
             layers += [(f"conv{i}", conv), (f"bn{i}", bn), (f"relu{i}", relu)]
-            if i < 4:
+            if i in pools:
                 layers.append((f"pool{i}", nn.MaxPool2d(2)))
         self.features = nn.Sequential(OrderedDict(layers))
         self.gap = nn.AdaptiveAvgPool2d(1)

@@ -21,7 +21,16 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["SHAPE_CLASSES", "ShapesDataset", "ShapesTensors", "shapes_dataset", "shapes_tensors"]
+__all__ = [
+    "SHAPE_CLASSES",
+    "SHAPE_AREA",
+    "ShapesDataset",
+    "ShapesTensors",
+    "shapes_dataset",
+    "shapes_tensors",
+    "shape_geometry",
+    "render_shapes",
+]
 
 SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
 
@@ -35,8 +44,8 @@ SHAPE_AREA: dict[str, float] = {
 }
 
 _EXTENT = 1.25  # farthest object pixel from the centre, in radii (star tips)
-_RADIUS = (0.14, 0.24)  # object radius as a fraction of the image size
-_LINES = 4  # clutter lines per image
+_RADIUS = (0.19, 0.29)  # object radius as a fraction of the image size
+_LINES = 3  # clutter lines per image
 _PARAMS = 16 + 7 * _LINES  # uniforms drawn per image
 
 
@@ -123,6 +132,27 @@ def _cross(u: Tensor, v: Tensor) -> Tensor:
 _SHAPE_TESTS = (_circle, _square, _triangle, _star, _cross)
 
 
+def _geometry(p: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Centre x, y, radius (pixels) and angle (radians) from the per-image uniforms."""
+    radius = size * (_RADIUS[0] + (_RADIUS[1] - _RADIUS[0]) * p[:, 7])
+    margin = _EXTENT * radius + 1.0
+    cx = margin + (size - 2 * margin) * p[:, 8]
+    cy = margin + (size - 2 * margin) * p[:, 9]
+    return cx, cy, radius, 2 * math.pi * p[:, 10]
+
+
+def shape_geometry(seed: int, indices: Sequence[int] | Tensor, size: int = 64) -> dict[str, Tensor]:
+    """Where the objects of the given items are: ``center (N, 2)`` as (x, y) pixels (pixel
+    centres at k + 0.5), ``radius (N,)`` in pixels, ``angle (N,)`` in radians, ``label (N,)``."""
+    indices = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+    p = torch.empty(len(indices), _PARAMS)
+    for j, i in enumerate(indices.tolist()):
+        p[j] = torch.rand(_PARAMS, generator=_generator(seed, i, 0))
+    cx, cy, radius, angle = _geometry(p, size)
+    return {"center": torch.stack([cx, cy], 1), "radius": radius, "angle": angle,
+            "label": _labels(seed, indices, len(SHAPE_CLASSES))}
+
+
 def render_shapes(seed: int, indices: Sequence[int] | Tensor, size: int = 64) -> ShapesTensors:
     """Images, labels and masks of the given indices of the shapes set ``seed`` (vectorised)."""
     indices = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
@@ -143,12 +173,7 @@ def render_shapes(seed: int, indices: Sequence[int] | Tensor, size: int = 64) ->
     pushed = torch.where(bgk < 0.5, bgk + 0.5 + 0.5 * p[:, 6] * (0.5 - bgk), bgk - 0.5 - 0.5 * p[:, 6] * (bgk - 0.5))
     fg[rows[low], k[low]] = pushed[low]
 
-    # Geometry in pixels.
-    radius = size * (_RADIUS[0] + (_RADIUS[1] - _RADIUS[0]) * p[:, 7])
-    margin = _EXTENT * radius + 1.0
-    cx = margin + (size - 2 * margin) * p[:, 8]
-    cy = margin + (size - 2 * margin) * p[:, 9]
-    angle = 2 * math.pi * p[:, 10]
+    cx, cy, radius, angle = _geometry(p, size)
 
     coords = torch.arange(size, dtype=torch.float32) + 0.5
     yy = coords.view(1, size, 1)
