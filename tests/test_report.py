@@ -314,3 +314,23 @@ def test_overview_empty_batch_and_dict_outputs(tmp_path, overview):
                                    "classes without a name show as 'class i'."]
     assert page.text["div.card"] == ["input 0 b50.6% a30.7% class 218.6%"]
     assert "<td>(1, 2), (1, 5)</td><td>aux: (1, 5), logits: (1, 3)</td>" in info.path.read_text()
+
+
+def test_overview_sequence_regression_is_not_read_as_classes(tmp_path, overview):
+    from torch import nn
+
+    class PerStep(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(1, 1)
+
+        def forward(self, x):  # (N, T, 1) -> (N, T): one value per step
+            return self.fc(x).squeeze(-1)
+
+    subjects = [Subject("count", PerStep(), torch.rand(2, 5, 1)),
+                Subject("forced", nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), torch.rand(2, 4),
+                        extras={"output": "values"})]
+    info = build_report(subjects, tmp_path / "r.html", sections=[overview], progress=False)
+    texts = Page(info.path.read_text()).text["p.text"]
+    assert texts == ["The output (2, 5) holds one value per input step, not class scores, so no predictions are listed.",
+                     "The output (2, 3) holds values, not class scores, so no predictions are listed."]

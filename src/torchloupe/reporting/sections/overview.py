@@ -2,7 +2,8 @@
 
 Per input: a thumbnail when the inputs are images, and the top-3 classes with
 their softmax probabilities (class names when the subject has labels; the true
-class when ``subject.extras["targets"]`` holds it).
+class when ``subject.extras["targets"]`` holds it). A subject whose output is
+not class scores says so with ``subject.extras["output"] = "values"``.
 """
 
 from __future__ import annotations
@@ -85,6 +86,18 @@ def _label(labels: Any, i: int) -> str:
     return f"class {i}"
 
 
+def _values_not_classes(subject: Subject, inputs: Any, logits: Tensor) -> str:
+    """What the output holds when it is not class scores ("" when it is): a subject may say
+    ``extras["output"] = "values"``; a sequence input (N, T, F) whose output is (N, T) gives one
+    value per step (a regression over time)."""
+    kind = (subject.extras or {}).get("output")
+    if kind is not None:
+        return "values" if kind == "values" else ""
+    if isinstance(inputs, Tensor) and inputs.dim() == 3 and tuple(logits.shape) == tuple(inputs.shape[:2]):
+        return "one value per input step"
+    return ""
+
+
 def _model_table(model: nn.Module, inputs: Any, output: Any) -> Table:
     params = list(model.parameters())
     total = sum(p.numel() for p in params)
@@ -113,6 +126,10 @@ def build(subject: Subject, options: dict) -> list | NotApplicable:
     if logits is None or logits.dim() != 2 or logits.shape[1] < 2 or not logits.is_floating_point():
         what = _shape(output)
         blocks.append(Text(f"The output {what} is not a batch of class scores (N, classes), so no predictions are listed."))
+        return blocks
+    kind = _values_not_classes(subject, inputs, logits)
+    if kind:
+        blocks.append(Text(f"The output {_shape(logits)} holds {kind}, not class scores, so no predictions are listed."))
         return blocks
 
     n, classes = logits.shape
