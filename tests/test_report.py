@@ -334,3 +334,19 @@ def test_overview_sequence_regression_is_not_read_as_classes(tmp_path, overview)
     texts = Page(info.path.read_text()).text["p.text"]
     assert texts == ["The output (2, 5) holds one value per input step, not class scores, so no predictions are listed.",
                      "The output (2, 3) holds values, not class scores, so no predictions are listed."]
+
+
+def test_broken_section_module_is_reported_not_fatal(tmp_path, monkeypatch):
+    from torchloupe.reporting import sections
+
+    extra = tmp_path / "more_sections"
+    extra.mkdir()
+    (extra / "zz_broken.py").write_text("raise ImportError('needs a package that is not installed')\n")
+    monkeypatch.setattr(sections, "__path__", [*sections.__path__, str(extra)])
+    info = build_report([fx.subjects()[1]], tmp_path / "r.html", sections="overview", progress=False)
+    assert info.import_errors == (("zz_broken", "ImportError: needs a package that is not installed"),)
+    assert "failed: section module zz_broken: ImportError: needs a package that is not installed" in info.summary()
+    page = Page(info.path.read_text())
+    assert page.text["div.error"] == ["Section module zz_broken could not be loaded: ImportError: needs a package "
+                                      "that is not installed"]
+    assert page.text["h2"] == ["Overview"]
