@@ -51,11 +51,12 @@ def test_report_on_file_factory(files, tmp_path, capsys):
     stdout, stderr = capsys.readouterr()
     assert (code, stderr) == (0, "")
     lines = _lines(stdout)
-    assert len(lines) == 3
+    assert len(lines) == 4
     assert re.fullmatch(r"overview  \s*\d+\.\d\d s", lines[0])
-    assert re.fullmatch(r"total     \s*\d+\.\d\d s", lines[1])
+    assert re.fullmatch(r"html      \s*\d+\.\d\d s", lines[1])
+    assert re.fullmatch(r"total     \s*\d+\.\d\d s", lines[2])
     size = (out / "report.html").stat().st_size
-    assert lines[2] == f"wrote {out / 'report.html'} ({size / 1024:.0f} KB)"
+    assert lines[3] == f"wrote {out / 'report.html'} ({size / 1024:.0f} KB)"
     html = (out / "report.html").read_text()
     assert "<h2>Overview</h2>" in html and "&lt;b&gt;bird&lt;/b&gt;" in html
     assert html.count('class="card"') == 2  # both images, cropped to 20 x 20 squares
@@ -169,9 +170,10 @@ def test_demo_collects_subject_modules(tmp_path, monkeypatch, capsys):
     lines = _lines(stdout)
     assert re.fullmatch(r"prepared alpha: 2 models in \d+\.\d\d s", lines[0])
     assert re.fullmatch(r"overview  \s*\d+\.\d\d s", lines[1])
-    assert re.fullmatch(r"total     \s*\d+\.\d\d s", lines[2])
-    assert lines[3].startswith(f"wrote {out / 'report.html'} (")
-    assert re.fullmatch(r"demo finished in \d+\.\d s", lines[4]) and len(lines) == 5
+    assert re.fullmatch(r"html      \s*\d+\.\d\d s", lines[2])
+    assert re.fullmatch(r"total     \s*\d+\.\d\d s", lines[3])
+    assert lines[4].startswith(f"wrote {out / 'report.html'} (")
+    assert re.fullmatch(r"demo finished in \d+\.\d s", lines[5]) and len(lines) == 6
     html = (out / "report.html").read_text()
     assert "<title>torchloupe demo report</title>" in html and html.count('<article class="subject"') == 2
 

@@ -112,8 +112,10 @@ def test_report_info(built):
     assert info.errors[0].message == f"ValueError: boom {fx.XSS_SCRIPT}"
     lines = info.summary().splitlines()
     assert re.fullmatch(r"overview  +\d+\.\d\d s", lines[0])
-    assert re.fullmatch(r"total  +\d+\.\d\d s", lines[5])
-    assert lines[6:8] == [f"failed: broken on {fx.HOSTILE_SUBJECT}: ValueError: boom {fx.XSS_SCRIPT}",
+    assert re.fullmatch(r"html  +\d+\.\d\d s", lines[5])
+    assert re.fullmatch(r"total  +\d+\.\d\d s", lines[6])
+    assert 0 < info.write_seconds < info.seconds
+    assert lines[7:9] == [f"failed: broken on {fx.HOSTILE_SUBJECT}: ValueError: boom {fx.XSS_SCRIPT}",
                           f"failed: broken on plain: ValueError: boom {fx.XSS_SCRIPT}"]
     assert lines[-1] == f"wrote {info.path} ({info.size / 1024:.0f} KB)"
 
