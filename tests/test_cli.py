@@ -97,8 +97,12 @@ def test_bad_image_is_one_line_error(files, tmp_path, capsys):
 
 def test_unknown_model_spec_lists_the_forms(files, tmp_path, capsys):
     err = _error(capsys, ["report", "--model", "resnet18", "--input", str(files / "cat.png"), "--out", str(tmp_path)])
+    from torchloupe.loading import BUILTIN_MODELS
+
+    builtins = f", or a built-in name ({', '.join(sorted(BUILTIN_MODELS))})" if BUILTIN_MODELS else ""
     assert err == ("loupe: error: unknown model spec 'resnet18'; expected one of: torchvision:NAME "
-                   "(e.g. torchvision:resnet18), path/file.py:factory, package.module:factory\n")
+                   f"(e.g. torchvision:resnet18), path/file.py:factory, package.module:factory{builtins}\n")
+    assert "efficientnet-lite0" in BUILTIN_MODELS  # registered by torchloupe.demo.imagenet_data on first lookup
 
 
 def test_bad_checkpoint_and_layers_and_sections(files, tmp_path, capsys):

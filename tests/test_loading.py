@@ -108,13 +108,16 @@ def test_module_factory_spec():
 def test_builtin_names(monkeypatch):
     monkeypatch.setattr(loading, "BUILTIN_MODELS", {})
     monkeypatch.setattr(loading, "_BUILTIN_NORMALIZATION", {})
-    loading.register_model("tiny", lambda: nn.Linear(2, 2))
+    monkeypatch.setattr(loading, "_BUILTIN_LABELS", {})
+    monkeypatch.setattr(loading, "_PROVIDERS_LOADED", True)
+    loading.register_model("tiny", lambda: nn.Linear(2, 2), labels=lambda: ("yes", "no"))
     loading.register_model("tiny-lazy", "tests.helpers:tiny_cnn", normalize="imagenet")
     assert isinstance(load_model("tiny"), nn.Linear)
     assert type(load_model("tiny-lazy")).__name__ == "TinyCNN"
     assert loading.default_normalization("tiny-lazy") == "imagenet"
     assert loading.default_normalization("tiny") is None
     assert loading.default_normalization("torchvision:resnet18") == "imagenet"
+    assert loading.default_labels("tiny") == ["yes", "no"] and loading.default_labels("tiny-lazy") is None
     with pytest.raises(UsageError, match=r"unknown model spec 'tinny' \(did you mean 'tiny'\?\).*built-in name \(tiny, tiny-lazy\)"):
         load_model("tinny")
 
