@@ -352,3 +352,11 @@ def test_broken_section_module_is_reported_not_fatal(tmp_path, monkeypatch):
     assert page.text["div.error"] == ["Section module zz_broken could not be loaded: ImportError: needs a package "
                                       "that is not installed"]
     assert page.text["h2"] == ["Overview"]
+
+
+def test_anchor_slugs():
+    from torchloupe.reporting.builder import _slug, _unique_slugs
+
+    assert _slug("EfficientNet-Lite0 (ImageNet) on scikit-image photos") == "efficientnet-lite0-imagenet-on-scikit-image"
+    assert _slug("a" * 60) == "a" * 48
+    assert _unique_slugs(["<>", "!!", "x", "Net", "net"]) == ["x", "x-2", "x-3", "net", "net-2"]

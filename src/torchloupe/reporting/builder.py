@@ -162,8 +162,12 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else "(no message)"
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:48] or "x"
+def _slug(text: str, limit: int = 48) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+    if len(slug) > limit:  # cut at a word boundary when there is one
+        cut = slug[: limit + 1].rsplit("-", 1)[0]
+        slug = cut if limit // 2 <= len(cut) <= limit else slug[:limit].rstrip("-")
+    return slug or "x"
 
 
 def _unique_slugs(names: Sequence[str]) -> list[str]:
