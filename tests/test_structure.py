@@ -181,6 +181,11 @@ def test_two_branch_cat_fed_by_both_branches():
     assert {g.nodes[s].name for s in g.successors(x.id)} == {"a.0", "b.0"}
     assert len(g.nodes) == 8 and len(g.edges) == 8
     assert g.fusion_points == [cat]
+    # argument order, the cat's dim, and which (outermost) module returned each branch's tensor
+    assert [g.nodes[i].name for i in cat.sources] == ["a.1", "b.1"] and cat.dim == 1
+    assert [g.nodes[i].returned_by for i in cat.sources] == ["a", "b"]
+    assert g.module_outputs["a"] == (cat.sources[0],) and g.module_outputs["a.0"] == (cat.sources[0] - 1,)
+    assert g.module_outputs[""] == (g.find(name="head")[0].id,) and g.find(name="head")[0].returned_by == "head"
 
 
 class Gate(nn.Module):
