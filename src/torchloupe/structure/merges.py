@@ -52,11 +52,9 @@ class Merge:
 def bits(value: int) -> list[int]:
     """Indices of the set bits of ``value``, ascending."""
     out = []
-    i = 0
     while value:
         low = value & -value
-        i = low.bit_length() - 1
-        out.append(i)
+        out.append(low.bit_length() - 1)
         value ^= low
     return out
 
