@@ -44,6 +44,22 @@ SHAPES_TEST = 1000
 _HELD_OUT_SEED = 1_000_003  # the held-out set is shapes_dataset(n, seed=seed + _HELD_OUT_SEED)
 
 
+class Standardize(nn.Module):
+    """Per image: subtract each channel's mean, divide by the standard deviation over all channels.
+
+    Unlike instance normalisation, a channel with little contrast stays small instead of
+    being blown up to unit variance (noise), so colour contrast keeps its proportions.
+    """
+
+    def __init__(self, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        centred = x - x.mean(dim=(2, 3), keepdim=True)
+        return centred / torch.sqrt(centred.pow(2).mean(dim=(1, 2, 3), keepdim=True) + self.eps)
+
+
 def _block(cin: int, cout: int, k: int = 3, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
@@ -60,7 +76,7 @@ class ShapesCNN(nn.Module):
     def __init__(self, classes: int = len(SHAPE_CLASSES), width: int = 16, stride1: int = 1):
         super().__init__()
         w = width
-        layers: list[tuple[str, nn.Module]] = [("norm", nn.InstanceNorm2d(3))]
+        layers: list[tuple[str, nn.Module]] = [("norm", Standardize())]
         pools = (1, 2, 3) if stride1 == 1 else (1, 3)
         for i, (cin, cout) in enumerate([(3, w), (w, 2 * w), (2 * w, 4 * w), (4 * w, 4 * w)], start=1):
             conv, bn, relu = _block(cin, cout, 5 if (i == 1 and stride1 > 1) else 3, stride1 if i == 1 else 1)

@@ -210,7 +210,7 @@ def kernel_figure(weight: Tensor, *, max_out: int | None = None, max_in: int = 8
     if cols < in_c:
         more.append(f"first {cols} of {in_c} inputs")
     note = f" ({', '.join(more)})" if more else ""
-    fig.suptitle(title or f"kernels {out_c}x{in_c}x{kh}x{kw}{note}", fontsize=10)
+    fig.suptitle((title or f"kernels {out_c}x{in_c}x{kh}x{kw}") + note, fontsize=10)
     return fig
 
 
