@@ -195,7 +195,7 @@ def test_digits_models_train_fast_and_accurately(monkeypatch, tmp_path, capsys):
 
     start = time.perf_counter()
     mlp = tl.demo.train_digits_model(progress=True)
-    assert time.perf_counter() - start < 30
+    assert time.perf_counter() - start < 60  # ~2 s on an idle machine
     assert "training digits MLP" in capsys.readouterr().err  # the progress bar, on stderr
     assert accuracy(mlp, split.x_test, split.y_test) >= 0.95
     assert [n for n, _ in mlp.named_children()] == ["flatten", "fc1", "relu", "fc2"]
