@@ -26,7 +26,16 @@ from torch import Tensor, nn
 
 from .layers import LayerSpec, find_layers
 
-__all__ = ["preserved", "hooks", "capture", "activations", "Recorder", "eval_forward", "detach_tree"]
+__all__ = [
+    "preserved",
+    "hooks",
+    "intercept",
+    "capture",
+    "activations",
+    "Recorder",
+    "eval_forward",
+    "detach_tree",
+]
 
 # Hook dictionaries an nn.Module may carry (names differ across torch versions; absent ones are skipped).
 _HOOK_DICTS = (
@@ -139,6 +148,33 @@ def hooks(
     finally:
         for h in handles:
             h.remove()
+
+
+class _Intercept(torch.overrides.TorchFunctionMode):
+    def __init__(self, replacements: Mapping[Callable, Callable]):
+        super().__init__()
+        self.replacements = dict(replacements)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        fn = self.replacements.get(func)
+        if fn is None:
+            return func(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def intercept(replacements: Mapping[Callable, Callable]) -> Iterator[None]:
+    """Replace torch functions (``F.relu``, ``torch.relu``, ``Tensor.relu_``...) while the block runs.
+
+    A :class:`torch.overrides.TorchFunctionMode`: calls to a key of ``replacements``
+    anywhere in the block (also inside ``nn.Module.forward``, e.g. ``nn.ReLU`` calls
+    ``F.relu``) run the mapped function with the same arguments instead. The
+    replacement runs with the mode switched off, so it may call the original.
+    Nothing is attached to any module; the mode ends with the block, also on error.
+    """
+    with _Intercept(replacements):
+        yield
 
 
 def detach_tree(value: Any) -> Any:

@@ -48,6 +48,12 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
         globals()[name] = value
         return value
+    # Per-area drawing modules (tl.render.cam, tl.render.quality, ...) load on first use too.
+    try:
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
     raise AttributeError(f"module 'torchloupe.render' has no attribute {name!r}")
 
 
