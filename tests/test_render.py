@@ -90,7 +90,7 @@ def test_to_png_round_trips_tensors_and_renders_figures():
     img = torch.tensor([[[0.0, 1.0], [0.5, 0.25]]]).expand(3, 2, 2)
     data = R.to_png(img)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    back = torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    back = torch.from_numpy(np.array(Image.open(io.BytesIO(data)).convert("RGB")))
     assert back[..., 0].tolist() == [[0, 255], [128, 64]]
     big = Image.open(io.BytesIO(R.to_png(img[0], scale=3)))
     assert big.size == (6, 6) and big.mode == "L"

@@ -139,11 +139,15 @@ def feature_maps(
         index = torch.argsort(batch_mean, descending=True, stable=True)[:top]
     maps = maps.index_select(1, index)
     flat = maps.reshape(n, maps.shape[1], maps.shape[2] * maps.shape[3])
-    stats = {
-        "mean": flat.mean(-1) if flat.shape[-1] else flat.sum(-1),
-        "max": flat.amax(-1) if flat.numel() else flat.sum(-1),
-        "std": flat.std(-1, unbiased=False) if flat.shape[-1] else flat.sum(-1),
-    }
+    if flat.numel():
+        mean = flat.mean(-1)
+        stats = {
+            "mean": mean,
+            "max": flat.amax(-1),
+            "std": (flat - mean.unsqueeze(-1)).pow(2).mean(-1).sqrt(),
+        }
+    else:
+        stats = {k: flat.new_zeros(flat.shape[:2]) for k in ("mean", "max", "std")}
     order = torch.argsort(stats["mean"], dim=1, descending=True, stable=True)
     return FeatureMaps(
         maps=maps, layer=name, order=order, channels=index.cpu(), stats=stats, kind=kind, shape=tuple(out.shape)
