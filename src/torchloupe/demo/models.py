@@ -248,10 +248,10 @@ def train_shapes_model(
 def train_digits_model(
     seed: int = 0, *, hidden: int = 64, progress: bool = True, retrain: bool = False, threads: int | None = None
 ) -> DigitsMLP:
-    """A :class:`DigitsMLP` trained on the digits train split (cached; eval mode; about a second).
+    """A :class:`DigitsMLP` trained on the digits train split (cached; eval mode; a few seconds).
 
-    ``hidden=64`` (default): ``fc1 -> relu -> fc2``, about 97-98% test accuracy;
-    ``hidden=0``: a linear classifier ``fc`` (its rows are class templates), about 96%.
+    ``hidden=64`` (default): ``fc1 -> relu -> fc2``, 98.7% test accuracy (seed 0);
+    ``hidden=0``: a linear classifier ``fc`` (its rows are class templates), 95.3%.
     Split: :func:`torchloupe.demo.digits.digits_split` with ``seed``.
     """
     from .digits import digits_split
