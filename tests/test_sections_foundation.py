@@ -27,7 +27,7 @@ def test_feature_maps_of_a_cnn():
     subject = Subject("cnn", ShapesCNN().eval(), torch.rand(3, 3, 32, 32), labels=list("abcde"),
                       layers=["features.relu1", "features.relu4"])
     blocks = fm_section.build(subject, OPTIONS)
-    assert _captions(blocks) == ["features.relu1, sample 0: 16 channels, 16x16", "features.relu4, sample 0: 64 channels, 4x4"]
+    assert _captions(blocks) == ["features.relu1, sample 0: 12 channels, 16x16", "features.relu4, sample 0: 48 channels, 4x4"]
     assert all(b.figure.axes for b in blocks)
     # without layers: up to 4 convolutions spread over the model
     subject.layers = None
@@ -48,7 +48,7 @@ def test_weights_of_a_cnn():
     blocks = w_section.build(subject, OPTIONS)
     table = blocks[0]
     assert isinstance(table, Table) and [r[0] for r in table.rows][:2] == ["features.conv1", "features.conv2"]
-    assert table.rows[0][2] == "16x3x5x5"
+    assert table.rows[0][2] == "12x3x5x5"
     caps = _captions(blocks)
     assert caps == ["features.conv1 kernels as colour tiles (gray = 0)", "fc weight matrix (rows are classes)"]
 

@@ -5,8 +5,9 @@ and returns the layer's output arranged as ``(N, C, h, w)`` maps with the channe
 sample ranked by mean activation, most active first::
 
     fm = tl.features.feature_maps(model, x, "features.conv2", top=8)
-    fm.maps                 # (N, C, h, w) detached (C = 8 here: the top channels of sample 0... see ``top``)
-    fm.order[n]             # channel indices of sample n, by mean activation, descending
+    fm.maps                 # (N, 8, h, w) detached: the 8 channels with the highest mean over the batch
+    fm.channels             # (8,) which channels of the layer those are
+    fm.order[n]             # positions in fm.maps of sample n's channels, by mean activation, descending
     fm.stats["mean"]        # (N, C) mean activation per channel
 
 Layer outputs of other shapes are arranged sensibly: ``(N, C)`` vectors become
