@@ -70,7 +70,8 @@ def _snapshot(model: nn.Module) -> _Snapshot:
             d = module.__dict__.get(attr)
             if d is not None:
                 snap.hook_dicts.append((module, attr, OrderedDict(d)))
-        snap.children.append((module, OrderedDict(module._modules)))
+        if not isinstance(module, torch.jit.ScriptModule):  # TorchScript keeps its own module dict
+            snap.children.append((module, OrderedDict(module._modules)))
         snap.is_full_backward_hook.append((module, module.__dict__.get("_is_full_backward_hook")))
     seen: set[int] = set()
     for tensor in list(model.parameters()) + [b for b in model.buffers()]:
@@ -128,18 +129,21 @@ def hooks(
     backward: Mapping[nn.Module, Callable] | None = None,
     *,
     with_kwargs: bool = False,
+    always_call: bool = False,
 ) -> Iterator[None]:
     """Register hooks for the length of the block; all are removed on exit, also on error.
 
     ``forward``: ``fn(module, args, output)`` (``fn(module, args, kwargs, output)`` with
     ``with_kwargs``); ``forward_pre``: ``fn(module, args)`` (``fn(module, args, kwargs)``);
     ``backward``: full backward hooks ``fn(module, grad_input, grad_output)``.
+    ``always_call``: forward hooks also run when the module's forward raises (``output`` is
+    then ``None`` and the exception is in flight, see ``sys.exc_info()``).
     Use inside :func:`preserved` so even a hook a torch internal forgets is dropped.
     """
     handles = []
     try:
         for module, fn in (forward or {}).items():
-            handles.append(module.register_forward_hook(fn, with_kwargs=with_kwargs))
+            handles.append(module.register_forward_hook(fn, with_kwargs=with_kwargs, always_call=always_call))
         for module, fn in (forward_pre or {}).items():
             handles.append(module.register_forward_pre_hook(fn, with_kwargs=with_kwargs))
         for module, fn in (backward or {}).items():

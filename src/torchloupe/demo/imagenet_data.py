@@ -112,7 +112,7 @@ def register_builtin() -> None:
         return
     from ..loading import register_model
 
-    register_model(BUILTIN_NAME, f"{__name__}:efficientnet_lite0", normalize="imagenet")
+    register_model(BUILTIN_NAME, f"{__name__}:efficientnet_lite0", normalize="imagenet", labels=imagenet_classes)
 
 
 register_builtin()
