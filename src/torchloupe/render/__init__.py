@@ -38,6 +38,11 @@ _EXPORTS = {
     "kernel_figure": "figures",
     "weight_matrix_figure": "figures",
     "class_template_figure": "figures",
+    # class activation maps and saliency
+    "plot_cam": "cam",
+    "method_grid": "cam",
+    "plot_saliency": "cam",
+    "saliency_image": "cam",
 }
 
 __all__ = list(_EXPORTS)
