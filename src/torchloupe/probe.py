@@ -9,6 +9,8 @@ this module:
 - :func:`hooks` registers forward / pre-forward / backward hooks for the
   length of a ``with`` block and removes them on exit;
 - :func:`capture` and :func:`activations` record layer outputs;
+- :func:`override_functions` reroutes torch functions (``F.relu``, ``torch.relu_``...)
+  for the length of a ``with`` block, without touching any module;
 - :func:`eval_forward` runs a forward the way torchloupe's own forwards run:
   in eval mode (BatchNorm statistics untouched), modes restored afterwards.
 """
@@ -26,7 +28,16 @@ from torch import Tensor, nn
 
 from .layers import LayerSpec, find_layers
 
-__all__ = ["preserved", "hooks", "capture", "activations", "Recorder", "eval_forward", "detach_tree"]
+__all__ = [
+    "preserved",
+    "hooks",
+    "override_functions",
+    "capture",
+    "activations",
+    "Recorder",
+    "eval_forward",
+    "detach_tree",
+]
 
 # Hook dictionaries an nn.Module may carry (names differ across torch versions; absent ones are skipped).
 _HOOK_DICTS = (
@@ -139,6 +150,30 @@ def hooks(
     finally:
         for h in handles:
             h.remove()
+
+
+@contextlib.contextmanager
+def override_functions(overrides: Mapping[Callable, Callable]) -> Iterator[None]:
+    """Reroute calls of torch functions for the length of the block (a ``TorchFunctionMode``).
+
+    ``overrides`` maps a torch callable (``torch.nn.functional.relu``, ``torch.relu``,
+    ``torch.Tensor.relu_``...) to ``fn(*args, **kwargs)`` called instead. Modules call the
+    functional form (``nn.ReLU.forward`` calls ``F.relu``), so this reaches module and
+    functional uses alike without swapping modules. Calls made inside ``fn`` are not rerouted.
+    """
+    from torch.overrides import TorchFunctionMode
+
+    table = dict(overrides)
+
+    class _Mode(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            fn = table.get(func)
+            if fn is not None:
+                return fn(*args, **(kwargs or {}))
+            return func(*args, **(kwargs or {}))
+
+    with _Mode():
+        yield
 
 
 def detach_tree(value: Any) -> Any:
