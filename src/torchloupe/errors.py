@@ -18,6 +18,7 @@ and what was expected, and are raised before any expensive work.
     ├── TraceError              (RuntimeError)  the model raised while being traced
     ├── CheckpointError         (ValueError)    unreadable or unsafe checkpoint
     ├── InputFileError          (ValueError)    unreadable image or data file
+    ├── UsageError              (ValueError)    an option value not among the accepted forms
     └── MissingDependencyError  (ImportError)   an optional extra is not installed
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "TraceError",
     "CheckpointError",
     "InputFileError",
+    "UsageError",
     "MissingDependencyError",
     "require",
 ]
@@ -98,6 +100,10 @@ class CheckpointError(TorchLoupeError, ValueError):
 
 class InputFileError(TorchLoupeError, ValueError):
     """An image or data file that cannot be read."""
+
+
+class UsageError(TorchLoupeError, ValueError):
+    """An option value (model spec, section name, normalization...) that is not one of the accepted forms."""
 
 
 class MissingDependencyError(TorchLoupeError, ImportError):

@@ -100,7 +100,8 @@ def check_input(model: nn.Module, x: Tensor, *, name: str = "input") -> Tensor:
             return x
     if isinstance(layer, nn.Linear) and x.is_floating_point():
         if _flatten_first(model):
-            if x.dim() >= 1 and math.prod(x.shape) == layer.in_features:
+            batched_ok = x.dim() >= 2 and math.prod(x.shape[1:]) == layer.in_features
+            if not batched_ok and x.dim() >= 1 and math.prod(x.shape) == layer.in_features:
                 x = x.unsqueeze(0)
             if x.dim() < 2 or math.prod(x.shape[1:]) != layer.in_features:
                 raise InputShapeError(

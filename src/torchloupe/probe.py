@@ -189,6 +189,18 @@ def detach_tree(value: Any) -> Any:
     return value
 
 
+def _clone_tree(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.clone()
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_clone_tree(v) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_clone_tree(v) for v in value)
+    if isinstance(value, dict):
+        return type(value)((k, _clone_tree(v)) for k, v in value.items())
+    return value
+
+
 class Recorder(Mapping[str, Any]):
     """Layer outputs recorded by :func:`capture`, keyed by dotted layer name.
 
@@ -247,7 +259,8 @@ def capture(
 
     def make_hook(name: str):
         def hook(module, args, output):
-            rec._calls[name].append(detach_tree(output) if detach else output)
+            # Detached outputs are cloned: a later in-place op (ReLU(inplace=True)) would change them.
+            rec._calls[name].append(_clone_tree(detach_tree(output)) if detach else output)
             if inputs:
                 rec.inputs[name] = detach_tree(args) if detach else args
 

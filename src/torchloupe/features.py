@@ -1,0 +1,150 @@
+"""Feature maps: what each channel of a layer responds to, for a batch of inputs.
+
+:func:`feature_maps` runs one eval-mode forward (through :func:`torchloupe.probe.activations`)
+and returns the layer's output arranged as ``(N, C, h, w)`` maps with the channels of every
+sample ranked by mean activation, most active first::
+
+    fm = tl.features.feature_maps(model, x, "features.conv2", top=8)
+    fm.maps                 # (N, C, h, w) detached (C = 8 here: the top channels of sample 0... see ``top``)
+    fm.order[n]             # channel indices of sample n, by mean activation, descending
+    fm.stats["mean"]        # (N, C) mean activation per channel
+
+Layer outputs of other shapes are arranged sensibly: ``(N, C)`` vectors become
+``(N, C, 1, 1)``; 1-D sequences ``(N, C, L)`` become ``(N, C, 1, L)``; token outputs
+``(N, T, D)`` of transformers become ``(N, D, 1, T)``, or ``(N, D, s, s)`` when the tokens
+form a square grid (a leading class token is dropped for the grid and reported in ``kind``);
+volumes ``(N, C, D, H, W)`` are averaged over depth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .errors import ChannelError, UnsupportedModelError
+from .layers import LayerSpec, find_layers, name_of
+from .probe import activations
+
+__all__ = ["FeatureMaps", "feature_maps", "arrange"]
+
+
+@dataclass(frozen=True)
+class FeatureMaps:
+    """A layer's output for a batch, as maps.
+
+    ``maps``: ``(N, C, h, w)`` detached (only the selected channels when ``channels`` or
+    ``top`` was given; ``channels`` lists which). ``order``: ``(N, C)`` positions into
+    ``maps``' channel dimension, sorted by mean activation descending, per sample.
+    ``stats``: ``"mean"``, ``"max"``, ``"std"`` each ``(N, C)``. ``kind``: how the output
+    was arranged (``"spatial"``, ``"vector"``, ``"sequence"``, ``"tokens"``,
+    ``"token-grid"``, ``"token-grid+cls"``, ``"volume"``). ``shape``: the raw output shape.
+    """
+
+    maps: Tensor
+    layer: str
+    order: Tensor
+    channels: Tensor
+    stats: dict[str, Tensor] = field(default_factory=dict)
+    kind: str = "spatial"
+    shape: tuple[int, ...] = ()
+
+    def top_channels(self, sample: int = 0, k: int = 16) -> list[int]:
+        """Channel numbers (of the layer) of the ``k`` most active channels of ``sample``."""
+        pos = self.order[sample, :k]
+        return [int(self.channels[p]) for p in pos]
+
+
+def arrange(output: Tensor, token_layout: bool | None = None) -> tuple[Tensor, str]:
+    """A layer output as ``(N, C, h, w)`` maps and the name of the arrangement used."""
+    if output.dim() == 4:
+        return output, "spatial"
+    if output.dim() == 2:
+        return output[:, :, None, None], "vector"
+    if output.dim() == 5:
+        return output.mean(2), "volume"
+    if output.dim() == 3:
+        n, a, b = output.shape
+        # (N, T, D) tokens when told so; otherwise channels-first (N, C, L) like Conv1d.
+        if token_layout:
+            t = a
+            side = math.isqrt(t)
+            if side * side == t and t > 1:
+                return output.transpose(1, 2).reshape(n, b, side, side), "token-grid"
+            side = math.isqrt(t - 1)
+            if t > 2 and side * side == t - 1:
+                return output[:, 1:].transpose(1, 2).reshape(n, b, side, side), "token-grid+cls"
+            return output.transpose(1, 2)[:, :, None, :], "tokens"
+        return output[:, :, None, :], "sequence"
+    raise UnsupportedModelError(
+        f"cannot show an output of shape {tuple(output.shape)} as feature maps; "
+        f"expected (N, C, H, W), (N, C), (N, C, L), (N, T, D) or (N, C, D, H, W)"
+    )
+
+
+def _is_token_layer(module: nn.Module) -> bool:
+    names = type(module).__name__.lower()
+    return isinstance(module, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.LayerNorm, nn.Linear)) or any(
+        k in names for k in ("attention", "block", "layer", "embed", "mlp")
+    ) and not isinstance(module, (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AvgPool1d))
+
+
+def feature_maps(
+    model: nn.Module,
+    x: Any,
+    layer: LayerSpec,
+    top: int | None = None,
+    *,
+    channels: Any = None,
+    tokens: bool | None = None,
+) -> FeatureMaps:
+    """The output of ``layer`` for input ``x`` as ranked feature maps (one eval forward).
+
+    ``top``: keep only the ``top`` channels with the highest mean activation over the
+    batch (sample ranking within them is still per sample). ``channels``: keep these
+    channel indices (a :class:`~torchloupe.errors.ChannelError` names a bad one and the
+    layer's channel count). ``tokens``: treat a 3-D output as ``(N, T, D)`` tokens
+    (default: guessed from the module type: linear / norm / attention / transformer
+    blocks give tokens, Conv1d and friends ``(N, C, L)``).
+    A tuple output uses its first tensor. An empty batch gives empty maps.
+    """
+    found = find_layers(model, layer)
+    if len(found) != 1:
+        names = ", ".join(n for n, _ in found[:5])
+        raise ValueError(f"layer spec {layer!r} matches {len(found)} layers ({names}...); expected one")
+    name, module = found[0]
+    if top is not None and (not isinstance(top, int) or isinstance(top, bool) or top < 1):
+        raise ValueError(f"top must be a positive int or None, got {top!r}")
+    out = activations(model, x, [module])[name_of(model, module)]
+    if isinstance(out, (tuple, list)):
+        out = next((o for o in out if isinstance(o, Tensor)), None)
+    if not isinstance(out, Tensor):
+        raise UnsupportedModelError(f"layer {name!r} returned {type(out).__name__}, not a tensor")
+    token_layout = tokens if tokens is not None else (out.dim() == 3 and _is_token_layer(module))
+    maps, kind = arrange(out.detach(), token_layout)
+    maps = maps.float() if not maps.is_floating_point() else maps
+    n, c = maps.shape[:2]
+    index = torch.arange(c, device=maps.device)
+    if channels is not None:
+        sel = torch.as_tensor(channels, dtype=torch.long).reshape(-1)
+        if sel.numel() and (int(sel.min()) < 0 or int(sel.max()) >= c):
+            bad = int(sel.min()) if int(sel.min()) < 0 else int(sel.max())
+            raise ChannelError(f"channel {bad} is out of range; layer {name!r} has {c} channels (0..{c - 1})")
+        index = sel.to(maps.device)
+    elif top is not None and top < c:
+        batch_mean = maps.mean(dim=(0, 2, 3)) if n else torch.zeros(c, device=maps.device)
+        index = torch.argsort(batch_mean, descending=True, stable=True)[:top]
+    maps = maps.index_select(1, index)
+    flat = maps.reshape(n, maps.shape[1], maps.shape[2] * maps.shape[3])
+    stats = {
+        "mean": flat.mean(-1) if flat.shape[-1] else flat.sum(-1),
+        "max": flat.amax(-1) if flat.numel() else flat.sum(-1),
+        "std": flat.std(-1, unbiased=False) if flat.shape[-1] else flat.sum(-1),
+    }
+    order = torch.argsort(stats["mean"], dim=1, descending=True, stable=True)
+    return FeatureMaps(
+        maps=maps, layer=name, order=order, channels=index.cpu(), stats=stats, kind=kind, shape=tuple(out.shape)
+    )

@@ -1,0 +1,59 @@
+"""PNG bytes from a matplotlib figure or an image tensor."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["to_png", "figure_to_png"]
+
+
+def figure_to_png(fig: Any, dpi: float | None = None) -> bytes:
+    """Render a ``matplotlib.figure.Figure`` with the Agg canvas (no pyplot) to PNG bytes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not isinstance(getattr(fig, "canvas", None), FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi or fig.dpi)
+    return buf.getvalue()
+
+
+def _tensor_png(image: Tensor, scale: int) -> bytes:
+    from PIL import Image
+
+    x = image.detach().cpu()
+    if x.dim() == 4:
+        if x.shape[0] != 1:
+            raise ValueError(f"to_png takes one image; got a batch of {x.shape[0]} (use image_grid first)")
+        x = x[0]
+    if x.dim() == 2:
+        x = x.unsqueeze(0)
+    if x.dim() != 3 or x.shape[0] not in (1, 3, 4):
+        raise ValueError(f"image must be (C, H, W) with C in 1, 3, 4, or (H, W); got shape {tuple(image.shape)}")
+    if x.dtype != torch.uint8:
+        x = (torch.nan_to_num(x.float(), nan=0.0).clamp(0, 1) * 255.0).round().to(torch.uint8)
+    if scale > 1:
+        x = x.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    arr = x.permute(1, 2, 0).numpy()
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+    img = Image.fromarray(arr[:, :, 0] if mode == "L" else arr, mode=mode)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def to_png(obj: Any, *, scale: int = 1, dpi: float | None = None) -> bytes:
+    """PNG bytes of a matplotlib ``Figure`` or an image tensor.
+
+    Tensors: ``(3, H, W)``, ``(1, H, W)``, ``(H, W)`` or a batch of one, float in [0, 1]
+    (clamped) or uint8; ``scale`` enlarges small images by pixel repetition.
+    """
+    if isinstance(obj, Tensor):
+        return _tensor_png(obj, int(scale))
+    if hasattr(obj, "savefig") and hasattr(obj, "get_axes"):
+        return figure_to_png(obj, dpi=dpi)
+    raise TypeError(f"to_png takes a matplotlib Figure or an image tensor, got {type(obj).__name__}")

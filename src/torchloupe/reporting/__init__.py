@@ -1,0 +1,44 @@
+"""The HTML report: sections run on subjects, laid out in one self-contained file.
+
+``tl.report(model, inputs, "report.html")`` reports on one model;
+:func:`build_report` on several :class:`Subject` objects (what ``loupe demo`` does).
+Sections are modules under ``reporting/sections/`` registering themselves with
+:func:`register`; see :mod:`torchloupe.reporting.base`.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    Block,
+    Figure,
+    Html,
+    Image,
+    NotApplicable,
+    Section,
+    Subject,
+    Table,
+    Text,
+    register,
+    registered,
+)
+from .builder import ReportInfo, SectionRun, available_sections, build_report, report, select_sections
+
+__all__ = [
+    "report",
+    "build_report",
+    "ReportInfo",
+    "SectionRun",
+    "available_sections",
+    "select_sections",
+    "Subject",
+    "Section",
+    "Block",
+    "Figure",
+    "Image",
+    "Table",
+    "Text",
+    "Html",
+    "NotApplicable",
+    "register",
+    "registered",
+]

@@ -1,0 +1,166 @@
+"""Blocks -> view data for the template: images become base64 data URIs, tables formatted strings.
+
+Figures are rendered to PNG by the render core (or SVG when asked); images wider
+than :data:`MAX_WIDTH` pixels are downscaled so the file stays small. The display
+width honours the image's DPI, so a figure rendered at 200 dpi shows at the size
+it was drawn for, twice as sharp.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import re
+from numbers import Integral, Real
+from typing import Any
+
+from torch import Tensor
+
+from .base import Figure, Html, Image, Table, Text
+
+__all__ = ["block_view", "figure_png", "data_uri", "MAX_WIDTH"]
+
+MAX_WIDTH = 1800  # pixels; wider images are downscaled
+_BASE_DPI = 100.0  # the dpi at which a figure shows at its pixel size
+_TINY, _TINY_DISPLAY = 96, 192  # images up to _TINY px wide show about _TINY_DISPLAY px wide, pixelated
+
+
+def figure_png(fig: Any) -> bytes:
+    """PNG bytes of a matplotlib ``Figure`` via the render core, at a dpi that keeps it within MAX_WIDTH."""
+    dpi = float(fig.dpi)
+    width_in = float(fig.get_figwidth())
+    if width_in * dpi > MAX_WIDTH:
+        dpi = MAX_WIDTH / width_in
+    try:
+        from ..render import to_png
+    except ImportError:  # render core not in this checkout yet: plain Agg
+        to_png = None
+    if to_png is not None:
+        return to_png(fig, dpi=dpi)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def _figure_svg(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})
+    return buf.getvalue()
+
+
+def data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _raster_info(data: bytes, mime: str) -> tuple[bytes, int, int, float]:
+    """(bytes, pixel width, pixel height, display scale); PNGs wider than MAX_WIDTH are downscaled."""
+    from PIL import Image as PILImage
+
+    with PILImage.open(io.BytesIO(data)) as im:
+        w, h = im.size
+        dpi = im.info.get("dpi", (_BASE_DPI, _BASE_DPI))[0] or _BASE_DPI
+        scale = _BASE_DPI / dpi if dpi > _BASE_DPI * 1.05 else 1.0
+        animated = getattr(im, "is_animated", False)
+        if w > MAX_WIDTH and mime == "image/png" and not animated:
+            nh = max(1, round(h * MAX_WIDTH / w))
+            small = im.convert("RGBA" if "A" in im.getbands() else "RGB").resize((MAX_WIDTH, nh), PILImage.LANCZOS)
+            buf = io.BytesIO()
+            small.save(buf, format="PNG")
+            scale *= w / MAX_WIDTH
+            data, w, h = buf.getvalue(), MAX_WIDTH, nh
+    return data, w, h, scale
+
+
+_SVG_SIZE = re.compile(rb'<svg[^>]*?\bwidth="([\d.]+)(pt|px)?"[^>]*?\bheight="([\d.]+)(pt|px)?"', re.S)
+
+
+def _svg_size(data: bytes) -> tuple[int, int]:
+    m = _SVG_SIZE.search(data[:4000])
+    if not m:
+        return 0, 0
+    factor = 4 / 3 if m.group(2) == b"pt" else 1.0
+    return round(float(m.group(1)) * factor), round(float(m.group(3)) * factor)
+
+
+def _image_view(data: bytes, mime: str, caption: str, alt: str) -> dict[str, Any]:
+    if mime == "image/svg+xml":
+        w, h = _svg_size(data)
+        display_w = w
+    else:
+        data, w, h, scale = _raster_info(data, mime)
+        display_w = round(w * scale)
+        if 0 < w <= _TINY:  # a few pixels wide (an 8x8 digit): show it larger, pixels crisp
+            display_w = w * max(1, _TINY_DISPLAY // w)
+    return {
+        "kind": "image",
+        "src": data_uri(data, mime),
+        "width": display_w or None,
+        "pixel_size": (w, h),
+        "caption": caption,
+        "alt": alt or caption or "figure",
+        "small": 0 < w <= _TINY and mime != "image/svg+xml",
+        "bytes": len(data) * 4 // 3,
+    }
+
+
+def format_cell(value: Any) -> tuple[str, bool]:
+    """(text, is_number) for one table cell."""
+    if isinstance(value, Tensor):
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, bool):
+        return ("yes" if value else "no"), False
+    if isinstance(value, Integral):
+        return f"{int(value):,}", True
+    if isinstance(value, Real):
+        f = float(value)
+        if math.isnan(f) or math.isinf(f):
+            return str(f), True
+        if f != 0 and (abs(f) >= 1e5 or abs(f) < 1e-3):
+            return f"{f:.3g}", True
+        return f"{f:.4g}", True
+    if value is None:
+        return "", False
+    return str(value), False
+
+
+def block_view(block: Any, options: dict | None = None) -> dict[str, Any]:
+    """The template's view of one block (raises TypeError for anything that is not a block)."""
+    if isinstance(block, Figure):
+        fmt = (block.format or "png").lower()
+        if fmt == "svg":
+            return _image_view(_figure_svg(block.figure), "image/svg+xml", block.caption, block.caption)
+        if fmt != "png":
+            raise ValueError(f"figure format {block.format!r} is not supported; expected 'png' or 'svg'")
+        return _image_view(figure_png(block.figure), "image/png", block.caption, block.caption)
+    if isinstance(block, Image):
+        mime = block.mime.lower()
+        if mime not in ("image/png", "image/gif", "image/svg+xml", "image/jpeg", "image/webp"):
+            raise ValueError(f"image type {block.mime!r} is not supported; expected PNG, GIF, SVG, JPEG or WebP")
+        return _image_view(bytes(block.data), mime, block.caption, block.alt)
+    if isinstance(block, Table):
+        highlight = {(int(r), int(c)) for r, c in block.highlight}
+        rows = []
+        numeric_cols: list[bool] = [True] * len(block.columns)
+        for r, row in enumerate(block.rows):
+            cells = []
+            for c, value in enumerate(row):
+                text, is_num = format_cell(value)
+                if c < len(numeric_cols) and not is_num and text:
+                    numeric_cols[c] = False
+                cells.append({"text": text, "hl": (r, c) in highlight})
+            rows.append(cells)
+        for row in rows:
+            for c, cell in enumerate(row):
+                cell["num"] = c < len(numeric_cols) and numeric_cols[c]
+        nbytes = sum(len(c["text"]) + 9 for row in rows for c in row)
+        return {"kind": "table", "columns": [str(c) for c in block.columns], "rows": rows,
+                "caption": block.caption, "numeric": numeric_cols, "bytes": nbytes}
+    if isinstance(block, Text):
+        return {"kind": "text", "text": str(block.text), "bytes": len(str(block.text))}
+    if isinstance(block, Html):
+        return {"kind": "html", "markup": str(block.markup), "bytes": len(str(block.markup))}
+    raise TypeError(f"a section returned a {type(block).__name__}; expected Figure, Image, Table, Text or Html blocks")

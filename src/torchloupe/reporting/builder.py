@@ -1,0 +1,333 @@
+"""Run sections on subjects and write one self-contained HTML file.
+
+:func:`build_report` runs every selected section on every subject (timed, with a
+progress bar on stderr), turns the blocks into view data (images as base64 data
+URIs, tables as formatted strings) and renders them through one Jinja2 template
+with autoescaping on. Nothing in the output refers to the network.
+
+A section that returns :class:`NotApplicable` (or raises
+:class:`~torchloupe.errors.UnsupportedModelError`) is listed in one line; a
+section that raises anything else shows a one-line error in its place, with
+the traceback folded away, and the report goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import os
+import pkgutil
+import re
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import UnsupportedModelError, UsageError
+from . import base
+from .base import NotApplicable, Section, Subject
+from .blocks import block_view
+
+__all__ = ["build_report", "report", "ReportInfo", "SectionRun", "available_sections", "select_sections"]
+
+DEFAULT_OPTIONS = {"quick": False, "seed": 0}
+
+
+@dataclass(frozen=True)
+class SectionRun:
+    """One section on one subject: ``status`` is ``"ok"``, ``"not-applicable"`` or ``"error"``."""
+
+    section: str
+    subject: str
+    status: str
+    seconds: float
+    bytes: int = 0
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ReportInfo:
+    """What :func:`build_report` wrote: the file, its size, and time and size per section."""
+
+    path: Path
+    size: int
+    seconds: float
+    runs: tuple[SectionRun, ...] = field(default_factory=tuple)
+    import_errors: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds per section key, summed over subjects, in report order."""
+        out: dict[str, float] = {}
+        for r in self.runs:
+            out[r.section] = out.get(r.section, 0.0) + r.seconds
+        return out
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Bytes of inline content (images, tables, text) per section key."""
+        out: dict[str, int] = {}
+        for r in self.runs:
+            out[r.section] = out.get(r.section, 0) + r.bytes
+        return out
+
+    @property
+    def errors(self) -> list[SectionRun]:
+        return [r for r in self.runs if r.status == "error"]
+
+    def summary(self) -> str:
+        """Per-section seconds, the total and the path, one per line (what ``loupe`` prints)."""
+        timings = self.timings
+        width = max([len(k) for k in timings] + [len("total")])
+        lines = [f"{key:<{width}}  {secs:6.2f} s" for key, secs in timings.items()]
+        lines.append(f"{'total':<{width}}  {self.seconds:6.2f} s")
+        for r in self.errors:
+            lines.append(f"failed: {r.section} on {r.subject}: {r.message}")
+        for module, message in self.import_errors:
+            lines.append(f"failed: section module {module}: {message}")
+        lines.append(f"wrote {self.path} ({_human_size(self.size)})")
+        return "\n".join(lines)
+
+
+def _human_size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.0f} KB"
+    return f"{n / 1024 / 1024:.1f} MB"
+
+
+def _import_sections() -> list[tuple[str, str]]:
+    """Import every module of ``reporting.sections``; a module that fails to import is reported, not fatal."""
+    from . import sections
+
+    failures = []
+    for info in sorted(pkgutil.iter_modules(sections.__path__), key=lambda i: i.name):
+        name = f"{sections.__name__}.{info.name}"
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a peer's broken module must not take the whole report down
+            failures.append((info.name, f"{type(exc).__name__}: {_first_line(exc)}"))
+    return failures
+
+
+def available_sections() -> list[Section]:
+    """Every registered section in report order (section modules that fail to import are left out)."""
+    _import_sections()
+    return sorted(base._REGISTRY.values(), key=lambda s: (s.order, s.key))
+
+
+def _resolve(sections: str | Iterable[str | Section]) -> tuple[list[Section], list[tuple[str, str]]]:
+    if isinstance(sections, str):
+        sections = ["all"] if sections == "all" else [s for s in sections.split(",") if s.strip()]
+    wanted = list(sections)
+    if not wanted:
+        raise UsageError("no sections selected; pass 'all' or section keys")
+    import_errors: list[tuple[str, str]] = []
+    known: dict[str, Section] = {}
+    if any(isinstance(s, str) for s in wanted):
+        import_errors = _import_sections()
+        known = {s.key: s for s in sorted(base._REGISTRY.values(), key=lambda s: (s.order, s.key))}
+    chosen: list[Section] = []
+    for s in wanted:
+        if isinstance(s, Section):
+            chosen.append(s)
+        elif s == "all":
+            chosen.extend(known.values())
+        elif isinstance(s, str) and s.strip() in known:
+            chosen.append(known[s.strip()])
+        else:
+            raise UsageError(f"unknown report section {s!r}; available: {', '.join(known) or 'none'}")
+    seen: set[str] = set()
+    unique = [s for s in chosen if not (s.key in seen or seen.add(s.key))]
+    return sorted(unique, key=lambda s: (s.order, s.key)), import_errors
+
+
+def select_sections(sections: str | Iterable[str | Section] = "all") -> list[Section]:
+    """Resolve ``"all"``, a comma-separated string or a list of keys / :class:`Section` objects, in report order."""
+    return _resolve(sections)[0]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:48] or "x"
+
+
+def _unique_slugs(names: Sequence[str]) -> list[str]:
+    out, used = [], set()
+    for name in names:
+        slug = base_slug = _slug(name)
+        i = 2
+        while slug in used:
+            slug, i = f"{base_slug}-{i}", i + 1
+        used.add(slug)
+        out.append(slug)
+    return out
+
+
+def _run_one(section: Section, subject: Subject, options: dict) -> tuple[str, Any]:
+    """Run one section; returns ("ok", blocks) | ("not-applicable", reason) | ("error", (line, traceback))."""
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(options.get("seed", 0)))
+            result = section.build(subject, dict(options))
+        if isinstance(result, NotApplicable):
+            return "not-applicable", result.reason
+        if result is None:
+            raise TypeError(f"section {section.key!r} returned None; expected a list of blocks or NotApplicable")
+        views = [block_view(b, options) for b in result]
+        return "ok", views
+    except UnsupportedModelError as exc:
+        return "not-applicable", _first_line(exc)
+    except Exception as exc:  # isolate: one failing view never kills the report
+        line = f"{type(exc).__name__}: {_first_line(exc)}"
+        return "error", (line, "".join(traceback.format_exception(exc)))
+
+
+def _check_subjects(subjects: Sequence[Subject]) -> list[Subject]:
+    if isinstance(subjects, Subject):
+        subjects = [subjects]
+    subjects = list(subjects)
+    if not subjects:
+        raise UsageError("no subjects to report on; expected at least one Subject (a model with inputs)")
+    for s in subjects:
+        if not isinstance(s, Subject):
+            raise TypeError(f"expected torchloupe.reporting.Subject objects, got {type(s).__name__}")
+        if not isinstance(s.model, nn.Module):
+            raise TypeError(f"subject {s.name!r}: model must be an nn.Module, got {type(s.model).__name__}")
+    return subjects
+
+
+def build_report(
+    subjects: Sequence[Subject] | Subject,
+    path: str | os.PathLike,
+    sections: str | Iterable[str | Section] = "all",
+    options: dict | None = None,
+    progress: bool = True,
+    title: str | None = None,
+) -> ReportInfo:
+    """Run ``sections`` on every subject and write one self-contained HTML file to ``path``.
+
+    ``options`` reaches every section (``quick``, ``seed`` and anything a section documents).
+    Returns a :class:`ReportInfo` with the path, file size and per-section timings.
+    """
+    from tqdm import tqdm
+
+    from .template import render_html
+
+    subjects = _check_subjects(subjects)
+    chosen, import_errors = _resolve(sections)
+    opts = {**DEFAULT_OPTIONS, **(options or {})}
+    path = Path(path)
+    if path.exists() and path.is_dir():
+        raise UsageError(f"report path '{path}' is a directory; expected a file path such as '{path / 'report.html'}'")
+
+    start = time.perf_counter()
+    subject_slugs = _unique_slugs([s.name for s in subjects])
+    section_slugs = _unique_slugs([s.key for s in chosen])
+    runs: list[SectionRun] = []
+    views: list[dict[str, Any]] = []
+    bar = tqdm(
+        total=len(chosen) * len(subjects), desc="report", unit="view", file=sys.stderr,
+        disable=not progress, dynamic_ncols=True, leave=True,
+    )
+    try:
+        for section, sslug in zip(chosen, section_slugs):
+            sview: dict[str, Any] = {
+                "key": section.key, "title": section.title, "blurb": section.blurb,
+                "anchor": f"s-{sslug}", "entries": [], "na": [], "seconds": 0.0,
+            }
+            for subject, subslug in zip(subjects, subject_slugs):
+                bar.set_postfix_str(f"{section.key} · {subject.name}"[:60], refresh=False)
+                t0 = time.perf_counter()
+                status, payload = _run_one(section, subject, opts)
+                secs = time.perf_counter() - t0
+                sview["seconds"] += secs
+                item = {"subject": subject.name, "model": type(subject.model).__name__,
+                        "anchor": f"s-{sslug}--{subslug}", "status": status}
+                if status == "ok":
+                    item["blocks"] = payload
+                    nbytes = sum(v.get("bytes", 0) for v in payload)
+                    sview["entries"].append(item)
+                    runs.append(SectionRun(section.key, subject.name, status, secs, nbytes))
+                elif status == "not-applicable":
+                    sview["na"].append({"subject": subject.name, "reason": payload})
+                    runs.append(SectionRun(section.key, subject.name, status, secs, 0, payload))
+                else:
+                    item["error"], item["traceback"] = payload
+                    sview["entries"].append(item)
+                    runs.append(SectionRun(section.key, subject.name, status, secs, 0, payload[0]))
+                bar.update(1)
+            views.append(sview)
+    finally:
+        bar.close()
+
+    seconds = time.perf_counter() - start
+    if title is None:
+        names = ", ".join(s.name for s in subjects[:4]) + (", ..." if len(subjects) > 4 else "")
+        title = f"torchloupe report: {names}"
+    from .. import __version__
+
+    html = render_html(
+        title=title,
+        sections=views,
+        subjects=[{"name": s.name, "model": type(s.model).__name__} for s in subjects],
+        import_errors=import_errors,
+        runs=runs,
+        seconds=seconds,
+        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        version=__version__,
+    )
+    data = html.encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return ReportInfo(path=path, size=len(data), seconds=seconds, runs=tuple(runs), import_errors=tuple(import_errors))
+
+
+def report(
+    model: nn.Module,
+    inputs: Any,
+    path: str | os.PathLike,
+    labels: Sequence[str] | None = None,
+    sections: str | Iterable[str | Section] = "all",
+    *,
+    options: dict | None = None,
+    progress: bool = True,
+    title: str | None = None,
+    name: str | None = None,
+    **subject_kwargs: Any,
+) -> ReportInfo:
+    """Write one self-contained HTML report of ``model`` on ``inputs`` to ``path``.
+
+    ``inputs``: a batch ``(N, C, H, W)`` (or a tuple / dict of model inputs); ``labels``:
+    class names; further keywords become :class:`Subject` fields (``images``, ``masks``,
+    ``dataset``, ``layers``, ``extras``). Returns :class:`ReportInfo`.
+    """
+    from ..inputs import check_input
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    if isinstance(inputs, torch.Tensor):
+        inputs = check_input(model, inputs)
+    if labels is not None:
+        labels = [str(x) for x in labels]
+    subject = Subject(name=name or type(model).__name__, model=model, inputs=inputs, labels=labels, **subject_kwargs)
+    return build_report([subject], path, sections=sections, options=options, progress=progress, title=title)

@@ -1,0 +1,158 @@
+"""Overview: the model (class, parameter count, input and output shapes) and what it predicts.
+
+Per input: a thumbnail when the inputs are images, and the top-3 classes with
+their softmax probabilities (class names when the subject has labels; the true
+class when ``subject.extras["targets"]`` holds it).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ...inputs import check_input
+from ...probe import eval_forward
+from ..base import Html, NotApplicable, Subject, Table, Text, register
+from ..blocks import data_uri
+from ..template import render_template
+
+MAX_CARDS = 24
+QUICK_CARDS = 12
+TOP_K = 3
+THUMB_PX = 168  # encoded size of a thumbnail (shown at half that: sharp on high-dpi screens)
+
+
+def _logits(output: Any) -> Tensor | None:
+    """The class scores in a model's output: the tensor, a ``logits`` entry, or the first tensor."""
+    if isinstance(output, Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(output, dict):
+        if isinstance(output.get("logits"), Tensor):
+            return output["logits"]
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        for v in output:
+            if isinstance(v, Tensor):
+                return v
+    return None
+
+
+def _shape(x: Any) -> str:
+    if isinstance(x, Tensor):
+        return "(" + ", ".join(str(d) for d in x.shape) + ")"
+    if isinstance(x, (tuple, list)):
+        return ", ".join(_shape(v) for v in x)
+    if isinstance(x, dict):
+        return ", ".join(f"{k}: {_shape(v)}" for k, v in x.items())
+    return type(x).__name__
+
+
+def _thumbs(images: Tensor, n: int) -> list[tuple[str, tuple[int, int], bool]]:
+    """(data URI, (w, h), pixelated) per image; RGB or gray ``(N, C, H, W)`` in [0, 1]."""
+    from PIL import Image as PILImage
+
+    x = images[:n].detach().float().cpu().clamp(0, 1)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    arr = (x[:, :3] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = []
+    for a in arr:
+        im = PILImage.fromarray(a)
+        w, h = im.size
+        pixelated = max(w, h) < 64
+        if max(w, h) > THUMB_PX:
+            s = THUMB_PX / max(w, h)
+            im = im.resize((max(1, round(w * s)), max(1, round(h * s))), PILImage.LANCZOS)
+        buf = io.BytesIO()
+        im.save(buf, format="PNG", optimize=True)
+        out.append((data_uri(buf.getvalue(), "image/png"), im.size, pixelated))
+    return out
+
+
+def _label(labels: Any, i: int) -> str:
+    if labels is not None and 0 <= i < len(labels):
+        return str(labels[i])
+    return f"class {i}"
+
+
+def _model_table(model: nn.Module, inputs: Any, output: Any) -> Table:
+    params = list(model.parameters())
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    first = next(iter(params), None)
+    where = f"{first.device.type} / {str(first.dtype).replace('torch.', '')}" if first is not None else "-"
+    return Table(
+        columns=["model", "parameters", "trainable", "input", "output", "device / dtype"],
+        rows=[[type(model).__name__, total, trainable, _shape(inputs), _shape(output), where]],
+    )
+
+
+@register(
+    "overview",
+    "Overview",
+    "The model at a glance and what it predicts for each input: its top-3 classes with softmax probabilities.",
+    10,
+)
+def build(subject: Subject, options: dict) -> list | NotApplicable:
+    model, inputs = subject.model, subject.inputs
+    if isinstance(inputs, Tensor):
+        inputs = check_input(model, inputs)
+    output = eval_forward(model, inputs)
+    blocks: list = [_model_table(model, inputs, output)]
+    logits = _logits(output)
+    if logits is None or logits.dim() != 2 or logits.shape[1] < 2 or not logits.is_floating_point():
+        what = _shape(output)
+        blocks.append(Text(f"The output {what} is not a batch of class scores (N, classes), so no predictions are listed."))
+        return blocks
+
+    n, classes = logits.shape
+    if n == 0:
+        blocks.append(Text("The batch is empty, so there are no predictions to list."))
+        return blocks
+    probs = torch.softmax(logits.detach().float(), dim=1).cpu()
+    k = min(TOP_K, classes)
+    top_p, top_i = probs.topk(k, dim=1)
+    labels = subject.labels
+    if labels is not None and len(labels) != classes:
+        blocks.append(Text(f"{len(labels)} class names were given, but the model scores {classes} classes; "
+                           f"classes without a name show as 'class i'."))
+    targets = subject.extras.get("targets") if subject.extras else None
+    if targets is not None:
+        targets = torch.as_tensor(targets).reshape(-1).long().cpu()
+        if targets.numel() != n:
+            targets = None
+
+    limit = QUICK_CARDS if options.get("quick") else MAX_CARDS
+    shown = min(n, limit)
+    images = subject.display_images
+    thumbs = _thumbs(images, shown) if isinstance(images, Tensor) and images.dim() == 4 and len(images) >= shown else []
+    cards = []
+    for i in range(shown):
+        preds = [
+            {"label": _label(labels, int(c)), "text": f"{100 * float(p):.1f}%", "width": f"{100 * float(p):.1f}"}
+            for p, c in zip(top_p[i], top_i[i])
+        ]
+        card = {"index": i, "preds": preds, "thumb": None, "thumb_size": (0, 0), "pixelated": False,
+                "truth": None, "correct": False}
+        if thumbs:
+            card["thumb"], card["thumb_size"], card["pixelated"] = thumbs[i]
+        if targets is not None:
+            t = int(targets[i])
+            card["truth"], card["correct"] = _label(labels, t), t == int(top_i[i, 0])
+        cards.append(card)
+    blocks.append(Html(render_template("predictions.html.j2", cards=cards)))
+    notes = []
+    if targets is not None:
+        correct = int((top_i[:, 0] == targets).sum())
+        notes.append(f"Top-1 correct on {correct} of {n} inputs.")
+    if shown < n:
+        notes.append(f"Showing the first {shown} of {n} inputs.")
+    if notes:
+        blocks.append(Text(" ".join(notes)))
+    return blocks

@@ -1,0 +1,190 @@
+"""``loupe report`` and ``loupe demo`` in-process: exact output lines and exit codes."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from torchloupe.cli import main
+
+FACTORY = """
+import torch
+from torch import nn
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 3))
+
+def gray():
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
+"""
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    (d / "net.py").write_text(FACTORY)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(d / "cat.png")
+    Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(d / "dog.jpg")
+    (d / "broken.png").write_bytes(b"\x89PNG but not really")
+    (d / "labels.txt").write_text("cat\ndog\n<b>bird</b>\n")
+    return d
+
+
+def _lines(text: str) -> list[str]:
+    return text.rstrip("\n").split("\n") if text else []
+
+
+def test_report_on_file_factory(files, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["report", "--model", f"{files}/net.py:build", "--input", str(files / "cat.png"),
+                 str(files / "dog.jpg"), "--labels", str(files / "labels.txt"), "--sections", "overview",
+                 "--no-progress", "--out", str(out)])
+    stdout, stderr = capsys.readouterr()
+    assert (code, stderr) == (0, "")
+    lines = _lines(stdout)
+    assert len(lines) == 3
+    assert re.fullmatch(r"overview  \s*\d+\.\d\d s", lines[0])
+    assert re.fullmatch(r"total     \s*\d+\.\d\d s", lines[1])
+    size = (out / "report.html").stat().st_size
+    assert lines[2] == f"wrote {out / 'report.html'} ({size / 1024:.0f} KB)"
+    html = (out / "report.html").read_text()
+    assert "<h2>Overview</h2>" in html and "&lt;b&gt;bird&lt;/b&gt;" in html
+    assert html.count('class="card"') == 2  # both images, cropped to 20 x 20 squares
+
+
+def test_report_progress_bar_goes_to_stderr(files, tmp_path, capsys):
+    code = main(["report", "--model", f"{files}/net.py:build", "--input", str(files / "cat.png"),
+                 "--sections", "overview", "--out", str(tmp_path)])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0 and "report: 100%" in stderr and "loupe:" not in stderr
+    assert _lines(stdout)[-1].startswith(f"wrote {tmp_path / 'report.html'} (")
+
+
+def test_gray_model_reads_images_as_gray(files, tmp_path, capsys):
+    code = main(["report", "--model", f"{files}/net.py:gray", "--input", str(files / "cat.png"),
+                 "--sections", "overview", "--no-progress", "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    assert "(1, 1, 24, 32)" in (tmp_path / "report.html").read_text()
+
+
+def _error(capsys, argv) -> str:
+    code = main(argv)
+    stdout, stderr = capsys.readouterr()
+    assert code == 2 and stdout == ""
+    assert stderr.endswith("\n") and stderr.count("\n") == 1, stderr  # one line, no traceback
+    return stderr
+
+
+def test_bad_image_is_one_line_error(files, tmp_path, capsys):
+    err = _error(capsys, ["report", "--model", f"{files}/net.py:build", "--input", str(files / "broken.png"),
+                          "--out", str(tmp_path)])
+    assert err == f"loupe: error: cannot read image '{files / 'broken.png'}': not an image Pillow can read\n"
+    err = _error(capsys, ["report", "--model", f"{files}/net.py:build", "--input", str(files / "nope.png"),
+                          "--out", str(tmp_path)])
+    assert err == f"loupe: error: cannot read image '{files / 'nope.png'}': no such file\n"
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_unknown_model_spec_lists_the_forms(files, tmp_path, capsys):
+    err = _error(capsys, ["report", "--model", "resnet18", "--input", str(files / "cat.png"), "--out", str(tmp_path)])
+    assert err == ("loupe: error: unknown model spec 'resnet18'; expected one of: torchvision:NAME "
+                   "(e.g. torchvision:resnet18), path/file.py:factory, package.module:factory\n")
+
+
+def test_bad_checkpoint_and_layers_and_sections(files, tmp_path, capsys):
+    marker = tmp_path / "PWNED"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    ckpt = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "x": Evil()}, ckpt)
+    base = ["report", "--model", f"{files}/net.py:build", "--input", str(files / "cat.png"), "--out", str(tmp_path)]
+    err = _error(capsys, base + ["--weights", str(ckpt)])
+    assert err.startswith(f"loupe: error: checkpoint '{ckpt}' holds Python objects other than tensors")
+    assert not marker.exists()
+    err = _error(capsys, base + ["--weights", str(tmp_path / "missing.pt")])
+    assert err == f"loupe: error: cannot read checkpoint '{tmp_path / 'missing.pt'}': no such file\n"
+    err = _error(capsys, base + ["--layers", "4", "9"])
+    assert err == "loupe: error: '9' is not a module of Sequential\n"
+    err = _error(capsys, base + ["--sections", "overview,nope"])
+    assert err.startswith("loupe: error: unknown report section 'nope'; available: overview")
+
+
+def test_unsafe_pickle_flag_warns_and_loads(files, tmp_path, capsys):
+    from torchloupe.loading import load_model
+
+    state = load_model(f"{files}/net.py:build").state_dict()
+    ckpt = tmp_path / "full.pt"
+    torch.save({"state_dict": state, "meta": Ellipsis}, ckpt)  # Ellipsis is not allowed by weights_only
+    argv = ["report", "--model", f"{files}/net.py:build", "--weights", str(ckpt), "--input", str(files / "cat.png"),
+            "--sections", "overview", "--no-progress", "--out", str(tmp_path)]
+    assert _error(capsys, argv).startswith(f"loupe: error: checkpoint '{ckpt}' holds Python objects")
+    with pytest.warns(UserWarning, match="weights_only=False"):
+        code = main(argv + ["--unsafe-pickle"])
+    assert code == 0, capsys.readouterr().err
+
+
+def _fake_package(tmp_path, monkeypatch, modules: dict[str, str]) -> str:
+    name = f"fake_demo_{len(modules)}_{abs(hash(tuple(modules))) % 10_000}"
+    pkg = tmp_path / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for mod, src in modules.items():
+        (pkg / f"{mod}.py").write_text(src)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("torchloupe.commands.demo.PACKAGE", name)
+    return name
+
+
+FAKE_SUBJECTS = """
+import torch
+from tests.helpers import tiny_cnn
+from torchloupe.reporting import Subject
+
+def subjects(options):
+    assert set(options) == {"quick", "seed"}
+    return [Subject("tiny-a", tiny_cnn(), torch.rand(2, 3, 16, 16)), Subject("tiny-b", tiny_cnn(1), torch.rand(1, 3, 8, 8))]
+"""
+
+
+def test_demo_collects_subject_modules(tmp_path, monkeypatch, capsys):
+    _fake_package(tmp_path, monkeypatch, {"alpha": FAKE_SUBJECTS,
+                                          "beta": "def subjects(options):\n    raise RuntimeError('no data')\n"})
+    out = tmp_path / "demo"
+    code = main(["demo", "--out", str(out), "--quick", "--sections", "overview", "--no-progress"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0
+    assert stderr == "loupe: warning: demo models 'beta' failed: RuntimeError: no data\n"
+    lines = _lines(stdout)
+    assert re.fullmatch(r"prepared alpha: 2 models in \d+\.\d\d s", lines[0])
+    assert re.fullmatch(r"overview  \s*\d+\.\d\d s", lines[1])
+    assert re.fullmatch(r"total     \s*\d+\.\d\d s", lines[2])
+    assert lines[3].startswith(f"wrote {out / 'report.html'} (")
+    assert re.fullmatch(r"demo finished in \d+\.\d s", lines[4]) and len(lines) == 5
+    html = (out / "report.html").read_text()
+    assert "<title>torchloupe demo report</title>" in html and html.count('<article class="subject"') == 2
+
+
+def test_demo_without_subjects_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    name = _fake_package(tmp_path, monkeypatch, {})
+    err = _error(capsys, ["demo", "--out", str(tmp_path / "d")])
+    assert err == f"loupe: error: no demo models are installed: {name} has no modules\n"
+
+
+def test_out_must_be_a_folder(files, tmp_path, capsys):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    err = _error(capsys, ["report", "--model", f"{files}/net.py:build", "--input", str(files / "cat.png"),
+                          "--out", str(f)])
+    assert err == f"loupe: error: --out '{f}' is a file; expected a folder to write report.html into\n"

@@ -1,0 +1,271 @@
+"""Explanation-quality metrics: hand-computed values, literal references, and peers where definitions match."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import torchloupe.evaluate as ev
+from tests.helpers import tiny_cnn
+from tests.reference import ref_evaluate
+from torchloupe.errors import InputError, TargetError
+
+
+def linear_model(weight: torch.Tensor) -> nn.Module:
+    """Flatten + Linear with set weights: logits are exact sums of pixel values."""
+    k, d = weight.shape
+    m = nn.Sequential(nn.Flatten(), nn.Linear(d, k))
+    with torch.no_grad():
+        m[1].weight.copy_(weight)
+        m[1].bias.zero_()
+    return m.eval()
+
+
+def test_deletion_hand_computed_two_pixels():
+    # 1x1x1x2 image (two pixels, both 1.0); class 0 logit = 2*p0 + 1*p1, class 1 logit = 0.
+    m = linear_model(torch.tensor([[2.0, 1.0], [0.0, 0.0]]))
+    x = torch.ones(1, 1, 1, 2)
+    maps = torch.tensor([[[0.2, 0.9]]])  # pixel 1 is more salient: deleted first
+    r = ev.deletion_curve(m, x, maps, target=0, steps=2, substrate="zero")
+    sig = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731  softmax of (z, 0)
+    expected = [sig(3.0), sig(2.0), sig(0.0)]
+    assert torch.allclose(r.curves[0], torch.tensor(expected), atol=1e-6)
+    assert torch.allclose(r.fractions, torch.tensor([0.0, 0.5, 1.0]))
+    want_auc = 0.5 * (expected[0] + expected[1]) / 2 + 0.5 * (expected[1] + expected[2]) / 2
+    assert r.auc.item() == pytest.approx(want_auc, abs=1e-6)
+    ins = ev.insertion_curve(m, x, maps, target=0, steps=2, substrate="zero")
+    assert torch.allclose(ins.curves[0], torch.tensor([sig(0.0), sig(1.0), sig(3.0)]), atol=1e-6)
+
+
+@pytest.mark.parametrize("substrate", ["zero", "blur", "mean"])
+def test_deletion_matches_literal_reference(substrate):
+    torch.manual_seed(1)
+    m = tiny_cnn().eval()
+    x = torch.rand(3, 3, 12, 12)
+    maps = torch.rand(3, 12, 12)
+    r = ev.deletion_curve(m, x, maps, steps=7, substrate=substrate)
+    base = ev._substrate(x, substrate)
+    for i in range(3):
+        ref = ref_evaluate.deletion_curve(m, x[i], maps[i], int(r.targets[i]), 7, base[i])
+        np.testing.assert_allclose(r.curves[i].numpy(), ref, atol=1e-5)
+        assert r.auc[i].item() == pytest.approx(ref_evaluate.auc(ref, r.fractions.numpy()), abs=1e-5)
+
+
+def test_insertion_reveals_onto_blur_and_ends_at_original():
+    m = tiny_cnn().eval()
+    x = torch.rand(2, 3, 16, 16)
+    maps = torch.rand(2, 16, 16)
+    r = ev.insertion_curve(m, x, maps, steps=5)
+    with torch.no_grad():
+        p_full = m(x).softmax(1).gather(1, r.targets[:, None])[:, 0]
+        p_blur = m(ev.gaussian_blur(x)).softmax(1).gather(1, r.targets[:, None])[:, 0]
+    assert torch.allclose(r.curves[:, -1], p_full, atol=1e-6)
+    assert torch.allclose(r.curves[:, 0], p_blur, atol=1e-6)
+
+
+def test_deletion_equals_quantus_pixel_flipping():
+    quantus = pytest.importorskip("quantus")
+    torch.manual_seed(2)
+    # One channel: Quantus flips single features of the flattened input, so pixels == features.
+    m = tiny_cnn(in_ch=1).eval()
+    x = torch.rand(2, 1, 8, 8)
+    x[:, :, 0, 0] = 0.0  # Quantus's "black" baseline is the per-sample minimum: make it 0
+    maps = torch.rand(2, 8, 8)
+    targets = m(x).argmax(1)
+    ours = ev.deletion_curve(m, x, maps, target=targets, steps=16, substrate="zero")
+    metric = quantus.PixelFlipping(
+        features_in_step=4, perturb_baseline="black", normalise=False, disable_warnings=True
+    )
+    theirs = metric(
+        model=m,
+        x_batch=x.numpy(),
+        y_batch=targets.numpy(),
+        a_batch=maps[:, None].numpy(),
+        softmax=True,
+        device="cpu",
+        channel_first=True,
+    )
+    # Quantus records the curve after each step, without the unperturbed point.
+    np.testing.assert_allclose(np.array(theirs), ours.curves[:, 1:].numpy(), atol=1e-5)
+
+
+def test_pointing_game_tolerance_and_ties():
+    maps = torch.zeros(3, 40, 40)
+    maps[:, 20, 5] = 1.0
+    masks = torch.zeros(3, 40, 40, dtype=torch.bool)
+    masks[0, 20, 20] = True  # 15 px away: hit at tolerance 15
+    masks[1, 20, 21] = True  # 16 px away: miss
+    masks[2, 20, 5] = True  # on the point
+    hits = ev.pointing_game(maps, masks, tolerance=15)
+    assert hits.tolist() == [True, False, True]
+    assert ev.pointing_game(maps, masks, tolerance=0).tolist() == [False, False, True]
+
+
+def test_pointing_game_equals_quantus_at_zero_tolerance():
+    quantus = pytest.importorskip("quantus")
+    torch.manual_seed(3)
+    maps = torch.rand(6, 16, 16)
+    masks = torch.zeros(6, 16, 16, dtype=torch.bool)
+    masks[:, 4:10, 4:10] = True
+    ours = ev.pointing_game(maps, masks, tolerance=0)
+    metric = quantus.PointingGame(disable_warnings=True)
+    theirs = metric.evaluate_batch(a_batch=maps[:, None].numpy(), s_batch=masks[:, None].numpy())
+    assert ours.tolist() == [bool(t) for t in theirs]
+
+
+def test_average_drop_and_increase_match_pytorch_grad_cam():
+    pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    torch.manual_seed(4)
+    m = tiny_cnn().eval()
+    x = torch.rand(4, 3, 16, 16)
+    maps = torch.rand(4, 16, 16)
+    t = m(x).argmax(1)
+    targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in t]
+    drop_theirs = DropInConfidence()(x, maps.numpy(), targets, m)
+    inc_theirs = IncreaseInConfidence()(x, maps.numpy(), targets, m)
+    y = m(x).softmax(1).gather(1, t[:, None])[:, 0].detach()
+    # pytorch-grad-cam reports max(0, Y - O); the paper (and we) divide by Y and use percent.
+    ours = ev.average_drop(m, x, maps, target=t)
+    np.testing.assert_allclose((ours * y / 100).numpy(), drop_theirs, atol=1e-6)
+    np.testing.assert_allclose(ev.increase_in_confidence(m, x, maps, target=t).numpy(), inc_theirs)
+
+
+def test_road_matches_pytorch_grad_cam_without_noise():
+    pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.metrics.perturbation_confidence import (
+        PerturbationConfidenceMetric,
+        RemoveLeastRelevantFirst,
+        RemoveMostRelevantFirst,
+    )
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    torch.manual_seed(5)
+    m = tiny_cnn().eval()
+    x = torch.rand(2, 3, 16, 16)
+    maps = torch.rand(2, 16, 16)
+    t = m(x).argmax(1)
+    targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in t]
+    for order, remover in (("morf", RemoveMostRelevantFirst), ("lerf", RemoveLeastRelevantFirst)):
+        ours = ev.road(m, x, maps, target=t, percentages=(20, 50, 80), order=order, noise=0.0)
+        for j, p in enumerate((20, 50, 80)):
+            metric = PerturbationConfidenceMetric(remover(100 - p, NoisyLinearImputer(noise=0.0)))
+            theirs = metric(x, maps.numpy(), targets, m, return_diff=False)
+            np.testing.assert_allclose(ours.scores[:, j].numpy(), theirs, atol=1e-4)
+
+
+def test_road_imputation_is_the_neighbour_mean():
+    x = torch.rand(1, 1, 10, 10)
+    missing = torch.zeros(1, 1, 10, 10, dtype=torch.bool)
+    missing[0, 0, 3:7, 3:7] = True
+    filled = ev._impute(x, missing, noise=0.0, generator=None).double()
+    k = ev._ROAD_KERNEL.double()
+    for i in range(3, 7):
+        for j in range(3, 7):
+            nb = sum(k[a, b] * filled[0, 0, i + a - 1, j + b - 1] for a in range(3) for b in range(3))
+            assert filled[0, 0, i, j].item() == pytest.approx(nb.item() / k.sum().item(), abs=1e-5)
+    assert torch.equal(filled[~missing.expand_as(filled)].float(), x[~missing])
+
+
+def test_spearman_and_ssim_match_scipy_and_skimage():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    skm = pytest.importorskip("skimage.metrics")
+    torch.manual_seed(6)
+    a = torch.rand(3, 20, 20)
+    b = a + 0.3 * torch.rand(3, 20, 20)
+    b[0] = torch.round(b[0] * 4)  # ties
+    ours = ev.spearman(a, b)
+    for i in range(3):
+        ref = scipy_stats.spearmanr(a[i].flatten().numpy(), b[i].flatten().numpy()).statistic
+        assert ours[i].item() == pytest.approx(ref, abs=1e-6)
+    s = ev.ssim(a, b)
+    for i in range(3):
+        na = (a[i] - a[i].min()) / (a[i].max() - a[i].min())
+        nb = (b[i] - b[i].min()) / (b[i].max() - b[i].min())
+        ref = skm.structural_similarity(
+            na.double().numpy(), nb.double().numpy(), data_range=1.0, gaussian_weights=True, sigma=1.5,
+            use_sample_covariance=False,
+        )
+        assert s[i].item() == pytest.approx(ref, abs=1e-3)
+
+
+def test_randomization_check_gradient_changes_and_model_untouched():
+    torch.manual_seed(7)
+    m = tiny_cnn().eval()
+    x = torch.rand(2, 3, 16, 16)
+
+    def grad_explain(model, inp, t):
+        inp = inp.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(model(inp).gather(1, t[:, None]).sum(), inp)
+        return g
+
+    r = ev.randomization_check(m, x, grad_explain, layers="cascade")
+    assert r.layers == ("fc", "features.4", "features.3", "features.1", "features.0")
+    assert r.similarity.shape == (2, 5)
+    ind = ev.randomization_check(m, x, grad_explain, layers="independent", similarity="ssim")
+    assert ind.similarity.shape == (2, 5)
+    # An explanation that ignores the weights never changes: similarity 1, never passes.
+    const = ev.randomization_check(m, x, lambda model, inp, t: inp.sum(1), layers="cascade")
+    assert torch.allclose(const.similarity, torch.ones(2, 5))
+    assert not const.passed.any()
+
+
+def test_batch_equals_one_by_one():
+    m = tiny_cnn().eval()
+    x = torch.rand(3, 3, 12, 12)
+    maps = torch.rand(3, 12, 12)
+    whole = ev.deletion(m, x, maps, steps=6)
+    single = torch.cat([ev.deletion(m, x[i : i + 1], maps[i : i + 1], steps=6) for i in range(3)])
+    assert torch.allclose(whole, single, atol=1e-6)
+
+
+def test_memory_budget_bounds_the_chunks():
+    class Counting(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            self.sizes = []
+
+        def forward(self, x):
+            self.sizes.append(x.shape[0])
+            return self.inner(x)
+
+    m = Counting(tiny_cnn().eval()).eval()
+    x = torch.rand(4, 3, 8, 8)
+    maps = torch.rand(4, 8, 8)
+    per_sample = 3 * 8 * 8 * 4
+    small = ev.deletion(m, x, maps, steps=10, memory_budget=per_sample * 8)
+    assert max(m.sizes) <= 8
+    m.sizes.clear()
+    big = ev.deletion(m, x, maps, steps=10)
+    assert torch.allclose(small, big, atol=1e-6)
+
+
+def test_bad_inputs_are_named():
+    m = tiny_cnn().eval()
+    x = torch.rand(2, 3, 8, 8)
+    with pytest.raises(InputError, match=r"maps have shape \(3, 8, 8\)"):
+        ev.deletion(m, x, torch.rand(3, 8, 8))
+    with pytest.raises(InputError, match="steps must be a positive int"):
+        ev.deletion(m, x, torch.rand(2, 8, 8), steps=0)
+    with pytest.raises(InputError, match="substrate 'gray'"):
+        ev.deletion(m, x, torch.rand(2, 8, 8), substrate="gray")
+    with pytest.raises(TargetError, match="target class 9 is out of range; the model has 4 classes"):
+        ev.insertion(m, x, torch.rand(2, 8, 8), target=9)
+    with pytest.raises(InputError, match="order must be 'morf' or 'lerf'"):
+        ev.road(m, x, torch.rand(2, 8, 8), order="up")
+    with pytest.raises(InputError, match="layers must be 'cascade' or 'independent'"):
+        ev.randomization_check(m, x, lambda *a: None, layers="all")
+
+
+def test_empty_batch_gives_empty_results():
+    m = tiny_cnn().eval()
+    r = ev.deletion(m, torch.rand(0, 3, 8, 8), torch.rand(0, 8, 8))
+    assert r.shape == (0,)

@@ -1,0 +1,193 @@
+"""Render core: normalisation, colormaps, overlays, grids, PNG encoding and the figures."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import torchloupe as tl
+from torchloupe import render as R
+from torchloupe.features import FeatureMaps, feature_maps
+
+
+def test_normalize_per_sample_and_global():
+    x = torch.tensor([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0], [-2.0, 0.0, 2.0]])
+    out = R.normalize(x)
+    assert torch.equal(out, torch.tensor([[0.0, 0.5, 1.0], [0.0, 0.0, 0.0], [0.0, 0.5, 1.0]]))
+    glob = R.normalize(x, per_sample=False)
+    assert torch.allclose(glob, (x + 2.0) / 7.0)
+    assert torch.equal(x[1], torch.tensor([5.0, 5.0, 5.0]))  # input untouched
+
+
+def test_normalize_never_nan():
+    x = torch.tensor([[float("nan"), 1.0, 3.0], [0.0, 0.0, 0.0], [float("inf"), 1.0, 1.0]])
+    out = R.normalize(x)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[0], torch.tensor([0.0, 0.0, 1.0]))  # NaN counts as the minimum
+    assert torch.equal(out[1], torch.zeros(3))
+    assert torch.equal(out[2], torch.tensor([1.0, 0.0, 0.0]))  # +inf at the top, finite rest constant
+    assert R.normalize(torch.zeros(0, 4)).shape == (0, 4)
+    assert R.normalize(torch.tensor([[0, 2, 4]])).dtype == torch.float32
+
+
+def test_colorize_uses_matplotlib_colormaps():
+    from matplotlib import colormaps
+
+    m = torch.tensor([[[0.0, 1.0], [0.5, 2.0]]])  # 2.0 is clamped to 1
+    rgb = R.colorize(m, "gray")
+    assert rgb.shape == (1, 3, 2, 2)
+    assert torch.allclose(rgb[0, :, 0, 0], torch.zeros(3))
+    assert torch.allclose(rgb[0, :, 0, 1], torch.ones(3))
+    assert torch.allclose(rgb[0, :, 1, 1], torch.ones(3))
+    expected = torch.tensor(colormaps["viridis"](0.0)[:3], dtype=torch.float32)
+    assert torch.allclose(R.colorize(torch.zeros(2, 2), "viridis")[:, 0, 0], expected, atol=1e-6)
+    top = torch.tensor(colormaps["jet"](1.0)[:3], dtype=torch.float32)
+    assert torch.allclose(R.colorize(torch.full((1, 1, 3, 3), 7.0), "jet", vmin=0, vmax=7)[0, :, 1, 1], top)
+    with pytest.raises(ValueError, match="unknown colormap 'nope'"):
+        R.colorize(m, "nope")
+
+
+def test_overlay_blends_resizes_and_broadcasts_gray():
+    images = torch.full((2, 1, 8, 8), 0.2)  # gray images
+    maps = torch.ones(2, 4, 4)  # resized to 8x8
+    out = R.overlay(images, maps, cmap="gray", alpha=0.5)
+    assert out.shape == (2, 3, 8, 8)
+    assert torch.allclose(out, torch.full_like(out, 0.6))
+    # alpha = 0 gives the image back (as RGB), alpha = 1 the coloured map at image size
+    rgb = torch.rand(1, 3, 6, 6)
+    small = torch.tensor([[[0.0, 1.0], [0.0, 1.0]]])
+    assert torch.allclose(R.overlay(rgb, small, alpha=0.0), rgb)
+    full = R.overlay(rgb, small, cmap="gray", alpha=1.0)
+    assert full.shape == (1, 3, 6, 6)
+    assert torch.all(full[0, :, :, 0] < 0.05) and torch.all(full[0, :, :, -1] > 0.95)
+    # one image for several maps
+    assert R.overlay(rgb[0], torch.rand(3, 6, 6)).shape == (3, 3, 6, 6)
+    with pytest.raises(ValueError, match="2 maps for 3 images"):
+        R.overlay(torch.rand(3, 3, 4, 4), torch.rand(2, 4, 4))
+    assert torch.equal(images, torch.full((2, 1, 8, 8), 0.2))
+
+
+def test_image_grid_places_tiles_row_by_row():
+    tiles = torch.stack([torch.full((1, 2, 2), float(i)) for i in (1, 2, 3)])
+    grid = R.image_grid(tiles, ncols=2, padding=1, pad_value=-1.0)
+    assert grid.shape == (1, 7, 7)
+    assert torch.equal(grid[0, 1:3, 1:3], torch.full((2, 2), 1.0))
+    assert torch.equal(grid[0, 1:3, 4:6], torch.full((2, 2), 2.0))
+    assert torch.equal(grid[0, 4:6, 1:3], torch.full((2, 2), 3.0))
+    assert torch.equal(grid[0, 4:6, 4:6], torch.full((2, 2), -1.0))  # the empty slot
+    assert grid[0, 0].eq(-1).all() and grid[0, :, 3].eq(-1).all()
+
+
+def test_to_png_round_trips_tensors_and_renders_figures():
+    from PIL import Image
+
+    img = torch.tensor([[[0.0, 1.0], [0.5, 0.25]]]).expand(3, 2, 2)
+    data = R.to_png(img)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    back = torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    assert back[..., 0].tolist() == [[0, 255], [128, 64]]
+    big = Image.open(io.BytesIO(R.to_png(img[0], scale=3)))
+    assert big.size == (6, 6) and big.mode == "L"
+    fig = R.new_figure(2, 1)
+    fig.add_subplot().plot([0, 1], [1, 0])
+    png = R.to_png(fig)
+    assert Image.open(io.BytesIO(png)).size == (200, 100)
+    with pytest.raises(TypeError, match="Figure or an image tensor"):
+        R.to_png("not an image")
+    with pytest.raises(ValueError, match="batch of 2"):
+        R.to_png(torch.rand(2, 3, 4, 4))
+
+
+def _titles(fig):
+    return [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
+
+
+def test_feature_map_figure_ranks_channels_and_labels_them():
+    maps = torch.zeros(1, 3, 4, 4)
+    maps[0, 0] = 1.0
+    maps[0, 1] = 3.0
+    maps[0, 2] = 2.0
+    fm = FeatureMaps(maps=maps, layer="conv", order=torch.tensor([[1, 2, 0]]), channels=torch.tensor([5, 6, 7]),
+                     stats={"mean": torch.tensor([[1.0, 3.0, 2.0]]), "max": torch.tensor([[1.0, 3.0, 2.0]])})
+    fig = R.feature_map_figure(fm, 0, max_channels=2, image=torch.rand(3, 8, 8))
+    titles = _titles(fig)
+    assert titles[0] == "input"
+    assert titles[1].startswith("ch 6\nmean 3") and titles[2].startswith("ch 7\nmean 2")
+    assert len(titles) == 3
+    assert "2 most active of 3 channels" in fig._suptitle.get_text()
+    with pytest.raises(IndexError, match="sample 1"):
+        R.feature_map_figure(fm, 1)
+
+
+def test_feature_map_figure_on_a_real_layer():
+    model = nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU())
+    fm = feature_maps(model, torch.rand(2, 3, 10, 10), "1")
+    fig = R.feature_map_figure(fm, 1, max_channels=4)
+    assert len(_titles(fig)) == 4
+    assert R.to_png(fig)[:4] == b"\x89PNG"
+
+
+def test_kernel_figure_rgb_tiles_and_deep_rows():
+    rgb = torch.randn(5, 3, 3, 3)
+    fig = R.kernel_figure(rgb)
+    images = [ax.images[0].get_array() for ax in fig.axes if ax.get_visible() and ax.images]
+    assert len(images) == 5
+    # symmetric scaling: 0 maps to mid-gray, the largest |w| of each kernel to 0 or 1
+    k0 = torch.as_tensor(images[0]).permute(2, 0, 1)
+    expected = rgb[0] / (2 * rgb[0].abs().max()) + 0.5
+    assert torch.allclose(k0.float(), expected, atol=1e-6)
+    deep = torch.randn(20, 10, 3, 3)
+    fig = R.kernel_figure(deep, max_out=4, max_in=3)
+    tiles = [ax for ax in fig.axes if ax.images and ax.get_visible()]
+    assert len(tiles) == 4 * 3
+    clim = tiles[0].images[0].get_clim()
+    v = float(deep[:4, :3].abs().max())
+    assert clim == pytest.approx((-v, v))
+    assert "first 4 of 20 outputs" in fig._suptitle.get_text()
+
+
+def test_weight_matrix_figure_is_centred_with_colorbar_and_labels():
+    W = torch.tensor([[1.0, -3.0, 0.5], [2.0, 0.0, -1.0]])
+    fig = R.weight_matrix_figure(W, row_labels=["a", "b"], xlabel="feature", ylabel="class")
+    ax = fig.axes[0]
+    assert ax.images[0].get_clim() == (-3.0, 3.0)
+    assert ax.get_xlabel() == "feature (3)" and ax.get_ylabel() == "class (2)"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert len(fig.axes) == 2  # the colour bar
+    big = R.weight_matrix_figure(torch.randn(10, 3000), max_size=500)
+    assert big.axes[0].images[0].get_array().shape == (10, 500)
+    assert "averaged" in big.axes[0].get_title()
+
+
+def test_class_template_figure_layouts():
+    t = torch.randn(3, 1, 8, 8)
+    fig = R.class_template_figure(t, ["zero", "one", "two"])
+    assert _titles(fig) == ["zero", "one", "two"]
+    v = float(t.abs().max())
+    assert fig.axes[0].images[0].get_clim() == pytest.approx((-v, v))
+    rgb = R.class_template_figure(torch.randn(2, 3, 4, 4), ["a", "b"])
+    assert _titles(rgb) == ["a", "b"]
+    flat = R.class_template_figure(torch.randn(4, 7), list("abcd"))
+    assert flat.axes[0].images[0].get_array().shape == (4, 7)
+    with pytest.raises(ValueError, match="2 labels for 3 templates"):
+        R.class_template_figure(t, ["a", "b"])
+
+
+def test_import_torchloupe_loads_no_matplotlib_or_jinja2():
+    code = (
+        "import sys, torchloupe as tl\n"
+        "import torchloupe.render, torchloupe.features, torchloupe.weights.static, torchloupe.demo.shapes\n"
+        "import torchloupe.demo.models, torchloupe.demo.cache\n"
+        "tl.render.__doc__; tl.demo.SHAPE_CLASSES; tl.weights.kernels; tl.features.feature_maps\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'jinja2')]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ})
+    assert out.stdout.strip() == ""
