@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from ..base import Figure, NotApplicable, Subject, Text, register
 from .feature_vis import pick_layer, subject_exemplars
 
@@ -21,12 +19,11 @@ def build(subject: Subject, options: dict):
     if subject.dataset is None:
         return NotApplicable("no dataset given with this model; exemplars search a dataset")
     picked = pick_layer(subject)
-    if picked is None or picked[1] != "conv":
-        return NotApplicable(f"{type(subject.model).__name__} has no Conv2d layer; exemplars are shown for conv channels")
-    layer = picked[0]
+    if picked is None or picked[2] != "conv":
+        return NotApplicable(f"{type(subject.model).__name__} has no spatial layer; exemplars are shown for conv channels")
+    layer, width, _ = picked
     quick = bool(options.get("quick", False))
-    out = dict(subject.model.named_modules())[layer]
-    channels = list(range(min(3 if quick else 4, out.out_channels if isinstance(out, nn.Conv2d) else 1)))
+    channels = list(range(min(3 if quick else 4, width)))
     ex = subject_exemplars(subject, layer, channels, quick)
     return [
         Figure(exemplars_figure(ex, rows=len(channels), k=5),

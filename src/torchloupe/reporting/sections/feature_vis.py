@@ -11,17 +11,25 @@ from ..base import Figure, NotApplicable, Subject, Table, Text, register
 _CACHE: dict = {}
 
 
-def pick_layer(subject: Subject) -> tuple[str, str] | None:
-    """``(layer, kind)``: the last Conv2d (of ``subject.layers`` when given), else the last Linear."""
+def pick_layer(subject: Subject) -> tuple[str, int, str] | None:
+    """``(layer, channels, kind)``: the last of ``subject.layers`` (else the last Conv2d, else the last
+    Linear), its channel count and ``"conv"`` for 4-D outputs or ``"linear"``."""
+    from ...probe import activations
+
     model = subject.model
-    named = find_layers(model, list(subject.layers)) if subject.layers else list(model.named_modules())
-    convs = [n for n, m in named if isinstance(m, nn.Conv2d)]
-    if convs:
-        return convs[-1], "conv"
-    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if linears:
-        return linears[-1], "linear"
-    return None
+    if subject.layers:
+        layer = find_layers(model, list(subject.layers))[-1][0]
+    else:
+        convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        if not convs and not linears:
+            return None
+        layer = (convs or linears)[-1]
+    x = subject.inputs
+    out = activations(model, x[:1], layer)[layer]
+    if not isinstance(out, Tensor) or out.dim() < 2:
+        return None
+    return layer, int(out.shape[1]), "conv" if out.dim() == 4 else "linear"
 
 
 def subject_exemplars(subject: Subject, layer: str, channels: list[int], quick: bool):
@@ -57,7 +65,7 @@ def build(subject: Subject, options: dict):
     picked = pick_layer(subject)
     if picked is None:
         return NotApplicable(f"{type(subject.model).__name__} has no Conv2d or Linear layer to visualize")
-    layer, kind = picked
+    layer, width, kind = picked
     quick = bool(options.get("quick", False))
     seed = int(options.get("seed", 0) or 0)
     shape = tuple(x.shape[1:])
@@ -68,8 +76,6 @@ def build(subject: Subject, options: dict):
     else:
         param = "pixel"
     n_units = 3 if quick else 4
-    out = dict(subject.model.named_modules())[layer]
-    width = out.out_channels if isinstance(out, nn.Conv2d) else out.out_features
     channels = list(range(min(n_units, width)))
     steps = 24 if quick else 64
     ex = subject_exemplars(subject, layer, channels, quick) if kind == "conv" else None
