@@ -230,3 +230,16 @@ def test_redirected_relu_reaches_modules_without_swapping():
     with redirected_relu():  # minimizing the output of dead units: no redirected push further down
         (g2,) = torch.autograd.grad(m(dead).sum(), dead)
     assert g2.abs().sum() == 0
+
+
+def test_redirected_relu_keeps_inplace_semantics():
+    x = torch.tensor([[-1.0, 2.0]], requires_grad=True)
+    with redirected_relu():
+        h = x * 1.0
+        r = h.relu_()
+        h2 = x * 1.0
+        F.relu(h2, inplace=True)
+    assert r is h and h.tolist() == [[0.0, 2.0]]
+    assert h2.tolist() == [[0.0, 2.0]]  # the return value was ignored: the tensor itself holds it
+    (g,) = torch.autograd.grad(-(h + h2).sum(), x)
+    assert g.tolist() == [[0.0, -2.0]]

@@ -85,51 +85,65 @@ class SynthesisResult:
 class _RedirectedClamp(torch.autograd.Function):
     """Forward ``clamp(x, lo, hi)``; backward passes the clamp's gradient, except for samples where
     it is all zero: there the gradient passes wherever it would move ``x`` back into the range
-    (Lucid's RedirectedReLU, generalised to any clamp)."""
+    (Lucid's RedirectedReLU, generalised to any clamp). Saves masks, not ``x``, so the caller may
+    write the result back into ``x`` (in-place ReLU semantics)."""
 
     @staticmethod
     def forward(ctx, x, lo, hi):
-        ctx.save_for_backward(x)
-        ctx.lo, ctx.hi = lo, hi
+        inside = torch.ones_like(x, dtype=torch.bool)
+        below = torch.zeros_like(x, dtype=torch.bool)
+        above = torch.zeros_like(x, dtype=torch.bool)
+        if lo is not None:
+            below = x <= lo
+            inside &= ~below
+        if hi is not None:
+            above = x >= hi
+            inside &= ~above
+        ctx.save_for_backward(inside, below, above)
         return x.clamp(lo, hi)
 
     @staticmethod
     def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        inside = torch.ones_like(x, dtype=torch.bool)
-        blocked = torch.zeros_like(x, dtype=torch.bool)
-        if ctx.lo is not None:
-            inside &= x > ctx.lo
-            blocked |= (x <= ctx.lo) & (g > 0)  # descent would push x further below the floor
-        if ctx.hi is not None:
-            inside &= x < ctx.hi
-            blocked |= (x >= ctx.hi) & (g < 0)
+        inside, below, above = ctx.saved_tensors
+        # descent moves x by -g: blocked where that pushes x further outside the range
+        blocked = (below & (g > 0)) | (above & (g < 0))
         passed = g * inside
-        alive = passed.reshape(passed.shape[0], -1).abs().sum(1) > 0 if x.dim() else passed.abs() > 0
-        redirected = g.masked_fill(blocked, 0)
-        alive = alive.reshape(-1, *([1] * (x.dim() - 1))) if x.dim() else alive
-        return torch.where(alive, passed, redirected), None, None
+        if g.dim() == 0:
+            return (passed if bool(passed != 0) else g.masked_fill(blocked, 0)), None, None
+        alive = (passed.reshape(passed.shape[0], -1).abs().sum(1) > 0).reshape(-1, *([1] * (g.dim() - 1)))
+        return torch.where(alive, passed, g.masked_fill(blocked, 0)), None, None
+
+
+def _apply(x, lo, hi, inplace):
+    out = _RedirectedClamp.apply(x, lo, hi)
+    if inplace and not (x.is_leaf and x.requires_grad):
+        return x.copy_(out)  # keep the in-place contract: the caller's tensor holds the result
+    return out
 
 
 def _relu(input, inplace=False):
-    return _RedirectedClamp.apply(input, 0.0, None)
+    return _apply(input, 0.0, None, inplace)
+
+
+def _relu_(input):
+    return _apply(input, 0.0, None, True)
 
 
 def _relu6(input, inplace=False):
-    return _RedirectedClamp.apply(input, 0.0, 6.0)
+    return _apply(input, 0.0, 6.0, inplace)
 
 
 def _hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
-    return _RedirectedClamp.apply(input, float(min_val), float(max_val))
+    return _apply(input, float(min_val), float(max_val), inplace)
 
 
 _REDIRECTS = {
     F.relu: _relu,
     torch.relu: _relu,
-    torch.relu_: _relu,
+    torch.relu_: _relu_,
     Tensor.relu: _relu,
-    Tensor.relu_: _relu,
-    F.relu_: _relu,
+    Tensor.relu_: _relu_,
+    F.relu_: _relu_,
     F.relu6: _relu6,
     F.hardtanh: _hardtanh,
 }
@@ -137,7 +151,7 @@ _REDIRECTS = {
 
 def redirected_relu():
     """Context manager: ReLU-family calls (``nn.ReLU``, ``F.relu``, ``torch.relu_``, ``relu6``,
-    ``hardtanh``) in the block get redirected gradients (outputs are new tensors, never in place)."""
+    ``hardtanh``) in the block get redirected gradients; in-place calls stay in place."""
     return override_functions(_REDIRECTS)
 
 
