@@ -23,7 +23,7 @@ def resnet():
 @pytest.mark.parametrize("param", ["pixel", "fft"])
 def test_resnet18_channel_beats_random_inputs_3x(resnet, param):
     # Two channels of layer3 in one batched run; random baseline = best of 32 uniform random inputs.
-    res = tl.synthesis.maximize(resnet, ["layer3:5", "layer3:7"], param=param, steps=64, lr=0.1,
+    res = tl.synthesis.maximize(resnet, ["layer3:5", "layer3:7"], param=param, steps=48, lr=0.1,
                                 transforms=None, input_shape=(3, 64, 64), seed=0)
     assert res.images.shape == (2, 3, 64, 64)
     assert float(res.images.min()) >= 0.0 and float(res.images.max()) <= 1.0
