@@ -45,7 +45,8 @@ def units_figure(result, exemplars=None, k: int = 5, title: str | None = None):
                 ex_rows[i] = chans.index(int(ch))
     k = min(k, exemplars.k) if exemplars is not None else 0
     cols = 1 + (k if ex_rows else 0)
-    fig = Figure(figsize=(1.9 * cols + 0.4, 2.05 * n + (0.4 if title else 0)), dpi=90)
+    height = 1.85 * n + 0.55
+    fig = Figure(figsize=(1.55 * cols + 0.2, height), dpi=90)
     axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         ax = axes[i, 0]
@@ -73,11 +74,12 @@ def units_figure(result, exemplars=None, k: int = 5, title: str | None = None):
                     ax.axis("on")
                 ax.set_title(f"#{idx}: {float(exemplars.values[row, j - 1]):.3g}", fontsize=7)
     if ex_rows:
-        axes[0, 1].annotate("dataset exemplars (receptive-field crops) →", (0, 1.32), xycoords="axes fraction",
-                            fontsize=7, color="#555")
+        note = "left: synthesized input; right: dataset exemplars (receptive-field crops, #index: value)"
+        title = f"{title}\n{note}" if title else note
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=8)
+    top = 1 - 0.95 / height
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=top, wspace=0.12, hspace=0.62)
     return fig
 
 
