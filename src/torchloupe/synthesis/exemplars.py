@@ -134,8 +134,9 @@ def _first(batch: Any) -> Tensor:
 
 
 def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int, world: int
-             ) -> tuple[Iterator[tuple[int, Tensor]], int | None]:
-    """``(global index of first sample, input batch)`` for this rank's batches; and their count."""
+             ) -> tuple[Iterator[tuple[int, Tensor]], int | None, Any]:
+    """``(global index of first sample, input batch)`` for this rank's batches; their count; and
+    ``(dataset, collate_fn)`` when samples can be fetched again by index (else ``None``)."""
     loader_kw: dict[str, Any] = {}
     dataset = None
     if isinstance(data, DataLoader):
@@ -152,7 +153,8 @@ def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int
         mine = starts[rank::world]
         sampler = [list(range(s, min(s + batch_size, end))) for s in mine]
         loader = DataLoader(dataset, batch_sampler=sampler, generator=torch.Generator(), **loader_kw)
-        return ((s, _first(b)) for s, b in zip(mine, loader)), len(mine)
+        collate = loader_kw.get("collate_fn") or torch.utils.data.default_collate
+        return ((s, _first(b)) for s, b in zip(mine, loader)), len(mine), (dataset, collate)
     if isinstance(data, IterableDataset):
         data = DataLoader(data, batch_size=batch_size, generator=torch.Generator())
     if not isinstance(data, Iterable):
@@ -171,7 +173,23 @@ def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int
             lo, hi = max(start - first, 0), x.shape[0] if stop is None else min(x.shape[0], stop - first)
             yield first + lo, x[lo:hi]
 
-    return gen(), None
+    return gen(), None, None
+
+
+def _crops_by_index(source, indices: Tensor, locations: Tensor, rf, device) -> tuple[Tensor, Tensor]:
+    """Boxes and crops of the final winners, fetched again from a map-style dataset."""
+    dataset, collate = source
+    valid = indices >= 0
+    unique = torch.unique(indices[valid]).tolist() if bool(valid.any()) else []
+    fetched = [_first(collate([dataset[i] for i in unique[j:j + 64]])) for j in range(0, len(unique), 64)]
+    xs = torch.cat(fetched).to(device)
+    pos = {i: n for n, i in enumerate(unique)}
+    b = torch.tensor([pos.get(int(i), 0) for i in indices.reshape(-1).tolist()], device=device)
+    boxes, crops = _crops(xs, b, locations.reshape(-1, 2), rf)
+    boxes = boxes.reshape(*indices.shape, 4)
+    crops = crops.reshape(*indices.shape, *crops.shape[1:])
+    crops = crops * valid.reshape(*indices.shape, 1, 1, 1).to(crops.dtype)
+    return boxes * valid[..., None], crops
 
 
 # --- receptive field ------------------------------------------------------------------------
@@ -275,7 +293,7 @@ def exemplars(
     use_dist = D.is_active() if distributed is None else (distributed and D.is_active())
     rank, world = (D.rank(), D.world_size()) if use_dist else (0, 1)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    batches, total = _batches(data, batch_size, start, stop, rank, world)
+    batches, total, source = _batches(data, batch_size, start, stop, rank, world)
     sign = -1.0 if negative else 1.0
 
     acts: dict[str, Tensor] = {}
@@ -294,6 +312,8 @@ def exemplars(
     state: _State | None = None
     chan_idx: Tensor | None = None
     rf = None
+    want_crops = False
+    example: Tensor | None = None
     seen = 0
     bar = None
     if progress and rank == 0:
@@ -329,13 +349,15 @@ def exemplars(
                     chan_idx = torch.tensor(chans, device=a.device)
                     spatial = a.dim() - 2
                     want_crops = crops and spatial == 2 and x.dim() == 4
+                    example = x[:1]
                     if want_crops:
                         flags["rf"] = True
                         try:
                             rf = receptive_field(model, module, x[:1])
                         finally:
                             flags["rf"] = False
-                    state = _empty(len(chans), k, a, x, spatial, rf, want_crops)
+                    # Samples that can be fetched again by index get their crops once, at the end.
+                    state = _empty(len(chans), k, a, x, spatial, rf, want_crops and source is None)
                 a = a.index_select(1, chan_idx).float()
                 flat = a.reshape(n, a.shape[1], -1)
                 vals = flat.mean(-1) if reduce == "mean" else (flat.amin(-1) if negative else flat.amax(-1))
@@ -365,6 +387,9 @@ def exemplars(
     )
     if use_dist:
         result = _all_merge(result)
+    if want_crops and source is not None:
+        boxes, crop_t = _crops_by_index(source, result.indices, result.locations, rf, example.device)
+        result = replace(result, boxes=boxes, crops=crop_t.to(example.dtype))
     return result
 
 
