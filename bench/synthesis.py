@@ -79,10 +79,10 @@ def ours_run(model, chans, size, steps):
                           redirect_steps=0)
 
 
-def bench_maximize(model, sizes, steps, reps, L):
+def bench_maximize(model, sizes, steps, reps, L, counts=(1, 16)):
     rows = []
     for size in sizes:
-        for n in (1, 16):
+        for n in counts:
             chans = list(range(n))
             runs = {
                 "torchloupe (batched)": lambda: ours_run(model, chans, size, steps),
@@ -141,7 +141,9 @@ def main():
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--counts", type=int, nargs="+", default=[1, 16], help="channels per run")
     ap.add_argument("--skip-maximize", action="store_true")
+    ap.add_argument("--skip-exemplars", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -150,9 +152,10 @@ def main():
     print(f"torch {torch.__version__}; kornia rotate shim used: {L[4]}; threads {args.threads}; "
           f"steps {args.steps}, best of {args.reps} interleaved reps")
     if not args.skip_maximize:
-        bench_maximize(model, args.sizes, args.steps, args.reps, L)
-    bench_exemplars(model, args.reps)
-    bench_exemplars(model, args.reps, layer="layer2")
+        bench_maximize(model, args.sizes, args.steps, args.reps, L, args.counts)
+    if not args.skip_exemplars:
+        bench_exemplars(model, args.reps)
+        bench_exemplars(model, args.reps, layer="layer2")
 
 
 if __name__ == "__main__":
