@@ -143,3 +143,12 @@ def test_torchrun_two_ranks_equal_single_process(setup, tmp_path):
         assert torch.equal(got["locations"], single.locations)
         assert torch.equal(got["crops"], single.crops)
         assert got["seen"] == 53
+
+
+def test_receptive_field_covering_the_input_crops_whole_samples():
+    model = tiny_cnn(seed=0)
+    data = torch.rand(9, 3, 4, 4, generator=torch.Generator().manual_seed(1))  # RF 5x5 > 4x4
+    ex = tl.synthesis.exemplars(model, TensorDataset(data), "features.3", k=3, batch_size=4)
+    it = tl.synthesis.exemplars(model, data.split(4), "features.3", k=3)  # streamed crops
+    assert torch.equal(ex.crops, data[ex.indices]) and torch.equal(it.crops, ex.crops)
+    assert ex.boxes[0, 0].tolist() == [0, 0, 4, 4]

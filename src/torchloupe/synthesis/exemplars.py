@@ -237,6 +237,9 @@ def _crops(x: Tensor, b: Tensor, loc: Tensor, rf) -> tuple[Tensor, Tensor]:
     rh, rw, y0, x0, sy, sx = rf
     H, W = x.shape[-2:]
     rh, rw = min(rh, H), min(rw, W)
+    if (rh, rw) == (H, W):  # the receptive field covers the input: the crop is the whole sample
+        boxes = torch.tensor([0, 0, H, W], device=x.device).expand(b.shape[0], 4)
+        return boxes, x.index_select(0, b)
     top = (y0 + loc[:, 0].to(torch.float64) * sy).round().long().clamp(0, H - rh)
     left = (x0 + loc[:, 1].to(torch.float64) * sx).round().long().clamp(0, W - rw)
     rows = top[:, None] + torch.arange(rh, device=x.device)
