@@ -106,3 +106,52 @@ def test_zoom_opens_and_closes(page):
     page.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
     assert not box.is_displayed()
     assert page.get_log("browser") == []
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """``loupe demo --quick`` end to end (trains or loads the cached demo models), then opened in Chromium."""
+    import io
+    import re
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from torchloupe.cli import main
+
+    out = tmp_path_factory.mktemp("demo")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        code = main(["demo", "--out", str(out), "--quick", "--no-progress"])
+    lines = stdout.getvalue().splitlines()
+    assert code == 0, stderr.getvalue()
+    assert not [ln for ln in lines if ln.startswith("failed:")], lines
+    assert "loupe: warning" not in stderr.getvalue(), stderr.getvalue()
+    assert any(re.fullmatch(r"prepared shapes: \d+ models? in \d+\.\d\d s", ln) for ln in lines), lines
+    assert re.fullmatch(r"demo finished in \d+\.\d s", lines[-1])
+    path = out / "report.html"
+    assert re.fullmatch(rf"wrote {re.escape(str(path))} \((\d+ KB|\d+\.\d MB)\)", lines[-2]), lines[-2]
+    assert path.stat().st_size < 20 * 1024 * 1024
+    driver = chrome_driver()
+    try:
+        driver.get(path.resolve().as_uri())
+        driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "Promise.all(Array.from(document.images).map(i => i.decode().catch(() => null))).then(done);"
+        )
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_demo_report_in_browser(demo):
+    logs = demo.get_log("browser")
+    assert [e for e in logs if e.get("level") in ("SEVERE", "ERROR", "WARNING")] == [], logs
+    sizes = demo.execute_script("return Array.from(document.images).map(i => [i.complete, i.naturalWidth]);")
+    assert sizes and all(ok and w > 0 for ok, w in sizes)
+    missing = demo.execute_script(
+        "return Array.from(document.querySelectorAll('nav a[href^=\"#\"]'))"
+        ".map(a => a.getAttribute('href').slice(1)).filter(id => !document.getElementById(id));"
+    )
+    assert missing == []
+    headings = demo.execute_script("return Array.from(document.querySelectorAll('h2')).map(h => h.textContent.trim());")
+    assert headings == [s.title for s in available_sections()]
+    assert demo.execute_script("return document.querySelectorAll('div.error').length") == 0

@@ -51,11 +51,12 @@ def test_report_on_file_factory(files, tmp_path, capsys):
     stdout, stderr = capsys.readouterr()
     assert (code, stderr) == (0, "")
     lines = _lines(stdout)
-    assert len(lines) == 3
+    assert len(lines) == 4
     assert re.fullmatch(r"overview  \s*\d+\.\d\d s", lines[0])
-    assert re.fullmatch(r"total     \s*\d+\.\d\d s", lines[1])
+    assert re.fullmatch(r"html      \s*\d+\.\d\d s", lines[1])
+    assert re.fullmatch(r"total     \s*\d+\.\d\d s", lines[2])
     size = (out / "report.html").stat().st_size
-    assert lines[2] == f"wrote {out / 'report.html'} ({size / 1024:.0f} KB)"
+    assert lines[3] == f"wrote {out / 'report.html'} ({size / 1024:.0f} KB)"
     html = (out / "report.html").read_text()
     assert "<h2>Overview</h2>" in html and "&lt;b&gt;bird&lt;/b&gt;" in html
     assert html.count('class="card"') == 2  # both images, cropped to 20 x 20 squares
@@ -96,8 +97,12 @@ def test_bad_image_is_one_line_error(files, tmp_path, capsys):
 
 def test_unknown_model_spec_lists_the_forms(files, tmp_path, capsys):
     err = _error(capsys, ["report", "--model", "resnet18", "--input", str(files / "cat.png"), "--out", str(tmp_path)])
+    from torchloupe.loading import BUILTIN_MODELS
+
+    builtins = f", or a built-in name ({', '.join(sorted(BUILTIN_MODELS))})" if BUILTIN_MODELS else ""
     assert err == ("loupe: error: unknown model spec 'resnet18'; expected one of: torchvision:NAME "
-                   "(e.g. torchvision:resnet18), path/file.py:factory, package.module:factory\n")
+                   f"(e.g. torchvision:resnet18), path/file.py:factory, package.module:factory{builtins}\n")
+    assert "efficientnet-lite0" in BUILTIN_MODELS  # registered by torchloupe.demo.imagenet_data on first lookup
 
 
 def test_bad_checkpoint_and_layers_and_sections(files, tmp_path, capsys):
@@ -169,9 +174,10 @@ def test_demo_collects_subject_modules(tmp_path, monkeypatch, capsys):
     lines = _lines(stdout)
     assert re.fullmatch(r"prepared alpha: 2 models in \d+\.\d\d s", lines[0])
     assert re.fullmatch(r"overview  \s*\d+\.\d\d s", lines[1])
-    assert re.fullmatch(r"total     \s*\d+\.\d\d s", lines[2])
-    assert lines[3].startswith(f"wrote {out / 'report.html'} (")
-    assert re.fullmatch(r"demo finished in \d+\.\d s", lines[4]) and len(lines) == 5
+    assert re.fullmatch(r"html      \s*\d+\.\d\d s", lines[2])
+    assert re.fullmatch(r"total     \s*\d+\.\d\d s", lines[3])
+    assert lines[4].startswith(f"wrote {out / 'report.html'} (")
+    assert re.fullmatch(r"demo finished in \d+\.\d s", lines[5]) and len(lines) == 6
     html = (out / "report.html").read_text()
     assert "<title>torchloupe demo report</title>" in html and html.count('<article class="subject"') == 2
 

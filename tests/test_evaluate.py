@@ -269,3 +269,14 @@ def test_empty_batch_gives_empty_results():
     m = tiny_cnn().eval()
     r = ev.deletion(m, torch.rand(0, 3, 8, 8), torch.rand(0, 8, 8))
     assert r.shape == (0,)
+
+
+def test_layer_groups_split_evenly_and_grouped_steps_randomise_together():
+    m = tiny_cnn().eval()
+    assert ev.layer_groups(m) == [["features.0"], ["features.1"], ["features.3"], ["features.4"], ["fc"]]
+    assert ev.layer_groups(m, 2) == [["features.0", "features.1"], ["features.3", "features.4", "fc"]]
+    x = torch.rand(2, 3, 16, 16)
+    r = ev.randomization_check(m, x, lambda model, inp, t: model.features(inp).sum(1), blocks=ev.layer_groups(m, 2))
+    assert r.layers == ("features.3 … fc", "features.0 … features.1")
+    # Randomising the first group changes conv features: similarity drops well below 1 at the last step.
+    assert r.similarity[:, -1].max() < 0.9

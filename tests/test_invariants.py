@@ -75,5 +75,5 @@ def test_suite_covers_the_public_api():
     import torchloupe as tl
 
     covered = " ".join(c.id for c in CASES)
-    for name in ("capture", "activations", "find_layer"):
+    for name in ("capture", "activations", "find_layer", "trace", "report"):
         assert name in covered, f"tl.{name} has no invariant case"

@@ -61,16 +61,18 @@ class Marker:
 
 def test_torchvision_spec_builds_random_init_deterministically_without_touching_global_rng():
     state = torch.get_rng_state()
-    a = load_model("torchvision:resnet18")
+    a = load_model("torchvision:squeezenet1_1")
     assert torch.equal(torch.get_rng_state(), state), "building a model changed the global RNG"
-    b = load_model("torchvision:resnet18")
-    assert type(a).__name__ == "ResNet" and not a.training
+    b = load_model("torchvision:squeezenet1_1")
+    assert type(a).__name__ == "SqueezeNet" and not a.training
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
 def test_torchvision_unknown_name_names_the_closest():
     with pytest.raises(UsageError, match=r"torchvision has no model 'resnet'; closest: .*resnet18"):
         load_model("torchvision:resnet")
+    with pytest.raises(UsageError, match=r"torchvision has no model 'squeezenet1_3'; closest: squeezenet1_1, squeezenet1_0"):
+        load_model("torchvision:squeezenet1_3")
 
 
 def test_file_factory_spec(factory_file):
@@ -106,13 +108,16 @@ def test_module_factory_spec():
 def test_builtin_names(monkeypatch):
     monkeypatch.setattr(loading, "BUILTIN_MODELS", {})
     monkeypatch.setattr(loading, "_BUILTIN_NORMALIZATION", {})
-    loading.register_model("tiny", lambda: nn.Linear(2, 2))
+    monkeypatch.setattr(loading, "_BUILTIN_LABELS", {})
+    monkeypatch.setattr(loading, "_PROVIDERS_LOADED", True)
+    loading.register_model("tiny", lambda: nn.Linear(2, 2), labels=lambda: ("yes", "no"))
     loading.register_model("tiny-lazy", "tests.helpers:tiny_cnn", normalize="imagenet")
     assert isinstance(load_model("tiny"), nn.Linear)
     assert type(load_model("tiny-lazy")).__name__ == "TinyCNN"
     assert loading.default_normalization("tiny-lazy") == "imagenet"
     assert loading.default_normalization("tiny") is None
     assert loading.default_normalization("torchvision:resnet18") == "imagenet"
+    assert loading.default_labels("tiny") == ["yes", "no"] and loading.default_labels("tiny-lazy") is None
     with pytest.raises(UsageError, match=r"unknown model spec 'tinny' \(did you mean 'tiny'\?\).*built-in name \(tiny, tiny-lazy\)"):
         load_model("tinny")
 

@@ -90,7 +90,7 @@ def test_to_png_round_trips_tensors_and_renders_figures():
     img = torch.tensor([[[0.0, 1.0], [0.5, 0.25]]]).expand(3, 2, 2)
     data = R.to_png(img)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    back = torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    back = torch.from_numpy(np.array(Image.open(io.BytesIO(data)).convert("RGB")))
     assert back[..., 0].tolist() == [[0, 255], [128, 64]]
     big = Image.open(io.BytesIO(R.to_png(img[0], scale=3)))
     assert big.size == (6, 6) and big.mode == "L"
@@ -144,12 +144,14 @@ def test_kernel_figure_rgb_tiles_and_deep_rows():
     assert torch.allclose(k0.float(), expected, atol=1e-6)
     deep = torch.randn(20, 10, 3, 3)
     fig = R.kernel_figure(deep, max_out=4, max_in=3)
-    tiles = [ax for ax in fig.axes if ax.images and ax.get_visible()]
-    assert len(tiles) == 4 * 3
-    clim = tiles[0].images[0].get_clim()
+    mosaic = torch.as_tensor(fig.axes[0].images[0].get_array().filled(float("nan")))
+    assert mosaic.shape == (4 * 4 - 1, 3 * 4 - 1)  # 3x3 tiles with 1-pixel gaps
+    assert torch.equal(mosaic[4:7, 8:11], deep[1, 2])  # tile (out 1, in 2)
+    assert torch.isnan(mosaic[3]).all() and torch.isnan(mosaic[:, 7]).all()
     v = float(deep[:4, :3].abs().max())
-    assert clim == pytest.approx((-v, v))
+    assert fig.axes[0].images[0].get_clim() == pytest.approx((-v, v))
     assert "first 4 of 20 outputs" in fig._suptitle.get_text()
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0", "1", "2"]
 
 
 def test_weight_matrix_figure_is_centred_with_colorbar_and_labels():

@@ -112,8 +112,10 @@ def test_report_info(built):
     assert info.errors[0].message == f"ValueError: boom {fx.XSS_SCRIPT}"
     lines = info.summary().splitlines()
     assert re.fullmatch(r"overview  +\d+\.\d\d s", lines[0])
-    assert re.fullmatch(r"total  +\d+\.\d\d s", lines[5])
-    assert lines[6:8] == [f"failed: broken on {fx.HOSTILE_SUBJECT}: ValueError: boom {fx.XSS_SCRIPT}",
+    assert re.fullmatch(r"html  +\d+\.\d\d s", lines[5])
+    assert re.fullmatch(r"total  +\d+\.\d\d s", lines[6])
+    assert 0 < info.write_seconds < info.seconds
+    assert lines[7:9] == [f"failed: broken on {fx.HOSTILE_SUBJECT}: ValueError: boom {fx.XSS_SCRIPT}",
                           f"failed: broken on plain: ValueError: boom {fx.XSS_SCRIPT}"]
     assert lines[-1] == f"wrote {info.path} ({info.size / 1024:.0f} KB)"
 
@@ -314,3 +316,47 @@ def test_overview_empty_batch_and_dict_outputs(tmp_path, overview):
                                    "classes without a name show as 'class i'."]
     assert page.text["div.card"] == ["input 0 b50.6% a30.7% class 218.6%"]
     assert "<td>(1, 2), (1, 5)</td><td>aux: (1, 5), logits: (1, 3)</td>" in info.path.read_text()
+
+
+def test_overview_sequence_regression_is_not_read_as_classes(tmp_path, overview):
+    from torch import nn
+
+    class PerStep(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(1, 1)
+
+        def forward(self, x):  # (N, T, 1) -> (N, T): one value per step
+            return self.fc(x).squeeze(-1)
+
+    subjects = [Subject("count", PerStep(), torch.rand(2, 5, 1)),
+                Subject("forced", nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), torch.rand(2, 4),
+                        extras={"output": "values"})]
+    info = build_report(subjects, tmp_path / "r.html", sections=[overview], progress=False)
+    texts = Page(info.path.read_text()).text["p.text"]
+    assert texts == ["The output (2, 5) holds one value per input step, not class scores, so no predictions are listed.",
+                     "The output (2, 3) holds values, not class scores, so no predictions are listed."]
+
+
+def test_broken_section_module_is_reported_not_fatal(tmp_path, monkeypatch):
+    from torchloupe.reporting import sections
+
+    extra = tmp_path / "more_sections"
+    extra.mkdir()
+    (extra / "zz_broken.py").write_text("raise ImportError('needs a package that is not installed')\n")
+    monkeypatch.setattr(sections, "__path__", [*sections.__path__, str(extra)])
+    info = build_report([fx.subjects()[1]], tmp_path / "r.html", sections="overview", progress=False)
+    assert info.import_errors == (("zz_broken", "ImportError: needs a package that is not installed"),)
+    assert "failed: section module zz_broken: ImportError: needs a package that is not installed" in info.summary()
+    page = Page(info.path.read_text())
+    assert page.text["div.error"] == ["Section module zz_broken could not be loaded: ImportError: needs a package "
+                                      "that is not installed"]
+    assert page.text["h2"] == ["Overview"]
+
+
+def test_anchor_slugs():
+    from torchloupe.reporting.builder import _slug, _unique_slugs
+
+    assert _slug("EfficientNet-Lite0 (ImageNet) on scikit-image photos") == "efficientnet-lite0-imagenet-on-scikit-image"
+    assert _slug("a" * 60) == "a" * 48
+    assert _unique_slugs(["<>", "!!", "x", "Net", "net"]) == ["x", "x-2", "x-3", "net", "net-2"]

@@ -472,15 +472,37 @@ def ssim(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
     return s.flatten(1).mean(dim=1).float()
 
 
-def _reinit(module: nn.Module, seed: int) -> None:
+def _reinit(modules: Sequence[nn.Module], seed: int) -> None:
+    """Re-initialise every parameter under ``modules``: ``reset_parameters()`` where a module has it
+    (its own default initialisation), N(0, 0.02) for any parameter left over. Seeded, and the
+    global RNG state is restored afterwards."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-        else:
-            for p in module.parameters(recurse=False):
-                with torch.no_grad():
-                    p.normal_(0.0, 0.02)
+        covered: set[int] = set()
+        for module in modules:
+            for sub in module.modules():
+                reset = getattr(sub, "reset_parameters", None)
+                if callable(reset):
+                    reset()
+                    covered.update(id(p) for p in sub.parameters(recurse=False))
+            with torch.no_grad():
+                for p in module.parameters():
+                    if id(p) not in covered:
+                        p.normal_(0.0, 0.02)
+
+
+def layer_groups(model: nn.Module, max_groups: int | None = None) -> list[list[str]]:
+    """Leaf modules with parameters in registration order, as one group each, or split into at most
+    ``max_groups`` contiguous groups (for deep models, where one step per layer would be slow)."""
+    names = [
+        n
+        for n, m in model.named_modules()
+        if n and next(m.children(), None) is None and any(True for _ in m.parameters(recurse=False))
+    ]
+    if max_groups is None or len(names) <= max_groups:
+        return [[n] for n in names]
+    bounds = [round(i * len(names) / max_groups) for i in range(max_groups + 1)]
+    return [names[bounds[i] : bounds[i + 1]] for i in range(max_groups) if bounds[i + 1] > bounds[i]]
 
 
 def randomization_check(
@@ -499,8 +521,9 @@ def randomization_check(
     ``explain(model, x, targets) -> (N, H, W)`` (or input-shaped ``(N, C, H, W)``, reduced to
     ``|·|`` summed over channels) computes the explanation on whichever model it is given.
     ``layers``: ``"cascade"`` (cumulative, the paper's main test) or ``"independent"``.
-    ``blocks``: names of the modules to re-initialise, in forward order (default: every leaf
-    module that has parameters). Targets stay fixed to the trained model's prediction (or
+    ``blocks``: what to re-initialise at each step, in forward order: layer names / specs, or lists
+    of them re-initialised together (default: every leaf module that has parameters, one step each;
+    :func:`layer_groups` makes fewer, coarser steps for deep models). Targets stay fixed to the trained model's prediction (or
     ``target``) so only the weights change. The user's model is never modified.
     """
     if layers not in ("cascade", "independent"):
@@ -514,14 +537,13 @@ def randomization_check(
     from .layers import find_layers
 
     if blocks is None:
-        names = [
-            n
-            for n, m in model.named_modules()
-            if n and next(m.children(), None) is None and any(True for _ in m.parameters(recurse=False))
-        ]
+        groups = layer_groups(model)
     else:
-        names = [n for n, _ in find_layers(model, list(blocks))]
-    if not names:
+        groups = []
+        for b in blocks:
+            specs = list(b) if isinstance(b, (list, tuple)) else [b]
+            groups.append([n for n, _ in find_layers(model, specs)])
+    if not groups:
         raise InputError(f"{type(model).__name__} has no layer with parameters to randomise")
     with preserved(model):
         model.eval()
@@ -531,17 +553,17 @@ def randomization_check(
     work = copy.deepcopy(model).eval()
     original = _as_maps(explain(work, x, targets))
     sims = []
-    top_down = list(reversed(names))
-    pristine = {n: copy.deepcopy(dict(work.get_submodule(n).state_dict())) for n in top_down} if layers == "independent" else {}
-    for i, name in enumerate(top_down):
-        mod = work.get_submodule(name)
-        _reinit(mod, seed + i)
+    top_down = list(reversed(groups))
+    labels = [g[0] if len(g) == 1 else f"{g[0]} … {g[-1]}" for g in top_down]
+    pristine = copy.deepcopy(work.state_dict()) if layers == "independent" else None
+    for i, (group, label) in enumerate(zip(top_down, labels)):
+        _reinit([work.get_submodule(n) for n in group], seed + i)
         maps = _as_maps(explain(work, x, targets))
         if maps.shape != original.shape:
-            raise InputError(f"explain returned {tuple(maps.shape)} after randomising {name!r}, but {tuple(original.shape)} before")
+            raise InputError(f"explain returned {tuple(maps.shape)} after randomising {label!r}, but {tuple(original.shape)} before")
         sims.append(measure(original, maps))
-        if layers == "independent":
-            mod.load_state_dict(pristine[name])
+        if pristine is not None:
+            work.load_state_dict(pristine)
     sim = torch.stack(sims, dim=1)
     final = sim[:, -1] if layers == "cascade" else sim.min(dim=1).values
-    return RandomizationResult(tuple(top_down), sim, original, layers, similarity, float(threshold), final < threshold)
+    return RandomizationResult(tuple(labels), sim, original, layers, similarity, float(threshold), final < threshold)

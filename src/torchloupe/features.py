@@ -5,8 +5,9 @@ and returns the layer's output arranged as ``(N, C, h, w)`` maps with the channe
 sample ranked by mean activation, most active first::
 
     fm = tl.features.feature_maps(model, x, "features.conv2", top=8)
-    fm.maps                 # (N, C, h, w) detached (C = 8 here: the top channels of sample 0... see ``top``)
-    fm.order[n]             # channel indices of sample n, by mean activation, descending
+    fm.maps                 # (N, 8, h, w) detached: the 8 channels with the highest mean over the batch
+    fm.channels             # (8,) which channels of the layer those are
+    fm.order[n]             # positions in fm.maps of sample n's channels, by mean activation, descending
     fm.stats["mean"]        # (N, C) mean activation per channel
 
 Layer outputs of other shapes are arranged sensibly: ``(N, C)`` vectors become
@@ -139,11 +140,15 @@ def feature_maps(
         index = torch.argsort(batch_mean, descending=True, stable=True)[:top]
     maps = maps.index_select(1, index)
     flat = maps.reshape(n, maps.shape[1], maps.shape[2] * maps.shape[3])
-    stats = {
-        "mean": flat.mean(-1) if flat.shape[-1] else flat.sum(-1),
-        "max": flat.amax(-1) if flat.numel() else flat.sum(-1),
-        "std": flat.std(-1, unbiased=False) if flat.shape[-1] else flat.sum(-1),
-    }
+    if flat.numel():
+        mean = flat.mean(-1)
+        stats = {
+            "mean": mean,
+            "max": flat.amax(-1),
+            "std": (flat - mean.unsqueeze(-1)).pow(2).mean(-1).sqrt(),
+        }
+    else:
+        stats = {k: flat.new_zeros(flat.shape[:2]) for k in ("mean", "max", "std")}
     order = torch.argsort(stats["mean"], dim=1, descending=True, stable=True)
     return FeatureMaps(
         maps=maps, layer=name, order=order, channels=index.cpu(), stats=stats, kind=kind, shape=tuple(out.shape)

@@ -47,6 +47,7 @@ __all__ = [
     "load_images",
     "normalize_images",
     "default_normalization",
+    "default_labels",
     "load_labels",
 ]
 
@@ -56,11 +57,13 @@ BUILTIN_MODELS: dict[str, Union[Callable[[], nn.Module], str]] = {}
 
 #: Modules imported before a bare name is looked up in :data:`BUILTIN_MODELS`; each registers
 #: its models with :func:`register_model` when imported (add yours here, one line).
-BUILTIN_PROVIDERS: tuple[str, ...] = ()
+BUILTIN_PROVIDERS: tuple[str, ...] = ("torchloupe.demo.imagenet_data",)
 _PROVIDERS_LOADED = False
 
 # Input normalization a built-in model expects (name -> key of NORMALIZATIONS).
 _BUILTIN_NORMALIZATION: dict[str, str] = {}
+# Class names of a built-in model (name -> callable returning them).
+_BUILTIN_LABELS: dict[str, Callable[[], Sequence[str]]] = {}
 
 MODEL_SPEC_FORMS = (
     "torchvision:NAME (e.g. torchvision:resnet18)",
@@ -76,13 +79,30 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
 _INIT_SEED = 0
 
 
-def register_model(name: str, factory: Union[Callable[[], nn.Module], str], normalize: str | None = None) -> None:
-    """Make ``name`` a built-in ``--model`` value; ``normalize`` names the input normalization it expects."""
+def register_model(
+    name: str,
+    factory: Union[Callable[[], nn.Module], str],
+    normalize: str | None = None,
+    labels: Callable[[], Sequence[str]] | None = None,
+) -> None:
+    """Make ``name`` a built-in ``--model`` value; ``normalize`` names the input normalization it
+    expects, ``labels`` returns its class names (used when no ``--labels`` file is given)."""
     if normalize is not None and normalize not in NORMALIZATIONS:
         raise UsageError(f"unknown normalization {normalize!r}; expected one of: {', '.join(NORMALIZATIONS)}")
     BUILTIN_MODELS[name] = factory
     if normalize is not None:
         _BUILTIN_NORMALIZATION[name] = normalize
+    if labels is not None:
+        _BUILTIN_LABELS[name] = labels
+
+
+def default_labels(spec: str) -> list[str] | None:
+    """Class names a built-in model declares, or ``None``."""
+    if ":" in spec:
+        return None
+    _load_providers()
+    fn = _BUILTIN_LABELS.get(spec)
+    return [str(v) for v in fn()] if fn is not None else None
 
 
 def _forms() -> str:

@@ -9,8 +9,6 @@ this module:
 - :func:`hooks` registers forward / pre-forward / backward hooks for the
   length of a ``with`` block and removes them on exit;
 - :func:`capture` and :func:`activations` record layer outputs;
-- :func:`override_functions` reroutes torch functions (``F.relu``, ``torch.relu_``...)
-  for the length of a ``with`` block, without touching any module;
 - :func:`eval_forward` runs a forward the way torchloupe's own forwards run:
   in eval mode (BatchNorm statistics untouched), modes restored afterwards.
 """
@@ -31,7 +29,7 @@ from .layers import LayerSpec, find_layers
 __all__ = [
     "preserved",
     "hooks",
-    "override_functions",
+    "intercept",
     "capture",
     "activations",
     "Recorder",
@@ -72,7 +70,8 @@ def _snapshot(model: nn.Module) -> _Snapshot:
             d = module.__dict__.get(attr)
             if d is not None:
                 snap.hook_dicts.append((module, attr, OrderedDict(d)))
-        snap.children.append((module, OrderedDict(module._modules)))
+        if not isinstance(module, torch.jit.ScriptModule):  # TorchScript keeps its own module dict
+            snap.children.append((module, OrderedDict(module._modules)))
         snap.is_full_backward_hook.append((module, module.__dict__.get("_is_full_backward_hook")))
     seen: set[int] = set()
     for tensor in list(model.parameters()) + [b for b in model.buffers()]:
@@ -130,18 +129,21 @@ def hooks(
     backward: Mapping[nn.Module, Callable] | None = None,
     *,
     with_kwargs: bool = False,
+    always_call: bool = False,
 ) -> Iterator[None]:
     """Register hooks for the length of the block; all are removed on exit, also on error.
 
     ``forward``: ``fn(module, args, output)`` (``fn(module, args, kwargs, output)`` with
     ``with_kwargs``); ``forward_pre``: ``fn(module, args)`` (``fn(module, args, kwargs)``);
     ``backward``: full backward hooks ``fn(module, grad_input, grad_output)``.
+    ``always_call``: forward hooks also run when the module's forward raises (``output`` is
+    then ``None`` and the exception is in flight, see ``sys.exc_info()``).
     Use inside :func:`preserved` so even a hook a torch internal forgets is dropped.
     """
     handles = []
     try:
         for module, fn in (forward or {}).items():
-            handles.append(module.register_forward_hook(fn, with_kwargs=with_kwargs))
+            handles.append(module.register_forward_hook(fn, with_kwargs=with_kwargs, always_call=always_call))
         for module, fn in (forward_pre or {}).items():
             handles.append(module.register_forward_pre_hook(fn, with_kwargs=with_kwargs))
         for module, fn in (backward or {}).items():
@@ -152,27 +154,30 @@ def hooks(
             h.remove()
 
 
+class _Intercept(torch.overrides.TorchFunctionMode):
+    def __init__(self, replacements: Mapping[Callable, Callable]):
+        super().__init__()
+        self.replacements = dict(replacements)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        fn = self.replacements.get(func)
+        if fn is None:
+            return func(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+
 @contextlib.contextmanager
-def override_functions(overrides: Mapping[Callable, Callable]) -> Iterator[None]:
-    """Reroute calls of torch functions for the length of the block (a ``TorchFunctionMode``).
+def intercept(replacements: Mapping[Callable, Callable]) -> Iterator[None]:
+    """Replace torch functions (``F.relu``, ``torch.relu``, ``Tensor.relu_``...) while the block runs.
 
-    ``overrides`` maps a torch callable (``torch.nn.functional.relu``, ``torch.relu``,
-    ``torch.Tensor.relu_``...) to ``fn(*args, **kwargs)`` called instead. Modules call the
-    functional form (``nn.ReLU.forward`` calls ``F.relu``), so this reaches module and
-    functional uses alike without swapping modules. Calls made inside ``fn`` are not rerouted.
+    A :class:`torch.overrides.TorchFunctionMode`: calls to a key of ``replacements``
+    anywhere in the block (also inside ``nn.Module.forward``, e.g. ``nn.ReLU`` calls
+    ``F.relu``) run the mapped function with the same arguments instead. The
+    replacement runs with the mode switched off, so it may call the original.
+    Nothing is attached to any module; the mode ends with the block, also on error.
     """
-    from torch.overrides import TorchFunctionMode
-
-    table = dict(overrides)
-
-    class _Mode(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            fn = table.get(func)
-            if fn is not None:
-                return fn(*args, **(kwargs or {}))
-            return func(*args, **(kwargs or {}))
-
-    with _Mode():
+    with _Intercept(replacements):
         yield
 
 

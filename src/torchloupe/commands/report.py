@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     gray = found is not None and getattr(found[1], "in_channels", 3) == 1
     images = loading.load_images(args.input, size=size, mode="L" if gray else "RGB")
     inputs = loading.normalize_images(images, None if gray else normalize)
-    labels = loading.load_labels(args.labels) if args.labels else None
+    labels = loading.load_labels(args.labels) if args.labels else loading.default_labels(args.model)
     subject = Subject(
         name=args.model, model=model, inputs=inputs, labels=labels, images=images,
         layers=list(args.layers) if args.layers else None,

@@ -23,6 +23,8 @@ _EXPORTS = {
     "ShapesTensors": "shapes",
     "shapes_dataset": "shapes",
     "shapes_tensors": "shapes",
+    "shape_geometry": "shapes",
+    "SHAPE_AREA": "shapes",
     "DIGIT_CLASSES": "digits",
     "digits_dataset": "digits",
     "digits_tensors": "digits",

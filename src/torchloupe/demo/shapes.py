@@ -13,6 +13,7 @@ one image is the same whether it is made alone or with thousands of others.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -153,8 +154,26 @@ def shape_geometry(seed: int, indices: Sequence[int] | Tensor, size: int = 64) -
             "label": _labels(seed, indices, len(SHAPE_CLASSES))}
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Elementwise work on small chunks runs best on one thread (and does not thrash a busy machine)."""
+    old = torch.get_num_threads()
+    if old != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if old != 1:
+            torch.set_num_threads(old)
+
+
 def render_shapes(seed: int, indices: Sequence[int] | Tensor, size: int = 64) -> ShapesTensors:
     """Images, labels and masks of the given indices of the shapes set ``seed`` (vectorised)."""
+    with _one_thread():
+        return _render(seed, indices, size)
+
+
+def _render(seed: int, indices: Sequence[int] | Tensor, size: int) -> ShapesTensors:
     indices = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
     n = len(indices)
     labels = _labels(seed, indices, len(SHAPE_CLASSES))
@@ -252,10 +271,11 @@ class ShapesDataset(Dataset):
 
     def tensors(self, chunk: int = 64) -> ShapesTensors:
         """The whole set: ``images (N,3,H,W)``, ``labels (N,)``, ``masks (N,H,W)``."""
-        parts = [
-            render_shapes(self.seed, range(start, min(start + chunk, self.n)), self.size)
-            for start in range(0, self.n, chunk)
-        ]
+        with _one_thread():
+            parts = [
+                _render(self.seed, range(start, min(start + chunk, self.n)), self.size)
+                for start in range(0, self.n, chunk)
+            ]
         if not parts:
             return render_shapes(self.seed, [], self.size)
         return ShapesTensors(*(torch.cat(x) for x in zip(*parts)))

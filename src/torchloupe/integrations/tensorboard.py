@@ -5,7 +5,7 @@ Needs the ``tensorboard`` extra (``pip install 'torchloupe[tensorboard]'``).
 
 from __future__ import annotations
 
-__all__ = ["add_graph", "log_weights"]
+__all__ = ["add_graph", "log_weights", "TensorBoardSink"]
 
 
 def add_graph(writer, model, *inputs, **kwargs):
@@ -20,3 +20,11 @@ def log_weights(writer, tracker, **kwargs):
     from ._tb_weights import log_weights as _log_weights
 
     return _log_weights(writer, tracker, **kwargs)
+
+
+def __getattr__(name: str):
+    if name == "TensorBoardSink":
+        from ._tb_weights import TensorBoardSink
+
+        return TensorBoardSink
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -168,8 +168,8 @@ def kernel_figure(weight: Tensor, *, max_out: int | None = None, max_in: int = 8
     Three input channels (a first layer on RGB images): one colour tile per output
     channel, each kernel scaled symmetrically so 0 is mid-gray. Otherwise one row per
     output channel (up to ``max_out``) and a column per input channel (up to ``max_in``)
-    in a diverging colormap with one shared scale, red positive and blue negative.
-    ``max_out`` defaults to 32 colour tiles or 12 rows.
+    in a diverging colormap with one shared scale, red positive and blue negative, drawn
+    as one mosaic image. ``max_out`` defaults to 32 colour tiles or 12 rows.
     """
     w = weight.detach().float().cpu()
     if w.dim() == 3:
@@ -190,27 +190,34 @@ def kernel_figure(weight: Tensor, *, max_out: int | None = None, max_in: int = 8
         )
     rows, cols = min(out_c, max_out or 12), min(in_c, max_in)
     v = _sym(w[:rows, :cols])
-    tile = 0.55 if kh <= 5 else 0.8
-    fig = new_figure(cols * tile + 1.4, rows * tile + 0.7)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    im = None
+    # One mosaic image (one imshow, fast to draw): tile (r, c) is kernel w[r, c], separated by gaps.
+    gap = 1
+    mosaic = torch.full((rows * (kh + gap) - gap, cols * (kw + gap) - gap), float("nan"))
     for r in range(rows):
         for c in range(cols):
-            ax = axes[r, c]
-            _hide(ax)
-            im = ax.imshow(w[r, c].numpy(), cmap=_DIVERGING, vmin=-v, vmax=v, interpolation="nearest")
-            if r == 0:
-                ax.set_title(f"in {c}", fontsize=7)
-            if c == 0:
-                ax.set_ylabel(f"out {r}", fontsize=7, rotation=0, ha="right", va="center")
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=min(0.8, 4.0 / rows), aspect=20, label="weight")
+            mosaic[r * (kh + gap) : r * (kh + gap) + kh, c * (kw + gap) : c * (kw + gap) + kw] = w[r, c]
+    scale = 0.42 if kh <= 5 else 0.6
+    fig = new_figure(max(5.0, cols * scale * kw / 3 + 1.8), rows * scale * kh / 3 + 1.1)
+    ax = fig.add_subplot()
+    from matplotlib import colormaps
+
+    cmap = colormaps[_DIVERGING].with_extremes(bad="white")
+    im = ax.imshow(mosaic.numpy(), cmap=cmap, vmin=-v, vmax=v, interpolation="nearest")
+    ax.set_xticks([c * (kw + gap) + (kw - 1) / 2 for c in range(cols)], [str(c) for c in range(cols)], fontsize=7)
+    ax.set_yticks([r * (kh + gap) + (kh - 1) / 2 for r in range(rows)], [str(r) for r in range(rows)], fontsize=7)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_xlabel("input channel", fontsize=8)
+    ax.set_ylabel("output channel", fontsize=8)
+    fig.colorbar(im, ax=ax, shrink=0.8, aspect=20, label="weight")
     more = []
     if rows < out_c:
         more.append(f"first {rows} of {out_c} outputs")
     if cols < in_c:
         more.append(f"first {cols} of {in_c} inputs")
-    note = f" ({', '.join(more)})" if more else ""
-    fig.suptitle(title or f"kernels {out_c}x{in_c}x{kh}x{kw}{note}", fontsize=10)
+    note = f"\n({', '.join(more)})" if more else ""
+    fig.suptitle((title or f"kernels {out_c}x{in_c}x{kh}x{kw}") + note, fontsize=10)
     return fig
 
 

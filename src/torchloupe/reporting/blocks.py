@@ -32,18 +32,9 @@ def figure_png(fig: Any) -> bytes:
     width_in = float(fig.get_figwidth())
     if width_in * dpi > MAX_WIDTH:
         dpi = MAX_WIDTH / width_in
-    try:
-        from ..render import to_png
-    except ImportError:  # render core not in this checkout yet: plain Agg
-        to_png = None
-    if to_png is not None:
-        return to_png(fig, dpi=dpi)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from ..render import to_png
 
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
+    return to_png(fig, dpi=dpi)
 
 
 def _figure_svg(fig: Any) -> bytes:

@@ -58,9 +58,10 @@ class ReportInfo:
 
     path: Path
     size: int
-    seconds: float
+    seconds: float  # everything: sections, HTML rendering and writing
     runs: tuple[SectionRun, ...] = field(default_factory=tuple)
     import_errors: tuple[tuple[str, str], ...] = ()
+    write_seconds: float = 0.0  # of which: rendering the HTML and writing the file
 
     @property
     def timings(self) -> dict[str, float]:
@@ -83,10 +84,11 @@ class ReportInfo:
         return [r for r in self.runs if r.status == "error"]
 
     def summary(self) -> str:
-        """Per-section seconds, the total and the path, one per line (what ``loupe`` prints)."""
+        """Seconds per section, for the HTML, in total; failures; the path: one per line (what ``loupe`` prints)."""
         timings = self.timings
         width = max([len(k) for k in timings] + [len("total")])
         lines = [f"{key:<{width}}  {secs:6.2f} s" for key, secs in timings.items()]
+        lines.append(f"{'html':<{width}}  {self.write_seconds:6.2f} s")
         lines.append(f"{'total':<{width}}  {self.seconds:6.2f} s")
         for r in self.errors:
             lines.append(f"failed: {r.section} on {r.subject}: {r.message}")
@@ -160,8 +162,12 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else "(no message)"
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:48] or "x"
+def _slug(text: str, limit: int = 48) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+    if len(slug) > limit:  # cut at a word boundary when there is one
+        cut = slug[: limit + 1].rsplit("-", 1)[0]
+        slug = cut if limit // 2 <= len(cut) <= limit else slug[:limit].rstrip("-")
+    return slug or "x"
 
 
 def _unique_slugs(names: Sequence[str]) -> list[str]:
@@ -299,7 +305,9 @@ def build_report(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return ReportInfo(path=path, size=len(data), seconds=seconds, runs=tuple(runs), import_errors=tuple(import_errors))
+    total = time.perf_counter() - start
+    return ReportInfo(path=path, size=len(data), seconds=total, runs=tuple(runs), import_errors=tuple(import_errors),
+                      write_seconds=total - seconds)
 
 
 def report(

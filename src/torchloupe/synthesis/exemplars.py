@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSam
 from .. import distributed as D
 from ..errors import ChannelError, TorchLoupeError
 from ..layers import find_layers
-from ..probe import hooks, override_functions, preserved
+from ..probe import hooks, intercept, preserved
 
 __all__ = ["exemplars", "merge", "ExemplarResult", "receptive_field"]
 
@@ -215,7 +215,7 @@ def receptive_field(model: nn.Module, module: nn.Module, example: Tensor) -> tup
     x = (x * (example.max() - example.min()) + example.min()).requires_grad_(True)
     idn = {torch.relu: _identity, torch.nn.functional.relu: _identity, torch.relu_: _identity,
            Tensor.relu: _identity, Tensor.relu_: _identity, torch.nn.functional.relu6: _identity}
-    with hooks(forward={module: hook}), override_functions(idn), torch.enable_grad():
+    with hooks(forward={module: hook}), intercept(idn), torch.enable_grad():
         model(x)
         a = out["a"]
         h, w = a.shape[-2:]

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ..errors import InputShapeError, TorchLoupeError
 from ..inputs import first_layer
 from ..layers import find_layers
-from ..probe import hooks, override_functions, preserved
+from ..probe import hooks, intercept, preserved
 from . import objectives as O
 from . import transforms as T
 from .params import PARAMS, InputDomain, ParamError
@@ -152,7 +152,7 @@ _REDIRECTS = {
 def redirected_relu():
     """Context manager: ReLU-family calls (``nn.ReLU``, ``F.relu``, ``torch.relu_``, ``relu6``,
     ``hardtanh``) in the block get redirected gradients; in-place calls stay in place."""
-    return override_functions(_REDIRECTS)
+    return intercept(_REDIRECTS)
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -16,6 +16,9 @@ _EXPORTS = {
     # training-time tracking
     "WeightTracker": "tracker",
     "WeightHistory": "tracker",
+    "Record": "tracker",
+    "TrackerError": "tracker",
+    "STATS": "tracker",
 }
 
 __all__ = list(_EXPORTS)

@@ -6,7 +6,7 @@ from torch.utils.data import TensorDataset
 
 from ...reporting.base import Subject
 from ..digits import DIGIT_CLASSES, digits_split
-from ..models import train_digits_model
+from ..weight_run import digits_run
 
 __all__ = ["subjects", "digits_subjects"]
 
@@ -19,7 +19,9 @@ def digits_subjects(seed: int = 0, n: int = 8, progress: bool = True) -> list[Su
     test_set = TensorDataset(split.x_test, split.y_test)
     out = []
     for hidden, name, layers in ((64, "digits MLP", ["fc1", "relu", "fc2"]), (0, "digits linear classifier", ["fc"])):
-        model = train_digits_model(seed, hidden=hidden, progress=progress)
+        # Trained with a WeightTracker: the same weights as train_digits_model, bit for bit, plus
+        # the history the "Weight learning" section draws.
+        model, history = digits_run(seed, hidden=hidden)
         out.append(
             Subject(
                 name=name,
@@ -29,7 +31,7 @@ def digits_subjects(seed: int = 0, n: int = 8, progress: bool = True) -> list[Su
                 images=x,
                 dataset=test_set,
                 layers=layers,
-                extras={"targets": y, "input_shape": (1, 8, 8), "seed": seed},
+                extras={"targets": y, "input_shape": (1, 8, 8), "seed": seed, "tracker": history},
             )
         )
     return out

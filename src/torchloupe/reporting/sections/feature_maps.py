@@ -35,7 +35,7 @@ def build(subject: Subject, options: dict):
     if not layers:
         return NotApplicable(f"{type(subject.model).__name__} has no convolutional layers to show feature maps of")
     quick = bool(options.get("quick", False))
-    samples = 1 if quick else 2
+    samples = 1
     channels = 8 if quick else 16
     x = subject.inputs[:samples] if hasattr(subject.inputs, "__getitem__") and hasattr(subject.inputs, "dim") else subject.inputs
     images = subject.display_images

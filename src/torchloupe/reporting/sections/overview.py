@@ -2,7 +2,8 @@
 
 Per input: a thumbnail when the inputs are images, and the top-3 classes with
 their softmax probabilities (class names when the subject has labels; the true
-class when ``subject.extras["targets"]`` holds it).
+class when ``subject.extras["targets"]`` holds it). A subject whose output is
+not class scores says so with ``subject.extras["output"] = "values"``.
 """
 
 from __future__ import annotations
@@ -75,10 +76,26 @@ def _thumbs(images: Tensor, n: int) -> list[tuple[str, tuple[int, int], bool]]:
     return out
 
 
+def _percent(p: float) -> str:
+    return "<0.1%" if p < 0.0005 else f"{100 * p:.1f}%"
+
+
 def _label(labels: Any, i: int) -> str:
     if labels is not None and 0 <= i < len(labels):
         return str(labels[i])
     return f"class {i}"
+
+
+def _values_not_classes(subject: Subject, inputs: Any, logits: Tensor) -> str:
+    """What the output holds when it is not class scores ("" when it is): a subject may say
+    ``extras["output"] = "values"``; a sequence input (N, T, F) whose output is (N, T) gives one
+    value per step (a regression over time)."""
+    kind = (subject.extras or {}).get("output")
+    if kind is not None:
+        return "values" if kind == "values" else ""
+    if isinstance(inputs, Tensor) and inputs.dim() == 3 and tuple(logits.shape) == tuple(inputs.shape[:2]):
+        return "one value per input step"
+    return ""
 
 
 def _model_table(model: nn.Module, inputs: Any, output: Any) -> Table:
@@ -110,6 +127,10 @@ def build(subject: Subject, options: dict) -> list | NotApplicable:
         what = _shape(output)
         blocks.append(Text(f"The output {what} is not a batch of class scores (N, classes), so no predictions are listed."))
         return blocks
+    kind = _values_not_classes(subject, inputs, logits)
+    if kind:
+        blocks.append(Text(f"The output {_shape(logits)} holds {kind}, not class scores, so no predictions are listed."))
+        return blocks
 
     n, classes = logits.shape
     if n == 0:
@@ -135,7 +156,7 @@ def build(subject: Subject, options: dict) -> list | NotApplicable:
     cards = []
     for i in range(shown):
         preds = [
-            {"label": _label(labels, int(c)), "text": f"{100 * float(p):.1f}%", "width": f"{100 * float(p):.1f}"}
+            {"label": _label(labels, int(c)), "text": _percent(float(p)), "width": f"{100 * float(p):.1f}"}
             for p, c in zip(top_p[i], top_i[i])
         ]
         card = {"index": i, "preds": preds, "thumb": None, "thumb_size": (0, 0), "pixelated": False,

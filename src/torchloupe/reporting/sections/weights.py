@@ -75,7 +75,7 @@ def build(subject: Subject, options: dict):
             blocks.append(Figure(class_template_figure(t, labels, title=f"{name}: class templates"),
                                  caption=f"class templates: rows of {name}.weight reshaped to the input {shape}"))
         else:
-            k = min(t.shape[0], 16 if quick else 32)
+            k = min(t.shape[0], 8 if quick else 16)
             blocks.append(Figure(
                 class_template_figure(t[:k], [f"unit {i}" for i in range(k)],
                                       title=f"{name}: input templates of {k} of {t.shape[0]} units"),

@@ -1,0 +1,102 @@
+"""``loupe cam``: class activation maps of a model on some images, as overlays and a small HTML page."""
+
+from __future__ import annotations
+
+import argparse
+import html
+from pathlib import Path
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "cam",
+        help="write CAM overlays (Grad-CAM, Score-CAM, ...) of a model on some images",
+        description="Write DIR/<image>_<method>.png overlays, DIR/grid.png and DIR/index.html.",
+    )
+    p.add_argument("--model", required=True, metavar="SPEC",
+                   help="torchvision:NAME, path/file.py:factory, package.module:factory, or a built-in name "
+                        "(efficientnet-lite0)")
+    p.add_argument("--weights", metavar="CKPT", help="checkpoint to load into the model")
+    p.add_argument("--input", nargs="+", required=True, metavar="IMAGE", help="image files")
+    p.add_argument("--method", default="gradcam", metavar="M[,M...]",
+                   help="comma-separated: all, cam, gradcam, gradcam++, xgradcam, layercam, hirescam, scorecam, "
+                        "eigencam (default: gradcam)")
+    p.add_argument("--layer", nargs="+", metavar="LAYER", help="layer name(s) or glob (default: the last spatial map)")
+    p.add_argument("--target", type=int, metavar="CLASS", help="class index (default: the predicted class)")
+    p.add_argument("--labels", metavar="FILE", help="class names: one per line, or a JSON list")
+    p.add_argument("--size", type=int, metavar="N", help="resize and center-crop to N x N (default: 224 for ImageNet models)")
+    p.add_argument("--normalize", default="auto", metavar="NAME", help="auto, none or imagenet")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.set_defaults(func=run)
+
+
+def _methods(spec: str) -> list[str]:
+    from ..cam import METHODS
+    from ..errors import UsageError
+
+    names = [m.strip().lower() for m in spec.split(",") if m.strip()]
+    if names == ["all"]:
+        return list(METHODS)
+    bad = [m for m in names if m not in METHODS]
+    if bad or not names:
+        raise UsageError(f"unknown --method {', '.join(repr(b) for b in bad) or repr(spec)}; expected all or any of: {', '.join(METHODS)}")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import loading
+    from ..cam import METHODS
+    from ..demo import imagenet_data  # noqa: F401  (registers efficientnet-lite0)
+    from ..errors import UsageError
+    from ..probe import eval_forward
+    from ..render.cam import method_grid
+    from ..render.image import overlay
+    from ..render.png import figure_to_png, to_png
+
+    methods = _methods(args.method)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out '{out}' is a file; expected a folder")
+    model = loading.load_model(args.model, weights=args.weights)
+    layer = args.layer if args.layer is None or len(args.layer) > 1 else args.layer[0]
+    cams = {m: METHODS[m](model, layer) for m in methods}  # bad layer names fail here, before any forward
+    normalize = loading.default_normalization(args.model) if args.normalize == "auto" else args.normalize
+    size = args.size if args.size is not None else (224 if normalize == "imagenet" else None)
+    images = loading.load_images(args.input, size=size)
+    x = loading.normalize_images(images, normalize)
+    labels = loading.load_labels(args.labels) if args.labels else (
+        imagenet_data.imagenet_classes() if args.model == imagenet_data.BUILTIN_NAME else None
+    )
+    probs = eval_forward(model, x).float().softmax(dim=1)
+    target = args.target if args.target is not None else probs.argmax(dim=1)
+    results = {m: c(x, target) for m, c in cams.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    stems = [Path(p).stem for p in args.input]
+    rows = []
+    for i, stem in enumerate(stems):
+        t = int(next(iter(results.values())).targets[i])
+        name = labels[t] if labels is not None and 0 <= t < len(labels) else f"class {t}"
+        cells = []
+        for m, res in results.items():
+            fname = f"{stem}_{m.replace('+', 'p')}.png"
+            (out / fname).write_bytes(to_png(overlay(images[i : i + 1], res.maps[i : i + 1])[0]))
+            cells.append(f'<td><img src="{html.escape(fname)}" width="224" alt="{html.escape(m)}"></td>')
+        rows.append(
+            f"<tr><th>{html.escape(stem)}<br>{html.escape(str(name))}<br>p = {float(probs[i, t]):.3f}</th>"
+            + "".join(cells) + "</tr>"
+        )
+    fig = method_grid({m: r for m, r in results.items()}, images)
+    (out / "grid.png").write_bytes(figure_to_png(fig))
+    layer_name = next(iter(results.values())).layer
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in results)
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>torchloupe CAMs</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:4px;text-align:center}</style></head><body>"
+        f"<h1>Class activation maps: {html.escape(args.model)}</h1><p>layer {html.escape(layer_name)}</p>"
+        f"<table><tr><th>image</th>{head}</tr>{''.join(rows)}</table></body></html>"
+    )
+    (out / "index.html").write_text(page, encoding="utf-8")
+    print(f"wrote {len(stems) * len(results)} overlays, grid.png and index.html to {out} (layer {layer_name})")
+    return 0

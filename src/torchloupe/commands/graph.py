@@ -1,0 +1,110 @@
+"""``loupe graph``: trace a model and write its graph as HTML, SVG, text, ONNX or TensorBoard events."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+from ..errors import UsageError
+
+__all__ = ["register", "run"]
+
+FORMATS = ("html", "svg", "txt", "dot", "onnx", "tensorboard")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "graph",
+        help="trace a model and draw how its layers connect",
+        description="Trace one forward pass of a model and write its graph (no Graphviz needed).",
+    )
+    p.add_argument("--model", required=True, metavar="SPEC",
+                   help="torchvision:NAME (random init; weights from --weights), path/file.py:factory, "
+                        "package.module:factory, or a built-in name")
+    p.add_argument("--weights", metavar="CKPT", help="checkpoint to load (weights_only=True unless --unsafe-pickle)")
+    p.add_argument("--unsafe-pickle", action="store_true",
+                   help="load a checkpoint holding arbitrary Python objects (runs its code: only for files you trust)")
+    p.add_argument("--input-shape", action="append", required=True,
+                   help="comma-separated shape of one input, e.g. 1,3,224,224 (repeat for several inputs)")
+    p.add_argument("--input-dtype", default="float32", choices=("float32", "float64", "int64"),
+                   help="dtype of the generated inputs (int64: token ids in [0, 100))")
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--format", default="html,svg,txt", help=f"comma-separated, any of: {', '.join(FORMATS)}")
+    p.add_argument("--depth", type=int, default=None, help="collapse containers below this depth (default: fit)")
+    p.add_argument("--edges", default="orthogonal", choices=("orthogonal", "straight", "curved"),
+                   help="how edges are drawn in html and svg (default: orthogonal)")
+    p.add_argument("--expand", action="append", default=[], metavar="NAME",
+                   help="show the internals of an opaque module (a name or a class such as MultiheadAttention)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated inputs (default: 0)")
+    p.set_defaults(func=run)
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError as exc:
+        raise UsageError(f"--input-shape {text!r} must be comma-separated integers like 1,3,224,224") from exc
+    if not shape or any(s <= 0 for s in shape):
+        raise UsageError(f"--input-shape {text!r} must be positive integers like 1,3,224,224")
+    return shape
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..structure import export_onnx, trace
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise UsageError(f"--format {', '.join(bad)} is not one of {', '.join(FORMATS)}")
+    shapes = [_shape(s) for s in args.input_shape]
+    from .. import loading
+
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out '{args.out}' is a file; expected a folder to write the graph into")
+    model = loading.load_model(args.model, weights=args.weights, unsafe_pickle=args.unsafe_pickle)
+    gen = torch.Generator().manual_seed(args.seed)
+    if args.input_dtype == "int64":
+        inputs = [torch.randint(0, 100, s, generator=gen) for s in shapes]
+    else:
+        inputs = [torch.rand(s, generator=gen, dtype=getattr(torch, args.input_dtype)) for s in shapes]
+    os.makedirs(args.out, exist_ok=True)
+    graph = trace(model, *inputs, expand=args.expand)
+    written = []
+    for fmt in formats:
+        if fmt == "html":
+            path = os.path.join(args.out, "graph.html")
+            graph.to_html(path, depth=args.depth, edges=args.edges)
+        elif fmt == "svg":
+            path = os.path.join(args.out, "graph.svg")
+            graph.to_svg(path, depth=args.depth, edges=args.edges)
+        elif fmt == "txt":
+            path = os.path.join(args.out, "graph.txt")
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(graph.summary(depth=args.depth))
+        elif fmt == "dot":
+            path = os.path.join(args.out, "graph.dot")
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(graph.to_dot(depth=args.depth))
+        elif fmt == "onnx":
+            path = export_onnx(model, *inputs, path=os.path.join(args.out, "model.onnx"))
+        else:
+            from torch.utils.tensorboard import SummaryWriter
+
+            from ..structure.tensorboard import add_graph
+
+            path = os.path.join(args.out, "tensorboard")
+            writer = SummaryWriter(path)
+            try:
+                add_graph(writer, model, *inputs)
+            finally:
+                writer.close()
+        written.append(path)
+    print(f"{graph.model_type}: {len(graph.nodes)} nodes, {len(graph.edges)} edges, "
+          f"{graph.total_params:,} parameters")
+    for path in written:
+        print(f"wrote {path}")
+    sys.stdout.flush()
+    return 0

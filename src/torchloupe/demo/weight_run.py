@@ -1,0 +1,115 @@
+"""Weight learning for the demo: the demo's digits models trained with a WeightTracker.
+
+:func:`digits_run` trains :class:`~torchloupe.demo.models.DigitsMLP` with exactly the recipe of
+:func:`~torchloupe.demo.models.train_digits_model` (same split, AdamW, one-cycle schedule, 40
+epochs, shuffling from the same seeded generator), calling ``tracker.step()`` after every
+optimizer step, so the model that comes out is bit for bit the demo's model (a test checks
+this) and the history shows how it was learned. About a second; the history and weights are
+cached under the demo cache dir (:mod:`torchloupe.demo.cache`).
+
+:func:`digits_history` is the history alone, to attach to a subject:
+``Subject(..., extras={"tracker": digits_history(seed, hidden)})``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..weights.tracker import WeightHistory, WeightTracker
+from .cache import cache_path, load_state, save_state
+from .digits import DIGIT_CLASSES, digits_split
+from .models import DIGITS_RECIPE, DigitsMLP
+
+__all__ = ["digits_run", "digits_history", "digits_subject"]
+
+_VERSION = "v1"
+
+
+def _key(seed: int, hidden: int, every: int) -> str:
+    return f"weights-{DIGITS_RECIPE}-h{hidden}-seed{seed}-every{every}-{_VERSION}"
+
+
+def _train(seed: int, hidden: int, every: int, sinks) -> tuple[DigitsMLP, WeightHistory]:
+    # The recipe of models.train_digits_model / models.fit, with the tracker added.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DigitsMLP(hidden=hidden)
+    split = digits_split(seed=seed)
+    x, y = split.x_train, split.y_train
+    epochs, lr, batch = 40, 1e-2, 64
+    g = torch.Generator().manual_seed(seed)
+    steps_per_epoch = (len(y) + batch - 1) // batch
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.25)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small gains nothing from threads, and loses much on a busy machine
+    model.train()
+    try:
+        with WeightTracker(model, every=every, input_shape=(1, 8, 8), sinks=sinks) as tracker:
+            for _ in range(epochs):
+                order = torch.randperm(len(y), generator=g)
+                for i in range(0, len(y), batch):
+                    idx = order[i : i + batch]
+                    loss = F.cross_entropy(model(x[idx]), y[idx])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    tracker.step()
+                    sched.step()
+    finally:
+        torch.set_num_threads(old_threads)
+        model.eval()
+        for p in model.parameters():
+            p.grad = None
+    return model, tracker.history
+
+
+def digits_run(seed: int = 0, hidden: int = 64, every: int = 10, *, cache: bool = True,
+               sinks=()) -> tuple[nn.Module, WeightHistory]:
+    """``(trained DigitsMLP in eval mode, its WeightHistory)``; cached unless ``cache=False``
+    or ``sinks`` are given (a live sink wants the live run)."""
+    key = _key(seed, hidden, every)
+    model_path, hist_path = cache_path(key + "-model"), cache_path(key + "-history")
+    if cache and not sinks and model_path.exists() and hist_path.exists():
+        try:
+            model = load_state(DigitsMLP(hidden=hidden), model_path).eval()
+            return model, WeightHistory.load(hist_path)
+        except ValueError:  # CheckpointError: a stale or broken entry, train again
+            pass
+    model, history = _train(seed, hidden, every, sinks)
+    if cache:
+        try:
+            save_state(model, model_path)
+            history.save(hist_path)
+        except OSError:
+            pass  # a read-only cache only costs a retrain next time
+    return model, history
+
+
+def digits_history(seed: int = 0, hidden: int = 64, every: int = 10) -> WeightHistory:
+    """The weight-learning history of the demo's digits model (``hidden=0``: the linear classifier)."""
+    return digits_run(seed, hidden, every)[1]
+
+
+def digits_subject(options: dict | None = None, hidden: int = 64):
+    """The demo's digits MLP with its weight-learning history, as a report Subject."""
+    from ..reporting.base import Subject
+
+    options = options or {}
+    seed = int(options.get("seed", 0))
+    model, history = digits_run(seed=seed, hidden=hidden)
+    split = digits_split(seed=seed)
+    picks = [int((split.y_test == c).nonzero()[0]) for c in range(len(DIGIT_CLASSES))]
+    x = split.x_test[picks]
+    name = "digits MLP, weight learning" if hidden else "digits linear classifier, weight learning"
+    return Subject(
+        name=name,
+        model=model,
+        inputs=x,
+        labels=list(DIGIT_CLASSES),
+        images=x,
+        layers=["fc1", "relu", "fc2"] if hidden else ["fc"],
+        extras={"tracker": history, "targets": split.y_test[picks], "input_shape": (1, 8, 8), "seed": seed},
+    )

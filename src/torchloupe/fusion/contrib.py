@@ -1,0 +1,477 @@
+"""Per-branch contributions to a target score: exact, Shapley, ablation, integrated gradients, gradient x activation.
+
+A *branch* is a module whose output feeds a fusion point (``"branch_a"``) or a positional model
+input (``"input:0"``, for early fusion). Write ``z_b`` for branch ``b``'s output, ``z'_b`` for its
+baseline (in branch-output space) and ``f(z_1..z_K)`` for the target score (the target class's
+output). Every method returns ``phi_b`` per sample:
+
+- ``exact``: when ``f`` is affine in the branch outputs (the fused tensor reaches the output only
+  through ``cat`` / ``add`` / reshapes / pooling / linear layers), ``f(z) = sum_b J_b z_b + c`` and
+  ``phi_b = J_b (z_b - z'_b)`` is exact; ``J_b`` comes from one backward through the head only.
+- ``shapley``: exact Shapley values over the K branches, ``phi_b = sum_{S not containing b}
+  |S|!(K-|S|-1)!/K! (v(S+b) - v(S))`` with ``v(S)`` the score when the branches outside ``S`` are
+  replaced by their baselines; the 2^K coalitions run as one batched forward (chunked).
+- ``ablation``: ``phi_b = v(all) - v(all but b)``.
+- ``integrated_gradients``: ``phi_b = (z_b - z'_b) . int_0^1 df/dz_b(z' + a(z - z')) da`` on the branch
+  outputs (Gauss-Legendre nodes, doubled until the completeness gap ``|sum phi - (f(z) - f(z'))|``
+  is under ``tol`` times ``max|f(z) - f(z')|``).
+- ``gradient_x_activation``: ``phi_b = df/dz_b (z_b - z'_b)`` at ``z``.
+
+Branch outputs are replaced only by forward hooks (through :mod:`torchloupe.probe`) that return a
+replacement output; the model is never edited. ``shares_b = |phi_b| / sum |phi|`` (equal shares when
+every ``phi`` is zero). ``completeness``: ``(B,)`` gap ``|sum_b phi_b - (f(z) - f(z'))|``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InputError, TargetError, UnsupportedModelError
+from ..inputs import check_targets
+from ..layers import find_layer
+from ..probe import hooks, preserved
+
+__all__ = ["FusionResult", "contributions", "METHODS", "resolve_branches"]
+
+METHODS = ("auto", "exact", "shapley", "ablation", "integrated_gradients", "gradient_x_activation")
+MAX_SHAPLEY_BRANCHES = 8
+
+
+@dataclass(frozen=True)
+class FusionResult:
+    """``values`` / ``shares``: branch -> ``(B,)``; ``targets`` ``(B,)``; ``scores`` ``(B,)`` = f(z);
+    ``baseline_scores`` ``(B,)`` = f(z') (``None`` when not computed); ``completeness`` ``(B,)`` gap or ``None``;
+    ``steps``: integration steps used (integrated gradients)."""
+
+    values: dict[str, Tensor]
+    shares: dict[str, Tensor]
+    method: str
+    baseline: str
+    targets: Tensor
+    scores: Tensor
+    baseline_scores: Tensor | None
+    completeness: Tensor | None
+    steps: int | None = None
+
+    @property
+    def branches(self) -> list[str]:
+        return list(self.values)
+
+    def share_matrix(self) -> Tensor:
+        """``(B, K)`` shares in branch order."""
+        return torch.stack([self.shares[b] for b in self.values], dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# branches and inputs
+
+
+def _as_tuple(x: Any) -> tuple[Tensor, ...]:
+    xs = x if isinstance(x, (tuple, list)) else (x,)
+    for i, t in enumerate(xs):
+        if not isinstance(t, Tensor):
+            raise InputError(f"input {i} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() == 0:
+            raise InputError(f"input {i} must be batched (B, ...), got a scalar")
+        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+            raise InputError(f"input {i} of shape {tuple(t.shape)} has NaN or infinite values; expected finite values")
+    if len({t.shape[0] for t in xs}) != 1:
+        raise InputError(f"all inputs must share the batch size, got shapes {[tuple(t.shape) for t in xs]}")
+    return tuple(xs)
+
+
+def resolve_branches(model: nn.Module, x: tuple[Tensor, ...], branches: Mapping[str, str] | None) -> dict[str, str]:
+    """``{name: spec}`` with each spec a module path or ``"input:i"``; ``None`` picks the last fusion point."""
+    if branches is None:
+        from .points import find
+
+        points = [p for p in find(model, *x) if len({i.module for i in p.inputs if i.module}) >= 2]
+        if not points:
+            raise UnsupportedModelError(
+                f"found no fusion point of {type(model).__name__} whose inputs are module outputs or model "
+                f"inputs; pass branches={{'name': 'module.path', ...}}"
+            )
+        mods = list(dict.fromkeys(i.module for i in points[-1].inputs if i.module))
+        return {m: m for m in mods}
+    if not isinstance(branches, Mapping) or len(branches) < 2:
+        raise UnsupportedModelError(f"branches must map two or more names to module paths, got {branches!r}")
+    out = {}
+    for name, spec in branches.items():
+        if not isinstance(spec, str):
+            raise UnsupportedModelError(f"branch {name!r}: expected a module path or 'input:i', got {spec!r}")
+        if spec.startswith("input:"):
+            idx = spec.split(":", 1)[1]
+            if not idx.isdigit() or int(idx) >= len(x):
+                raise InputError(f"branch {name!r} = {spec!r}, but the model was given {len(x)} input(s)")
+        else:
+            find_layer(model, spec)
+        out[str(name)] = spec
+    return out
+
+
+def _grad_off(module, args) -> None:
+    torch.set_grad_enabled(False)  # restored by the branch's forward hook and by the caller's enable_grad()
+
+
+def _replace_hooks(model: nn.Module, specs: dict[str, str], fn: Callable[[str, Tensor], Tensor],
+                   branch_no_grad: bool = False):
+    """Hooks that pass each branch output ``z`` through ``fn(branch, z)`` (return value replaces it).
+
+    ``branch_no_grad``: the branch modules themselves run without autograd (their outputs are
+    replaced by fresh leaves anyway), so a gradient pass records only what follows the branches.
+    """
+    forward, pre = {}, {}
+    inputs = {int(s.split(":")[1]): b for b, s in specs.items() if s.startswith("input:")}
+    for b, s in specs.items():
+        if s.startswith("input:"):
+            continue
+        module = find_layer(model, s)
+        if module in forward:
+            raise UnsupportedModelError(f"two branches name the same module {s!r}")
+
+        def hook(mod, args, output, _b=b):
+            if branch_no_grad:
+                torch.set_grad_enabled(True)
+            if not isinstance(output, Tensor):
+                raise UnsupportedModelError(f"branch {_b!r} ({specs[_b]!r}) returns {type(output).__name__}, expected a tensor")
+            return fn(_b, output)
+
+        forward[module] = hook
+        if branch_no_grad:
+            pre[module] = _grad_off
+    if inputs:
+
+        def pre_hook(mod, args):
+            args = list(args)
+            for i, b in inputs.items():
+                args[i] = fn(b, args[i])
+            return tuple(args)
+
+        pre[model] = pre_hook
+    return hooks(forward=forward, forward_pre=pre)
+
+
+def _output_scores(out: Any) -> Tensor:
+    if not isinstance(out, Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise UnsupportedModelError(f"the model output must be a (B, classes) tensor, got {shape}")
+    return out
+
+
+class _Engine:
+    """Runs the model with branch outputs replaced; the replicas of the batch run in chunks."""
+
+    def __init__(self, model, x, specs, baseline, batch_size):
+        self.model, self.x, self.specs, self.batch_size = model, x, specs, batch_size
+        self.B = x[0].shape[0]
+        self.baseline = baseline
+        self.mode: str | None = None  # "expand" or "replicate" once decided (see masked)
+        self.base: dict[str, Tensor] = {}
+        self.clean: dict[str, Tensor] = {}
+        self.forwards = 0
+
+    def _base_for(self, b: str, z: Tensor) -> Tensor:
+        """Baseline of branch ``b`` (B, ...) given its clean output ``z`` (B, ...)."""
+        if b not in self.base:
+            bl = self.baseline
+            if isinstance(bl, Mapping):
+                t = torch.as_tensor(bl[b], dtype=z.dtype, device=z.device)
+                try:
+                    t = t.expand_as(z)
+                except RuntimeError as exc:
+                    raise InputError(f"baseline of branch {b!r} has shape {tuple(t.shape)}; branch output is {tuple(z.shape)}") from exc
+            elif bl == "zero":
+                t = torch.zeros_like(z)
+            elif bl == "mean":
+                t = z.mean(0, keepdim=True).expand_as(z)
+            else:
+                raise InputError(f"baseline must be 'zero', 'mean', a dict or a tensor, got {bl!r}")
+            self.base[b] = t.detach()
+        return self.base[b]
+
+    def rep(self, r: int) -> tuple:
+        if r == 1:
+            return self.x
+        return tuple(t.repeat(r, *([1] * (t.dim() - 1))) for t in self.x)
+
+    def _chunk(self) -> int:
+        """Replicas per forward: ``batch_size`` samples, or on CPU (where big batches run slower per
+        sample) at most 32 samples unless the batch itself is larger."""
+        bs = self.batch_size
+        if bs is None:
+            bs = 1024 if self.x[0].device.type != "cpu" else max(self.B, 32)
+        return max(1, bs // self.B)
+
+    def masked(self, masks: Tensor) -> Tensor:
+        """Outputs ``(M, B, C)`` of ``M`` forwards; ``masks`` ``(M, K)`` bool, True = branch kept.
+
+        *Expand mode* (tried first when the first mask keeps every branch): the model runs on the
+        original batch and each branch hook returns its ``(r B, ...)`` masked replicas, so the branches
+        run once per chunk and only what follows them runs on the ``r`` replicas. It is used only when
+        the outputs of the full coalition equal a plain forward's (checked once, to 1e-5); otherwise
+        (or if the model cannot take it, e.g. a non-branch input meets the replicas) the whole batch
+        is replicated.
+        """
+        names = list(self.specs)
+        out = []
+        chunk = self._chunk()
+        for start in range(0, masks.shape[0], chunk):
+            m = masks[start:start + chunk]
+            r = m.shape[0]
+
+            def fn(b, z, _m=m, _r=r):
+                if z.shape[0] == self.B and _r > 1:  # expand mode: one clean branch output
+                    zr = z.unsqueeze(0)
+                else:
+                    zr = z.reshape(_r, self.B, *z.shape[1:])
+                if b not in self.clean:
+                    self.clean[b] = zr[0].detach()  # chunk 0 row 0 is the full coalition
+                base = self._base_for(b, self.clean[b])
+                keep = _m[:, names.index(b)].to(z.device).reshape(_r, 1, *([1] * (z.dim() - 1)))
+                return torch.where(keep, zr, base.unsqueeze(0)).reshape(_r * self.B, *z.shape[1:])
+
+            y = None
+            if r > 1 and self.mode != "replicate" and (self.mode == "expand" or bool(m[0].all())):
+                y = self._expand_forward(fn, r)
+            if y is None:
+                with _replace_hooks(self.model, self.specs, fn), torch.no_grad():
+                    y = _output_scores(self.model(*self.rep(r)))
+            self.forwards += r
+            out.append(y.reshape(r, self.B, -1))
+        return torch.cat(out, 0)
+
+    def _expand_forward(self, fn, r: int) -> Tensor | None:
+        clean = dict(self.clean)
+        try:
+            with _replace_hooks(self.model, self.specs, fn), torch.no_grad():
+                y = _output_scores(self.model(*self.x))
+            if y.shape[0] != r * self.B:
+                raise ValueError("output batch does not follow the replicas")
+            if self.mode is None:
+                with torch.no_grad():
+                    ref = _output_scores(self.model(*self.x))
+                if not torch.allclose(y[:self.B], ref, rtol=1e-5, atol=1e-5):
+                    raise ValueError("the full coalition does not reproduce the plain forward")
+                self.mode = "expand"
+            return y
+        except (RuntimeError, ValueError, UnsupportedModelError):
+            self.mode = "replicate"  # the replicated forward below raises the model's own error, if any
+            self.clean = clean
+            return None
+
+    def gradients(self, alphas: Tensor, target: Any) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """Gradients of the target score at ``z' + a (z - z')`` for each ``a`` in ``alphas``.
+
+        Returns ``{branch: (S, B, ...)}`` gradients, the outputs ``(S, B, C)`` and the targets ``(B,)``.
+        With no clean pass yet, ``alphas`` must be ``[1]``: this forward is the clean one (``z`` recorded
+        here) and ``target`` may be anything :func:`_targets` takes.
+        """
+        names = list(self.specs)
+        grads = {b: [] for b in names}
+        outputs = []
+        chunk = self._chunk()
+        for start in range(0, alphas.shape[0], chunk):
+            a = alphas[start:start + chunk]
+            r = a.shape[0]
+            leaves: dict[str, Tensor] = {}
+
+            def fn(b, z, _a=a, _r=r):
+                if b not in self.clean:
+                    if _r != 1 or float(_a[0]) != 1.0:
+                        raise RuntimeError("gradients away from z need a clean pass first")
+                    self.clean[b] = z.detach()
+                z0, base = self.clean[b], self._base_for(b, self.clean[b])
+                al = _a.to(z0.dtype).to(z0.device).reshape(_r, 1, *([1] * z0.dim()))
+                point = (base.unsqueeze(0) + al * (z0 - base).unsqueeze(0)).reshape(_r * self.B, *z0.shape[1:])
+                leaf = point.detach().requires_grad_(True)
+                leaves[b] = leaf
+                return leaf
+
+            with _replace_hooks(self.model, self.specs, fn, branch_no_grad=True), torch.enable_grad():
+                y = _output_scores(self.model(*self.rep(r)))
+                if not isinstance(target, Tensor) or target.dtype != torch.long or target.shape != (self.B,):
+                    target = _targets(target, y[:self.B].detach())
+                s = y.gather(1, target.repeat(r).unsqueeze(1)).squeeze(1)
+                missing = [b for b in names if b not in leaves]
+                if missing:
+                    raise UnsupportedModelError(f"branch(es) {missing} did not run during the forward pass")
+                g = torch.autograd.grad(s.sum(), [leaves[b] for b in names], allow_unused=True)
+            self.forwards += r
+            outputs.append(y.detach().reshape(r, self.B, -1))
+            for b, gb in zip(names, g):
+                gb = torch.zeros_like(leaves[b]) if gb is None else gb
+                grads[b].append(gb.reshape(r, self.B, *gb.shape[1:]))
+        return {b: torch.cat(v, 0) for b, v in grads.items()}, torch.cat(outputs, 0), target
+
+
+def _gauss_legendre(n: int) -> tuple[Tensor, Tensor]:
+    import numpy as np
+
+    x, w = np.polynomial.legendre.leggauss(n)
+    return torch.tensor((x + 1) / 2, dtype=torch.float64), torch.tensor(w / 2, dtype=torch.float64)
+
+
+def _dot(g: Tensor, d: Tensor) -> Tensor:
+    return (g.double() * d.double()).reshape(g.shape[0], -1).sum(1)
+
+
+def _shapley(v: Tensor, K: int) -> Tensor:
+    """``v``: ``(2^K, B)`` coalition values indexed by bitmask -> ``(K, B)`` Shapley values."""
+    phi = torch.zeros(K, v.shape[1], dtype=torch.float64, device=v.device)
+    for b in range(K):
+        for mask in range(2 ** K):
+            if mask >> b & 1:
+                continue
+            s = bin(mask).count("1")
+            w = math.factorial(s) * math.factorial(K - s - 1) / math.factorial(K)
+            phi[b] += w * (v[mask | (1 << b)] - v[mask])
+    return phi
+
+
+def _baseline_name(baseline: Any) -> str:
+    if isinstance(baseline, str):
+        return baseline
+    if isinstance(baseline, Mapping):
+        return "given (branch space)"
+    return "input tensor"
+
+
+def contributions(
+    model: nn.Module,
+    x: Any,
+    branches: Mapping[str, str] | None = None,
+    target: Any = None,
+    method: str = "auto",
+    baseline: Any = "zero",
+    *,
+    tol: float = 1e-3,
+    max_steps: int = 1024,
+    batch_size: int | None = None,
+    check: bool = True,
+) -> FusionResult:
+    """Per-branch contributions to the target score, for a batch ``x`` (a tensor or a tuple of inputs).
+
+    ``branches``: ``{name: "module.path" | "input:i"}``; ``None`` uses the last fusion point
+    :func:`find` reports. ``target``: class index / list / ``(B,)`` tensor, or ``None`` for the
+    predicted class. ``baseline``: ``"zero"``, ``"mean"`` (batch mean of each branch output), a dict
+    ``{branch: tensor}`` in branch-output space, or an input tensor (tuple) whose branch outputs are the
+    baselines. ``check``: for ``exact`` and ``gradient_x_activation``, also run the baseline forward
+    and report the completeness gap (one more forward). ``batch_size``: samples per forward
+    (default: 32 or the batch on CPU, 1024 on GPU).
+    """
+    if method not in METHODS:
+        raise UnsupportedModelError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    xs = _as_tuple(x)
+    if isinstance(baseline, str) and baseline not in ("zero", "mean"):
+        raise InputError(f"baseline must be 'zero', 'mean', a dict or a tensor, got {baseline!r}")
+    specs = resolve_branches(model, xs, branches)
+    K = len(specs)
+    names = list(specs)
+    if method == "shapley" and K > MAX_SHAPLEY_BRANCHES:
+        raise UnsupportedModelError(f"shapley over {K} branches needs 2^{K} forwards; use at most {MAX_SHAPLEY_BRANCHES} branches or method='integrated_gradients'")
+    with preserved(model):
+        model.eval()
+        if method in ("auto", "exact"):
+            from .linearity import nonlinear_step
+
+            why = nonlinear_step(model, tuple(t[:1] for t in xs), specs)
+            if why is None:
+                method = "exact"
+            elif method == "exact":
+                raise UnsupportedModelError(f"method 'exact' needs the branches to reach the output through linear maps; {why}")
+            else:
+                method = "shapley" if K <= MAX_SHAPLEY_BRANCHES else "integrated_gradients"
+        bl = baseline
+        if isinstance(baseline, (Tensor, tuple, list)):
+            bx = _as_tuple(baseline)
+            if len(bx) != len(xs):
+                raise InputError(f"baseline input has {len(bx)} tensor(s), the model takes {len(xs)}")
+            bx = tuple(b.expand_as(t) if b.shape[0] == 1 else b for b, t in zip(bx, xs))
+            probe = _Engine(model, bx, specs, "zero", batch_size)
+            probe.masked(torch.ones(1, K, dtype=torch.bool))
+            bl = dict(probe.clean)
+        eng = _Engine(model, xs, specs, bl, batch_size)
+
+        if method in ("shapley", "ablation"):
+            if method == "shapley":
+                masks = torch.tensor([[(m >> b) & 1 for b in range(K)] for m in range(2 ** K)], dtype=torch.bool)
+                masks = torch.cat([masks[-1:], masks[:-1]])  # full coalition first
+                out = eng.masked(masks)
+                out = torch.cat([out[1:], out[:1]])  # back to bitmask order
+                full, empty = out[-1], out[0]
+            else:
+                masks = torch.ones(K + 2, K, dtype=torch.bool)
+                for b in range(K):
+                    masks[b + 1, b] = False
+                masks[K + 1] = False
+                out = eng.masked(masks)
+                full, empty = out[0], out[K + 1]
+            t = _targets(target, full)
+            v = out.gather(2, t.view(1, -1, 1).expand(out.shape[0], -1, 1)).squeeze(2).double()
+            if method == "shapley":
+                phi = _shapley(v, K)
+                f, f0 = v[-1], v[0]
+            else:
+                phi = torch.stack([v[0] - v[b + 1] for b in range(K)])
+                f, f0 = v[0], v[K + 1]
+            steps = None
+        else:
+            if method == "integrated_gradients":
+                full = eng.masked(torch.ones(1, K, dtype=torch.bool))[0]
+                t = _targets(target, full)
+            else:  # one forward: the clean pass is the gradient pass
+                grads, outs, t = eng.gradients(torch.ones(1, dtype=torch.float64), target)
+                full = outs[0]
+            for b in names:
+                eng._base_for(b, eng.clean[b])
+            f = full.gather(1, t.unsqueeze(1)).squeeze(1).double()
+            f0 = None
+            if check or method == "integrated_gradients":
+                f0 = eng.masked(torch.zeros(1, K, dtype=torch.bool))[0].gather(1, t.unsqueeze(1)).squeeze(1).double()
+            diffs = {b: eng.clean[b] - eng.base[b] for b in names}
+            if method == "integrated_gradients":
+                n = 8
+                while True:
+                    alphas, weights = _gauss_legendre(n)
+                    grads, _, _ = eng.gradients(alphas, t)
+                    phi = torch.stack([
+                        sum(weights[s] * _dot(grads[b][s], diffs[b]) for s in range(n)) for b in names
+                    ])
+                    gap = (phi.sum(0) - (f - f0)).abs()
+                    scale = float((f - f0).abs().max()) if f.numel() else 0.0
+                    if (float(gap.max()) if gap.numel() else 0.0) <= tol * max(scale, 1e-12) or n >= max_steps:
+                        break
+                    n *= 2
+                steps = n
+            else:
+                phi = torch.stack([_dot(grads[b][0], diffs[b]) for b in names])
+                steps = None
+    completeness = None if f0 is None else (phi.sum(0) - (f - f0)).abs()
+    dtype = full.dtype if full.is_floating_point() else torch.float32
+    values = {b: phi[i].to(dtype) for i, b in enumerate(names)}
+    mag = phi.abs()
+    total = mag.sum(0, keepdim=True)
+    shares_m = torch.where(total > 0, mag / total.clamp_min(1e-300), torch.full_like(mag, 1.0 / K))
+    shares = {b: shares_m[i].to(dtype) for i, b in enumerate(names)}
+    return FusionResult(
+        values=values, shares=shares, method=method, baseline=_baseline_name(baseline), targets=t,
+        scores=f.to(dtype), baseline_scores=None if f0 is None else f0.to(dtype),
+        completeness=None if completeness is None else completeness.to(dtype), steps=steps,
+    )
+
+
+def _targets(target: Any, out: Tensor) -> Tensor:
+    if target is None:
+        return out.argmax(1)
+    if callable(target):
+        raise TargetError("target must be a class index, a list or tensor of them, or None")
+    return check_targets(target, out.shape[0], out.shape[1], device=out.device)

@@ -1,0 +1,64 @@
+"""Per-branch spatial maps: Grad-CAM from one branch's channels at the fusion point.
+
+For branch ``b`` with spatial output ``A`` ``(B, C_b, h, w)`` (its channels of the fused tensor)
+and gradient ``G = d score / dA``: ``map_b = ReLU(sum_c mean_hw(G_c) A_c)`` (Selvaraju et al. 2017,
+https://arxiv.org/abs/1610.02391), upsampled to the input size. Maps are normalized *jointly*
+per sample (divided by the largest value over all branches), so an idle branch shows a dark map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import UnsupportedModelError
+from ..probe import preserved
+
+__all__ = ["BranchMaps", "branch_maps"]
+
+
+@dataclass(frozen=True)
+class BranchMaps:
+    """``maps``: branch -> ``(B, H, W)`` in [0, 1] (joint normalization); ``raw``: branch -> ``(B, h, w)``."""
+
+    maps: dict[str, Tensor]
+    raw: dict[str, Tensor]
+    targets: Tensor
+
+
+def branch_maps(model: nn.Module, x: Any, branches: Mapping[str, str] | None = None, target: Any = None,
+                size: tuple[int, int] | None = None, batch_size: int | None = None) -> BranchMaps:
+    """Grad-CAM of each branch from its own channels; ``size`` defaults to the first 4-D input's ``(H, W)``."""
+    from .contrib import _Engine, _as_tuple, resolve_branches
+
+    xs = _as_tuple(x)
+    specs = resolve_branches(model, xs, branches)
+    if size is None:
+        four = [t for t in xs if t.dim() == 4]
+        if not four:
+            raise UnsupportedModelError("no 4-D (B, C, H, W) input to size the maps; pass size=(H, W)")
+        size = tuple(four[0].shape[-2:])
+    with preserved(model):
+        model.eval()
+        eng = _Engine(model, xs, specs, "zero", batch_size)
+        grads, _, t = eng.gradients(torch.ones(1, dtype=torch.float64), target)
+        for b in specs:
+            z = eng.clean[b]
+            if z.dim() != 4:
+                raise UnsupportedModelError(
+                    f"branch {b!r} outputs shape {tuple(z.shape)}; spatial maps need (B, C, h, w)")
+    raw = {}
+    for b in specs:
+        A, G = eng.clean[b], grads[b][0]
+        w = G.mean(dim=(2, 3), keepdim=True)
+        raw[b] = F.relu((w * A).sum(1)).detach()
+    up = {b: F.interpolate(r.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
+          for b, r in raw.items()}
+    peak = torch.stack([u.flatten(1).amax(1) for u in up.values()]).amax(0).clamp_min(1e-12)
+    maps = {b: (u / peak.view(-1, 1, 1)).clamp(0, 1) for b, u in up.items()}
+    return BranchMaps(maps=maps, raw=raw, targets=t)

@@ -1,0 +1,424 @@
+"""Views of a :class:`~torchloupe.weights.WeightHistory`: how the weights were learned.
+
+Figures (matplotlib ``Figure`` objects, never pyplot state):
+
+- :func:`plot_norms` — ‖W‖ and the update ratio ‖ΔW‖/‖W‖ per tensor over steps (log scale);
+- :func:`plot_histograms` — a tensor's value histogram over time as a heat map;
+- :func:`plot_templates` — class templates at chosen steps: rows of the head reshaped to the
+  input, and for an MLP the effective input-space template ``W_L ... W_1`` (the linear path,
+  nonlinearities ignored);
+- :func:`plot_kernels` — the first layer's kernels (conv) or units (MLP) at chosen steps;
+- :func:`plot_similarity` — cosine similarity between the class weight vectors over time.
+
+Torch-only helpers (no matplotlib): :func:`template_tensor`, :func:`frame_images` (tiles as
+``(3, H, W)`` images in [0, 1], used by TensorBoard / Visdom) and :func:`animate` (GIF, Pillow).
+matplotlib is imported inside the drawing functions only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "plot_norms",
+    "plot_histograms",
+    "plot_templates",
+    "plot_kernels",
+    "plot_similarity",
+    "template_tensor",
+    "kernel_tensor",
+    "class_similarity",
+    "frame_images",
+    "animate",
+    "pick_steps",
+]
+
+
+# -- compute helpers (torch only) -----------------------------------------------------------------
+
+
+def _input_shape(history, features: int) -> tuple[int, ...] | None:
+    shape = history.input_shape
+    if shape is not None and math.prod(shape) == features:
+        return tuple(shape)
+    side = math.isqrt(features)
+    if shape is None and side * side == features and side > 1:
+        return (side, side)
+    return None
+
+
+def template_tensor(history, index: int = -1, kind: str = "auto") -> tuple[Tensor, str] | None:
+    """Class templates at snapshot ``index``: ``((classes, *input_shape), kind)`` or ``None``.
+
+    ``kind``: ``"effective"`` (MLP: ``W_L @ ... @ W_1``, float64), ``"head"`` (the head's rows
+    when they read the input directly) or ``"auto"`` (effective when the model is an MLP,
+    else head). ``None`` when the head's rows are not input-shaped (e.g. after pooling).
+    """
+    head = history.head_name()
+    if head is None or len(history.snapshot_steps) == 0:
+        return None
+    chain = history.linear_chain()
+    if kind in ("auto", "effective") and chain:
+        w = history[chain[0]][index].double()
+        for name in chain[1:]:
+            w = history[name][index].double() @ w
+        shape = _input_shape(history, w.shape[1])
+        return (w.reshape(w.shape[0], *shape), "effective") if shape else None
+    if kind == "effective":
+        return None
+    w = history[head][index]
+    if history.kernel_name() is not None:  # a conv net's head reads pooled features, not the input
+        return None
+    shape = _input_shape(history, w.shape[1])
+    return (w.reshape(w.shape[0], *shape), "head") if shape else None
+
+
+def kernel_tensor(history, index: int = -1) -> tuple[Tensor, str] | None:
+    """First-layer filters at snapshot ``index``: conv kernels ``(out, in, kh, kw)`` or, for an
+    MLP, the first layer's rows reshaped to the input; with the tensor's name."""
+    name = history.kernel_name()
+    if name is not None:
+        w = history[name][index]
+        if w.dim() == 3:  # conv1d: (out, in, k) -> one row image per kernel
+            w = w.unsqueeze(-2)
+        elif w.dim() == 5:  # conv3d: the middle depth slice
+            w = w[:, :, w.shape[2] // 2]
+        return w, name
+    chain = history.linear_chain()
+    if chain:
+        w = history[chain[0]][index]
+        shape = _input_shape(history, w.shape[1])
+        if shape:
+            return w.reshape(w.shape[0], *shape), chain[0]
+    return None
+
+
+def class_similarity(history) -> Tensor | None:
+    """``(S, classes, classes)`` cosine similarity between the head's rows at each snapshot."""
+    head = history.head_name()
+    if head is None or len(history.snapshot_steps) == 0:
+        return None
+    w = history[head].double()
+    w = w / w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return w @ w.transpose(-1, -2)
+
+
+def pick_steps(history, n: int = 3) -> list[int]:
+    """Up to ``n`` snapshot indices evenly spread from first to last (start / middle / end)."""
+    s = len(history.snapshot_steps)
+    if s == 0:
+        return []
+    if s <= n:
+        return list(range(s))
+    return sorted({round(i * (s - 1) / (n - 1)) for i in range(n)})
+
+
+def _as_images(t: Tensor) -> Tensor:
+    """``(N, *shape)`` -> ``(N, C, H, W)`` with C in (1, 3)."""
+    if t.dim() == 2:  # (N, L) -> one row
+        return t[:, None, None, :]
+    if t.dim() == 3:
+        return t[:, None]
+    if t.dim() == 4 and t.shape[1] in (1, 3):
+        return t
+    if t.dim() == 4:  # many input channels: show their mean
+        return t.mean(dim=1, keepdim=True)
+    return t.reshape(t.shape[0], 1, 1, -1)
+
+
+def _diverging(x: Tensor) -> Tensor:
+    """``(N, 1, H, W)`` in [-1, 1] -> ``(N, 3, H, W)`` RGB: blue (neg) - white (0) - red (pos)."""
+    pos, neg = x.clamp(min=0), (-x).clamp(min=0)
+    return torch.cat([1 - neg, 1 - x.abs(), 1 - pos], dim=1).clamp(0, 1)
+
+
+def _tiles(t: Tensor) -> Tensor:
+    """Weights ``(N, *shape)`` -> ``(N, 3, H, W)`` in [0, 1]: gray-level maps diverging around 0,
+    RGB kernels centred at 0.5; one scale per call so tiles compare."""
+    imgs = _as_images(t.detach().double().cpu())
+    scale = imgs.abs().amax().clamp_min(1e-12)
+    if imgs.shape[1] == 3:
+        return (0.5 + imgs / (2 * scale)).float().clamp(0, 1)
+    return _diverging(imgs / scale).float()
+
+
+def _grid(tiles: Tensor, ncol: int, pad: int = 1, value: float = 1.0) -> Tensor:
+    n, c, h, w = tiles.shape
+    nrow = math.ceil(n / ncol)
+    out = torch.full((c, nrow * (h + pad) + pad, ncol * (w + pad) + pad), value)
+    for i in range(n):
+        r, k = divmod(i, ncol)
+        out[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = tiles[i]
+    return out
+
+
+def frame_images(history, what: str = "auto", max_tiles: int = 32, min_tile: int = 32) -> tuple[list[Tensor], str]:
+    """One ``(3, H, W)`` image in [0, 1] per snapshot (templates or kernels as a grid), and what it shows.
+
+    ``what``: ``"templates"``, ``"kernels"`` or ``"auto"`` (templates when the head's rows are
+    input-shaped or the model is an MLP, else kernels). Tiles are upscaled (nearest) to at
+    least ``min_tile`` pixels.
+    """
+    if what not in ("auto", "templates", "kernels"):
+        from ..weights.tracker import TrackerError
+
+        raise TrackerError(f"what={what!r}: expected 'auto', 'templates' or 'kernels'")
+    s = len(history.snapshot_steps)
+    if s == 0:
+        from ..weights.tracker import TrackerError
+
+        raise TrackerError("the history has no snapshots to draw; track with snapshots=[...] layers")
+    get = None
+    if what in ("auto", "templates") and template_tensor(history, 0) is not None:
+        get, what = (lambda i: template_tensor(history, i)[0]), "templates"
+    elif what in ("auto", "kernels") and kernel_tensor(history, 0) is not None:
+        get, what = (lambda i: kernel_tensor(history, i)[0]), "kernels"
+    if get is None:
+        from ..weights.tracker import TrackerError
+
+        raise TrackerError(
+            f"nothing to draw as {what!r}: the snapshots ({', '.join(history.snapshots)}) hold neither "
+            f"input-shaped class templates nor kernels; pass input_shape= to the tracker or snapshot a conv layer"
+        )
+    frames = []
+    for i in range(s):
+        t = get(i)[:max_tiles]
+        tiles = _tiles(t)
+        h, w = tiles.shape[-2:]
+        k = max(1, math.ceil(min_tile / max(h, w)))
+        if k > 1:
+            tiles = tiles.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1)
+        ncol = min(len(tiles), 10 if what == "templates" else 8)
+        frames.append(_grid(tiles, ncol, pad=max(1, k // 2)))
+    return frames, what
+
+
+def animate(history, path: str | os.PathLike, what: str = "auto", fps: float = 4.0,
+            max_frames: int | None = None, **kwargs: Any) -> str:
+    """Write a GIF, one frame per snapshot (or ``max_frames`` evenly picked ones, first and last
+    included), labelled with its step. Returns the path."""
+    from ..errors import require
+
+    require("PIL", "render", "pillow")
+    from PIL import Image, ImageDraw
+
+    if max_frames is not None and len(history.snapshot_steps) > max_frames:
+        import dataclasses
+
+        keep = pick_steps(history, max(2, max_frames))
+        history = dataclasses.replace(
+            history,
+            snapshot_steps=history.snapshot_steps[keep],
+            snapshots={k: v[keep] for k, v in history.snapshots.items()},
+        )
+    frames, what = frame_images(history, what, **kwargs)
+    images = []
+    for step, f in zip(history.snapshot_steps.tolist(), frames):
+        arr = (f.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        body = Image.fromarray(arr, "RGB")
+        canvas = Image.new("RGB", (body.width, body.height + 14), "white")
+        canvas.paste(body, (0, 14))
+        ImageDraw.Draw(canvas).text((2, 1), f"{what} at step {step}", fill=(0, 0, 0))
+        images.append(canvas)
+    path = os.fspath(path)
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=max(20, int(1000 / fps)), loop=0, optimize=False
+    )
+    return path
+
+
+# -- figures (matplotlib) -------------------------------------------------------------------------
+
+
+def _figure(w: float, h: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(w, h), dpi=100, layout="constrained")
+
+
+def _default_names(history, limit: int = 10) -> list[str]:
+    names = [n for n in history.names if len(history.shapes.get(n, (0, 0))) >= 2] or list(history.names)
+    if len(names) > limit:
+        idx = sorted({round(i * (len(names) - 1) / (limit - 1)) for i in range(limit)})
+        names = [names[i] for i in idx]
+    return names
+
+
+def plot_norms(history, names: Sequence[str] | None = None):
+    """‖W‖ (left) and update ratio ‖ΔW‖/‖W_prev‖ (right) per tensor over steps, log scale."""
+    names = list(names) if names is not None else _default_names(history)
+    fig = _figure(11, 3.8)
+    ax_n, ax_r = fig.subplots(1, 2)
+    steps = history.steps.numpy()
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"] if len(names) <= 10 else colormaps["viridis"]
+    for k, name in enumerate(names):
+        color = cmap(k) if len(names) <= 10 else cmap(k / max(1, len(names) - 1))
+        ax_n.plot(steps, history.stat(name, "norm").numpy(), color=color, label=name, lw=1.5)
+        r = history.stat(name, "update_ratio").numpy()
+        ax_r.plot(steps[1:], r[1:], color=color, label=name, lw=1.5, marker="." if len(steps) < 30 else None)
+    ax_n.set_yscale("log")
+    ax_n.set_title("weight norm ‖W‖")
+    ratios = history.stats[1:, :, 5]
+    if bool(((ratios > 0) & ratios.isfinite()).any()):
+        ax_r.set_yscale("log")
+    ax_r.axhline(1e-3, color="0.5", ls="--", lw=1)
+    ax_r.text(steps[-1] if len(steps) else 0, 1e-3, "1e-3 ", color="0.4", ha="right", va="bottom", fontsize=8)
+    ax_r.set_title(f"update ratio ‖ΔW‖/‖W‖ per {history.every} steps")
+    for ax in (ax_n, ax_r):
+        ax.set_xlabel("step")
+        ax.grid(True, which="major", alpha=0.3)
+    ax_r.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return fig
+
+
+def plot_histograms(history, name: str | None = None, rows: int = 96):
+    """Heat map of the value histogram of ``name`` (default: the head's weight) over steps."""
+    import numpy as np
+
+    name = name or history.head_name() or _default_names(history)[-1]
+    counts = history.hist[:, history.index(name)].double().numpy()
+    edges = history.bin_edges(name).numpy()
+    lo, hi = float(edges[:, 0].min()), float(edges[:, -1].max())
+    grid = np.linspace(lo, hi, rows + 1)
+    # Re-bin each step onto one value grid, spreading every bin's count evenly over its range.
+    cdf = np.concatenate([np.zeros((len(counts), 1)), np.cumsum(counts, axis=1)], axis=1)
+    heat = np.stack([np.diff(np.interp(grid, e, c)) for e, c in zip(edges, cdf)], axis=1)
+    fig = _figure(7, 3.6)
+    ax = fig.subplots()
+    steps = history.steps.numpy()
+    x_edges = np.concatenate([steps, [steps[-1] + max(1, history.every)]]) if len(steps) else np.array([0, 1])
+    mesh = ax.pcolormesh(x_edges, grid, np.log1p(heat), cmap="magma", shading="flat")
+    fig.colorbar(mesh, ax=ax, label="log(1 + count)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("weight value")
+    ax.set_title(f"{name}: histogram over time")
+    return fig
+
+
+def _label(labels, c):
+    return str(labels[c]) if labels is not None and c < len(labels) else str(c)
+
+
+def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence[str] | None = None,
+                   kind: str = "auto", max_classes: int = 12):
+    """Class templates at snapshot indices ``steps`` (default start / middle / end).
+
+    Rows are steps, columns classes; each row on its own symmetric color scale (blue < 0 < red).
+    When the head's rows are not input-shaped (a CNN after pooling), the head matrix is shown.
+    """
+    import numpy as np
+
+    idx = list(steps) if steps is not None else pick_steps(history)
+    if not idx:
+        raise ValueError("the history has no snapshots; nothing to draw")
+    snap_steps = history.snapshot_steps.tolist()
+    first = template_tensor(history, idx[0], kind)
+    if first is None:  # head matrix per step
+        head = history.head_name()
+        if head is None:
+            raise ValueError("no classifier head among the snapshots")
+        fig = _figure(3.6 * len(idx), 3.2)
+        axes = np.atleast_1d(fig.subplots(1, len(idx)))
+        v = float(history[head][idx].abs().max()) or 1.0  # one scale for all steps: the colorbar holds for each
+        for ax, i in zip(axes, idx):
+            w = history[head][i].double().numpy()
+            im = ax.imshow(w, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto", interpolation="nearest")
+            ax.set_title(f"{head} at step {snap_steps[i]}", fontsize=9)
+            ax.set_xlabel("input feature")
+            ax.set_yticks(range(w.shape[0]), [_label(labels, c) for c in range(w.shape[0])], fontsize=7)
+        fig.colorbar(im, ax=list(axes), shrink=0.8)
+        return fig
+    _, what = first
+    n_cls = min(first[0].shape[0], max_classes)
+    fig = _figure(1.1 * n_cls + 1.0, 1.25 * len(idx) + 0.6)
+    axes = np.array(fig.subplots(len(idx), n_cls, squeeze=False))
+    for r, i in enumerate(idx):
+        t = template_tensor(history, i, kind)[0][:n_cls]
+        imgs = _as_images(t)
+        v = float(imgs.abs().max()) or 1.0
+        for c in range(n_cls):
+            ax = axes[r, c]
+            img = imgs[c]
+            if img.shape[0] == 3:
+                ax.imshow((0.5 + img / (2 * v)).clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
+            else:
+                ax.imshow(img[0].numpy(), cmap="RdBu_r", vmin=-v, vmax=v, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(_label(labels, c), fontsize=9)
+        axes[r, 0].set_ylabel(f"step {snap_steps[i]}", fontsize=9)
+    title = "effective input-space templates (W_L···W_1)" if what == "effective" else "class templates (head rows)"
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_kernels(history, steps: Sequence[int] | None = None, max_kernels: int = 16):
+    """First-layer kernels (conv) or units (MLP) at snapshot indices ``steps``; rows are steps."""
+    import numpy as np
+
+    idx = list(steps) if steps is not None else pick_steps(history)
+    got = kernel_tensor(history, idx[0]) if idx else None
+    if got is None:
+        raise ValueError("no first-layer kernels among the snapshots (snapshot a conv or the first Linear)")
+    name = got[1]
+    n = min(got[0].shape[0], max_kernels)
+    snap_steps = history.snapshot_steps.tolist()
+    fig = _figure(0.75 * n + 1.0, 0.85 * len(idx) + 0.6)
+    axes = np.array(fig.subplots(len(idx), n, squeeze=False))
+    for r, i in enumerate(idx):
+        tiles = _tiles(kernel_tensor(history, i)[0][:n])
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(tiles[c].permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(f"step {snap_steps[i]}", fontsize=8)
+    fig.suptitle(f"{name}: first {n} filters over time", fontsize=10)
+    return fig
+
+
+def plot_similarity(history, steps: Sequence[int] | None = None, labels: Sequence[str] | None = None):
+    """Cosine similarity between class weight vectors at chosen snapshots, and the largest
+    off-diagonal similarity over time (classes still confused stay similar)."""
+    import numpy as np
+
+    sim = class_similarity(history)
+    if sim is None:
+        raise ValueError("no classifier head among the snapshots")
+    idx = list(steps) if steps is not None else pick_steps(history)
+    k = sim.shape[-1]
+    snap_steps = history.snapshot_steps.numpy()
+    fig = _figure(3.3 * len(idx) + 3.6, 3.3)
+    axes = fig.subplots(1, len(idx) + 1, width_ratios=[1] * len(idx) + [1.3])
+    ticks = [_label(labels, c) for c in range(k)]
+    for ax, i in zip(axes[:-1], idx):
+        im = ax.imshow(sim[i].numpy(), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(f"step {snap_steps[i]}", fontsize=9)
+        if k <= 20:
+            ax.set_xticks(range(k), ticks, fontsize=6, rotation=90)
+            ax.set_yticks(range(k), ticks, fontsize=6)
+    fig.colorbar(im, ax=list(axes[:-1]), shrink=0.8, label="cosine")
+    off = sim.clone()
+    off[:, torch.arange(k), torch.arange(k)] = float("nan")
+    flat = off.reshape(len(off), -1).nan_to_num(-2.0)
+    top, where = flat.max(dim=1)
+    ax = axes[-1]
+    ax.plot(snap_steps, top.numpy(), label="most similar pair", color="C3")
+    ax.plot(snap_steps, np.nanmean(off.reshape(len(off), -1).numpy(), axis=1), label="mean pair", color="C0")
+    a, b = divmod(int(where[-1]), k)
+    ax.annotate(f"{ticks[a]}~{ticks[b]}", (snap_steps[-1], float(top[-1])), fontsize=8, ha="right", va="bottom")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cosine similarity")
+    ax.set_title("class similarity over time", fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    ax.grid(True, alpha=0.3)
+    return fig

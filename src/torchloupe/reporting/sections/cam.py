@@ -1,0 +1,85 @@
+"""Report section "Class activation maps": every CAM method side by side on the subject's images."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ...errors import TorchLoupeError
+from ..base import Figure, NotApplicable, Subject, Table, Text, register
+
+MAX_IMAGES = 4
+SCORECAM_MAX_FORWARDS = 512  # Score-CAM runs one forward per channel and image: skipped above this
+
+
+def _setup(subject: Subject):
+    x = subject.inputs
+    images = subject.display_images
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or images is None:
+        return NotApplicable("the inputs are not a batch of images")
+    x, images = x[:MAX_IMAGES], images[:MAX_IMAGES]
+    from ...cam import default_layer
+
+    try:
+        layer = subject.extras.get("cam_layer") or default_layer(subject.model, x)[0]
+    except TorchLoupeError as exc:
+        return NotApplicable(f"no layer with a spatial output: {exc}")
+    return x, images, layer
+
+
+def _label(subject: Subject, t: int) -> str:
+    if subject.labels is not None and 0 <= t < len(subject.labels):
+        return str(subject.labels[t])
+    return f"class {t}"
+
+
+@register(
+    "cam",
+    "Class activation maps",
+    "Which pixels made the network decide: every CAM method on the same images, for the predicted class.",
+    50,
+)
+def build(subject: Subject, options: dict):
+    setup = _setup(subject)
+    if isinstance(setup, NotApplicable):
+        return setup
+    x, images, layer = setup
+    from ... import cam
+    from ...probe import eval_forward
+    from ...render.cam import method_grid
+
+    out = eval_forward(subject.model, x)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        return NotApplicable("the model's output is not (N, classes) scores")
+    probs = out.float().softmax(dim=1)
+    targets = probs.argmax(dim=1)
+    results, notes = {}, []
+    for key, cls in cam.METHODS.items():
+        if cls is cam.ScoreCAM:
+            channels = cam.to_map(_shape_of(subject.model, x, layer), x.shape[2:]).shape[1]
+            work = channels * x.shape[0]
+            if options.get("quick") or work > SCORECAM_MAX_FORWARDS:
+                notes.append(f"Score-CAM skipped: it needs up to {work:,} masked forwards here.")
+                continue
+        try:
+            results[cls.__name__] = cls(subject.model, layer)(x, targets)
+        except TorchLoupeError as exc:
+            notes.append(f"{cls.__name__} does not apply: {exc}")
+    rows = [_label(subject, int(t)) + f" (p = {float(probs[i, t]):.2f})" for i, t in enumerate(targets)]
+    fig = method_grid(results, images, row_titles=rows)
+    blocks = [
+        Figure(fig, caption=f"Layer {layer}; each row: one image and its predicted class with the softmax score."),
+        Table(
+            ["image", "predicted class", "score"],
+            [[i, _label(subject, int(t)), round(float(probs[i, t]), 4)] for i, t in enumerate(targets)],
+        ),
+    ]
+    blocks.extend(Text(n) for n in notes)
+    return blocks
+
+
+def _shape_of(model, x, layer):
+    from ...probe import activations
+
+    return activations(model, x[:1], layer)[layer]

@@ -1,0 +1,129 @@
+"""Report section "Explanation quality": how right each attribution method is on this model.
+
+One row per method (every CAM, gradient, guided backprop, deconvnet, and random maps as the
+floor): pointing game (when object masks are known), deletion and insertion AUC, the
+randomization sanity check, and the time per image. Curves of both tests are plotted.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ...errors import TorchLoupeError
+from ..base import Figure, NotApplicable, Subject, Table, Text, register
+
+GUIDE = (
+    "Reading guide: a good explanation points at the object (pointing game, higher is better), "
+    "its most salient pixels matter to the model (deletion AUC low, insertion AUC high), and it "
+    "changes when the weights are randomized (sanity check 'pass'). Random maps are the floor "
+    "every method should beat. The best value of each column is in bold."
+)
+
+
+def _normalize(m: torch.Tensor) -> torch.Tensor:
+    flat = m.flatten(1)
+    lo = flat.min(1).values.view(-1, 1, 1)
+    hi = flat.max(1).values.view(-1, 1, 1)
+    return ((m - lo) / (hi - lo).clamp_min(1e-12)).float()
+
+
+def explainers(model, x: torch.Tensor, layer: str, quick: bool) -> dict:
+    """name -> fn(model, x, targets) -> (N, H, W) maps in [0, 1]; all methods of tl.cam and tl.saliency."""
+    from ... import cam, saliency
+
+    out = {}
+    for cls in cam.METHODS.values():
+        if cls is cam.ScoreCAM and quick:
+            continue
+        out[cls.__name__] = lambda m, inp, t, cls=cls: cls(m, layer)(inp, t).maps
+    for name, fn in (("Gradient", saliency.gradient), ("Guided backprop", saliency.guided_backprop),
+                     ("Deconvnet", saliency.deconvnet)):
+        out[name] = lambda m, inp, t, fn=fn: _normalize(fn(m, inp, t).abs().sum(1))
+    return out
+
+
+@register(
+    "quality",
+    "Explanation quality",
+    "Is the explanation right? Pointing game, deletion / insertion and a weight-randomization sanity check for every method.",
+    90,
+)
+def build(subject: Subject, options: dict):
+    import warnings
+
+    from ... import evaluate as ev
+    from ...cam import default_layer
+    from ...probe import eval_forward
+    from ...render.quality import curves_figure, randomization_figure
+
+    x = subject.inputs
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or subject.display_images is None:
+        return NotApplicable("the inputs are not a batch of images")
+    quick = bool(options.get("quick"))
+    big = x.shape[-1] * x.shape[-2] > 128 * 128
+    n = min(x.shape[0], int(subject.extras.get("quality_images", 2 if big else 4 if quick else 8)))
+    x = x[:n]
+    out = eval_forward(subject.model, x)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        return NotApplicable("the model's output is not (N, classes) scores")
+    targets = out.argmax(1)
+    try:
+        layer = subject.extras.get("cam_layer") or default_layer(subject.model, x)[0]
+    except TorchLoupeError as exc:
+        return NotApplicable(f"no layer with a spatial output: {exc}")
+    steps = 16 if big or quick else 32
+    groups = ev.layer_groups(subject.model, 4 if big or quick else 8)
+    masks = subject.masks[:n] if subject.masks is not None else None
+    methods = explainers(subject.model, x, layer, quick or big)
+    g = torch.Generator().manual_seed(int(options.get("seed", 0)))
+    random_maps = torch.rand(n, *x.shape[-2:], generator=g)
+
+    rows, dels, inss, rands, notes = [], {}, {}, {}, []
+    for name, fn in list(methods.items()) + [("Random maps", None)]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t0 = time.perf_counter()
+                maps = random_maps if fn is None else fn(subject.model, x, targets)
+                per_image = (time.perf_counter() - t0) / n * 1000
+                dels[name] = ev.deletion_curve(subject.model, x, maps, targets, steps=steps, substrate="blur")
+                inss[name] = ev.insertion_curve(subject.model, x, maps, targets, steps=steps)
+                sanity = "—"
+                if fn is not None:
+                    k = min(n, 2)
+                    r = ev.randomization_check(subject.model, x[:k], fn, target=targets[:k], blocks=groups)
+                    rands[name] = r
+                    sanity = "pass" if bool(r.passed.float().mean() >= 0.5) else "fail"
+        except TorchLoupeError as exc:
+            notes.append(f"{name}: {exc}")
+            continue
+        pg = float(ev.pointing_game(maps, masks).float().mean()) if masks is not None else None
+        rows.append([name, pg, float(dels[name].auc.mean()), float(inss[name].auc.mean()), sanity,
+                     None if fn is None else per_image])
+    columns = ["method", "pointing game ↑", "deletion AUC ↓", "insertion AUC ↑", "sanity check", "ms / image"]
+    if masks is None:
+        columns.pop(1)
+        rows = [r[:1] + r[2:] for r in rows]
+    highlight = []
+    real = [i for i, r in enumerate(rows) if r[0] != "Random maps"]
+    for col, name in enumerate(columns):
+        if "↑" in name or "↓" in name:
+            vals = [(rows[i][col], i) for i in real if rows[i][col] is not None]
+            if vals:
+                best = (max if "↑" in name else min)(vals)[1]
+                highlight.append((best, col))
+    fmt = [[r[0]] + [("—" if v is None else f"{v:.3f}" if isinstance(v, float) and c != len(r) - 1
+                      else f"{v:.1f}" if isinstance(v, float) else v) for c, v in enumerate(r[1:], 1)] for r in rows]
+    blocks = [
+        Text(GUIDE),
+        Table(columns, fmt, caption=f"{n} images, layer {layer} for the CAMs, {steps} deletion / insertion steps onto a blurred copy, "
+              f"sanity check on {len(groups)} layer groups (pass: rank correlation below 0.5 after all are randomized).",
+              highlight=highlight),
+        Figure(curves_figure(dels, inss), caption="Mean target probability over the images as pixels are deleted / inserted."),
+    ]
+    if rands:
+        blocks.append(Figure(randomization_figure(rands), caption="Mean rank correlation with the trained model's map."))
+    blocks.extend(Text(t) for t in notes)
+    return blocks

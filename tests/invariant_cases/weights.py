@@ -1,0 +1,46 @@
+"""WeightTracker: construction, step, history, animate and close leave the model as it was.
+
+The tracker never runs the model, so there is no raising variant (``arm=None``); the suite's
+models carry ``.grad`` on half of their parameters, which the tracker reads (grad norms) and
+must leave in place, values and identity.
+"""
+
+import os
+import tempfile
+
+import torch
+
+import torchloupe as tl
+from tests.helpers import Case
+
+
+def _track(model, x):
+    with tl.weights.WeightTracker(model, every=2, input_shape=(16,)) as t:
+        for _ in range(5):
+            t.step()
+    h = t.history
+    assert h.steps.tolist() == [0, 2, 4, 5]
+    assert torch.equal(h["fc.weight"][-1], model.fc.weight)
+
+
+def _animate(model, x):
+    t = tl.weights.WeightTracker(model, every=1, snapshots=["features.0"])
+    t.step()
+    with tempfile.TemporaryDirectory() as d:
+        path = t.animate(os.path.join(d, "k.gif"), what="kernels")
+        assert os.path.getsize(path) > 0
+
+
+def _from_checkpoints(model, x):
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "c.pt")
+        torch.save(model.state_dict(), p)
+        h = tl.weights.WeightTracker.from_checkpoints([p], model=model).history
+    assert torch.equal(h["fc.weight"][0], model.fc.weight)
+
+
+CASES = [
+    Case("WeightTracker", _track, arm=None),
+    Case("WeightTracker.animate", _animate, arm=None),
+    Case("WeightTracker.from_checkpoints", _from_checkpoints, arm=None),
+]

@@ -1,0 +1,45 @@
+"""The "Feature fusion" report section on a demo subject, and NotApplicable elsewhere."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from tests.helpers import tiny_cnn
+from torchloupe.reporting.base import Figure, NotApplicable, Subject, Table, Text
+
+
+def test_import_torchloupe_fusion_loads_no_matplotlib():
+    import subprocess
+
+    code = "import sys, torchloupe as tl; tl.fusion.find; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_section_on_the_late_fusion_demo():
+    from torchloupe.demo.subjects import fusion as subjects
+    from torchloupe.reporting.sections import fusion as section
+
+    subject = [s for s in subjects.subjects({"quick": True, "seed": 0}) if s.name == "fusion-late"][0]
+    blocks = section.build(subject, {"quick": True, "seed": 0})
+    assert not isinstance(blocks, NotApplicable)
+    figures = [b for b in blocks if isinstance(b, Figure)]
+    captions = " | ".join(b.caption for b in figures)
+    for word in ("Fusion points", "exact (left) and integrated gradients", "Grad-CAM", "Channel provenance",
+                 "Linear CKA", "during training"):
+        assert word in captions
+    table = [b for b in blocks if isinstance(b, Table)][0]
+    rows = {r[0]: r for r in table.rows}
+    assert table.columns[:4] == ["class", "deciding view", "shape (exact)", "colour (exact)"]
+    assert float(rows["circle"][2]) > 0.8 and float(rows["red"][3]) > 0.8
+    assert all(hasattr(f.figure, "savefig") for f in figures)
+
+
+def test_section_not_applicable_without_branches():
+    from torchloupe.reporting.sections import fusion as section
+
+    subject = Subject(name="cnn", model=tiny_cnn(), inputs=torch.rand(2, 3, 16, 16))
+    res = section.build(subject, {"quick": True, "seed": 0})
+    assert isinstance(res, NotApplicable) and "branches" in res.reason

@@ -1,0 +1,71 @@
+"""The feature map (30) and weights (40) report sections on small untrained models."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from torchloupe.demo.models import DigitsMLP, ShapesCNN
+from torchloupe.reporting.base import Figure, NotApplicable, Subject, Table, registered
+from torchloupe.reporting.sections import feature_maps as fm_section
+from torchloupe.reporting.sections import weights as w_section
+
+OPTIONS = {"quick": True, "seed": 0}
+
+
+def _captions(blocks):
+    return [b.caption for b in blocks if isinstance(b, Figure)]
+
+
+def test_sections_are_registered_in_order():
+    sections = {s.key: s for s in registered()}
+    assert sections["feature_maps"].order == 30 and sections["weights"].order == 40
+
+
+def test_feature_maps_of_a_cnn():
+    torch.manual_seed(0)
+    subject = Subject("cnn", ShapesCNN().eval(), torch.rand(3, 3, 32, 32), labels=list("abcde"),
+                      layers=["features.relu1", "features.relu4"])
+    blocks = fm_section.build(subject, OPTIONS)
+    assert _captions(blocks) == ["features.relu1, sample 0: 12 channels, 16x16", "features.relu4, sample 0: 48 channels, 4x4"]
+    assert all(b.figure.axes for b in blocks)
+    # without layers: up to 4 convolutions spread over the model
+    subject.layers = None
+    assert len(fm_section._layers(subject)) == 4
+
+
+def test_feature_maps_not_applicable_to_an_mlp():
+    subject = Subject("mlp", DigitsMLP(), torch.rand(2, 1, 8, 8), layers=["fc1", "fc2"])
+    out = fm_section.build(subject, OPTIONS)
+    assert isinstance(out, NotApplicable) and "output vectors" in out.reason
+    bare = Subject("mlp", nn.Sequential(nn.Linear(3, 2)), torch.rand(2, 3))
+    assert isinstance(fm_section.build(bare, OPTIONS), NotApplicable)
+
+
+def test_weights_of_a_cnn():
+    torch.manual_seed(0)
+    subject = Subject("cnn", ShapesCNN().eval(), torch.rand(2, 3, 32, 32), labels=list("abcde"))
+    blocks = w_section.build(subject, OPTIONS)
+    table = blocks[0]
+    assert isinstance(table, Table) and [r[0] for r in table.rows][:2] == ["features.conv1", "features.conv2"]
+    assert table.rows[0][2] == "12x3x5x5"
+    caps = _captions(blocks)
+    assert caps == ["features.conv1 kernels as colour tiles (gray = 0)", "fc weight matrix (rows are classes)"]
+
+
+def test_class_templates_only_for_a_linear_layer_on_the_input():
+    labels = [str(i) for i in range(10)]
+    linear = Subject("lin", DigitsMLP(hidden=0), torch.rand(2, 1, 8, 8), labels=labels)
+    caps = _captions(w_section.build(linear, OPTIONS))
+    assert "class templates: rows of fc.weight reshaped to the input (1, 8, 8)" in caps
+    # fc2 of the MLP also has 64 inputs, but they are hidden units, not pixels: no class templates from it
+    mlp = Subject("mlp", DigitsMLP(hidden=64), torch.rand(2, 1, 8, 8), labels=labels)
+    caps = _captions(w_section.build(mlp, OPTIONS))
+    assert not any(c.startswith("class templates") for c in caps)
+    assert any(c.startswith("rows of fc1.weight reshaped") for c in caps)
+    assert "fc2 weight matrix (rows are classes)" in caps
+
+
+def test_weights_not_applicable_without_conv_or_linear():
+    out = w_section.build(Subject("id", nn.Sequential(nn.ReLU()), torch.rand(1, 3)), OPTIONS)
+    assert isinstance(out, NotApplicable)

@@ -1,0 +1,291 @@
+"""Graph views and exports: SVG, HTML, dot, TensorBoard event files, ONNX, `loupe graph`, the report section."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+import torch
+from torch import nn
+
+from tests.helpers import TinyCNN, tiny_cnn
+from tests.test_structure import Gate, Seq, Stack, TwoBranch
+from torchloupe.errors import UnsupportedModelError
+from torchloupe.structure import export_onnx, trace
+from torchloupe.structure.layout import collapse, fit_depth
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture(scope="module")
+def cnn_graph():
+    torch.manual_seed(0)
+    model = tiny_cnn()
+    return model, trace(model, torch.rand(2, 3, 16, 16))
+
+
+def test_svg_has_one_box_per_view_node_and_one_path_per_edge(tmp_path, cnn_graph):
+    _, g = cnn_graph
+    path = tmp_path / "g.svg"
+    text = g.to_svg(path)
+    assert path.read_text() == text
+    root = ET.fromstring(text)
+    boxes = [el for el in root.iter(f"{SVG_NS}g") if el.get("class") == "box"]
+    edges = [el for el in root.iter(f"{SVG_NS}path") if el.get("class") == "e"]
+    assert len(boxes) == len(g.nodes) == 11  # x, 6 features, pool, flatten, fc, output
+    assert len(edges) == len(g.edges) == 10
+    assert [b.get("data-key") for b in boxes] == [f"n{i}" for i in range(11)]
+    labels = [t.text for t in root.iter(f"{SVG_NS}text") if t.get("class") == "t"]
+    assert labels[:3] == ["x", "features.0", "features.1"]
+    frames = [el.get("data-frame") for el in root.iter(f"{SVG_NS}rect") if el.get("class") == "frame"]
+    assert frames == ["features"]
+
+
+def test_svg_escapes_model_strings():
+    class Evil(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.add_module("<script>", nn.Linear(2, 2))
+
+        def forward(self, x):
+            return getattr(self, "<script>")(x)
+
+    svg = trace(Evil(), torch.rand(1, 2)).to_svg()
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    ET.fromstring(svg)
+    html = trace(Evil(), torch.rand(1, 2)).to_html()
+    data = re.search(r'class="tl-data">(.*?)</script>', html, re.S).group(1)
+    assert "<" not in data and json.loads(data)["nodes"][1]["name"] == "<script>"
+    assert html.count("<script") == 2  # the data block and torchloupe's own script, nothing from the model
+
+
+def test_html_is_self_contained(tmp_path, cnn_graph):
+    _, g = cnn_graph
+    path = tmp_path / "g.html"
+    page = g.to_html(path)
+    assert path.read_text() == page
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)  # no CDN, nothing remote
+    data = json.loads(re.search(r'<script type="application/json" class="tl-data">(.*?)</script>', page, re.S)
+                      .group(1))
+    assert len(data["nodes"]) == len(g.nodes) and len(data["edges"]) == len(g.edges)
+    assert data["modules"]["features"]["params"] == sum(p.numel() for p in TinyCNN().features.parameters())
+    frag = g._repr_html_()
+    assert frag.startswith('<div class="tl-root">') and "<html" not in frag
+
+
+def test_large_graph_default_view_is_collapsed():
+    g = trace(Stack(n=40), torch.rand(2, 5))
+    assert len(g.nodes) == 84
+    depth = fit_depth(g)
+    assert depth is None  # 84 boxes still fit
+    assert fit_depth(g, budget=20) == 1
+    view = collapse(g, 1)
+    assert [(b.label, b.count) for b in view.nodes] == [("x", 1), ("stem", 1), ("blocks.0 … 39", 40), ("out", 1),
+                                                        ("output", 1)]
+    svg = g.to_svg(depth=1)
+    assert svg.count('class="box"') == 5 and "×40" in svg
+
+
+def test_dot_text(cnn_graph):
+    _, g = cnn_graph
+    dot = g.to_dot()
+    assert dot.count(" -> ") == 10
+    assert 'n1 [label="features.0\\nConv2d (2, 8, 16, 16)"' in dot
+    assert g.to_dot(depth=0).count(" -> ") == 5  # x, features, pool, flatten, fc, output
+
+
+# ---- TensorBoard ----------------------------------------------------------------------------------------
+def _read_graph(logdir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    return acc.Graph()
+
+
+def test_tensorboard_plain_model_uses_add_graph(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from torchloupe.integrations import tensorboard
+
+    writer = SummaryWriter(str(tmp_path))
+    assert tensorboard.add_graph(writer, tiny_cnn(), torch.rand(2, 3, 16, 16)) == "torch"
+    writer.close()
+    gd = _read_graph(tmp_path)
+    names = [n.name for n in gd.node]
+    assert any("Conv2d[0]" in n for n in names)  # torch's own naming
+
+
+def test_tensorboard_falls_back_on_dict_output_and_data_dependent_if(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from torchloupe.integrations import tensorboard
+
+    model = Gate()
+    x, y = torch.rand(2, 4), torch.rand(2, 4)
+    writer = SummaryWriter(str(tmp_path))
+    assert tensorboard.add_graph(writer, model, x, y) == "torchloupe"
+    writer.close()
+    gd = _read_graph(tmp_path)
+    g = trace(model, x, y)
+    assert len(gd.node) == len(g.nodes)
+    by_name = {n.name: n for n in gd.node}
+    assert set(by_name) >= {"input/x", "input/y", "a", "output/logits", "output/feat"}
+    assert list(by_name["a"].input) == ["input/x"]
+    shape = by_name["a"].attr["_output_shapes"].list.shape[0]
+    assert [d.size for d in shape.dim] == [2, 4]
+    assert "params: 20" in by_name["a"].attr["attr"].s.decode()
+
+
+def test_tensorboard_multihead_attention_rejected_by_add_graph_is_written(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from torchloupe.integrations import tensorboard
+
+    model = Seq()
+    x = torch.rand(2, 5, 8)
+    writer = SummaryWriter(str(tmp_path / "torch"))
+    with pytest.raises(Exception):
+        tensorboard.add_graph(writer, model, x, method="torch")
+    writer.close()
+    writer = SummaryWriter(str(tmp_path / "ours"))
+    assert tensorboard.add_graph(writer, model, x) == "torchloupe"
+    writer.close()
+    gd = _read_graph(tmp_path / "ours")
+    assert [n.name for n in gd.node] == ["input/x", "lstm", "attn", "mean_3", "fc", "output/output"]
+    assert [n.op for n in gd.node][1:3] == ["LSTM", "MultiheadAttention"]
+
+
+def test_tensorboard_scopes_follow_module_paths(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from torchloupe.structure.tensorboard import add_graph
+
+    writer = SummaryWriter(str(tmp_path))
+    assert add_graph(writer, TwoBranch(), torch.rand(1, 3, 8, 8), method="torchloupe") == "torchloupe"
+    writer.close()
+    names = [n.name for n in _read_graph(tmp_path).node]
+    assert names == ["input/x", "a/0", "a/1", "b/0", "b/1", "cat_5", "head", "output/output"]
+
+
+# ---- ONNX ----------------------------------------------------------------------------------------------
+def test_export_onnx_checks(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model = tiny_cnn()
+    x = torch.rand(2, 3, 16, 16)
+    path = export_onnx(model, x, path=tmp_path / "m.onnx")
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Conv") == 2 and "Gemm" in ops
+    assert model.training  # the user's mode is back
+
+
+def test_export_onnx_clear_error(tmp_path):
+    class Eig(nn.Module):
+        def forward(self, x):
+            return torch.linalg.eigh(x @ x.T)[0]
+
+    with pytest.raises(UnsupportedModelError, match="ONNX exporter cannot handle Eig.*linalg_eigh"):
+        export_onnx(Eig(), torch.rand(3, 3), path=tmp_path / "e.onnx")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        export_onnx(tiny_cnn(), torch.rand(1, 3, 8, 8), path=tmp_path / "nope" / "m.onnx")
+
+
+# ---- CLI -----------------------------------------------------------------------------------------------
+def test_cli_graph_writes_every_format(tmp_path, capsys):
+    from torchloupe.cli import main
+
+    out = tmp_path / "out"
+    code = main(["graph", "--model", "torchvision:resnet18", "--input-shape", "1,3,32,32", "--out", str(out),
+                 "--format", "html,svg,txt,dot,tensorboard"])
+    assert code == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "ResNet: 71 nodes, 78 edges, 11,689,512 parameters"
+    assert printed[1:] == [f"wrote {out / name}" for name in ("graph.html", "graph.svg", "graph.txt", "graph.dot",
+                                                              "tensorboard")]
+    txt = (out / "graph.txt").read_text()
+    assert "Total parameters: 11,689,512" in txt and "layer4.1.bn2" in txt
+    assert ET.fromstring((out / "graph.svg").read_text()).tag == f"{SVG_NS}svg"
+    assert len(_read_graph(out / "tensorboard").node) == 71 or len(_read_graph(out / "tensorboard").node) > 0
+
+
+def test_cli_graph_onnx_and_file_model(tmp_path, capsys):
+    onnx = pytest.importorskip("onnx")
+    from torchloupe.cli import main
+
+    src = tmp_path / "net.py"
+    src.write_text("import torch.nn as nn\n"
+                   "def build():\n    return nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))\n")
+    out = tmp_path / "o"
+    assert main(["graph", "--model", f"{src}:build", "--input-shape", "2,4", "--out", str(out),
+                 "--format", "onnx,txt,svg", "--edges", "straight"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "Sequential: 5 nodes, 4 edges, 23 parameters"
+    onnx.checker.check_model(onnx.load(str(out / "model.onnx")))
+    assert " C" not in (out / "graph.svg").read_text()
+    ref = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    assert (out / "graph.txt").read_text() == trace(ref, torch.rand(2, 4)).summary()
+
+
+def test_cli_graph_bad_arguments(tmp_path, capsys):
+    from torchloupe.cli import main
+
+    assert main(["graph", "--model", "resnet18", "--input-shape", "1,3,8,8", "--out", str(tmp_path)]) == 2
+    assert "unknown model spec 'resnet18'" in capsys.readouterr().err
+    assert main(["graph", "--model", "torchvision:resnet18", "--input-shape", "1,x", "--out", str(tmp_path)]) == 2
+    assert "comma-separated integers" in capsys.readouterr().err
+    assert main(["graph", "--model", "torchvision:resnet18", "--input-shape", "1,1,32,32",
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "module 'conv1'" in err and "(1, 1, 32, 32)" in err
+    assert main(["graph", "--model", "torchvision:resnet18", "--input-shape", "1,3,8,8", "--out", str(tmp_path),
+                 "--format", "png"]) == 2
+    assert "--format png is not one of" in capsys.readouterr().err
+
+
+# ---- report section ------------------------------------------------------------------------------------
+def test_report_section_architecture():
+    from torchloupe.reporting.base import Html, Subject, Table, Text, registered
+
+    section = next(s for s in registered() if s.key == "architecture")
+    assert section.order == 20 and section.title == "Architecture"
+    blocks = section.build(Subject("cnn", tiny_cnn(), torch.rand(4, 3, 16, 16)), {"quick": True, "seed": 0})
+    kinds = [type(b) for b in blocks]
+    assert kinds[:2] == [Text, Html]
+    assert blocks[0].text.startswith("TinyCNN: 1,508 parameters, 350,272 mult-adds per sample")
+    assert 'class="tl-root"' in blocks[1].markup and 'data-key="n1"' in blocks[1].markup
+    table = next(b for b in blocks if isinstance(b, Table))
+    assert [r[0] for r in table.rows] == ["features", "pool", "fc"]
+    assert table.rows[0][2] == "(1, 16, 16, 16)"  # one sample is traced
+
+
+def test_report_section_dict_inputs_and_not_applicable():
+    from torchloupe.reporting.base import NotApplicable, Subject, registered
+
+    section = next(s for s in registered() if s.key == "architecture")
+    from tests.test_structure import Halves
+
+    blocks = section.build(Subject("h", Halves(), {"batch": {"left": torch.rand(2, 3), "right": torch.rand(2, 3)}}),
+                           {"quick": True, "seed": 0})
+    assert blocks[0].text.startswith("Halves: 12 parameters")
+    res = section.build(Subject("s", tiny_cnn(), "not a tensor"), {"quick": True, "seed": 0})
+    assert isinstance(res, NotApplicable) and "str" in res.reason
+
+
+def test_edge_styles(cnn_graph):
+    _, g = cnn_graph
+    two = trace(TwoBranch(), torch.rand(1, 3, 8, 8))
+    curved, straight, ortho = (two.to_svg(edges=s) for s in ("curved", "straight", "orthogonal"))
+    paths = [re.findall(r'class="e" d="([^"]+)"', svg) for svg in (curved, straight, ortho)]
+    assert len(paths[0]) == len(two.edges) == 8
+    assert any(" C" in d for d in paths[0]) and not any(" C" in d for d in paths[1] + paths[2])
+    # orthogonal: every segment is vertical or horizontal
+    for d in paths[2]:
+        pts = [tuple(map(float, p.split(","))) for p in re.findall(r"[-\d.]+,[-\d.]+", d)]
+        assert all(a[0] == b[0] or a[1] == b[1] for a, b in zip(pts, pts[1:])), d
+    assert "<title>(1, 4, 8, 8)</title>" in ortho  # an edge names the shape it carries
+    with pytest.raises(ValueError, match="edges must be one of"):
+        g.to_svg(edges="wavy")
