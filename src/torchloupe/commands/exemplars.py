@@ -1,0 +1,97 @@
+"""``loupe exemplars``: exact top-k dataset samples per channel; runs under ``torchrun`` too.
+
+    torchrun --nproc_per_node 4 -m torchloupe.cli exemplars --model M --data demo:shapes --layer features.relu4
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers) -> None:
+    from .report import MODEL_HELP
+
+    p = subparsers.add_parser(
+        "exemplars",
+        help="find the dataset samples that drive each channel of a layer highest (torchrun-ready)",
+        description="Exact streaming top-k per channel over a dataset. Under torchrun each rank takes every "
+                    "world-th batch and all ranks get the single-process result.",
+    )
+    p.add_argument("--model", required=True, metavar="SPEC", help=MODEL_HELP)
+    p.add_argument("--weights", metavar="CKPT", help="checkpoint to load into the model")
+    p.add_argument("--data", required=True, metavar="DATA",
+                   help="demo:shapes[:N], demo:digits, or a .pt file holding an (N, ...) input tensor")
+    p.add_argument("--layer", required=True, help="layer name")
+    p.add_argument("--k", type=int, default=9)
+    p.add_argument("--reduce", default="mean", choices=["mean", "max"])
+    p.add_argument("--negative", action="store_true", help="samples that drive the channels lowest")
+    p.add_argument("--channels", type=int, nargs="+", metavar="C", help="only these channels")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--normalize", default="none", metavar="NAME", help="input normalization: none, imagenet")
+    p.add_argument("--save", metavar="PT", help="save the result (torch.save dict) for later merging")
+    p.add_argument("--out", metavar="PNG", help="write exemplar crops to this PNG (rank 0)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def load_data(spec: str, normalize: str):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from ..errors import InputFileError
+    from ..loading import normalize_images
+
+    if spec.startswith("demo:shapes"):
+        from ..demo import shapes_dataset
+
+        n = int(spec.split(":")[2]) if spec.count(":") == 2 else 512
+        return shapes_dataset(n, size=64, seed=0)
+    if spec == "demo:digits":
+        from ..demo import digits_dataset
+
+        return digits_dataset()
+    path = Path(spec)
+    if not path.is_file():
+        raise InputFileError(f"data {spec!r} is not a file nor demo:shapes / demo:digits")
+    x = torch.load(path, weights_only=True)
+    if not isinstance(x, torch.Tensor):
+        raise InputFileError(f"{spec!r} holds a {type(x).__name__}; expected one (N, ...) tensor")
+    if normalize != "none" and x.dim() == 4:
+        x = normalize_images(x, normalize)
+    return TensorDataset(x)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .. import distributed as D
+    from ..loading import load_model
+    from ..synthesis import exemplars
+
+    torch.manual_seed(0)
+    model = load_model(args.model, args.weights)
+    data = load_data(args.data, args.normalize)
+    with D.session(device=next((p.device for p in model.parameters()), None)):
+        ex = exemplars(model, data, args.layer, k=args.k, reduce=args.reduce, negative=args.negative,
+                       channels=args.channels, batch_size=args.batch_size, progress=not args.no_progress)
+        rank = D.rank()
+        if rank == 0:
+            print(f"{ex.layer}: top-{ex.k} of {ex.seen} samples, reduce={ex.reduce}"
+                  f"{', negative' if ex.negative else ''}, {D.world_size()} process(es)")
+            for row, c in enumerate(ex.channels):
+                items = ", ".join(f"#{int(i)} ({float(v):.4g})" for i, v in zip(ex.indices[row], ex.values[row]) if i >= 0)
+                print(f"  channel {c}: {items}")
+            if args.save:
+                torch.save({f: getattr(ex, f) for f in ("layer", "channels", "values", "indices", "locations",
+                                                         "boxes", "reduce", "negative", "k", "seen")}, args.save)
+                print(f"wrote {args.save}")
+            if args.out:
+                from ..render.png import figure_to_png
+                from ..render.synthesis import exemplars_figure
+
+                Path(args.out).write_bytes(figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)))))
+                print(f"wrote {args.out}")
+    return 0

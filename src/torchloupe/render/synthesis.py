@@ -1,0 +1,132 @@
+"""Figures for activation maximization and dataset exemplars (matplotlib ``Figure`` objects, no pyplot)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["units_figure", "curves_figure", "to_display"]
+
+
+def to_display(x: Tensor) -> Tensor:
+    """``(C, H, W)`` -> ``(H, W, 3)`` or ``(H, W)`` in [0, 1] for imshow (min-max only if outside [0, 1])."""
+    x = x.detach().float().cpu()
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        x = (x - lo) / max(hi - lo, 1e-12)
+    if x.dim() == 3 and x.shape[0] == 1:
+        return x[0]
+    if x.dim() == 3 and x.shape[0] == 3:
+        return x.permute(1, 2, 0)
+    if x.dim() == 3:
+        return x.mean(0)
+    return x
+
+
+def _show(ax, img: Tensor) -> None:
+    d = to_display(img)
+    ax.imshow(d.numpy(), cmap="gray" if d.dim() == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def units_figure(result, exemplars=None, k: int = 5, title: str | None = None):
+    """One row per synthesized image: the image (name, reached value vs random baseline, FAILED
+    in red) and, when ``exemplars`` covers its channel, the top-``k`` exemplar crops with values."""
+    from matplotlib.figure import Figure
+
+    n = result.images.shape[0]
+    ex_rows: dict[int, int] = {}
+    if exemplars is not None:
+        chans = list(exemplars.channels)
+        for i, name in enumerate(result.names):
+            layer, _, ch = name.partition(":")
+            if layer == exemplars.layer and ch.isdigit() and int(ch) in chans:
+                ex_rows[i] = chans.index(int(ch))
+    k = min(k, exemplars.k) if exemplars is not None else 0
+    cols = 1 + (k if ex_rows else 0)
+    height = 1.85 * n + 0.55
+    fig = Figure(figsize=(1.55 * cols + 0.2, height), dpi=90)
+    axes = fig.subplots(n, cols, squeeze=False)
+    for i in range(n):
+        ax = axes[i, 0]
+        _show(ax, result.images[i])
+        f, b = float(result.final_activation[i]), float(result.baseline_activation[i])
+        failed = bool(result.failed[i])
+        label = f"{result.names[i]}\n{f:.3g} vs random {b:.3g}"
+        top1 = float(result.dataset_top1[i])
+        if top1 == top1:  # not NaN
+            label += f"\ndataset top-1 {top1:.3g}"
+        if failed:
+            label += "\nFAILED"
+        ax.set_title(label, fontsize=7, color="#c0392b" if failed else "black")
+        for j in range(1, cols):
+            ax = axes[i, j]
+            ax.axis("off")
+            if i in ex_rows and exemplars is not None:
+                row = ex_rows[i]
+                idx = int(exemplars.indices[row, j - 1])
+                if idx < 0:
+                    continue
+                crop = exemplars.crops[row, j - 1] if exemplars.crops is not None else None
+                if crop is not None:
+                    _show(ax, crop)
+                    ax.axis("on")
+                ax.set_title(f"#{idx}: {float(exemplars.values[row, j - 1]):.3g}", fontsize=7)
+    if ex_rows:
+        note = "left: synthesized input; right: dataset exemplars (receptive-field crops, #index: value)"
+        title = f"{title}\n{note}" if title else note
+    if title:
+        fig.suptitle(title, fontsize=8)
+    top = 1 - 0.95 / height
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=top, wspace=0.12, hspace=0.62)
+    return fig
+
+
+def curves_figure(result):
+    """Objective per image against step."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.8, 2.8), dpi=90)
+    ax = fig.add_subplot(1, 1, 1)
+    curve = result.objective_curve.detach().cpu()
+    for i in range(curve.shape[1]):
+        ax.plot(range(1, curve.shape[0] + 1), curve[:, i].numpy(), lw=1.2, label=result.names[i])
+    ax.set_xlabel("step")
+    ax.set_ylabel("objective (transformed images)")
+    if curve.shape[1] <= 8:
+        ax.legend(fontsize=6, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def exemplars_figure(exemplars, rows: int = 8, k: int = 6, dataset_images=None):
+    """Grid: one row per channel, its top-``k`` crops (or full inputs from ``dataset_images``)."""
+    from matplotlib.figure import Figure
+
+    rows = min(rows, len(exemplars.channels))
+    k = min(k, exemplars.k)
+    fig = Figure(figsize=(1.5 * k + 0.9, 1.55 * rows), dpi=90)
+    axes = fig.subplots(rows, k, squeeze=False)
+    for r in range(rows):
+        for j in range(k):
+            ax = axes[r, j]
+            idx = int(exemplars.indices[r, j])
+            if idx < 0:
+                ax.axis("off")
+                continue
+            if exemplars.crops is not None:
+                _show(ax, exemplars.crops[r, j])
+            elif dataset_images is not None:
+                _show(ax, dataset_images[idx])
+            else:
+                ax.axis("off")
+            ax.set_title(f"#{idx}: {float(exemplars.values[r, j]):.3g}", fontsize=7)
+            if j == 0:
+                ax.set_ylabel(f"{exemplars.layer}:{exemplars.channels[r]}", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+__all__.append("exemplars_figure")

@@ -1,0 +1,101 @@
+"""Feature visualization: synthesized inputs that maximize a few channels (or class logits), with
+their reached value against random inputs, and their dataset exemplars when the subject has data."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ...layers import find_layers
+from ..base import Figure, NotApplicable, Subject, Table, Text, register
+
+_CACHE: dict = {}
+
+
+def pick_layer(subject: Subject) -> tuple[str, int, str] | None:
+    """``(layer, channels, kind)``: the last of ``subject.layers`` (else the last Conv2d, else the last
+    Linear), its channel count and ``"conv"`` for 4-D outputs or ``"linear"``."""
+    from ...probe import activations
+
+    model = subject.model
+    if subject.layers:
+        layer = find_layers(model, list(subject.layers))[-1][0]
+    else:
+        convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        if not convs and not linears:
+            return None
+        layer = (convs or linears)[-1]
+    x = subject.inputs
+    out = activations(model, x[:1], layer)[layer]
+    if not isinstance(out, Tensor) or out.dim() < 2:
+        return None
+    return layer, int(out.shape[1]), "conv" if out.dim() == 4 else "linear"
+
+
+def subject_exemplars(subject: Subject, layer: str, channels: list[int], quick: bool):
+    """Exemplars of ``layer`` over the first samples of ``subject.dataset`` (cached per report run)."""
+    from ...synthesis import exemplars
+
+    if subject.dataset is None:
+        return None
+    stop = 128 if quick else 512
+    key = (id(subject.model), id(subject.dataset), layer, tuple(channels), stop)
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = exemplars(subject.model, subject.dataset, layer, k=5, channels=channels, stop=stop,
+                                batch_size=64)
+    return _CACHE[key]
+
+
+@register(
+    "feature_vis",
+    "Feature visualization",
+    "Inputs synthesized to drive single channels as high as possible (gradient ascent from noise), "
+    "each with the value it reached against the best of 32 random inputs; FAILED marks a unit that "
+    "could not be driven above random inputs.",
+    60,
+)
+def build(subject: Subject, options: dict):
+    from ...render.synthesis import curves_figure, units_figure
+    from ...synthesis import maximize
+
+    x = subject.inputs
+    if not isinstance(x, Tensor) or x.dim() < 2:
+        return NotApplicable("feature visualization needs a tensor input batch to take the input shape from")
+    picked = pick_layer(subject)
+    if picked is None:
+        return NotApplicable(f"{type(subject.model).__name__} has no Conv2d or Linear layer to visualize")
+    layer, width, kind = picked
+    quick = bool(options.get("quick", False))
+    seed = int(options.get("seed", 0) or 0)
+    shape = tuple(x.shape[1:])
+    if kind == "conv" and x.dim() == 4:
+        side = min(shape[-1], shape[-2], 64)
+        shape = (shape[0], side, side)
+        param = "fft"
+    else:
+        param = "pixel"
+    n_units = 3 if quick else 4
+    channels = list(range(min(n_units, width)))
+    steps = 24 if quick else 48
+    ex = subject_exemplars(subject, layer, channels, quick) if kind == "conv" else None
+    res = maximize(subject.model, [f"{layer}:{c}" for c in channels], param=param, steps=steps, lr=0.1,
+                   input_shape=shape, seed=seed, exemplars=ex)
+    names = subject.labels if kind == "linear" and subject.labels is not None else None
+    rows = []
+    for i, (name, f, b, d, status) in enumerate(res.rows()):
+        label = f"{name} ({names[channels[i]]})" if names is not None and channels[i] < len(names) else name
+        rows.append([label, f"{f:.4g}", f"{b:.4g}", "" if d != d else f"{d:.4g}", status])
+    failed = int(res.failed.sum())
+    blocks = [
+        Figure(units_figure(res, ex), caption=f"{layer}: channels {channels[0]}..{channels[-1]}, {param} "
+                                              f"parameterization, {steps} steps, seed {seed}"),
+        Table(["unit", "reached", "best of 32 random", "dataset top-1", "status"], rows,
+              caption="Reached value of each unit on its synthesized input (no transforms) against random inputs.",
+              highlight=[(i, 4) for i, r in enumerate(rows) if r[4] == "FAILED"]),
+        Figure(curves_figure(res), caption="Objective per step (on the randomly transformed images)."),
+    ]
+    if failed:
+        blocks.append(Text(f"{failed} of {len(rows)} units could not be driven above random inputs in "
+                           f"{steps} steps; their images show nothing the unit prefers."))
+    return blocks

@@ -1,0 +1,385 @@
+"""Activation maximization: gradient ascent on a parameterized input (Olah et al. 2017).
+
+:func:`maximize` optimizes one image per objective (and ``batch`` images per
+objective when asked) in **one batched run**: the images are independent rows
+of one forward, so 16 channels cost about one 16-image forward per step.
+
+What it does at each step: parameterization -> robustness transforms ->
+normalization -> forward (stopped right after the deepest layer an objective
+reads) -> objective per image -> ``torch.autograd.grad`` with respect to the
+parameterization only (the model's parameters are frozen for the call and
+restored) -> Adam.
+
+Honesty: the result holds each objective's *unit* value (penalties dropped) on
+the final images, the best value of the same unit over ``baseline_samples``
+random inputs, and the dataset top-1 when exemplars are given. A unit not
+driven above its random baseline is flagged in ``failed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import InputShapeError, TorchLoupeError
+from ..inputs import first_layer
+from ..layers import find_layers
+from ..probe import hooks, intercept, preserved
+from . import objectives as O
+from . import transforms as T
+from .params import PARAMS, InputDomain, ParamError
+
+__all__ = ["maximize", "SynthesisResult", "redirected_relu"]
+
+
+@dataclass(frozen=True)
+class SynthesisResult:
+    """Images that maximize objectives, with the evidence of how well they do.
+
+    ``images``: ``(N, *input_shape)`` in the input domain's range (before normalization);
+    ``objective_curve``: ``(steps, N)`` objective per image at each step (transformed images);
+    ``final_activation``: ``(N,)`` unit value (penalties dropped) on the final, untransformed images;
+    ``baseline_activation``: ``(N,)`` best unit value over ``baseline_samples`` random inputs;
+    ``dataset_top1``: ``(N,)`` top-1 exemplar value of the unit when exemplars were given, else NaN;
+    ``failed``: ``(N,)`` True where ``final_activation`` is not above ``baseline_activation``;
+    ``names``: objective name per image; ``groups``: ``(N,)`` objective index per image.
+    """
+
+    images: Tensor
+    objective_curve: Tensor
+    final_activation: Tensor
+    baseline_activation: Tensor
+    dataset_top1: Tensor
+    failed: Tensor
+    names: tuple[str, ...]
+    groups: Tensor
+    param: str
+    steps: int
+    seed: int
+
+    @property
+    def ratio(self) -> Tensor:
+        """``final / baseline`` where the baseline is positive, else NaN."""
+        b = self.baseline_activation
+        return torch.where(b > 0, self.final_activation / b.clamp_min(1e-30), torch.full_like(b, float("nan")))
+
+    @property
+    def succeeded(self) -> Tensor:
+        return ~self.failed
+
+    def rows(self) -> list[tuple[str, float, float, float, str]]:
+        """``(name, final, baseline, dataset top-1, 'ok' | 'FAILED')`` per image, for tables."""
+        return [
+            (n, float(f), float(b), float(d), "FAILED" if bool(x) else "ok")
+            for n, f, b, d, x in zip(self.names, self.final_activation, self.baseline_activation,
+                                     self.dataset_top1, self.failed)
+        ]
+
+
+# --- redirected ReLU ------------------------------------------------------------------------
+class _RedirectedClamp(torch.autograd.Function):
+    """Forward ``clamp(x, lo, hi)``; backward passes the clamp's gradient, except for samples where
+    it is all zero: there the gradient passes wherever it would move ``x`` back into the range
+    (Lucid's RedirectedReLU, generalised to any clamp). Saves masks, not ``x``, so the caller may
+    write the result back into ``x`` (in-place ReLU semantics)."""
+
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        inside = torch.ones_like(x, dtype=torch.bool)
+        below = torch.zeros_like(x, dtype=torch.bool)
+        above = torch.zeros_like(x, dtype=torch.bool)
+        if lo is not None:
+            below = x <= lo
+            inside &= ~below
+        if hi is not None:
+            above = x >= hi
+            inside &= ~above
+        ctx.save_for_backward(inside, below, above)
+        return x.clamp(lo, hi)
+
+    @staticmethod
+    def backward(ctx, g):
+        inside, below, above = ctx.saved_tensors
+        # descent moves x by -g: blocked where that pushes x further outside the range
+        blocked = (below & (g > 0)) | (above & (g < 0))
+        passed = g * inside
+        if g.dim() == 0:
+            return (passed if bool(passed != 0) else g.masked_fill(blocked, 0)), None, None
+        alive = (passed.reshape(passed.shape[0], -1).abs().sum(1) > 0).reshape(-1, *([1] * (g.dim() - 1)))
+        return torch.where(alive, passed, g.masked_fill(blocked, 0)), None, None
+
+
+def _apply(x, lo, hi, inplace):
+    out = _RedirectedClamp.apply(x, lo, hi)
+    if inplace and not (x.is_leaf and x.requires_grad):
+        return x.copy_(out)  # keep the in-place contract: the caller's tensor holds the result
+    return out
+
+
+def _relu(input, inplace=False):
+    return _apply(input, 0.0, None, inplace)
+
+
+def _relu_(input):
+    return _apply(input, 0.0, None, True)
+
+
+def _relu6(input, inplace=False):
+    return _apply(input, 0.0, 6.0, inplace)
+
+
+def _hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    return _apply(input, float(min_val), float(max_val), inplace)
+
+
+_REDIRECTS = {
+    F.relu: _relu,
+    torch.relu: _relu,
+    torch.relu_: _relu_,
+    Tensor.relu: _relu,
+    Tensor.relu_: _relu_,
+    F.relu_: _relu_,
+    F.relu6: _relu6,
+    F.hardtanh: _hardtanh,
+}
+
+
+def redirected_relu():
+    """Context manager: ReLU-family calls (``nn.ReLU``, ``F.relu``, ``torch.relu_``, ``relu6``,
+    ``hardtanh``) in the block get redirected gradients; in-place calls stay in place."""
+    return intercept(_REDIRECTS)
+
+
+# --- helpers --------------------------------------------------------------------------------
+class _StopForward(Exception):
+    """Raised by the capture hook once every layer the objectives read has run."""
+
+
+def _default_shape(model: nn.Module) -> tuple[int, ...]:
+    found = first_layer(model)
+    if found is not None and isinstance(found[1], nn.Conv2d):
+        return (found[1].in_channels, 128, 128)
+    what = "no parameterized layer" if found is None else f"first layer {found[0]!r} is {type(found[1]).__name__}"
+    raise InputShapeError(
+        f"input_shape is needed for this model ({what}); pass e.g. input_shape=(3, 64, 64) "
+        f"for images or input_shape=(16,) for a feature vector"
+    )
+
+
+def _domain(domain: Any) -> InputDomain:
+    if domain is None:
+        return InputDomain()
+    if isinstance(domain, InputDomain):
+        return domain
+    if isinstance(domain, dict):
+        return InputDomain(**domain)
+    raise TypeError(f"domain must be an InputDomain or a dict of its fields, got {type(domain).__name__}")
+
+
+def _scores(objs: list[O.Objective], ctx: O.Context, fast: tuple[str, Tensor] | None) -> Tensor:
+    if fast is not None:  # every objective a plain channel of one layer: one gather
+        layer, idx = fast
+        a = ctx.acts[layer]
+        O._check_channel(a, layer, int(idx.max()))
+        rows = a[torch.arange(a.shape[0], device=a.device), idx.to(a.device)]
+        return rows.reshape(rows.shape[0], -1).mean(1)
+    values = torch.stack([o(ctx) for o in objs], 0)  # (K, N)
+    return values.gather(0, ctx.groups[None]).squeeze(0)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+# --- main entry -----------------------------------------------------------------------------
+def maximize(
+    model: nn.Module,
+    objective: O.ObjectiveLike | Sequence[O.ObjectiveLike],
+    *,
+    param: str = "fft",
+    steps: int = 256,
+    input_shape: Sequence[int] | None = None,
+    transforms: Any = "standard",
+    seed: int = 0,
+    lr: float = 0.05,
+    batch: int = 1,
+    domain: InputDomain | dict | None = None,
+    redirect_steps: int = 16,
+    baseline_samples: int = 32,
+    exemplars: Any = None,
+    progress: bool = False,
+) -> SynthesisResult:
+    """Synthesize inputs that maximize ``objective`` (one objective, or a list: one image each).
+
+    ``objective``: an :class:`~torchloupe.synthesis.objectives.Objective` or a spec string
+    (``"layer3:5"``, ``"layer3:5@(3,4)"``, ``"fc:7"``), or a list of them.
+    ``param``: ``"fft"`` | ``"pixel"`` | ``"cppn"``. ``input_shape``: one input without the batch
+    dim, e.g. ``(3, 64, 64)``; defaults to ``(C, 128, 128)`` when the first layer is a ``Conv2d``.
+    ``transforms``: ``"standard"``, ``None`` or a list of ``t(x, generator)`` callables.
+    ``domain``: :class:`InputDomain` (value range, mean/std normalization the model expects).
+    ``batch``: images per objective (use with :func:`~torchloupe.synthesis.objectives.diversity`).
+    ``redirect_steps``: steps during which ReLU-family gradients are redirected (dead units).
+    ``exemplars``: an :class:`~torchloupe.synthesis.ExemplarResult` of the same layer to report
+    each channel's dataset top-1 beside the reached value.
+    Returns a :class:`SynthesisResult`; the images are in the domain's range, un-normalized.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    objs = [O.as_objective(o) for o in (objective if isinstance(objective, (list, tuple)) else [objective])]
+    if not objs:
+        raise ValueError("objective is an empty list; give at least one objective")
+    if param not in PARAMS:
+        raise ParamError(f"param={param!r} is not known; expected one of {', '.join(PARAMS)}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive int, got {batch!r}")
+    if baseline_samples < 1:
+        raise ValueError(f"baseline_samples must be at least 1, got {baseline_samples}")
+    shape = tuple(int(s) for s in (input_shape if input_shape is not None else _default_shape(model)))
+    dom = _domain(domain)
+    units = [o.unit for o in objs]
+    if any(u is None for u in units):
+        bad = next(o.name for o in objs if o.unit is None)
+        raise O.ObjectiveSpecError(f"objective {bad!r} is only penalties; add a unit to maximize, e.g. 'layer3:5' - ...")
+    layer_names = list(dict.fromkeys(name for o in objs for name in o.layers))
+    modules = dict(find_layers(model, layer_names)) if layer_names else {}
+    missing = [n for n in layer_names if n not in modules]
+    if missing:  # a glob in an objective spec
+        raise O.ObjectiveSpecError(f"objective layers must be exact names, got {missing}")
+    tf = T.resolve(transforms, shape, dom.middle)
+
+    device = _device_of(model)
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    k = len(objs)
+    n = k * batch
+    groups = torch.arange(k, device=device).repeat_interleave(batch)
+    names = tuple(objs[int(g)].name for g in groups)
+    fast = None
+    if all(o.channel is not None for o in objs) and len({o.channel[0] for o in objs}) == 1:
+        fast = (objs[0].channel[0], torch.tensor([objs[int(g)].channel[1] for g in groups], device=device))
+    unit_fast = fast  # plain channels are their own units
+
+    acts: dict[str, Tensor] = {}
+    state: dict[str, Any] = {"stop": None, "calls": {name: 0 for name in layer_names}, "order": []}
+
+    def make_hook(name: str):
+        def hook(module, args, output):
+            if not isinstance(output, Tensor):
+                raise TorchLoupeError(f"layer {name!r} returns {type(output).__name__}; objectives need a tensor output")
+            state["calls"][name] += 1
+            if state["stop"] is None:
+                state["order"].append(name)
+            last = state["stop"] == name
+            # Clone: the next layer may be an in-place ReLU; the objective reads the pre-activation value.
+            acts[name] = output if last else output.clone()
+            if last and all(name in acts for name in layer_names):
+                raise _StopForward
+
+        return hook
+
+    def forward(x: Tensor) -> None:
+        acts.clear()
+        try:
+            model(x)
+        except _StopForward:
+            pass
+        if len(acts) < len(layer_names):
+            raise TorchLoupeError(f"layers {[m for m in layer_names if m not in acts]} did not run in the forward pass")
+
+    with preserved(model):
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        with hooks(forward={modules[name]: make_hook(name) for name in layer_names}):
+            # Baseline on random inputs (a full forward: also tells whether each layer runs once).
+            rand = dom.random((baseline_samples, *shape), gen, device)
+            with torch.no_grad():
+                forward(dom.normalize(rand))
+                rctx = O.Context(acts=dict(acts), images=rand, groups=torch.zeros(baseline_samples, dtype=torch.long, device=device))
+                baseline = torch.stack([u(rctx) for u in units], 0).amax(1)  # (K,)
+            if all(c == 1 for c in state["calls"].values()) and layer_names:
+                state["stop"] = state["order"][-1]  # each layer runs once: stop after the last of them
+            params, image_f = PARAMS[param]((n, *shape), gen, device, dom)
+            opt = torch.optim.Adam(params, lr=lr)
+            curve = torch.empty(steps, n, device=device)
+            bar = _progress(steps, progress)
+            for step in range(steps):
+                with torch.enable_grad():
+                    images = image_f()
+                    x = dom.normalize(tf(images, gen))
+                    if step < redirect_steps:
+                        with redirected_relu():
+                            forward(x)
+                    else:
+                        forward(x)
+                    ctx = O.Context(acts=acts, images=images, groups=groups)
+                    scores = _scores(objs, ctx, fast)
+                    grads = torch.autograd.grad(-scores.sum(), params)
+                for p, g in zip(params, grads):
+                    p.grad = g
+                opt.step()
+                curve[step] = scores.detach()
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
+            with torch.no_grad():
+                final_images = image_f().detach()
+                forward(dom.normalize(final_images))
+                fctx = O.Context(acts=acts, images=final_images, groups=groups)
+                final = _scores(units, fctx, unit_fast)
+            for p in params:
+                p.grad = None
+            acts.clear()
+
+    base = baseline[groups]
+    top1 = _dataset_top1(units, groups, exemplars, device)
+    failed = ~(final > base) | ~torch.isfinite(final)
+    return SynthesisResult(
+        images=final_images,
+        objective_curve=curve.detach(),
+        final_activation=final.detach(),
+        baseline_activation=base.detach(),
+        dataset_top1=top1,
+        failed=failed,
+        names=names,
+        groups=groups,
+        param=param,
+        steps=steps,
+        seed=int(seed),
+    )
+
+
+def _dataset_top1(units, groups, exemplars, device) -> Tensor:
+    out = torch.full((len(groups),), float("nan"), device=device)
+    if exemplars is None:
+        return out
+    layer = getattr(exemplars, "layer", None)
+    if getattr(exemplars, "reduce", None) != "mean" or getattr(exemplars, "negative", True):
+        return out
+    for i, g in enumerate(groups.tolist()):
+        ch = units[g].channel
+        if ch is not None and ch[0] == layer:
+            chans = list(getattr(exemplars, "channels", []))
+            if ch[1] in chans:
+                row = chans.index(ch[1])
+                out[i] = exemplars.values[row, 0].to(device)
+    return out
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="maximize", leave=False)

@@ -1,0 +1,69 @@
+"""loupe maximize / loupe exemplars, in process; outputs checked against the API's results."""
+
+from __future__ import annotations
+
+import torch
+
+import torchloupe as tl
+from torchloupe.cli import main
+
+MODEL = '''
+import torch
+from torch import nn
+
+def factory():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.Conv2d(4, 5, 3),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3))
+'''
+
+
+def _model_file(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text(MODEL)
+    return f"{path}:factory"
+
+
+def test_maximize_cli_prints_the_api_result_and_writes_png(tmp_path, capsys):
+    spec = _model_file(tmp_path)
+    png = tmp_path / "out.png"
+    rc = main(["maximize", "--model", spec, "2:1-2", "5:0", "--steps", "4", "--shape", "3", "16", "16",
+               "--seed", "1", "--out", str(png)])
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    from torchloupe.loading import load_model
+
+    res = tl.synthesis.maximize(load_model(spec), ["2:1", "2:2", "5:0"], steps=4, lr=0.05,
+                                input_shape=(3, 16, 16), seed=1)
+    assert lines[0].split() == ["objective", "reached", "random", "best", "status"]
+    for line, (name, f, b, _, status) in zip(lines[1:4], res.rows()):
+        assert line.split() == [name, f"{f:.4g}", f"{b:.4g}", status]
+    assert lines[4] == f"wrote {png}"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_exemplars_cli_prints_top_k(tmp_path, capsys):
+    spec = _model_file(tmp_path)
+    data = torch.rand(12, 3, 10, 10, generator=torch.Generator().manual_seed(0))
+    torch.save(data, tmp_path / "d.pt")
+    rc = main(["exemplars", "--model", spec, "--data", str(tmp_path / "d.pt"), "--layer", "2", "--k", "2",
+               "--channels", "0", "3", "--batch-size", "5", "--no-progress", "--save", str(tmp_path / "e.pt")])
+    assert rc == 0
+    out = capsys.readouterr().out.splitlines()
+    from torchloupe.loading import load_model
+
+    ex = tl.synthesis.exemplars(load_model(spec), torch.utils.data.TensorDataset(data), "2", k=2,
+                                channels=[0, 3], batch_size=5)
+    assert out[0] == "2: top-2 of 12 samples, reduce=mean, 1 process(es)"
+    for row, c in enumerate((0, 3)):
+        i0, i1 = ex.indices[row].tolist()
+        v0, v1 = ex.values[row].tolist()
+        assert out[1 + row] == f"  channel {c}: #{i0} ({v0:.4g}), #{i1} ({v1:.4g})"
+    saved = torch.load(tmp_path / "e.pt", weights_only=False)
+    assert torch.equal(saved["indices"], ex.indices)
+
+
+def test_cli_bad_objective_is_one_line_error(tmp_path, capsys):
+    rc = main(["maximize", "--model", _model_file(tmp_path), "2:x", "--steps", "2", "--shape", "3", "16", "16"])
+    assert rc == 2
+    assert "does not parse" in capsys.readouterr().err

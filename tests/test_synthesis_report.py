@@ -1,0 +1,44 @@
+"""Report sections 60 (feature visualization) and 65 (dataset exemplars) on a small subject."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from torchloupe.reporting.base import Figure, NotApplicable, Subject, Table, registered
+
+
+def _subject(dataset=True):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.Conv2d(4, 6, 3),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)).eval()
+    x = torch.rand(4, 3, 16, 16)
+    data = TensorDataset(torch.rand(40, 3, 16, 16), torch.zeros(40, dtype=torch.long)) if dataset else None
+    return Subject(name="tiny", model=model, inputs=x, dataset=data)
+
+
+def _sections():
+    return {s.key: s for s in registered()}
+
+
+def test_sections_registered_in_order():
+    s = _sections()
+    assert s["feature_vis"].order == 60 and s["exemplars"].order == 65
+
+
+def test_feature_vis_section_shows_images_table_and_curves():
+    blocks = _sections()["feature_vis"].build(_subject(), {"quick": True, "seed": 0})
+    assert [type(b) for b in blocks[:3]] == [Figure, Table, Figure]
+    table = blocks[1]
+    assert [r[0] for r in table.rows] == ["2:0", "2:1", "2:2"]  # last Conv2d, first 3 channels (quick)
+    assert all(r[4] in ("ok", "FAILED") for r in table.rows)
+    assert all(r[3] != "" for r in table.rows)  # dataset top-1 shown: exemplars were computed
+
+
+def test_exemplars_section_and_not_applicable_without_data():
+    sec = _sections()["exemplars"]
+    blocks = sec.build(_subject(), {"quick": True, "seed": 0})
+    assert isinstance(blocks[0], Figure) and "top-5 of the first 40 samples" in blocks[0].caption
+    na = sec.build(_subject(dataset=False), {"quick": True})
+    assert isinstance(na, NotApplicable) and "dataset" in na.reason
