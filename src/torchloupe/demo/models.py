@@ -14,7 +14,7 @@ import contextlib
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -152,11 +152,13 @@ def fit(
     test: tuple[Tensor, Tensor] | None = None,
     progress: bool = True,
     desc: str = "training",
+    on_step: Callable[[], object] | None = None,
 ) -> TrainLog:
     """Train ``model`` in place with AdamW and a one-cycle schedule; a tqdm bar on stderr.
 
     Randomness (shuffling, flips) comes from a generator seeded with ``seed``; the global
-    RNG is not touched.
+    RNG is not touched. ``on_step()`` runs after every ``optimizer.step()`` (e.g. a
+    :class:`~torchloupe.weights.WeightTracker`'s ``step``).
     """
     from tqdm.auto import tqdm
 
@@ -183,6 +185,8 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if on_step is not None:
+                    on_step()
                 sched.step()
                 bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
@@ -245,6 +249,18 @@ def train_shapes_model(
     return load_or_train(key, build, train, retrain=retrain)
 
 
+def fit_digits(model: DigitsMLP, seed: int = 0, *, progress: bool = True, threads: int | None = None,
+               on_step: Callable[[], object] | None = None) -> TrainLog:
+    """The demo's digits recipe (also used with a weight tracker by :mod:`torchloupe.demo.weight_run`)."""
+    from .digits import digits_split
+
+    with _threads(threads or 1):  # a tiny model: more threads only add overhead
+        split = digits_split(seed=seed)
+        return fit(model, split.x_train, split.y_train, epochs=25, lr=1e-2, batch=64, seed=seed,
+                   weight_decay=1e-3, progress=progress, on_step=on_step,
+                   desc="training digits MLP" if model.hidden else "training digits linear")
+
+
 def train_digits_model(
     seed: int = 0, *, hidden: int = 64, progress: bool = True, retrain: bool = False, threads: int | None = None
 ) -> DigitsMLP:
@@ -254,7 +270,6 @@ def train_digits_model(
     ``hidden=0``: a linear classifier ``fc`` (its rows are class templates), 95.3%.
     Split: :func:`torchloupe.demo.digits.digits_split` with ``seed``.
     """
-    from .digits import digits_split
 
     if not isinstance(hidden, int) or hidden < 0:
         raise ValueError(f"hidden must be a non-negative int, got {hidden!r}")
@@ -266,9 +281,6 @@ def train_digits_model(
             return DigitsMLP(hidden=hidden)
 
     def train(model: DigitsMLP) -> None:
-        with _threads(threads or 1):  # a tiny model: more threads only add overhead
-            split = digits_split(seed=seed)
-            fit(model, split.x_train, split.y_train, epochs=25, lr=1e-2, batch=64, seed=seed,
-                weight_decay=1e-3, progress=progress, desc="training digits MLP" if hidden else "training digits linear")
+        fit_digits(model, seed, progress=progress, threads=threads)
 
     return load_or_train(key, build, train, retrain=retrain)

@@ -14,13 +14,12 @@ cached under the demo cache dir (:mod:`torchloupe.demo.cache`).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..weights.tracker import WeightHistory, WeightTracker
 from .cache import cache_path, load_state, save_state
 from .digits import DIGIT_CLASSES, digits_split
-from .models import DIGITS_RECIPE, DigitsMLP
+from .models import DIGITS_RECIPE, DigitsMLP, fit_digits
 
 __all__ = ["digits_run", "digits_history", "digits_subject"]
 
@@ -32,38 +31,15 @@ def _key(seed: int, hidden: int, every: int) -> str:
 
 
 def _train(seed: int, hidden: int, every: int, sinks) -> tuple[DigitsMLP, WeightHistory]:
-    # The recipe of models.train_digits_model / models.fit, with the tracker added.
+    """The demo's own digits recipe (``models.fit_digits``) with a tracker stepping after each update."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = DigitsMLP(hidden=hidden)
-    split = digits_split(seed=seed)
-    x, y = split.x_train, split.y_train
-    epochs, lr, batch = 40, 1e-2, 64
-    g = torch.Generator().manual_seed(seed)
-    steps_per_epoch = (len(y) + batch - 1) // batch
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.25)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small gains nothing from threads, and loses much on a busy machine
-    model.train()
-    try:
-        with WeightTracker(model, every=every, input_shape=(1, 8, 8), sinks=sinks) as tracker:
-            for _ in range(epochs):
-                order = torch.randperm(len(y), generator=g)
-                for i in range(0, len(y), batch):
-                    idx = order[i : i + batch]
-                    loss = F.cross_entropy(model(x[idx]), y[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    tracker.step()
-                    sched.step()
-    finally:
-        torch.set_num_threads(old_threads)
-        model.eval()
-        for p in model.parameters():
-            p.grad = None
-    return model, tracker.history
+    with WeightTracker(model, every=every, input_shape=(1, 8, 8), sinks=sinks) as tracker:
+        fit_digits(model, seed, progress=False, on_step=tracker.step)
+    for p in model.parameters():
+        p.grad = None
+    return model.eval(), tracker.history
 
 
 def digits_run(seed: int = 0, hidden: int = 64, every: int = 10, *, cache: bool = True,
