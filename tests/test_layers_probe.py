@@ -204,3 +204,24 @@ def test_check_input_for_linear_models():
 
 def test_tiny_cnn_is_the_helper_model():
     assert isinstance(tiny_cnn(), TinyCNN)
+
+
+def test_capture_keeps_what_the_user_does_inside_the_block():
+    from tests.helpers import tiny_cnn
+
+    m = tiny_cnn().eval()
+    x = torch.rand(2, 3, 8, 8)
+    seen = []
+    with tl.capture(m, ["features.0"]) as rec:
+        m(x).sum().backward()
+        handle = m.fc.register_forward_hook(lambda mod, a, out: seen.append(out.shape))
+    assert rec["features.0"].shape == (2, 8, 8, 8)
+    assert m.features[0].weight.grad is not None  # the user's backward stays
+    m(x)
+    assert seen == [torch.Size([2, 4])]  # the user's hook stays
+    handle.remove()
+    assert not m.features[0]._forward_hooks  # capture's own hook is gone
+    m.train()
+    with tl.capture(m, ["fc"], eval_mode=True):
+        assert not m.training
+    assert m.training and m.features[1].training

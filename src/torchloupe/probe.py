@@ -255,6 +255,8 @@ def capture(
 ) -> Iterator[Recorder]:
     """Record the outputs of ``layers`` while the block runs forwards of ``model``.
 
+    Only capture's own hooks are removed on exit (also on error); what the block itself does to
+    the model (a backward that fills ``.grad``, a hook the user registers) is left alone.
     ``detach=False`` keeps the outputs attached to the autograd graph (for gradients
     with respect to activations). ``eval_mode=True`` runs the block in eval mode and
     restores each module's flag afterwards. Hooks are removed on exit, even on error.
@@ -271,11 +273,17 @@ def capture(
 
         return hook
 
-    with preserved(model):
+    # Only what capture itself adds is undone on exit (its hooks, and the modes when eval_mode):
+    # gradients, hooks or modes the user changes inside the block are the user's and stay.
+    modes = [(m, m.training) for m in model.modules()] if eval_mode else []
+    try:
         if eval_mode:
             model.eval()
         with hooks(forward={m: make_hook(n) for n, m in found}):
             yield rec
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _call(model: nn.Module, inputs: Any) -> Any:
