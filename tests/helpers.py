@@ -137,3 +137,15 @@ class Case:
     inputs: Callable[[], Any] = lambda: torch.rand(2, 3, 16, 16)
     arm: Callable[[nn.Module], None] | None = arm_tripwire
     marks: tuple = field(default_factory=tuple)
+
+
+def peer(name: str):
+    """Import a peer library of the test extras; its absence fails the test (never a silent skip)."""
+    import importlib
+
+    import pytest
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        pytest.fail(f"{name} belongs to the test extras (`make test` installs it): {exc}")

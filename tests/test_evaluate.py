@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import torchloupe.evaluate as ev
-from tests.helpers import tiny_cnn
+from tests.helpers import tiny_cnn, peer
 from tests.reference import ref_evaluate
 from torchloupe.errors import InputError, TargetError
 
@@ -68,7 +68,7 @@ def test_insertion_reveals_onto_blur_and_ends_at_original():
 
 
 def test_deletion_equals_quantus_pixel_flipping():
-    quantus = pytest.importorskip("quantus")
+    quantus = peer("quantus")
     torch.manual_seed(2)
     # One channel: Quantus flips single features of the flattened input, so pixels == features.
     m = tiny_cnn(in_ch=1).eval()
@@ -106,7 +106,7 @@ def test_pointing_game_tolerance_and_ties():
 
 
 def test_pointing_game_equals_quantus_at_zero_tolerance():
-    quantus = pytest.importorskip("quantus")
+    quantus = peer("quantus")
     torch.manual_seed(3)
     maps = torch.rand(6, 16, 16)
     masks = torch.zeros(6, 16, 16, dtype=torch.bool)
@@ -118,7 +118,7 @@ def test_pointing_game_equals_quantus_at_zero_tolerance():
 
 
 def test_average_drop_and_increase_match_pytorch_grad_cam():
-    pytest.importorskip("pytorch_grad_cam")
+    peer("pytorch_grad_cam")
     from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
@@ -138,7 +138,7 @@ def test_average_drop_and_increase_match_pytorch_grad_cam():
 
 
 def test_road_matches_pytorch_grad_cam_without_noise():
-    pytest.importorskip("pytorch_grad_cam")
+    peer("pytorch_grad_cam")
     from pytorch_grad_cam.metrics.perturbation_confidence import (
         PerturbationConfidenceMetric,
         RemoveLeastRelevantFirst,
@@ -175,8 +175,8 @@ def test_road_imputation_is_the_neighbour_mean():
 
 
 def test_spearman_and_ssim_match_scipy_and_skimage():
-    scipy_stats = pytest.importorskip("scipy.stats")
-    skm = pytest.importorskip("skimage.metrics")
+    scipy_stats = peer("scipy.stats")
+    skm = peer("skimage.metrics")
     torch.manual_seed(6)
     a = torch.rand(3, 20, 20)
     b = a + 0.3 * torch.rand(3, 20, 20)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.helpers import peer
 import torch
 from torch import nn
 
@@ -163,7 +165,7 @@ def test_ig_completeness_is_reported_and_under_tolerance():
 
 
 def test_input_branches_match_captum_shapley_values():
-    captum = pytest.importorskip("captum.attr")
+    captum = peer("captum.attr")
 
     class Early(nn.Module):
         def __init__(self):

@@ -14,13 +14,15 @@ import warnings
 
 import numpy as np
 import pytest
+
+from tests.helpers import peer
 import torch
 from torch import nn
 
 from torchloupe.integrations.tensorboard import log_weights
 from torchloupe.weights.tracker import WeightTracker
 
-pytest.importorskip("tensorboard")
+peer("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
@@ -117,7 +119,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def visdom_server(tmp_path_factory):
-    visdom = pytest.importorskip("visdom")
+    visdom = peer("visdom")
     port = _free_port()
     env_path = str(tmp_path_factory.mktemp("visdom_env")) + os.sep
     # visdom.server.run_server.main() serves the API without fetching web assets (python -m visdom.server
@@ -185,7 +187,7 @@ def test_visdom_sink_windows_hold_the_logged_data(visdom_server):
 
 
 def test_visdom_unreachable_warns_once_and_training_goes_on():
-    pytest.importorskip("visdom")
+    peer("visdom")
     from torchloupe.integrations.visdom import VisdomSink
 
     with warnings.catch_warnings(record=True) as caught:

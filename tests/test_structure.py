@@ -7,6 +7,8 @@ import os
 from collections import Counter
 
 import pytest
+
+from tests.helpers import peer
 import torch
 import torch.fx
 import torchvision
@@ -533,7 +535,7 @@ def _minilm_dir() -> str:
 
 
 def test_minilm_bert_encoder_offline():
-    transformers = pytest.importorskip("transformers")
+    transformers = peer("transformers")
     model = transformers.AutoModel.from_pretrained(_minilm_dir(), local_files_only=True)
     ids = torch.tensor([[101, 7592, 2088, 2003, 1037, 3231, 102, 0]])
     mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 0]])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import TinyCNN, tiny_cnn
+from tests.helpers import TinyCNN, tiny_cnn, peer
 from tests.test_structure import Gate, Seq, Stack, TwoBranch
 from torchloupe.errors import UnsupportedModelError
 from torchloupe.structure import export_onnx, trace
@@ -173,7 +173,7 @@ def test_tensorboard_scopes_follow_module_paths(tmp_path):
 
 # ---- ONNX ----------------------------------------------------------------------------------------------
 def test_export_onnx_checks(tmp_path):
-    onnx = pytest.importorskip("onnx")
+    onnx = peer("onnx")
     model = tiny_cnn()
     x = torch.rand(2, 3, 16, 16)
     path = export_onnx(model, x, path=tmp_path / "m.onnx")
@@ -214,7 +214,7 @@ def test_cli_graph_writes_every_format(tmp_path, capsys):
 
 
 def test_cli_graph_onnx_and_file_model(tmp_path, capsys):
-    onnx = pytest.importorskip("onnx")
+    onnx = peer("onnx")
     from torchloupe.cli import main
 
     src = tmp_path / "net.py"

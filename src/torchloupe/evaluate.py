@@ -475,8 +475,9 @@ def ssim(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
 def _reinit(modules: Sequence[nn.Module], seed: int) -> None:
     """Re-initialise every parameter under ``modules``: ``reset_parameters()`` where a module has it
     (its own default initialisation), N(0, 0.02) for any parameter left over. Seeded, and the
-    global RNG state is restored afterwards."""
-    with torch.random.fork_rng(devices=[]):
+    global RNG state (CPU and the CUDA device the parameters live on) is restored afterwards."""
+    cuda = sorted({p.device.index or 0 for m in modules for p in m.parameters() if p.is_cuda})
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         covered: set[int] = set()
         for module in modules:
@@ -551,6 +552,11 @@ def randomization_check(
         targets = _resolve_targets(model, x, target, chunk)
     measure = measures[similarity]
     work = copy.deepcopy(model).eval()
+    for sub in work.modules():  # the user's hooks stay on the user's model, not on the randomized copy
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+            hooks_dict = sub.__dict__.get(attr)
+            if hooks_dict:
+                hooks_dict.clear()
     original = _as_maps(explain(work, x, targets))
     sims = []
     top_down = list(reversed(groups))

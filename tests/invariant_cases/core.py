@@ -11,6 +11,7 @@ def _capture(model, x):
 
 
 CASES = [
+    Case("default_layer", lambda m, x: tl.cam.default_layer(m, x)),
     Case("find_layer", lambda m, x: tl.find_layer(m, "features.3"), arm=None),
     Case("capture", _capture),
     Case("activations", lambda m, x: tl.activations(m, x, ["features.2", "fc"])),

@@ -16,6 +16,8 @@ def _grad_explain(model, x, t):
 
 
 CASES = [
+    Case("deletion_curve", lambda m, x: ev.deletion_curve(m, x, _maps(), steps=4, substrate="blur")),
+    Case("insertion_curve", lambda m, x: ev.insertion_curve(m, x, _maps(), steps=4, substrate="mean")),
     Case("deletion", lambda m, x: ev.deletion(m, x, _maps(), steps=4)),
     Case("insertion", lambda m, x: ev.insertion(m, x, _maps(), steps=4)),
     Case("average_drop", lambda m, x: ev.average_drop(m, x, _maps())),

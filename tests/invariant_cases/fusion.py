@@ -51,5 +51,6 @@ CASES = [
     Case("contributions-branches-none", lambda m, x: tl.fusion.contributions(m, x, None, target=1), make=_make, inputs=_inputs),
     Case("branch_maps", lambda m, x: tl.fusion.branch_maps(m, x, _B), make=_make, inputs=_inputs),
     Case("similarity-fusion", lambda m, x: tl.fusion.similarity(m, x, _B), make=_make, inputs=_inputs),
+    Case("fused_features", lambda m, x: tl.fusion.fused_features(m, x, _B), make=_make, inputs=_inputs),
     Case("ShareTracker", _tracker, make=_make, inputs=_inputs),
 ]

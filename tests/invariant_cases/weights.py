@@ -39,7 +39,28 @@ def _from_checkpoints(model, x):
     assert torch.equal(h["fc.weight"][0], model.fc.weight)
 
 
+def _sinks(model, x):
+    import warnings
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from torchloupe.integrations.tensorboard import TensorBoardSink, log_weights
+    from torchloupe.integrations.visdom import VisdomSink
+
+    with tempfile.TemporaryDirectory() as d:
+        writer = SummaryWriter(d)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the unreachable Visdom server warns once, by design
+            sinks = (TensorBoardSink(writer), VisdomSink(port=9, env="invariants"))
+            with tl.weights.WeightTracker(model, every=1, sinks=sinks) as t:
+                t.step()
+        log_weights(writer, t)
+        writer.close()
+        assert any(name.startswith("events") for name in os.listdir(d))
+
+
 CASES = [
+    Case("log_weights-TensorBoardSink-VisdomSink", _sinks, arm=None),
     Case("WeightTracker", _track, arm=None),
     Case("WeightTracker.animate", _animate, arm=None),
     Case("WeightTracker.from_checkpoints", _from_checkpoints, arm=None),
