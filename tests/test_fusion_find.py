@@ -88,3 +88,69 @@ def test_densenet121_dense_concatenations():
     assert block1.inputs[0].producer == "features.pool0"
     assert [len(by_name[f"features.denseblock4.denselayer{k}:cat"].inputs) for k in (2, 16)] == [2, 16]
     assert "features.denseblock1.denselayer1:cat" not in by_name  # a cat of one tensor
+
+
+@pytest.mark.parametrize("make", [fd.EarlyFusion, fd.LateFusion, fd.IterativeFusion])
+def test_find_is_the_traced_graphs_fusion_marking(views, make):
+    model = make()
+    pts = tl.fusion.find(model, *views)
+    g = tl.trace(model, *views)
+    marked = g.fusion_points
+    assert [p.node for p in pts] == [n.id for n in marked]
+    assert [p.kind for p in pts] == [n.fusion for n in marked]
+    assert [p.op for p in pts] == [n.type for n in marked]
+    assert [p.output_shape for p in pts] == [n.output_shape for n in marked]
+
+
+def test_skip_is_one_branch_with_itself_and_not_a_fusion_point():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+            self.b = nn.Linear(4, 4)
+
+        def forward(self, x):
+            h = self.a(x)
+            h = h + torch.relu(h)  # a merge of h with itself: skip
+            return h * self.b(x)  # a second learned branch meets it: late fusion
+
+    g = tl.trace(M(), torch.rand(2, 4))
+    add, mul = g.find(type="add")[0], g.find(type="mul")[0]
+    assert (add.merge, add.fusion) == ("skip", None)
+    assert (mul.merge, mul.fusion) == ("fusion", "late")
+    pts = tl.fusion.find(M(), torch.rand(2, 4))
+    assert [(p.name, p.kind, p.node) for p in pts] == [("mul", "late", mul.id)]
+    assert [(i.producer, i.module, i.branch_modules) for i in pts[0].inputs] == [
+        ("add", None, ("a",)), ("b", "b", ("b",))]
+
+
+def test_functional_learned_branches_are_fusion_branches():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w1 = nn.Parameter(torch.randn(4, 3))
+            self.w2 = nn.Parameter(torch.randn(4, 5))
+
+        def forward(self, x):
+            return torch.cat([x @ self.w1, x @ self.w2], dim=-1)
+
+    pts = tl.fusion.find(M(), torch.rand(2, 4))
+    assert [(p.name, p.kind, p.dim) for p in pts] == [("cat", "late", 1)]
+    assert [(i.producer, i.branch_modules, i.channels) for i in pts[0].inputs] == [
+        ("matmul", ("matmul",), (0, 3)), ("matmul", ("matmul",), (3, 8))]
+
+
+def test_error_inside_the_model_is_a_trace_error():
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 3)
+            self.b = nn.Linear(5, 3)
+
+        def forward(self, x):
+            return torch.cat([self.a(x), self.b(x)], 1)  # b expects 5 features
+
+    model = Broken()
+    with pytest.raises(tl.errors.TraceError, match="module 'b'") as info:
+        tl.fusion.find(model, torch.rand(2, 4))
+    assert info.value.module == "b"

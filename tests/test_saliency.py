@@ -132,8 +132,12 @@ def test_matches_captum_resnet18():
 
 def test_warns_on_unguided_activations():
     m = TwoLayer(nn.SiLU())
-    with pytest.warns(GuidedFallbackWarning, match="no guided rule for silu"):
+    with pytest.warns(GuidedFallbackWarning) as rec:
         tl.saliency.guided_backprop(m, X, 0)
+    assert sorted(str(w.message) for w in rec) == [
+        "guided backpropagation: no guided rule for silu; their plain gradient was used",
+        "guided backpropagation: the model ran no ReLU / ReLU6 / Hardtanh / LeakyReLU; the result is the plain gradient",
+    ]
     lin = nn.Sequential(nn.Linear(2, 3))
     with pytest.warns(GuidedFallbackWarning, match="ran no ReLU"):
         g = tl.saliency.deconvnet(lin, X, 1)

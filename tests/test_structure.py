@@ -61,10 +61,13 @@ def test_resnet18_residual_adds(resnet):
         skip = preds[1]
         if scope.endswith(".0") and scope != "layer1.0":  # projection shortcut
             assert skip.name == f"{scope}.downsample.1"
-            assert add.merge == "fusion" and add.fusion == "iterative"
         else:  # identity shortcut: the block's input, an ancestor of bn2
             assert skip.type in ("ReLU", "MaxPool2d")
-            assert add.merge == "skip"
+        # every residual add fuses the residual path (learned layers the shortcut does not see) with the
+        # shortcut, one stage of many: the same labelling as tl.fusion.find
+        assert add.merge == "fusion" and add.fusion == "iterative"
+        assert [g.nodes[s] for s in add.sources] == preds
+    assert g.fusion_points == adds
 
 
 def test_resnet18_shared_relu_and_inplace(resnet):
@@ -178,6 +181,11 @@ def test_two_branch_cat_fed_by_both_branches():
     assert {g.nodes[s].name for s in g.successors(x.id)} == {"a.0", "b.0"}
     assert len(g.nodes) == 8 and len(g.edges) == 8
     assert g.fusion_points == [cat]
+    # argument order, the cat's dim, and which (outermost) module returned each branch's tensor
+    assert [g.nodes[i].name for i in cat.sources] == ["a.1", "b.1"] and cat.dim == 1
+    assert [g.nodes[i].returned_by for i in cat.sources] == ["a", "b"]
+    assert g.module_outputs["a"] == (cat.sources[0],) and g.module_outputs["a.0"] == (cat.sources[0] - 1,)
+    assert g.module_outputs[""] == (g.find(name="head")[0].id,) and g.find(name="head")[0].returned_by == "head"
 
 
 class Gate(nn.Module):
@@ -485,7 +493,11 @@ def test_densenet121_dense_concatenations():
     for size in (6, 12, 24, 16):
         blocks.append(list(range(1, size + 2)))
     assert fan_in == [k for b in blocks for k in b]
-    assert all(c.merge == "skip" for c in cats if len(g.predecessors(c.id)) > 1)
+    # dense concatenations are fusion points (each new layer's features meet the earlier ones), as in
+    # tl.fusion.find; a cat of one tensor is no merge
+    assert all(c.merge == "fusion" and c.fusion == "iterative" for c in cats if len(g.predecessors(c.id)) > 1)
+    assert all(c.merge is None for c in cats if len(g.predecessors(c.id)) == 1)
+    assert all(c.dim == 1 for c in cats)
     assert g.total_params == 7_978_856
     assert _types(g)["Conv2d"] == 120
     last = cats[-1]
@@ -537,7 +549,9 @@ def test_minilm_bert_encoder_offline():
         # query, key, value and the padding mask built from attention_mask
         assert len(g.predecessors(sdpa.id)) == 4
         assert sdpa.macs == 12 * 8 * 8 * (32 + 32)
-    assert sum(1 for n in g.nodes if n.merge == "skip") == 12  # two residual adds per layer
+    residual = [n for n in g.nodes if n.merge]
+    assert len(residual) == 12  # two residual adds per layer; the embeddings' adds read buffers, not branches
+    assert all(n.type == "add" and n.merge == "fusion" and n.fusion == "iterative" for n in residual)
     assert g.data_dependent  # HF checks the mask's values to decide whether to build one
     assert g.outputs[0].input_shapes == ((1, 8, 384),)
 

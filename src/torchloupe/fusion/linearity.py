@@ -12,7 +12,8 @@ import weakref
 
 from torch import nn
 
-from ._flow import ancestors, record
+from ..structure.merges import ancestors
+from ..structure.tracer import record
 
 # model -> {(module ids, branch specs, input shapes/dtypes): verdict}; the verdict depends on the
 # graph, not on weight values, so repeated calls (a training-loop tracker, a benchmark) skip the recording.
@@ -33,21 +34,25 @@ AFFINE_OPS = frozenset(
      "squeeze_", "unsqueeze_", "permute", "transpose", "t", "movedim", "contiguous", "clone", "mean", "sum",
      "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
      "adaptive_avg_pool3d", "getitem", "chunk", "split", "narrow", "select", "expand", "expand_as", "repeat",
-     "flip", "dropout", "identity", "to", "float", "double", "type_as"}
+     "flip", "dropout", "identity", "to", "float", "double", "type_as", "T", "mT"}
 )
 ONE_FACTOR_OPS = frozenset({"mul", "imul", "mul_", "matmul", "mm", "bmm", "einsum"})
 FIRST_ARG_OPS = frozenset({"div", "div_", "truediv", "itruediv", "linear", "conv1d", "conv2d", "conv3d",
                            "batch_norm"})
 
 
-def branch_roots(flow, specs: dict[str, str]) -> dict[str, int]:
+def branch_roots(graph, specs: dict[str, str]) -> dict[str, int]:
+    """Branch name -> the traced node producing the branch's tensor (a model input, or the first
+    output of the module's last call)."""
     roots = {}
-    inputs = [n.id for n in flow.nodes if n.type == "input"]
+    inputs = [n.id for n in graph.inputs]
     for b, s in specs.items():
         if s.startswith("input:"):
-            roots[b] = inputs[int(s.split(":")[1])]
-        elif s in flow.owners:
-            roots[b] = flow.owners[s]
+            i = int(s.split(":")[1])
+            if i < len(inputs):
+                roots[b] = inputs[i]
+        elif graph.module_outputs.get(s):
+            roots[b] = graph.module_outputs[s][0]
     return roots
 
 
@@ -65,27 +70,27 @@ def nonlinear_step(model: nn.Module, x: tuple, specs: dict[str, str]) -> str | N
 
 
 def _nonlinear_step(model: nn.Module, x: tuple, specs: dict[str, str]) -> str | None:
-    flow = record(model, x)
-    roots = branch_roots(flow, specs)
+    graph = record(model, x)[0]
+    roots = branch_roots(graph, specs)
     missing = [b for b in specs if b not in roots]
     if missing:
         return f"branch(es) {missing} produced no tensor during the forward pass"
-    anc = ancestors(flow)
+    anc = ancestors(graph.nodes)
     feeds_output = 0
-    for o in flow.outputs:
-        feeds_output |= anc[o]
+    for o in graph.outputs:
+        feeds_output |= anc[o.id]
     derived = set(roots.values())
-    for node in flow.nodes:
+    for node in graph.nodes:
         if node.id in derived:
             continue
-        flags = [a is not None and a in derived for a in node.args]
+        flags = [a is not None and a in derived for a in node.sources]
         if not any(flags):
             continue
         derived.add(node.id)
-        if node.type == "output" or not feeds_output >> node.id & 1:
+        if node.kind == "output" or not feeds_output >> node.id & 1:
             continue
-        if node.module:
-            ok = node.type in AFFINE_MODULE_NAMES and not (node.training and "Norm" in node.type)
+        if node.kind == "module":  # traced in eval mode: BatchNorm / dropout are affine
+            ok = node.type in AFFINE_MODULE_NAMES
         elif node.type in AFFINE_OPS:
             ok = True
         elif node.type in ONE_FACTOR_OPS:

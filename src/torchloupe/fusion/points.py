@@ -1,17 +1,10 @@
 """Find the fusion points of a model: where tensors from different branches meet.
 
-A *fusion point* is a ``cat`` / ``stack`` / ``add`` / ``mul`` (or ``sub``, ``mean``...) node with two or
-more tensor arguments produced by different nodes, where the arguments come from different
-branches: at least one argument passes through a learned layer the others do not see, or at
-least two arguments have producers of their own (two model inputs concatenated).
-
-Kinds:
-
-- ``early``: no argument has a learned layer upstream (views stacked at the input);
-- ``iterative``: one of several fusion stages along the depth: another fusion point lies
-  downstream of it, or upstream of it and feeding two or more of its arguments (a residual
-  add after another residual add, an exchange between branches at every stage);
-- ``late``: the rest (the branches' last features meet once, before the head).
+Built on the traced graph (:func:`torchloupe.trace`): a fusion point is a node the graph marks
+``merge == "fusion"``, by the one definition in :mod:`torchloupe.structure.merges` (a ``cat`` /
+``stack`` / ``add`` / ``mul``... whose arguments come from different branches; kinds early / late /
+iterative). This module adds what the fusion tools need: the modules feeding each argument, the
+branch a hook can replace, and the channel range of each argument in a ``cat``.
 """
 
 from __future__ import annotations
@@ -20,14 +13,13 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ._flow import Flow, ancestors, bits, record
+from ..structure.graph import ModelGraph, Node
+from ..structure.merges import MERGE_OPS, ancestors, bits, learned_mask, merges
+from ..structure.tracer import record
 
-__all__ = ["FusionInput", "FusionPoint", "find", "FUSION_OPS"]
+__all__ = ["FusionInput", "FusionPoint", "find", "points", "FUSION_OPS"]
 
-FUSION_OPS = frozenset(
-    {"cat", "concat", "concatenate", "stack", "hstack", "vstack", "add", "iadd", "add_", "sub", "isub",
-     "sub_", "mul", "imul", "mul_", "sum", "mean", "maximum", "minimum"}
-)
+FUSION_OPS = MERGE_OPS
 
 
 @dataclass(frozen=True)
@@ -58,7 +50,7 @@ class FusionPoint:
     inputs: tuple[FusionInput, ...]
     output_shape: tuple[int, ...] | None
     dim: int | None
-    node: int  # index in the recorded flow (execution order)
+    node: int  # the node's id in the traced graph (execution order)
 
     @property
     def branches(self) -> dict[str, str]:
@@ -66,76 +58,57 @@ class FusionPoint:
         return {i.module: i.module for i in self.inputs if i.module is not None}
 
 
-def _points(flow: Flow) -> list[FusionPoint]:
-    anc = ancestors(flow)
-    nodes = flow.nodes
-    learned = 0
-    for n in nodes:
-        if n.learned:
-            learned |= 1 << n.id
-    candidates = []
-    for node in nodes:
-        if node.type not in FUSION_OPS or node.module:
-            continue
-        prods = [a for a in node.args if a is not None]
-        distinct = list(dict.fromkeys(prods))
-        if len(distinct) < 2:
-            continue
-        reach = [anc[p] | (1 << p) for p in distinct]
-        excl = []
-        for i, r in enumerate(reach):
-            others = 0
-            for j, r2 in enumerate(reach):
-                if j != i:
-                    others |= r2
-            excl.append(r & ~others)
-        if not (any(e & learned for e in excl) or sum(1 for e in excl if e) >= 2):
-            continue
-        candidates.append((node, distinct, reach, excl))
+def label(node: Node) -> str:
+    """``<enclosing module>:<op>`` for ops (``layer1.0:add_``), the module path for modules."""
+    if node.kind == "op":
+        return f"{node.module}:{node.type}" if node.module else node.type
+    return node.name
 
-    fusion_ids = {c[0].id for c in candidates}
-    points = []
-    for node, distinct, reach, excl in candidates:
-        if not any(r & learned for r in reach):
-            kind = "early"
-        else:
-            kind = "late"
-            for other in fusion_ids - {node.id}:
-                downstream = bool(anc[other] >> node.id & 1)
-                feeds_several = bool(anc[node.id] >> other & 1) and sum(1 for r in reach if r >> other & 1) >= 2
-                if downstream or feeds_several:
-                    kind = "iterative"
-                    break
+
+def points(graph: ModelGraph) -> list[FusionPoint]:
+    """The fusion points of a traced graph, in execution order (the nodes marked ``merge == "fusion"``)."""
+    nodes = graph.nodes
+    anc = ancestors(nodes)
+    learned = learned_mask(nodes)
+    input_index = {n.id: i for i, n in enumerate(graph.inputs)}
+    out = []
+    for m in merges(nodes, anc):
+        if m.fusion is None:
+            continue
+        node = nodes[m.node]
         offsets = None
         if node.type in ("cat", "concat", "concatenate") and node.dim is not None:
             offsets, start = [], 0
-            for shape in node.shapes:
-                d = node.dim % len(shape)
-                offsets.append((start, start + shape[d]))
-                start += shape[d]
+            for shape in node.input_shapes:
+                size = shape[node.dim] if len(shape) > node.dim else 0
+                offsets.append((start, start + size))
+                start += size
         elif node.type == "stack":
-            offsets = [(i, i + 1) for i in range(len(node.shapes))]
+            offsets = [(i, i + 1) for i in range(len(node.input_shapes))]
         inputs = []
-        for k, p in enumerate(node.args):
+        for k, p in enumerate(m.args):
             if p is None:
                 continue
-            mine = excl[distinct.index(p)]
-            branch = tuple(dict.fromkeys(nodes[i].name for i in bits(mine & learned)))
             producer = nodes[p]
-            module = producer.name if producer.type == "input" else flow.outer.get(p)
-            inputs.append(FusionInput(producer=producer.name, module=module, branch_modules=branch,
-                                      shape=node.shapes[k], channels=offsets[k] if offsets else None))
-        dim = None if node.dim is None else node.dim % len(node.shapes[0])
-        points.append(FusionPoint(name=node.name, op=node.type, kind=kind, inputs=tuple(inputs),
-                                  output_shape=node.out_shape, dim=dim, node=node.id))
-    return points
+            if producer.kind == "input":
+                name = module = f"input:{input_index[p]}"
+            else:
+                name, module = label(producer), producer.returned_by or None
+            branch = tuple(dict.fromkeys(label(nodes[i]) for i in bits(m.exclusive[k] & learned)))
+            inputs.append(FusionInput(producer=name, module=module, branch_modules=branch,
+                                      shape=node.input_shapes[k], channels=offsets[k] if offsets else None))
+        out.append(FusionPoint(name=label(node), op=node.type, kind=m.fusion, inputs=tuple(inputs),
+                               output_shape=node.output_shape, dim=node.dim, node=node.id))
+    return out
 
 
 def find(model: nn.Module, *inputs, **kwargs) -> list[FusionPoint]:
     """The fusion points of ``model`` on one forward of ``model(*inputs, **kwargs)``, in execution order.
 
-    The forward runs in eval mode without gradients; the model comes back as it went in.
+    Traces the model (:func:`torchloupe.trace`; eval mode, no gradients; the model comes back as it
+    went in) and reads the fusion points off the graph: ``find(model, x)`` lists exactly the nodes
+    ``tl.trace(model, x).fusion_points``. An error inside the model raises :class:`TraceError`.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
-    return _points(record(model, inputs, kwargs))
+    return points(record(model, inputs, kwargs)[0])

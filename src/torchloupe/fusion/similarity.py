@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError, UnsupportedModelError
-from ._flow import record
+from ..structure.merges import ancestors
+from ..structure.tracer import record
 
 __all__ = ["hsic1", "linear_cka", "CKAResult", "similarity", "fused_features"]
 
@@ -71,35 +72,34 @@ class CKAResult:
 
 
 def _fusion_of(model: nn.Module, x: Any, branches: Mapping[str, str] | None):
-    """Record one forward; the branches' specs, the flow, their root nodes and the first fusion point fed by all."""
+    """Trace one forward keeping the values; the branches' specs, the node values, the branches' root nodes
+    and the first fusion point fed by all."""
     from .contrib import _as_tuple, resolve_branches
     from .linearity import branch_roots
-    from .points import _points
+    from .points import points
 
     xs = _as_tuple(x)
     specs = resolve_branches(model, xs, branches)
-    flow = record(model, xs)
-    roots = branch_roots(flow, specs)
+    graph, values = record(model, xs, keep_values=True)
+    roots = branch_roots(graph, specs)
     if len(roots) != len(specs):
         raise UnsupportedModelError(f"branch(es) {sorted(set(specs) - set(roots))} did not run during the forward pass")
-    from ._flow import ancestors
-
-    anc = ancestors(flow)
+    anc = ancestors(graph.nodes)
     chosen = None
-    for p in _points(flow):
+    for p in points(graph):
         fed = [r for r in roots.values() if r == p.node or anc[p.node] >> r & 1]
         if len(fed) == len(roots):
             chosen = p
             break
     if chosen is None:
         raise UnsupportedModelError("found no fusion point fed by all the branches")
-    return specs, flow, roots, chosen
+    return specs, values, roots, chosen
 
 
 def fused_features(model: nn.Module, x: Any, branches: Mapping[str, str] | None = None):
     """``(FusionPoint, fused tensor)``: the first fusion point fed by all the branches and its output on ``x``."""
-    _, flow, _, chosen = _fusion_of(model, x, branches)
-    return chosen, flow.values[chosen.node].detach()
+    _, values, _, chosen = _fusion_of(model, x, branches)
+    return chosen, values[chosen.node].detach()
 
 
 def similarity(model: nn.Module, x: Any, branches: Mapping[str, str] | None = None,
@@ -108,8 +108,8 @@ def similarity(model: nn.Module, x: Any, branches: Mapping[str, str] | None = No
 
     ``x`` is a batch (tensor or tuple of inputs) of at least 4 samples.
     """
-    specs, flow, roots, chosen = _fusion_of(model, x, branches)
-    feats = [flow.values[roots[b]] for b in specs] + [flow.values[chosen.node]]
+    specs, values, roots, chosen = _fusion_of(model, x, branches)
+    feats = [values[roots[b]] for b in specs] + [values[chosen.node]]
     names = list(specs) + ["fused"]
     k = len(feats)
     mat = torch.ones(k, k, dtype=torch.float64)

@@ -65,10 +65,16 @@ class Node:
     linear, matmul, attention, recurrent layers), else ``None``. ``activation_bytes``: bytes of
     the node's output tensors. ``inplace``: it wrote into one of its inputs. ``opaque``: a
     module whose internals are hidden (``LSTM``, ``MultiheadAttention``) unless expanded.
-    ``merge``: ``"fusion"`` (inputs from parallel branches), ``"skip"`` (one input is an
-    ancestor of another: residual adds, dense concatenations) or ``None``; ``fusion``:
-    ``"early" | "late" | "iterative"`` for fusion points. ``data_dependent``: Python looked at
-    this node's output values (``bool()``, ``.item()``) to choose a path.
+    ``merge``: ``"fusion"`` (a fusion point: inputs from different branches, exactly what
+    :func:`torchloupe.fusion.find` reports; residual adds and dense concatenations included),
+    ``"skip"`` (a ``cat`` / ``add`` / ``mul``... of one branch with itself, such as ``h + relu(h)``)
+    or ``None`` (see :mod:`torchloupe.structure.merges`); ``fusion``: ``"early" | "late" |
+    "iterative"`` for fusion points. ``data_dependent``: Python looked at this node's output values
+    (``bool()``, ``.item()``) to choose a path. ``sources``: the producer node of each tensor
+    argument, in argument order (``None`` where the tensor was not recorded); ``input_shapes``
+    follows the same order. ``dim``: the ``dim`` of a ``cat`` / ``stack``, normalized to be
+    non-negative. ``returned_by``: the outermost module (not the model itself) whose call returned
+    this node's output tensor (``"shape_branch"`` for the last layer of a ``Sequential`` branch).
     """
 
     id: int
@@ -91,6 +97,9 @@ class Node:
     fusion: str | None = None
     data_dependent: bool = False
     extra: str = ""
+    sources: tuple[int | None, ...] = ()
+    dim: int | None = None
+    returned_by: str = ""
 
     @property
     def output_shape(self) -> Shape | None:
@@ -143,7 +152,8 @@ class ModelGraph:
     ``nodes``: list of :class:`Node` (index == id); ``edges``: list of :class:`Edge`
     (``(src_id, dst_id)`` pairs, deduplicated); ``modules``: dotted name -> :class:`ModuleInfo`
     for every module of the model (``""`` is the model); ``branches``: data-dependent control
-    flow seen during the trace; ``model_type``: the model's class name.
+    flow seen during the trace; ``model_type``: the model's class name; ``module_outputs``: module
+    name -> the producer nodes of the output tensors of its last call (containers included).
     """
 
     nodes: list[Node]
@@ -151,6 +161,7 @@ class ModelGraph:
     modules: dict[str, ModuleInfo]
     branches: list[Branch] = field(default_factory=list)
     model_type: str = ""
+    module_outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     # ---- queries --------------------------------------------------------------------------
     @property

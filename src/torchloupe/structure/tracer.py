@@ -20,6 +20,7 @@ the tensor's producer.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import sys
@@ -35,6 +36,7 @@ from torch.overrides import TorchFunctionMode
 from .. import probe
 from ..errors import TraceError
 from .graph import Branch, Edge, ModelGraph, ModuleInfo, Node
+from .merges import CAT_OPS, merges
 
 __all__ = ["trace", "OPAQUE_TYPES"]
 
@@ -200,9 +202,11 @@ class _Frame:
 class _Recorder(TorchFunctionMode):
     """Hooks and the function mode share this state for one trace."""
 
-    def __init__(self, model: nn.Module, expand: set[str]):
+    def __init__(self, model: nn.Module, expand: set[str], keep_values: bool = False):
         super().__init__()
         self.model = model
+        self.values: dict[int, Tensor] | None = {} if keep_values else None
+        self.module_outputs: dict[str, tuple[int, ...]] = {}
         self.names: dict[int, str] = {}
         self.module_by_name: dict[str, nn.Module] = {}
         for name, m in model.named_modules():
@@ -291,6 +295,7 @@ class _Recorder(TorchFunctionMode):
         return [(self.source(t), t) for t in inputs]
 
     def connect(self, nid: int, sources: list[tuple[int | None, Tensor]]) -> None:
+        self.nodes[nid]["sources"] = tuple(None if src == nid else src for src, _ in sources)
         for src, t in sources:
             if src is None or src == nid:
                 continue
@@ -316,6 +321,19 @@ class _Recorder(TorchFunctionMode):
         node["output_shapes"] = tuple(_shape(t) for t in outputs)
         node["output_dtypes"] = tuple(_dtype(t) for t in outputs)
         node["activation_bytes"] = sum(_nbytes(t) for t in outputs)
+        if self.values is not None and outputs:
+            self.values[nid] = outputs[0]
+
+    def returned(self, name: str, output: Any) -> None:
+        """``name``'s call returned ``output``: note it on the producers (outer modules' hooks run later)."""
+        srcs = []
+        for t in _tensors(output):
+            entry = self.producer.get(id(t))
+            if entry is not None and entry[0]() is t:
+                srcs.append(entry[1])
+                if name:
+                    self.nodes[entry[1]]["returned_by"] = name
+        self.module_outputs[name] = tuple(srcs)
 
     def data_read(self, via: str, args: tuple) -> None:
         t = args[0] if args and isinstance(args[0], Tensor) else None
@@ -378,11 +396,14 @@ class _Recorder(TorchFunctionMode):
                 if frame.node is None:
                     if frame.leaf:
                         self.leaf_depth -= 1
+                    else:
+                        self.returned(frame.name, output)
                     return None
                 self.leaf_depth -= 1
                 outputs = list(_tensors(output))
                 self.finish_outputs(frame.node, frame.inputs, frame.versions, outputs)
                 self.nodes[frame.node]["macs"] = _module_macs(module, args, kwargs, outputs)
+                self.returned(frame.name, output)
         finally:
             self.busy = False
         return None
@@ -427,6 +448,10 @@ class _Recorder(TorchFunctionMode):
             self.connect(nid, srcs)
             self.finish_outputs(nid, inputs, versions, outputs)
             self.nodes[nid]["macs"] = _op_macs(label, inputs, outputs)
+            if label in CAT_OPS and inputs:
+                dim = kwargs.get("dim", kwargs.get("axis", args[1] if len(args) > 1 else 0))
+                if isinstance(dim, int) and inputs[0].dim():
+                    self.nodes[nid]["dim"] = dim % (inputs[0].dim() + (label == "stack"))
             if name.endswith("_") and not name.endswith("__"):
                 self.nodes[nid]["inplace"] = True
         finally:
@@ -493,56 +518,13 @@ def _module_infos(model: nn.Module, rec: _Recorder) -> dict[str, ModuleInfo]:
     }
 
 
-_MERGE_OPS = {"cat", "concat", "concatenate", "stack", "hstack", "vstack", "add", "iadd", "add_", "mul", "imul",
-              "mul_"}
-
-
-def _classify(nodes: list[dict], edges: dict) -> None:
-    """Mark merges (``skip`` / ``fusion``) and label fusion points early / late / iterative."""
-    n = len(nodes)
-    preds: list[list[int]] = [[] for _ in range(n)]
-    for s, d in edges:
-        preds[d].append(s)
-    # ids are topological: a producer is always recorded before its consumers.
-    anc = [0] * n
-    from_input = [False] * n
-    depth = [0] * n
-    for i in range(n):
-        a = 0
-        for p in preds[i]:
-            a |= anc[p] | (1 << p)
-            depth[i] = max(depth[i], depth[p] + 1)
-            from_input[i] = from_input[i] or from_input[p]
-        anc[i] = a
-        if nodes[i]["kind"] == "input":
-            from_input[i] = True
-    out_depth = max([depth[i] for i in range(n) if nodes[i]["kind"] == "output"] or [max(depth or [1])]) or 1
-    fusions = []
-    for i, node in enumerate(nodes):
-        if node["kind"] != "op" or node["type"] not in _MERGE_OPS:
-            continue
-        flow = sorted({p for p in preds[i] if from_input[p]})
-        if len(flow) < 2:
-            continue
-        skip = any(anc[b] >> a & 1 for a in flow for b in flow if a != b)
-        node["merge"] = "skip" if skip else "fusion"
-        if not skip:
-            fusions.append(i)
-    for i in fusions:
-        chained = any(j != i and (anc[i] >> j & 1 or anc[j] >> i & 1) for j in fusions)
-        if chained:
-            nodes[i]["fusion"] = "iterative"
-        else:
-            nodes[i]["fusion"] = "early" if depth[i] / out_depth < 0.5 else "late"
-
-
 def _freeze(model: nn.Module, rec: _Recorder) -> ModelGraph:
-    nodes_d = [dict(d) for d in rec.nodes]
-    _classify(nodes_d, rec.edges)
-    nodes = [Node(**d) for d in nodes_d]
+    nodes = [Node(**d) for d in rec.nodes]
+    for m in merges(nodes):  # the same labelling as torchloupe.fusion.find
+        nodes[m.node] = dataclasses.replace(nodes[m.node], merge="fusion" if m.fusion else "skip", fusion=m.fusion)
     edges = [Edge(s, d, tuple(sh), tuple(dt)) for (s, d), (sh, dt) in rec.edges.items()]
     return ModelGraph(nodes=nodes, edges=edges, modules=_module_infos(model, rec), branches=list(rec.branches),
-                      model_type=type(model).__name__)
+                      model_type=type(model).__name__, module_outputs=dict(rec.module_outputs))
 
 
 def trace(model: nn.Module, *inputs: Any, expand: Sequence[str] = (), **kwargs: Any) -> ModelGraph:
@@ -554,10 +536,21 @@ def trace(model: nn.Module, *inputs: Any, expand: Sequence[str] = (), **kwargs: 
     stays one fused ``lstm`` / ``gru`` op inside). Raises :class:`TraceError` naming the
     module (or op) that raised, with the partial graph in ``.partial``.
     """
+    return record(model, inputs, kwargs, expand=expand)[0]
+
+
+def record(model: nn.Module, inputs: tuple, kwargs: dict | None = None, expand: Sequence[str] = (),
+           keep_values: bool = False) -> tuple[ModelGraph, dict[int, Tensor]]:
+    """:func:`trace` with the model's inputs as a tuple and keyword dict (no name clash with ``expand``).
+
+    With ``keep_values``, also returns ``{node id: its first output tensor}`` (detached by ``no_grad``;
+    a tensor written in place later holds its last value); else an empty dict.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"trace expects an nn.Module, got {type(model).__name__}")
+    kwargs = kwargs or {}
     expand_set = {expand} if isinstance(expand, str) else set(expand)
-    rec = _Recorder(model, expand_set)
+    rec = _Recorder(model, expand_set, keep_values)
     named_inputs = _input_names(model, inputs, kwargs)
     for key, value in named_inputs:
         for k, t in _keyed(value, key):
@@ -566,6 +559,8 @@ def trace(model: nn.Module, *inputs: Any, expand: Sequence[str] = (), **kwargs: 
             if rec.source_known(t) and id(t) in rec.producer:
                 continue  # the same tensor passed twice: the first input node produces it
             rec.set_producer(t, nid)
+            if rec.values is not None:
+                rec.values[nid] = t
     # TorchScript modules take no Python hooks: they (and what is inside them) stay one opaque call
     scripted = [m for m in rec.module_by_name.values() if isinstance(m, torch.jit.ScriptModule)]
     inside = {id(c) for m in scripted for c in m.modules()}
@@ -584,7 +579,7 @@ def trace(model: nn.Module, *inputs: Any, expand: Sequence[str] = (), **kwargs: 
         nid = rec.add_node(name=key, type="output", kind="output", input_shapes=(_shape(t),),
                            output_shapes=(_shape(t),), output_dtypes=(_dtype(t),))
         rec.connect(nid, srcs)
-    return _freeze(model, rec)
+    return _freeze(model, rec), (rec.values or {})
 
 
 def _trace_error(model: nn.Module, rec: _Recorder, exc: Exception) -> TraceError:

@@ -14,8 +14,8 @@ import torch
 
 from ... import fusion
 from ...errors import TorchLoupeError
-from ...fusion._flow import record
-from ...fusion.points import _points
+from ...fusion.points import points as fusion_points
+from ...structure.tracer import record
 from ..base import Figure, NotApplicable, Subject, Table, Text, register
 
 
@@ -45,8 +45,8 @@ def build(subject: Subject, options: dict):
     if spec.get("about"):
         blocks.append(Text(spec["about"]))
 
-    flow = record(subject.model, tuple(t[:2] for t in xs))
-    points = _points(flow)
+    graph, values = record(subject.model, tuple(t[:2] for t in xs), keep_values=True)
+    points = fusion_points(graph)
     blocks.append(Figure(draw.points_figure(points, title=f"{len(points)} fusion point(s)"),
                          caption="Fusion points in execution order: the op, its kind (early / late / iterative) and "
                                  "the modules (or inputs) feeding it, with each branch's channel range in a cat."))
@@ -98,7 +98,7 @@ def build(subject: Subject, options: dict):
     cats = [p for p in points if p.op in ("cat", "concat", "concatenate") and p.output_shape and len(p.output_shape) == 4]
     if cats:
         p = cats[-1]
-        fused = flow.values[p.node][0]
+        fused = values[p.node][0]
         ranges = {(i.module or i.producer): i.channels for i in p.inputs}
         blocks.append(Figure(draw.provenance_figure(fused, ranges, title=f"channels of {p.name} (sample 0)"),
                              caption="Channel provenance at the cat: the strongest channels each branch contributes "

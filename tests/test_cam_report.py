@@ -1,0 +1,54 @@
+"""The report sections "Class activation maps" (50) and "Guided backpropagation / deconvnet" (55)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from torchloupe.reporting.base import Figure, NotApplicable, Subject, Table, Text, registered
+from tests.helpers import tiny_cnn
+
+
+def _sections():
+    return {s.key: s for s in registered()}
+
+
+def test_sections_registered_in_order():
+    s = _sections()
+    assert (s["cam"].order, s["cam"].title) == (50, "Class activation maps")
+    assert (s["saliency"].order, s["saliency"].title) == (55, "Guided backpropagation / deconvnet")
+
+
+def test_cam_section_shows_every_method_and_the_prediction():
+    model = tiny_cnn().eval()
+    x = torch.rand(2, 3, 16, 16)
+    subject = Subject(name="tiny", model=model, inputs=x, labels=["a", "b", "c", "d"])
+    blocks = _sections()["cam"].build(subject, {"quick": False, "seed": 0})
+    fig = [b for b in blocks if isinstance(b, Figure)][0].figure
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["input", "CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "ScoreCAM",
+                      "EigenCAM"]
+    table = [b for b in blocks if isinstance(b, Table)][0]
+    with torch.no_grad():
+        probs = model(x).softmax(1)
+    assert [r[1] for r in table.rows] == [["a", "b", "c", "d"][int(i)] for i in probs.argmax(1)]
+    assert [r[2] for r in table.rows] == [round(float(p), 4) for p in probs.max(1).values]
+    quick = _sections()["cam"].build(subject, {"quick": True, "seed": 0})
+    assert any(isinstance(b, Text) and b.text.startswith("Score-CAM skipped") for b in quick)
+
+
+def test_sections_not_applicable_without_images():
+    mlp = nn.Sequential(nn.Linear(4, 3))
+    subject = Subject(name="mlp", model=mlp, inputs=torch.rand(2, 4))
+    for key in ("cam", "saliency"):
+        out = _sections()[key].build(subject, {"quick": True, "seed": 0})
+        assert isinstance(out, NotApplicable) and out.reason == "the inputs are not a batch of images"
+
+
+def test_saliency_section_columns():
+    model = tiny_cnn().eval()
+    subject = Subject(name="tiny", model=model, inputs=torch.rand(2, 3, 16, 16))
+    blocks = _sections()["saliency"].build(subject, {"quick": True, "seed": 0})
+    fig = blocks[0].figure
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["input", "gradient", "guided backprop", "deconvnet", "guided Grad-CAM"]
