@@ -11,6 +11,7 @@ Layers have readable names: ``features.conv1`` ... ``features.conv4``, ``gap``, 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections import OrderedDict
@@ -203,11 +204,25 @@ def shapes_splits(seed: int = 0, size: int = 64, n_train: int = SHAPES_TRAIN, n_
     return shapes_tensors(n_train, size=size, seed=seed), shapes_tensors(n_test, size=size, seed=seed + _HELD_OUT_SEED)
 
 
+def _default_threads() -> int:
+    """At most 2 threads, and 1 when the machine is already busy.
+
+    Measured on a shared 2-core machine: with other processes running, 2 threads spent
+    most of their time spin-waiting (236 s for a training that takes 44 s on 1 thread).
+    """
+    want = min(torch.get_num_threads(), 2)
+    try:
+        busy = os.getloadavg()[0] > (os.cpu_count() or 1) - 0.5
+    except (AttributeError, OSError):  # no load average on this platform
+        busy = False
+    return 1 if busy else want
+
+
 @contextlib.contextmanager
 def _threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch threads (default: the current count, at most 2), then restore."""
+    """Run the block with ``n`` torch threads (default: :func:`_default_threads`), then restore."""
     old = torch.get_num_threads()
-    want = n if n is not None else min(old, 2)
+    want = n if n is not None else _default_threads()
     if want < 1:
         raise ValueError(f"threads must be a positive int, got {n!r}")
     torch.set_num_threads(want)
@@ -226,8 +241,8 @@ def train_shapes_model(
     to 5e-3, batch 64, horizontal flips; about 37 CPU seconds, measured on a shared, loaded
     machine) and reaches 98.5-99% accuracy on the 1,000 held-out images of :func:`shapes_splits`. The weights are cached
     under ``shapes-cnn-v3-seed{seed}`` (plus ``-e{epochs}`` when not the default).
-    ``threads``: torch threads for training (default: the current setting, at most 2; on a
-    machine busy with other work, 1 is often faster).
+    ``threads``: torch threads for training (default: the current setting, at most 2, and
+    1 when the machine's load average shows it busy: there 2 threads mostly spin-wait).
     """
     key = f"{SHAPES_RECIPE}-seed{seed}" + ("" if epochs == 12 else f"-e{epochs}")
 
