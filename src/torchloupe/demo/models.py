@@ -11,7 +11,6 @@ Layers have readable names: ``features.conv1`` ... ``features.conv4``, ``gap``, 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from collections import OrderedDict
@@ -205,17 +204,13 @@ def shapes_splits(seed: int = 0, size: int = 64, n_train: int = SHAPES_TRAIN, n_
 
 
 def _default_threads() -> int:
-    """At most 2 threads, and 1 when the machine is already busy.
+    """One thread: measured faster for this small CNN on the shared 2-core machine, loaded or not.
 
-    Measured on a shared 2-core machine: with other processes running, 2 threads spent
-    most of their time spin-waiting (236 s for a training that takes 44 s on 1 thread).
+    Same process recipe, one run each (load average in brackets): 1 thread 29.9 s (1.5),
+    2 threads 42.3 s (1.7-2.3); under load 5-7: 1 thread 44 s, 2 threads 236-319 s
+    (spin-waiting). Pass ``threads=2`` to override.
     """
-    want = min(torch.get_num_threads(), 2)
-    try:
-        busy = os.getloadavg()[0] > (os.cpu_count() or 1) - 0.5
-    except (AttributeError, OSError):  # no load average on this platform
-        busy = False
-    return 1 if busy else want
+    return 1
 
 
 @contextlib.contextmanager
@@ -238,11 +233,11 @@ def train_shapes_model(
     """A :class:`ShapesCNN` trained on the shapes set (cached; eval mode).
 
     Trains on 3,000 64 px images for ``epochs`` epochs (AdamW, one-cycle learning rate up
-    to 5e-3, batch 64, horizontal flips; about 37 CPU seconds, measured on a shared, loaded
-    machine) and reaches 98.5-99% accuracy on the 1,000 held-out images of :func:`shapes_splits`. The weights are cached
+    to 5e-3, batch 64, horizontal flips; 29.9 s including the data on one thread of the
+    shared 2-core machine) and reaches 98.5-99% accuracy on the 1,000 held-out images of
+    :func:`shapes_splits`. The weights are cached
     under ``shapes-cnn-v3-seed{seed}`` (plus ``-e{epochs}`` when not the default).
-    ``threads``: torch threads for training (default: the current setting, at most 2, and
-    1 when the machine's load average shows it busy: there 2 threads mostly spin-wait).
+    ``threads``: torch threads for training (default 1, measured fastest; see ``_default_threads``).
     """
     key = f"{SHAPES_RECIPE}-seed{seed}" + ("" if epochs == 12 else f"-e{epochs}")
 
