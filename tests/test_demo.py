@@ -193,8 +193,10 @@ def test_digits_models_train_fast_and_accurately(monkeypatch, tmp_path, capsys):
     split = tl.demo.digits_split()
     from torchloupe.demo.models import accuracy
 
+    threads = torch.get_num_threads()
     start = time.perf_counter()
     mlp = tl.demo.train_digits_model(progress=True)
+    assert torch.get_num_threads() == threads  # the training thread setting is restored
     assert time.perf_counter() - start < 60  # ~2 s on an idle machine
     assert "training digits MLP" in capsys.readouterr().err  # the progress bar, on stderr
     assert accuracy(mlp, split.x_test, split.y_test) >= 0.95

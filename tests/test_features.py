@@ -120,3 +120,20 @@ def test_batch_equals_samples_one_by_one():
 
 def test_lazy_attribute():
     assert tl.features.feature_maps is feature_maps
+
+
+def test_several_layers_from_one_forward_match_one_by_one():
+    from torchloupe.features import feature_maps_of
+
+    model = tiny_cnn()
+    x = torch.rand(2, 3, 8, 8)
+    calls = []
+    handle = model.features[0].register_forward_hook(lambda *a: calls.append(1))
+    many = feature_maps_of(model, x, ["features.2", "features.5"], top=4)
+    assert len(calls) == 1  # one forward for both layers
+    handle.remove()
+    assert list(many) == ["features.2", "features.5"]
+    for name, fm in many.items():
+        one = feature_maps(model, x, name, top=4)
+        assert torch.equal(fm.maps, one.maps) and torch.equal(fm.order, one.order)
+        assert torch.equal(fm.channels, one.channels)

@@ -29,9 +29,9 @@ def test_feature_maps_of_a_cnn():
     blocks = fm_section.build(subject, OPTIONS)
     assert _captions(blocks) == ["features.relu1, sample 0: 12 channels, 16x16", "features.relu4, sample 0: 48 channels, 4x4"]
     assert all(b.figure.axes for b in blocks)
-    # without layers: up to 4 convolutions spread over the model
+    # without layers: up to 3 convolutions spread over the model, first and last included
     subject.layers = None
-    assert len(fm_section._layers(subject)) == 4
+    assert fm_section._layers(subject) == ["features.conv1", "features.conv3", "features.conv4"]
 
 
 def test_feature_maps_not_applicable_to_an_mlp():

@@ -30,7 +30,7 @@ from .errors import ChannelError, UnsupportedModelError
 from .layers import LayerSpec, find_layers, name_of
 from .probe import activations
 
-__all__ = ["FeatureMaps", "feature_maps", "arrange"]
+__all__ = ["FeatureMaps", "feature_maps", "feature_maps_of", "arrange"]
 
 
 @dataclass(frozen=True)
@@ -116,10 +116,28 @@ def feature_maps(
     if len(found) != 1:
         names = ", ".join(n for n, _ in found[:5])
         raise ValueError(f"layer spec {layer!r} matches {len(found)} layers ({names}...); expected one")
+    _check_top(top)
     name, module = found[0]
+    out = activations(model, x, [module])[name_of(model, module)]
+    return _from_output(name, module, out, top, channels, tokens)
+
+
+def feature_maps_of(
+    model: nn.Module, x: Any, layers: Any, top: int | None = None, *, tokens: bool | None = None
+) -> dict[str, FeatureMaps]:
+    """:func:`feature_maps` of several layers from ONE forward: ``{layer name: FeatureMaps}``."""
+    _check_top(top)
+    found = find_layers(model, layers)
+    outs = activations(model, x, [m for _, m in found])
+    return {n: _from_output(n, m, outs[n], top, None, tokens) for n, m in found if n in outs}
+
+
+def _check_top(top: Any) -> None:
     if top is not None and (not isinstance(top, int) or isinstance(top, bool) or top < 1):
         raise ValueError(f"top must be a positive int or None, got {top!r}")
-    out = activations(model, x, [module])[name_of(model, module)]
+
+
+def _from_output(name: str, module: nn.Module, out: Any, top: int | None, channels: Any, tokens: bool | None) -> FeatureMaps:
     if isinstance(out, (tuple, list)):
         out = next((o for o in out if isinstance(o, Tensor)), None)
     if not isinstance(out, Tensor):

@@ -25,7 +25,13 @@ def _templates(model, x):
     t.mul_(2)
 
 
+def _feature_maps_of(model, x):
+    out = tl.features.feature_maps_of(model, x, ["features.2", "fc"], top=2)
+    assert set(out) == {"features.2", "fc"}
+
+
 CASES = [
+    Case("feature_maps_of", _feature_maps_of),
     Case("feature_maps", _feature_maps),
     Case("feature_maps-channels", _feature_maps_channels),
     Case("kernels", _kernels, arm=None),

@@ -207,11 +207,21 @@ def shapes_splits(seed: int = 0, size: int = 64, n_train: int = SHAPES_TRAIN, n_
     return shapes_tensors(n_train, size=size, seed=seed), shapes_tensors(n_test, size=size, seed=seed + _HELD_OUT_SEED)
 
 
+def _default_threads() -> int:
+    """One thread: measured faster for this small CNN on the shared 2-core machine, loaded or not.
+
+    Same process recipe, one run each (load average in brackets): 1 thread 29.9 s (1.5),
+    2 threads 42.3 s (1.7-2.3); under load 5-7: 1 thread 44 s, 2 threads 236-319 s
+    (spin-waiting). Pass ``threads=2`` to override.
+    """
+    return 1
+
+
 @contextlib.contextmanager
 def _threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch threads (default: the current count, at most 2), then restore."""
+    """Run the block with ``n`` torch threads (default: :func:`_default_threads`), then restore."""
     old = torch.get_num_threads()
-    want = n if n is not None else min(old, 2)
+    want = n if n is not None else _default_threads()
     if want < 1:
         raise ValueError(f"threads must be a positive int, got {n!r}")
     torch.set_num_threads(want)
@@ -227,11 +237,11 @@ def train_shapes_model(
     """A :class:`ShapesCNN` trained on the shapes set (cached; eval mode).
 
     Trains on 3,000 64 px images for ``epochs`` epochs (AdamW, one-cycle learning rate up
-    to 5e-3, batch 64, horizontal flips; about 37 CPU seconds, measured on a shared, loaded
-    machine) and reaches 98.5-99% accuracy on the 1,000 held-out images of :func:`shapes_splits`. The weights are cached
+    to 5e-3, batch 64, horizontal flips; 29.9 s including the data on one thread of the
+    shared 2-core machine) and reaches 98.5-99% accuracy on the 1,000 held-out images of
+    :func:`shapes_splits`. The weights are cached
     under ``shapes-cnn-v3-seed{seed}`` (plus ``-e{epochs}`` when not the default).
-    ``threads``: torch threads for training (default: the current setting, at most 2; on a
-    machine busy with other work, 1 is often faster).
+    ``threads``: torch threads for training (default 1, measured fastest; see ``_default_threads``).
     """
     key = f"{SHAPES_RECIPE}-seed{seed}" + ("" if epochs == 12 else f"-e{epochs}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ...features import feature_maps
+from ...features import feature_maps_of
 from ...layers import find_layers
 from ..base import Figure, NotApplicable, Subject, Text, register
 
@@ -12,15 +12,15 @@ _SPATIAL = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def _layers(subject: Subject) -> list[str]:
-    """The subject's layers, or up to 4 convolutions spread over the model (first and last included)."""
+    """The subject's layers, or up to 3 convolutions spread over the model (first and last included)."""
     model = subject.model
     if subject.layers:
         return [n for n, _ in find_layers(model, list(subject.layers))]
     convs = [n for n, m in model.named_modules() if isinstance(m, _SPATIAL)]
-    if len(convs) <= 4:
+    if len(convs) <= 3:
         return convs
-    step = (len(convs) - 1) / 3
-    return [convs[round(i * step)] for i in range(4)]
+    step = (len(convs) - 1) / 2
+    return [convs[round(i * step)] for i in range(3)]
 
 
 @register(
@@ -36,13 +36,12 @@ def build(subject: Subject, options: dict):
         return NotApplicable(f"{type(subject.model).__name__} has no convolutional layers to show feature maps of")
     quick = bool(options.get("quick", False))
     samples = 1
-    channels = 8 if quick else 16
+    channels = 8 if quick else 12
     x = subject.inputs[:samples] if hasattr(subject.inputs, "__getitem__") and hasattr(subject.inputs, "dim") else subject.inputs
     images = subject.display_images
     blocks = []
     skipped = []
-    for name in layers:
-        fm = feature_maps(subject.model, x, name)
+    for name, fm in feature_maps_of(subject.model, x, layers).items():
         if fm.kind == "vector":
             skipped.append(name)
             continue
