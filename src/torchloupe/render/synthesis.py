@@ -94,7 +94,7 @@ def curves_figure(result):
         ax.plot(range(1, curve.shape[0] + 1), curve[:, i].numpy(), lw=1.2, label=result.names[i])
     ax.set_xlabel("step")
     ax.set_ylabel("objective (transformed images)")
-    if curve.shape[1] <= 8:
+    if 0 < curve.shape[1] <= 8 and not any(str(n).startswith("_") for n in result.names):
         ax.legend(fontsize=6, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()

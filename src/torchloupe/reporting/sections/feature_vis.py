@@ -62,6 +62,8 @@ def build(subject: Subject, options: dict):
     x = subject.inputs
     if not isinstance(x, Tensor) or x.dim() < 2:
         return NotApplicable("feature visualization needs a tensor input batch to take the input shape from")
+    if not x.is_floating_point():
+        return NotApplicable(f"the inputs are {x.dtype} (token ids): gradient ascent needs continuous inputs")
     picked = pick_layer(subject)
     if picked is None:
         return NotApplicable(f"{type(subject.model).__name__} has no Conv2d or Linear layer to visualize")
