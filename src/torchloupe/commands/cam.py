@@ -6,6 +6,8 @@ import argparse
 import html
 from pathlib import Path
 
+from ._model_args import add_model_arguments, load_model_from
+
 __all__ = ["register", "run"]
 
 
@@ -15,10 +17,7 @@ def register(subparsers) -> None:
         help="write CAM overlays (Grad-CAM, Score-CAM, ...) of a model on some images",
         description="Write DIR/<image>_<method>.png overlays, DIR/grid.png and DIR/index.html.",
     )
-    p.add_argument("--model", required=True, metavar="SPEC",
-                   help="torchvision:NAME, path/file.py:factory, package.module:factory, or a built-in name "
-                        "(efficientnet-lite0)")
-    p.add_argument("--weights", metavar="CKPT", help="checkpoint to load into the model")
+    add_model_arguments(p)
     p.add_argument("--input", nargs="+", required=True, metavar="IMAGE", help="image files")
     p.add_argument("--method", default="gradcam", metavar="M[,M...]",
                    help="comma-separated: all, cam, gradcam, gradcam++, xgradcam, layercam, hirescam, scorecam, "
@@ -59,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out '{out}' is a file; expected a folder")
-    model = loading.load_model(args.model, weights=args.weights)
+    model = load_model_from(args)
     layer = args.layer if args.layer is None or len(args.layer) > 1 else args.layer[0]
     cams = {m: METHODS[m](model, layer) for m in methods}  # bad layer names fail here, before any forward
     normalize = loading.default_normalization(args.model) if args.normalize == "auto" else args.normalize

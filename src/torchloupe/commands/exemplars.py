@@ -12,7 +12,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers) -> None:
-    from .report import MODEL_HELP
+    from ._model_args import add_model_arguments
 
     p = subparsers.add_parser(
         "exemplars",
@@ -20,8 +20,7 @@ def register(subparsers) -> None:
         description="Exact streaming top-k per channel over a dataset. Under torchrun each rank takes every "
                     "world-th batch and all ranks get the single-process result.",
     )
-    p.add_argument("--model", required=True, metavar="SPEC", help=MODEL_HELP)
-    p.add_argument("--weights", metavar="CKPT", help="checkpoint to load into the model")
+    add_model_arguments(p)
     p.add_argument("--data", required=True, metavar="DATA",
                    help="demo:shapes[:N], demo:digits, or a .pt file holding an (N, ...) input tensor")
     p.add_argument("--layer", required=True, help="layer name")
@@ -68,11 +67,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import distributed as D
-    from ..loading import load_model
+    from ._model_args import load_model_from
     from ..synthesis import exemplars
 
     torch.manual_seed(0)
-    model = load_model(args.model, args.weights)
+    model = load_model_from(args)
     data = load_data(args.data, args.normalize)
     with D.session(device=next((p.device for p in model.parameters()), None)):
         ex = exemplars(model, data, args.layer, k=args.k, reduce=args.reduce, negative=args.negative,

@@ -12,6 +12,8 @@ from ..errors import UsageError
 
 __all__ = ["register", "run"]
 
+from ._model_args import add_model_arguments, load_model_from
+
 FORMATS = ("html", "svg", "txt", "dot", "onnx", "tensorboard")
 
 
@@ -21,12 +23,7 @@ def register(subparsers) -> None:
         help="trace a model and draw how its layers connect",
         description="Trace one forward pass of a model and write its graph (no Graphviz needed).",
     )
-    p.add_argument("--model", required=True, metavar="SPEC",
-                   help="torchvision:NAME (random init; weights from --weights), path/file.py:factory, "
-                        "package.module:factory, or a built-in name")
-    p.add_argument("--weights", metavar="CKPT", help="checkpoint to load (weights_only=True unless --unsafe-pickle)")
-    p.add_argument("--unsafe-pickle", action="store_true",
-                   help="load a checkpoint holding arbitrary Python objects (runs its code: only for files you trust)")
+    add_model_arguments(p)
     p.add_argument("--input-shape", action="append", required=True,
                    help="comma-separated shape of one input, e.g. 1,3,224,224 (repeat for several inputs)")
     p.add_argument("--input-dtype", default="float32", choices=("float32", "float64", "int64"),
@@ -60,11 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         raise UsageError(f"--format {', '.join(bad)} is not one of {', '.join(FORMATS)}")
     shapes = [_shape(s) for s in args.input_shape]
-    from .. import loading
-
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out '{args.out}' is a file; expected a folder to write the graph into")
-    model = loading.load_model(args.model, weights=args.weights, unsafe_pickle=args.unsafe_pickle)
+    model = load_model_from(args)
     gen = torch.Generator().manual_seed(args.seed)
     if args.input_dtype == "int64":
         inputs = [torch.randint(0, 100, s, generator=gen) for s in shapes]

@@ -9,7 +9,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers) -> None:
-    from .report import MODEL_HELP
+    from ._model_args import add_model_arguments
 
     p = subparsers.add_parser(
         "maximize",
@@ -17,8 +17,7 @@ def register(subparsers) -> None:
         description="Gradient ascent from noise on each objective (one image each, in one batch); prints "
                     "the value each unit reached against the best of random inputs and writes a PNG.",
     )
-    p.add_argument("--model", required=True, metavar="SPEC", help=MODEL_HELP)
-    p.add_argument("--weights", metavar="CKPT", help="checkpoint to load into the model")
+    add_model_arguments(p)
     p.add_argument("objectives", nargs="+", metavar="OBJECTIVE",
                    help="'layer:channel', 'layer:channel@(i,j)' or 'fc:class'; 'layer:a-b' for a channel range")
     p.add_argument("--param", default="fft", choices=["fft", "pixel", "cppn"], help="parameterization (default fft)")
@@ -64,11 +63,11 @@ def domain_for(spec: str, normalize: str):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..loading import load_model
+    from ._model_args import load_model_from
     from ..synthesis import maximize
 
     torch.manual_seed(args.seed)  # model construction (random init) is the only global draw
-    model = load_model(args.model, args.weights)
+    model = load_model_from(args)
     res = maximize(model, expand(args.objectives), param=args.param, steps=args.steps, lr=args.lr,
                    input_shape=tuple(args.shape) if args.shape else None,
                    transforms=None if args.transforms == "none" else args.transforms,

@@ -8,10 +8,7 @@ from pathlib import Path
 
 __all__ = ["register", "run", "section_list"]
 
-MODEL_HELP = (
-    "the model: torchvision:NAME (random init; weights from --weights), path/file.py:factory, "
-    "package.module:factory, or a built-in name"
-)
+from ._model_args import add_model_arguments, load_model_from
 
 
 def section_list(values: list[str] | None) -> list[str] | str:
@@ -34,13 +31,7 @@ def register(subparsers) -> None:
         help="write an HTML report of a model on some images",
         description="Write DIR/report.html: every report section that applies to the model, on the given images.",
     )
-    p.add_argument("--model", required=True, metavar="SPEC", help=MODEL_HELP)
-    p.add_argument("--weights", metavar="CKPT", help="checkpoint (.pt/.pth state dict or .safetensors) to load")
-    p.add_argument(
-        "--unsafe-pickle",
-        action="store_true",
-        help="load a checkpoint holding arbitrary Python objects (runs its code: only for files you trust)",
-    )
+    add_model_arguments(p)
     p.add_argument("--input", nargs="+", required=True, metavar="IMAGE", help="image files to explain")
     p.add_argument("--labels", metavar="FILE", help="class names: one per line, or a JSON list")
     p.add_argument("--layers", nargs="+", metavar="LAYER", help="layers to show (names or globs)")
@@ -75,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     path = output_path(args.out)
     sections = select_sections(section_list(args.sections))  # unknown keys fail before any work
-    model = loading.load_model(args.model, weights=args.weights, unsafe_pickle=args.unsafe_pickle)
+    model = load_model_from(args)
     if args.layers:
         find_layers(model, list(args.layers))  # wrong names fail now, naming the closest real ones
     normalize = loading.default_normalization(args.model) if args.normalize == "auto" else args.normalize
