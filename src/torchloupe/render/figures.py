@@ -77,13 +77,16 @@ def _mosaic_figure(
     suptitle: str | None = None,
     suptitle_size: float = 10,
     colorbar: Any = None,
+    col_titles: Sequence[str] | None = None,
+    row_titles: Sequence[str] | None = None,
 ) -> Any:
     """Tiles drawn as ONE composed image on one axes (fast: one ``imshow``, no per-tile axes).
 
     ``tiles``: ``(3, H, W)`` RGB in [0, 1] (any sizes: each is resized to the largest with
     nearest neighbours); ``titles`` are drawn as text above their tiles; ``tile_w`` x
     ``tile_h`` inches per tile plus ``title_h`` inches of title band. ``colorbar``: a
-    ``ScalarMappable`` drawn as a colour bar on the right.
+    ``ScalarMappable`` drawn as a colour bar on the right. ``col_titles`` head the columns
+    (above the first row), ``row_titles`` label the rows on the left (rotated).
     """
     import torch.nn.functional as F
 
@@ -105,14 +108,15 @@ def _mosaic_figure(
         r, c = divmod(i, cols)
         y, x = r * cell_h + gy, c * cell_w + gx // 2
         mosaic[:, y : y + h, x : x + w] = t.clamp(0, 1)
-    top = 0.32 if suptitle else 0.02
+    top = (0.32 if suptitle else 0.02) + (0.25 if col_titles else 0.0)
     bottom = side = 0.06
+    left = side + (0.25 if row_titles else 0.0)
     cbar = 0.8 if colorbar is not None else 0.0
     grid_w = cols * (tile_w + 0.1)
     grid_h = rows * (tile_h + title_h)
-    width, height = grid_w + 2 * side + cbar, grid_h + top + bottom
+    width, height = grid_w + left + side + cbar, grid_h + top + bottom
     fig = new_figure(width, height, layout=None)
-    ax = fig.add_axes((side / width, bottom / height, grid_w / width, grid_h / height))
+    ax = fig.add_axes((left / width, bottom / height, grid_w / width, grid_h / height))
     screen_px = tile_w * fig.dpi
     ax.imshow(
         mosaic.permute(1, 2, 0).numpy(),
@@ -129,8 +133,14 @@ def _mosaic_figure(
             r, c = divmod(i, cols)
             ax.text(c * cell_w + cell_w / 2, r * cell_h + gy * 0.92, str(title), ha="center", va="bottom",
                     fontsize=fontsize)
+    for c, title in enumerate((col_titles or [])[:cols]):
+        ax.text(c * cell_w + cell_w / 2, -0.04 * cell_h, str(title), ha="center", va="bottom", fontsize=fontsize,
+                clip_on=False)
+    for r, title in enumerate((row_titles or [])[:rows]):
+        ax.text(-0.04 * cell_w, r * cell_h + gy + h / 2, str(title), ha="right", va="center", rotation=90,
+                fontsize=fontsize, clip_on=False)
     if colorbar is not None:
-        cax = fig.add_axes(((grid_w + 2 * side + 0.05) / width, (bottom + 0.12 * grid_h) / height, 0.14 / width,
+        cax = fig.add_axes(((grid_w + left + side + 0.05) / width, (bottom + 0.12 * grid_h) / height, 0.14 / width,
                             0.76 * grid_h / height))
         fig.colorbar(colorbar, cax=cax)
     if suptitle:

@@ -27,20 +27,20 @@ def figure_to_png(fig: Any, dpi: float | None = None) -> bytes:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": _LEVEL})
         return buf.getvalue()
-    return _encode(torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(h, w, 4).numpy())
+    return _encode(torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(h, w, 4).numpy(), dpi)
 
 
 # zlib level 4 with opaque figures stored as RGB: about 2x faster than matplotlib's RGBA at level 6, and smaller.
 _LEVEL = 4
 
 
-def _encode(arr: Any) -> bytes:
-    """PNG bytes of an ``(H, W, 4)`` uint8 RGBA array, as RGB when fully opaque."""
+def _encode(arr: Any, dpi: float) -> bytes:
+    """PNG bytes of an ``(H, W, 4)`` uint8 RGBA array, as RGB when fully opaque; ``dpi`` is recorded."""
     from PIL import Image
 
     img = Image.fromarray(arr[:, :, :3].copy() if (arr[:, :, 3] == 255).all() else arr)
     out = io.BytesIO()
-    img.save(out, format="PNG", compress_level=_LEVEL)
+    img.save(out, format="PNG", compress_level=_LEVEL, dpi=(dpi, dpi))
     return out.getvalue()
 
 
