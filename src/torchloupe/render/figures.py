@@ -79,6 +79,7 @@ def _mosaic_figure(
     colorbar: Any = None,
     col_titles: Sequence[str] | None = None,
     row_titles: Sequence[str] | None = None,
+    row_colors: Sequence[Any] | None = None,
 ) -> Any:
     """Tiles drawn as ONE composed image on one axes (fast: one ``imshow``, no per-tile axes).
 
@@ -86,7 +87,7 @@ def _mosaic_figure(
     nearest neighbours); ``titles`` are drawn as text above their tiles; ``tile_w`` x
     ``tile_h`` inches per tile plus ``title_h`` inches of title band. ``colorbar``: a
     ``ScalarMappable`` drawn as a colour bar on the right. ``col_titles`` head the columns
-    (above the first row), ``row_titles`` label the rows on the left (rotated).
+    (above the first row), ``row_titles`` label the rows on the left (rotated; in ``row_colors`` when given).
     """
     import torch.nn.functional as F
 
@@ -110,7 +111,8 @@ def _mosaic_figure(
         mosaic[:, y : y + h, x : x + w] = t.clamp(0, 1)
     top = (0.32 if suptitle else 0.02) + (0.25 if col_titles else 0.0)
     bottom = side = 0.06
-    left = side + (0.25 if row_titles else 0.0)
+    left = side + (0.25 * max(1, max((str(t).count("\n") + 1 for t in row_titles), default=1)) if row_titles
+                   else 0.0)
     cbar = 0.8 if colorbar is not None else 0.0
     grid_w = cols * (tile_w + 0.1)
     grid_h = rows * (tile_h + title_h)
@@ -138,7 +140,7 @@ def _mosaic_figure(
                 clip_on=False)
     for r, title in enumerate((row_titles or [])[:rows]):
         ax.text(-0.04 * cell_w, r * cell_h + gy + h / 2, str(title), ha="right", va="center", rotation=90,
-                fontsize=fontsize, clip_on=False)
+                fontsize=fontsize, clip_on=False, color=row_colors[r] if row_colors is not None else None)
     if colorbar is not None:
         cax = fig.add_axes(((grid_w + left + side + 0.05) / width, (bottom + 0.12 * grid_h) / height, 0.14 / width,
                             0.76 * grid_h / height))
