@@ -105,7 +105,15 @@ def test_to_png_round_trips_tensors_and_renders_figures():
 
 
 def _titles(fig):
-    return [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    """Tile titles: drawn as text on the one mosaic axes."""
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def _tile(fig, i):
+    """Tile ``i`` of a mosaic figure as ``(C, h, w)`` at mosaic resolution."""
+    ax = fig.axes[0]
+    y, x, h, w = ax.tile_boxes[i]
+    return torch.as_tensor(ax.images[0].get_array()[y : y + h, x : x + w]).permute(2, 0, 1)
 
 
 def test_feature_map_figure_ranks_channels_and_labels_them():
@@ -136,10 +144,14 @@ def test_feature_map_figure_on_a_real_layer():
 def test_kernel_figure_rgb_tiles_and_deep_rows():
     rgb = torch.randn(5, 3, 3, 3)
     fig = R.kernel_figure(rgb)
-    images = [ax.images[0].get_array() for ax in fig.axes if ax.get_visible() and ax.images]
-    assert len(images) == 5
+    assert len(fig.axes) == 1 and len(fig.axes[0].images) == 1  # one mosaic image, not one axes per tile
+    assert _titles(fig) == ["0", "1", "2", "3", "4"]
     # symmetric scaling: 0 maps to mid-gray, the largest |w| of each kernel to 0 or 1
-    k0 = torch.as_tensor(images[0]).permute(2, 0, 1)
+    big = _tile(fig, 0)
+    up = big.shape[-1] // 3
+    assert big.shape[-2:] == (3 * up, 3 * up)
+    k0 = big[:, ::up, ::up]  # tiles are enlarged by pixel repetition
+    assert torch.equal(big, k0.repeat_interleave(up, 1).repeat_interleave(up, 2))
     expected = rgb[0] / (2 * rgb[0].abs().max()) + 0.5
     assert torch.allclose(k0.float(), expected, atol=1e-6)
     deep = torch.randn(20, 10, 3, 3)
@@ -172,7 +184,13 @@ def test_class_template_figure_layouts():
     fig = R.class_template_figure(t, ["zero", "one", "two"])
     assert _titles(fig) == ["zero", "one", "two"]
     v = float(t.abs().max())
-    assert fig.axes[0].images[0].get_clim() == pytest.approx((-v, v))
+    assert fig.axes[1]._colorbar.mappable.get_clim() == pytest.approx((-v, v))  # one shared, centred scale
+    flat_min = t.flatten().argmin()
+    lo = R.colorize(t.flatten()[flat_min].reshape(1, 1), "RdBu_r", -v, v)[:, 0, 0]
+    tile0 = _tile(fig, int(flat_min) // 64)
+    up = tile0.shape[-1] // 8
+    pos = int(flat_min) % 64
+    assert torch.allclose(tile0[:, (pos // 8) * up, (pos % 8) * up].float(), lo, atol=1e-6)
     rgb = R.class_template_figure(torch.randn(2, 3, 4, 4), ["a", "b"])
     assert _titles(rgb) == ["a", "b"]
     flat = R.class_template_figure(torch.randn(4, 7), list("abcd"))

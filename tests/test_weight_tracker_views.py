@@ -84,7 +84,9 @@ def test_figures_and_gif(tmp_path):
     _, h = _mlp_history()
     assert wl.pick_steps(h) == [0, 2, 3] and h.snapshot_steps.tolist() == [0, 2, 4, 6]
     fig = wl.plot_templates(h, labels=["a", "b", "c"])
-    assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
+    texts = fig.axes[0].texts  # one composed image: column heads are classes, row labels are steps
+    assert [t.get_text() for t in texts if t.get_rotation() == 0] == ["a", "b", "c"]
+    assert [t.get_text() for t in texts if t.get_rotation() == 90] == ["step 0", "step 4", "step 6"]
     fig = wl.plot_norms(h)
     lines = fig.axes[0].get_lines()
     assert [ln.get_label() for ln in lines] == ["1.weight", "3.weight"]

@@ -61,24 +61,22 @@ def method_grid(results: Mapping[str, object], images: Tensor, *, row_titles: Se
     from matplotlib.figure import Figure
 
     names = list(results)
-    n = images.shape[0]
-    cols = len(names) + 1
-    fig = Figure(figsize=(size * cols, size * n + 0.3), layout="constrained")
-    axes = fig.subplots(n, cols, squeeze=False)
     pics = {k: overlay(images, results[k].maps, cmap, alpha) for k in names}
+    return _grid(images, names, pics, row_titles, size)
+
+
+def _grid(images: Tensor, names: list[str], pics: Mapping[str, Tensor], row_titles, size: float):
+    """Rows = samples, columns = the input then ``pics[name]``: one composed image (no axes per panel)."""
+    from .figures import _mosaic_figure
+
+    n = images.shape[0]
+    tiles = []
     for i in range(n):
-        axes[i, 0].imshow(_to_hwc(images[i]))
-        if row_titles is not None:
-            axes[i, 0].set_ylabel(row_titles[i], fontsize=8)
-        axes[i, 0].set_xticks([])
-        axes[i, 0].set_yticks([])
-        for j, k in enumerate(names, start=1):
-            axes[i, j].imshow(pics[k][i].permute(1, 2, 0).numpy())
-            axes[i, j].axis("off")
-            if i == 0:
-                axes[i, j].set_title(k, fontsize=9)
-    axes[0, 0].set_title("input", fontsize=9)
-    return fig
+        tiles.append(torch.from_numpy(_to_hwc(images[i])).permute(2, 0, 1))
+        tiles.extend(pics[k][i].detach().float().cpu() for k in names)
+    return _mosaic_figure(tiles, None, len(names) + 1, tile_w=size, tile_h=size, title_h=0.06, fontsize=9,
+                          col_titles=["input", *names],
+                          row_titles=[str(t) for t in row_titles] if row_titles is not None else None)
 
 
 def saliency_image(grad: Tensor) -> Tensor:
@@ -98,20 +96,5 @@ def plot_saliency(images: Tensor, columns: Mapping[str, Tensor], *, row_titles: 
     from matplotlib.figure import Figure
 
     names = list(columns)
-    n = images.shape[0]
-    fig = Figure(figsize=(size * (len(names) + 1), size * n + 0.3), layout="constrained")
-    axes = fig.subplots(n, len(names) + 1, squeeze=False)
     pics = {k: saliency_image(v) for k, v in columns.items()}
-    for i in range(n):
-        axes[i, 0].imshow(_to_hwc(images[i]))
-        axes[i, 0].set_xticks([])
-        axes[i, 0].set_yticks([])
-        if row_titles is not None:
-            axes[i, 0].set_ylabel(row_titles[i], fontsize=8)
-        for j, k in enumerate(names, start=1):
-            axes[i, j].imshow(pics[k][i].permute(1, 2, 0).numpy())
-            axes[i, j].axis("off")
-            if i == 0:
-                axes[i, j].set_title(k, fontsize=9)
-    axes[0, 0].set_title("input", fontsize=9)
-    return fig
+    return _grid(images, names, pics, row_titles, size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import Tensor
@@ -126,55 +127,59 @@ def _img(t: Tensor):
 def branch_maps_figure(backgrounds: Mapping[str, Tensor], maps: Mapping[str, Tensor], n: int = 4,
                        row_names: Sequence[str] | None = None) -> Figure:
     """Rows: samples; per branch, its view and its Grad-CAM map (jointly normalized) overlaid."""
+    import torch.nn.functional as F
+
+    from .colormaps import colorize
+    from .figures import _mosaic_figure
+
     branches = list(maps)
     N = min(n, next(iter(maps.values())).shape[0])
-    fig = Figure(figsize=(2.0 * 2 * len(branches), 2.0 * N + 0.3))
-    axes = fig.subplots(N, 2 * len(branches), squeeze=False)
+    tiles = []
     for i in range(N):
-        for bi, b in enumerate(branches):
-            bg = backgrounds[b][i]
-            ax = axes[i][2 * bi]
-            ax.imshow(_img(bg))
-            ax2 = axes[i][2 * bi + 1]
-            ax2.imshow(_img(bg) * 0.55)
-            ax2.imshow(maps[b][i].detach().float().cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
-            for a in (ax, ax2):
-                a.set_xticks([])
-                a.set_yticks([])
-            if i == 0:
-                ax.set_title(f"{b} view", fontsize=8)
-                ax2.set_title(f"{b} map", fontsize=8)
-        if row_names is not None:
-            axes[i][0].set_ylabel(row_names[i], fontsize=8)
-    fig.tight_layout()
-    return fig
+        for b in branches:
+            bg = torch.from_numpy(_img(backgrounds[b][i])).permute(2, 0, 1)
+            m = maps[b][i].detach().float().cpu()
+            if tuple(m.shape[-2:]) != tuple(bg.shape[-2:]):
+                m = F.interpolate(m.reshape(1, 1, *m.shape[-2:]), size=bg.shape[-2:], mode="bilinear")[0, 0]
+            tiles += [bg, 0.5 * 0.55 * bg + 0.5 * colorize(m.clamp(0, 1), "jet")]
+    heads = [f"{b} {what}" for b in branches for what in ("view", "map")]
+    return _mosaic_figure(tiles, None, 2 * len(branches), tile_w=1.9, tile_h=1.9, title_h=0.06, fontsize=8,
+                          col_titles=heads, row_titles=[str(r) for r in row_names[:N]] if row_names is not None else None)
 
 
 def provenance_figure(fused: Tensor, ranges: Mapping[str, tuple[int, int]], per_branch: int = 8, title: str = "") -> Figure:
     """Channels of the fused tensor ``(C, h, w)`` (one sample), grouped by the branch that produced them."""
     branches = list(ranges)
     top = float(fused.detach().float().abs().max()) or 1.0  # one scale for all: an idle branch looks dark
-    fig = Figure(figsize=(1.1 * per_branch + 1.2, 1.25 * len(branches) + 0.5))
-    axes = fig.subplots(len(branches), per_branch, squeeze=False)
+    from matplotlib.colors import to_rgb
+
+    from .colormaps import colorize
+    from .figures import _mosaic_figure
+
+    lo = 0.0 if float(fused.min()) >= 0 else -top
+    k = max(1, -(-48 // max(fused.shape[-2:])))  # enlarge small maps first so the frame stays thin
+    blank = torch.ones(3, fused.shape[-2] * k, fused.shape[-1] * k)
+    tiles, titles = [], []
     for bi, b in enumerate(branches):
         s, e = ranges[b]
         acts = fused[s:e].detach().float().cpu()
         order = acts.flatten(1).abs().mean(1).argsort(descending=True)[:per_branch]
+        frame = torch.tensor(to_rgb(_colour(bi))).view(3, 1, 1)  # each tile framed in its branch's colour
         for j in range(per_branch):
-            ax = axes[bi][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_edgecolor(_colour(bi))
-                spine.set_linewidth(2)
             if j < len(order):
                 c = int(order[j])
-                ax.imshow(acts[c].numpy(), cmap="viridis", vmin=0 if float(fused.min()) >= 0 else -top, vmax=top)
-                ax.set_title(f"ch {s + c}", fontsize=7)
-        axes[bi][0].set_ylabel(f"{b}\n[{s}:{e})", fontsize=8)
-    fig.suptitle((title + "; " if title else "") + "one colour scale for all channels", fontsize=9)
-    fig.tight_layout()
-    return fig
+                t = F.pad(colorize(acts[c], "viridis", lo, top).repeat_interleave(k, 1).repeat_interleave(k, 2),
+                          (2, 2, 2, 2))
+                t[:, :2], t[:, -2:], t[:, :, :2], t[:, :, -2:] = frame, frame, frame, frame
+                tiles.append(t)
+                titles.append(f"ch {s + c}")
+            else:
+                tiles.append(F.pad(blank, (2, 2, 2, 2), value=1.0))
+                titles.append("")
+    return _mosaic_figure(tiles, titles, per_branch, tile_w=0.95, tile_h=0.95, title_h=0.22, fontsize=7,
+                          suptitle=(title + "; " if title else "") + "one colour scale for all channels",
+                          suptitle_size=9, row_titles=[f"{b}\n[{ranges[b][0]}:{ranges[b][1]})" for b in branches],
+                          row_colors=[_colour(bi) for bi in range(len(branches))])
 
 
 def cka_figure(result, title: str = "linear CKA (similarity, not contribution)") -> Figure:

@@ -17,9 +17,31 @@ def figure_to_png(fig: Any, dpi: float | None = None) -> bytes:
 
     if not isinstance(getattr(fig, "canvas", None), FigureCanvasAgg):
         FigureCanvasAgg(fig)
+    dpi = dpi or fig.dpi
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi or fig.dpi)
-    return buf.getvalue()
+    fig.savefig(buf, format="rgba", dpi=dpi)
+    raw = buf.getvalue()
+    w_in, h_in = fig.get_size_inches()
+    w, h = int(w_in * dpi), int(h_in * dpi)
+    if len(raw) != 4 * w * h:  # unexpected canvas size: let matplotlib encode it
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": _LEVEL})
+        return buf.getvalue()
+    return _encode(torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(h, w, 4).numpy(), dpi)
+
+
+# zlib level 4 with opaque figures stored as RGB: about 2x faster than matplotlib's RGBA at level 6, and smaller.
+_LEVEL = 4
+
+
+def _encode(arr: Any, dpi: float) -> bytes:
+    """PNG bytes of an ``(H, W, 4)`` uint8 RGBA array, as RGB when fully opaque; ``dpi`` is recorded."""
+    from PIL import Image
+
+    img = Image.fromarray(arr[:, :, :3].copy() if (arr[:, :, 3] == 255).all() else arr)
+    out = io.BytesIO()
+    img.save(out, format="PNG", compress_level=_LEVEL, dpi=(dpi, dpi))
+    return out.getvalue()
 
 
 def _tensor_png(image: Tensor, scale: int) -> bytes:

@@ -338,27 +338,19 @@ def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence
         return fig
     _, what = first
     n_cls = min(first[0].shape[0], max_classes)
-    fig = _figure(1.1 * n_cls + 1.0, 1.25 * len(idx) + 0.6)
-    axes = np.array(fig.subplots(len(idx), n_cls, squeeze=False))
-    for r, i in enumerate(idx):
-        t = template_tensor(history, i, kind)[0][:n_cls]
-        imgs = _as_images(t)
-        v = float(imgs.abs().max()) or 1.0
-        for c in range(n_cls):
-            ax = axes[r, c]
-            img = imgs[c]
-            if img.shape[0] == 3:
-                ax.imshow((0.5 + img / (2 * v)).clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
-            else:
-                ax.imshow(img[0].numpy(), cmap="RdBu_r", vmin=-v, vmax=v, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(_label(labels, c), fontsize=9)
-        axes[r, 0].set_ylabel(f"step {snap_steps[i]}", fontsize=9)
+    from .colormaps import colorize
+    from .figures import _mosaic_figure
+
+    tiles = []
+    for i in idx:
+        imgs = _as_images(template_tensor(history, i, kind)[0][:n_cls])
+        v = float(imgs.abs().max()) or 1.0  # each row (step) on its own symmetric scale
+        for img in imgs[:n_cls]:
+            tiles.append((0.5 + img / (2 * v)).clamp(0, 1) if img.shape[0] == 3 else colorize(img[0], "RdBu_r", -v, v))
     title = "effective input-space templates (W_L···W_1)" if what == "effective" else "class templates (head rows)"
-    fig.suptitle(title, fontsize=10)
-    return fig
+    return _mosaic_figure(tiles, None, n_cls, tile_w=1.0, tile_h=1.0, title_h=0.08, fontsize=9, suptitle=title,
+                          col_titles=[_label(labels, c) for c in range(n_cls)],
+                          row_titles=[f"step {snap_steps[i]}" for i in idx])
 
 
 def plot_kernels(history, steps: Sequence[int] | None = None, max_kernels: int = 16):
@@ -372,18 +364,12 @@ def plot_kernels(history, steps: Sequence[int] | None = None, max_kernels: int =
     name = got[1]
     n = min(got[0].shape[0], max_kernels)
     snap_steps = history.snapshot_steps.tolist()
-    fig = _figure(0.75 * n + 1.0, 0.85 * len(idx) + 0.6)
-    axes = np.array(fig.subplots(len(idx), n, squeeze=False))
-    for r, i in enumerate(idx):
-        tiles = _tiles(kernel_tensor(history, i)[0][:n])
-        for c in range(n):
-            ax = axes[r, c]
-            ax.imshow(tiles[c].permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[r, 0].set_ylabel(f"step {snap_steps[i]}", fontsize=8)
-    fig.suptitle(f"{name}: first {n} filters over time", fontsize=10)
-    return fig
+    from .figures import _mosaic_figure
+
+    tiles = [t.float() for i in idx for t in _tiles(kernel_tensor(history, i)[0][:n])[:n]]
+    return _mosaic_figure(tiles, None, n, tile_w=0.65, tile_h=0.65, title_h=0.08, fontsize=8,
+                          suptitle=f"{name}: first {n} filters over time",
+                          row_titles=[f"step {snap_steps[i]}" for i in idx])
 
 
 def plot_similarity(history, steps: Sequence[int] | None = None, labels: Sequence[str] | None = None):
