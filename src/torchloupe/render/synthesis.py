@@ -30,6 +30,40 @@ def _show(ax, img: Tensor) -> None:
     ax.set_yticks([])
 
 
+def _unit_label(result, i: int) -> tuple[str, bool]:
+    f, b = float(result.final_activation[i]), float(result.baseline_activation[i])
+    failed = bool(result.failed[i])
+    label = f"{result.names[i]}\n{f:.3g} vs random {b:.3g}"
+    top1 = float(result.dataset_top1[i])
+    if top1 == top1:  # not NaN
+        label += f"\ndataset top-1 {top1:.3g}"
+    if failed:
+        label += "\nFAILED"
+    return label, failed
+
+
+def _units_grid(result, title: str | None, max_cols: int = 6):
+    """Synthesized images alone (no exemplars to pair with): a compact grid, labels above each."""
+    from matplotlib.figure import Figure
+
+    n = result.images.shape[0]
+    cols = max(1, min(n, max_cols))
+    rows = -(-n // cols)
+    fig = Figure(figsize=(1.6 * cols + 0.2, 1.95 * rows + 0.4), dpi=90)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        _show(ax, result.images[i])
+        label, failed = _unit_label(result, i)
+        ax.set_title(label, fontsize=7, color="#c0392b" if failed else "black")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.75 / (1.95 * rows + 0.4), wspace=0.12, hspace=0.62)
+    return fig
+
+
 def units_figure(result, exemplars=None, k: int = 5, title: str | None = None):
     """One row per synthesized image: the image (name, reached value vs random baseline, FAILED
     in red) and, when ``exemplars`` covers its channel, the top-``k`` exemplar crops with values."""
@@ -44,21 +78,16 @@ def units_figure(result, exemplars=None, k: int = 5, title: str | None = None):
             if layer == exemplars.layer and ch.isdigit() and int(ch) in chans:
                 ex_rows[i] = chans.index(int(ch))
     k = min(k, exemplars.k) if exemplars is not None else 0
-    cols = 1 + (k if ex_rows else 0)
+    if not ex_rows:
+        return _units_grid(result, title)
+    cols = 1 + k
     height = 1.85 * n + 0.55
     fig = Figure(figsize=(1.55 * cols + 0.2, height), dpi=90)
     axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         ax = axes[i, 0]
         _show(ax, result.images[i])
-        f, b = float(result.final_activation[i]), float(result.baseline_activation[i])
-        failed = bool(result.failed[i])
-        label = f"{result.names[i]}\n{f:.3g} vs random {b:.3g}"
-        top1 = float(result.dataset_top1[i])
-        if top1 == top1:  # not NaN
-            label += f"\ndataset top-1 {top1:.3g}"
-        if failed:
-            label += "\nFAILED"
+        label, failed = _unit_label(result, i)
         ax.set_title(label, fontsize=7, color="#c0392b" if failed else "black")
         for j in range(1, cols):
             ax = axes[i, j]
