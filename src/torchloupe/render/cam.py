@@ -58,7 +58,6 @@ def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | No
 def method_grid(results: Mapping[str, object], images: Tensor, *, row_titles: Sequence[str] | None = None,
                 cmap: str = "jet", alpha: float = 0.5, size: float = 1.9):
     """Rows = samples, columns = the image then one overlay per method (``{title: CAMResult}``)."""
-    from matplotlib.figure import Figure
 
     names = list(results)
     pics = {k: overlay(images, results[k].maps, cmap, alpha) for k in names}
@@ -93,7 +92,6 @@ def saliency_image(grad: Tensor) -> Tensor:
 def plot_saliency(images: Tensor, columns: Mapping[str, Tensor], *, row_titles: Sequence[str] | None = None,
                   size: float = 1.9):
     """Rows = samples, columns = the image then each ``{title: (N, C, H, W) gradient}``."""
-    from matplotlib.figure import Figure
 
     names = list(columns)
     pics = {k: saliency_image(v) for k, v in columns.items()}

@@ -355,7 +355,6 @@ def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence
 
 def plot_kernels(history, steps: Sequence[int] | None = None, max_kernels: int = 16):
     """First-layer kernels (conv) or units (MLP) at snapshot indices ``steps``; rows are steps."""
-    import numpy as np
 
     idx = list(steps) if steps is not None else pick_steps(history)
     got = kernel_tensor(history, idx[0]) if idx else None
