@@ -51,11 +51,8 @@ def chrome_driver(width: int = 1280, height: int = 900):
     return webdriver.Chrome(service=Service(driver_path), options=opts)
 
 
-@pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    overview = next(s for s in available_sections() if s.key == "overview")
-    path = tmp_path_factory.mktemp("browser") / "report.html"
-    build_report(fx.subjects(), path, sections=fx.sections(overview), progress=False)
+def opened(path):
+    """A headless Chromium showing the report at ``path`` once every image has decoded; quit afterwards."""
     driver = chrome_driver()
     try:
         driver.get(path.resolve().as_uri())
@@ -66,6 +63,14 @@ def page(tmp_path_factory):
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    overview = next(s for s in available_sections() if s.key == "overview")
+    path = tmp_path_factory.mktemp("browser") / "report.html"
+    build_report(fx.subjects(), path, sections=fx.sections(overview), progress=False)
+    yield from opened(path)
 
 
 def test_no_console_errors_and_scripts_stayed_text(page):
@@ -130,16 +135,7 @@ def demo(tmp_path_factory):
     path = out / "report.html"
     assert re.fullmatch(rf"wrote {re.escape(str(path))} \((\d+ KB|\d+\.\d MB)\)", lines[-2]), lines[-2]
     assert path.stat().st_size < 20 * 1024 * 1024
-    driver = chrome_driver()
-    try:
-        driver.get(path.resolve().as_uri())
-        driver.execute_async_script(
-            "const done = arguments[arguments.length - 1];"
-            "Promise.all(Array.from(document.images).map(i => i.decode().catch(() => null))).then(done);"
-        )
-        yield driver
-    finally:
-        driver.quit()
+    yield from opened(path)
 
 
 def test_demo_report_in_browser(demo):
