@@ -88,8 +88,8 @@ def _chunk_size(sample: Tensor, budget: int) -> int:
     return n
 
 
-def _probabilities(model: nn.Module, x: Tensor, targets: Tensor | None, chunk: int):
-    """Softmax probabilities of ``targets`` (or of the argmax when None) for a big batch, chunked."""
+def _probabilities(model: nn.Module, x: Tensor, chunk: int) -> Tensor:
+    """Softmax probabilities ``(N, classes)`` of a big batch, run in forwards of ``chunk`` images."""
     probs = []
     with torch.no_grad():
         for start in range(0, x.shape[0], chunk):
@@ -100,10 +100,7 @@ def _probabilities(model: nn.Module, x: Tensor, targets: Tensor | None, chunk: i
                     f"got {type(out).__name__}{'' if not isinstance(out, Tensor) else tuple(out.shape)}"
                 )
             probs.append(out.float().softmax(dim=1))
-    p = torch.cat(probs)
-    if targets is None:
-        return p
-    return p
+    return torch.cat(probs)
 
 
 def _prepare(model: nn.Module, x: Tensor, maps: Tensor, target: Any):
@@ -131,7 +128,7 @@ def _prepare(model: nn.Module, x: Tensor, maps: Tensor, target: Any):
 
 def _resolve_targets(model: nn.Module, x: Tensor, target: Any, chunk: int) -> Tensor:
     if target is None:
-        return _probabilities(model, x, None, chunk).argmax(dim=1)
+        return _probabilities(model, x, chunk).argmax(dim=1)
     with torch.no_grad():
         n_classes = model(x[:1]).shape[1] if x.shape[0] else None
     return check_targets(target, x.shape[0], n_classes, device=x.device)
@@ -201,7 +198,7 @@ def _curve(
             ids = step_ids[s0 : s0 + per_chunk]
             changed = rank.unsqueeze(0) < (ids * per_step).view(-1, 1, 1, 1, 1)  # (S, B, 1, H, W)
             imgs = torch.where(changed, finish.unsqueeze(0), start.unsqueeze(0)).reshape(-1, c, h, w)
-            p = _probabilities(model, imgs, None, chunk)
+            p = _probabilities(model, imgs, chunk)
             p = p.view(len(ids), b, -1).gather(2, targets.view(1, b, 1).expand(len(ids), b, 1))[..., 0]
             probs[s0 : s0 + len(ids)] = p
     curves = probs.t().contiguous()
@@ -276,7 +273,7 @@ def _confidence_pair(model, x, maps, target, memory_budget):
         chunk = _chunk_size(x, memory_budget)
         targets = _resolve_targets(model, x, target, chunk)
         both = torch.cat([x, x * maps[:, None]])
-        p = _probabilities(model, both, None, chunk)
+        p = _probabilities(model, both, chunk)
     b = x.shape[0]
     y = p[:b].gather(1, targets[:, None])[:, 0]
     o = p[b:].gather(1, targets[:, None])[:, 0]
@@ -395,7 +392,7 @@ def road(
             thr = torch.quantile(flat, (100 - p) / 100.0, dim=1).view(b, 1, 1)
             missing = (rel.double() >= thr).unsqueeze(1)
             imgs.append(_impute(x, missing, noise, g))
-        probs = _probabilities(model, torch.cat(imgs), None, chunk)
+        probs = _probabilities(model, torch.cat(imgs), chunk)
     scores = probs.view(len(percentages), b, -1).gather(2, targets.view(1, b, 1).expand(len(percentages), b, 1))[..., 0]
     return ROADResult(scores.t().contiguous(), tuple(float(p) for p in percentages), order, targets)
 
