@@ -30,6 +30,12 @@ def test_chelsea_is_a_cat(lite0):
     assert float(p[top]) > 0.7
 
 
+def test_bundled_class_names_are_torchvisions():
+    from torchvision.models import ResNet18_Weights
+
+    assert imagenet_data.imagenet_classes() == list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
 def test_gradcam_peak_on_the_cat_face(lite0):
     model, x, _ = lite0
     res = tl.cam.GradCAM(model)(x)

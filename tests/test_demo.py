@@ -126,6 +126,31 @@ def test_digits():
     assert tl.demo.DIGIT_CLASSES == tuple("0123456789")
 
 
+def test_digits_cached_copy_equals_scikit_learn(monkeypatch, tmp_path):
+    from sklearn.datasets import load_digits
+
+    from torchloupe.demo import digits as digits_mod
+
+    monkeypatch.setenv("TORCHLOUPE_CACHE", str(tmp_path))
+    ref = load_digits()
+    first = digits_mod.digits_tensors()
+    assert (tmp_path / "sklearn-digits-v1.pt").exists()
+
+    def no_sklearn():
+        raise AssertionError("scikit-learn loaded although the cached copy exists")
+
+    monkeypatch.setattr(digits_mod, "_load_sklearn", no_sklearn)
+    second = digits_mod.digits_tensors()
+    want_x = torch.as_tensor(ref.images, dtype=torch.float32).div(16.0).unsqueeze(1)
+    for x, y in (first, second):
+        assert torch.equal(x, want_x) and torch.equal(y, torch.as_tensor(ref.target))
+    (tmp_path / "sklearn-digits-v1.pt").write_bytes(b"truncated")  # a broken copy is replaced
+    monkeypatch.undo()
+    monkeypatch.setenv("TORCHLOUPE_CACHE", str(tmp_path))
+    assert torch.equal(digits_mod.digits_tensors()[0], want_x)
+    assert torch.load(tmp_path / "sklearn-digits-v1.pt", weights_only=True)["images"].shape == (1797, 8, 8)
+
+
 # ---------------------------------------------------------------- cache
 
 def test_cache_dir_precedence(monkeypatch, tmp_path):

@@ -55,6 +55,34 @@ def test_deletion_matches_literal_reference(substrate):
         assert r.auc[i].item() == pytest.approx(ref_evaluate.auc(ref, r.fractions.numpy()), abs=1e-5)
 
 
+def test_model_that_views_a_conv_output_falls_back_to_contiguous_batches():
+    """CPU batches go in channels-last; ``x.view(n, -1)`` on such a conv output raises, and the
+    metric must then rerun contiguous and give the same numbers as the literal reference."""
+
+    class ViewFlatten(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4 * 8 * 8, 3)
+            self.layouts = []
+
+        def forward(self, x):
+            y = self.conv(x)
+            self.layouts.append(y.is_contiguous())
+            return self.fc(y.view(y.shape[0], -1))
+
+    torch.manual_seed(3)
+    m = ViewFlatten().eval()
+    x = torch.rand(2, 3, 8, 8)
+    maps = torch.rand(2, 8, 8)
+    r = ev.deletion_curve(m, x, maps, target=[0, 2], steps=4, substrate="zero")
+    first = m.layouts.index(False)  # tried channels-last once (after the contiguous target check) ...
+    assert all(m.layouts[first + 1 :]) and len(m.layouts) > first + 1  # ... then contiguous to the end
+    for i in range(2):
+        ref = ref_evaluate.deletion_curve(m, x[i], maps[i], [0, 2][i], 4, torch.zeros_like(x[i]))
+        np.testing.assert_allclose(r.curves[i].numpy(), ref, atol=1e-6)
+
+
 def test_insertion_reveals_onto_blur_and_ends_at_original():
     m = tiny_cnn().eval()
     x = torch.rand(2, 3, 16, 16)

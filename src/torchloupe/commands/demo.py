@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     subjects = collect_subjects(options)
     info = build_report(
         subjects, path, sections=sections, options=options, progress=not args.no_progress,
-        title="torchloupe demo report",
+        title="torchloupe demo report", jobs=args.jobs,
     )
     print(info.summary())
     print(f"demo finished in {time.perf_counter() - t0:.1f} s")

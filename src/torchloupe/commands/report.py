@@ -23,6 +23,22 @@ def add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="cheaper settings for every section")
     p.add_argument("--seed", type=int, default=0, help="seed for every section (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--jobs", type=_jobs, default="auto", metavar="N",
+        help="worker processes for the sections (default: auto, one per CPU up to 4; 1 runs them in order)",
+    )
+
+
+def _jobs(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of processes or 'auto', got {text!r}")
+    return value
 
 
 def register(subparsers) -> None:
@@ -83,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     )
     info = build_report(
         [subject], path, sections=sections, options={"quick": args.quick, "seed": args.seed},
-        progress=not args.no_progress, title=args.title or f"torchloupe report: {args.model}",
+        progress=not args.no_progress, title=args.title or f"torchloupe report: {args.model}", jobs=args.jobs,
     )
     print(info.summary())
     warn_failures(info)

@@ -88,7 +88,7 @@ def load_state(model: M, path: Path) -> M:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-    except (OSError, RuntimeError, EOFError, KeyError, ValueError, TypeError, pickle.UnpicklingError) as exc:
+    except (OSError, RuntimeError, EOFError, KeyError, IndexError, ValueError, TypeError, pickle.UnpicklingError) as exc:
         raise CheckpointError(f"cached weights {str(path)!r} cannot be loaded: {exc}") from exc
     return model
 

@@ -1,11 +1,14 @@
 """scikit-learn's handwritten digits (1,797 images of 8x8 pixels) as tensors and a Dataset.
 
 Bundled with scikit-learn (no download). Images are ``(1, 8, 8)`` float in [0, 1]
-(the original 0..16 gray levels divided by 16).
+(the original 0..16 gray levels divided by 16). The first load keeps a copy of the arrays in
+the demo cache (``sklearn-digits-v1.pt``, 130 kB), so later runs skip importing scikit-learn.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 from typing import NamedTuple
 
 import torch
@@ -26,15 +29,44 @@ class DigitsSplit(NamedTuple):
     y_test: Tensor
 
 
-def digits_tensors() -> tuple[Tensor, Tensor]:
-    """All 1,797 digits: images ``(N, 1, 8, 8)`` float32 in [0, 1] and labels ``(N,)`` long."""
+_CACHE_KEY = "sklearn-digits-v1"
+
+
+def _load_sklearn() -> tuple[Tensor, Tensor]:
+    """Gray levels ``(N, 8, 8)`` uint8 in 0..16 and labels ``(N,)`` uint8, from scikit-learn."""
     from ..errors import require
 
     datasets = require("sklearn.datasets", "demo", package="scikit-learn")
     data = datasets.load_digits()
-    x = torch.as_tensor(data.images, dtype=torch.float32).div_(16.0).unsqueeze(1)
-    y = torch.as_tensor(data.target, dtype=torch.long)
-    return x, y
+    return torch.as_tensor(data.images).round().to(torch.uint8), torch.as_tensor(data.target).to(torch.uint8)
+
+
+def _raw_digits() -> tuple[Tensor, Tensor]:
+    from .cache import cache_path
+
+    path = cache_path(_CACHE_KEY)
+    if path.exists():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            images, labels = saved["images"], saved["labels"]
+            if images.shape == (len(labels), 8, 8) and images.dtype == torch.uint8:
+                return images, labels
+        except (OSError, RuntimeError, EOFError, KeyError, IndexError, TypeError, ValueError, pickle.UnpicklingError):
+            pass  # unreadable copy: load from scikit-learn again
+    images, labels = _load_sklearn()
+    try:
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        torch.save({"images": images, "labels": labels}, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs the scikit-learn import next time
+    return images, labels
+
+
+def digits_tensors() -> tuple[Tensor, Tensor]:
+    """All 1,797 digits: images ``(N, 1, 8, 8)`` float32 in [0, 1] and labels ``(N,)`` long."""
+    images, labels = _raw_digits()
+    return images.float().div_(16.0).unsqueeze(1), labels.long()
 
 
 def digits_dataset() -> TensorDataset:

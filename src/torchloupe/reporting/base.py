@@ -131,16 +131,21 @@ class Section:
     blurb: str  # one line: what the reader sees
     order: int
     build: Callable[[Subject, dict], Union[Sequence[Block], NotApplicable]]
+    cost: float = 1.0  # relative time, only to start the slow sections first when they run in parallel
 
 
 _REGISTRY: dict[str, Section] = {}
 
 
-def register(key: str, title: str, blurb: str, order: int):
-    """Decorator registering ``build(subject, options)`` as a report section."""
+def register(key: str, title: str, blurb: str, order: int, cost: float = 1.0):
+    """Decorator registering ``build(subject, options)`` as a report section.
+
+    ``cost``: its time relative to a typical section (measured on the demo); a parallel
+    report starts the costly ones first so no worker is left with a long one at the end.
+    """
 
     def deco(fn):
-        _REGISTRY[key] = Section(key=key, title=title, blurb=blurb, order=order, build=fn)
+        _REGISTRY[key] = Section(key=key, title=title, blurb=blurb, order=order, build=fn, cost=float(cost))
         return fn
 
     return deco

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._parallel import run_jobs, worker_count
 from ..errors import UnsupportedModelError, UsageError
 from . import base
 from .base import NotApplicable, Section, Subject
@@ -201,6 +202,16 @@ def _run_one(section: Section, subject: Subject, options: dict) -> tuple[str, An
         return "error", (line, "".join(traceback.format_exception(exc)))
 
 
+def _weight(subject: Subject) -> float:
+    """How heavy a subject's sections tend to be: log10 of its parameter count plus input size."""
+    import math
+
+    size = sum(p.numel() for p in subject.model.parameters())
+    if isinstance(subject.inputs, torch.Tensor):
+        size += subject.inputs.numel()
+    return math.log10(size + 10)
+
+
 def _check_subjects(subjects: Sequence[Subject]) -> list[Subject]:
     if isinstance(subjects, Subject):
         subjects = [subjects]
@@ -222,11 +233,15 @@ def build_report(
     options: dict | None = None,
     progress: bool = True,
     title: str | None = None,
+    jobs: int | str = 1,
 ) -> ReportInfo:
     """Run ``sections`` on every subject and write one self-contained HTML file to ``path``.
 
     ``options`` reaches every section (``quick``, ``seed`` and anything a section documents).
-    Returns a :class:`ReportInfo` with the path, file size and per-section timings.
+    ``jobs``: processes to run the sections in (``"auto"``: one per CPU, at most 4). More than
+    one forks this process (Linux only, and not once CUDA is in use: then it runs in order),
+    so call it from a script rather than from a process holding locks or open connections;
+    ``seconds`` per section then add up the workers' time. Returns a :class:`ReportInfo` with the path, file size and per-section timings.
     """
     from tqdm import tqdm
 
@@ -244,40 +259,53 @@ def build_report(
     section_slugs = _unique_slugs([s.key for s in chosen])
     runs: list[SectionRun] = []
     views: list[dict[str, Any]] = []
+    workers = worker_count(jobs, len(chosen) * len(subjects))
+    tasks = [(a, b) for a in range(len(chosen)) for b in range(len(subjects))]
+    order = sorted(range(len(tasks)), key=lambda t: -chosen[tasks[t][0]].cost * _weight(subjects[tasks[t][1]]))
+
+    def job(t: int) -> tuple[str, Any, float]:
+        a, b = tasks[t]
+        t0 = time.perf_counter()
+        status, payload = _run_one(chosen[a], subjects[b], opts)
+        return status, payload, time.perf_counter() - t0
+
+    results: dict[int, tuple[str, Any, float]] = {}
     bar = tqdm(
-        total=len(chosen) * len(subjects), desc="report", unit="view", file=sys.stderr,
+        total=len(tasks), desc="report", unit="view", file=sys.stderr,
         disable=not progress, dynamic_ncols=True, leave=True,
     )
     try:
-        for section, sslug in zip(chosen, section_slugs):
-            sview: dict[str, Any] = {
-                "key": section.key, "title": section.title, "blurb": section.blurb,
-                "anchor": f"s-{sslug}", "entries": [], "na": [], "seconds": 0.0,
-            }
-            for subject, subslug in zip(subjects, subject_slugs):
-                bar.set_postfix_str(f"{section.key} · {subject.name}"[:60], refresh=False)
-                t0 = time.perf_counter()
-                status, payload = _run_one(section, subject, opts)
-                secs = time.perf_counter() - t0
-                sview["seconds"] += secs
-                item = {"subject": subject.name, "model": type(subject.model).__name__,
-                        "anchor": f"s-{sslug}--{subslug}", "status": status}
-                if status == "ok":
-                    item["blocks"] = payload
-                    nbytes = sum(v.get("bytes", 0) for v in payload)
-                    sview["entries"].append(item)
-                    runs.append(SectionRun(section.key, subject.name, status, secs, nbytes))
-                elif status == "not-applicable":
-                    sview["na"].append({"subject": subject.name, "reason": payload})
-                    runs.append(SectionRun(section.key, subject.name, status, secs, 0, payload))
-                else:
-                    item["error"], item["traceback"] = payload
-                    sview["entries"].append(item)
-                    runs.append(SectionRun(section.key, subject.name, status, secs, 0, payload[0]))
-                bar.update(1)
-            views.append(sview)
+        for t, result in run_jobs(job, order, workers):
+            results[t] = result
+            a, b = tasks[t]
+            bar.set_postfix_str(f"{chosen[a].key} · {subjects[b].name}"[:60], refresh=False)
+            bar.update(1)
     finally:
         bar.close()
+
+    for a, (section, sslug) in enumerate(zip(chosen, section_slugs)):
+        sview: dict[str, Any] = {
+            "key": section.key, "title": section.title, "blurb": section.blurb,
+            "anchor": f"s-{sslug}", "entries": [], "na": [], "seconds": 0.0,
+        }
+        for b, (subject, subslug) in enumerate(zip(subjects, subject_slugs)):
+            status, payload, secs = results[a * len(subjects) + b]
+            sview["seconds"] += secs
+            item = {"subject": subject.name, "model": type(subject.model).__name__,
+                    "anchor": f"s-{sslug}--{subslug}", "status": status}
+            if status == "ok":
+                item["blocks"] = payload
+                nbytes = sum(v.get("bytes", 0) for v in payload)
+                sview["entries"].append(item)
+                runs.append(SectionRun(section.key, subject.name, status, secs, nbytes))
+            elif status == "not-applicable":
+                sview["na"].append({"subject": subject.name, "reason": payload})
+                runs.append(SectionRun(section.key, subject.name, status, secs, 0, payload))
+            else:
+                item["error"], item["traceback"] = payload
+                sview["entries"].append(item)
+                runs.append(SectionRun(section.key, subject.name, status, secs, 0, payload[0]))
+        views.append(sview)
 
     seconds = time.perf_counter() - start
     if title is None:

@@ -39,6 +39,7 @@ def _tokens(subject: Subject, T: int) -> list[str] | None:
     "Attention",
     "where each layer and head looks, token to token, and how attention composes through the layers",
     70,
+    cost=2,
 )
 def build(subject: Subject, options: dict):
     from torchloupe.render import attention as draw

@@ -54,6 +54,7 @@ def subject_exemplars(subject: Subject, layer: str, channels: list[int], quick: 
     "each with the value it reached against the best of 32 random inputs; FAILED marks a unit that "
     "could not be driven above random inputs.",
     60,
+    cost=3,
 )
 def build(subject: Subject, options: dict):
     from ...render.synthesis import curves_figure, units_figure

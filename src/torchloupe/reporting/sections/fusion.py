@@ -27,7 +27,7 @@ def _inputs(subject: Subject, n: int) -> tuple:
 
 @register("fusion", "Feature fusion",
           "Where the branches meet, how much of each prediction each branch carries, and what each branch looks at.",
-          80)
+          80, cost=4)
 def build(subject: Subject, options: dict):
     from ...render import fusion as draw
 

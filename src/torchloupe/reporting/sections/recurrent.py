@@ -32,6 +32,7 @@ def _run(subject: Subject) -> None:
     "Recurrent memory",
     "hidden and cell states over time, gate saturation, and the units that track a signal",
     75,
+    cost=1.5,
 )
 def build(subject: Subject, options: dict):
     from torchloupe.render import recurrent as draw

@@ -17,6 +17,7 @@ MAX_IMAGES = 4
     "Guided backpropagation / deconvnet",
     "The predicted class's gradient projected back to the pixels: plain, guided, deconvnet and guided Grad-CAM.",
     55,
+    cost=1.5,
 )
 def build(subject: Subject, options: dict):
     x = subject.inputs

@@ -26,6 +26,7 @@ def _history(subject):
     "Weight learning",
     "How the weights moved in training: norms, update sizes, value histograms, class templates forming.",
     45,
+    cost=3,
 )
 def build(subject, options):
     h = _history(subject)
