@@ -83,6 +83,33 @@ def test_model_that_views_a_conv_output_falls_back_to_contiguous_batches():
         np.testing.assert_allclose(r.curves[i].numpy(), ref, atol=1e-6)
 
 
+def test_repeated_images_run_their_unchanged_ends_once():
+    """Several methods' maps on one image (a repeated batch): same curves as one call per map,
+    and the all-kept / all-changed images are forwarded once per distinct image."""
+
+    class Counting(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.images = inner, 0
+
+        def forward(self, x):
+            self.images += x.shape[0]
+            return self.inner(x)
+
+    torch.manual_seed(5)
+    m = Counting(tiny_cnn().eval()).eval()
+    x = torch.rand(2, 3, 12, 12)
+    xs = torch.cat([x, x, x])  # three "methods" on two images
+    maps = torch.rand(6, 12, 12)
+    for curve in (ev.deletion_curve, ev.insertion_curve):
+        m.images = 0
+        r = curve(m, xs, maps, target=[0, 1] * 3, steps=5, substrate="blur")
+        assert m.images == 2 + 2 + 6 * 4  # two distinct images at both ends, 4 inner steps of each row
+        for i in range(6):
+            one = curve(m, xs[i : i + 1], maps[i : i + 1], target=[0, 1][i % 2], steps=5, substrate="blur")
+            assert torch.allclose(r.curves[i], one.curves[0], atol=1e-6)
+
+
 def test_insertion_reveals_onto_blur_and_ends_at_original():
     m = tiny_cnn().eval()
     x = torch.rand(2, 3, 16, 16)
@@ -243,6 +270,12 @@ def test_randomization_check_gradient_changes_and_model_untouched():
     const = ev.randomization_check(m, x, lambda model, inp, t: inp.sum(1), layers="cascade")
     assert torch.allclose(const.similarity, torch.ones(2, 5))
     assert not const.passed.any()
+    # A precomputed explanation of the trained model gives the same check without recomputing it.
+    t = m(x).argmax(1)
+    given = ev.randomization_check(m, x, grad_explain, layers="cascade", original=grad_explain(m, x, t))
+    assert torch.allclose(given.similarity, r.similarity, atol=1e-6)
+    with pytest.raises(InputError, match="original must be the explanation of x"):
+        ev.randomization_check(m, x, grad_explain, original=torch.zeros(3, 16, 16))
 
 
 def test_batch_equals_one_by_one():

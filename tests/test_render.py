@@ -98,6 +98,22 @@ def test_to_png_round_trips_tensors_and_renders_figures():
     fig.add_subplot().plot([0, 1], [1, 0])
     png = R.to_png(fig)
     assert Image.open(io.BytesIO(png)).size == (200, 100)
+    # The picture of matplotlib's own savefig, also at an odd size and another dpi; dpi kept.
+    # (savefig draws twice, so constrained layout may settle a pixel further; a few edges differ.)
+    fig = R.new_figure(3.37, 2.11)
+    ax = fig.add_subplot()
+    im = ax.imshow(np.arange(12.0).reshape(3, 4))
+    fig.colorbar(im, ax=ax, label="value")
+    ax.set_title("title")
+    for dpi in (100, 137):
+        ours = np.array(Image.open(io.BytesIO(R.to_png(fig, dpi=dpi))).convert("RGBA"))
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+        theirs = np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGBA"))
+        assert ours.shape == theirs.shape
+        differ = (ours != theirs).any(-1).mean()
+        assert differ < 0.06, f"{differ:.1%} of the pixels differ from savefig at dpi {dpi}"
+        assert fig.dpi == 100
     with pytest.raises(TypeError, match="Figure or an image tensor"):
         R.to_png("not an image")
     with pytest.raises(ValueError, match="batch of 2"):

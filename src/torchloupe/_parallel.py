@@ -22,7 +22,7 @@ import torch
 
 from .errors import UsageError
 
-__all__ = ["available_cpus", "worker_count", "run_jobs"]
+__all__ = ["available_cpus", "worker_count", "run_jobs", "fork_executor"]
 
 T = TypeVar("T")
 
@@ -65,6 +65,18 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def fork_executor(workers: int):
+    """A ``ProcessPoolExecutor`` of ``workers`` forked processes, ``cpus // workers`` torch threads
+    each. Submit module-level functions; for closures over data in memory use :func:`run_jobs`."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_worker, initargs=(max(1, available_cpus() // workers),),
+    )
+
+
 def _call(index: int) -> tuple[int, Any]:
     return index, _JOB(index)  # type: ignore[misc]  # set by run_jobs before the fork
 
@@ -83,19 +95,14 @@ def run_jobs(fn: Callable[[int], T], order: Sequence[int], workers: int) -> Iter
             yield i, fn(i)
         return
 
-    import multiprocessing
     import warnings
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
     from concurrent.futures.process import BrokenProcessPool
 
     global _JOB
-    threads = max(1, available_cpus() // workers)
     done: set[int] = set()
     _JOB = fn
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-        initializer=_init_worker, initargs=(threads,),
-    )
+    pool = fork_executor(workers)
     try:
         with warnings.catch_warnings():  # Python 3.12+ warns about forking a threaded process
             warnings.simplefilter("ignore", DeprecationWarning)

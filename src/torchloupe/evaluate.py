@@ -181,6 +181,19 @@ def _substrate(x: Tensor, kind: str | Tensor) -> Tensor:
     raise InputError(f"substrate {kind!r} is not one of 'zero', 'blur', 'mean' or a tensor")
 
 
+def _distinct(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(distinct images, index of each image's copy)``: ``x == distinct[index]``."""
+    if x.shape[0] < 2:
+        return x, torch.arange(x.shape[0], device=x.device)
+    flat = x.reshape(x.shape[0], -1)
+    if bool((flat == flat[:1]).all()):  # one image repeated: the common case, checked without sorting
+        return x[:1], torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+    uniq, inverse = torch.unique(flat, dim=0, return_inverse=True)
+    if uniq.shape[0] == x.shape[0]:
+        return x, torch.arange(x.shape[0], device=x.device)
+    return uniq.view(-1, *x.shape[1:]), inverse
+
+
 def _curve(
     kind: str,
     model: nn.Module,
@@ -205,13 +218,16 @@ def _curve(
         if b == 0:
             empty = torch.zeros(0, steps + 1)
             return CurveResult(empty, fractions, torch.zeros(0), torch.zeros(0, dtype=torch.long), kind, str(substrate))
-        # The unchanged images are one point of the curve (deletion's first, insertion's last):
+        # The unchanged images are one end of the curve (deletion's first point, insertion's last):
         # run them first; their first forward also gives the class count the targets are checked against.
-        p_x = _probabilities(model, x[:chunk], chunk)
+        # A batch that repeats an image (several maps of one image) runs each distinct image once.
+        uniq, inverse = _distinct(x)
+        p_x = _probabilities(model, uniq[:chunk], chunk)
         if target is not None:
             targets = check_targets(target, b, p_x.shape[1], device=x.device)
-        if b > chunk:
-            p_x = torch.cat([p_x, _probabilities(model, x[chunk:], chunk)])
+        if uniq.shape[0] > chunk:
+            p_x = torch.cat([p_x, _probabilities(model, uniq[chunk:], chunk)])
+        p_x = p_x[inverse]
         if target is None:
             targets = p_x.argmax(dim=1)
         # Rank of each pixel by saliency, descending (rank 0 = most salient); ties broken by position.
@@ -222,10 +238,13 @@ def _curve(
         base = _substrate(x, substrate)
         start, finish = (x, base) if kind == "deletion" else (base, x)
         probs = torch.empty(steps + 1, b, device=x.device)
-        unchanged_step = 0 if kind == "deletion" else steps  # at step `steps` every pixel is changed
+        unchanged_step, changed_step = (0, steps) if kind == "deletion" else (steps, 0)
         probs[unchanged_step] = p_x.gather(1, targets.view(b, 1))[:, 0]
-        step_ids = torch.arange(steps + 1, device=x.device)
-        step_ids = step_ids[step_ids != unchanged_step]
+        # At step `steps` every pixel is changed (the substrate; insertion starts from it): no map involved.
+        uniq_base, inv_base = _distinct(base)
+        p_base = _probabilities(model, uniq_base, chunk)[inv_base]
+        probs[changed_step] = p_base.gather(1, targets.view(b, 1))[:, 0]
+        step_ids = torch.arange(1, steps, device=x.device)
         per_chunk = max(1, chunk // max(b, 1))  # how many steps of the whole batch fit at once
         for s0 in range(0, len(step_ids), per_chunk):
             ids = step_ids[s0 : s0 + per_chunk]
@@ -556,6 +575,7 @@ def randomization_check(
     blocks: Sequence[str] | None = None,
     threshold: float = 0.5,
     seed: int = 0,
+    original: Tensor | None = None,
 ) -> RandomizationResult:
     """Re-initialise layers from the output down on a deep copy of ``model`` and compare explanations.
 
@@ -565,7 +585,8 @@ def randomization_check(
     ``blocks``: what to re-initialise at each step, in forward order: layer names / specs, or lists
     of them re-initialised together (default: every leaf module that has parameters, one step each;
     :func:`layer_groups` makes fewer, coarser steps for deep models). Targets stay fixed to the trained model's prediction (or
-    ``target``) so only the weights change. The user's model is never modified.
+    ``target``) so only the weights change. ``original``: the trained model's explanation of
+    ``x`` when the caller already has it (saves computing it again). The user's model is never modified.
     """
     if layers not in ("cascade", "independent"):
         raise InputError(f"layers must be 'cascade' or 'independent', got {layers!r}")
@@ -597,7 +618,12 @@ def randomization_check(
             hooks_dict = sub.__dict__.get(attr)
             if hooks_dict:
                 hooks_dict.clear()
-    original = _as_maps(explain(work, x, targets))
+    if original is None:
+        original = explain(work, x, targets)
+    elif not isinstance(original, Tensor) or original.shape[0] != x.shape[0]:
+        got = tuple(original.shape) if isinstance(original, Tensor) else type(original).__name__
+        raise InputError(f"original must be the explanation of x, (N, H, W) with N = {x.shape[0]}; got {got}")
+    original = _as_maps(original)
     sims = []
     top_down = list(reversed(groups))
     labels = [g[0] if len(g) == 1 else f"{g[0]} … {g[-1]}" for g in top_down]

@@ -26,9 +26,40 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def collect_subjects(options: dict, package: str | None = None, log=print) -> list:
+def _train_family(module_name: str, options: dict) -> str | None:
+    """In a worker: ``module.train(options)``; returns an error line instead of raising."""
+    try:
+        importlib.import_module(module_name).train(dict(options))
+    except Exception as exc:  # the parent retries in subjects() and reports what fails there
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _start_training(package: str, names: list[str], options: dict, jobs) -> tuple[object | None, dict]:
+    """Submit ``train(options)`` of every family that has one to forked workers, slowest first
+    (``TRAIN_SECONDS`` hint); returns ``(executor or None, {name: future})``."""
+    from .._parallel import fork_executor, worker_count
+
+    modules = {}
+    for name in names:
+        try:
+            modules[name] = importlib.import_module(f"{package}.{name}")
+        except Exception:  # reported when subjects() imports it again
+            continue
+    trainable = [n for n, m in modules.items() if callable(getattr(m, "train", None))]
+    workers = worker_count(jobs, len(trainable))
+    if workers <= 1:
+        return None, {}
+    trainable.sort(key=lambda n: -float(getattr(modules[n], "TRAIN_SECONDS", 0)))
+    pool = fork_executor(workers)
+    return pool, {n: pool.submit(_train_family, f"{package}.{n}", options) for n in trainable}
+
+
+def collect_subjects(options: dict, package: str | None = None, log=print, jobs: int | str = 1) -> list:
     """Subjects of every module in ``package`` (name order), each from ``module.subjects(options)``.
 
+    With ``jobs`` > 1 the modules' ``train(options)`` run first in forked workers, side by
+    side, and each module's subjects are made once its training is done (then from the cache).
     A module that fails is reported on stderr and left out; none at all raises.
     """
     from ..errors import TorchLoupeError
@@ -38,24 +69,35 @@ def collect_subjects(options: dict, package: str | None = None, log=print) -> li
     names = sorted(info.name for info in pkgutil.iter_modules(pkg.__path__) if not info.name.startswith("_"))
     if not names:
         raise TorchLoupeError(f"no demo models are installed: {package} has no modules")
-    subjects, failed = [], []
-    for name in names:
-        t0 = time.perf_counter()
-        try:
-            module = importlib.import_module(f"{package}.{name}")
-            found = list(module.subjects(dict(options)))
-        except Exception as exc:  # one broken demo family must not hide the others
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            print(f"loupe: warning: demo models '{name}' failed: {type(exc).__name__}: {text}", file=sys.stderr)
-            failed.append(name)
-            continue
-        secs = time.perf_counter() - t0
-        log(f"prepared {name}: {len(found)} model{'s' if len(found) != 1 else ''} in {secs:.2f} s")
-        subjects.extend(found)
+    pool, training = _start_training(package, names, options, jobs)
+    try:
+        found_all = {name: _family(package, name, options, training.get(name), log) for name in names}
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    subjects = [s for found in found_all.values() if found for s in found]
     if not subjects:
+        failed = [name for name, found in found_all.items() if found is None]
         what = f"every module failed ({', '.join(failed)})" if failed else "the modules returned no models"
         raise TorchLoupeError(f"no demo models to report on: {what}")
     return subjects
+
+
+def _family(package: str, name: str, options: dict, training, log) -> list | None:
+    """One family's subjects (after its training in a worker, when there is one); None when it fails."""
+    t0 = time.perf_counter()
+    if training is not None:
+        training.result()  # an error there is met again, and reported, by subjects() below
+    try:
+        module = importlib.import_module(f"{package}.{name}")
+        found = list(module.subjects(dict(options)))
+    except Exception as exc:  # one broken demo family must not hide the others
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"loupe: warning: demo models '{name}' failed: {type(exc).__name__}: {text}", file=sys.stderr)
+        return None
+    secs = time.perf_counter() - t0
+    log(f"prepared {name}: {len(found)} model{'s' if len(found) != 1 else ''} in {secs:.2f} s")
+    return found
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     path = output_path(args.out)
     sections = select_sections(section_list(args.sections))
     options = {"quick": args.quick, "seed": args.seed}
-    subjects = collect_subjects(options)
+    subjects = collect_subjects({**options, "progress": not args.no_progress}, jobs=args.jobs)
     info = build_report(
         subjects, path, sections=sections, options=options, progress=not args.no_progress,
         title="torchloupe demo report", jobs=args.jobs,

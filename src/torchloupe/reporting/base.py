@@ -44,7 +44,9 @@ class Subject:
     ``images``: ``(N, 3, H, W)`` in [0, 1] to draw overlays on; defaults to ``inputs``
     when those look like images. ``labels``: class names. ``masks``: ``(N, H, W)`` bool
     object masks when known. ``dataset``: for dataset-scale views. ``extras``: anything
-    a section documents that it reads (e.g. ``"tracker"``).
+    a section documents that it reads (e.g. ``"tracker"``). ``sections``: the keys of the
+    sections this subject appears in (None: every section of the report), so a report
+    on several models can show each where it tells something.
     """
 
     name: str
@@ -56,6 +58,7 @@ class Subject:
     dataset: Any = None
     layers: Sequence[str] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    sections: Sequence[str] | None = None
 
     @property
     def display_images(self) -> Tensor | None:

@@ -212,6 +212,26 @@ def _weight(subject: Subject) -> float:
     return math.log10(size + 10)
 
 
+def _shown_in(subjects: Sequence[Subject], chosen: Sequence[Section]) -> list[set[str] | None]:
+    """Each subject's ``sections`` as a set of keys (None: all); unknown keys raise UsageError."""
+    import difflib
+
+    known = {s.key for s in chosen} | set(base._REGISTRY)
+    out: list[set[str] | None] = []
+    for subject in subjects:
+        keys = subject.sections
+        if keys is None:
+            out.append(None)
+            continue
+        keys = {keys} if isinstance(keys, str) else set(keys)
+        for key in sorted(keys - known):
+            close = difflib.get_close_matches(str(key), sorted(known), n=3)
+            hint = f"; closest: {', '.join(repr(c) for c in close)}" if close else f"; available: {', '.join(sorted(known))}"
+            raise UsageError(f"subject {subject.name!r} lists unknown section {key!r} in its sections{hint}")
+        out.append(keys)
+    return out
+
+
 def _check_subjects(subjects: Sequence[Subject]) -> list[Subject]:
     if isinstance(subjects, Subject):
         subjects = [subjects]
@@ -241,7 +261,8 @@ def build_report(
     ``jobs``: processes to run the sections in (``"auto"``: one per CPU, at most 4). More than
     one forks this process (Linux only, and not once CUDA is in use: then it runs in order),
     so call it from a script rather than from a process holding locks or open connections;
-    ``seconds`` per section then add up the workers' time. Returns a :class:`ReportInfo` with the path, file size and per-section timings.
+    ``seconds`` per section then add up the workers' time. Returns a :class:`ReportInfo` with
+    the path, file size and per-section timings.
     """
     from tqdm import tqdm
 
@@ -259,9 +280,12 @@ def build_report(
     section_slugs = _unique_slugs([s.key for s in chosen])
     runs: list[SectionRun] = []
     views: list[dict[str, Any]] = []
-    workers = worker_count(jobs, len(chosen) * len(subjects))
-    tasks = [(a, b) for a in range(len(chosen)) for b in range(len(subjects))]
+    shown = _shown_in(subjects, chosen)
+    tasks = [(a, b) for a in range(len(chosen)) for b in range(len(subjects))
+             if shown[b] is None or chosen[a].key in shown[b]]
+    # Slowest first, so no worker is left alone with a long section at the end.
     order = sorted(range(len(tasks)), key=lambda t: -chosen[tasks[t][0]].cost * _weight(subjects[tasks[t][1]]))
+    workers = worker_count(jobs, len(tasks))
 
     def job(t: int) -> tuple[str, Any, float]:
         a, b = tasks[t]
@@ -269,14 +293,14 @@ def build_report(
         status, payload = _run_one(chosen[a], subjects[b], opts)
         return status, payload, time.perf_counter() - t0
 
-    results: dict[int, tuple[str, Any, float]] = {}
+    results: dict[tuple[int, int], tuple[str, Any, float]] = {}
     bar = tqdm(
         total=len(tasks), desc="report", unit="view", file=sys.stderr,
         disable=not progress, dynamic_ncols=True, leave=True,
     )
     try:
         for t, result in run_jobs(job, order, workers):
-            results[t] = result
+            results[tasks[t]] = result
             a, b = tasks[t]
             bar.set_postfix_str(f"{chosen[a].key} · {subjects[b].name}"[:60], refresh=False)
             bar.update(1)
@@ -289,7 +313,9 @@ def build_report(
             "anchor": f"s-{sslug}", "entries": [], "na": [], "seconds": 0.0,
         }
         for b, (subject, subslug) in enumerate(zip(subjects, subject_slugs)):
-            status, payload, secs = results[a * len(subjects) + b]
+            if (a, b) not in results:  # the subject is not shown in this section
+                continue
+            status, payload, secs = results[a, b]
             sview["seconds"] += secs
             item = {"subject": subject.name, "model": type(subject.model).__name__,
                     "anchor": f"s-{sslug}--{subslug}", "status": status}

