@@ -158,7 +158,7 @@ from tests.helpers import tiny_cnn
 from torchloupe.reporting import Subject
 
 def subjects(options):
-    assert set(options) == {"quick", "seed"}
+    assert set(options) == {"quick", "seed", "progress"} and options["progress"] is False
     return [Subject("tiny-a", tiny_cnn(), torch.rand(2, 3, 16, 16)), Subject("tiny-b", tiny_cnn(1), torch.rand(1, 3, 8, 8))]
 """
 
@@ -180,6 +180,48 @@ def test_demo_collects_subject_modules(tmp_path, monkeypatch, capsys):
     assert re.fullmatch(r"demo finished in \d+\.\d s", lines[5]) and len(lines) == 6
     html = (out / "report.html").read_text()
     assert "<title>torchloupe demo report</title>" in html and html.count('<article class="subject"') == 2
+
+
+TRAINED_SUBJECTS = """
+import os, time
+import torch
+from tests.helpers import tiny_cnn
+from torchloupe.reporting import Subject
+
+MARK = os.environ["LOUPE_TRAIN_MARK"] + "-{name}"
+TRAIN_SECONDS = {seconds}
+
+def train(options):
+    start = time.time()
+    time.sleep(0.3)
+    with open(MARK, "w") as f:
+        f.write(f"{{os.getpid()}} {{start}} {{time.time()}}")
+
+def subjects(options):
+    if not os.path.exists(MARK):  # like load_or_train: train here when nobody did
+        train(options)
+    with open(MARK) as f:
+        pid = int(f.read().split()[0])
+    where = "a worker" if pid != os.getpid() else "this process"
+    return [Subject(f"{name} trained in {{where}}", tiny_cnn(), torch.rand(1, 3, 8, 8), sections=["overview"])]
+"""
+
+
+def test_demo_trains_families_side_by_side_before_making_subjects(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOUPE_TRAIN_MARK", str(tmp_path / "mark"))
+    _fake_package(tmp_path, monkeypatch, {n: TRAINED_SUBJECTS.format(name=n, seconds=s)
+                                          for n, s in (("slow", 30), ("fast", 1))})
+    from torchloupe.commands.demo import collect_subjects
+
+    subjects = collect_subjects({"seed": 0}, log=lambda *a: None, jobs=2)
+    assert [s.name for s in subjects] == ["fast trained in a worker", "slow trained in a worker"]
+    (pid_f, start_f, end_f), (pid_s, start_s, end_s) = (
+        (tmp_path / f"mark-{n}").read_text().split() for n in ("fast", "slow"))
+    assert pid_f != pid_s and float(start_f) < float(end_s) and float(start_s) < float(end_f)  # at the same time
+    for n in ("fast", "slow"):
+        (tmp_path / f"mark-{n}").unlink()
+    subjects = collect_subjects({"seed": 0}, log=lambda *a: None, jobs=1)
+    assert [s.name for s in subjects] == ["fast trained in this process", "slow trained in this process"]
 
 
 def test_demo_without_subjects_is_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -223,6 +223,40 @@ def test_deterministic_and_seeded_sections(tmp_path, overview):
     assert pa.text["p.text"] == [f"seed=3 draw={torch.rand(1).item():.6f}"]
 
 
+def test_parallel_report_equals_sequential_and_leaves_models_alone(tmp_path, overview):
+    """Sections run in forked workers (jobs=2) give the report of jobs=1: same blocks, images,
+    statuses and error boxes, in report order; the parent's models and RNG are untouched."""
+    subjects, secs = fx.subjects(), fx.sections(overview)
+    before = [model_state(s.model) for s in subjects]
+    rng = torch.get_rng_state()
+    a = build_report(subjects, tmp_path / "a.html", sections=secs, options={"seed": 7}, progress=False, jobs=1)
+    b = build_report(subjects, tmp_path / "b.html", sections=secs, options={"seed": 7}, progress=False, jobs=2)
+    assert torch.equal(torch.get_rng_state(), rng)
+    for s, state in zip(subjects, before):
+        assert_same_state(state, model_state(s.model))
+    pa, pb = Page(a.path.read_text()), Page(b.path.read_text())
+    assert [x["src"] for x in pa.all("img")] == [x["src"] for x in pb.all("img")] and pa.all("img")
+    for key in ("p.text", "div.error"):
+        assert pa.text.get(key) == pb.text.get(key), key
+    assert pa.text["table"][:-1] == pb.text["table"][:-1]  # the last table holds the build times
+    assert [(r.section, r.subject, r.status, r.bytes) for r in a.runs] == \
+        [(r.section, r.subject, r.status, r.bytes) for r in b.runs]
+    assert {r.status for r in b.runs} == {"ok", "not-applicable", "error"}
+
+
+def test_subject_sections_limit_where_it_appears(tmp_path, overview):
+    plain, other = fx.subjects()[1], fx.subjects()[1]
+    other.name, other.sections = "only fixed", ["fixed"]
+    info = build_report([plain, other], tmp_path / "r.html", sections=fx.sections(overview), progress=False)
+    shown = {(r.section, r.subject) for r in info.runs}
+    assert ("fixed", "only fixed") in shown and not any(s == "only fixed" for k, s in shown if k != "fixed")
+    assert sum(1 for k, s in shown if s == "plain") == 5
+    other.sections = ["overveiw"]
+    with pytest.raises(UsageError, match=r"subject 'only fixed' lists unknown section 'overveiw'.*closest: 'overview'"):
+        build_report([plain, other], tmp_path / "r2.html", sections=fx.sections(overview), progress=False)
+    assert not (tmp_path / "r2.html").exists()
+
+
 def test_errors_before_work(tmp_path, overview):
     subject = fx.subjects()[1]
     with pytest.raises(UsageError, match=r"unknown report section 'nope'; available: overview"):

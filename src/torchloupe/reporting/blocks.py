@@ -38,8 +38,12 @@ def figure_png(fig: Any) -> bytes:
 
 
 def _figure_svg(fig: Any) -> bytes:
+    """SVG bytes; a fixed id salt makes them the same in every process (matplotlib's default is random)."""
+    import matplotlib
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})
+    with matplotlib.rc_context({"svg.hashsalt": "torchloupe"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
     return buf.getvalue()
 
 

@@ -373,6 +373,7 @@ def report(
     *,
     options: dict | None = None,
     progress: bool = True,
+    jobs: int | str = 1,
     title: str | None = None,
     name: str | None = None,
     **subject_kwargs: Any,
@@ -381,7 +382,7 @@ def report(
 
     ``inputs``: a batch ``(N, C, H, W)`` (or a tuple / dict of model inputs); ``labels``:
     class names; further keywords become :class:`Subject` fields (``images``, ``masks``,
-    ``dataset``, ``layers``, ``extras``). Returns :class:`ReportInfo`.
+    ``dataset``, ``layers``, ``extras``). ``jobs``: see :func:`build_report`. Returns :class:`ReportInfo`.
     """
     from ..inputs import check_input
 
@@ -392,4 +393,5 @@ def report(
     if labels is not None:
         labels = [str(x) for x in labels]
     subject = Subject(name=name or type(model).__name__, model=model, inputs=inputs, labels=labels, **subject_kwargs)
-    return build_report([subject], path, sections=sections, options=options, progress=progress, title=title)
+    return build_report([subject], path, sections=sections, options=options, progress=progress, title=title,
+                        jobs=jobs)
