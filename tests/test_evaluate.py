@@ -276,6 +276,16 @@ def test_randomization_check_gradient_changes_and_model_untouched():
     assert torch.allclose(given.similarity, r.similarity, atol=1e-6)
     with pytest.raises(InputError, match="original must be the explanation of x"):
         ev.randomization_check(m, x, grad_explain, original=torch.zeros(3, 16, 16))
+    # Several methods on the same randomized copies: each equals its own single check.
+    doubled = lambda model, inp, t: 2 * grad_explain(model, inp, t)  # noqa: E731
+    for mode in ("cascade", "independent"):
+        both = ev.randomization_check(m, x, {"grad": grad_explain, "x2": doubled}, layers=mode)
+        for name, fn in (("grad", grad_explain), ("x2", doubled)):
+            alone = ev.randomization_check(m, x, fn, layers=mode)
+            assert torch.allclose(both[name].similarity, alone.similarity, atol=1e-6)
+            assert torch.equal(both[name].passed, alone.passed) and both[name].layers == alone.layers
+    with pytest.raises(InputError, match=r"explain\['bad'\] must be a callable"):
+        ev.randomization_check(m, x, {"grad": grad_explain, "bad": 3})
 
 
 def test_batch_equals_one_by_one():

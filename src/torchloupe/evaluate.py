@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -568,15 +568,15 @@ def layer_groups(model: nn.Module, max_groups: int | None = None) -> list[list[s
 def randomization_check(
     model: nn.Module,
     x: Tensor,
-    explain: Callable[[nn.Module, Tensor, Tensor], Tensor],
+    explain: Callable[[nn.Module, Tensor, Tensor], Tensor] | Mapping[str, Callable[[nn.Module, Tensor, Tensor], Tensor]],
     layers: str = "cascade",
     similarity: str = "spearman",
     target: Any = None,
     blocks: Sequence[str] | None = None,
     threshold: float = 0.5,
     seed: int = 0,
-    original: Tensor | None = None,
-) -> RandomizationResult:
+    original: Tensor | Mapping[str, Tensor] | None = None,
+) -> RandomizationResult | dict[str, RandomizationResult]:
     """Re-initialise layers from the output down on a deep copy of ``model`` and compare explanations.
 
     ``explain(model, x, targets) -> (N, H, W)`` (or input-shaped ``(N, C, H, W)``, reduced to
@@ -587,14 +587,25 @@ def randomization_check(
     :func:`layer_groups` makes fewer, coarser steps for deep models). Targets stay fixed to the trained model's prediction (or
     ``target``) so only the weights change. ``original``: the trained model's explanation of
     ``x`` when the caller already has it (saves computing it again). The user's model is never modified.
+
+    ``explain`` may also be a dict ``{name: explain}``: every method is checked on the same
+    randomized copies (one deep copy and one re-initialisation per step for all of them), and
+    the result is a dict ``{name: RandomizationResult}`` (``original`` then a dict too, or None).
     """
     if layers not in ("cascade", "independent"):
         raise InputError(f"layers must be 'cascade' or 'independent', got {layers!r}")
     measures = {"spearman": spearman, "ssim": ssim}
     if similarity not in measures:
         raise InputError(f"similarity must be one of {sorted(measures)}, got {similarity!r}")
-    if not callable(explain):
-        raise InputError(f"explain must be a callable (model, x, targets) -> maps, got {type(explain).__name__}")
+    single = not isinstance(explain, Mapping)
+    fns = {"": explain} if single else dict(explain)
+    for name, fn in fns.items():
+        if not callable(fn):
+            what = "explain" if single else f"explain[{name!r}]"
+            raise InputError(f"{what} must be a callable (model, x, targets) -> maps, got {type(fn).__name__}")
+    if not fns:
+        raise InputError("explain is an empty dict; expected at least one method")
+    given = {"": original} if single else dict(original or {})
     x = check_input(model, x)
     from .layers import find_layers
 
@@ -618,24 +629,34 @@ def randomization_check(
             hooks_dict = sub.__dict__.get(attr)
             if hooks_dict:
                 hooks_dict.clear()
-    if original is None:
-        original = explain(work, x, targets)
-    elif not isinstance(original, Tensor) or original.shape[0] != x.shape[0]:
-        got = tuple(original.shape) if isinstance(original, Tensor) else type(original).__name__
-        raise InputError(f"original must be the explanation of x, (N, H, W) with N = {x.shape[0]}; got {got}")
-    original = _as_maps(original)
-    sims = []
+    originals = {}
+    for name, fn in fns.items():
+        orig = given.get(name)
+        if orig is None:
+            orig = fn(work, x, targets)
+        elif not isinstance(orig, Tensor) or orig.shape[0] != x.shape[0]:
+            got = tuple(orig.shape) if isinstance(orig, Tensor) else type(orig).__name__
+            raise InputError(f"original must be the explanation of x, (N, H, W) with N = {x.shape[0]}; got {got}")
+        originals[name] = _as_maps(orig)
+    sims: dict[str, list[Tensor]] = {name: [] for name in fns}
     top_down = list(reversed(groups))
     labels = [g[0] if len(g) == 1 else f"{g[0]} … {g[-1]}" for g in top_down]
     pristine = copy.deepcopy(work.state_dict()) if layers == "independent" else None
     for i, (group, label) in enumerate(zip(top_down, labels)):
         _reinit([work.get_submodule(n) for n in group], seed + i)
-        maps = _as_maps(explain(work, x, targets))
-        if maps.shape != original.shape:
-            raise InputError(f"explain returned {tuple(maps.shape)} after randomising {label!r}, but {tuple(original.shape)} before")
-        sims.append(measure(original, maps))
+        for name, fn in fns.items():
+            maps = _as_maps(fn(work, x, targets))
+            if maps.shape != originals[name].shape:
+                raise InputError(f"explain returned {tuple(maps.shape)} after randomising {label!r}, "
+                                 f"but {tuple(originals[name].shape)} before")
+            sims[name].append(measure(originals[name], maps))
         if pristine is not None:
             work.load_state_dict(pristine)
-    sim = torch.stack(sims, dim=1)
-    final = sim[:, -1] if layers == "cascade" else sim.min(dim=1).values
-    return RandomizationResult(tuple(labels), sim, original, layers, similarity, float(threshold), final < threshold)
+    results = {}
+    for name in fns:
+        sim = torch.stack(sims[name], dim=1)
+        final = sim[:, -1] if layers == "cascade" else sim.min(dim=1).values
+        results[name] = RandomizationResult(tuple(labels), sim, originals[name], layers, similarity,
+                                            float(threshold), final < threshold)
+    return results[""] if single else results
+

@@ -34,8 +34,9 @@ def figure_to_png(fig: Any, dpi: float | None = None) -> bytes:
     return _encode(torch.frombuffer(rgba, dtype=torch.uint8).reshape(h, w, 4).numpy(), dpi)
 
 
-# zlib level 4 with opaque figures stored as RGB: about 2x faster than matplotlib's RGBA at level 6, and smaller.
-_LEVEL = 4
+# zlib level 1 with opaque figures stored as RGB: on the demo report's 184 PNGs, level 1 encodes in
+# 0.79 s and 8.96 MB, level 4 in 1.33 s and 8.40 MB, level 6 (matplotlib's) in 1.51 s and 8.32 MB.
+_LEVEL = 1
 
 
 def _encode(arr: Any, dpi: float) -> bytes:
@@ -68,7 +69,7 @@ def _tensor_png(image: Tensor, scale: int) -> bytes:
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
     img = Image.fromarray(arr[:, :, 0] if mode == "L" else arr, mode=mode)
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
+    img.save(buf, format="PNG", compress_level=_LEVEL)
     return buf.getvalue()
 
 

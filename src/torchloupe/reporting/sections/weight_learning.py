@@ -61,7 +61,7 @@ def build(subject, options):
         if len(h.snapshot_steps) >= 2:
             try:
                 with tempfile.TemporaryDirectory() as d:
-                    frames = 12 if options.get("quick") else 30
+                    frames = 12 if options.get("quick") else 20
                     path = wl.animate(h, os.path.join(d, "weights.gif"), fps=4, max_frames=frames)
                     with open(path, "rb") as f:
                         gif = f.read()
