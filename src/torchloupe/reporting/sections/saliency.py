@@ -26,6 +26,7 @@ def build(subject: Subject, options: dict):
         return NotApplicable("the inputs are not a batch of images")
     x, images = x[:MAX_IMAGES], images[:MAX_IMAGES]
     from ... import saliency
+    from ...cam import GradCAM
     from ...probe import eval_forward
     from ...render.cam import plot_saliency
 
@@ -41,10 +42,10 @@ def build(subject: Subject, options: dict):
             "guided backprop": saliency.guided_backprop(subject.model, x, targets),
             "deconvnet": saliency.deconvnet(subject.model, x, targets),
         }
-        try:
-            columns["guided Grad-CAM"] = saliency.guided_gradcam(
-                subject.model, x, targets, subject.extras.get("cam_layer")
-            )
+        try:  # saliency.guided_gradcam's product, reusing the guided backprop above
+            cam = GradCAM(subject.model, subject.extras.get("cam_layer"))(x, targets)
+            gb = columns["guided backprop"]
+            columns["guided Grad-CAM"] = gb * cam.maps.unsqueeze(1).to(gb.dtype)
         except TorchLoupeError as exc:
             notes.append(f"guided Grad-CAM does not apply: {exc}")
     notes.extend(sorted({str(w.message) for w in caught if issubclass(w.category, saliency.GuidedFallbackWarning)}))
