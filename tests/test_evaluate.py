@@ -351,3 +351,13 @@ def test_layer_groups_split_evenly_and_grouped_steps_randomise_together():
     assert r.layers == ("features.3 … fc", "features.0 … features.1")
     # Randomising the first group changes conv features: similarity drops well below 1 at the last step.
     assert r.similarity[:, -1].max() < 0.9
+
+
+def test_distinct_groups_exact_copies_only():
+    a, b, c = torch.rand(3, 3, 5, 5).unbind(0)
+    near_a = a.clone()
+    near_a[0, 0, 0] += 1e-6  # a different image, however close
+    x = torch.stack([a, b, a, c, b, near_a])
+    uniq, inverse = ev._distinct(x)
+    assert uniq.shape[0] == 4 and torch.equal(uniq[inverse], x)
+    assert inverse[0] == inverse[2] and inverse[1] == inverse[4] and inverse[5] != inverse[0]
