@@ -244,6 +244,16 @@ def test_parallel_report_equals_sequential_and_leaves_models_alone(tmp_path, ove
     assert {r.status for r in b.runs} == {"ok", "not-applicable", "error"}
 
 
+def test_report_file_has_the_usual_permissions(tmp_path, overview):
+    import os
+    import stat
+
+    info = build_report([fx.subjects()[1]], tmp_path / "r.html", sections=[overview], progress=False)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(info.path.stat().st_mode) == 0o666 & ~mask  # not mkstemp's private 0600
+
+
 def test_subject_sections_limit_where_it_appears(tmp_path, overview):
     plain, other = fx.subjects()[1], fx.subjects()[1]
     other.name, other.sections = "only fixed", ["fixed"]

@@ -202,6 +202,21 @@ def _run_one(section: Section, subject: Subject, options: dict) -> tuple[str, An
         return "error", (line, "".join(traceback.format_exception(exc)))
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux reports it (setting it to read it
+    would briefly affect files other threads create)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _weight(subject: Subject) -> float:
     """How heavy a subject's sections tend to be: log10 of its parameter count plus input size."""
     import math
@@ -355,6 +370,7 @@ def build_report(
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); a report is a normal file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
