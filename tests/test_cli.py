@@ -236,3 +236,13 @@ def test_out_must_be_a_folder(files, tmp_path, capsys):
     err = _error(capsys, ["report", "--model", f"{files}/net.py:build", "--input", str(files / "cat.png"),
                           "--out", str(f)])
     assert err == f"loupe: error: --out '{f}' is a file; expected a folder to write report.html into\n"
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_jobs_must_be_a_positive_number_or_auto(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--out", str(tmp_path / "d"), "--jobs", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --jobs: expected a positive number of processes or 'auto', got '{value}'" in err
+    assert not (tmp_path / "d").exists()

@@ -51,8 +51,12 @@ def _start_training(package: str, names: list[str], options: dict, jobs) -> tupl
     if workers <= 1:
         return None, {}
     trainable.sort(key=lambda n: -float(getattr(modules[n], "TRAIN_SECONDS", 0)))
+    import warnings
+
     pool = fork_executor(workers)
-    return pool, {n: pool.submit(_train_family, f"{package}.{n}", options) for n in trainable}
+    with warnings.catch_warnings():  # Python 3.12+ warns about forking a threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return pool, {n: pool.submit(_train_family, f"{package}.{n}", options) for n in trainable}
 
 
 def collect_subjects(options: dict, package: str | None = None, log=print, jobs: int | str = 1) -> list:
