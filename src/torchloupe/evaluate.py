@@ -621,6 +621,10 @@ def randomization_check(
         raise InputError("explain is an empty dict; expected at least one method")
     given = {"": original} if single else dict(original or {})
     x = check_input(model, x)
+    for orig in given.values():
+        if orig is not None and (not isinstance(orig, Tensor) or orig.shape[0] != x.shape[0]):
+            got = tuple(orig.shape) if isinstance(orig, Tensor) else type(orig).__name__
+            raise InputError(f"original must be the explanation of x, (N, H, W) with N = {x.shape[0]}; got {got}")
     from .layers import find_layers
 
     if blocks is None:
@@ -646,12 +650,7 @@ def randomization_check(
     originals = {}
     for name, fn in fns.items():
         orig = given.get(name)
-        if orig is None:
-            orig = fn(work, x, targets)
-        elif not isinstance(orig, Tensor) or orig.shape[0] != x.shape[0]:
-            got = tuple(orig.shape) if isinstance(orig, Tensor) else type(orig).__name__
-            raise InputError(f"original must be the explanation of x, (N, H, W) with N = {x.shape[0]}; got {got}")
-        originals[name] = _as_maps(orig)
+        originals[name] = _as_maps(fn(work, x, targets) if orig is None else orig)
     sims: dict[str, list[Tensor]] = {name: [] for name in fns}
     top_down = list(reversed(groups))
     labels = [g[0] if len(g) == 1 else f"{g[0]} … {g[-1]}" for g in top_down]

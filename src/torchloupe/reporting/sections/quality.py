@@ -119,7 +119,7 @@ def build(subject: Subject, options: dict):
                     notes.append(f"{name} (sanity check): {exc}")
     # Every method's maps in one batch per test: fewer, fuller forwards than one call per method.
     names = list(maps_of)
-    stacked = torch.cat([maps_of[k].reshape(n, *maps_of[k].shape[-2:]).float().cpu() for k in names]) if names else None
+    stacked = torch.cat([maps_of[m].reshape(n, *maps_of[m].shape[-2:]).float().cpu() for m in names]) if names else None
     dels, inss = {}, {}
     if names:
         xs, ts = x.repeat(len(names), 1, 1, 1), targets.repeat(len(names))
