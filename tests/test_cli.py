@@ -224,6 +224,18 @@ def test_demo_trains_families_side_by_side_before_making_subjects(tmp_path, monk
     assert [s.name for s in subjects] == ["fast trained in this process", "slow trained in this process"]
 
 
+def test_demo_training_worker_that_dies_leaves_the_training_to_this_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOUPE_TRAIN_MARK", str(tmp_path / "mark"))
+    dying = TRAINED_SUBJECTS.format(name="dies", seconds=5).replace(
+        "def train(options):\n", "def train(options):\n    if os.getpid() != PARENT:\n        os._exit(9)\n"
+    ).replace("TRAIN_SECONDS = 5", f"TRAIN_SECONDS = 5\nPARENT = {os.getpid()}")
+    _fake_package(tmp_path, monkeypatch, {"dies": dying, "fine": TRAINED_SUBJECTS.format(name="fine", seconds=1)})
+    from torchloupe.commands.demo import collect_subjects
+
+    names = sorted(s.name for s in collect_subjects({"seed": 0}, log=lambda *a: None, jobs=2))
+    assert names[0] == "dies trained in this process" and names[1].startswith("fine trained in ")
+
+
 def test_demo_without_subjects_is_a_clear_error(tmp_path, monkeypatch, capsys):
     name = _fake_package(tmp_path, monkeypatch, {})
     err = _error(capsys, ["demo", "--out", str(tmp_path / "d")])

@@ -38,6 +38,8 @@ def _train_family(module_name: str, options: dict) -> str | None:
 def _start_training(package: str, names: list[str], options: dict, jobs) -> tuple[object | None, dict]:
     """Submit ``train(options)`` of every family that has one to forked workers, slowest first
     (``TRAIN_SECONDS`` hint); returns ``(executor or None, {name: future})``."""
+    import warnings
+
     from .._parallel import fork_executor, worker_count
 
     modules = {}
@@ -51,8 +53,6 @@ def _start_training(package: str, names: list[str], options: dict, jobs) -> tupl
     if workers <= 1:
         return None, {}
     trainable.sort(key=lambda n: -float(getattr(modules[n], "TRAIN_SECONDS", 0)))
-    import warnings
-
     pool = fork_executor(workers)
     with warnings.catch_warnings():  # Python 3.12+ warns about forking a threaded process
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -91,7 +91,10 @@ def _family(package: str, name: str, options: dict, training, log) -> list | Non
     """One family's subjects (after its training in a worker, when there is one); None when it fails."""
     t0 = time.perf_counter()
     if training is not None:
-        training.result()  # an error there is met again, and reported, by subjects() below
+        try:
+            training.result()  # a training error is met again, and reported, by subjects() below
+        except Exception:  # the worker died (BrokenProcessPool): subjects() trains here instead
+            pass
     try:
         module = importlib.import_module(f"{package}.{name}")
         found = list(module.subjects(dict(options)))
