@@ -236,6 +236,19 @@ def test_demo_training_worker_that_dies_leaves_the_training_to_this_process(tmp_
     assert names[0] == "dies trained in this process" and names[1].startswith("fine trained in ")
 
 
+def test_demo_models_picks_families_and_names_the_closest(tmp_path, monkeypatch, capsys):
+    _fake_package(tmp_path, monkeypatch, {"alpha": FAKE_SUBJECTS,
+                                          "beta": "def subjects(options):\n    raise RuntimeError('no data')\n"})
+    out = tmp_path / "demo"
+    code = main(["demo", "--out", str(out), "--models", "alpha", "--sections", "overview", "--no-progress"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0 and stderr == ""  # beta was never imported or asked for subjects
+    assert _lines(stdout)[0].startswith("prepared alpha: 2 models")
+    err = _error(capsys, ["demo", "--out", str(tmp_path / "d2"), "--models", "alpah"])
+    assert err == "loupe: error: no demo model family 'alpah'; closest: alpha; available: alpha, beta\n"
+    assert not (tmp_path / "d2").exists()
+
+
 def test_demo_without_subjects_is_a_clear_error(tmp_path, monkeypatch, capsys):
     name = _fake_package(tmp_path, monkeypatch, {})
     err = _error(capsys, ["demo", "--out", str(tmp_path / "d")])

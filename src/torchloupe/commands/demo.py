@@ -10,7 +10,7 @@ import time
 
 from .report import add_report_options, output_path, section_list, warn_failures
 
-__all__ = ["register", "run", "collect_subjects"]
+__all__ = ["register", "run", "collect_subjects", "family_names"]
 
 PACKAGE = "torchloupe.demo.subjects"
 
@@ -22,6 +22,10 @@ def register(subparsers) -> None:
         description="Train (or load from the cache) the bundled demo models and write DIR/report.html.",
     )
     p.add_argument("--out", default="loupe-demo", metavar="DIR", help="output folder (default: loupe-demo)")
+    p.add_argument(
+        "--models", nargs="+", metavar="FAMILY",
+        help="demo model families to include (default: all of digits, fusion, imagenet, sequences, shapes)",
+    )
     add_report_options(p)
     p.set_defaults(func=run)
 
@@ -59,8 +63,34 @@ def _start_training(package: str, names: list[str], options: dict, jobs) -> tupl
         return pool, {n: pool.submit(_train_family, f"{package}.{n}", options) for n in trainable}
 
 
-def collect_subjects(options: dict, package: str | None = None, log=print, jobs: int | str = 1) -> list:
-    """Subjects of every module in ``package`` (name order), each from ``module.subjects(options)``.
+def family_names(package: str | None = None) -> list[str]:
+    """The demo model families: the modules of ``package``, in name order."""
+    pkg = importlib.import_module(package or PACKAGE)
+    return sorted(info.name for info in pkgutil.iter_modules(pkg.__path__) if not info.name.startswith("_"))
+
+
+def _chosen_families(values: list[str] | None, package: str) -> list[str] | None:
+    """``--models a b,c`` -> names, checked against the families (closest names suggested)."""
+    import difflib
+
+    from ..errors import UsageError
+
+    wanted = [k.strip() for v in (values or []) for k in v.split(",") if k.strip()]
+    if not wanted or wanted == ["all"]:
+        return None
+    known = family_names(package)
+    for name in wanted:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=2)
+            hint = f"closest: {', '.join(close)}; " if close else ""
+            raise UsageError(f"no demo model family {name!r}; {hint}available: {', '.join(known)}")
+    return wanted
+
+
+def collect_subjects(options: dict, package: str | None = None, log=print, jobs: int | str = 1,
+                     families: list[str] | None = None) -> list:
+    """Subjects of every module in ``package`` (name order), each from ``module.subjects(options)``;
+    ``families`` keeps only those modules.
 
     With ``jobs`` > 1 the modules' ``train(options)`` run first in forked workers, side by
     side, and each module's subjects are made once its training is done (then from the cache).
@@ -69,8 +99,7 @@ def collect_subjects(options: dict, package: str | None = None, log=print, jobs:
     from ..errors import TorchLoupeError
 
     package = package or PACKAGE
-    pkg = importlib.import_module(package)
-    names = sorted(info.name for info in pkgutil.iter_modules(pkg.__path__) if not info.name.startswith("_"))
+    names = [n for n in family_names(package) if families is None or n in families]
     if not names:
         raise TorchLoupeError(f"no demo models are installed: {package} has no modules")
     pool, training = _start_training(package, names, options, jobs)
@@ -113,8 +142,9 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     path = output_path(args.out)
     sections = select_sections(section_list(args.sections))
+    families = _chosen_families(args.models, PACKAGE)
     options = {"quick": args.quick, "seed": args.seed}
-    subjects = collect_subjects({**options, "progress": not args.no_progress}, jobs=args.jobs)
+    subjects = collect_subjects({**options, "progress": not args.no_progress}, jobs=args.jobs, families=families)
     info = build_report(
         subjects, path, sections=sections, options=options, progress=not args.no_progress,
         title="torchloupe demo report", jobs=args.jobs,
