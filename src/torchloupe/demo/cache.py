@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 
-__all__ = ["cache_dir", "cache_path", "load_or_train", "save_state", "load_state"]
+__all__ = ["cache_dir", "cache_path", "load_or_train", "save_state", "save_tensors", "load_state"]
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -66,17 +66,23 @@ def cache_path(key: str, suffix: str = ".pt") -> Path:
     return cache_dir() / f"{key}{suffix}"
 
 
-def save_state(model: nn.Module, path: Path) -> None:
-    """Write ``model.state_dict()`` to ``path`` atomically (a reader never sees half a file)."""
+def save_tensors(obj: dict[str, torch.Tensor], path: Path) -> None:
+    """``torch.save`` a dict of tensors to ``path`` atomically (a reader never sees half a file);
+    it loads back with ``torch.load(weights_only=True)``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, f)
+            torch.save(obj, f)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_state(model: nn.Module, path: Path) -> None:
+    """Write ``model.state_dict()`` to ``path`` atomically (a reader never sees half a file)."""
+    save_tensors({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
 
 
 def load_state(model: M, path: Path) -> M:

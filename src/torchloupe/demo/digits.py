@@ -7,7 +7,6 @@ the demo cache (``sklearn-digits-v1.pt``, 130 kB), so later runs skip importing 
 
 from __future__ import annotations
 
-import os
 import pickle
 from typing import NamedTuple
 
@@ -42,7 +41,7 @@ def _load_sklearn() -> tuple[Tensor, Tensor]:
 
 
 def _raw_digits() -> tuple[Tensor, Tensor]:
-    from .cache import cache_path
+    from .cache import cache_path, save_tensors
 
     path = cache_path(_CACHE_KEY)
     if path.exists():
@@ -55,9 +54,7 @@ def _raw_digits() -> tuple[Tensor, Tensor]:
             pass  # unreadable copy: load from scikit-learn again
     images, labels = _load_sklearn()
     try:
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        torch.save({"images": images, "labels": labels}, tmp)
-        os.replace(tmp, path)
+        save_tensors({"images": images, "labels": labels}, path)
     except OSError:
         pass  # a read-only cache only costs the scikit-learn import next time
     return images, labels

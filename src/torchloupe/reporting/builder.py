@@ -299,7 +299,8 @@ def build_report(
     tasks = [(a, b) for a in range(len(chosen)) for b in range(len(subjects))
              if shown[b] is None or chosen[a].key in shown[b]]
     # Slowest first, so no worker is left alone with a long section at the end.
-    order = sorted(range(len(tasks)), key=lambda t: -chosen[tasks[t][0]].cost * _weight(subjects[tasks[t][1]]))
+    weights = [_weight(s) for s in subjects]
+    order = sorted(range(len(tasks)), key=lambda t: -chosen[tasks[t][0]].cost * weights[tasks[t][1]])
     workers = worker_count(jobs, len(tasks))
 
     def job(t: int) -> tuple[str, Any, float]:
