@@ -267,6 +267,69 @@ def test_subject_sections_limit_where_it_appears(tmp_path, overview):
     assert not (tmp_path / "r2.html").exists()
 
 
+def _pid_loader(log, subject):
+    """A deferred subject's load(): appends this process's id to ``log``, returns ``subject``."""
+    import os
+
+    def load():
+        with open(log, "a", encoding="ascii") as f:
+            f.write(f"{os.getpid()}\n")
+        return subject
+
+    return load
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_deferred_subject_loads_once_where_its_sections_run(tmp_path, overview, jobs):
+    """A DeferredSubject loads once (all its sections are one job): in a worker with jobs=2,
+    in this process with jobs=1; its views equal those of the same Subject given directly."""
+    import os
+
+    from torchloupe.reporting import DeferredSubject
+
+    secs = fx.sections(overview)
+    eager = fx.subjects()[1]
+    log = tmp_path / "loads.txt"
+    lazy = DeferredSubject(eager.name, _pid_loader(log, eager))
+    others = [s for s in fx.subjects() if s.name != eager.name]
+    a = build_report([eager, *others], tmp_path / "a.html", sections=secs, options={"seed": 7}, progress=False, jobs=1)
+    b = build_report([lazy, *others], tmp_path / "b.html", sections=secs, options={"seed": 7}, progress=False,
+                     jobs=jobs)
+    pids = log.read_text().split()
+    assert len(pids) == 1
+    assert (int(pids[0]) == os.getpid()) == (jobs == 1)
+    assert [(r.section, r.subject, r.status, r.bytes) for r in a.runs] == \
+        [(r.section, r.subject, r.status, r.bytes) for r in b.runs]
+    pa, pb = Page(a.path.read_text()), Page(b.path.read_text())
+    assert [x["src"] for x in pa.all("img")] == [x["src"] for x in pb.all("img")]
+    assert [name for name, _ in b.loads] == [eager.name] and b.loads[0][1] >= 0
+    assert f"loaded {eager.name} in" in b.summary()
+    assert "(loading the model)" in b.path.read_text()
+
+
+def test_deferred_subject_that_fails_to_load_shows_errors_not_a_failed_report(tmp_path, overview):
+    from torchloupe.reporting import DeferredSubject
+
+    def load():
+        raise OSError("weights.bin: no such file")
+
+    plain = fx.subjects()[1]
+    info = build_report([DeferredSubject("broken <model>", load, sections=["overview"]), plain],
+                        tmp_path / "r.html", sections=[overview], progress=False, jobs=2)
+    assert [(r.subject, r.status) for r in info.runs] == [("broken <model>", "error"), (plain.name, "ok")]
+    assert info.errors[0].message == "loading the model failed: OSError: weights.bin: no such file"
+    assert info.loads == ()
+    html = info.path.read_text()
+    assert "broken &lt;model&gt;" in html and "broken <model>" not in html
+    assert Page(html).text["div.error"][0].startswith("This view failed: loading the model failed: OSError: weights.bin")
+    with pytest.raises(TypeError, match=r"deferred subject 'x': load must be callable, got int"):
+        build_report([DeferredSubject("x", 3)], tmp_path / "r2.html", sections=[overview], progress=False)
+    wrong = DeferredSubject("y", lambda: "not a subject")
+    info = build_report([wrong], tmp_path / "r3.html", sections=[overview], progress=False)
+    assert info.errors[0].message == ("loading the model failed: TypeError: deferred subject 'y': load() must return a "
+                                      "Subject with an nn.Module model, got str")
+
+
 def test_errors_before_work(tmp_path, overview):
     subject = fx.subjects()[1]
     with pytest.raises(UsageError, match=r"unknown report section 'nope'; available: overview"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .base import (
     Block,
+    DeferredSubject,
     Figure,
     Html,
     Image,
@@ -31,6 +32,7 @@ __all__ = [
     "available_sections",
     "select_sections",
     "Subject",
+    "DeferredSubject",
     "Section",
     "Block",
     "Figure",

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "Subject",
+    "DeferredSubject",
     "Figure",
     "Image",
     "Table",
@@ -72,6 +73,24 @@ class Subject:
             if lo >= 0.0 and hi <= 1.0:
                 return x
         return None
+
+
+@dataclass
+class DeferredSubject:
+    """A subject made only when its sections run, for a model that is slow to load.
+
+    ``load()`` returns the :class:`Subject`. All of this subject's sections run as one job,
+    so with ``jobs`` > 1 the load happens once, in a worker process, while the other workers
+    already run other subjects' sections: a large pretrained model or a heavy import no longer
+    holds up the start (``loupe demo`` loads MiniLM this way). With one job it loads in this
+    process when its turn comes. ``name`` and ``sections`` are needed before loading (table of
+    contents, schedule) and are the ones the report shows; a failing ``load`` turns each of
+    the subject's sections into an error entry, not a failed report.
+    """
+
+    name: str
+    load: Callable[[], Subject]
+    sections: Sequence[str] | None = None
 
 
 @dataclass

@@ -33,7 +33,7 @@ from torch import nn
 from .._parallel import run_jobs, worker_count
 from ..errors import UnsupportedModelError, UsageError
 from . import base
-from .base import NotApplicable, Section, Subject
+from .base import DeferredSubject, NotApplicable, Section, Subject
 from .blocks import block_view
 
 __all__ = ["build_report", "report", "ReportInfo", "SectionRun", "available_sections", "select_sections"]
@@ -63,6 +63,7 @@ class ReportInfo:
     runs: tuple[SectionRun, ...] = field(default_factory=tuple)
     import_errors: tuple[tuple[str, str], ...] = ()
     write_seconds: float = 0.0  # of which: rendering the HTML and writing the file
+    loads: tuple[tuple[str, float], ...] = ()  # (name, seconds) of each deferred subject loaded
 
     @property
     def timings(self) -> dict[str, float]:
@@ -91,6 +92,8 @@ class ReportInfo:
         lines = [f"{key:<{width}}  {secs:6.2f} s" for key, secs in timings.items()]
         lines.append(f"{'html':<{width}}  {self.write_seconds:6.2f} s")
         lines.append(f"{'total':<{width}}  {self.seconds:6.2f} s")
+        for name, secs in self.loads:
+            lines.append(f"loaded {name} in {secs:.2f} s (before its sections)")
         for r in self.errors:
             lines.append(f"failed: {r.section} on {r.subject}: {r.message}")
         for module, message in self.import_errors:
@@ -217,10 +220,13 @@ def _umask() -> int:
     return mask
 
 
-def _weight(subject: Subject) -> float:
-    """How heavy a subject's sections tend to be: log10 of its parameter count plus input size."""
+def _weight(subject: Subject | DeferredSubject) -> float:
+    """How heavy a subject's sections tend to be: log10 of its parameter count plus input size
+    (a deferred subject, not loaded yet, counts as heavy: its load is why it was deferred)."""
     import math
 
+    if isinstance(subject, DeferredSubject):
+        return 8.0
     size = sum(p.numel() for p in subject.model.parameters())
     if isinstance(subject.inputs, torch.Tensor):
         size += subject.inputs.numel()
@@ -247,13 +253,17 @@ def _shown_in(subjects: Sequence[Subject], chosen: Sequence[Section]) -> list[se
     return out
 
 
-def _check_subjects(subjects: Sequence[Subject]) -> list[Subject]:
-    if isinstance(subjects, Subject):
+def _check_subjects(subjects: Sequence[Subject | DeferredSubject] | Subject | DeferredSubject) -> list:
+    if isinstance(subjects, (Subject, DeferredSubject)):
         subjects = [subjects]
     subjects = list(subjects)
     if not subjects:
         raise UsageError("no subjects to report on; expected at least one Subject (a model with inputs)")
     for s in subjects:
+        if isinstance(s, DeferredSubject):
+            if not callable(s.load):
+                raise TypeError(f"deferred subject {s.name!r}: load must be callable, got {type(s.load).__name__}")
+            continue
         if not isinstance(s, Subject):
             raise TypeError(f"expected torchloupe.reporting.Subject objects, got {type(s).__name__}")
         if not isinstance(s.model, nn.Module):
@@ -261,8 +271,17 @@ def _check_subjects(subjects: Sequence[Subject]) -> list[Subject]:
     return subjects
 
 
+def _load(deferred: DeferredSubject) -> Subject:
+    """``deferred.load()``, checked: a :class:`Subject` with an ``nn.Module`` model."""
+    subject = deferred.load()
+    if not isinstance(subject, Subject) or not isinstance(subject.model, nn.Module):
+        what = type(subject.model).__name__ if isinstance(subject, Subject) else type(subject).__name__
+        raise TypeError(f"deferred subject {deferred.name!r}: load() must return a Subject with an nn.Module model, got {what}")
+    return subject
+
+
 def build_report(
-    subjects: Sequence[Subject] | Subject,
+    subjects: Sequence[Subject | DeferredSubject] | Subject | DeferredSubject,
     path: str | os.PathLike,
     sections: str | Iterable[str | Section] = "all",
     options: dict | None = None,
@@ -298,30 +317,66 @@ def build_report(
     shown = _shown_in(subjects, chosen)
     tasks = [(a, b) for a in range(len(chosen)) for b in range(len(subjects))
              if shown[b] is None or chosen[a].key in shown[b]]
-    # Slowest first, so no worker is left alone with a long section at the end.
+    # One job per task, except that a deferred subject's tasks form one job, so it loads once.
+    groups: list[list[int]] = []
+    group_of: dict[int, int] = {}
+    for t, (_, b) in enumerate(tasks):
+        if isinstance(subjects[b], DeferredSubject):
+            if b not in group_of:
+                group_of[b] = len(groups)
+                groups.append([])
+            groups[group_of[b]].append(t)
+        else:
+            groups.append([t])
+    # Deferred subjects first (their load is the longest single piece), then slowest first, so
+    # no worker is left alone with a long section at the end.
     weights = [_weight(s) for s in subjects]
-    order = sorted(range(len(tasks)), key=lambda t: -chosen[tasks[t][0]].cost * weights[tasks[t][1]])
-    workers = worker_count(jobs, len(tasks))
 
-    def job(t: int) -> tuple[str, Any, float]:
-        a, b = tasks[t]
-        t0 = time.perf_counter()
-        status, payload = _run_one(chosen[a], subjects[b], opts)
-        return status, payload, time.perf_counter() - t0
+    def cost(g: int) -> tuple[bool, float]:
+        first = tasks[groups[g][0]][1]
+        return (not isinstance(subjects[first], DeferredSubject),
+                -sum(chosen[tasks[t][0]].cost * weights[tasks[t][1]] for t in groups[g]))
+
+    order = sorted(range(len(groups)), key=cost)
+    workers = worker_count(jobs, len(groups))
+
+    def job(g: int) -> tuple[list[tuple[int, tuple[str, Any, float]]], tuple[str | None, float, str] | None]:
+        subject, load = subjects[tasks[groups[g][0]][1]], None
+        if isinstance(subject, DeferredSubject):
+            t0 = time.perf_counter()
+            try:
+                subject = _load(subject)
+            except Exception as exc:  # every section of this subject shows the load error
+                line = f"loading the model failed: {type(exc).__name__}: {_first_line(exc)}"
+                failed = ("error", (line, "".join(traceback.format_exception(exc))), 0.0)
+                return [(t, failed) for t in groups[g]], (None, time.perf_counter() - t0, line)
+            load = (type(subject.model).__name__, time.perf_counter() - t0, "")
+        out = []
+        for t in groups[g]:
+            t0 = time.perf_counter()
+            status, payload = _run_one(chosen[tasks[t][0]], subject, opts)
+            out.append((t, (status, payload, time.perf_counter() - t0)))
+        return out, load
 
     results: dict[tuple[int, int], tuple[str, Any, float]] = {}
+    loads: dict[int, tuple[str | None, float, str]] = {}
     bar = tqdm(
         total=len(tasks), desc="report", unit="view", file=sys.stderr,
         disable=not progress, dynamic_ncols=True, leave=True,
     )
     try:
-        for t, result in run_jobs(job, order, workers):
-            results[tasks[t]] = result
-            a, b = tasks[t]
+        for g, (done, load) in run_jobs(job, order, workers):
+            for t, result in done:
+                results[tasks[t]] = result
+            a, b = tasks[groups[g][0]]
+            if load is not None:
+                loads[b] = load
             bar.set_postfix_str(f"{chosen[a].key} · {subjects[b].name}"[:60], refresh=False)
-            bar.update(1)
+            bar.update(len(done))
     finally:
         bar.close()
+    model_names = [type(s.model).__name__ if isinstance(s, Subject) else (loads.get(b, (None,))[0] or "not loaded")
+                   for b, s in enumerate(subjects)]
 
     for a, (section, sslug) in enumerate(zip(chosen, section_slugs)):
         sview: dict[str, Any] = {
@@ -333,7 +388,7 @@ def build_report(
                 continue
             status, payload, secs = results[a, b]
             sview["seconds"] += secs
-            item = {"subject": subject.name, "model": type(subject.model).__name__,
+            item = {"subject": subject.name, "model": model_names[b],
                     "anchor": f"s-{sslug}--{subslug}", "status": status}
             if status == "ok":
                 item["blocks"] = payload
@@ -358,7 +413,8 @@ def build_report(
     html = render_html(
         title=title,
         sections=views,
-        subjects=[{"name": s.name, "model": type(s.model).__name__} for s in subjects],
+        subjects=[{"name": s.name, "model": model_names[b]} for b, s in enumerate(subjects)],
+        loads=[{"subject": subjects[b].name, "seconds": secs, "error": err} for b, (_, secs, err) in sorted(loads.items())],
         import_errors=import_errors,
         runs=runs,
         seconds=seconds,
@@ -378,7 +434,8 @@ def build_report(
         raise
     total = time.perf_counter() - start
     return ReportInfo(path=path, size=len(data), seconds=total, runs=tuple(runs), import_errors=tuple(import_errors),
-                      write_seconds=total - seconds)
+                      write_seconds=total - seconds,
+                      loads=tuple((subjects[b].name, secs) for b, (_, secs, err) in sorted(loads.items()) if not err))
 
 
 def report(

