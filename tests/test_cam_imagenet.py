@@ -57,3 +57,27 @@ def test_preprocess_does_not_mutate_and_ranges():
     assert (arr == before).all()
     assert x.shape == display.shape == (1, 3, 224, 224)
     assert 0.0 <= float(display.min()) and float(display.max()) <= 1.0
+
+
+def test_sample_photos_cached_copy_equals_scikit_image(monkeypatch, tmp_path):
+    """The demo keeps scikit-image's photos in its cache: later runs read them without skimage,
+    get the same pixels, and a broken copy is replaced."""
+    from skimage import data
+
+    monkeypatch.setenv("TORCHLOUPE_CACHE", str(tmp_path))
+    first = imagenet_data.sample_photos(("chelsea", "coffee"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["skimage-photo-chelsea-v1.pt", "skimage-photo-coffee-v1.pt"]
+
+    def no_skimage(*args, **kwargs):
+        raise AssertionError("scikit-image loaded although the cached copy exists")
+
+    monkeypatch.setattr(imagenet_data, "require", no_skimage)
+    second = imagenet_data.sample_photos(("chelsea", "coffee"))
+    want_x, want_display = imagenet_data.preprocess([data.chelsea(), data.coffee()])
+    for x, display, names in (first, second):
+        assert torch.equal(x, want_x) and torch.equal(display, want_display) and names == ["chelsea", "coffee"]
+    (tmp_path / "skimage-photo-coffee-v1.pt").write_bytes(b"truncated")
+    monkeypatch.undo()
+    monkeypatch.setenv("TORCHLOUPE_CACHE", str(tmp_path))
+    assert torch.equal(imagenet_data.sample_photos(("coffee",))[1], want_display[1:])
+    assert torch.load(tmp_path / "skimage-photo-coffee-v1.pt", weights_only=True)["image"].shape == data.coffee().shape

@@ -205,3 +205,23 @@ def test_errors_before_work():
         tl.synthesis.maximize(model, O.total_variation(), steps=2, input_shape=(3, 16, 16))
     with pytest.raises(ValueError, match="steps"):
         tl.synthesis.maximize(model, "features.3:1", steps=0)
+
+
+def test_inline_adam_matches_torch_optim_adam():
+    """maximize's own Adam (no torch.optim: its first use imports torch._dynamo, seconds of CPU)
+    takes the same steps as torch.optim.Adam with default settings."""
+    from torchloupe.synthesis.maximize import _Adam
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 3, 5, 5, generator=g)
+    start = torch.randn(2, 3, 5, 5, generator=g)
+    ours, ref = start.clone().requires_grad_(True), start.clone().requires_grad_(True)
+    mine, theirs = _Adam([ours], lr=0.05), torch.optim.Adam([ref], lr=0.05)
+    for _ in range(25):
+        (grad,) = torch.autograd.grad(((ours - target) ** 3).abs().sum(), [ours])
+        mine.step([grad])
+        theirs.zero_grad()
+        ((ref - target) ** 3).abs().sum().backward()
+        theirs.step()
+    assert not torch.equal(ours.detach(), start)
+    torch.testing.assert_close(ours.detach(), ref.detach(), rtol=1e-6, atol=1e-6)

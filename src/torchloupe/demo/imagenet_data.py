@@ -101,11 +101,33 @@ def preprocess(images: Tensor | Sequence, size: int = IMAGE_SIZE) -> tuple[Tenso
     return (display - mean) / std, display
 
 
+def _photo(name: str) -> Tensor:
+    """scikit-image's sample photo ``name`` as uint8 ``(H, W, C)``; the first load keeps a copy in
+    the demo cache (``skimage-photo-NAME-v1.pt``), so later runs skip importing scikit-image."""
+    import pickle
+
+    from .cache import cache_path, save_tensors
+
+    path = cache_path(f"skimage-photo-{name}-v1")
+    if path.exists():
+        try:
+            image = torch.load(path, map_location="cpu", weights_only=True)["image"]
+            if image.dim() == 3 and image.shape[-1] in (3, 4) and image.dtype == torch.uint8:
+                return image
+        except (OSError, RuntimeError, EOFError, KeyError, IndexError, TypeError, ValueError, pickle.UnpicklingError):
+            pass  # unreadable copy: load from scikit-image again
+    data = require("skimage.data", "demo", "scikit-image")
+    image = torch.as_tensor(getattr(data, name)())
+    try:
+        save_tensors({"image": image}, path)
+    except OSError:
+        pass  # a read-only cache only costs the scikit-image import next time
+    return image
+
+
 def sample_photos(names: Sequence[str] = PHOTOS) -> tuple[Tensor, Tensor, list[str]]:
     """scikit-image sample photos ready for the model: ``(inputs, display images, names)``."""
-    data = require("skimage.data", "demo", "scikit-image")
-    arrays = [getattr(data, n)() for n in names]
-    x, display = preprocess(arrays)
+    x, display = preprocess([_photo(n) for n in names])
     return x, display, list(names)
 
 

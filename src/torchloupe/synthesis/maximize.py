@@ -192,6 +192,30 @@ def _scores(objs: list[O.Objective], ctx: O.Context, fast: tuple[str, Tensor] | 
     return values.gather(0, ctx.groups[None]).squeeze(0)
 
 
+class _Adam:
+    """Adam (Kingma & Ba 2015) with torch.optim.Adam's default update, for a few image tensors.
+
+    Not ``torch.optim.Adam``: building any ``torch.optim`` optimizer imports ``torch._dynamo``,
+    which costs 1.5-2.5 s of CPU the first time in a process (each report worker would pay it).
+    """
+
+    def __init__(self, params: Sequence[Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params, self.lr, self.betas, self.eps, self.t = list(params), lr, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[Tensor]) -> None:
+        b1, b2 = self.betas
+        self.t += 1
+        step_size = self.lr / (1 - b1**self.t)
+        bc2_sqrt = (1 - b2**self.t) ** 0.5
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            p.addcdiv_(m, (v.sqrt() / bc2_sqrt).add_(self.eps), value=-step_size)
+
+
 def _device_of(model: nn.Module) -> torch.device:
     for t in model.parameters():
         return t.device
@@ -310,7 +334,7 @@ def maximize(
             if all(c == 1 for c in state["calls"].values()) and layer_names:
                 state["stop"] = state["order"][-1]  # each layer runs once: stop after the last of them
             params, image_f = PARAMS[param]((n, *shape), gen, device, dom)
-            opt = torch.optim.Adam(params, lr=lr)
+            opt = _Adam(params, lr=lr)
             curve = torch.empty(steps, n, device=device)
             bar = _progress(steps, progress)
             for step in range(steps):
@@ -325,9 +349,7 @@ def maximize(
                     ctx = O.Context(acts=acts, images=images, groups=groups)
                     scores = _scores(objs, ctx, fast)
                     grads = torch.autograd.grad(-scores.sum(), params)
-                for p, g in zip(params, grads):
-                    p.grad = g
-                opt.step()
+                opt.step(grads)
                 curve[step] = scores.detach()
                 if bar is not None:
                     bar.update(1)
@@ -338,8 +360,6 @@ def maximize(
                 forward(dom.normalize(final_images))
                 fctx = O.Context(acts=acts, images=final_images, groups=groups)
                 final = _scores(units, fctx, unit_fast)
-            for p in params:
-                p.grad = None
             acts.clear()
 
     base = baseline[groups]
