@@ -210,3 +210,51 @@ def test_empty_batch():
     res = tl.cam.GradCAM(model)(torch.rand(0, 3, 16, 16))
     assert res.maps.shape == (0, 16, 16) and res.targets.shape == (0,)
     assert tl.saliency.guided_backprop(model, torch.rand(0, 3, 16, 16)).shape == (0, 3, 16, 16)
+
+
+@pytest.mark.parametrize("layer,target", [(None, None), ("features.5", 1), (["features.2", "features.5"], "callable")])
+def test_compare_equals_each_method_alone_in_one_forward(layer, target):
+    """tl.cam.compare: every method's result equals its own call, from one forward of the model
+    (Score-CAM's masked forwards aside) instead of one per method."""
+    torch.manual_seed(0)
+    model = tiny_cnn().double()
+    x = torch.rand(3, 3, 16, 16, dtype=torch.float64)
+    if target == "callable":
+        target = lambda out: out[:, 0] - out[:, 1]  # noqa: E731
+    names = [m for m in tl.cam.METHODS if m != "scorecam" and not (m == "cam" and isinstance(layer, list))]
+    calls = []
+    handle = model.register_forward_hook(lambda m, a, o: calls.append(1))
+    try:
+        together = tl.cam.compare(model, x, names, layer=layer, target=target)
+        finding = 1 if layer is None else 0  # the default layer is found by one forward
+        assert len(calls) == 1 + finding
+        calls.clear()
+        for name in names:
+            alone = tl.cam.METHODS[name](model, layer)(x, target)
+            got = together[name]
+            torch.testing.assert_close(got.maps, alone.maps, rtol=0, atol=1e-12)
+            torch.testing.assert_close(got.raw, alone.raw, rtol=0, atol=1e-12)
+            assert torch.equal(got.targets, alone.targets) and got.layer == alone.layer and got.method == alone.method
+        assert len(calls) == len(names) * (1 + finding)
+    finally:
+        handle.remove()
+    assert list(together) == names
+    assert all(bool(r.maps.abs().sum() > 0) for r in together.values())
+
+
+def test_compare_scorecam_and_errors():
+    model = tiny_cnn()
+    x = torch.rand(2, 3, 16, 16)
+    both = tl.cam.compare(model, x, "gradcam, scorecam", layer="features.5", target=[0, 1])
+    alone = tl.cam.ScoreCAM(model, "features.5")(x, [0, 1])
+    torch.testing.assert_close(both["scorecam"].maps, alone.maps)
+    from torchloupe.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"unknown CAM method 'gradcm'; closest: gradcam"):
+        tl.cam.compare(model, x, ["gradcm"])
+    with pytest.raises(UsageError, match=r"no CAM methods given"):
+        tl.cam.compare(model, x, [])
+    with pytest.raises(LayerNotFoundError, match="features.55"):
+        tl.cam.compare(model, x, "all", layer="features.55")
+    with pytest.raises(TargetError):
+        tl.cam.compare(model, x, "all", target=99)

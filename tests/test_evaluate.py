@@ -286,6 +286,21 @@ def test_randomization_check_gradient_changes_and_model_untouched():
             assert torch.equal(both[name].passed, alone.passed) and both[name].layers == alone.layers
     with pytest.raises(InputError, match=r"explain\['bad'\] must be a callable"):
         ev.randomization_check(m, x, {"grad": grad_explain, "bad": 3})
+    # A callable returning {name: maps} (several methods from one pass) is checked per name, and a
+    # given original of one of its names is used as it is.
+    pair = lambda model, inp, t: {"grad": grad_explain(model, inp, t), "x2": doubled(model, inp, t)}  # noqa: E731
+    grouped = ev.randomization_check(m, x, {"pair": pair, "same": lambda model, inp, t: inp.sum(1)},
+                                     original={"x2": doubled(m, x, t)})
+    assert list(grouped) == ["grad", "x2", "same"]
+    for name, fn in (("grad", grad_explain), ("x2", doubled)):
+        alone = ev.randomization_check(m, x, fn)
+        assert torch.allclose(grouped[name].similarity, alone.similarity, atol=1e-6)
+    assert torch.allclose(grouped["same"].similarity, torch.ones(2, 5))
+    with pytest.raises(InputError, match=r"two explanations are named 'grad'"):
+        ev.randomization_check(m, x, {"pair": pair, "grad": grad_explain})
+    flaky = iter([{"grad": grad_explain(m, x, t)}] + [{}] * 9)
+    with pytest.raises(InputError, match=r"explain returned nothing for 'grad' after randomising 'fc'"):
+        ev.randomization_check(m, x, lambda model, inp, tt: next(flaky))
 
 
 def test_batch_equals_one_by_one():

@@ -69,3 +69,38 @@ def test_randomization_gradcam_drops_guided_backprop_stays_higher(shapes):
     assert gc.passed.float().mean().item() >= 0.5
     # Adebayo et al.: guided backprop stays more similar to the original as the weights are randomized.
     assert gb.similarity.mean().item() > gc.similarity.mean().item() + 0.2
+
+
+def test_quality_section_table_on_shapes(shapes):
+    """The report's "Explanation quality" section on the shapes model: a row per method with the
+    pointing game of tl.evaluate, the sanity verdict of a separate randomization check per method
+    (the section checks the CAMs from one shared pass per randomized copy), and the best cell of
+    each scored column highlighted."""
+    from torchloupe.reporting.base import Figure, Subject, Table, registered
+    from torchloupe.reporting.sections.quality import explainers
+
+    model, x, masks = shapes
+    n = 4
+    subject = Subject(name="shapes", model=model, inputs=x[:8], masks=masks[:8])
+    section = {s.key: s for s in registered()}["quality"]
+    blocks = section.build(subject, {"quick": True, "seed": 0})
+    table = next(b for b in blocks if isinstance(b, Table))
+    assert table.columns == ["method", "pointing game ↑", "deletion AUC ↓", "insertion AUC ↑", "sanity check", "ms / image"]
+    names = [r[0] for r in table.rows]
+    assert names == ["CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "EigenCAM", "Gradient",
+                     "Guided backprop", "Deconvnet", "Random maps"]
+    assert sum(isinstance(b, Figure) for b in blocks) == 2
+    targets = model(x[:n]).argmax(1)
+    methods = explainers(model, x[:n], "features", quick=True)
+    groups = ev.layer_groups(model, 4)
+    for row in table.rows[:-1]:
+        maps = methods[row[0]](model, x[:n], targets)
+        assert row[1] == f"{ev.pointing_game(maps, masks[:n]).float().mean().item():.3f}"
+        alone = ev.randomization_check(model, x[:2], methods[row[0]], target=targets[:2], blocks=groups)
+        assert row[4] == ("pass" if alone.passed.float().mean() >= 0.5 else "fail"), row[0]
+    assert table.rows[-1][4] == "—" and table.rows[-1][5] == "—"
+    assert dict(zip(names, (r[4] for r in table.rows)))["GradCAM"] == "pass"
+    for col in (1, 2, 3):
+        (best,) = [r for r, c in table.highlight if c == col]
+        values = [float(r[col]) for r in table.rows[:-1]]
+        assert float(table.rows[best][col]) == (min(values) if col == 2 else max(values))

@@ -605,6 +605,8 @@ def randomization_check(
     ``explain`` may also be a dict ``{name: explain}``: every method is checked on the same
     randomized copies (one deep copy and one re-initialisation per step for all of them), and
     the result is a dict ``{name: RandomizationResult}`` (``original`` then a dict too, or None).
+    A callable may also return a dict ``{name: maps}``, several methods from one pass (e.g.
+    :func:`torchloupe.cam.compare`): each is checked under its own name, and the result is a dict.
     """
     if layers not in ("cascade", "independent"):
         raise InputError(f"layers must be 'cascade' or 'independent', got {layers!r}")
@@ -647,29 +649,42 @@ def randomization_check(
             hooks_dict = sub.__dict__.get(attr)
             if hooks_dict:
                 hooks_dict.clear()
-    originals = {}
-    for name, fn in fns.items():
-        orig = given.get(name)
-        originals[name] = _as_maps(fn(work, x, targets) if orig is None else orig)
-    sims: dict[str, list[Tensor]] = {name: [] for name in fns}
+    def explain_all(only: Sequence[str] | None = None) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for name, fn in fns.items():
+            if only is not None and name not in only:
+                continue
+            got = fn(work, x, targets)
+            for key, maps in (got.items() if isinstance(got, Mapping) else [(name, got)]):
+                if key in out:
+                    raise InputError(f"two explanations are named {key!r}; names must be unique")
+                out[key] = _as_maps(maps)
+        return out
+
+    originals = {name: _as_maps(orig) for name, orig in given.items() if orig is not None and name in fns}
+    originals.update({k: _as_maps(given[k]) if given.get(k) is not None else v
+                      for k, v in explain_all([n for n in fns if n not in originals]).items()})
+    sims: dict[str, list[Tensor]] = {name: [] for name in originals}
     top_down = list(reversed(groups))
     labels = [g[0] if len(g) == 1 else f"{g[0]} … {g[-1]}" for g in top_down]
     pristine = copy.deepcopy(work.state_dict()) if layers == "independent" else None
     for i, (group, label) in enumerate(zip(top_down, labels)):
         _reinit([work.get_submodule(n) for n in group], seed + i)
-        for name, fn in fns.items():
-            maps = _as_maps(fn(work, x, targets))
-            if maps.shape != originals[name].shape:
-                raise InputError(f"explain returned {tuple(maps.shape)} after randomising {label!r}, "
-                                 f"but {tuple(originals[name].shape)} before")
-            sims[name].append(measure(originals[name], maps))
+        now = explain_all()
+        for name, orig in originals.items():
+            maps = now.get(name)
+            if maps is None or maps.shape != orig.shape:
+                got = "nothing" if maps is None else tuple(maps.shape)
+                raise InputError(f"explain returned {got} for {name or 'the method'!r} after randomising {label!r}, "
+                                 f"but {tuple(orig.shape)} before")
+            sims[name].append(measure(orig, maps))
         if pristine is not None:
             work.load_state_dict(pristine)
     results = {}
-    for name in fns:
+    for name, orig in originals.items():
         sim = torch.stack(sims[name], dim=1)
         final = sim[:, -1] if layers == "cascade" else sim.min(dim=1).values
-        results[name] = RandomizationResult(tuple(labels), sim, originals[name], layers, similarity,
+        results[name] = RandomizationResult(tuple(labels), sim, orig, layers, similarity,
                                             float(threshold), final < threshold)
-    return results[""] if single else results
+    return results[""] if single and list(results) == [""] else results
 

@@ -24,6 +24,7 @@ CASES = [
     *[Case(cls.__name__, _cam(cls)) for cls in dict.fromkeys(tl.cam.METHODS.values())],
     Case("GradCAM_two_layers", _cam(tl.cam.GradCAM, layer=["features.2", "features.5"])),
     Case("GradCAM_target_out_of_range", _bad_target, arm=None),
+    Case("compare", lambda m, x: tl.cam.compare(m, x, ["gradcam", "cam", "eigencam", "layercam"])),
     Case("gradient", lambda m, x: tl.saliency.gradient(m, x, 1)),
     Case("guided_backprop", lambda m, x: tl.saliency.guided_backprop(m, x)),
     Case("deconvnet", lambda m, x: tl.saliency.deconvnet(m, x, [0, 1])),

@@ -7,7 +7,11 @@ names to the classes.
 
 from __future__ import annotations
 
-from .base import BaseCAM, CAMResult, GradientCAM, default_layer, to_map
+from collections.abc import Callable, Sequence
+
+from torch import Tensor, nn
+
+from .base import BaseCAM, CAMResult, GradientCAM, default_layer, run_cams, to_map
 from .cam import CAM
 from .eigencam import EigenCAM
 from .gradcam import GradCAM
@@ -30,6 +34,7 @@ __all__ = [
     "ScoreCAM",
     "EigenCAM",
     "METHODS",
+    "compare",
     "default_layer",
     "to_map",
 ]
@@ -44,3 +49,39 @@ METHODS: dict[str, type[BaseCAM]] = {
     "scorecam": ScoreCAM,
     "eigencam": EigenCAM,
 }
+
+
+def compare(
+    model: nn.Module,
+    x: Tensor,
+    methods: str | Sequence[str] = "all",
+    layer=None,
+    target=None,
+    *,
+    reshape: Callable[[Tensor], Tensor] | None = None,
+    fuse: str = "mean",
+) -> dict[str, CAMResult]:
+    """Several CAM methods on the same images from one forward (and one backward when any of
+    them uses gradients), instead of one pass per method; ``{method key: CAMResult}`` in the order
+    asked, each equal to what ``METHODS[key](model, layer)(x, target)`` returns alone.
+
+    ``methods``: ``"all"``, a comma-separated string or a list of :data:`METHODS` keys
+    (``"scorecam"`` still runs its masked forwards on top of the shared pass). ``layer``,
+    ``reshape`` and ``fuse`` as for every method; the default layer is found once.
+    """
+    import difflib
+
+    from ..errors import UsageError
+
+    names = list(METHODS) if methods == "all" else (
+        [m.strip() for m in methods.split(",") if m.strip()] if isinstance(methods, str) else list(methods))
+    if not names:
+        raise UsageError(f"no CAM methods given; expected 'all' or any of: {', '.join(METHODS)}")
+    for name in names:
+        if name not in METHODS:
+            close = difflib.get_close_matches(str(name).lower(), list(METHODS), n=2, cutoff=0.5)
+            hint = f"closest: {', '.join(close)}; " if close else ""
+            raise UsageError(f"unknown CAM method {name!r}; {hint}expected any of: {', '.join(METHODS)}")
+    names = list(dict.fromkeys(names))
+    cams = [METHODS[name](model, layer, reshape=reshape, fuse=fuse) for name in names]
+    return dict(zip(names, run_cams(cams, x, target)))

@@ -32,7 +32,7 @@ from ..inputs import check_input, check_targets
 from ..layers import LayerSpec, find_layers, name_of
 from ..probe import hooks, preserved
 
-__all__ = ["CAMResult", "BaseCAM", "GradientCAM", "Run", "to_map", "normalize_maps", "num_classes_of"]
+__all__ = ["CAMResult", "BaseCAM", "GradientCAM", "Run", "run_cams", "to_map", "normalize_maps", "num_classes_of"]
 
 Target = Any  # int | Sequence[int] | Tensor | Callable[[Any], Tensor] | None
 
@@ -212,84 +212,108 @@ class BaseCAM:
         return self._layers
 
     def __call__(self, x: Tensor, target: Target = None) -> CAMResult:
-        model = self.model
-        x = check_input(model, x).detach()
-        n = x.shape[0]
-        fixed: Tensor | None = None
-        if target is not None and not callable(target):
-            fixed = check_targets(target, n, num_classes_of(model), device=x.device)
-        size = tuple(x.shape[2:])
-        if n == 0:
-            empty = x.new_zeros((0, *size))
-            return CAMResult(empty, empty, torch.zeros(0, dtype=torch.long), "", self.method, x.new_zeros(0))
-        layers = self.layers(x)
-        with preserved(model):
-            model.eval()
-            for p in model.parameters():
-                p.requires_grad_(False)
-            outs: dict[int, Tensor] = {}
-            leaves: dict[int, Tensor] = {}
+        return run_cams([self], x, target)[0]
 
-            def make_hook(i: int, name: str):
-                def hook(module, args, output):
-                    if not isinstance(output, Tensor):
-                        raise UnsupportedModelError(
-                            f"layer {name!r} returns {type(output).__name__}, not a tensor; pick a layer "
-                            f"whose output is a feature map"
-                        )
-                    if not self.uses_gradients:
-                        outs[i] = output.detach()
-                        return output.clone()  # the model may rewrite its output in place next
-                    # The first hooked layer starts the graph (a fresh leaf: nothing before it is
-                    # recorded); a later one is already on the graph and stays connected.
-                    tracked = output if output.requires_grad else output.detach().requires_grad_(True)
-                    outs[i] = tracked.detach()
-                    leaves[i] = tracked
-                    return tracked.clone()  # a later in-place op (ReLU(inplace=True)) must not touch it
 
-                return hook
+def run_cams(cams: Sequence[BaseCAM], x: Tensor, target: Target = None) -> list[CAMResult]:
+    """Every CAM of ``cams`` on ``x`` from one forward (and one backward when any of them uses
+    gradients): what each would return alone. All must read the same model and layers."""
+    if not cams:
+        return []
+    first = cams[0]
+    model = first.model
+    for c in cams[1:]:
+        if c.model is not model:
+            raise ValueError("run_cams: every CAM must explain the same model")
+    x = check_input(model, x).detach()
+    n = x.shape[0]
+    fixed: Tensor | None = None
+    if target is not None and not callable(target):
+        fixed = check_targets(target, n, num_classes_of(model), device=x.device)
+    size = tuple(x.shape[2:])
+    if n == 0:
+        empty = x.new_zeros((0, *size))
+        return [CAMResult(empty, empty, torch.zeros(0, dtype=torch.long), "", c.method, x.new_zeros(0)) for c in cams]
+    layers = first.layers(x)
+    for c in cams[1:]:
+        if c._layers is None:
+            c._layers = list(layers)
+        elif [m for _, m in c.layers(x)] != [m for _, m in layers]:
+            raise ValueError("run_cams: every CAM must read the same layers")
+    uses_gradients = any(c.uses_gradients for c in cams)
+    with preserved(model):
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        outs: dict[int, Tensor] = {}
+        leaves: dict[int, Tensor] = {}
 
-            with hooks(forward={m: make_hook(i, nm) for i, (nm, m) in enumerate(layers)}):
-                with torch.set_grad_enabled(self.uses_gradients):
-                    output = _call(model, x)
-            for i, (nm, _) in enumerate(layers):
-                if i not in outs:
-                    raise UnsupportedModelError(f"layer {nm!r} did not run during the forward pass")
-            targets, score_fn = _resolve_targets(output, target, fixed, n)
-            scores = score_fn(output)
-            grads: list[Tensor | None] = [None] * len(layers)
-            if self.uses_gradients:
-                wanted = [leaves[i] for i in range(len(layers))]
-                if not scores.requires_grad:
+        def make_hook(i: int, name: str):
+            def hook(module, args, output):
+                if not isinstance(output, Tensor):
                     raise UnsupportedModelError(
-                        f"the target score does not depend on layer(s) {', '.join(nm for nm, _ in layers)}"
+                        f"layer {name!r} returns {type(output).__name__}, not a tensor; pick a layer "
+                        f"whose output is a feature map"
                     )
-                got = torch.autograd.grad(scores.sum(), wanted, allow_unused=True)
-                grads = [torch.zeros_like(w) if g is None else g for w, g in zip(wanted, got)]
-            scores = scores.detach()
-            with torch.no_grad():
+                if not uses_gradients:
+                    outs[i] = output.detach()
+                    return output.clone()  # the model may rewrite its output in place next
+                # The first hooked layer starts the graph (a fresh leaf: nothing before it is
+                # recorded); a later one is already on the graph and stays connected.
+                tracked = output if output.requires_grad else output.detach().requires_grad_(True)
+                outs[i] = tracked.detach()
+                leaves[i] = tracked
+                return tracked.clone()  # a later in-place op (ReLU(inplace=True)) must not touch it
+
+            return hook
+
+        with hooks(forward={m: make_hook(i, nm) for i, (nm, m) in enumerate(layers)}):
+            with torch.set_grad_enabled(uses_gradients):
+                output = _call(model, x)
+        for i, (nm, _) in enumerate(layers):
+            if i not in outs:
+                raise UnsupportedModelError(f"layer {nm!r} did not run during the forward pass")
+        targets, score_fn = _resolve_targets(output, target, fixed, n)
+        scores = score_fn(output)
+        grads: list[Tensor | None] = [None] * len(layers)
+        if uses_gradients:
+            wanted = [leaves[i] for i in range(len(layers))]
+            if not scores.requires_grad:
+                raise UnsupportedModelError(
+                    f"the target score does not depend on layer(s) {', '.join(nm for nm, _ in layers)}"
+                )
+            got = torch.autograd.grad(scores.sum(), wanted, allow_unused=True)
+            grads = [torch.zeros_like(w) if g is None else g for w, g in zip(wanted, got)]
+        scores = scores.detach()
+        detached = detach_output(output)
+        all_raws: list[list[Tensor]] = []
+        with torch.no_grad():
+            for c in cams:
                 raws = []
                 for i, (nm, m) in enumerate(layers):
-                    acts = to_map(outs[i], size, self.reshape)
-                    g = None if grads[i] is None else to_map(grads[i], size, self.reshape)
-                    run = Run(model, x, detach_output(output), targets, score_fn, m, nm,
-                              target if callable(target) else None)
-                    raw = self.cam_map(acts, g, run)
-                    raws.append(F.relu(raw) if self.relu else raw)
-        with torch.no_grad():
+                    acts = to_map(outs[i], size, c.reshape)
+                    g = None if grads[i] is None or not c.uses_gradients else to_map(grads[i], size, c.reshape)
+                    run = Run(model, x, detached, targets, score_fn, m, nm, target if callable(target) else None)
+                    raw = c.cam_map(acts, g, run)
+                    raws.append(F.relu(raw) if c.relu else raw)
+                all_raws.append(raws)
+    results = []
+    with torch.no_grad():
+        for c, raws in zip(cams, all_raws):
             maps = torch.stack([normalize_maps(upsample(r, size)) for r in raws])
-            maps = maps.mean(0) if self.fuse == "mean" else maps.amax(0)
+            maps = maps.mean(0) if c.fuse == "mean" else maps.amax(0)
             if len(raws) > 1:
                 maps = normalize_maps(maps)
-        return CAMResult(
-            maps=maps,
-            raw=raws[0],
-            targets=targets,
-            layer="+".join(nm for nm, _ in layers),
-            method=self.method,
-            scores=scores,
-            raws=tuple(raws),
-        )
+            results.append(CAMResult(
+                maps=maps,
+                raw=raws[0],
+                targets=targets,
+                layer="+".join(nm for nm, _ in layers),
+                method=c.method,
+                scores=scores,
+                raws=tuple(raws),
+            ))
+    return results
 
 
 def detach_output(output: Any) -> Any:

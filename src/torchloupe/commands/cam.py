@@ -47,6 +47,7 @@ def _methods(spec: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from .. import loading
     from ..cam import METHODS
+    from ..cam.base import run_cams
     from ..demo import imagenet_data  # noqa: F401  (registers efficientnet-lite0)
     from ..errors import UsageError
     from ..probe import eval_forward
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     )
     probs = eval_forward(model, x).float().softmax(dim=1)
     target = args.target if args.target is not None else probs.argmax(dim=1)
-    results = {m: c(x, target) for m, c in cams.items()}
+    results = dict(zip(cams, run_cams(list(cams.values()), x, target)))  # one forward / backward for all
     out.mkdir(parents=True, exist_ok=True)
     stems = [Path(p).stem for p in args.input]
     rows = []

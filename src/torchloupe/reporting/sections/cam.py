@@ -53,7 +53,7 @@ def build(subject: Subject, options: dict):
         return NotApplicable("the model's output is not (N, classes) scores")
     probs = out.float().softmax(dim=1)
     targets = probs.argmax(dim=1)
-    results, notes = {}, []
+    results, notes, keys = {}, [], []
     for key, cls in cam.METHODS.items():
         if cls is cam.ScoreCAM:
             channels = cam.to_map(_shape_of(subject.model, x, layer), x.shape[2:]).shape[1]
@@ -61,10 +61,16 @@ def build(subject: Subject, options: dict):
             if options.get("quick") or work > SCORECAM_MAX_FORWARDS:
                 notes.append(f"Score-CAM skipped: it needs up to {work:,} masked forwards here.")
                 continue
-        try:
-            results[cls.__name__] = cls(subject.model, layer)(x, targets)
-        except TorchLoupeError as exc:
-            notes.append(f"{cls.__name__} does not apply: {exc}")
+        keys.append(key)
+    try:  # all methods from one forward / backward
+        results = {r.method: r for r in cam.compare(subject.model, x, keys, layer, targets).values()}
+    except TorchLoupeError:  # one method does not apply: run them one by one to say which
+        for key in keys:
+            cls = cam.METHODS[key]
+            try:
+                results[cls.__name__] = cls(subject.model, layer)(x, targets)
+            except TorchLoupeError as exc:
+                notes.append(f"{cls.__name__} does not apply: {exc}")
     rows = [_label(subject, int(t)) + f" (p = {float(probs[i, t]):.2f})" for i, t in enumerate(targets)]
     fig = method_grid(results, images, row_titles=rows)
     blocks = [

@@ -63,6 +63,7 @@ def _part(r, part: slice):
 def build(subject: Subject, options: dict):
     import warnings
 
+    from ... import cam
     from ... import evaluate as ev
     from ...cam import default_layer
     from ...probe import eval_forward
@@ -105,10 +106,15 @@ def build(subject: Subject, options: dict):
     # The sanity check of every method on the same randomized copies of the model.
     k = min(n, 2)
     checked = {name: fn for name, fn in methods.items() if name in maps_of}
+    # The CAMs of each randomized copy from one shared forward / backward (tl.cam.compare).
+    keys = {cls.__name__: key for key, cls in cam.METHODS.items() if cls.__name__ in checked}
+    grouped = {name: fn for name, fn in checked.items() if name not in keys}
+    if keys:
+        grouped["CAMs"] = lambda m, inp, t: {r.method: r.maps for r in cam.compare(m, inp, list(keys.values()), layer, t).values()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            rands = ev.randomization_check(subject.model, x[:k], checked, target=targets[:k], blocks=groups,
+            rands = ev.randomization_check(subject.model, x[:k], grouped, target=targets[:k], blocks=groups,
                                            original={name: maps_of[name][:k] for name in checked})
         except TorchLoupeError:  # one method fails on a randomized copy: check them one by one
             for name, fn in checked.items():
