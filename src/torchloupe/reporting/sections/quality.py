@@ -116,6 +116,7 @@ def build(subject: Subject, options: dict):
         try:
             rands = ev.randomization_check(subject.model, x[:k], grouped, target=targets[:k], blocks=groups,
                                            original={name: maps_of[name][:k] for name in checked})
+            rands = {name: rands[name] for name in checked}  # table order
         except TorchLoupeError:  # one method fails on a randomized copy: check them one by one
             for name, fn in checked.items():
                 try:
