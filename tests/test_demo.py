@@ -266,12 +266,39 @@ def test_subjects(shapes_model):
     from torchloupe.demo.subjects import digits as digits_subjects
     from torchloupe.demo.subjects import shapes as shapes_subjects
 
-    (s,) = shapes_subjects.subjects({"quick": True, "seed": 0, "progress": False})
+    s = shapes_subjects.shapes_subject(0, n=8, progress=False)
     assert s.inputs.shape == (8, 3, 64, 64) and s.masks.shape == (8, 64, 64)
     assert s.labels == list(SHAPE_CLASSES) and torch.equal(s.display_images, s.inputs)
     assert all(tl.find_layer(s.model, n) is not None for n in s.layers)
     held = s.dataset
     assert torch.equal(held[3][0], s.inputs[3]) and int(s.extras["targets"][3]) == held[3][1]
-    d = digits_subjects.subjects({"quick": True, "seed": 0, "progress": False})
+    d = digits_subjects.digits_subjects(0)
     assert [x.name for x in d] == ["digits MLP", "digits linear classifier"]
     assert d[0].inputs.shape == (8, 1, 8, 8) and d[0].extras["targets"].tolist() == list(range(8))
+
+
+def test_uncached_demo_models_are_deferred_to_the_worker_that_runs_their_sections(monkeypatch, tmp_path):
+    """With an empty cache the demo families return DeferredSubjects without training anything;
+    loading one trains and caches its model, after which the family returns it as a plain Subject."""
+    from torchloupe.demo.cache import NotCached, cached_only, load_or_train
+    from torchloupe.demo.subjects import sequences, shapes
+    from torchloupe.reporting import DeferredSubject, Subject
+
+    monkeypatch.setenv("TORCHLOUPE_CACHE", str(tmp_path))
+    with cached_only(), pytest.raises(NotCached, match="tiny-v1 is not in the cache"):
+        load_or_train("tiny-v1", build=lambda: torch.nn.Linear(2, 2), train=lambda m: None)
+    assert load_or_train("tiny-v1", build=lambda: torch.nn.Linear(2, 2), train=lambda m: None).training is False
+    with cached_only():  # cached: loads
+        load_or_train("tiny-v1", build=lambda: torch.nn.Linear(2, 2), train=lambda m: None)
+    (s,) = shapes.subjects({"seed": 0, "progress": False})
+    assert isinstance(s, DeferredSubject) and s.name == "shapes CNN" and s.sections is None
+    seq = sequences.subjects({"seed": 0})
+    assert all(isinstance(x, DeferredSubject) for x in seq)
+    assert [x.name for x in seq][:3] == [sequences.COPY, sequences.LSTM, sequences.MEMORY]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-v1.pt"]  # nothing trained
+    lstm = seq[1].load()
+    assert isinstance(lstm, Subject) and lstm.name == sequences.LSTM and tuple(lstm.sections) == sequences.RECURRENT
+    again = sequences.subjects({"seed": 0})
+    assert isinstance(again[1], Subject) and isinstance(again[0], DeferredSubject)
+    for a, b in zip(again[1].model.state_dict().values(), lstm.model.state_dict().values()):
+        assert torch.equal(a, b)

@@ -22,7 +22,7 @@ def test_section_on_the_late_fusion_demo():
     from torchloupe.demo.subjects import fusion as subjects
     from torchloupe.reporting.sections import fusion as section
 
-    subject = [s for s in subjects.subjects({"quick": True, "seed": 0}) if s.name == "fusion-late"][0]
+    subject = subjects.fusion_subject("late", seed=0, n=32)
     blocks = section.build(subject, {"quick": True, "seed": 0})
     assert not isinstance(blocks, NotApplicable)
     figures = [b for b in blocks if isinstance(b, Figure)]

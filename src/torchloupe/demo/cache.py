@@ -23,11 +23,12 @@ Other demo modules use it like this::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,11 +37,38 @@ from torch import nn
 
 from ..errors import CheckpointError
 
-__all__ = ["cache_dir", "cache_path", "load_or_train", "save_state", "save_tensors", "load_state"]
+__all__ = [
+    "cache_dir", "cache_path", "load_or_train", "save_state", "save_tensors", "load_state",
+    "NotCached", "cached_only", "check_training_allowed",
+]
 
 M = TypeVar("M", bound=nn.Module)
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+_CACHED_ONLY = [False]  # set inside cached_only(): training raises NotCached instead
+
+
+class NotCached(LookupError):
+    """Raised inside :func:`cached_only` where a model would have to be trained."""
+
+
+@contextlib.contextmanager
+def cached_only() -> Iterator[None]:
+    """Inside the block, a demo model that is not in the cache raises :class:`NotCached` instead of
+    training (``loupe demo`` uses it to leave training to the worker that runs the model's sections)."""
+    before = _CACHED_ONLY[0]
+    _CACHED_ONLY[0] = True
+    try:
+        yield
+    finally:
+        _CACHED_ONLY[0] = before
+
+
+def check_training_allowed(what: str) -> None:
+    """Raise :class:`NotCached` when called inside :func:`cached_only`: ``what`` would train now."""
+    if _CACHED_ONLY[0]:
+        raise NotCached(f"{what} is not in the cache")
 
 
 def cache_dir(create: bool = True) -> Path:
@@ -120,6 +148,7 @@ def load_or_train(
             return load_state(model, path).eval()
         except CheckpointError:
             model = build()
+    check_training_allowed(key)
     train(model)
     try:
         save_state(model, path)

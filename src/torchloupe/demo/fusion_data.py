@@ -160,6 +160,14 @@ def _cache_dir() -> Path:
         return Path(root) / "fusion"
 
 
+def _check_training_allowed(what: str) -> None:
+    try:  # the demo cache's "cached only" mode (loupe demo), when it is part of the package
+        from .cache import check_training_allowed
+    except ImportError:
+        return
+    check_training_allowed(what)
+
+
 def train_fusion_model(kind: str, seed: int = 0, steps: int = 400, every: int = 25, lr: float = 5e-3,
                        cache: bool = True):
     """Train (or load) the ``kind`` demo model; returns ``(model in eval mode, ShareHistory)``.
@@ -181,6 +189,8 @@ def train_fusion_model(kind: str, seed: int = 0, steps: int = 400, every: int = 
         hist = ShareHistory(steps=list(blob["steps"]), records=[dict(r) for r in blob["records"]], method=blob["method"],
                             targets=two_view_data(64, seed=seed + 1000)[2])
         return model.eval(), hist
+    if cache:
+        _check_training_allowed(path.name)
     sv, cv, y, _ = two_view_data(1600, seed=seed + 1)
     pv_s, pv_c, py, _ = two_view_data(64, seed=seed + 1000)
     tracker = ShareTracker(model, (pv_s, pv_c), BRANCHES[kind], every=every, target=py)

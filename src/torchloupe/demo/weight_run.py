@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from ..weights.tracker import WeightHistory, WeightTracker
-from .cache import cache_path, load_state, save_state
+from .cache import cache_path, check_training_allowed, load_state, save_state
 from .digits import DIGIT_CLASSES, digits_split
 from .models import DIGITS_RECIPE, DigitsMLP, fit_digits
 
-__all__ = ["digits_run", "digits_history", "digits_subject"]
+__all__ = ["digits_run", "digits_history", "digits_subject", "one_per_class"]
 
 _VERSION = "v1"
 
@@ -54,6 +54,8 @@ def digits_run(seed: int = 0, hidden: int = 64, every: int = 10, *, cache: bool 
             return model, WeightHistory.load(hist_path)
         except ValueError:  # CheckpointError: a stale or broken entry, train again
             pass
+    if cache and not sinks:
+        check_training_allowed(key)
     model, history = _train(seed, hidden, every, sinks)
     if cache:
         try:
@@ -69,6 +71,13 @@ def digits_history(seed: int = 0, hidden: int = 64, every: int = 10) -> WeightHi
     return digits_run(seed, hidden, every)[1]
 
 
+def one_per_class(seed: int = 0, n: int | None = None):
+    """``(split, picks)``: the digits split of ``seed`` and the indices of its first test image of each
+    class (0, 1, 2, ...; the first ``n``), so a batch shows different digits."""
+    split = digits_split(seed=seed)
+    return split, [int((split.y_test == c).nonzero()[0]) for c in range(len(DIGIT_CLASSES))][:n]
+
+
 def digits_subject(options: dict | None = None, hidden: int = 64):
     """The demo's digits MLP with its weight-learning history, as a report Subject."""
     from ..reporting.base import Subject
@@ -76,16 +85,9 @@ def digits_subject(options: dict | None = None, hidden: int = 64):
     options = options or {}
     seed = int(options.get("seed", 0))
     model, history = digits_run(seed=seed, hidden=hidden)
-    split = digits_split(seed=seed)
-    picks = [int((split.y_test == c).nonzero()[0]) for c in range(len(DIGIT_CLASSES))]
+    split, picks = one_per_class(seed)
     x = split.x_test[picks]
     name = "digits MLP, weight learning" if hidden else "digits linear classifier, weight learning"
-    return Subject(
-        name=name,
-        model=model,
-        inputs=x,
-        labels=list(DIGIT_CLASSES),
-        images=x,
-        layers=["fc1", "relu", "fc2"] if hidden else ["fc"],
-        extras={"tracker": history, "targets": split.y_test[picks], "input_shape": (1, 8, 8), "seed": seed},
-    )
+    return Subject(name=name, model=model, inputs=x, labels=list(DIGIT_CLASSES), images=x,
+                   layers=["fc1", "relu", "fc2"] if hidden else ["fc"],
+                   extras={"tracker": history, "targets": split.y_test[picks], "input_shape": (1, 8, 8), "seed": seed})

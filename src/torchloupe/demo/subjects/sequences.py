@@ -6,6 +6,7 @@ import importlib.util
 import os
 
 from torchloupe.demo import sequences as S
+from torchloupe.demo.subjects import cached_or_deferred
 from torchloupe.reporting.base import DeferredSubject, Subject
 
 
@@ -14,6 +15,9 @@ from torchloupe.reporting.base import DeferredSubject, Subject
 ATTENTION = ("overview", "architecture", "attention")
 RECURRENT = ("overview", "architecture", "recurrent", "feature_vis")
 MINILM = "MiniLM-L6 (sentence-transformers)"
+COPY = f"Copy transformer (output the token {S.COPY_K} places back)"
+LSTM = "Counting LSTM (running count of ones)"
+MEMORY = "Memory network (read the queried slot)"
 
 
 def _load_minilm() -> Subject:
@@ -43,35 +47,32 @@ def _minilm() -> DeferredSubject | None:
     return DeferredSubject(name=MINILM, load=_load_minilm, sections=ATTENTION)
 
 
-TRAIN_SECONDS = 2  # cold-cache training time on one thread; the demo starts the slowest first
+def _copy_subject(seed: int) -> Subject:
+    copy = S.train_copy_transformer(seed)
+    x, _ = S.copy_data(8, seed=seed + 7)
+    return Subject(name=COPY, model=copy, inputs=x, sections=ATTENTION,
+                   extras={"tokens": [[f"{v}" for v in row] for row in x.tolist()], "attend_back": S.COPY_K})
 
 
-def train(options: dict) -> None:
-    """Train and cache the three small sequence models (MiniLM comes pretrained)."""
-    seed = int(options.get("seed", 0))
-    S.train_copy_transformer(seed)
-    S.train_counting_lstm(seed)
-    S.train_memory_network(seed)
+def _lstm_subject(seed: int) -> Subject:
+    lstm = S.train_counting_lstm(seed)
+    bits, count = S.counting_data(8, seed=seed + 7)
+    return Subject(name=LSTM, model=lstm, inputs=bits, extras={"signal": count}, sections=RECURRENT)
+
+
+def _memory_subject(seed: int) -> Subject:
+    mem = S.train_memory_network(seed)
+    inputs, _, slot = S.memory_data(8, seed=seed + 7)
+    return Subject(name=MEMORY, model=mem, inputs=inputs, sections=ATTENTION, extras={"memory": "memory", "slot": slot})
 
 
 def subjects(options: dict) -> list[Subject | DeferredSubject]:
     seed = int(options.get("seed", 0))
-    out: list[Subject | DeferredSubject] = []
-    copy = S.train_copy_transformer(seed)
-    x, _ = S.copy_data(8, seed=seed + 7)
-    out.append(Subject(
-        name=f"Copy transformer (output the token {S.COPY_K} places back)",
-        model=copy, inputs=x, sections=ATTENTION,
-        extras={"tokens": [[f"{v}" for v in row] for row in x.tolist()], "attend_back": S.COPY_K},
-    ))
-    lstm = S.train_counting_lstm(seed)
-    bits, count = S.counting_data(8, seed=seed + 7)
-    out.append(Subject(name="Counting LSTM (running count of ones)", model=lstm, inputs=bits, extras={"signal": count},
-                       sections=RECURRENT))
-    mem = S.train_memory_network(seed)
-    inputs, _, slot = S.memory_data(8, seed=seed + 7)
-    out.append(Subject(name="Memory network (read the queried slot)", model=mem, inputs=inputs, sections=ATTENTION,
-                       extras={"memory": "memory", "slot": slot}))
+    out: list[Subject | DeferredSubject] = [
+        cached_or_deferred(COPY, lambda: _copy_subject(seed), ATTENTION),
+        cached_or_deferred(LSTM, lambda: _lstm_subject(seed), RECURRENT),
+        cached_or_deferred(MEMORY, lambda: _memory_subject(seed), ATTENTION),
+    ]
     minilm = _minilm()
     if minilm is not None:
         out.append(minilm)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from ...reporting.base import Subject
+from . import cached_or_deferred
 from ..models import SHAPES_TEST, _HELD_OUT_SEED, train_shapes_model
 from ..shapes import SHAPE_CLASSES, shapes_dataset
 
-__all__ = ["subjects", "shapes_subject", "train"]
+__all__ = ["subjects", "shapes_subject"]
+
+NAME = "shapes CNN"
 
 
 def shapes_subject(seed: int = 0, n: int = 8, progress: bool = True) -> Subject:
@@ -17,7 +20,7 @@ def shapes_subject(seed: int = 0, n: int = 8, progress: bool = True) -> Subject:
     batch = shapes_dataset(n, size=64, seed=seed + _HELD_OUT_SEED).tensors()  # = held_out's first n
     images, labels, masks = batch.images[:n], batch.labels[:n], batch.masks[:n]
     return Subject(
-        name="shapes CNN",
+        name=NAME,
         model=model,
         inputs=images,
         labels=list(SHAPE_CLASSES),
@@ -29,13 +32,6 @@ def shapes_subject(seed: int = 0, n: int = 8, progress: bool = True) -> Subject:
     )
 
 
-TRAIN_SECONDS = 30  # cold-cache training time on one thread; the demo starts the slowest first
-
-
-def train(options: dict) -> None:
-    """Train and cache the shapes CNN (a load when it is cached)."""
-    train_shapes_model(int(options.get("seed", 0)), progress=bool(options.get("progress", True)))
-
-
-def subjects(options: dict) -> list[Subject]:
-    return [shapes_subject(int(options.get("seed", 0)), n=8, progress=bool(options.get("progress", True)))]
+def subjects(options: dict) -> list:
+    seed, progress = int(options.get("seed", 0)), bool(options.get("progress", True))
+    return [cached_or_deferred(NAME, lambda: shapes_subject(seed, n=8, progress=progress))]
