@@ -1,4 +1,5 @@
-"""Deletion/insertion speed: torchloupe vs Quantus pixel flipping, same model, images, maps and steps.
+"""Deletion/insertion speed: torchloupe vs Quantus pixel flipping, same model, images, maps and steps;
+ROAD: torchloupe vs pytorch-grad-cam, same model, images, maps and percentages.
 
 Both run the same number of perturbed images through the model (steps + 1 per image for us,
 steps for Quantus): Quantus one step of the batch a forward, perturbing in numpy; torchloupe
@@ -60,6 +61,29 @@ def compare(name, model, x, maps, steps, reps):
     return q / o
 
 
+def compare_road(name, model, x, maps, reps):
+    """ROAD MoRF at the 9 default percentages (noisy linear imputation, noise 0.01) against
+    pytorch-grad-cam's ROADMostRelevantFirstAverage: same model, images, maps, percentages."""
+    from pytorch_grad_cam.metrics.road import ROADMostRelevantFirstAverage
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    model.eval()
+    targets = model(x).argmax(1).detach()
+    pcts = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+    metric = ROADMostRelevantFirstAverage(percentiles=[100 - p for p in pcts])
+    cam_targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in targets]
+    ours = lambda: ev.road(model, x, maps, target=targets, percentages=pcts, order="morf")  # noqa: E731
+    theirs = lambda: metric(x, maps.numpy(), cam_targets, model)  # noqa: E731
+    ours(); theirs()  # warm up
+    t_ours, t_theirs = [], []
+    for _ in range(reps):
+        t_ours.append(timed(ours, 1)); t_theirs.append(timed(theirs, 1))
+    o, q = min(t_ours), min(t_theirs)
+    print(f"{name} ROAD MoRF: batch {x.shape[0]}, {x.shape[-2]}x{x.shape[-1]}, 9 percentages | torchloupe {o:.3f}s  "
+          f"pytorch-grad-cam {q:.3f}s | pytorch-grad-cam/torchloupe = {q / o:.2f}x")
+    return q / o
+
+
 def main():
     model = tl.demo.train_shapes_model(seed=0)
     ds = tl.demo.shapes_dataset(16, size=64, seed=123)
@@ -69,6 +93,7 @@ def main():
     # shows); 16 images per call is where both libraries are bound by the model's forwards.
     for n in (1, 4, 16):
         compare("demo shapes CNN", model, x[:n], maps[:n], steps=48, reps=5)
+    compare_road("demo shapes CNN", model, x, maps, reps=3)
 
     import torchvision
 

@@ -96,6 +96,26 @@ def _chunk_size(sample: Tensor, budget: int) -> int:
 
 _CONTIGUOUS_ONLY: weakref.WeakSet = weakref.WeakSet()  # models whose forward rejects channels-last inputs
 
+HEAP_KEEP_BYTES = 16 * 2**20
+_heap_kept = [False]
+
+
+def _keep_heap() -> None:
+    """Let the C allocator keep freed memory for reuse between the chunked CPU forwards.
+
+    glibc serves blocks above its mmap threshold (128 KiB at start) with fresh mappings and
+    returns freed heap beyond its trim threshold to the system, so every chunk's activations
+    (megabytes) come back as new pages to fault in and zero. Freeing one block of
+    :data:`HEAP_KEEP_BYTES` (16 MiB; glibc adjusts for blocks up to 32 MiB with their header)
+    raises both thresholds, as glibc does by itself after any such free: the process then keeps
+    up to 32 MiB of freed heap. Deletion of 16 64-px images on the shapes CNN: 0.15-0.19 s ->
+    0.10-0.11 s. Elsewhere (other C libraries) this is one short-lived untouched allocation.
+    Once per process.
+    """
+    if not _heap_kept[0]:
+        _heap_kept[0] = True
+        torch.empty(HEAP_KEEP_BYTES, dtype=torch.uint8)
+
 
 def _probabilities(model: nn.Module, x: Tensor, chunk: int) -> Tensor:
     """Softmax probabilities ``(N, classes)`` of a big batch, run in forwards of ``chunk`` images.
@@ -106,6 +126,8 @@ def _probabilities(model: nn.Module, x: Tensor, chunk: int) -> Tensor:
     contiguous batches instead, from then on (remembered by a weak reference to the model).
     """
     probs = []
+    if x.device.type == "cpu" and x.shape[0] > 1:
+        _keep_heap()
     fast = x.device.type == "cpu" and x.dim() == 4 and model not in _CONTIGUOUS_ONLY
     with torch.no_grad():
         for start in range(0, x.shape[0], chunk):
@@ -235,13 +257,22 @@ def _curve(
         # The unchanged images are one end of the curve (deletion's first point, insertion's last):
         # run them first; their first forward also gives the class count the targets are checked against.
         # A batch that repeats an image (several maps of one image) runs each distinct image once.
+        # At step `steps` every pixel is changed (the substrate; insertion starts from it): no map
+        # involved, so when both ends fit in one forward they share it.
         uniq, inverse = _distinct(x)
-        p_x = _probabilities(model, uniq[:chunk], chunk)
+        base = _substrate(x, substrate)
+        uniq_base, inv_base = _distinct(base)
+        both = uniq.shape[0] + uniq_base.shape[0] <= chunk
+        p_x = _probabilities(model, torch.cat([uniq, uniq_base]) if both else uniq[:chunk], chunk)
         if target is not None:
             targets = check_targets(target, b, p_x.shape[1], device=x.device)
-        if uniq.shape[0] > chunk:
-            p_x = torch.cat([p_x, _probabilities(model, uniq[chunk:], chunk)])
-        p_x = p_x[inverse]
+        if both:
+            p_x, p_base = p_x[: uniq.shape[0]], p_x[uniq.shape[0] :]
+        else:
+            if uniq.shape[0] > chunk:
+                p_x = torch.cat([p_x, _probabilities(model, uniq[chunk:], chunk)])
+            p_base = _probabilities(model, uniq_base, chunk)
+        p_x, p_base = p_x[inverse], p_base[inv_base]
         if target is None:
             targets = p_x.argmax(dim=1)
         # Rank of each pixel by saliency, descending (rank 0 = most salient); ties broken by position.
@@ -249,14 +280,10 @@ def _curve(
         rank = torch.empty_like(order)
         rank.scatter_(1, order, torch.arange(n_pix, device=x.device).expand(b, -1))
         rank = rank.view(b, 1, h, w)
-        base = _substrate(x, substrate)
         start, finish = (x, base) if kind == "deletion" else (base, x)
         probs = torch.empty(steps + 1, b, device=x.device)
         unchanged_step, changed_step = (0, steps) if kind == "deletion" else (steps, 0)
         probs[unchanged_step] = p_x.gather(1, targets.view(b, 1))[:, 0]
-        # At step `steps` every pixel is changed (the substrate; insertion starts from it): no map involved.
-        uniq_base, inv_base = _distinct(base)
-        p_base = _probabilities(model, uniq_base, chunk)[inv_base]
         probs[changed_step] = p_base.gather(1, targets.view(b, 1))[:, 0]
         step_ids = torch.arange(1, steps, device=x.device)
         per_chunk = max(1, chunk // max(b, 1))  # how many steps of the whole batch fit at once
