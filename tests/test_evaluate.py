@@ -296,6 +296,13 @@ def test_randomization_check_gradient_changes_and_model_untouched():
         alone = ev.randomization_check(m, x, fn)
         assert torch.allclose(grouped[name].similarity, alone.similarity, atol=1e-6)
     assert torch.allclose(grouped["same"].similarity, torch.ones(2, 5))
+    # The group's trained-model maps given under the group's name: it then runs once per step only.
+    calls = []
+    counted = lambda model, inp, tt: calls.append(1) or pair(model, inp, tt)  # noqa: E731
+    given_group = ev.randomization_check(m, x, {"pair": counted}, original={"pair": {"grad": grad_explain(m, x, t),
+                                                                                     "x2": doubled(m, x, t)}})
+    assert len(calls) == 5 and list(given_group) == ["grad", "x2"]
+    assert torch.allclose(given_group["grad"].similarity, grouped["grad"].similarity, atol=1e-6)
     with pytest.raises(InputError, match=r"two explanations are named 'grad'"):
         ev.randomization_check(m, x, {"pair": pair, "grad": grad_explain})
     flaky = iter([{"grad": grad_explain(m, x, t)}] + [{}] * 9)

@@ -633,7 +633,8 @@ def randomization_check(
     randomized copies (one deep copy and one re-initialisation per step for all of them), and
     the result is a dict ``{name: RandomizationResult}`` (``original`` then a dict too, or None).
     A callable may also return a dict ``{name: maps}``, several methods from one pass (e.g.
-    :func:`torchloupe.cam.compare`): each is checked under its own name, and the result is a dict.
+    :func:`torchloupe.cam.compare`): each is checked under its own name, and the result is a dict;
+    its trained-model maps may be given as ``original={callable's name: {name: maps}}``.
     """
     if layers not in ("cascade", "independent"):
         raise InputError(f"layers must be 'cascade' or 'independent', got {layers!r}")
@@ -649,6 +650,11 @@ def randomization_check(
     if not fns:
         raise InputError("explain is an empty dict; expected at least one method")
     given = {"": original} if single else dict(original or {})
+    group_given: dict[str, list[str]] = {}  # group callable -> the names of its maps given under its name
+    for name in [n for n, v in given.items() if n in fns and isinstance(v, Mapping)]:
+        maps = given.pop(name)
+        group_given[name] = list(maps)
+        given.update(maps)
     x = check_input(model, x)
     for orig in given.values():
         if orig is not None and (not isinstance(orig, Tensor) or orig.shape[0] != x.shape[0]):
@@ -688,9 +694,10 @@ def randomization_check(
                 out[key] = _as_maps(maps)
         return out
 
-    originals = {name: _as_maps(orig) for name, orig in given.items() if orig is not None and name in fns}
+    known = set(fns).union(*group_given.values())
+    originals = {name: _as_maps(orig) for name, orig in given.items() if orig is not None and name in known}
     originals.update({k: _as_maps(given[k]) if given.get(k) is not None else v
-                      for k, v in explain_all([n for n in fns if n not in originals]).items()})
+                      for k, v in explain_all([n for n in fns if n not in originals and n not in group_given]).items()})
     sims: dict[str, list[Tensor]] = {name: [] for name in originals}
     top_down = list(reversed(groups))
     labels = [g[0] if len(g) == 1 else f"{g[0]} … {g[-1]}" for g in top_down]

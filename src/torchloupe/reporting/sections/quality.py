@@ -114,8 +114,11 @@ def build(subject: Subject, options: dict):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            given = {name: maps_of[name][:k] for name in grouped if name in maps_of}
+            if keys:
+                given["CAMs"] = {name: maps_of[name][:k] for name in keys}
             rands = ev.randomization_check(subject.model, x[:k], grouped, target=targets[:k], blocks=groups,
-                                           original={name: maps_of[name][:k] for name in checked})
+                                           original=given)
             rands = {name: rands[name] for name in checked}  # table order
         except TorchLoupeError:  # one method fails on a randomized copy: check them one by one
             for name, fn in checked.items():
