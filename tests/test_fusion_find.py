@@ -43,6 +43,9 @@ def test_iterative_fusion_points(views):
     assert [i.producer for i in first.inputs] == ["shape_stages.0.1", "to_shape.0"]
     assert first.inputs[1].branch_modules == ("colour_stem.0", "colour_stages.0.0", "to_shape.0")
     assert [i.channels for i in pts[-1].inputs] == [(0, 8), (8, 16)]
+    # Views name arguments by module; the cat's two `add` arguments by the module feeding each alone.
+    assert [i.label for i in first.inputs] == ["shape_stages.0", "to_shape.0"]
+    assert [i.label for i in pts[-1].inputs] == ["add ← to_shape.1", "add ← to_colour.1"]
 
 
 def test_not_fusion_same_tensor_or_parameter_free():

@@ -37,6 +37,21 @@ def test_section_on_the_late_fusion_demo():
     assert all(hasattr(f.figure, "savefig") for f in figures)
 
 
+def test_provenance_shows_every_argument_of_the_cat_even_with_one_op_name():
+    # The iterative model's cat takes two tensors both made by `add`: each gets its own row.
+    from torchloupe.demo.subjects import fusion as subjects
+    from torchloupe.reporting.sections import fusion as section
+
+    subject = subjects.fusion_subject("iterative", seed=0, n=16)
+    blocks = section.build(subject, {"quick": True, "seed": 0})
+    fig = next(b.figure for b in blocks if isinstance(b, Figure) and "provenance" in b.caption)
+    texts = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+    rows = [t for t in texts if t.endswith(")") and "[" in t]
+    assert rows == ["add ← to_shape.1\n[0:8)", "add ← to_colour.1\n[8:16)"]
+    tiles = [t for t in texts if t.startswith("ch ")]
+    assert sorted(int(t[3:]) for t in tiles) == list(range(16))
+
+
 def test_section_not_applicable_without_branches():
     from torchloupe.reporting.sections import fusion as section
 

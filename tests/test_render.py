@@ -193,6 +193,10 @@ def test_weight_matrix_figure_is_centred_with_colorbar_and_labels():
     big = R.weight_matrix_figure(torch.randn(10, 3000), max_size=500)
     assert big.axes[0].images[0].get_array().shape == (10, 500)
     assert "averaged" in big.axes[0].get_title()
+    # The axes keep the matrix's own columns (0..2999), not the 500 display columns.
+    assert big.axes[0].get_xlim() == pytest.approx((-0.5, 2999.5))
+    titled = R.weight_matrix_figure(torch.randn(4, 3000), max_size=500, title="fc")
+    assert titled.axes[0].get_title() == "fc, shown averaged to 4x500"
 
 
 def test_class_template_figure_layouts():

@@ -42,3 +42,31 @@ def test_exemplars_section_and_not_applicable_without_data():
     assert isinstance(blocks[0], Figure) and "top-5 of the first 40 samples" in blocks[0].caption
     na = sec.build(_subject(dataset=False), {"quick": True})
     assert isinstance(na, NotApplicable) and "dataset" in na.reason
+
+
+class _RunningSum(nn.Module):
+    """(B, T, 1) -> (B, T): output t is the sum of inputs 0..t (weights set, so the truth is known)."""
+
+    def __init__(self):
+        super().__init__()
+        self.step = nn.Linear(1, 1, bias=False)
+        with torch.no_grad():
+            self.step.weight.fill_(1.0)
+        self.total = nn.Identity()
+
+    def forward(self, x):
+        return self.total(self.step(x).squeeze(-1).cumsum(1))
+
+
+def test_feature_vis_of_a_sequence_model_draws_bars_over_steps():
+    # Maximizing output t of a running sum raises inputs 0..t only: the bars must show that pattern.
+    subject = Subject(name="running sum", model=_RunningSum().eval(), inputs=torch.rand(4, 6, 1), layers=["total"])
+    blocks = _sections()["feature_vis"].build(subject, {"quick": True, "seed": 0})
+    fig = blocks[0]
+    assert "the bars are its value at each step" in fig.caption
+    panels = [ax for ax in fig.figure.axes if ax.patches]
+    assert len(panels) == 3 and all(ax.get_xlabel() == "step" for ax in panels)
+    for t, ax in enumerate(panels):  # unit "total:t"
+        heights = torch.tensor([p.get_height() for p in ax.patches])
+        assert heights.shape == (6,)
+        assert heights[: t + 1].min() > heights[t + 1 :].max() + 0.1

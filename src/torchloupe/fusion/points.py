@@ -39,6 +39,17 @@ class FusionInput:
     shape: tuple[int, ...]
     channels: tuple[int, int] | None
 
+    @property
+    def label(self) -> str:
+        """How views name this argument: its module (or ``input:i``); for a tensor a functional op
+        made, the op with the nearest learned module that feeds this argument alone
+        (``add ← to_shape.1``), so two ``add`` arguments of one ``cat`` can be told apart."""
+        if self.module is not None:
+            return self.module
+        if self.branch_modules:
+            return f"{self.producer} ← {self.branch_modules[-1]}"
+        return self.producer
+
 
 @dataclass(frozen=True)
 class FusionPoint:

@@ -370,14 +370,16 @@ def weight_matrix_figure(
     height = min(8.0, max(2.2, 1.4 + m.shape[0] * 0.22))
     fig = new_figure(width, height)
     ax = fig.add_subplot()
-    im = ax.imshow(m.numpy(), cmap=_DIVERGING, vmin=-v, vmax=v, aspect="auto", interpolation="nearest")
+    # The extent keeps the axes in the matrix's own indices when it is shown averaged down.
+    im = ax.imshow(m.numpy(), cmap=_DIVERGING, vmin=-v, vmax=v, aspect="auto", interpolation="nearest",
+                   extent=(-0.5, in_f - 0.5, out_f - 0.5, -0.5))
     ax.set_xlabel(f"{xlabel} ({in_f})")
     ax.set_ylabel(f"{ylabel} ({out_f})")
     if row_labels is not None and len(row_labels) == out_f and out_f <= 40:
         ax.set_yticks(range(out_f))
         ax.set_yticklabels([str(s) for s in row_labels], fontsize=8)
     fig.colorbar(im, ax=ax, label="weight", shrink=0.9)
-    ax.set_title(title or f"weights {out_f}x{in_f}{note}", fontsize=10)
+    ax.set_title(f"{title}{note}" if title else f"weights {out_f}x{in_f}{note}", fontsize=10)
     return fig
 
 

@@ -47,7 +47,7 @@ def points_figure(points: Sequence, title: str = "", max_points: int = 12) -> Fi
         ax.text(7.85, centre - 0.18, f"{p.name}  {shape}", fontsize=7, va="center", color="#333333")
         for k, inp in enumerate(p.inputs):
             yy = y - k * (n - 1) / max(1, len(p.inputs) - 1) if len(p.inputs) > 1 else centre
-            label = inp.module or inp.producer
+            label = inp.label
             if len(label) > 34:
                 label = "..." + label[-31:]
             rng = f" [{inp.channels[0]}:{inp.channels[1]})" if inp.channels else ""

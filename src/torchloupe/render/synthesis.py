@@ -23,10 +23,33 @@ def to_display(x: Tensor) -> Tensor:
 
 
 def _show(ax, img: Tensor) -> None:
+    """An image sample ``(C, H, W)`` as a picture; a sequence sample ``(T, F)`` (recurrent and
+    sequence models) or a vector ``(F,)`` as what it is: bars over steps or features, or a
+    features x steps heat map when each step has several features."""
+    if img.dim() in (1, 2):
+        _show_sequence(ax, img.detach().float().cpu())
+        return
     d = to_display(img)
     ax.imshow(d.numpy(), cmap="gray" if d.dim() == 2 else None, vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _show_sequence(ax, v: Tensor) -> None:
+    ax.axis("on")
+    if v.dim() == 2 and v.shape[1] > 1:
+        top = float(v.abs().max()) or 1.0
+        ax.imshow(v.t().numpy(), cmap="RdBu_r", vmin=-top, vmax=top, aspect="auto", interpolation="nearest")
+        ax.set_ylabel("feature", fontsize=6, labelpad=1)
+    else:
+        values = v.reshape(-1).numpy()
+        ax.bar(range(len(values)), values, width=0.8, color="#4c72b0")
+        ax.axhline(0.0, color="#888888", lw=0.6)
+        ax.set_xlim(-0.6, len(values) - 0.4)
+    ax.set_xlabel("step" if v.dim() == 2 else "feature", fontsize=6, labelpad=1)
+    ax.tick_params(labelsize=5.5, length=2, pad=1)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
 
 
 def _unit_label(result, i: int) -> tuple[str, bool]:
@@ -59,7 +82,12 @@ def _units_grid(result, title: str | None, max_cols: int = 6):
         ax.set_title(label, fontsize=7, color="#c0392b" if failed else "black")
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.75 / (1.95 * rows + 0.4), wspace=0.12, hspace=0.62)
+    if result.images.dim() in (2, 3) and result.images.dim() < 4:  # sequences: room for ticks and labels
+        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16 / rows, top=1 - 0.75 / (1.95 * rows + 0.4),
+                            wspace=0.35, hspace=0.9)
+    else:
+        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.75 / (1.95 * rows + 0.4), wspace=0.12,
+                            hspace=0.62)
     return fig
 
 

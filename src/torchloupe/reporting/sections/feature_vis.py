@@ -92,7 +92,9 @@ def build(subject: Subject, options: dict):
     failed = int(res.failed.sum())
     blocks = [
         Figure(units_figure(res, ex), caption=f"{layer}: channels {channels[0]}..{channels[-1]}, {param} "
-                                              f"parameterization, {steps} steps, seed {seed}"),
+                                              f"parameterization, {steps} steps, seed {seed}"
+                                              + ("; each input is a sequence: the bars are its value at each step"
+                                                 if len(shape) == 2 else "")),
         Table(["unit", "reached", "best of 32 random", "dataset top-1", "status"], rows,
               caption="Reached value of each unit on its synthesized input (no transforms) against random inputs.",
               highlight=[(i, 4) for i, r in enumerate(rows) if r[4] == "FAILED"]),

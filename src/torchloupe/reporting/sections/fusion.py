@@ -99,7 +99,12 @@ def build(subject: Subject, options: dict):
     if cats:
         p = cats[-1]
         fused = values[p.node][0]
-        ranges = {(i.module or i.producer): i.channels for i in p.inputs}
+        ranges: dict[str, tuple[int, int]] = {}
+        for i in p.inputs:  # one row per argument, even when two share a label
+            key, k = i.label, 2
+            while key in ranges:
+                key, k = f"{i.label} ({k})", k + 1
+            ranges[key] = i.channels
         blocks.append(Figure(draw.provenance_figure(fused, ranges, title=f"channels of {p.name} (sample 0)"),
                              caption="Channel provenance at the cat: the strongest channels each branch contributes "
                                      "to the fused tensor."))
