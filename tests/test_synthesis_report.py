@@ -70,3 +70,14 @@ def test_feature_vis_of_a_sequence_model_draws_bars_over_steps():
         heights = torch.tensor([p.get_height() for p in ax.patches])
         assert heights.shape == (6,)
         assert heights[: t + 1].min() > heights[t + 1 :].max() + 0.1
+
+
+def test_objective_curves_legend_keeps_names_matplotlib_would_hide():
+    # matplotlib leaves labels starting with "_" out of legends; EfficientNet's layers are named so.
+    from types import SimpleNamespace
+
+    from torchloupe.render.synthesis import curves_figure
+
+    result = SimpleNamespace(objective_curve=torch.rand(5, 2), names=["_conv_head:0", "_conv_head:1"])
+    fig = curves_figure(result)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["_conv_head:0", "_conv_head:1"]

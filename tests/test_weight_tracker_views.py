@@ -86,7 +86,8 @@ def test_figures_and_gif(tmp_path):
     fig = wl.plot_templates(h, labels=["a", "b", "c"])
     texts = fig.axes[0].texts  # one composed image: column heads are classes, row labels are steps
     assert [t.get_text() for t in texts if t.get_rotation() == 0] == ["a", "b", "c"]
-    assert [t.get_text() for t in texts if t.get_rotation() == 90] == ["step 0", "step 4", "step 6"]
+    rows = [t.get_text() for t in texts if t.get_rotation() == 90]
+    assert [r.split("\n")[0] for r in rows] == ["step 0", "step 4", "step 6"] and all("±" in r for r in rows)
     fig = wl.plot_norms(h)
     lines = fig.axes[0].get_lines()
     assert [ln.get_label() for ln in lines] == ["1.weight", "3.weight"]

@@ -10,12 +10,35 @@ from ..evaluate import CurveResult, RandomizationResult
 
 _STYLE = {"linewidth": 1.8}
 
+# One colour per method in every quality figure (the curves and the sanity check agree), in the
+# order the report lists them; other names take the remaining colours of tab20 in order of appearance.
+_KNOWN = ("CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "ScoreCAM", "EigenCAM",
+          "Gradient", "Guided backprop", "Deconvnet")
+_RANDOM_COLOR = (0.45, 0.45, 0.45, 1.0)
 
-def _colors(n: int):
+
+def _colors(names: list[str]) -> list:
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
+    palette = [colormaps["tab10"](i) for i in range(10)] + [colormaps["tab20"](i) for i in range(1, 20, 2)]
+    known = {name: palette[i] for i, name in enumerate(_KNOWN)}
+    spare = iter(c for c in palette[len(_KNOWN):] + palette * 4)
+    return [_RANDOM_COLOR if n.startswith("Random") else known[n] if n in known else next(spare) for n in names]
+
+
+def _same_as(curves: dict[str, list[float]]) -> dict[str, str]:
+    """``{name: earlier name}`` for methods whose plotted line equals an earlier one's (to 1e-6):
+    their lines coincide, so the legend says which they hide behind (on a model ending in global
+    average pooling and a linear layer, CAM, Grad-CAM and others are the same map)."""
+    out: dict[str, str] = {}
+    names = list(curves)
+    for j, name in enumerate(names):
+        for earlier in names[:j]:
+            a, b = curves[name], curves[earlier]
+            if earlier not in out and len(a) == len(b) and max(abs(x - y) for x, y in zip(a, b)) <= 1e-6:
+                out[name] = earlier
+                break
+    return out
 
 
 def curves_figure(deletion: Mapping[str, CurveResult], insertion: Mapping[str, CurveResult]) -> Figure:
@@ -27,10 +50,13 @@ def curves_figure(deletion: Mapping[str, CurveResult], insertion: Mapping[str, C
         (axes[0], deletion, "Deletion: most salient pixels removed first", "lower AUC is better"),
         (axes[1], insertion, "Insertion: most salient pixels revealed first", "higher AUC is better"),
     ):
-        for color, name in zip(_colors(len(names)), names):
+        means = {name: results[name].curves.mean(0).cpu().tolist() for name in names}
+        same = _same_as(means)
+        for color, name in zip(_colors(names), names):
             r = results[name]
-            ax.plot(r.fractions.numpy(), r.curves.mean(0).cpu().numpy(), color=color,
-                    label=f"{name} ({float(r.auc.mean()):.3f})", linestyle="--" if name.startswith("Random") else "-", **_STYLE)
+            hidden = f", = {same[name]}" if name in same else ""
+            ax.plot(r.fractions.numpy(), means[name], color=color, label=f"{name} ({float(r.auc.mean()):.3f}{hidden})",
+                    linestyle="--" if name.startswith("Random") else ":" if hidden else "-", **_STYLE)
         ax.set_title(f"{title}\n({better})", fontsize=10)
         ax.set_xlabel("fraction of pixels changed")
         ax.set_ylabel("probability of the target class")
@@ -48,11 +74,13 @@ def randomization_figure(results: Mapping[str, RandomizationResult]) -> Figure:
     ax = fig.subplots()
     names = list(results)
     labels: tuple[str, ...] = ()
-    for color, name in zip(_colors(len(names)), names):
-        r = results[name]
-        labels = r.layers
-        y = [1.0] + r.similarity.mean(0).tolist()
-        ax.plot(range(len(y)), y, marker="o", markersize=3, color=color, label=name, **_STYLE)
+    ys = {name: [1.0] + results[name].similarity.mean(0).tolist() for name in names}
+    same = _same_as(ys)
+    for color, name in zip(_colors(names), names):
+        labels = results[name].layers
+        y = ys[name]
+        ax.plot(range(len(y)), y, marker="o", markersize=3, color=color, label=name + (f" (= {same[name]})" if name in same else ""),
+                linestyle=":" if name in same else "-", **_STYLE)
     if labels:
         ax.set_xticks(range(len(labels) + 1))
         ax.set_xticklabels(["trained"] + [f"+ {lab}" for lab in labels], rotation=35, ha="right", fontsize=7)
@@ -60,7 +88,8 @@ def randomization_figure(results: Mapping[str, RandomizationResult]) -> Figure:
     ax.set_ylabel("rank correlation\nwith the trained map")
     ax.set_title("Sanity check: layers re-initialised from the output down (cumulative).\n"
                  "A method that depends on the weights falls below the dotted line.", fontsize=10)
-    ax.set_ylim(-0.35, 1.05)
+    low = min((min(y) for y in ys.values()), default=0.0)
+    ax.set_ylim(min(-0.35, low - 0.08), 1.05)  # every line stays inside the axes
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig

@@ -143,15 +143,16 @@ def curves_figure(result):
     """Objective per image against step."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4.8, 2.8), dpi=90)
-    ax = fig.add_subplot(1, 1, 1)
     curve = result.objective_curve.detach().cpu()
-    for i in range(curve.shape[1]):
-        ax.plot(range(1, curve.shape[0] + 1), curve[:, i].numpy(), lw=1.2, label=result.names[i])
+    legend = 0 < curve.shape[1] <= 8
+    fig = Figure(figsize=(6.0 if legend else 4.8, 2.8), dpi=90)
+    ax = fig.add_subplot(1, 1, 1)
+    lines = [ax.plot(range(1, curve.shape[0] + 1), curve[:, i].numpy(), lw=1.2)[0] for i in range(curve.shape[1])]
     ax.set_xlabel("step")
     ax.set_ylabel("objective (transformed images)")
-    if 0 < curve.shape[1] <= 8 and not any(str(n).startswith("_") for n in result.names):
-        ax.legend(fontsize=6, loc="lower right")
+    if legend:  # handles and labels given: names such as "_conv_head:0" would otherwise be left out
+        ax.legend(lines, [str(n) for n in result.names], fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5),
+                  frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

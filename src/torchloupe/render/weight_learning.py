@@ -158,7 +158,7 @@ def _grid(tiles: Tensor, ncol: int, pad: int = 1, value: float = 1.0) -> Tensor:
     return out
 
 
-def frame_images(history, what: str = "auto", max_tiles: int = 32, min_tile: int = 32) -> tuple[list[Tensor], str]:
+def frame_images(history, what: str = "auto", max_tiles: int = 32, min_tile: int = 48) -> tuple[list[Tensor], str]:
     """One ``(3, H, W)`` image in [0, 1] per snapshot (templates or kernels as a grid), and what it shows.
 
     ``what``: ``"templates"``, ``"kernels"`` or ``"auto"`` (templates when the head's rows are
@@ -199,6 +199,17 @@ def frame_images(history, what: str = "auto", max_tiles: int = 32, min_tile: int
     return frames, what
 
 
+def _label_font(size: int):
+    """Pillow's bundled scalable font at ``size`` px (Pillow >= 10.1 with FreeType), else its small
+    bitmap font."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):
+        return ImageFont.load_default()
+
+
 def animate(history, path: str | os.PathLike, what: str = "auto", fps: float = 4.0,
             max_frames: int | None = None, **kwargs: Any) -> str:
     """Write a GIF, one frame per snapshot (or ``max_frames`` evenly picked ones, first and last
@@ -218,13 +229,14 @@ def animate(history, path: str | os.PathLike, what: str = "auto", fps: float = 4
             snapshots={k: v[keep] for k, v in history.snapshots.items()},
         )
     frames, what = frame_images(history, what, **kwargs)
+    font, head = _label_font(14), 20
     images = []
     for step, f in zip(history.snapshot_steps.tolist(), frames):
         arr = (f.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
         body = Image.fromarray(arr, "RGB")
-        canvas = Image.new("RGB", (body.width, body.height + 14), "white")
-        canvas.paste(body, (0, 14))
-        ImageDraw.Draw(canvas).text((2, 1), f"{what} at step {step}", fill=(0, 0, 0))
+        canvas = Image.new("RGB", (body.width, body.height + head), "white")
+        canvas.paste(body, (0, head))
+        ImageDraw.Draw(canvas).text((3, 2), f"{what} at step {step}", fill=(0, 0, 0), font=font)
         images.append(canvas)
     path = os.fspath(path)
     images[0].save(
@@ -307,11 +319,25 @@ def _label(labels, c):
     return str(labels[c]) if labels is not None and c < len(labels) else str(c)
 
 
+def _row_tiles(imgs: Tensor) -> tuple[list[Tensor], float]:
+    """One row of a steps x tiles mosaic: ``(N, C, H, W)`` weights as RGB tiles on one symmetric
+    scale, ±(99th percentile of |w|), so one extreme weight does not leave the rest pale (beyond
+    it: full colour); returns the tiles and the scale. 3-channel tiles are centred at mid-gray,
+    others drawn blue < 0 < red."""
+    from .colormaps import colorize
+
+    imgs = imgs.float()
+    v = float(torch.quantile(imgs.abs().flatten(), 0.99)) or float(imgs.abs().max()) or 1.0
+    return [(0.5 + img / (2 * v)).clamp(0, 1) if img.shape[0] == 3 else colorize(img[0], "RdBu_r", -v, v)
+            for img in imgs], v
+
+
 def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence[str] | None = None,
                    kind: str = "auto", max_classes: int = 12):
     """Class templates at snapshot indices ``steps`` (default start / middle / end).
 
-    Rows are steps, columns classes; each row on its own symmetric color scale (blue < 0 < red).
+    Rows are steps, columns classes; each row on its own symmetric color scale (blue < 0 < red),
+    ±(99th percentile of |w|) as its label states.
     When the head's rows are not input-shaped (a CNN after pooling), the head matrix is shown.
     """
     import numpy as np
@@ -338,23 +364,22 @@ def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence
         return fig
     _, what = first
     n_cls = min(first[0].shape[0], max_classes)
-    from .colormaps import colorize
     from .figures import _mosaic_figure
 
-    tiles = []
+    tiles, scales = [], []
     for i in idx:
-        imgs = _as_images(template_tensor(history, i, kind)[0][:n_cls])
-        v = float(imgs.abs().max()) or 1.0  # each row (step) on its own symmetric scale
-        for img in imgs[:n_cls]:
-            tiles.append((0.5 + img / (2 * v)).clamp(0, 1) if img.shape[0] == 3 else colorize(img[0], "RdBu_r", -v, v))
+        row, v = _row_tiles(_as_images(template_tensor(history, i, kind)[0][:n_cls]))
+        tiles += row
+        scales.append(v)
     title = "effective input-space templates (W_L···W_1)" if what == "effective" else "class templates (head rows)"
     return _mosaic_figure(tiles, None, n_cls, tile_w=1.0, tile_h=1.0, title_h=0.08, fontsize=9, suptitle=title,
                           col_titles=[_label(labels, c) for c in range(n_cls)],
-                          row_titles=[f"step {snap_steps[i]}" for i in idx])
+                          row_titles=[f"step {snap_steps[i]}\n±{v:.2g}" for i, v in zip(idx, scales)])
 
 
 def plot_kernels(history, steps: Sequence[int] | None = None, max_kernels: int = 16):
-    """First-layer kernels (conv) or units (MLP) at snapshot indices ``steps``; rows are steps."""
+    """First-layer kernels (conv) or units (MLP) at snapshot indices ``steps``; rows are steps, each
+    on its own symmetric scale (stated in its label, as in :func:`plot_templates`)."""
 
     idx = list(steps) if steps is not None else pick_steps(history)
     got = kernel_tensor(history, idx[0]) if idx else None
@@ -365,10 +390,14 @@ def plot_kernels(history, steps: Sequence[int] | None = None, max_kernels: int =
     snap_steps = history.snapshot_steps.tolist()
     from .figures import _mosaic_figure
 
-    tiles = [t.float() for i in idx for t in _tiles(kernel_tensor(history, i)[0][:n])[:n]]
+    tiles, scales = [], []
+    for i in idx:
+        row, v = _row_tiles(_as_images(kernel_tensor(history, i)[0][:n].detach().float().cpu()))
+        tiles += row
+        scales.append(v)
     return _mosaic_figure(tiles, None, n, tile_w=0.65, tile_h=0.65, title_h=0.08, fontsize=8,
                           suptitle=f"{name}: first {n} filters over time",
-                          row_titles=[f"step {snap_steps[i]}" for i in idx])
+                          row_titles=[f"step {snap_steps[i]}\n±{v:.2g}" for i, v in zip(idx, scales)])
 
 
 def plot_similarity(history, steps: Sequence[int] | None = None, labels: Sequence[str] | None = None):
@@ -385,12 +414,17 @@ def plot_similarity(history, steps: Sequence[int] | None = None, labels: Sequenc
     fig = _figure(3.3 * len(idx) + 3.6, 3.3)
     axes = fig.subplots(1, len(idx) + 1, width_ratios=[1] * len(idx) + [1.3])
     ticks = [_label(labels, c) for c in range(k)]
-    for ax, i in zip(axes[:-1], idx):
+    short = max((len(t) for t in ticks), default=0) <= 3
+    for j, (ax, i) in enumerate(zip(axes[:-1], idx)):
         im = ax.imshow(sim[i].numpy(), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
         ax.set_title(f"step {snap_steps[i]}", fontsize=9)
-        if k <= 20:
-            ax.set_xticks(range(k), ticks, fontsize=6, rotation=90)
-            ax.set_yticks(range(k), ticks, fontsize=6)
+        if k <= 20:  # class names on both axes; the rows' only on the first matrix (they are shared)
+            ax.set_xticks(range(k), ticks, fontsize=8 if short else 6, rotation=0 if short else 90)
+            ax.set_yticks(range(k), ticks if j == 0 else [], fontsize=8 if short else 6)
+            ax.tick_params(length=2, pad=1)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
     fig.colorbar(im, ax=list(axes[:-1]), shrink=0.8, label="cosine")
     off = sim.clone()
     off[:, torch.arange(k), torch.arange(k)] = float("nan")
