@@ -96,6 +96,8 @@ def test_quality_section_table_on_shapes(shapes):
     # Global average pooling then a linear layer: Grad-CAM, XGrad-CAM and HiRes-CAM are CAM's map,
     # so their lines lie under CAM's; the legend says so instead of seeming to lose them.
     assert [t for t in legend if "(= " in t] == ["GradCAM (= CAM)", "XGradCAM (= CAM)", "HiResCAM (= CAM)"]
+    deletion_legend = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    assert [t.split(" (")[0] for t in deletion_legend if ", = CAM)" in t] == ["GradCAM", "XGradCAM", "HiResCAM"]
     colors = {ln.get_label().split(" (")[0]: ln.get_color() for ln in figures[1].axes[0].get_lines()[:-1]}
     curve_colors = {ln.get_label().split(" (")[0]: ln.get_color() for ln in figures[0].axes[0].get_lines()}
     assert all(curve_colors[m] == c for m, c in colors.items())  # one colour per method in both figures

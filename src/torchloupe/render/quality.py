@@ -20,22 +20,24 @@ _RANDOM_COLOR = (0.45, 0.45, 0.45, 1.0)
 def _colors(names: list[str]) -> list:
     from matplotlib import colormaps
 
-    palette = [colormaps["tab10"](i) for i in range(10)] + [colormaps["tab20"](i) for i in range(1, 20, 2)]
+    # tab10 without its gray (random maps are gray), then tab20's light shades
+    palette = [colormaps["tab10"](i) for i in range(10) if i != 7] + [colormaps["tab20"](i) for i in range(1, 20, 2)]
     known = {name: palette[i] for i, name in enumerate(_KNOWN)}
     spare = iter(c for c in palette[len(_KNOWN):] + palette * 4)
     return [_RANDOM_COLOR if n.startswith("Random") else known[n] if n in known else next(spare) for n in names]
 
 
-def _same_as(curves: dict[str, list[float]]) -> dict[str, str]:
-    """``{name: earlier name}`` for methods whose plotted line equals an earlier one's (to 1e-6):
-    their lines coincide, so the legend says which they hide behind (on a model ending in global
-    average pooling and a linear layer, CAM, Grad-CAM and others are the same map)."""
+def _same_as(curves: dict[str, list[float]], tol: float = 2e-3) -> dict[str, str]:
+    """``{name: earlier name}`` for methods whose plotted line is within ``tol`` of an earlier one's
+    everywhere (less than a line's width: the lines coincide), so the legend says which line hides
+    it. On a model ending in global average pooling and a linear layer, CAM, Grad-CAM and others
+    give the same map; their deletion curves then differ only by how float ties are ordered."""
     out: dict[str, str] = {}
     names = list(curves)
     for j, name in enumerate(names):
         for earlier in names[:j]:
             a, b = curves[name], curves[earlier]
-            if earlier not in out and len(a) == len(b) and max(abs(x - y) for x, y in zip(a, b)) <= 1e-6:
+            if earlier not in out and len(a) == len(b) and max(abs(x - y) for x, y in zip(a, b)) <= tol:
                 out[name] = earlier
                 break
     return out
