@@ -142,3 +142,18 @@ def test_tracker_imports_no_matplotlib():
     code = "import sys, torchloupe.weights as w; w.WeightTracker; import torchloupe.integrations.visdom; " \
            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_similarity_figure_keeps_its_class_labels_inside():
+    # Constrained layout placed the first matrix's row labels (class names) off the left edge.
+    from torchloupe.render.png import figure_to_png
+
+    _, h = _mlp_history()
+    fig = wl.plot_similarity(h, labels=["a", "b", "c"])
+    figure_to_png(fig)
+    renderer = fig.canvas.get_renderer()
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a", "b", "c"]
+    width = fig.bbox.width
+    for ax in fig.axes:
+        box = ax.get_tightbbox(renderer)
+        assert box.x0 >= 0 and box.x1 <= width

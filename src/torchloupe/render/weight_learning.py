@@ -412,6 +412,7 @@ def plot_similarity(history, steps: Sequence[int] | None = None, labels: Sequenc
     k = sim.shape[-1]
     snap_steps = history.snapshot_steps.numpy()
     fig = _figure(3.3 * len(idx) + 3.6, 3.3)
+    fig.set_layout_engine("compressed")  # plain constrained layout clipped the square maps' row labels
     axes = fig.subplots(1, len(idx) + 1, width_ratios=[1] * len(idx) + [1.3])
     ticks = [_label(labels, c) for c in range(k)]
     short = max((len(t) for t in ticks), default=0) <= 3
