@@ -145,6 +145,7 @@ def test_feature_map_figure_ranks_channels_and_labels_them():
     assert titles[1].startswith("ch 6\nmean 3") and titles[2].startswith("ch 7\nmean 2")
     assert len(titles) == 3
     assert "2 most active of 3 channels" in fig._suptitle.get_text()
+    assert R.feature_map_figure(fm, 0)._suptitle.get_text().startswith("conv: all 3 channels, most active first (")
     with pytest.raises(IndexError, match="sample 1"):
         R.feature_map_figure(fm, 1)
 

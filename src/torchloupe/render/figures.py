@@ -271,7 +271,8 @@ def feature_map_figure(
         tile_h=_TILE * aspect,
         title_h=0.42,
         fontsize=7,
-        suptitle=f"{fm.layer}: {k} most active of {maps.shape[1]} channels ({h}x{w}{kind}), sample {sample}",
+        suptitle=(f"{fm.layer}: {k} most active of {maps.shape[1]} channels" if k < maps.shape[1]
+                  else f"{fm.layer}: all {k} channels, most active first") + f" ({h}x{w}{kind}), sample {sample}",
         suptitle_size=10,
     )
 
