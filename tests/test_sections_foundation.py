@@ -34,6 +34,33 @@ def test_feature_maps_of_a_cnn():
     assert fm_section._layers(subject) == ["features.conv1", "features.conv3", "features.conv4"]
 
 
+class _TwoViews(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(3, 4, 3, padding=1)
+        self.both = nn.Conv2d(8, 4, 3, padding=1)
+
+    def forward(self, x, y):
+        return self.both(torch.cat([self.a(x), self.b(y)], 1)).mean((2, 3))
+
+
+def test_feature_maps_of_a_two_input_model_show_the_input_each_layer_sees(monkeypatch):
+    # Beside a layer of the second branch, the second input, not the first; none beside the fused layer.
+    x, y = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    subject = Subject("two views", _TwoViews(), (x, y), images=x, layers=["a", "b", "both"])
+    shown = {}
+    real = fm_section._figure
+
+    def spy(fm, sample, channels, image):
+        shown[fm.layer] = image
+        return real(fm, sample, channels, image)
+
+    monkeypatch.setattr(fm_section, "_figure", spy)
+    fm_section.build(subject, OPTIONS)
+    assert torch.equal(shown["a"], x[0]) and torch.equal(shown["b"], y[0]) and shown["both"] is None
+
+
 def test_feature_maps_not_applicable_to_an_mlp():
     subject = Subject("mlp", DigitsMLP(), torch.rand(2, 1, 8, 8), layers=["fc1", "fc2"])
     out = fm_section.build(subject, OPTIONS)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
+from ...errors import TorchLoupeError
 from ...features import feature_maps_of
 from ...layers import find_layers
 from ..base import Figure, NotApplicable, Subject, Text, register
@@ -39,6 +41,7 @@ def build(subject: Subject, options: dict):
     channels = 8 if quick else 12
     x = subject.inputs[:samples] if hasattr(subject.inputs, "__getitem__") and hasattr(subject.inputs, "dim") else subject.inputs
     images = subject.display_images
+    fed_by = _fed_by(subject, layers)
     blocks = []
     skipped = []
     for name, fm in feature_maps_of(subject.model, x, layers).items():
@@ -46,7 +49,7 @@ def build(subject: Subject, options: dict):
             skipped.append(name)
             continue
         for s in range(min(samples, fm.maps.shape[0])):
-            image = images[s] if images is not None and s < len(images) else None
+            image = _input_image(subject, images, fed_by.get(name), s)
             fig = _figure(fm, s, channels, image)
             label = ""
             if subject.labels is not None and "targets" in subject.extras:
@@ -61,6 +64,45 @@ def build(subject: Subject, options: dict):
     if skipped:
         blocks.append(Text(f"Not shown (vector outputs): {', '.join(skipped)}."))
     return blocks
+
+
+def _fed_by(subject: Subject, layers: list[str]) -> dict[str, list[int] | None]:
+    """For a model with several inputs: ``{layer: indices of the inputs upstream of it}``, from one
+    traced forward of a single sample (which view a layer of a two-branch model sees). One input:
+    empty (every layer sees it)."""
+    xs = subject.inputs
+    if not isinstance(xs, (tuple, list)) or len(xs) < 2:
+        return {}
+    from ...structure.merges import ancestors
+    from ...structure.tracer import record
+
+    try:
+        graph, _ = record(subject.model, tuple(t[:1] for t in xs))
+    except TorchLoupeError:
+        return {}
+    inputs = [n.id for n in graph.nodes if n.kind == "input"]
+    anc = ancestors(graph.nodes)
+    out: dict[str, list[int] | None] = {}
+    for n in graph.nodes:
+        if n.kind == "module" and n.name in layers and n.name not in out and len(inputs) == len(xs):
+            out[n.name] = [i for i, nid in enumerate(inputs) if anc[n.id] >> nid & 1]
+    return out
+
+
+def _input_image(subject: Subject, images, fed: list[int] | None, s: int):
+    """The picture beside a layer's maps: the display image, or for a layer of a multi-input model
+    fed by one image-shaped input other than the first, that input; none when several feed it."""
+    if fed is None:
+        return images[s] if images is not None and s < len(images) else None
+    if len(fed) != 1:
+        return None
+    if fed[0] == 0 and images is not None and s < len(images):
+        return images[s]
+    t = subject.inputs[fed[0]]
+    if isinstance(t, torch.Tensor) and t.dim() == 4 and t.shape[1] in (1, 3) and t.is_floating_point() \
+            and float(t[s].min()) >= 0.0 and float(t[s].max()) <= 1.0:
+        return t[s]
+    return None
 
 
 def _figure(fm, sample, channels, image):
