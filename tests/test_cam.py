@@ -258,3 +258,10 @@ def test_compare_scorecam_and_errors():
         tl.cam.compare(model, x, "all", layer="features.55")
     with pytest.raises(TargetError):
         tl.cam.compare(model, x, "all", target=99)
+
+
+def test_every_method_has_its_paper_name_for_figures():
+    assert [tl.cam.title_of(k) for k in tl.cam.METHODS] == [
+        "CAM", "Grad-CAM", "Grad-CAM++", "XGrad-CAM", "LayerCAM", "HiResCAM", "Score-CAM", "Eigen-CAM"]
+    assert tl.cam.title_of("GradCAMPlusPlus") == tl.cam.title_of(tl.cam.GradCAMPlusPlus) == "Grad-CAM++"
+    assert tl.cam.title_of("my method") == "my method"

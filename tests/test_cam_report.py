@@ -26,8 +26,8 @@ def test_cam_section_shows_every_method_and_the_prediction():
     blocks = _sections()["cam"].build(subject, {"quick": False, "seed": 0})
     fig = [b for b in blocks if isinstance(b, Figure)][0].figure
     titles = [t.get_text() for t in fig.axes[0].texts if t.get_rotation() == 0]  # column heads (rows: rotated)
-    assert titles == ["input", "CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "ScoreCAM",
-                      "EigenCAM"]
+    assert titles == ["input", "CAM", "Grad-CAM", "Grad-CAM++", "XGrad-CAM", "LayerCAM", "HiResCAM", "Score-CAM",
+                      "Eigen-CAM"]
     table = [b for b in blocks if isinstance(b, Table)][0]
     with torch.no_grad():
         probs = model(x).softmax(1)

@@ -87,7 +87,7 @@ def test_quality_section_table_on_shapes(shapes):
     table = next(b for b in blocks if isinstance(b, Table))
     assert table.columns == ["method", "pointing game ↑", "deletion AUC ↓", "insertion AUC ↑", "sanity check", "ms / image"]
     names = [r[0] for r in table.rows]
-    assert names == ["CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "EigenCAM", "Gradient",
+    assert names == ["CAM", "Grad-CAM", "Grad-CAM++", "XGrad-CAM", "LayerCAM", "HiResCAM", "Eigen-CAM", "Gradient",
                      "Guided backprop", "Deconvnet", "Random maps"]
     figures = [b.figure for b in blocks if isinstance(b, Figure)]
     assert len(figures) == 2
@@ -95,9 +95,9 @@ def test_quality_section_table_on_shapes(shapes):
     assert [t.split(" (= ")[0] for t in legend] == names[:-1]  # the sanity curves in table order
     # Global average pooling then a linear layer: Grad-CAM, XGrad-CAM and HiRes-CAM are CAM's map,
     # so their lines lie under CAM's; the legend says so instead of seeming to lose them.
-    assert [t for t in legend if "(= " in t] == ["GradCAM (= CAM)", "XGradCAM (= CAM)", "HiResCAM (= CAM)"]
+    assert [t for t in legend if "(= " in t] == ["Grad-CAM (= CAM)", "XGrad-CAM (= CAM)", "HiResCAM (= CAM)"]
     deletion_legend = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
-    assert [t.split(" (")[0] for t in deletion_legend if ", = CAM)" in t] == ["GradCAM", "XGradCAM", "HiResCAM"]
+    assert [t.split(" (")[0] for t in deletion_legend if ", = CAM)" in t] == ["Grad-CAM", "XGrad-CAM", "HiResCAM"]
     colors = {ln.get_label().split(" (")[0]: ln.get_color() for ln in figures[1].axes[0].get_lines()[:-1]}
     curve_colors = {ln.get_label().split(" (")[0]: ln.get_color() for ln in figures[0].axes[0].get_lines()}
     assert all(curve_colors[m] == c for m, c in colors.items())  # one colour per method in both figures
@@ -110,7 +110,7 @@ def test_quality_section_table_on_shapes(shapes):
         alone = ev.randomization_check(model, x[:2], methods[row[0]], target=targets[:2], blocks=groups)
         assert row[4] == ("pass" if alone.passed.float().mean() >= 0.5 else "fail"), row[0]
     assert table.rows[-1][4] == "—" and table.rows[-1][5] == "—"
-    assert dict(zip(names, (r[4] for r in table.rows)))["GradCAM"] == "pass"
+    assert dict(zip(names, (r[4] for r in table.rows)))["Grad-CAM"] == "pass"
     for col in (1, 2, 3):
         (best,) = [r for r, c in table.highlight if c == col]
         values = [float(r[col]) for r in table.rows[:-1]]

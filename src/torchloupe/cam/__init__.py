@@ -34,6 +34,7 @@ __all__ = [
     "ScoreCAM",
     "EigenCAM",
     "METHODS",
+    "title_of",
     "compare",
     "default_layer",
     "to_map",
@@ -49,6 +50,17 @@ METHODS: dict[str, type[BaseCAM]] = {
     "scorecam": ScoreCAM,
     "eigencam": EigenCAM,
 }
+
+
+def title_of(method: str | type[BaseCAM]) -> str:
+    """How figures and tables name a CAM method: its ``title`` (``"Grad-CAM++"``) for a class, a
+    class name (``CAMResult.method``) or a :data:`METHODS` key; any other string as it is."""
+    if isinstance(method, type):
+        return getattr(method, "title", "") or method.__name__
+    for key, cls in METHODS.items():
+        if method in (key, cls.__name__):
+            return cls.title or cls.__name__
+    return method
 
 
 def compare(

@@ -171,6 +171,9 @@ class BaseCAM:
 
     uses_gradients: ClassVar[bool] = True
     relu: ClassVar[bool] = True
+    #: The method's name as its paper writes it, for figures and tables ("Grad-CAM++"); results
+    #: keep the class name in ``CAMResult.method``. Subclasses without one show their class name.
+    title: ClassVar[str] = ""
 
     def __init__(
         self,

@@ -21,6 +21,8 @@ from .base import BaseCAM, Run
 class CAM(BaseCAM):
     """Class activation mapping from the final linear layer's weights."""
 
+    title = "CAM"
+
     uses_gradients = False
 
     def __init__(self, model: nn.Module, layer: LayerSpec | Sequence[LayerSpec] | None = None, *, fc: LayerSpec | None = None, **kw):

@@ -17,6 +17,8 @@ from .base import BaseCAM, Run
 class EigenCAM(BaseCAM):
     """Eigen-CAM: first principal component of the layer's activations."""
 
+    title = "Eigen-CAM"
+
     uses_gradients = False
 
     def cam_map(self, acts: Tensor, grads: Tensor | None, run: Run) -> Tensor:  # -> (N,*S)

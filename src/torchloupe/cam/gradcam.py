@@ -13,5 +13,7 @@ from .base import GradientCAM, spatial_dims
 class GradCAM(GradientCAM):
     """Grad-CAM: channel weights are the spatially averaged gradients."""
 
+    title = "Grad-CAM"
+
     def channel_weights(self, acts: Tensor, grads: Tensor) -> Tensor:  # (N,C,*S) -> (N,C)
         return grads.mean(dim=spatial_dims(grads))

@@ -20,6 +20,8 @@ from .base import GradientCAM, spatial_dims
 class GradCAMPlusPlus(GradientCAM):
     """Grad-CAM++: pixel-wise weighted positive gradients (the paper's closed form)."""
 
+    title = "Grad-CAM++"
+
     def channel_weights(self, acts: Tensor, grads: Tensor) -> Tensor:  # (N,C,*S) -> (N,C)
         dims = spatial_dims(acts)
         g2 = grads * grads

@@ -14,5 +14,7 @@ from .base import BaseCAM, Run
 class HiResCAM(BaseCAM):
     """HiResCAM: element-wise gradient times activation, summed over channels."""
 
+    title = "HiResCAM"
+
     def cam_map(self, acts: Tensor, grads: Tensor | None, run: Run) -> Tensor:  # -> (N,*S)
         return (grads * acts).sum(dim=1)

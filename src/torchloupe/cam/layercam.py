@@ -14,5 +14,7 @@ from .base import BaseCAM, Run
 class LayerCAM(BaseCAM):
     """LayerCAM: element-wise positive gradient times activation, summed over channels."""
 
+    title = "LayerCAM"
+
     def cam_map(self, acts: Tensor, grads: Tensor | None, run: Run) -> Tensor:  # -> (N,*S)
         return (torch.relu(grads) * acts).sum(dim=1)

@@ -25,6 +25,8 @@ from .base import BaseCAM, Run, normalize_maps, upsample
 class ScoreCAM(BaseCAM):
     """Score-CAM: channel weights are the target's score on the input masked by each channel."""
 
+    title = "Score-CAM"
+
     uses_gradients = False
 
     def __init__(

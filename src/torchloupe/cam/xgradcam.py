@@ -15,6 +15,8 @@ from .base import GradientCAM, spatial_dims
 class XGradCAM(GradientCAM):
     """XGrad-CAM: gradients weighted by the normalised activations."""
 
+    title = "XGrad-CAM"
+
     def channel_weights(self, acts: Tensor, grads: Tensor) -> Tensor:  # (N,C,*S) -> (N,C)
         dims = spatial_dims(acts)
         total = acts.sum(dim=dims)

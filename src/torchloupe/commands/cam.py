@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..demo import imagenet_data  # noqa: F401  (registers efficientnet-lite0)
     from ..errors import UsageError
     from ..probe import eval_forward
+    from ..cam import title_of
     from ..render.cam import method_grid
     from ..render.image import overlay
     from ..render.png import figure_to_png, to_png
@@ -82,15 +83,15 @@ def run(args: argparse.Namespace) -> int:
         for m, res in results.items():
             fname = f"{stem}_{m.replace('+', 'p')}.png"
             (out / fname).write_bytes(to_png(overlay(images[i : i + 1], res.maps[i : i + 1])[0]))
-            cells.append(f'<td><img src="{html.escape(fname)}" width="224" alt="{html.escape(m)}"></td>')
+            cells.append(f'<td><img src="{html.escape(fname)}" width="224" alt="{html.escape(title_of(m))}"></td>')
         rows.append(
             f"<tr><th>{html.escape(stem)}<br>{html.escape(str(name))}<br>p = {float(probs[i, t]):.3f}</th>"
             + "".join(cells) + "</tr>"
         )
-    fig = method_grid({m: r for m, r in results.items()}, images)
+    fig = method_grid({title_of(m): r for m, r in results.items()}, images)
     (out / "grid.png").write_bytes(figure_to_png(fig))
     layer_name = next(iter(results.values())).layer
-    head = "".join(f"<th>{html.escape(m)}</th>" for m in results)
+    head = "".join(f"<th>{html.escape(title_of(m))}</th>" for m in results)
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>torchloupe CAMs</title>"
         "<style>body{font-family:sans-serif}td,th{padding:4px;text-align:center}</style></head><body>"

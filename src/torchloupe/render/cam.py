@@ -35,6 +35,8 @@ def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | No
     """One row of panels: each sample's map over its image (or the map alone)."""
     from matplotlib.figure import Figure
 
+    from ..cam import title_of
+
     n = result.maps.shape[0]
     fig = Figure(figsize=(size * max(n, 1), size + 0.4), layout="constrained")
     axes = fig.subplots(1, max(n, 1), squeeze=False)[0]
@@ -49,7 +51,7 @@ def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | No
             ax.imshow(result.maps[i].detach().float().cpu().numpy(), cmap=cmap, vmin=0, vmax=1)
         t = int(result.targets[i])
         name = labels[t] if labels is not None and 0 <= t < len(labels) else (str(t) if t >= 0 else "score")
-        ax.set_title(f"{result.method}: {name}", fontsize=9)
+        ax.set_title(f"{title_of(result.method)}: {name}", fontsize=9)
         ax.axis("off")
     fig.suptitle(f"layer {result.layer}", fontsize=9)
     return fig

@@ -12,7 +12,7 @@ _STYLE = {"linewidth": 1.8}
 
 # One colour per method in every quality figure (the curves and the sanity check agree), in the
 # order the report lists them; other names take the remaining colours of tab20 in order of appearance.
-_KNOWN = ("CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "ScoreCAM", "EigenCAM",
+_KNOWN = ("CAM", "Grad-CAM", "Grad-CAM++", "XGrad-CAM", "LayerCAM", "HiResCAM", "Score-CAM", "Eigen-CAM",
           "Gradient", "Guided backprop", "Deconvnet")
 _RANDOM_COLOR = (0.45, 0.45, 0.45, 1.0)
 

@@ -63,14 +63,14 @@ def build(subject: Subject, options: dict):
                 continue
         keys.append(key)
     try:  # all methods from one forward / backward
-        results = {r.method: r for r in cam.compare(subject.model, x, keys, layer, targets).values()}
+        results = {cam.title_of(r.method): r for r in cam.compare(subject.model, x, keys, layer, targets).values()}
     except TorchLoupeError:  # one method does not apply: run them one by one to say which
         for key in keys:
             cls = cam.METHODS[key]
             try:
-                results[cls.__name__] = cls(subject.model, layer)(x, targets)
+                results[cam.title_of(cls)] = cls(subject.model, layer)(x, targets)
             except TorchLoupeError as exc:
-                notes.append(f"{cls.__name__} does not apply: {exc}")
+                notes.append(f"{cam.title_of(cls)} does not apply: {exc}")
     rows = [_label(subject, int(t)) + f" (p = {float(probs[i, t]):.2f})" for i, t in enumerate(targets)]
     fig = method_grid(results, images, row_titles=rows)
     blocks = [

@@ -39,7 +39,7 @@ def explainers(model, x: torch.Tensor, layer: str, quick: bool) -> dict:
     for cls in cam.METHODS.values():
         if cls is cam.ScoreCAM and quick:
             continue
-        out[cls.__name__] = lambda m, inp, t, cls=cls: cls(m, layer)(inp, t).maps
+        out[cam.title_of(cls)] = lambda m, inp, t, cls=cls: cls(m, layer)(inp, t).maps
     for name, fn in (("Gradient", saliency.gradient), ("Guided backprop", saliency.guided_backprop),
                      ("Deconvnet", saliency.deconvnet)):
         out[name] = lambda m, inp, t, fn=fn: _normalize(fn(m, inp, t).abs().sum(1))
@@ -107,10 +107,10 @@ def build(subject: Subject, options: dict):
     k = min(n, 2)
     checked = {name: fn for name, fn in methods.items() if name in maps_of}
     # The CAMs of each randomized copy from one shared forward / backward (tl.cam.compare).
-    keys = {cls.__name__: key for key, cls in cam.METHODS.items() if cls.__name__ in checked}
+    keys = {cam.title_of(cls): key for key, cls in cam.METHODS.items() if cam.title_of(cls) in checked}
     grouped = {name: fn for name, fn in checked.items() if name not in keys}
     if keys:
-        grouped["CAMs"] = lambda m, inp, t: {r.method: r.maps for r in cam.compare(m, inp, list(keys.values()), layer, t).values()}
+        grouped["CAMs"] = lambda m, inp, t: {cam.title_of(r.method): r.maps for r in cam.compare(m, inp, list(keys.values()), layer, t).values()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
