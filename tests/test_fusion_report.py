@@ -58,3 +58,22 @@ def test_section_not_applicable_without_branches():
     subject = Subject(name="cnn", model=tiny_cnn(), inputs=torch.rand(2, 3, 16, 16))
     res = section.build(subject, {"quick": True, "seed": 0})
     assert isinstance(res, NotApplicable) and "branches" in res.reason
+
+
+def test_branch_maps_keep_the_heat_maps_hue_over_a_coloured_view():
+    # Over a saturated green view the map is blended with the view's gray, so its colour is the
+    # colormap's own (a peak stays red), and the figure carries the 0..1 colour bar.
+    from torchloupe.render.colormaps import colorize
+    from torchloupe.render.fusion import branch_maps_figure
+
+    green = torch.zeros(1, 3, 8, 8)
+    green[:, 1] = 1.0
+    peak = torch.ones(1, 8, 8)
+    fig = branch_maps_figure({"colour": green}, {"colour": peak}, n=1, row_names=["x"])
+    assert len(fig.axes) == 2  # the mosaic and its colour bar
+    composed = torch.from_numpy(fig.axes[0].images[0].get_array()[..., :3].copy()).float()  # (H, W, 3)
+    h, w = composed.shape[:2]
+    inside = composed[h // 2, 3 * w // 4]  # the middle of the right tile: the map
+    red = colorize(torch.ones(1, 1), "jet")[:, 0, 0]
+    expected = 0.4 * 0.587 + 0.6 * red
+    assert torch.allclose(inside, expected, atol=0.02)

@@ -141,10 +141,17 @@ def branch_maps_figure(backgrounds: Mapping[str, Tensor], maps: Mapping[str, Ten
             m = maps[b][i].detach().float().cpu()
             if tuple(m.shape[-2:]) != tuple(bg.shape[-2:]):
                 m = F.interpolate(m.reshape(1, 1, *m.shape[-2:]), size=bg.shape[-2:], mode="bilinear")[0, 0]
-            tiles += [bg, 0.5 * 0.55 * bg + 0.5 * colorize(m.clamp(0, 1), "jet")]
+            # The map over the view in gray: over a coloured view the heat map's hue would shift.
+            gray = (0.299 * bg[0] + 0.587 * bg[1] + 0.114 * bg[2]).expand(3, -1, -1)
+            tiles += [bg, (0.4 * gray + 0.6 * colorize(m.clamp(0, 1), "jet")).clamp(0, 1)]
     heads = [f"{b} {what}" for b in branches for what in ("view", "map")]
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    scale = ScalarMappable(Normalize(0.0, 1.0), "jet")
     return _mosaic_figure(tiles, None, 2 * len(branches), tile_w=1.9, tile_h=1.9, title_h=0.06, fontsize=8,
-                          col_titles=heads, row_titles=[str(r) for r in row_names[:N]] if row_names is not None else None)
+                          col_titles=heads, row_titles=[str(r) for r in row_names[:N]] if row_names is not None else None,
+                          colorbar=scale)
 
 
 def provenance_figure(fused: Tensor, ranges: Mapping[str, tuple[int, int]], per_branch: int = 8, title: str = "") -> Figure:
