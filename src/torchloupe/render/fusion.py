@@ -79,7 +79,7 @@ def shares_figure(results: Mapping[str, object], labels: Tensor, class_names: Se
                     ax.text(float(left[ci]) + v / 2, ci, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white")
             left += vals
         ax.set_xlim(0, 1)
-        ax.set_title(f"{res.method}", fontsize=9)
+        ax.set_title(res.method.replace("_", " "), fontsize=9)
         ax.set_xlabel("share of |contribution|", fontsize=8)
         ax.tick_params(labelsize=8)
     axes[0].set_yticks(range(len(classes)))
@@ -107,10 +107,11 @@ def sample_shares_figure(results: Mapping[str, object], n: int = 16, names: Sequ
             ax.barh(range(B), v.numpy(), left=left.numpy(), color=_colour(bi), label=b, height=0.8)
             left += v
         ax.set_xlim(0, 1)
-        ax.set_title(res.method, fontsize=9)
+        ax.set_title(res.method.replace("_", " "), fontsize=9)
+        ax.set_xlabel("share of |contribution|", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].set_yticks(range(B))
-    axes[0].set_yticklabels(list(names[:B]) if names is not None else [f"#{i}" for i in range(B)], fontsize=7)
+    axes[0].set_yticklabels([f"#{i} {names[i]}" if names is not None else f"#{i}" for i in range(B)], fontsize=7)
     axes[0].invert_yaxis()
     axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
