@@ -43,3 +43,29 @@ def test_token_view_hover_and_layer_choice(tmp_path):
         assert driver.title == title and "PWNED" not in driver.title
     finally:
         driver.quit()
+
+
+def test_two_token_views_made_in_two_worker_processes_each_work(tmp_path):
+    # Sections run in forked workers: two models' views must not share an element id (the
+    # second view used to drive the first and stay dead itself).
+    torch.manual_seed(0)
+    subjects = []
+    for name in ("first", "second"):
+        enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), 1,
+                                    enable_nested_tensor=False).eval()
+        subjects.append(Subject(name, enc, torch.randn(1, 4, 8), extras={"tokens": [list("abcd")]}))
+    path = tmp_path / "report.html"
+    build_report(subjects, path, sections=["attention"], progress=False, jobs=2)
+    driver = chrome_driver()
+    try:
+        driver.get(path.resolve().as_uri())
+        views = driver.find_elements("css selector", ".tl-token-view")
+        assert len(views) == 2
+        for view in views:
+            toks = view.find_elements("css selector", ".tl-tok")
+            driver.execute_script("arguments[0].dispatchEvent(new MouseEvent('mouseenter'))", toks[3])
+            assert [t.value_of_css_property("outline-style") for t in toks] == ["none", "none", "none", "solid"]
+        logs = driver.get_log("browser")
+        assert [e for e in logs if e.get("level") in ("SEVERE", "ERROR", "WARNING")] == [], logs
+    finally:
+        driver.quit()

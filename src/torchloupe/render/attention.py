@@ -4,7 +4,6 @@ interactive token-to-token view (self-contained HTML, inline JS, every token esc
 from __future__ import annotations
 
 import html
-import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -15,7 +14,6 @@ from torch import Tensor
 
 __all__ = ["heads_grid", "matrix_figure", "patch_overlay", "token_view_html", "patch_grid", "read_weights_figure"]
 
-_view_ids = itertools.count()
 
 
 def _labels(tokens: Sequence[str] | None, T: int) -> list[str]:
@@ -179,7 +177,8 @@ def read_weights_figure(weights: Tensor, truth: Tensor | None = None, n: int = 8
 
 _SCRIPT = """
 (function () {
-  var root = document.getElementById("%(id)s");
+  // The view is this script's parent: no id, so views made in different processes never clash.
+  var root = document.currentScript.parentElement;
   var data = JSON.parse(root.querySelector("script.tl-data").textContent);
   var toks = root.querySelectorAll(".tl-tok");
   var layerSel = root.querySelector(".tl-layer"), headSel = root.querySelector(".tl-head");
@@ -241,7 +240,6 @@ def token_view_html(
         "heads": [[q(h) for h in a] for _, a in layers] if per_head else [],
     }
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    view_id = f"tl-attn-{next(_view_ids)}"
     layer_opts = "".join(f'<option value="{i}">{html.escape(name)}</option>' for i, (name, _) in enumerate(layers))
     n_heads = layers[0][1].shape[0]
     head_opts = '<option value="mean">mean of heads</option>'
@@ -254,11 +252,11 @@ def token_view_html(
     )
     note = f'<div style="font-size:smaller;color:#666">{html.escape("; ".join(notes))}</div>' if notes else ""
     return (
-        f'<div id="{view_id}" class="tl-token-view" style="font-family:monospace;line-height:1.9">'
+        f'<div class="tl-token-view" style="font-family:monospace;line-height:1.9">'
         f'<label>layer <select class="tl-layer">{layer_opts}</select></label> '
         f'<label>head <select class="tl-head">{head_opts}</select></label>'
         f'<div style="font-size:smaller;color:#666">hover a token: the others are shaded by how much it attends to them</div>'
         f"{note}<div>{spans}</div>"
         f'<script type="application/json" class="tl-data">{payload}</script>'
-        f"<script>{_SCRIPT % {'id': view_id}}</script></div>"
+        f"<script>{_SCRIPT}</script></div>"
     )
