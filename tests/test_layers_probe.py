@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import torchloupe as tl
-from torchloupe.errors import InputError, InputShapeError, LayerNotFoundError, NonFiniteInputError
+from torchloupe.errors import InputError, InputShapeError, LayerNotFoundError, NonFiniteInputError, TargetError
 from torchloupe.inputs import check_input
 from torchloupe.layers import closest_names, find_layers, layer_names, name_of
 from torchloupe.probe import capture, preserved
@@ -200,6 +200,46 @@ def test_check_input_for_linear_models():
     assert check_input(lin, torch.rand(5)).shape == (1, 5)
     with pytest.raises(InputShapeError, match="wants 5 features in the last dimension"):
         check_input(lin, torch.rand(2, 4))
+
+
+class _ViewThenLinear(nn.Module):
+    """Reshapes inside forward, so its first layer sees 64 features whatever the input's last dim."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc1(x.view(len(x), -1))
+
+
+class _HeadFirst(nn.Module):
+    """Registers its head before the conv and a helper linear after it: registration order is not run order."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(6, 10)
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.gate = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+def test_inputs_a_model_takes_are_accepted_whatever_its_layers_registration_order():
+    m = _ViewThenLinear()
+    before = model_state(m)
+    x = torch.rand(5, 1, 8, 8)
+    assert tl.activations(m, x, "fc1")["fc1"].shape == (5, 10)
+    with pytest.raises(InputShapeError, match="wants 64 features in the last dimension"):
+        check_input(m, torch.rand(5, 1, 7, 7))  # the model cannot take it: the static message stands
+    head_first = _HeadFirst()
+    maps = tl.cam.GradCAM(head_first, "conv")(torch.rand(2, 3, 16, 16), target=7).maps
+    assert maps.shape == (2, 16, 16)  # 10 classes, from the output, not the 3 of the last Linear
+    with pytest.raises(TargetError, match="10 classes"):
+        tl.cam.GradCAM(head_first, "conv")(torch.rand(2, 3, 16, 16), target=12)
+    assert tl.saliency.gradient(head_first, torch.rand(1, 3, 8, 8), 9).shape == (1, 3, 8, 8)
+    assert_same_state(before, model_state(m))
 
 
 def test_tiny_cnn_is_the_helper_model():

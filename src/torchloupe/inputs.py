@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .errors import InputError, InputShapeError, NonFiniteInputError, TargetError
 
-__all__ = ["first_layer", "check_input", "check_targets", "expected_input"]
+__all__ = ["first_layer", "check_input", "check_targets", "check_model_targets", "num_classes_of", "expected_input"]
 
 _CONV_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 
@@ -54,6 +54,17 @@ def expected_input(model: nn.Module) -> str | None:
     return None
 
 
+def _trial_output(model: nn.Module, x: Tensor) -> tuple[bool, Any]:
+    """``(ran, output)`` of one eval-mode, no-grad forward of the first sample (the model comes
+    back exactly as it went in); ``(False, None)`` when the forward raises."""
+    from .probe import eval_forward
+
+    try:
+        return True, eval_forward(model, x[:1])
+    except Exception:  # the trial says only whether the model takes this input
+        return False, None
+
+
 def check_input(model: nn.Module, x: Tensor, *, name: str = "input") -> Tensor:
     """Validate ``x`` for ``model``; return it batched (never modified in place).
 
@@ -62,9 +73,23 @@ def check_input(model: nn.Module, x: Tensor, *, name: str = "input") -> Tensor:
     - a channel / feature count that the first layer cannot take raises :class:`InputShapeError`
       naming both shapes;
     - an empty batch is returned as is (callers return empty results).
+
+    The first layer is read off the model without running it (the first registered leaf with
+    parameters). A model can run its layers in another order or reshape before its first one
+    (``fc1(x.view(len(x), -1))``): before rejecting a shape, one sample is run through the model,
+    and an input it takes is accepted as it is.
     """
     if not isinstance(x, Tensor):
         raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    try:
+        return _check_input(model, x, name)
+    except InputShapeError:
+        if x.dim() >= 1 and x.shape[0] > 0 and _trial_output(model, x)[0]:
+            return x
+        raise
+
+
+def _check_input(model: nn.Module, x: Tensor, name: str) -> Tensor:
     if x.is_floating_point() or x.is_complex():
         if x.numel() and not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).sum())
@@ -118,6 +143,33 @@ def check_input(model: nn.Module, x: Tensor, *, name: str = "input") -> Tensor:
                 f"wants {layer.in_features} features in the last dimension"
             )
     return x
+
+
+def num_classes_of(model: nn.Module) -> int | None:
+    """Class count guessed before any forward: ``out_features`` of the last registered ``nn.Linear``."""
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module
+    return None if last is None else int(last.out_features)
+
+
+def check_model_targets(model: nn.Module, x: Tensor, target: Any, *, device=None) -> Tensor:
+    """:func:`check_targets` against the model's class count: guessed from its layers (no forward),
+    and when that guess rejects a target, read from the output of one sample (a model may
+    register its head before other linear layers, or end in something else).
+    """
+    guess = num_classes_of(model)
+    try:
+        return check_targets(target, x.shape[0], guess, device=device)
+    except TargetError:
+        if guess is None or x.dim() < 1 or x.shape[0] == 0:
+            raise
+        ran, out = _trial_output(model, x)
+        true = int(out.shape[-1]) if ran and isinstance(out, Tensor) and out.dim() == 2 else None
+        if true is None or true == guess:
+            raise
+        return check_targets(target, x.shape[0], true, device=device)
 
 
 def check_targets(target: Any, batch: int, num_classes: int | None, *, device=None) -> Tensor:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import TargetError
-from .inputs import check_input, check_targets
+from .inputs import check_input, check_model_targets
 from .probe import intercept, preserved
 
 __all__ = ["gradient", "guided_backprop", "deconvnet", "guided_gradcam", "smoothgrad", "GuidedFallbackWarning"]
@@ -39,12 +39,6 @@ __all__ = ["gradient", "guided_backprop", "deconvnet", "guided_gradcam", "smooth
 
 class GuidedFallbackWarning(UserWarning):
     """Some activations have no guided rule (their plain gradient was used), or none was guided."""
-
-
-def _num_classes(model: nn.Module) -> int | None:
-    from .cam.base import num_classes_of
-
-    return num_classes_of(model)
 
 
 class _Rule(torch.autograd.Function):
@@ -140,7 +134,7 @@ def _prepare(model: nn.Module, x: Tensor, target: Any) -> tuple[Tensor, Tensor |
     x = check_input(model, x)
     fixed = None
     if target is not None and not callable(target):
-        fixed = check_targets(target, x.shape[0], _num_classes(model), device=x.device)
+        fixed = check_model_targets(model, x, target, device=x.device)
     return x, fixed
 
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import TargetError, UnsupportedModelError
-from ..inputs import check_input, check_targets
+from ..inputs import check_input, check_model_targets, check_targets, num_classes_of
 from ..layers import LayerSpec, find_layers, name_of
 from ..probe import hooks, preserved
 
@@ -77,13 +77,6 @@ class Run:
     target_fn: Callable[[Any], Tensor] | None = None  # the user's callable target, if any
 
 
-def num_classes_of(model: nn.Module) -> int | None:
-    """Class count guessed before any forward: ``out_features`` of the last registered ``nn.Linear``."""
-    last = None
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            last = module
-    return None if last is None else int(last.out_features)
 
 
 def _grid(tokens: int, size: Sequence[int]) -> tuple[int, int, int] | None:
@@ -232,7 +225,7 @@ def run_cams(cams: Sequence[BaseCAM], x: Tensor, target: Target = None) -> list[
     n = x.shape[0]
     fixed: Tensor | None = None
     if target is not None and not callable(target):
-        fixed = check_targets(target, n, num_classes_of(model), device=x.device)
+        fixed = check_model_targets(model, x, target, device=x.device)
     size = tuple(x.shape[2:])
     if n == 0:
         empty = x.new_zeros((0, *size))
