@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from .errors import InputError, TargetError, UnsupportedModelError, require
+from .inputs import check_finite
 from .layers import LayerSpec, find_layers
 from .probe import hooks, preserved
 
@@ -272,6 +273,8 @@ def _run(
 ) -> tuple[Any, _Recording]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    if inputs and isinstance(inputs[0], Tensor):  # the data (token ids are integers: not checked);
+        check_finite(inputs[0])  # later arguments may be additive masks, where -inf is meaningful
     if within is not None and not softmax:
         raise ValueError(f"within={within!r} names where softmaxes are recorded; pass softmax=True with it")
     within_mods = find_layers(model, within) if within is not None else []

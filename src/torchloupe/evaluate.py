@@ -125,6 +125,8 @@ def _probabilities(model: nn.Module, x: Tensor, chunk: int) -> Tensor:
     rounding. A model that cannot take that layout (``x.view`` on a conv output raises) gets
     contiguous batches instead, from then on (remembered by a weak reference to the model).
     """
+    if x.shape[0] == 0:  # an empty batch: no forward, an empty result
+        return x.new_zeros((0, 0), dtype=torch.float32)
     probs = []
     if x.device.type == "cpu" and x.shape[0] > 1:
         _keep_heap()
@@ -174,6 +176,8 @@ def _prepare(model: nn.Module, x: Tensor, maps: Tensor, target: Any):
 
 
 def _resolve_targets(model: nn.Module, x: Tensor, target: Any, chunk: int) -> Tensor:
+    if x.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long, device=x.device)
     if target is None:
         return _probabilities(model, x, chunk).argmax(dim=1)
     with torch.no_grad():
@@ -473,6 +477,9 @@ def road(
             raise InputError(f"percentages must lie in [0, 100], got {p}")
     x, maps = _prepare(model, x, maps, target)
     b, c, h, w = x.shape
+    if b == 0:  # an empty batch: an empty result
+        return ROADResult(x.new_zeros((0, len(percentages))), tuple(float(p) for p in percentages), order,
+                          torch.zeros(0, dtype=torch.long, device=x.device))
     g = torch.Generator().manual_seed(seed)
     with preserved(model):
         model.eval()

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .errors import InputError, InputShapeError, NonFiniteInputError, TargetError
 
-__all__ = ["first_layer", "check_input", "check_targets", "check_model_targets", "num_classes_of", "expected_input"]
+__all__ = ["first_layer", "check_input", "check_finite", "check_targets", "check_model_targets", "num_classes_of", "expected_input"]
 
 _CONV_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 
@@ -52,6 +52,21 @@ def expected_input(model: nn.Module) -> str | None:
     if isinstance(layer, nn.Linear):
         return f"(N, {layer.in_features})"
     return None
+
+
+def check_finite(x: Tensor, name: str = "input") -> Tensor:
+    """``x`` unchanged; :class:`NonFiniteInputError` naming the count of NaN / infinite values."""
+    if (x.is_floating_point() or x.is_complex()) and x.numel() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        kinds = []
+        if bool(torch.isnan(x).any()):
+            kinds.append("NaN")
+        if bool(torch.isinf(x).any()):
+            kinds.append("infinite")
+        raise NonFiniteInputError(
+            f"{name} of shape {tuple(x.shape)} has {bad} {' and '.join(kinds)} value(s); expected finite values"
+        )
+    return x
 
 
 def _trial_output(model: nn.Module, x: Tensor) -> tuple[bool, Any]:
@@ -90,18 +105,7 @@ def check_input(model: nn.Module, x: Tensor, *, name: str = "input") -> Tensor:
 
 
 def _check_input(model: nn.Module, x: Tensor, name: str) -> Tensor:
-    if x.is_floating_point() or x.is_complex():
-        if x.numel() and not bool(torch.isfinite(x).all()):
-            bad = int((~torch.isfinite(x)).sum())
-            kinds = []
-            if bool(torch.isnan(x).any()):
-                kinds.append("NaN")
-            if bool(torch.isinf(x).any()):
-                kinds.append("infinite")
-            raise NonFiniteInputError(
-                f"{name} of shape {tuple(x.shape)} has {bad} {' and '.join(kinds)} value(s); "
-                f"expected finite values"
-            )
+    check_finite(x, name)
     found = first_layer(model)
     if found is None:
         return x

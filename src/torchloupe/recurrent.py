@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from .errors import InputShapeError, UnsupportedModelError
+from .inputs import check_finite
 from .layers import LayerSpec, find_layers
 from .probe import hooks, preserved
 
@@ -125,9 +126,11 @@ def _prepare(module: nn.Module, x) -> tuple[Tensor, Tensor | None, bool, bool]:
     """x -> (T, B, I) padded, lengths or None, was_unbatched, was_packed."""
     if isinstance(x, PackedSequence):
         padded, lengths = pad_packed_sequence(x, batch_first=False)
+        check_finite(padded)
         return padded, lengths.to(padded.device), False, True
     if not isinstance(x, Tensor):
         raise InputShapeError(f"expected a tensor or PackedSequence input, got {type(x).__name__}")
+    check_finite(x)
     if x.dim() == 2:
         x3 = x.unsqueeze(1)
         unbatched = True
@@ -233,7 +236,7 @@ def trace(module: nn.Module, x, h0=None) -> RecurrentTrace:
             inp = torch.cat(outs, dim=-1) if D == 2 else outs[0]
 
     def arrange(parts: list[Tensor]) -> Tensor:  # L*D x (T, B, X) -> (L, D, B, T, X)
-        st = torch.stack(parts).reshape(L, D, T, B, -1)
+        st = torch.stack(parts).reshape(L, D, T, B, parts[0].shape[-1])  # explicit: B or T may be 0
         return st.transpose(2, 3).contiguous()
 
     output = inp
@@ -358,6 +361,8 @@ def trace_cells(
     Each call's gates are recomputed from the call's own input, state and the cell's weights.
     Returns ``{cell name: CellTrace}``; the model's modes and hooks are restored.
     """
+    if inputs and isinstance(inputs[0], Tensor):  # the data; later arguments may be masks or states
+        check_finite(inputs[0])
     if cells is None:
         found = [(n, m) for n, m in model.named_modules() if _cell_kind(m) is not None]
         if not found:

@@ -236,6 +236,8 @@ def smoothgrad(
     def smoothed(model: nn.Module, x: Tensor, target: Any = None, **kw) -> Tensor:
         x, fixed = _prepare(model, x, target)
         b = x.shape[0]
+        if b == 0:  # an empty batch: an empty result
+            return torch.zeros_like(x)
         if target is None:
             with torch.no_grad():
                 from .probe import eval_forward

@@ -32,8 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError, TargetError, UnsupportedModelError
-from ..inputs import check_targets
+from ..errors import InputError, InputShapeError, TargetError, UnsupportedModelError
+from ..inputs import check_finite, check_input, check_targets
 from ..layers import find_layer
 from ..probe import hooks, preserved
 
@@ -79,8 +79,7 @@ def _as_tuple(x: Any) -> tuple[Tensor, ...]:
             raise InputError(f"input {i} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() == 0:
             raise InputError(f"input {i} must be batched (B, ...), got a scalar")
-        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
-            raise InputError(f"input {i} of shape {tuple(t.shape)} has NaN or infinite values; expected finite values")
+        check_finite(t, f"input {i}")
     if len({t.shape[0] for t in xs}) != 1:
         raise InputError(f"all inputs must share the batch size, got shapes {[tuple(t.shape) for t in xs]}")
     return tuple(xs)
@@ -369,9 +368,26 @@ def contributions(
         raise UnsupportedModelError(f"method {method!r} is not one of {', '.join(METHODS)}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    if isinstance(x, Tensor):
+        x = check_input(model, x)  # an unbatched input becomes a batch of one; channels checked
     xs = _as_tuple(x)
     if isinstance(baseline, str) and baseline not in ("zero", "mean"):
         raise InputError(f"baseline must be 'zero', 'mean', a dict or a tensor, got {baseline!r}")
+    B = xs[0].shape[0]
+    if B == 0:  # an empty batch: an empty result
+        return _empty_result(model, xs, branches, method)
+    # Before any of the work: the model must take these inputs, and a class target must be in range.
+    with preserved(model):
+        model.eval()
+        try:
+            with torch.no_grad():
+                first = model(*(t[:1] for t in xs))
+        except Exception as exc:
+            shapes = ", ".join(str(tuple(t.shape)) for t in xs)
+            raise InputShapeError(f"{type(model).__name__} cannot take inputs of shape {shapes}: "
+                                  f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
+    if target is not None and not callable(target) and isinstance(first, Tensor) and first.dim() == 2:
+        check_targets(target, B, first.shape[1])
     specs = resolve_branches(model, xs, branches)
     K = len(specs)
     names = list(specs)
@@ -466,6 +482,15 @@ def contributions(
         scores=f.to(dtype), baseline_scores=None if f0 is None else f0.to(dtype),
         completeness=None if completeness is None else completeness.to(dtype), steps=steps,
     )
+
+
+def _empty_result(model: nn.Module, xs: tuple[Tensor, ...], branches, method: str) -> FusionResult:
+    """What :func:`contributions` returns for an empty batch: every field with zero samples."""
+    names = list(branches) if isinstance(branches, Mapping) else []
+    empty = torch.zeros(0, device=xs[0].device)
+    return FusionResult(values={b: empty for b in names}, shares={b: empty for b in names}, method=method,
+                        baseline="zero", targets=torch.zeros(0, dtype=torch.long, device=xs[0].device),
+                        scores=empty, baseline_scores=None, completeness=None)
 
 
 def _targets(target: Any, out: Tensor) -> Tensor:

@@ -15,6 +15,7 @@ with ``all_gather``; every rank gets the single-process result
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSam
 
 from .. import distributed as D
 from ..errors import ChannelError, TorchLoupeError
+from ..inputs import check_finite, check_input
 from ..layers import find_layers
 from ..probe import hooks, intercept, preserved
 
@@ -297,6 +299,13 @@ def exemplars(
     rank, world = (D.rank(), D.world_size()) if use_dist else (0, 1)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     batches, total, source = _batches(data, batch_size, start, stop, rank, world)
+    # The first batch against the model's first layer before any work (a typed error naming both
+    # shapes), outside the hooks below.
+    batches = iter(batches)
+    head = next(batches, None)
+    if head is not None:
+        check_input(model, head[1].to(device), name=f"the data batch at sample {head[0]}")
+        batches = itertools.chain([head], batches)
     sign = -1.0 if negative else 1.0
 
     acts: dict[str, Tensor] = {}
@@ -331,6 +340,7 @@ def exemplars(
                 n = x.shape[0]
                 if n == 0:
                     continue
+                check_finite(x, f"the data batch at sample {first_index}")
                 flags["calls"] = 0
                 try:
                     model(x)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputShapeError, TorchLoupeError
-from ..inputs import first_layer
+from ..inputs import check_input, first_layer
 from ..layers import find_layers
 from ..probe import hooks, intercept, preserved
 from . import objectives as O
@@ -270,6 +270,8 @@ def maximize(
     if baseline_samples < 1:
         raise ValueError(f"baseline_samples must be at least 1, got {baseline_samples}")
     shape = tuple(int(s) for s in (input_shape if input_shape is not None else _default_shape(model)))
+    # The shape against the model's first layer, before any step (a typed error naming both).
+    check_input(model, torch.zeros(1, *shape, device=_device_of(model)), name=f"an input of input_shape {shape}")
     dom = _domain(domain)
     units = [o.unit for o in objs]
     if any(u is None for u in units):
