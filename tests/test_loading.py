@@ -178,6 +178,12 @@ def test_checkpoint_missing_and_corrupt(tmp_path):
         load_checkpoint(text)
     with pytest.raises(CheckpointError, match=r"not a file"):
         load_checkpoint(tmp_path)
+    garbage = tmp_path / "garbage.pt"  # a pickle header and then junk: damaged, not dangerous
+    garbage.write_bytes(b"\x80\x02garbage")
+    with pytest.raises(CheckpointError, match=r"garbage\.pt': corrupt, or not written by torch\.save \(the safe "
+                                              r"loader stopped at: Unsupported operand 103\)") as err:
+        load_checkpoint(garbage)
+    assert "other than tensors" not in str(err.value)
 
 
 def test_checkpoint_that_does_not_fit(net_and_state, tmp_path):

@@ -67,3 +67,27 @@ def test_cli_bad_objective_is_one_line_error(tmp_path, capsys):
     rc = main(["maximize", "--model", _model_file(tmp_path), "2:x", "--steps", "2", "--shape", "3", "16", "16"])
     assert rc == 2
     assert "does not parse" in capsys.readouterr().err
+
+
+def test_exemplars_cli_refuses_bad_data_files_in_one_line(tmp_path, capsys):
+    import os
+    import pickle
+
+    spec = _model_file(tmp_path)
+    marker = tmp_path / "PWNED"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(Evil(), protocol=2))
+    (tmp_path / "junk.pt").write_bytes(b"\x80\x02garbage")
+    for data, says in (("evil.pt", "holds Python objects other than tensors"),
+                       ("junk.pt", "not a file torch.save wrote, or damaged"),
+                       ("demo:shapes:abc", "expected demo:shapes or demo:shapes:N")):
+        arg = str(tmp_path / data) if data.endswith(".pt") else data
+        rc = main(["exemplars", "--model", spec, "--data", arg, "--layer", "2", "--no-progress"])
+        err = capsys.readouterr().err
+        assert rc != 0 and err.startswith("loupe: error: ") and says in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not marker.exists()

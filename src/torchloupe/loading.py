@@ -289,17 +289,34 @@ def load_checkpoint(path: str | Path, unsafe_pickle: bool = False) -> dict[str, 
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             obj = torch.load(path, map_location="cpu", weights_only=not unsafe_pickle)
     except pickle.UnpicklingError as exc:
-        if not unsafe_pickle and "weights_only" in str(exc).lower().replace(" ", "_"):
+        text = str(exc)
+        if not unsafe_pickle and "weights_only" in text.lower().replace(" ", "_"):
+            if "GLOBAL" in text:  # a well-formed pickle naming code or classes (torch names the GLOBAL)
+                raise CheckpointError(
+                    f"checkpoint '{path}' holds Python objects other than tensors, so it was not loaded "
+                    f"(loading it could run code); re-save it as a state dict, or pass --unsafe-pickle "
+                    f"if you trust the file"
+                ) from exc
+            # The safe loader met bytes it does not read: damaged data, or a pickle torch.save did not write.
+            reason = weights_only_reason(text)
             raise CheckpointError(
-                f"checkpoint '{path}' holds Python objects other than tensors, so it was not loaded "
-                f"(loading it could run code); re-save it as a state dict, or pass --unsafe-pickle "
-                f"if you trust the file"
+                f"cannot read checkpoint '{path}': corrupt, or not written by torch.save (the safe loader "
+                f"stopped at: {reason}); pass --unsafe-pickle only if you trust the file"
             ) from exc
         raise CheckpointError(f"cannot read checkpoint '{path}': corrupt pickle data ({exc})") from exc
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot read checkpoint '{path}': not a PyTorch checkpoint ({reason})") from exc
     return _state_dict_of(obj, path)
+
+
+def weights_only_reason(text: str) -> str:
+    """The line of torch's weights-only error that says what stopped it (``Unsupported operand 103``)."""
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(("Weights only load failed", "Check the documentation"))]
+    return lines[0] if lines else "unreadable data"
 
 
 def _names(keys: Sequence[str], n: int = 4) -> str:

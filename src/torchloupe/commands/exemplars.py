@@ -41,12 +41,15 @@ def load_data(spec: str, normalize: str):
     from torch.utils.data import TensorDataset
 
     from ..errors import InputFileError
-    from ..loading import normalize_images
+    from ..loading import weights_only_reason, normalize_images
 
     if spec.startswith("demo:shapes"):
         from ..demo import shapes_dataset
 
-        n = int(spec.split(":")[2]) if spec.count(":") == 2 else 512
+        parts = spec.split(":")
+        if len(parts) > 3 or (len(parts) == 3 and not parts[2].isdigit()) or parts[1] != "shapes":
+            raise InputFileError(f"data {spec!r}: expected demo:shapes or demo:shapes:N with N a count of images")
+        n = int(parts[2]) if len(parts) == 3 else 512
         return shapes_dataset(n, size=64, seed=0)
     if spec == "demo:digits":
         from ..demo import digits_dataset
@@ -55,7 +58,13 @@ def load_data(spec: str, normalize: str):
     path = Path(spec)
     if not path.is_file():
         raise InputFileError(f"data {spec!r} is not a file nor demo:shapes / demo:digits")
-    x = torch.load(path, weights_only=True)
+    try:
+        x = torch.load(path, map_location="cpu", weights_only=True)  # never runs code a file holds
+    except Exception as exc:
+        text = str(exc)
+        why = ("it holds Python objects other than tensors (not loaded: that could run code)" if "GLOBAL" in text
+               else f"not a file torch.save wrote, or damaged ({weights_only_reason(text)})")
+        raise InputFileError(f"cannot read data '{spec}': {why}") from exc
     if not isinstance(x, torch.Tensor):
         raise InputFileError(f"{spec!r} holds a {type(x).__name__}; expected one (N, ...) tensor")
     if normalize != "none" and x.dim() == 4:
