@@ -103,3 +103,60 @@ def test_report_architecture_section_is_interactive(driver, tmp_path):
     assert int(pane.get_attribute("data-boxes")) == 11 - 6 + 1
     assert int(roots[1].find_element(By.CSS_SELECTOR, ".tl-pane").get_attribute("data-boxes")) == 10
     assert _errors(driver) == []
+
+
+def _viewport(driver):
+    return driver.execute_script("return document.querySelector('.tl-pane g.viewport').getAttribute('transform')")
+
+
+def _scale(driver):
+    return float(_viewport(driver).split("scale(")[1].rstrip(")"))
+
+
+def test_wheel_scrolls_the_page_ctrl_wheel_zooms_and_search_centres_the_match(driver, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    torch.manual_seed(0)
+    g = trace(torchvision.models.resnet18(weights=None), torch.rand(1, 3, 32, 32))
+    path = tmp_path / "resnet.html"
+    g.to_html(path)
+    pane = _open(driver, path)
+    wheel = ("var p = document.querySelector('.tl-pane'), r = p.getBoundingClientRect();"
+             "return p.dispatchEvent(new WheelEvent('wheel', {deltaY: -200, clientX: r.left + 50, clientY: r.top + 50,"
+             " ctrlKey: arguments[0], bubbles: true, cancelable: true}));")
+    before = _viewport(driver)
+    assert driver.execute_script(wheel, False) is True  # not prevented: the page scrolls on
+    assert _viewport(driver) == before
+    assert driver.execute_script(wheel, True) is False and _scale(driver) > 1.0  # ctrl + wheel zooms in
+    # a fresh page (no re-layout yet): the first match is brought into the middle of the pane
+    driver.refresh()
+    pane = driver.find_element(By.CSS_SELECTOR, ".tl-pane")
+    driver.find_element(By.CSS_SELECTOR, ".tl-search").send_keys("layer4.1.conv2")
+    hit = driver.find_element(By.CSS_SELECTOR, ".tl-pane .hit")
+    box, area = hit.rect, pane.rect
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    assert abs(cx - (area["x"] + area["width"] / 2)) < 2 and abs(cy - (area["y"] + area["height"] / 2)) < 2
+    assert _errors(driver) == []
+
+
+def test_fit_shows_the_whole_graph_and_details_do_not_outlive_their_box(driver, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    torch.manual_seed(0)
+    g = trace(torchvision.models.resnet18(weights=None), torch.rand(1, 3, 32, 32))
+    path = tmp_path / "resnet.html"
+    g.to_html(path)
+    pane = _open(driver, path)
+    drawing = driver.find_element(By.CSS_SELECTOR, ".tl-pane g.viewport")
+    assert drawing.rect["width"] <= pane.rect["width"] + 1  # never wider than its pane on load
+    driver.find_element(By.CSS_SELECTOR, ".tl-fit").click()
+    d, p = drawing.rect, pane.rect
+    assert d["x"] >= p["x"] - 1 and d["y"] >= p["y"] - 1
+    assert d["x"] + d["width"] <= p["x"] + p["width"] + 1 and d["y"] + d["height"] <= p["y"] + p["height"] + 1
+    driver.find_element(By.CSS_SELECTOR, ".tl-reset").click()
+    # a box's details, then its container collapsed: the panel no longer describes a box not drawn
+    driver.find_element(By.CSS_SELECTOR, '[data-key="n5"]').click()  # layer1.0.conv1
+    assert "layer1.0.conv1" in driver.find_element(By.CSS_SELECTOR, ".tl-details").text
+    driver.find_element(By.CSS_SELECTOR, '[data-tree="layer1"]').click()
+    assert "layer1.0.conv1" not in driver.find_element(By.CSS_SELECTOR, ".tl-details").text
+    assert _errors(driver) == []

@@ -13,6 +13,8 @@ const foldBox = root.querySelector(".tl-fold");
 const counter = root.querySelector(".tl-count");
 const st = {depth: D.depth, collapsed: new Set(), expanded: new Set(), fold: true, unfolded: new Set()};
 let view = null, lay = null, zoom = {x: 0, y: 0, k: 1};
+let shown = null;  // the key of the box whose details are in the panel
+const HINT = details.innerHTML;
 const CHAR_W = 6.6, NODE_H = 34, V_GAP = 30, H_GAP = 18;
 const FILL = {input:"#d9f2d9", output:"#fde2d0", module:"#e8eefc", op:"#fff4cc", param:"#eeeeee", container:"#d5dcf5"};
 const STROKE = {input:"#4a9a4a", output:"#d0763a", module:"#5a78c8", op:"#b8921a", param:"#999999", container:"#3b4f99"};
@@ -259,6 +261,7 @@ function render(){
   p.push('</g></svg>');
   pane.innerHTML = p.join("");
   attach();
+  if (shown && !view.nodes.some(b => b.key === shown)){ shown = null; details.innerHTML = HINT; }
   counter.textContent = view.nodes.length + " boxes";
   pane.setAttribute("data-boxes", String(view.nodes.length));
   renderTree(); doSearch();
@@ -291,6 +294,7 @@ const LEVEL = new Map();
 for (const n of D.nodes) n.scope.forEach((c, i) => { if (!LEVEL.has(c)) LEVEL.set(c, i); });
 function levelOf(name){ return LEVEL.has(name) ? LEVEL.get(name) : 0; }
 function showDetails(b){
+  shown = b.key;
   const rows = [];
   const add = (k, v) => rows.push("<tr><th>" + esc(k) + "</th><td>" + esc(v) + "</td></tr>");
   add("name", b.label); add("type", b.type); add("kind", b.kind);
@@ -355,13 +359,18 @@ function doSearch(){
 }
 search.addEventListener("input", () => {
   const first = doSearch();
-  if (first && lay){
-    const i = view.nodes.indexOf(first), r = pane.getBoundingClientRect();
-    zoom.x = r.width / 2 - lay.pos[i][0] * zoom.k; zoom.y = r.height / 2 - lay.pos[i][1] * zoom.k; applyZoom();
-  }
+  if (!first) return;
+  // Centre the first match: its box as drawn (the page's first layout or a re-layout here).
+  const g = pane.querySelector('[data-key="' + CSS.escape(first.key) + '"]');
+  if (!g) return;
+  const bb = g.getBBox(), r = pane.getBoundingClientRect();
+  zoom.x = r.width / 2 - (bb.x + bb.width / 2) * zoom.k; zoom.y = r.height / 2 - (bb.y + bb.height / 2) * zoom.k;
+  applyZoom();
 });
 foldBox.addEventListener("change", () => { st.fold = foldBox.checked; st.unfolded.clear(); render(); });
 pane.addEventListener("wheel", ev => {
+  // Ctrl (or ⌘) + wheel zooms, as does a trackpad pinch; a plain wheel scrolls the page past the graph.
+  if (!ev.ctrlKey && !ev.metaKey) return;
   ev.preventDefault();
   const r = pane.getBoundingClientRect(), px = ev.clientX - r.left, py = ev.clientY - r.top;
   const k = Math.min(4, Math.max(0.1, zoom.k * Math.exp(-ev.deltaY * 0.0015)));
@@ -377,9 +386,21 @@ window.addEventListener("mousemove", ev => {
 });
 window.addEventListener("mouseup", () => { drag = null; setTimeout(() => { pane._dragged = false; }, 0); });
 root.querySelector(".tl-reset").addEventListener("click", () => { zoom = {x: 0, y: 0, k: 1}; applyZoom(); });
+// Scale the drawing to the pane: "fit" shows all of it; on load only a drawing wider than its pane
+// is scaled down (to the pane's width), so nothing is cut off at the right and text stays readable.
+function fit(both){
+  const g = pane.querySelector("g.viewport");
+  if (!g) return;
+  const bb = g.getBBox(), r = pane.getBoundingClientRect();
+  if (!bb.width || !bb.height || !r.width || !r.height) return;
+  const pad = 8, k = Math.min(1, (r.width - 2 * pad) / bb.width, both ? (r.height - 2 * pad) / bb.height : Infinity);
+  zoom = {x: pad - bb.x * k, y: pad - bb.y * k, k: k}; applyZoom();
+}
+root.querySelector(".tl-fit").addEventListener("click", () => fit(true));
 // The first picture is the Python layout already in the page; interactions re-lay out here.
 view = collapse();
 attach();
+fit(false);
 counter.textContent = view.nodes.length + " boxes";
 pane.setAttribute("data-boxes", String(view.nodes.length));
 renderTree();

@@ -76,10 +76,11 @@ def fragment(graph: ModelGraph, depth: int | None = None, edges: str = "orthogon
         f'<div class="tl-bar"><b>{head}</b>'
         f'<input class="tl-search" type="search" placeholder="search layers" aria-label="search layers">'
         f'<span class="tl-hits"></span><label><input class="tl-fold" type="checkbox" checked> fold repeated blocks'
-        f'</label><button type="button" class="tl-reset">reset zoom</button><span class="tl-count"></span></div>'
+        f'</label><button type="button" class="tl-fit" title="show the whole graph">fit</button>'
+        f'<button type="button" class="tl-reset" title="back to full size">reset zoom</button><span class="tl-count"></span></div>'
         f'<div class="tl-body"><div class="tl-tree"></div><div class="tl-pane">{svg}</div>'
         f'<div class="tl-details">Click a box for details; click a container frame\'s label (or an entry on the left)'
-        f" to collapse it, a collapsed box to expand it. Wheel zooms, drag pans.</div></div>"
+        f" to collapse it, a collapsed box to expand it. Ctrl + wheel zooms, drag pans.</div></div>"
         f'{"<ul class=tl-notes>" + items + "</ul>" if items else ""}'
         f'<script type="application/json" class="tl-data">{_json(graph_data(graph, depth, edges))}</script>'
         f"<script>{SCRIPT}</script></div>"
