@@ -289,3 +289,41 @@ def test_edge_styles(cnn_graph):
     assert "<title>(1, 4, 8, 8)</title>" in ortho  # an edge names the shape it carries
     with pytest.raises(ValueError, match="edges must be one of"):
         g.to_svg(edges="wavy")
+
+
+def test_nested_frame_labels_take_opposite_corners_by_nesting_not_dots():
+    # "encoder" directly holds "encoder.layer.0" (the ModuleList "encoder.layer" is never called): by
+    # dots both were depth-even and their labels were drawn on top of each other.
+    from torchloupe.structure.layout import layout
+    from torchloupe.structure.svg import render_svg
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.fc(x))
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.ModuleList([Block()])
+            self.out = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.out(self.layer[0](x))
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = Encoder()
+
+        def forward(self, x):
+            return self.encoder(x)
+
+    g = trace(Model(), torch.rand(2, 4))
+    svg = render_svg(g, layout(collapse(g, None)))
+    anchors = dict(re.findall(r'<text class="fl" data-frame="([^"]+)" [^>]*text-anchor="(\w+)"', svg))
+    assert anchors["encoder"] != anchors["encoder.layer.0"]

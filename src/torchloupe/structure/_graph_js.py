@@ -239,7 +239,7 @@ function render(){
   for (const [name, x0, y0, x1, y1] of fr)
     p.push('<rect class="frame" data-frame="' + esc(name) + '" x="' + x0 + '" y="' + y0 + '" width="' + (x1 - x0) + '" height="' + (y1 - y0) + '" rx="8"/>');
   for (const [name, x0, y0, x1] of fr){
-    const right = (name.split(".").length - 1) % 2 === 1;
+    const right = fr.filter(f => name.startsWith(f[0] + ".")).length % 2 === 1;  // nesting among the frames drawn
     p.push('<text class="fl" data-frame="' + esc(name) + '" x="' + (right ? x1 - 4 : x0 + 4) + '" y="' + (y0 + 9) + '" text-anchor="' + (right ? "end" : "start") + '">' + esc(frameLabel(name)) + '</text>');
   }
   lay.routes.forEach((pts, i) => {

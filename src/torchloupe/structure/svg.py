@@ -109,9 +109,11 @@ def render_svg(graph: ModelGraph, lay: Layout, *, standalone: bool = True, edges
             f'<rect class="frame" data-frame="{escape(name)}" x="{x0:.1f}" y="{y0:.1f}" width="{x1 - x0:.1f}" '
             f'height="{y1 - y0:.1f}" rx="8"/>'
         )
+    names = [f[0] for f in frames]
     for name, x0, y0, x1, y1 in frames:
-        # nested frames share their top edge: alternate the label between left and right corners
-        right = name.count(".") % 2 == 1
+        # Nested frames share their top edge: alternate the label between the left and right corners
+        # by nesting among the frames drawn (not by dots: "encoder" holds "encoder.layer.0" directly).
+        right = sum(name.startswith(other + ".") for other in names) % 2 == 1
         tx, anchor = (x1 - 4, "end") if right else (x0 + 4, "start")
         parts.append(
             f'<text class="fl" data-frame="{escape(name)}" x="{tx:.1f}" y="{y0 + 9:.1f}" text-anchor="{anchor}">'
