@@ -33,6 +33,7 @@ def test_section_on_the_late_fusion_demo():
     table = [b for b in blocks if isinstance(b, Table)][0]
     rows = {r[0]: r for r in table.rows}
     assert table.columns[:4] == ["class", "deciding view", "shape (exact)", "colour (exact)"]
+    assert table.columns[4:] == ["shape (integrated gradients)", "colour (integrated gradients)"]  # headers wrap
     assert float(rows["circle"][2]) > 0.8 and float(rows["red"][3]) > 0.8
     assert all(hasattr(f.figure, "savefig") for f in figures)
 

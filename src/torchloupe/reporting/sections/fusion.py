@@ -75,7 +75,7 @@ def build(subject: Subject, options: dict):
         rows.append(row)
     cols = ["class"] + (["deciding view"] if deciding else [])
     for m in results:
-        cols += [f"{b} ({m})" for b in branches]
+        cols += [f"{b} ({m.replace('_', ' ')})" for b in branches]
     gap = float(second.completeness.max()) if second.completeness is not None else float("nan")
     blocks.append(Table(cols, rows, caption=f"Per-class mean shares. Integrated gradients used {second.steps} steps; "
                                             f"largest completeness gap {gap:.2e}."))
