@@ -113,6 +113,31 @@ def test_zoom_opens_and_closes(page):
     assert page.get_log("browser") == []
 
 
+def test_contents_follow_the_reading_position(page):
+    # Reading a model's entry marks its section and the model in the sidebar; back at the top, the
+    # marks follow (they used to stay on the last section an observer had reported).
+    import time
+
+    active = "return Array.from(document.querySelectorAll('nav.toc a.active')).map(a => a.getAttribute('href'))"
+    article = page.execute_script(  # the last entry taller than the reading line that can reach the top
+        "var max = document.documentElement.scrollHeight - window.innerHeight;"
+        "var ok = Array.from(document.querySelectorAll('article.subject')).filter(a =>"
+        " a.getBoundingClientRect().top + window.scrollY < max - 50 && a.offsetHeight > window.innerHeight * 0.3);"
+        "return ok[ok.length - 1].id")
+    section = page.execute_script(f"return document.getElementById('{article}').closest('section').id")
+    page.execute_script(f"var r = document.getElementById('{article}').getBoundingClientRect();"
+                        "window.scrollTo({top: r.top + window.scrollY, behavior: 'instant'})")
+    time.sleep(0.3)  # the marks follow on the next animation frame
+    assert sorted(page.execute_script(active)) == sorted([f"#{section}", f"#{article}"])
+    page.execute_script("window.scrollTo({top: 0, behavior: 'instant'})")
+    time.sleep(0.3)
+    first = page.execute_script("return document.querySelector('main section.section').id")
+    assert page.execute_script(active) in ([], [f"#{first}"])  # back at the top: at most the first section
+    titled = page.execute_script("return Array.from(document.querySelectorAll('nav.toc a[href^=\"#s-\"]'))"
+                                 ".every(a => a.title === a.textContent)")
+    assert titled  # cut-off entries show their whole name on hover
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """``loupe demo --quick`` end to end (trains or loads the cached demo models), then opened in Chromium."""
