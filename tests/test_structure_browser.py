@@ -157,6 +157,10 @@ def test_fit_shows_the_whole_graph_and_details_do_not_outlive_their_box(driver, 
     # a box's details, then its container collapsed: the panel no longer describes a box not drawn
     driver.find_element(By.CSS_SELECTOR, '[data-key="n5"]').click()  # layer1.0.conv1
     assert "layer1.0.conv1" in driver.find_element(By.CSS_SELECTOR, ".tl-details").text
+    assert driver.find_elements(By.CSS_SELECTOR, '[data-tree="layer1.0"]')
     driver.find_element(By.CSS_SELECTOR, '[data-tree="layer1"]').click()
     assert "layer1.0.conv1" not in driver.find_element(By.CSS_SELECTOR, ".tl-details").text
+    # the module list on the left no longer offers the blocks inside the collapsed layer1
+    assert not driver.find_elements(By.CSS_SELECTOR, '[data-tree="layer1.0"]')
+    assert driver.find_elements(By.CSS_SELECTOR, '[data-tree="layer2.0"]')
     assert _errors(driver) == []

@@ -333,9 +333,13 @@ details.addEventListener("click", ev => {
   if (btn) toggle(btn.getAttribute("data-container"));
 });
 function renderTree(){
-  const names = Object.keys(D.modules).filter(n => n && !D.modules[n].leaf && D.modules[n].calls && LEVEL.has(n));
+  const all = Object.keys(D.modules).filter(n => n && !D.modules[n].leaf && D.modules[n].calls && LEVEL.has(n));
+  const isClosed = n => st.collapsed.has(n) || (st.depth !== null && levelOf(n) >= st.depth && !st.expanded.has(n));
+  const closedSet = all.filter(isClosed);
+  // Entries inside a collapsed container are not listed: the graph does not draw them either.
+  const names = all.filter(n => !closedSet.some(c => n.startsWith(c + ".")));
   tree.innerHTML = names.map(n => {
-    const lvl = levelOf(n), closed = st.collapsed.has(n) || (st.depth !== null && lvl >= st.depth && !st.expanded.has(n));
+    const lvl = levelOf(n), closed = isClosed(n);
     const short = n.slice(n.lastIndexOf(".") + 1);
     return '<div class="tl-item" style="padding-left:' + (lvl * 12) + 'px" title="' + esc(n) + '" data-tree="' + esc(n) + '">' + (closed ? "▸ " : "▾ ") + esc(short) + ' <span>' + esc(D.modules[n].type) + '</span></div>';
   }).join("");
