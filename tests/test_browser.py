@@ -108,6 +108,12 @@ def test_zoom_opens_and_closes(page):
     box = page.find_element(By.ID, "lightbox")
     assert box.is_displayed()
     assert page.execute_script("return document.querySelector('#lightbox img').src") == img.get_attribute("src")
+    assert page.execute_script("return document.body.style.overflow") == "hidden"  # the page stays put
+    page.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+    assert not box.is_displayed()
+    assert page.execute_script("return document.body.style.overflow") == ""
+    img.send_keys(Keys.ENTER)  # from the keyboard: the figure takes focus and opens with Enter
+    assert box.is_displayed()
     page.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
     assert not box.is_displayed()
     assert page.get_log("browser") == []
