@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import torchloupe as tl
-from torchloupe.errors import InputShapeError, NonFiniteInputError, TargetError
+from torchloupe.errors import InputShapeError, LayerNotFoundError, NonFiniteInputError, TargetError
 from tests.helpers import assert_same_state, model_state
 
 
@@ -74,6 +74,10 @@ def test_empty_batches_of_sequences_and_fused_inputs():
     assert tr.h.shape[-3] == 0 and tr.output.shape == (4, 0, 4)
     res = tl.fusion.contributions(_TwoBranches(), _x()[:0], branches=BRANCHES)
     assert res.targets.shape == (0,) and all(v.shape == (0,) for v in res.shares.values())
+    found = tl.fusion.contributions(_TwoBranches(), _x()[:0])  # the fusion point, found on the empty batch
+    assert found.branches == ["a", "b"] and found.share_matrix().shape == (0, 2)
+    with pytest.raises(LayerNotFoundError):  # given branches are checked as for a batch
+        tl.fusion.contributions(_TwoBranches(), _x()[:0], branches={"a": "a", "b": "nope"})
 
 
 NAN = {

@@ -234,12 +234,50 @@ def test_inputs_a_model_takes_are_accepted_whatever_its_layers_registration_orde
     with pytest.raises(InputShapeError, match="wants 64 features in the last dimension"):
         check_input(m, torch.rand(5, 1, 7, 7))  # the model cannot take it: the static message stands
     head_first = _HeadFirst()
+    head_before = model_state(head_first)
     maps = tl.cam.GradCAM(head_first, "conv")(torch.rand(2, 3, 16, 16), target=7).maps
     assert maps.shape == (2, 16, 16)  # 10 classes, from the output, not the 3 of the last Linear
     with pytest.raises(TargetError, match="10 classes"):
         tl.cam.GradCAM(head_first, "conv")(torch.rand(2, 3, 16, 16), target=12)
     assert tl.saliency.gradient(head_first, torch.rand(1, 3, 8, 8), 9).shape == (1, 3, 8, 8)
     assert_same_state(before, model_state(m))
+    assert_same_state(head_before, model_state(head_first))
+
+
+class _EditsItsInput(nn.Module):
+    """Subtracts in place from its input, reshapes, and only then reaches its first layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x -= 0.5
+        return self.fc1(x.view(len(x), -1))
+
+
+class _AddsTheBatch(nn.Module):
+    """Takes one gray image (1, H, W) or a batch (N, 1, H, W)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+
+    def forward(self, x):
+        return self.conv(x.unsqueeze(0) if x.dim() == 3 else x).mean((2, 3))
+
+
+def test_the_trial_forward_runs_on_a_copy_and_reads_dimension_0_as_the_batch():
+    x = torch.rand(3, 1, 8, 8)
+    keep = x.clone()
+    m = _EditsItsInput()
+    out = tl.activations(m, x, "fc1")["fc1"]
+    assert torch.equal(x, keep - 0.5)  # the user's forward edited it once, the trial never touched it
+    assert torch.allclose(out, m.fc1((keep - 0.5).view(3, -1)))
+    # Five gray images without their channel dimension are not a batch for this model: the typed
+    # error stands (the trial's two "samples" came back as one output).
+    with pytest.raises(InputShapeError, match="5 channels"):
+        tl.activations(_AddsTheBatch(), torch.rand(5, 28, 28), "conv")
 
 
 def test_tiny_cnn_is_the_helper_model():

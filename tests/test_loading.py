@@ -180,10 +180,28 @@ def test_checkpoint_missing_and_corrupt(tmp_path):
         load_checkpoint(tmp_path)
     garbage = tmp_path / "garbage.pt"  # a pickle header and then junk: damaged, not dangerous
     garbage.write_bytes(b"\x80\x02garbage")
-    with pytest.raises(CheckpointError, match=r"garbage\.pt': corrupt, or not written by torch\.save \(the safe "
-                                              r"loader stopped at: Unsupported operand 103\)") as err:
+    with pytest.raises(CheckpointError, match=r"garbage\.pt': not a file torch\.save wrote \(a plain pickle, which "
+                                              r"could run code, or damaged data; the safe loader stopped at: "
+                                              r"Unsupported operand 103\); it was not loaded"):
         load_checkpoint(garbage)
-    assert "other than tensors" not in str(err.value)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_plain_pickle_with_code_is_never_run_and_is_named_as_such(tmp_path, protocol):
+    import os
+    import pickle
+
+    marker = tmp_path / "PWNED"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps(Evil(), protocol=protocol))
+    with pytest.raises(CheckpointError, match="could run code") as err:
+        load_checkpoint(path)
+    assert "--unsafe-pickle" in str(err.value) and not marker.exists()
 
 
 def test_checkpoint_that_does_not_fit(net_and_state, tmp_path):

@@ -161,7 +161,7 @@ def test_target_error_before_forward():
     with pytest.raises(TargetError, match="target class 4 is out of range"):
         tl.saliency.guided_backprop(m, torch.rand(3, 3, 8, 8), 4)
     h.remove()
-    assert calls in ([], [(1, False)])  # at most one sample, without autograd, confirms the class count
+    assert calls in ([], [(2, False)])  # at most two samples, without autograd, confirm the class count
 
 
 def test_guided_gradcam_is_product():

@@ -96,3 +96,15 @@ def test_class_templates_only_for_a_linear_layer_on_the_input():
 def test_weights_not_applicable_without_conv_or_linear():
     out = w_section.build(Subject("id", nn.Sequential(nn.ReLU()), torch.rand(1, 3)), OPTIONS)
     assert isinstance(out, NotApplicable)
+
+
+class _WithTemperature(_TwoViews):
+    def forward(self, x, y, temperature):
+        return super().forward(x, y) / temperature
+
+
+def test_feature_maps_of_a_model_with_a_scalar_argument_still_draw():
+    x, y = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    subject = Subject("scaled", _WithTemperature(), (x, y, torch.tensor(2.0)), images=x, layers=["a", "b"])
+    blocks = fm_section.build(subject, OPTIONS)
+    assert len(_captions(blocks)) == 2

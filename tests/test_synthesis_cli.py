@@ -81,9 +81,11 @@ def test_exemplars_cli_refuses_bad_data_files_in_one_line(tmp_path, capsys):
             return (os.mkdir, (str(marker),))
 
     (tmp_path / "evil.pt").write_bytes(pickle.dumps(Evil(), protocol=2))
+    (tmp_path / "evil5.pt").write_bytes(pickle.dumps(Evil(), protocol=5))  # Python's default: no GLOBAL seen
     (tmp_path / "junk.pt").write_bytes(b"\x80\x02garbage")
     for data, says in (("evil.pt", "holds Python objects other than tensors"),
-                       ("junk.pt", "not a file torch.save wrote, or damaged"),
+                       ("junk.pt", "not a file torch.save wrote (a plain pickle, which could run code, or damaged"),
+                       ("evil5.pt", "a plain pickle, which could run code"),
                        ("demo:shapes:abc", "expected demo:shapes or demo:shapes:N")):
         arg = str(tmp_path / data) if data.endswith(".pt") else data
         rc = main(["exemplars", "--model", spec, "--data", arg, "--layer", "2", "--no-progress"])

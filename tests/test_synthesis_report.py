@@ -81,3 +81,22 @@ def test_objective_curves_legend_keeps_names_matplotlib_would_hide():
     result = SimpleNamespace(objective_curve=torch.rand(5, 2), names=["_conv_head:0", "_conv_head:1"])
     fig = curves_figure(result)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["_conv_head:0", "_conv_head:1"]
+
+
+
+class _MeanOfSteps(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(5, 8)
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)).mean(1))
+
+
+def test_feature_vis_of_multi_feature_sequences_draws_and_says_heat_maps():
+    subject = Subject(name="steps", model=_MeanOfSteps().eval(), inputs=torch.rand(4, 12, 5))
+    fig = _sections()["feature_vis"].build(subject, {"quick": True, "seed": 0})[0]
+    assert fig.caption.endswith("a features x steps heat map (red > 0 > blue)")
+    panels = [ax for ax in fig.figure.axes if ax.images]
+    assert panels and all(ax.images[0].get_array().shape == (5, 12) for ax in panels)

@@ -69,15 +69,23 @@ def check_finite(x: Tensor, name: str = "input") -> Tensor:
     return x
 
 
-def _trial_output(model: nn.Module, x: Tensor) -> tuple[bool, Any]:
-    """``(ran, output)`` of one eval-mode, no-grad forward of the first sample (the model comes
-    back exactly as it went in); ``(False, None)`` when the forward raises."""
+def _trial_output(model: nn.Module, x: Tensor | tuple[Tensor, ...]) -> tuple[bool, Any]:
+    """``(ran, output)`` of one eval-mode, no-grad forward of a copy of the first two samples (the
+    model comes back exactly as it went in, and a model that edits its input edits the copy);
+    ``(False, None)`` when the forward raises, or when its output does not keep dimension 0 as the
+    batch (then ``x`` was not read as a batch: say a batch of gray images without their channel
+    dimension, which the model took as one image of that many channels)."""
     from .probe import eval_forward
 
+    xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+    n = min(2, xs[0].shape[0])
     try:
-        return True, eval_forward(model, x[:1])
+        out = eval_forward(model, tuple(t[:n].clone() for t in xs) if len(xs) > 1 else xs[0][:n].clone())
     except Exception:  # the trial says only whether the model takes this input
         return False, None
+    if n == 2 and isinstance(out, Tensor) and (out.dim() == 0 or out.shape[0] != 2):
+        return False, None
+    return True, out
 
 
 def check_input(model: nn.Module, x: Tensor, *, name: str = "input") -> Tensor:
@@ -91,8 +99,8 @@ def check_input(model: nn.Module, x: Tensor, *, name: str = "input") -> Tensor:
 
     The first layer is read off the model without running it (the first registered leaf with
     parameters). A model can run its layers in another order or reshape before its first one
-    (``fc1(x.view(len(x), -1))``): before rejecting a shape, one sample is run through the model,
-    and an input it takes is accepted as it is.
+    (``fc1(x.view(len(x), -1))``): before rejecting a shape, the first two samples are run
+    through the model, and an input it takes as a batch is accepted as it is.
     """
     if not isinstance(x, Tensor):
         raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -158,22 +166,24 @@ def num_classes_of(model: nn.Module) -> int | None:
     return None if last is None else int(last.out_features)
 
 
-def check_model_targets(model: nn.Module, x: Tensor, target: Any, *, device=None) -> Tensor:
+def check_model_targets(model: nn.Module, x: Tensor | tuple[Tensor, ...], target: Any, *, device=None) -> Tensor:
     """:func:`check_targets` against the model's class count: guessed from its layers (no forward),
-    and when that guess rejects a target, read from the output of one sample (a model may
-    register its head before other linear layers, or end in something else).
+    and when that guess rejects a target, read from the output of the first two samples (a model
+    may register its head before other linear layers, or end in something else).
     """
+    first = x[0] if isinstance(x, (tuple, list)) else x
+    batch = first.shape[0] if first.dim() else 1
     guess = num_classes_of(model)
     try:
-        return check_targets(target, x.shape[0], guess, device=device)
+        return check_targets(target, batch, guess, device=device)
     except TargetError:
-        if guess is None or x.dim() < 1 or x.shape[0] == 0:
+        if guess is None or first.dim() < 1 or batch == 0:
             raise
         ran, out = _trial_output(model, x)
         true = int(out.shape[-1]) if ran and isinstance(out, Tensor) and out.dim() == 2 else None
         if true is None or true == guess:
             raise
-        return check_targets(target, x.shape[0], true, device=device)
+        return check_targets(target, batch, true, device=device)
 
 
 def check_targets(target: Any, batch: int, num_classes: int | None, *, device=None) -> Tensor:

@@ -297,11 +297,12 @@ def load_checkpoint(path: str | Path, unsafe_pickle: bool = False) -> dict[str, 
                     f"(loading it could run code); re-save it as a state dict, or pass --unsafe-pickle "
                     f"if you trust the file"
                 ) from exc
-            # The safe loader met bytes it does not read: damaged data, or a pickle torch.save did not write.
-            reason = weights_only_reason(text)
+            # The safe loader met bytes it does not read: a pickle torch.save did not write (Python's
+            # own protocols 4 and 5 stop at their first frame), which may hold code, or damaged data.
             raise CheckpointError(
-                f"cannot read checkpoint '{path}': corrupt, or not written by torch.save (the safe loader "
-                f"stopped at: {reason}); pass --unsafe-pickle only if you trust the file"
+                f"cannot read checkpoint '{path}': not a file torch.save wrote (a plain pickle, which could "
+                f"run code, or damaged data; the safe loader stopped at: {weights_only_reason(text)}); it was "
+                f"not loaded; pass --unsafe-pickle only if you trust the file"
             ) from exc
         raise CheckpointError(f"cannot read checkpoint '{path}': corrupt pickle data ({exc})") from exc
     except Exception as exc:

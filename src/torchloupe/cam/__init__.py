@@ -55,8 +55,8 @@ METHODS: dict[str, type[BaseCAM]] = {
 def title_of(method: str | type[BaseCAM]) -> str:
     """How figures and tables name a CAM method: its ``title`` (``"Grad-CAM++"``) for a class, a
     class name (``CAMResult.method``) or a :data:`METHODS` key; any other string as it is."""
-    if isinstance(method, type):
-        return getattr(method, "title", "") or method.__name__
+    if isinstance(method, type):  # its own title: a subclass of GradCAM is not Grad-CAM
+        return method.__dict__.get("title") or method.__name__
     for key, cls in METHODS.items():
         if method in (key, cls.__name__):
             return cls.title or cls.__name__

@@ -37,6 +37,8 @@ def register(subparsers) -> None:
 
 
 def load_data(spec: str, normalize: str):
+    import warnings
+
     import torch
     from torch.utils.data import TensorDataset
 
@@ -59,11 +61,14 @@ def load_data(spec: str, normalize: str):
     if not path.is_file():
         raise InputFileError(f"data {spec!r} is not a file nor demo:shapes / demo:digits")
     try:
-        x = torch.load(path, map_location="cpu", weights_only=True)  # never runs code a file holds
+        with warnings.catch_warnings():  # torch notes pickle protocols it did not write; not the user's concern
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            x = torch.load(path, map_location="cpu", weights_only=True)  # never runs code a file holds
     except Exception as exc:
         text = str(exc)
         why = ("it holds Python objects other than tensors (not loaded: that could run code)" if "GLOBAL" in text
-               else f"not a file torch.save wrote, or damaged ({weights_only_reason(text)})")
+               else f"not a file torch.save wrote (a plain pickle, which could run code, or damaged data: "
+                    f"{weights_only_reason(text)}); not loaded")
         raise InputFileError(f"cannot read data '{spec}': {why}") from exc
     if not isinstance(x, torch.Tensor):
         raise InputFileError(f"{spec!r} holds a {type(x).__name__}; expected one (N, ...) tensor")

@@ -32,8 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError, InputShapeError, TargetError, UnsupportedModelError
-from ..inputs import check_finite, check_input, check_targets
+from ..errors import InputError, TargetError, UnsupportedModelError
+from ..inputs import check_finite, check_input, check_model_targets, check_targets
 from ..layers import find_layer
 from ..probe import hooks, preserved
 
@@ -374,20 +374,10 @@ def contributions(
     if isinstance(baseline, str) and baseline not in ("zero", "mean"):
         raise InputError(f"baseline must be 'zero', 'mean', a dict or a tensor, got {baseline!r}")
     B = xs[0].shape[0]
-    if B == 0:  # an empty batch: an empty result
-        return _empty_result(model, xs, branches, method)
-    # Before any of the work: the model must take these inputs, and a class target must be in range.
-    with preserved(model):
-        model.eval()
-        try:
-            with torch.no_grad():
-                first = model(*(t[:1] for t in xs))
-        except Exception as exc:
-            shapes = ", ".join(str(tuple(t.shape)) for t in xs)
-            raise InputShapeError(f"{type(model).__name__} cannot take inputs of shape {shapes}: "
-                                  f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
-    if target is not None and not callable(target) and isinstance(first, Tensor) and first.dim() == 2:
-        check_targets(target, B, first.shape[1])
+    if target is not None and not callable(target):  # before any of the work (no forward unless the
+        check_model_targets(model, xs, target)  # class count read off the layers rejects the target)
+    if B == 0:  # an empty batch: an empty result, once the branches are known to exist
+        return _empty_result(model, xs, branches, method, baseline)
     specs = resolve_branches(model, xs, branches)
     K = len(specs)
     names = list(specs)
@@ -484,12 +474,14 @@ def contributions(
     )
 
 
-def _empty_result(model: nn.Module, xs: tuple[Tensor, ...], branches, method: str) -> FusionResult:
-    """What :func:`contributions` returns for an empty batch: every field with zero samples."""
-    names = list(branches) if isinstance(branches, Mapping) else []
+def _empty_result(model: nn.Module, xs: tuple[Tensor, ...], branches, method: str, baseline) -> FusionResult:
+    """What :func:`contributions` returns for an empty batch: every field with zero samples, one
+    entry per branch. Given branches are checked as for a batch; without them, the fusion point is
+    found from a trace of the empty batch (a model that cannot run one says so)."""
+    names = list(resolve_branches(model, xs, branches))
     empty = torch.zeros(0, device=xs[0].device)
     return FusionResult(values={b: empty for b in names}, shares={b: empty for b in names}, method=method,
-                        baseline="zero", targets=torch.zeros(0, dtype=torch.long, device=xs[0].device),
+                        baseline=_baseline_name(baseline), targets=torch.zeros(0, dtype=torch.long, device=xs[0].device),
                         scores=empty, baseline_scores=None, completeness=None)
 
 

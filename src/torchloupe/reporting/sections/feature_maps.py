@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...errors import TorchLoupeError
 from ...features import feature_maps_of
 from ...layers import find_layers
 from ..base import Figure, NotApplicable, Subject, Text, register
@@ -76,9 +75,9 @@ def _fed_by(subject: Subject, layers: list[str]) -> dict[str, list[int] | None]:
     from ...structure.merges import ancestors
     from ...structure.tracer import record
 
-    try:
-        graph, _ = record(subject.model, tuple(t[:1] for t in xs))
-    except TorchLoupeError:
+    try:  # only which input feeds which layer is wanted: scalars and flags pass as they are
+        graph, _ = record(subject.model, tuple(t[:1] if isinstance(t, torch.Tensor) and t.dim() else t for t in xs))
+    except Exception:  # best effort: without the trace every layer is shown beside the display image
         return {}
     inputs = [n.id for n in graph.nodes if n.kind == "input"]
     anc = ancestors(graph.nodes)

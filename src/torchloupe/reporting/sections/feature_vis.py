@@ -47,6 +47,15 @@ def subject_exemplars(subject: Subject, layer: str, channels: list[int], quick: 
     return _CACHE[key]
 
 
+def _sequence_note(shape: tuple) -> str:
+    """How a synthesized sequence input ``(T, F)`` is drawn (see ``render.synthesis``)."""
+    if len(shape) != 2:
+        return ""
+    if shape[-1] == 1:
+        return "; each input is a sequence: the bars are its value at each step"
+    return "; each input is a sequence: a features x steps heat map (red > 0 > blue)"
+
+
 @register(
     "feature_vis",
     "Feature visualization",
@@ -93,8 +102,7 @@ def build(subject: Subject, options: dict):
     blocks = [
         Figure(units_figure(res, ex), caption=f"{layer}: channels {channels[0]}..{channels[-1]}, {param} "
                                               f"parameterization, {steps} steps, seed {seed}"
-                                              + ("; each input is a sequence: the bars are its value at each step"
-                                                 if len(shape) == 2 else "")),
+                                              + _sequence_note(shape)),
         Table(["unit", "reached", "best of 32 random", "dataset top-1", "status"], rows,
               caption="Reached value of each unit on its synthesized input (no transforms) against random inputs.",
               highlight=[(i, 4) for i, r in enumerate(rows) if r[4] == "FAILED"]),
