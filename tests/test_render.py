@@ -183,6 +183,15 @@ def test_kernel_figure_rgb_tiles_and_deep_rows():
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0", "1", "2"]
 
 
+def test_1x1_kernels_are_drawn_whole_as_a_matrix():
+    w = torch.randn(40, 24, 1, 1)
+    fig = R.kernel_figure(w, title="head")
+    ax = fig.axes[0]
+    assert ax.images[0].get_array().shape == (40, 24)  # every output and input channel
+    assert ax.get_xlabel() == "input channel (24)" and ax.get_ylabel() == "output channel (40)"
+    assert ax.get_title() == "head"
+
+
 def test_weight_matrix_figure_is_centred_with_colorbar_and_labels():
     W = torch.tensor([[1.0, -3.0, 0.5], [2.0, 0.0, -1.0]])
     fig = R.weight_matrix_figure(W, row_labels=["a", "b"], xlabel="feature", ylabel="class")

@@ -289,7 +289,8 @@ def kernel_figure(weight: Tensor, *, max_out: int | None = None, max_in: int = 8
     channel, each kernel scaled symmetrically so 0 is mid-gray. Otherwise one row per
     output channel (up to ``max_out``) and a column per input channel (up to ``max_in``)
     in a diverging colormap with one shared scale, red positive and blue negative, drawn
-    as one mosaic image. ``max_out`` defaults to 32 colour tiles or 12 rows.
+    as one mosaic image. ``max_out`` defaults to 32 colour tiles or 12 rows. 1x1 kernels (a
+    linear map over channels) are drawn whole, as a weight matrix.
     """
     w = weight.detach().float().cpu()
     if w.dim() == 3:
@@ -308,6 +309,9 @@ def kernel_figure(weight: Tensor, *, max_out: int | None = None, max_in: int = 8
             tile=0.8,
             suptitle=title or f"{out_c} RGB kernels {kh}x{kw} (gray = 0)",
         )
+    if kh == kw == 1:  # a 1x1 convolution is a linear map over channels: all of it, as a matrix
+        return weight_matrix_figure(w[:, :, 0, 0], title=title or f"1x1 kernels {out_c}x{in_c}",
+                                    xlabel="input channel", ylabel="output channel")
     rows, cols = min(out_c, max_out or 12), min(in_c, max_in)
     v = _sym(w[:rows, :cols])
     # One mosaic image (one imshow, fast to draw): tile (r, c) is kernel w[r, c], separated by gaps.

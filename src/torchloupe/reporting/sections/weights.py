@@ -54,6 +54,7 @@ def build(subject: Subject, options: dict):
         k = kernels(m)
         blocks.append(Figure(kernel_figure(k, title=f"{name}: kernels {'x'.join(str(s) for s in k.shape)}"),
                              caption=f"{name} kernels" + (" as colour tiles (gray = 0)" if k.shape[1] == 3 else
+                                                          " (1x1: a matrix over channels)" if k.shape[-2:] == (1, 1) else
                                                           ", one row per output channel, one column per input")))
     # Fully connected matrices, rows labelled by class for a classifier head.
     shape = _input_shape(subject)
