@@ -277,12 +277,23 @@ def plot_norms(history, names: Sequence[str] | None = None):
         r = history.stat(name, "update_ratio").numpy()
         ax_r.plot(steps[1:], r[1:], color=color, label=name, lw=1.5, marker="." if len(steps) < 30 else None)
     ax_n.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # "6", not "6x10^0"
+    ax_n.yaxis.set_major_formatter(plain)
+    norms = torch.stack([history.stat(name, "norm") for name in names]) if names else torch.ones(1)
+    positive = norms[norms > 0]
+    if positive.numel() and float(positive.max() / positive.min()) <= 30:  # a decade or so: label minor ticks too
+        ax_n.yaxis.set_minor_formatter(plain)
+        ax_n.tick_params(axis="y", which="minor", labelsize=7)
     ax_n.set_title("weight norm ‖W‖")
     ratios = history.stats[1:, :, 5]
     if bool(((ratios > 0) & ratios.isfinite()).any()):
         ax_r.set_yscale("log")
     ax_r.axhline(1e-3, color="0.5", ls="--", lw=1)
-    ax_r.text(steps[-1] if len(steps) else 0, 1e-3, "1e-3 ", color="0.4", ha="right", va="bottom", fontsize=8)
+    # The label at the left edge, where training has just begun and ratios lie well above the line.
+    ax_r.text(0.01, 1e-3, " 1e-3", color="0.4", ha="left", va="bottom", fontsize=8,
+              transform=ax_r.get_yaxis_transform())
     ax_r.set_title(f"update ratio ‖ΔW‖/‖W‖ per {history.every} steps")
     for ax in (ax_n, ax_r):
         ax.set_xlabel("step")
