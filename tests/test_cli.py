@@ -24,6 +24,20 @@ def build():
 
 def gray():
     return nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
+
+
+class Two(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3)
+        self.b = nn.Conv2d(3, 4, 3)
+
+    def forward(self, rgb, aux):
+        return (self.a(rgb) + self.b(aux)).mean((2, 3))
+
+
+def two():
+    return Two()
 """
 
 
@@ -101,8 +115,9 @@ def test_unknown_model_spec_lists_the_forms(files, tmp_path, capsys):
 
     builtins = f", or a built-in name ({', '.join(sorted(BUILTIN_MODELS))})" if BUILTIN_MODELS else ""
     assert err == ("loupe: error: unknown model spec 'resnet18'; expected one of: torchvision:NAME "
-                   f"(e.g. torchvision:resnet18), path/file.py:factory, package.module:factory{builtins}\n")
-    assert "efficientnet-lite0" in BUILTIN_MODELS  # registered by torchloupe.demo.imagenet_data on first lookup
+                   f"(e.g. torchvision:resnet18), path/file.py:factory, package.module:factory, "
+                   f"hf:DIR (a Hugging Face model folder){builtins}\n")
+    assert {"efficientnet-lite0", "minilm"} <= set(BUILTIN_MODELS)  # registered by the providers on first lookup
 
 
 def test_bad_checkpoint_and_layers_and_sections(files, tmp_path, capsys):
@@ -271,3 +286,48 @@ def test_jobs_must_be_a_positive_number_or_auto(value, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"argument --jobs: expected a positive number of processes or 'auto', got '{value}'" in err
     assert not (tmp_path / "d").exists()
+
+
+def test_report_on_text_with_the_built_in_minilm_and_a_hugging_face_folder(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from torchloupe.demo.text_models import minilm_folder
+
+    out = tmp_path / "minilm"
+    code = main(["report", "--model", "minilm", "--text", "The cat sat on the mat.", "A <b>bold</b> claim.",
+                 "--sections", "overview", "attention", "--no-progress", "--out", str(out)])
+    stdout, stderr = capsys.readouterr()
+    assert (code, stderr) == (0, "")
+    assert _lines(stdout)[-1].startswith(f"wrote {out / 'report.html'} (")
+    html = (out / "report.html").read_text()
+    assert "<h2>Attention</h2>" in html and 'class="tl-token-view"' in html
+    assert "[CLS]" in html and "<b>bold</b>" not in html  # tokens shown, every string escaped
+    folder = tmp_path / "hf"
+    code = main(["report", "--model", f"hf:{minilm_folder()}", "--text", "Hello there.", "--sections", "attention",
+                 "--no-progress", "--out", str(folder)])
+    assert code == 0 and 'class="tl-token-view"' in (folder / "report.html").read_text()
+    capsys.readouterr()
+
+
+def test_inputs_a_model_cannot_take_are_one_line_errors_before_the_work(files, tmp_path, capsys):
+    err = _error(capsys, ["report", "--model", "torchvision:resnet18", "--text", "hi", "--out", str(tmp_path / "a")])
+    assert err == ("loupe: error: --text needs a text model with a tokenizer (minilm, or hf:DIR for a Hugging Face "
+                   "model folder); 'torchvision:resnet18' has none: give it images with --input\n")
+    err = _error(capsys, ["report", "--model", f"{files}/net.py:two", "--input", str(files / "cat.png"),
+                          "--out", str(tmp_path / "b")])
+    assert err.startswith(f"loupe: error: {files}/net.py:two cannot take the given inputs (1, 3, 24, 32): "
+                          "TypeError: ") and "aux" in err and err.count("\n") == 1
+    assert not (tmp_path / "b" / "report.html").exists()
+    blocked = tmp_path / "afile"
+    blocked.write_text("x")
+    err = _error(capsys, ["report", "--model", f"{files}/net.py:build", "--input", str(files / "cat.png"),
+                          "--out", str(blocked / "sub")])
+    assert err == f"loupe: error: --out '{blocked / 'sub'}': cannot make this folder ('{blocked}' is not a directory)\n"
+
+
+def test_a_labels_file_of_the_wrong_length_is_a_warning(files, tmp_path, capsys):
+    (tmp_path / "two.txt").write_text("cat\ndog\n")
+    code = main(["report", "--model", f"{files}/net.py:build", "--input", str(files / "cat.png"), "--labels",
+                 str(tmp_path / "two.txt"), "--sections", "overview", "--no-progress", "--out", str(tmp_path / "o")])
+    assert code == 0
+    assert capsys.readouterr().err == ("loupe: warning: 2 class names for a model with 3 outputs; classes without a "
+                                       "name are shown by number\n")

