@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -100,3 +101,33 @@ def test_feature_vis_of_multi_feature_sequences_draws_and_says_heat_maps():
     assert fig.caption.endswith("a features x steps heat map (red > 0 > blue)")
     panels = [ax for ax in fig.figure.axes if ax.images]
     assert panels and all(ax.images[0].get_array().shape == (5, 12) for ax in panels)
+
+
+class _FixedSize(nn.Module):
+    """Takes 20 x 20 images only (like a ViT's patch grid or a Flatten before a Linear)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 20 * 20, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def test_feature_vis_keeps_the_input_size_a_model_needs():
+    torch.manual_seed(0)
+    subject = Subject(name="fixed", model=_FixedSize().eval(), inputs=torch.rand(2, 3, 20, 20), layers=["conv"])
+    blocks = _sections()["feature_vis"].build(subject, {"quick": True, "seed": 0})
+    assert [type(b) for b in blocks[:3]] == [Figure, Table, Figure]  # ran: no size error
+    assert all(r[4] in ("ok", "FAILED") for r in blocks[1].rows)
+
+
+def test_standard_resized_transforms_give_back_the_input_size():
+    from torchloupe.synthesis import transforms as T
+
+    x = torch.rand(2, 3, 20, 20)
+    grown = T.resolve("standard", (3, 20, 20), 0.5)(x, torch.Generator().manual_seed(0))
+    kept = T.resolve("standard-resized", (3, 20, 20), 0.5)(x, torch.Generator().manual_seed(0))
+    assert grown.shape[-2:] != (20, 20) and kept.shape == (2, 3, 20, 20)
+    assert torch.allclose(kept, F.interpolate(grown, size=(20, 20), mode="bilinear", align_corners=False))

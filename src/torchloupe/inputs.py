@@ -69,7 +69,7 @@ def check_finite(x: Tensor, name: str = "input") -> Tensor:
     return x
 
 
-def _trial_output(model: nn.Module, x: Tensor | tuple[Tensor, ...]) -> tuple[bool, Any]:
+def trial_forward(model: nn.Module, x: Tensor | tuple[Tensor, ...]) -> tuple[bool, Any]:
     """``(ran, output)`` of one eval-mode, no-grad forward of a copy of the first two samples (the
     model comes back exactly as it went in, and a model that edits its input edits the copy);
     ``(False, None)`` when the forward raises, or when its output does not keep dimension 0 as the
@@ -107,7 +107,7 @@ def check_input(model: nn.Module, x: Tensor, *, name: str = "input") -> Tensor:
     try:
         return _check_input(model, x, name)
     except InputShapeError:
-        if x.dim() >= 1 and x.shape[0] > 0 and _trial_output(model, x)[0]:
+        if x.dim() >= 1 and x.shape[0] > 0 and trial_forward(model, x)[0]:
             return x
         raise
 
@@ -179,7 +179,7 @@ def check_model_targets(model: nn.Module, x: Tensor | tuple[Tensor, ...], target
     except TargetError:
         if guess is None or first.dim() < 1 or batch == 0:
             raise
-        ran, out = _trial_output(model, x)
+        ran, out = trial_forward(model, x)
         true = int(out.shape[-1]) if ran and isinstance(out, Tensor) and out.dim() == 2 else None
         if true is None or true == guess:
             raise

@@ -248,7 +248,8 @@ def maximize(
     (``"layer3:5"``, ``"layer3:5@(3,4)"``, ``"fc:7"``), or a list of them.
     ``param``: ``"fft"`` | ``"pixel"`` | ``"cppn"``. ``input_shape``: one input without the batch
     dim, e.g. ``(3, 64, 64)``; defaults to ``(C, 128, 128)`` when the first layer is a ``Conv2d``.
-    ``transforms``: ``"standard"``, ``None`` or a list of ``t(x, generator)`` callables.
+    ``transforms``: ``"standard"``, ``"standard-resized"`` (the same, resized back to the input size:
+    for models that take one size only), ``None`` or a list of ``t(x, generator)`` callables.
     ``domain``: :class:`InputDomain` (value range, mean/std normalization the model expects).
     ``batch``: images per objective (use with :func:`~torchloupe.synthesis.objectives.diversity`).
     ``redirect_steps``: steps during which ReLU-family gradients are redirected (dead units).

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Pad", "Jitter", "RandomScale", "RandomRotate", "Compose", "standard", "lucid", "resolve"]
+__all__ = ["Pad", "Jitter", "RandomScale", "RandomRotate", "Resize", "Compose", "standard", "lucid", "resolve"]
 
 
 class Pad:
@@ -57,6 +57,22 @@ class Jitter:
 
     def __repr__(self) -> str:
         return f"Jitter({self.d})"
+
+
+class Resize:
+    """Bilinear resize of the last two dims to ``size`` (h, w): after transforms that change the
+    size, for a model that takes one input size only."""
+
+    def __init__(self, size: Sequence[int]):
+        self.size = (int(size[0]), int(size[1]))
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        if tuple(x.shape[-2:]) == self.size:
+            return x
+        return F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+
+    def __repr__(self) -> str:
+        return f"Resize({self.size[0]}x{self.size[1]})"
 
 
 class _Affine:
@@ -162,9 +178,15 @@ def resolve(spec, input_shape: Sequence[int], pad_value: float) -> Compose:
     if spec == "lucid":
         return lucid(pad_value) if len(input_shape) == 3 else Compose([])
     if isinstance(spec, str):
-        if spec != "standard":
-            raise ValueError(f"transforms={spec!r} is not known; expected 'standard', None or a list of transforms")
-        return standard(pad_value, size=min(input_shape[-2:])) if len(input_shape) == 3 else Compose([])
+        if spec not in ("standard", "standard-resized"):
+            raise ValueError(f"transforms={spec!r} is not known; expected 'standard', 'standard-resized', None "
+                             f"or a list of transforms")
+        if len(input_shape) != 3:
+            return Compose([])
+        out = standard(pad_value, size=min(input_shape[-2:]))
+        if spec == "standard-resized":  # back to the input size, for models that take one size only
+            out = Compose(list(out.transforms) + [Resize(input_shape[-2:])])
+        return out
     if isinstance(spec, Compose):
         return spec
     if callable(spec):

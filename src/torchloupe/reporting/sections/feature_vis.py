@@ -3,9 +3,11 @@ their reached value against random inputs, and their dataset exemplars when the 
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ...layers import find_layers
+from ...synthesis import transforms as T
 from ..base import Figure, NotApplicable, Subject, Table, Text, register
 
 _CACHE: dict = {}
@@ -47,6 +49,13 @@ def subject_exemplars(subject: Subject, layer: str, channels: list[int], quick: 
     return _CACHE[key]
 
 
+def _takes(model: nn.Module, shape: tuple) -> bool:
+    """Whether ``model`` runs on a batch of two zero inputs of ``shape`` (no gradients)."""
+    from ...inputs import trial_forward
+
+    return trial_forward(model, torch.zeros(2, *shape))[0]
+
+
 def _sequence_note(shape: tuple) -> str:
     """How a synthesized sequence input ``(T, F)`` is drawn (see ``render.synthesis``)."""
     if len(shape) != 2:
@@ -81,9 +90,16 @@ def build(subject: Subject, options: dict):
     quick = bool(options.get("quick", False))
     seed = int(options.get("seed", 0) or 0)
     shape = tuple(x.shape[1:])
+    transforms = "standard"
     if kind == "conv" and x.dim() == 4:
         side = min(shape[-1], shape[-2], 64)
-        shape = (shape[0], side, side)
+        small = (shape[0], side, side)
+        # Small images are quick to optimize; a model that takes one input size only (a ViT's patch
+        # grid, an MLP after the convolutions) gets its own size, and transforms that keep it.
+        shape = small if _takes(subject.model, small) else shape
+        grown = tuple(T.standard(0.5, size=min(shape[-2:]))(torch.zeros(1, *shape), torch.Generator()).shape[1:])
+        if not _takes(subject.model, grown):
+            transforms = "standard-resized"
         param = "fft"
     else:
         param = "pixel"
@@ -92,7 +108,7 @@ def build(subject: Subject, options: dict):
     steps = 24 if quick else 32
     ex = subject_exemplars(subject, layer, channels, quick) if kind == "conv" else None
     res = maximize(subject.model, [f"{layer}:{c}" for c in channels], param=param, steps=steps, lr=0.1,
-                   input_shape=shape, seed=seed, exemplars=ex)
+                   input_shape=shape, seed=seed, exemplars=ex, transforms=transforms)
     names = subject.labels if kind == "linear" and subject.labels is not None else None
     rows = []
     for i, (name, f, b, d, status) in enumerate(res.rows()):
