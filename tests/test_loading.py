@@ -14,7 +14,7 @@ from torch import nn
 
 from torchloupe import loading
 from torchloupe.errors import CheckpointError, InputFileError, TorchLoupeError, UsageError
-from torchloupe.loading import load_checkpoint, load_images, load_labels, load_model, load_weights
+from torchloupe.loading import build_model, load_checkpoint, load_images, load_labels, load_model, load_weights
 
 FACTORY_SRC = """
 import torch
@@ -324,3 +324,17 @@ def test_load_labels(tmp_path):
     badjs.write_text("[1, 2")
     with pytest.raises(InputFileError, match=r"invalid JSON"):
         load_labels(badjs)
+
+
+def test_torchvision_models_with_a_backbone_build_without_downloading(monkeypatch):
+    # Segmentation and detection builders default to ImageNet backbone weights (a download); the
+    # spec promises random init, so the backbone is random too. Any network access fails the test.
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    model = build_model("torchvision:lraspp_mobilenet_v3_large")
+    assert type(model).__name__ == "LRASPP"

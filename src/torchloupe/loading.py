@@ -235,7 +235,12 @@ def _torchvision_model(name: str) -> nn.Module:
         close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
         hint = f"; closest: {', '.join(close)}" if close else f"; e.g. {', '.join(available[:5])}"
         raise UsageError(f"torchvision has no model {name!r}{hint}")
-    return _call_factory(lambda: tvm.get_model(name, weights=None), f"torchvision model {name!r}")
+    import inspect
+
+    kwargs = {"weights": None}
+    if "weights_backbone" in inspect.signature(tvm.get_model_builder(name)).parameters:
+        kwargs["weights_backbone"] = None  # segmentation / detection models: no backbone download either
+    return _call_factory(lambda: tvm.get_model(name, **kwargs), f"torchvision model {name!r}")
 
 
 def build_model(spec: str) -> nn.Module:

@@ -46,6 +46,11 @@ def explainers(model, x: torch.Tensor, layer: str, quick: bool) -> dict:
     return out
 
 
+def _first_of(n: int, given: int) -> str:
+    """" (the first of 3 given)" when the table covers fewer images than the subject has."""
+    return f" (the first of {given} given)" if n < given else ""
+
+
 def _part(r, part: slice):
     """The rows ``part`` of a :class:`~torchloupe.evaluate.CurveResult`."""
     from dataclasses import replace
@@ -74,7 +79,8 @@ def build(subject: Subject, options: dict):
         return NotApplicable("the inputs are not a batch of images")
     quick = bool(options.get("quick"))
     big = x.shape[-1] * x.shape[-2] > 128 * 128
-    n = min(x.shape[0], int(subject.extras.get("quality_images", 1 if big else 4 if quick else 8)))
+    x0 = x.shape[0]
+    n = min(x0, int(subject.extras.get("quality_images", 1 if big else 4 if quick else 8)))
     x = x[:n]
     out = eval_forward(subject.model, x)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
@@ -162,7 +168,7 @@ def build(subject: Subject, options: dict):
                       else f"{v:.1f}" if isinstance(v, float) else v) for c, v in enumerate(r[1:], 1)] for r in rows]
     blocks = [
         Text(GUIDE),
-        Table(columns, fmt, caption=f"{n} images, layer {layer} for the CAMs, {steps} deletion / insertion steps onto a blurred copy, "
+        Table(columns, fmt, caption=f"{n} image{'s' if n != 1 else ''}{_first_of(n, x0)}, layer {layer} for the CAMs, {steps} deletion / insertion steps onto a blurred copy, "
               f"sanity check on {len(groups)} layer groups (pass: rank correlation below 0.5 after all are randomized).",
               highlight=highlight),
         Figure(curves_figure(dels, inss), caption="Mean target probability over the images as pixels are deleted / inserted."),
