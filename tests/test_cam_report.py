@@ -52,3 +52,19 @@ def test_saliency_section_columns():
     fig = blocks[0].figure
     titles = [t.get_text() for t in fig.axes[0].texts if t.get_rotation() == 0]  # column heads (rows: rotated)
     assert titles == ["input", "gradient", "guided backprop", "deconvnet", "guided Grad-CAM"]
+
+
+def test_cam_layer_follows_the_subjects_layers():
+    # `loupe report --layers layer3` used to leave the CAMs on the model's last spatial layer.
+    import torchvision
+
+    from torchloupe.reporting.sections.cam import cam_layer
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    x = torch.rand(1, 3, 64, 64)
+    assert cam_layer(Subject("r", model, x), x) == "layer4"
+    assert cam_layer(Subject("r", model, x, layers=["layer2", "layer3"]), x) == "layer3"
+    assert cam_layer(Subject("r", model, x, layers=["layer3", "fc"]), x) == "layer3"  # fc: not a map
+    blocks = _sections()["cam"].build(Subject("r", model, x, images=x, layers=["layer3"]), {"quick": True, "seed": 0})
+    assert blocks[0].caption.startswith("Layer layer3;")

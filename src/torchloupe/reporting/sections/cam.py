@@ -18,13 +18,31 @@ def _setup(subject: Subject):
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or images is None:
         return NotApplicable("the inputs are not a batch of images")
     x, images = x[:MAX_IMAGES], images[:MAX_IMAGES]
-    from ...cam import default_layer
-
     try:
-        layer = subject.extras.get("cam_layer") or default_layer(subject.model, x)[0]
+        layer = cam_layer(subject, x)
     except TorchLoupeError as exc:
         return NotApplicable(f"no layer with a spatial output: {exc}")
     return x, images, layer
+
+
+def cam_layer(subject: Subject, x: torch.Tensor) -> str:
+    """The layer the CAMs of a subject read: ``extras["cam_layer"]``, else the last of the subject's
+    ``layers`` (``loupe report --layers``) whose output is a spatial map, else the default (the last
+    spatial layer of the model, see :func:`torchloupe.cam.default_layer`)."""
+    from ...cam import default_layer
+    from ...layers import find_layers
+    from ...probe import activations
+
+    if subject.extras.get("cam_layer"):
+        return subject.extras["cam_layer"]
+    if subject.layers:
+        names = [n for n, _ in find_layers(subject.model, list(subject.layers))]
+        outs = activations(subject.model, x[:1], names)
+        spatial = [n for n in names if isinstance(outs.get(n), torch.Tensor) and outs[n].dim() == 4
+                   and outs[n].shape[-1] * outs[n].shape[-2] > 1]
+        if spatial:
+            return spatial[-1]
+    return default_layer(subject.model, x)[0]
 
 
 def _label(subject: Subject, t: int) -> str:

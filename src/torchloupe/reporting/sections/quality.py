@@ -70,7 +70,7 @@ def build(subject: Subject, options: dict):
 
     from ... import cam
     from ... import evaluate as ev
-    from ...cam import default_layer
+    from .cam import cam_layer
     from ...probe import eval_forward
     from ...render.quality import curves_figure, randomization_figure
 
@@ -87,7 +87,7 @@ def build(subject: Subject, options: dict):
         return NotApplicable("the model's output is not (N, classes) scores")
     targets = out.argmax(1)
     try:
-        layer = subject.extras.get("cam_layer") or default_layer(subject.model, x)[0]
+        layer = cam_layer(subject, x)
     except TorchLoupeError as exc:
         return NotApplicable(f"no layer with a spatial output: {exc}")
     # Large inputs (ImageNet-size models) get coarser curves and sanity steps to stay within seconds.

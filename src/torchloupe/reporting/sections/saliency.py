@@ -43,7 +43,9 @@ def build(subject: Subject, options: dict):
             "deconvnet": saliency.deconvnet(subject.model, x, targets),
         }
         try:  # saliency.guided_gradcam's product, reusing the guided backprop above
-            cam = GradCAM(subject.model, subject.extras.get("cam_layer"))(x, targets)
+            from .cam import cam_layer
+
+            cam = GradCAM(subject.model, cam_layer(subject, x))(x, targets)
             gb = columns["guided backprop"]
             columns["guided Grad-CAM"] = gb * cam.maps.unsqueeze(1).to(gb.dtype)
         except TorchLoupeError as exc:
