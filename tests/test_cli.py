@@ -74,6 +74,7 @@ def test_report_on_file_factory(files, tmp_path, capsys):
     html = (out / "report.html").read_text()
     assert "<h2>Overview</h2>" in html and "&lt;b&gt;bird&lt;/b&gt;" in html
     assert html.count('class="card"') == 2  # both images, cropped to 20 x 20 squares
+    assert '<b title="cat.png">cat.png</b>' in html and 'alt="dog.jpg"' in html  # cards named by their files
 
 
 def test_report_progress_bar_goes_to_stderr(files, tmp_path, capsys):
@@ -331,3 +332,16 @@ def test_a_labels_file_of_the_wrong_length_is_a_warning(files, tmp_path, capsys)
     assert code == 0
     assert capsys.readouterr().err == ("loupe: warning: 2 class names for a model with 3 outputs; classes without a "
                                        "name are shown by number\n")
+
+
+def test_torchvision_classifiers_get_imagenet_class_names(files, tmp_path, capsys):
+    out = tmp_path / "tv"
+    code = main(["report", "--model", "torchvision:mobilenet_v3_small", "--input", str(files / "cat.png"),
+                 "--sections", "overview", "--no-progress", "--out", str(out)])
+    assert code == 0 and capsys.readouterr().err == ""
+    html = (out / "report.html").read_text()
+    from torchloupe.demo.imagenet_data import imagenet_classes
+
+    names = imagenet_classes()
+    assert len(names) == 1000 and "class 0</span>" not in html
+    assert sum(f'title="{n}"' in html for n in names) == 3  # the top-3 of the card are named

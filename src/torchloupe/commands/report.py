@@ -121,6 +121,10 @@ def _image_subject(args: argparse.Namespace, model):
     images = loading.load_images(args.input, size=size, mode="L" if gray else "RGB")
     inputs = loading.normalize_images(images, None if gray else normalize)
     labels = loading.load_labels(args.labels) if args.labels else loading.default_labels(args.model)
+    if labels is None and args.model.startswith("torchvision:") and _classes(model) == 1000:
+        from ..demo.imagenet_data import imagenet_classes
+
+        labels = imagenet_classes()  # torchvision's classifiers are ImageNet's (names bundled, offline)
     _warn_label_count(labels, model, inputs)
     return Subject(
         name=args.model, model=model, inputs=inputs, labels=labels, images=images,
@@ -181,6 +185,12 @@ def loading_takes_text(spec: str) -> bool:
         return spec.startswith("hf:") or loading.tokenizer_for(spec) is not None
     except Exception:
         return False
+
+
+def _classes(model) -> int | None:
+    from ..inputs import num_classes_of
+
+    return num_classes_of(model)
 
 
 def _warn_label_count(labels, model, inputs) -> None:

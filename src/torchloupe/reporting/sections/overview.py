@@ -8,6 +8,8 @@ not class scores says so with ``subject.extras["output"] = "values"``.
 
 from __future__ import annotations
 
+import os
+
 import io
 from typing import Any
 
@@ -159,7 +161,9 @@ def build(subject: Subject, options: dict) -> list | NotApplicable:
             {"label": _label(labels, int(c)), "text": _percent(float(p)), "width": f"{100 * float(p):.1f}"}
             for p, c in zip(top_p[i], top_i[i])
         ]
-        card = {"index": i, "preds": preds, "thumb": None, "thumb_size": (0, 0), "pixelated": False,
+        files = subject.extras.get("files") or []
+        name = os.path.basename(str(files[i])) if i < len(files) else f"input {i}"  # loupe report: the file
+        card = {"index": i, "name": name, "preds": preds, "thumb": None, "thumb_size": (0, 0), "pixelated": False,
                 "truth": None, "correct": False}
         if thumbs:
             card["thumb"], card["thumb_size"], card["pixelated"] = thumbs[i]
