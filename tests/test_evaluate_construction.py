@@ -115,3 +115,18 @@ def test_quality_section_table_on_shapes(shapes):
         (best,) = [r for r, c in table.highlight if c == col]
         values = [float(r[col]) for r in table.rows[:-1]]
         assert float(table.rows[best][col]) == (min(values) if col == 2 else max(values))
+
+
+def test_quick_quality_on_large_inputs_keeps_the_most_used_methods():
+    from tests.helpers import tiny_cnn
+    from torchloupe.reporting.base import Subject, Table, registered
+    from torchloupe.reporting.sections.quality import QUICK_LARGE
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 136, 136)  # over 128 x 128: an ImageNet-size input
+    subject = Subject(name="big", model=tiny_cnn().eval(), inputs=x, images=x)
+    section = {s.key: s for s in registered()}["quality"]
+    quick = next(b for b in section.build(subject, {"quick": True, "seed": 0}) if isinstance(b, Table))
+    assert [r[0] for r in quick.rows] == [*QUICK_LARGE, "Random maps"]
+    full = next(b for b in section.build(subject, {"quick": False, "seed": 0}) if isinstance(b, Table))
+    assert len(full.rows) == 11 and "the first of 2 given" in full.caption

@@ -31,17 +31,25 @@ def _normalize(m: torch.Tensor) -> torch.Tensor:
     return ((m - lo) / (hi - lo).clamp_min(1e-12)).float()
 
 
-def explainers(model, x: torch.Tensor, layer: str, quick: bool) -> dict:
-    """name -> fn(model, x, targets) -> (N, H, W) maps in [0, 1]; all methods of tl.cam and tl.saliency."""
+# --quick on large inputs (ImageNet-size models, where every method costs forwards at full size):
+# the most used methods only.
+QUICK_LARGE = ("Grad-CAM", "Grad-CAM++", "LayerCAM", "Gradient", "Guided backprop")
+
+
+def explainers(model, x: torch.Tensor, layer: str, quick: bool, only: tuple[str, ...] | None = None) -> dict:
+    """name -> fn(model, x, targets) -> (N, H, W) maps in [0, 1]; all methods of tl.cam and tl.saliency
+    (Score-CAM unless ``quick``), or those named in ``only``."""
     from ... import cam, saliency
 
     out = {}
     for cls in cam.METHODS.values():
-        if cls is cam.ScoreCAM and quick:
+        if (cls is cam.ScoreCAM and quick) or (only is not None and cam.title_of(cls) not in only):
             continue
         out[cam.title_of(cls)] = lambda m, inp, t, cls=cls: cls(m, layer)(inp, t).maps
     for name, fn in (("Gradient", saliency.gradient), ("Guided backprop", saliency.guided_backprop),
                      ("Deconvnet", saliency.deconvnet)):
+        if only is not None and name not in only:
+            continue
         out[name] = lambda m, inp, t, fn=fn: _normalize(fn(m, inp, t).abs().sum(1))
     return out
 
@@ -94,7 +102,7 @@ def build(subject: Subject, options: dict):
     steps = 5 if big else 16 if quick else 24
     groups = ev.layer_groups(subject.model, 2 if big else 4 if quick else 6)
     masks = subject.masks[:n] if subject.masks is not None else None
-    methods = explainers(subject.model, x, layer, quick or big)
+    methods = explainers(subject.model, x, layer, quick or big, QUICK_LARGE if quick and big else None)
     g = torch.Generator().manual_seed(int(options.get("seed", 0)))
     random_maps = torch.rand(n, *x.shape[-2:], generator=g)
 
