@@ -23,6 +23,16 @@ def driver():
     d.quit()
 
 
+@pytest.fixture(scope="module")
+def resnet_html(tmp_path_factory):
+    """The interactive graph of a random-init resnet18 (71 boxes at the default depth)."""
+    torch.manual_seed(0)
+    g = trace(torchvision.models.resnet18(weights=None), torch.rand(1, 3, 32, 32))
+    path = tmp_path_factory.mktemp("graph") / "resnet.html"
+    g.to_html(path)
+    return path
+
+
 def _open(driver, path):
     from selenium.webdriver.common.by import By
 
@@ -38,14 +48,10 @@ def _errors(driver):
     return [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
 
 
-def test_click_container_collapses_and_expands(driver, tmp_path):
+def test_click_container_collapses_and_expands(driver, resnet_html):
     from selenium.webdriver.common.by import By
 
-    torch.manual_seed(0)
-    g = trace(torchvision.models.resnet18(weights=None), torch.rand(1, 3, 32, 32))
-    path = tmp_path / "resnet.html"
-    g.to_html(path)
-    pane = _open(driver, path)
+    pane = _open(driver, resnet_html)
     assert int(pane.get_attribute("data-boxes")) == 71
     assert len(driver.find_elements(By.CSS_SELECTOR, ".tl-pane [data-key]")) == 71
     # click the frame label of the container layer1: its 14 nodes become one box
@@ -113,14 +119,10 @@ def _scale(driver):
     return float(_viewport(driver).split("scale(")[1].rstrip(")"))
 
 
-def test_wheel_scrolls_the_page_ctrl_wheel_zooms_and_search_centres_the_match(driver, tmp_path):
+def test_wheel_scrolls_the_page_ctrl_wheel_zooms_and_search_centres_the_match(driver, resnet_html):
     from selenium.webdriver.common.by import By
 
-    torch.manual_seed(0)
-    g = trace(torchvision.models.resnet18(weights=None), torch.rand(1, 3, 32, 32))
-    path = tmp_path / "resnet.html"
-    g.to_html(path)
-    pane = _open(driver, path)
+    pane = _open(driver, resnet_html)
     wheel = ("var p = document.querySelector('.tl-pane'), r = p.getBoundingClientRect();"
              "return p.dispatchEvent(new WheelEvent('wheel', {deltaY: -200, clientX: r.left + 50, clientY: r.top + 50,"
              " ctrlKey: arguments[0], bubbles: true, cancelable: true}));")
@@ -139,14 +141,10 @@ def test_wheel_scrolls_the_page_ctrl_wheel_zooms_and_search_centres_the_match(dr
     assert _errors(driver) == []
 
 
-def test_fit_shows_the_whole_graph_and_details_do_not_outlive_their_box(driver, tmp_path):
+def test_fit_shows_the_whole_graph_and_details_do_not_outlive_their_box(driver, resnet_html):
     from selenium.webdriver.common.by import By
 
-    torch.manual_seed(0)
-    g = trace(torchvision.models.resnet18(weights=None), torch.rand(1, 3, 32, 32))
-    path = tmp_path / "resnet.html"
-    g.to_html(path)
-    pane = _open(driver, path)
+    pane = _open(driver, resnet_html)
     drawing = driver.find_element(By.CSS_SELECTOR, ".tl-pane g.viewport")
     assert drawing.rect["width"] <= pane.rect["width"] + 1  # never wider than its pane on load
     driver.find_element(By.CSS_SELECTOR, ".tl-fit").click()
