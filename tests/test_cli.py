@@ -26,6 +26,36 @@ def gray():
     return nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
 
 
+class EditsInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x.sub_(0.5)  # in place, on purpose
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+def edits():
+    return EditsInput()
+
+
+class HeadFirst(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(4, 3)
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+def head_first():
+    return HeadFirst()
+
+
 class Two(nn.Module):
     def __init__(self):
         super().__init__()
@@ -294,14 +324,14 @@ def test_report_on_text_with_the_built_in_minilm_and_a_hugging_face_folder(tmp_p
     from torchloupe.demo.text_models import minilm_folder
 
     out = tmp_path / "minilm"
-    code = main(["report", "--model", "minilm", "--text", "The cat sat on the mat.", "A <b>bold</b> claim.",
+    code = main(["report", "--model", "minilm", "--text", "A <b>bold</b> claim.", "The cat sat on the mat.",
                  "--sections", "overview", "attention", "--no-progress", "--out", str(out)])
     stdout, stderr = capsys.readouterr()
     assert (code, stderr) == (0, "")
     assert _lines(stdout)[-1].startswith(f"wrote {out / 'report.html'} (")
     html = (out / "report.html").read_text()
     assert "<h2>Attention</h2>" in html and 'class="tl-token-view"' in html
-    assert "[CLS]" in html and "<b>bold</b>" not in html  # tokens shown, every string escaped
+    assert "[CLS]" in html and ">&lt;<" in html  # the first text's tokens shown, the "<" of "<b>" escaped
     folder = tmp_path / "hf"
     code = main(["report", "--model", f"hf:{minilm_folder()}", "--text", "Hello there.", "--sections", "attention",
                  "--no-progress", "--out", str(folder)])
@@ -345,3 +375,54 @@ def test_torchvision_classifiers_get_imagenet_class_names(files, tmp_path, capsy
     names = imagenet_classes()
     assert len(names) == 1000 and "class 0</span>" not in html
     assert sum(f'title="{n}"' in html for n in names) == 3  # the top-3 of the card are named
+
+
+def test_the_pre_flight_forward_leaves_the_inputs_alone_and_counts_classes_from_the_output(files, tmp_path):
+    import argparse
+
+    from torchloupe.commands import report
+    from torchloupe.loading import load_model
+    from torchloupe.reporting import Subject
+
+    model = load_model(f"{files}/net.py:edits")
+    x = torch.rand(2, 3, 8, 8)
+    keep = x.clone()
+    out = report._check_runs(model, Subject("e", model, x), argparse.Namespace(model="e", input=["a"], text=None))
+    assert torch.equal(x, keep) and out.shape == (1, 3)
+
+
+def test_labels_of_a_model_whose_head_is_registered_first_give_no_false_warning(files, tmp_path, capsys):
+    code = main(["report", "--model", f"{files}/net.py:head_first", "--input", str(files / "cat.png"), "--labels",
+                 str(files / "labels.txt"), "--sections", "overview", "--no-progress", "--out", str(tmp_path / "o")])
+    assert code == 0 and capsys.readouterr().err == ""  # 3 names, 3 outputs (the last Linear has 8)
+
+
+def test_text_models_without_a_padding_token_or_without_a_tokenizer(tmp_path, capsys):
+    transformers = pytest.importorskip("transformers")
+    tokenizers = pytest.importorskip("tokenizers")
+    import shutil
+
+    from torchloupe.demo.text_models import minilm_folder
+
+    vocab = {w: i for i, w in enumerate(["<unk>", "hello", "world", "the", "cat"])}
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    gpt = tmp_path / "gpt"
+    torch.manual_seed(0)
+    transformers.GPT2Model(transformers.GPT2Config(vocab_size=5, n_embd=16, n_layer=1, n_head=2, n_positions=16)
+                           ).save_pretrained(gpt)
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>").save_pretrained(gpt)
+    code = main(["report", "--model", f"hf:{gpt}", "--text", "hello world", "--sections", "overview",
+                 "--no-progress", "--out", str(tmp_path / "one")])
+    assert code == 0  # one sentence needs no padding
+    capsys.readouterr()
+    err = _error(capsys, ["report", "--model", f"hf:{gpt}", "--text", "hello world", "the cat",
+                          "--out", str(tmp_path / "two")])
+    assert err == ("loupe: error: this tokenizer has no padding token, so sentences cannot share a batch; "
+                   "give one sentence at a time\n")
+    bare = tmp_path / "bare"  # the model's files without any of the tokenizer's
+    bare.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(f"{minilm_folder()}/{f}", bare / f)
+    err = _error(capsys, ["report", "--model", f"hf:{bare}", "--text", "hello", "--out", str(tmp_path / "three")])
+    assert err.startswith("loupe: error: --text needs a text model with a tokenizer") and f"'hf:{bare}' has none" in err

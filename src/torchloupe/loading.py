@@ -111,6 +111,8 @@ def tokenizer_for(spec: str) -> Any | None:
     if spec.startswith("hf:"):
         transformers = require("transformers", "hf")
         folder = _hf_folder(spec)
+        if not has_tokenizer_files(folder):  # transformers would build an empty tokenizer: every word [UNK]
+            return None
         try:
             return transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         except Exception as exc:
@@ -120,6 +122,15 @@ def tokenizer_for(spec: str) -> Any | None:
     _load_providers()
     fn = _BUILTIN_TOKENIZERS.get(spec)
     return fn() if fn is not None else None
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
+                    "sentencepiece.bpe.model")
+
+
+def has_tokenizer_files(folder: Path) -> bool:
+    """Whether a Hugging Face model folder holds a tokenizer's vocabulary."""
+    return any((Path(folder) / name).is_file() for name in _TOKENIZER_FILES)
 
 
 def _first(exc: Exception) -> str:

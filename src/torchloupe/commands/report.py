@@ -74,6 +74,8 @@ def output_path(out: str) -> Path:
     from ..errors import UsageError
 
     folder = Path(out)
+    if folder.is_symlink() and not folder.exists():
+        raise UsageError(f"--out '{folder}' is a broken symbolic link; expected a folder to write report.html into")
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out '{folder}' is a file; expected a folder to write report.html into")
     # Whether the folder can be made (or written into), checked now, before any of the work, and
@@ -99,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if args.layers:
         find_layers(model, list(args.layers))  # wrong names fail now, naming the closest real ones
     subject = _text_subject(args, model) if args.text else _image_subject(args, model)
-    _check_runs(model, subject, args)  # a model that cannot take these inputs: one line, before the work
+    out = _check_runs(model, subject, args)  # a model that cannot take these inputs: one line, before the work
+    _warn_label_count(subject.labels, out)
     info = build_report(
         [subject], path, sections=sections, options={"quick": args.quick, "seed": args.seed},
         progress=not args.no_progress, title=args.title or f"torchloupe report: {args.model}", jobs=args.jobs,
@@ -125,7 +128,6 @@ def _image_subject(args: argparse.Namespace, model):
         from ..demo.imagenet_data import imagenet_classes
 
         labels = imagenet_classes()  # torchvision's classifiers are ImageNet's (names bundled, offline)
-    _warn_label_count(labels, model, inputs)
     return Subject(
         name=args.model, model=model, inputs=inputs, labels=labels, images=images,
         layers=list(args.layers) if args.layers else None,
@@ -163,9 +165,10 @@ def _check_runs(model, subject, args: argparse.Namespace) -> None:
     from ..probe import eval_forward
 
     x = subject.inputs
-    first = {k: v[:1] for k, v in x.items()} if isinstance(x, dict) else x[:1]
+    # A copy: a model that edits its input in place must not change what the sections see.
+    first = {k: v[:1].clone() for k, v in x.items()} if isinstance(x, dict) else x[:1].clone()
     try:
-        eval_forward(model, first)
+        return eval_forward(model, first)
     except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         shape = ({k: tuple(v.shape) for k, v in x.items()} if isinstance(x, dict) else tuple(x.shape))
@@ -174,15 +177,24 @@ def _check_runs(model, subject, args: argparse.Namespace) -> None:
         if args.input and getattr(args, "text", None) is None and loading_takes_text(args.model):
             hint += "; this model takes text: pass sentences with --text"
         elif isinstance(x, torch.Tensor) and x.dim() == 4 and want and want.count(",") == 1:
-            hint += " (flat vectors: --size N makes each image N x N, C*N*N features)"
+            hint += (" (flat vectors: --size N makes each image N x N, C*N*N features)" if _flatten_first(model)
+                     else " (flat vectors, while loupe report gives images: start the model with nn.Flatten())")
         raise UsageError(f"{args.model} cannot take the given inputs {shape}: {type(exc).__name__}: {text}{hint}") from exc
+
+
+def _flatten_first(model) -> bool:
+    from ..inputs import _flatten_first as flatten_first
+
+    return flatten_first(model)
 
 
 def loading_takes_text(spec: str) -> bool:
     from .. import loading
 
     try:
-        return spec.startswith("hf:") or loading.tokenizer_for(spec) is not None
+        if spec.startswith("hf:"):
+            return loading.has_tokenizer_files(Path(spec.split(":", 1)[1]).expanduser())
+        return loading.tokenizer_for(spec) is not None
     except Exception:
         return False
 
@@ -193,12 +205,12 @@ def _classes(model) -> int | None:
     return num_classes_of(model)
 
 
-def _warn_label_count(labels, model, inputs) -> None:
-    """A --labels file whose length is not the model's class count: say so on stderr (the report
-    falls back to class numbers where names are missing)."""
-    from ..inputs import num_classes_of
+def _warn_label_count(labels, out) -> None:
+    """Class names whose count is not the model's output width (from the pre-flight forward): say
+    so on stderr (the report falls back to class numbers where names are missing)."""
+    import torch
 
-    n = num_classes_of(model)
+    n = int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() == 2 else None
     if labels is not None and n is not None and len(labels) != n:
         print(f"loupe: warning: {len(labels)} class names for a model with {n} outputs; classes without a "
               f"name are shown by number", file=sys.stderr)

@@ -53,7 +53,9 @@ def _takes(model: nn.Module, shape: tuple) -> bool:
     """Whether ``model`` runs on a batch of two zero inputs of ``shape`` (no gradients)."""
     from ...inputs import trial_forward
 
-    return trial_forward(model, torch.zeros(2, *shape))[0]
+    p = next(model.parameters(), None)
+    kind = {"device": p.device, "dtype": p.dtype} if p is not None and p.is_floating_point() else {}
+    return trial_forward(model, torch.zeros(2, *shape, **kind))[0]
 
 
 def _sequence_note(shape: tuple) -> str:
