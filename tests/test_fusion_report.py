@@ -58,7 +58,7 @@ def test_section_not_applicable_without_branches():
 
     subject = Subject(name="cnn", model=tiny_cnn(), inputs=torch.rand(2, 3, 16, 16))
     res = section.build(subject, {"quick": True, "seed": 0})
-    assert isinstance(res, NotApplicable) and "branches" in res.reason
+    assert isinstance(res, NotApplicable) and "branches" in res.reason and "tl.fusion.find" in res.reason
 
 
 def test_branch_maps_keep_the_heat_maps_hue_over_a_coloured_view():

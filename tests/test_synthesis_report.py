@@ -42,7 +42,7 @@ def test_exemplars_section_and_not_applicable_without_data():
     blocks = sec.build(_subject(), {"quick": True, "seed": 0})
     assert isinstance(blocks[0], Figure) and "top-5 of the first 40 samples" in blocks[0].caption
     na = sec.build(_subject(dataset=False), {"quick": True})
-    assert isinstance(na, NotApplicable) and "dataset" in na.reason
+    assert isinstance(na, NotApplicable) and "dataset" in na.reason and "loupe exemplars --data" in na.reason
 
 
 class _RunningSum(nn.Module):

@@ -17,7 +17,8 @@ def build(subject: Subject, options: dict):
     from ...render.synthesis import exemplars_figure
 
     if subject.dataset is None:
-        return NotApplicable("no dataset given with this model; exemplars search a dataset")
+        return NotApplicable("no dataset given with this model; exemplars search a dataset (from Python: "
+                             "Subject(..., dataset=...); on the command line: loupe exemplars --data)")
     picked = pick_layer(subject)
     if picked is None or picked[2] != "conv":
         return NotApplicable(f"{type(subject.model).__name__} has no spatial layer; exemplars are shown for conv channels")

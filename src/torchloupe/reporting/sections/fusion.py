@@ -33,7 +33,8 @@ def build(subject: Subject, options: dict):
 
     spec = (subject.extras or {}).get("fusion")
     if not spec or "branches" not in spec:
-        return NotApplicable("no branches declared: pass extras={'fusion': {'branches': {...}}} to report fusion")
+        return NotApplicable("no branches declared (from Python: Subject(..., extras={'fusion': {'branches': "
+                             "{name: module path}}}); tl.fusion.find lists a model's fusion points)")
     branches = dict(spec["branches"])
     n = 24 if options.get("quick") else 48
     xs = _inputs(subject, n)

@@ -31,7 +31,8 @@ def _history(subject):
 def build(subject, options):
     h = _history(subject)
     if h is None:
-        return NotApplicable("no WeightTracker recorded this model's training (extras['tracker'])")
+        return NotApplicable("no WeightTracker recorded this model's training (from Python: a "
+                             "tl.weights.WeightTracker in the training loop, given as Subject(..., extras={'tracker': ...}))")
     if len(h.steps) < 2:
         return NotApplicable(f"the tracker recorded {len(h.steps)} step; weight learning needs two or more")
     from torchloupe.render import weight_learning as wl
