@@ -44,3 +44,17 @@ def test_cam_command_errors(tmp_path, photos, capsys):
     rc = main(["cam", "--model", "efficientnet-lite0", "--input", photos[0], "--layer", "_blocks.99", "--out", str(tmp_path)])
     assert rc == 2
     assert "'_blocks.99' is not a module of EfficientNet" in capsys.readouterr().err
+
+
+def test_images_of_the_same_name_keep_their_own_overlays(tmp_path, photos, capsys):
+    import shutil
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    same = [shutil.copy(photos[0], tmp_path / "a" / "img.png"), shutil.copy(photos[1], tmp_path / "b" / "img.png")]
+    out = tmp_path / "dup"
+    assert main(["cam", "--model", "efficientnet-lite0", "--input", *map(str, same), "--method", "gradcam",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    a, b = np.asarray(Image.open(out / "img_gradcam.png")), np.asarray(Image.open(out / "img-2_gradcam.png"))
+    assert a.shape == b.shape and not np.array_equal(a, b)

@@ -93,3 +93,31 @@ def test_exemplars_cli_refuses_bad_data_files_in_one_line(tmp_path, capsys):
         assert rc != 0 and err.startswith("loupe: error: ") and says in err, err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not marker.exists()
+
+
+def test_bad_numbers_and_output_paths_fail_in_one_line_before_the_work(tmp_path, capsys):
+    spec = _model_file(tmp_path)
+    blocked = tmp_path / "afile"
+    blocked.write_text("x")
+    cases = [
+        (["maximize", "--model", spec, "2:0", "--steps", "0"], "argument --steps: expected a positive whole number, got '0'"),
+        (["maximize", "--model", spec, "2:0", "--lr", "nan"], "argument --lr: expected a positive finite number, got 'nan'"),
+        (["maximize", "--model", spec, "2:0", "--shape", "3", "-1", "16"], "argument --shape: expected a positive whole number"),
+        (["exemplars", "--model", spec, "--data", "demo:shapes:8", "--layer", "2", "--k", "0"],
+         "argument --k: expected a positive whole number, got '0'"),
+        (["maximize", "--model", spec, "2:0", "--shape", "3", "16", "16", "--out", str(blocked / "x.png")],
+         f"--out '{blocked / 'x.png'}': cannot make its folder ('{blocked}' is not a directory)"),
+        (["exemplars", "--model", spec, "--data", "demo:shapes:8", "--layer", "2", "--save", str(tmp_path)],
+         f"--save '{tmp_path}' is a folder; expected a file path"),
+    ]
+    for argv, says in cases:
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse's own usage errors: exit 2 with one message
+            rc = exc.code
+        err = capsys.readouterr().err
+        assert rc == 2 and says in err and "Traceback" not in err, (argv, err)
+    # a folder that does not exist yet is made for the output
+    rc = main(["maximize", "--model", spec, "2:0", "--steps", "2", "--shape", "3", "16", "16",
+               "--out", str(tmp_path / "new" / "vis.png")])
+    assert rc == 0 and (tmp_path / "new" / "vis.png").read_bytes()[:4] == b"\x89PNG"

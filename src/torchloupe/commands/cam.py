@@ -44,6 +44,17 @@ def _methods(spec: str) -> list[str]:
     return names
 
 
+def _unique_stems(paths) -> list[str]:
+    """File stems for the overlay names, made unique (``img``, ``img-2``...) so that images of the
+    same name in different folders do not overwrite each other's overlays."""
+    out, seen = [], {}
+    for p in paths:
+        stem = Path(p).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        out.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import loading
     from ..cam import METHODS
@@ -74,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     target = args.target if args.target is not None else probs.argmax(dim=1)
     results = dict(zip(cams, run_cams(list(cams.values()), x, target)))  # one forward / backward for all
     out.mkdir(parents=True, exist_ok=True)
-    stems = [Path(p).stem for p in args.input]
+    stems = _unique_stems(args.input)
     rows = []
     for i, stem in enumerate(stems):
         t = int(next(iter(results.values())).targets[i])

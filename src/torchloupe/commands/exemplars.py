@@ -12,7 +12,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers) -> None:
-    from ._model_args import add_model_arguments
+    from ._model_args import add_model_arguments, positive_int
 
     p = subparsers.add_parser(
         "exemplars",
@@ -24,11 +24,11 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, metavar="DATA",
                    help="demo:shapes[:N], demo:digits, or a .pt file holding an (N, ...) input tensor")
     p.add_argument("--layer", required=True, help="layer name")
-    p.add_argument("--k", type=int, default=9)
+    p.add_argument("--k", type=positive_int, default=9)
     p.add_argument("--reduce", default="mean", choices=["mean", "max"])
     p.add_argument("--negative", action="store_true", help="samples that drive the channels lowest")
     p.add_argument("--channels", type=int, nargs="+", metavar="C", help="only these channels")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--normalize", default="none", metavar="NAME", help="input normalization: none, imagenet")
     p.add_argument("--save", metavar="PT", help="save the result (torch.save dict) for later merging")
     p.add_argument("--out", metavar="PNG", help="write exemplar crops to this PNG (rank 0)")
@@ -77,13 +77,20 @@ def load_data(spec: str, normalize: str):
     return TensorDataset(x)
 
 
+def _made(path: Path) -> Path:
+    """``path`` with its folder made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import distributed as D
-    from ._model_args import load_model_from
+    from ._model_args import load_model_from, output_file
     from ..synthesis import exemplars
 
+    save, out = output_file(args.save, "--save"), output_file(args.out, "--out")  # before any of the work
     torch.manual_seed(0)
     model = load_model_from(args)
     data = load_data(args.data, args.normalize)
@@ -92,19 +99,19 @@ def run(args: argparse.Namespace) -> int:
                        channels=args.channels, batch_size=args.batch_size, progress=not args.no_progress)
         rank = D.rank()
         if rank == 0:
-            print(f"{ex.layer}: top-{ex.k} of {ex.seen} samples, reduce={ex.reduce}"
+            print(f"{ex.layer}: top-{min(ex.k, ex.seen)} of {ex.seen} samples, reduce={ex.reduce}"
                   f"{', negative' if ex.negative else ''}, {D.world_size()} process(es)")
             for row, c in enumerate(ex.channels):
                 items = ", ".join(f"#{int(i)} ({float(v):.4g})" for i, v in zip(ex.indices[row], ex.values[row]) if i >= 0)
                 print(f"  channel {c}: {items}")
             if args.save:
                 torch.save({f: getattr(ex, f) for f in ("layer", "channels", "values", "indices", "locations",
-                                                         "boxes", "reduce", "negative", "k", "seen")}, args.save)
+                                                         "boxes", "reduce", "negative", "k", "seen")}, _made(save))
                 print(f"wrote {args.save}")
             if args.out:
                 from ..render.png import figure_to_png
                 from ..render.synthesis import exemplars_figure
 
-                Path(args.out).write_bytes(figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)))))
+                _made(out).write_bytes(figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)))))
                 print(f"wrote {args.out}")
     return 0

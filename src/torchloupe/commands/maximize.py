@@ -9,7 +9,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers) -> None:
-    from ._model_args import add_model_arguments
+    from ._model_args import add_model_arguments, positive_float, positive_int
 
     p = subparsers.add_parser(
         "maximize",
@@ -21,9 +21,9 @@ def register(subparsers) -> None:
     p.add_argument("objectives", nargs="+", metavar="OBJECTIVE",
                    help="'layer:channel', 'layer:channel@(i,j)' or 'fc:class'; 'layer:a-b' for a channel range")
     p.add_argument("--param", default="fft", choices=["fft", "pixel", "cppn"], help="parameterization (default fft)")
-    p.add_argument("--steps", type=int, default=256, help="optimization steps (default 256)")
-    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
-    p.add_argument("--shape", type=int, nargs="+", metavar="N", help="input shape without batch, e.g. 3 64 64")
+    p.add_argument("--steps", type=positive_int, default=256, help="optimization steps (default 256)")
+    p.add_argument("--lr", type=positive_float, default=0.05, help="Adam learning rate (default 0.05)")
+    p.add_argument("--shape", type=positive_int, nargs="+", metavar="N", help="input shape without batch, e.g. 3 64 64")
     p.add_argument("--normalize", default="auto", metavar="NAME",
                    help="normalization the model expects: auto (ImageNet for torchvision models), none, imagenet")
     p.add_argument("--transforms", default="standard", choices=["standard", "lucid", "none"])
@@ -63,9 +63,10 @@ def domain_for(spec: str, normalize: str):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ._model_args import load_model_from
+    from ._model_args import load_model_from, output_file
     from ..synthesis import maximize
 
+    out = output_file(args.out, "--out")  # before any of the work
     torch.manual_seed(args.seed)  # model construction (random init) is the only global draw
     model = load_model_from(args)
     res = maximize(model, expand(args.objectives), param=args.param, steps=args.steps, lr=args.lr,
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         from ..render.png import figure_to_png
         from ..render.synthesis import units_figure
 
-        Path(args.out).write_bytes(figure_to_png(units_figure(res)))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(figure_to_png(units_figure(res)))
         print(f"wrote {args.out}")
     return 0
