@@ -121,3 +121,35 @@ def test_bad_numbers_and_output_paths_fail_in_one_line_before_the_work(tmp_path,
     rc = main(["maximize", "--model", spec, "2:0", "--steps", "2", "--shape", "3", "16", "16",
                "--out", str(tmp_path / "new" / "vis.png")])
     assert rc == 0 and (tmp_path / "new" / "vis.png").read_bytes()[:4] == b"\x89PNG"
+
+
+FIXED = """
+import torch
+from torch import nn
+
+class Fixed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        if tuple(x.shape[-2:]) != (24, 24):  # as torchvision's ViT checks its input size
+            raise ValueError(f"expected 24 x 24 images, got {tuple(x.shape[-2:])}")
+        return self.fc(self.conv(x).mean((2, 3)))
+
+def build():
+    torch.manual_seed(0)
+    return Fixed()
+"""
+
+
+def test_maximize_cli_keeps_the_size_of_a_one_size_model_and_refuses_empty_ranges(tmp_path, capsys):
+    (tmp_path / "fixed.py").write_text(FIXED)
+    spec = f"{tmp_path}/fixed.py:build"
+    rc = main(["maximize", "--model", spec, "fc:0", "--steps", "3", "--shape", "3", "24", "24"])
+    assert rc == 0 and capsys.readouterr().out.splitlines()[1].startswith("fc:0")
+    rc = main(["maximize", "--model", spec, "conv:3-1", "--steps", "3", "--shape", "3", "24", "24"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == ("loupe: error: objective 'conv:3-1': the channel range 3-1 is empty; expected "
+                               "first-last with first <= last, e.g. conv:1-3\n")

@@ -88,6 +88,14 @@ def trial_forward(model: nn.Module, x: Tensor | tuple[Tensor, ...]) -> tuple[boo
     return True, out
 
 
+def takes_shape(model: nn.Module, shape: Sequence[int]) -> bool:
+    """Whether ``model`` runs on a batch of two zero inputs of ``shape`` (on its device, in its
+    dtype, no gradients): for choosing sizes a model that takes one input size only accepts."""
+    p = next(model.parameters(), None)
+    kind = {"device": p.device, "dtype": p.dtype} if p is not None and p.is_floating_point() else {}
+    return trial_forward(model, torch.zeros(2, *shape, **kind))[0]
+
+
 def check_input(model: nn.Module, x: Tensor, *, name: str = "input") -> Tensor:
     """Validate ``x`` for ``model``; return it batched (never modified in place).
 

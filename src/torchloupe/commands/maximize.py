@@ -39,6 +39,11 @@ def expand(specs: list[str]) -> list[str]:
         layer, _, rest = spec.rpartition(":")
         if layer and "-" in rest and "@" not in rest and rest.replace("-", "").isdigit() and not rest.startswith("-"):
             a, b = (int(v) for v in rest.split("-", 1))
+            if b < a:
+                from ..errors import UsageError
+
+                raise UsageError(f"objective {spec!r}: the channel range {a}-{b} is empty; expected first-last "
+                                 f"with first <= last, e.g. {layer}:{b}-{a}")
             out += [f"{layer}:{c}" for c in range(a, b + 1)]
         else:
             out.append(spec)
@@ -69,9 +74,18 @@ def run(args: argparse.Namespace) -> int:
     out = output_file(args.out, "--out")  # before any of the work
     torch.manual_seed(args.seed)  # model construction (random init) is the only global draw
     model = load_model_from(args)
+    transforms = None if args.transforms == "none" else args.transforms
+    if transforms == "standard" and args.shape and len(args.shape) == 3:
+        from ..inputs import takes_shape
+        from ..synthesis import transforms as T
+
+        shape = tuple(args.shape)
+        grown = tuple(T.standard(0.5, size=min(shape[-2:]))(torch.zeros(1, *shape), torch.Generator()).shape[1:])
+        if takes_shape(model, shape) and not takes_shape(model, grown):
+            transforms = "standard-resized"  # a model of one input size (a ViT): transforms that keep it
     res = maximize(model, expand(args.objectives), param=args.param, steps=args.steps, lr=args.lr,
                    input_shape=tuple(args.shape) if args.shape else None,
-                   transforms=None if args.transforms == "none" else args.transforms,
+                   transforms=transforms,
                    domain=domain_for(args.model, args.normalize), seed=args.seed)
     width = max(len(n) for n in res.names)
     print(f"{'objective':{width}s}  {'reached':>10s}  {'random best':>11s}  status")

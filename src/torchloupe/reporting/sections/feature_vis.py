@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ...inputs import takes_shape
 from ...layers import find_layers
 from ...synthesis import transforms as T
 from ..base import Figure, NotApplicable, Subject, Table, Text, register
@@ -49,15 +50,6 @@ def subject_exemplars(subject: Subject, layer: str, channels: list[int], quick: 
     return _CACHE[key]
 
 
-def _takes(model: nn.Module, shape: tuple) -> bool:
-    """Whether ``model`` runs on a batch of two zero inputs of ``shape`` (no gradients)."""
-    from ...inputs import trial_forward
-
-    p = next(model.parameters(), None)
-    kind = {"device": p.device, "dtype": p.dtype} if p is not None and p.is_floating_point() else {}
-    return trial_forward(model, torch.zeros(2, *shape, **kind))[0]
-
-
 def _sequence_note(shape: tuple) -> str:
     """How a synthesized sequence input ``(T, F)`` is drawn (see ``render.synthesis``)."""
     if len(shape) != 2:
@@ -98,9 +90,9 @@ def build(subject: Subject, options: dict):
         small = (shape[0], side, side)
         # Small images are quick to optimize; a model that takes one input size only (a ViT's patch
         # grid, an MLP after the convolutions) gets its own size, and transforms that keep it.
-        shape = small if _takes(subject.model, small) else shape
+        shape = small if takes_shape(subject.model, small) else shape
         grown = tuple(T.standard(0.5, size=min(shape[-2:]))(torch.zeros(1, *shape), torch.Generator()).shape[1:])
-        if not _takes(subject.model, grown):
+        if not takes_shape(subject.model, grown):
             transforms = "standard-resized"
         param = "fft"
     else:
