@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 __all__ = ["register", "run"]
 
@@ -75,14 +74,10 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)  # model construction (random init) is the only global draw
     model = load_model_from(args)
     transforms = None if args.transforms == "none" else args.transforms
-    if transforms == "standard" and args.shape and len(args.shape) == 3:
-        from ..inputs import takes_shape
-        from ..synthesis import transforms as T
+    if transforms == "standard" and args.shape:  # a model of one input size (a ViT): transforms that keep it
+        from ..synthesis.maximize import standard_transforms_for
 
-        shape = tuple(args.shape)
-        grown = tuple(T.standard(0.5, size=min(shape[-2:]))(torch.zeros(1, *shape), torch.Generator()).shape[1:])
-        if takes_shape(model, shape) and not takes_shape(model, grown):
-            transforms = "standard-resized"  # a model of one input size (a ViT): transforms that keep it
+        transforms = standard_transforms_for(model, args.shape)
     res = maximize(model, expand(args.objectives), param=args.param, steps=args.steps, lr=args.lr,
                    input_shape=tuple(args.shape) if args.shape else None,
                    transforms=transforms,

@@ -91,7 +91,6 @@ def output_path(out: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import loading
     from ..layers import find_layers
     from ..reporting import build_report, select_sections
 

@@ -34,7 +34,7 @@ from . import objectives as O
 from . import transforms as T
 from .params import PARAMS, InputDomain, ParamError
 
-__all__ = ["maximize", "SynthesisResult", "redirected_relu"]
+__all__ = ["maximize", "SynthesisResult", "redirected_relu", "standard_transforms_for"]
 
 
 @dataclass(frozen=True)
@@ -225,6 +225,19 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 # --- main entry -----------------------------------------------------------------------------
+def standard_transforms_for(model: nn.Module, input_shape: Sequence[int]) -> str:
+    """``"standard-resized"`` for a model that takes images of ``input_shape`` but not of the size
+    the standard transforms make (a ViT's patch grid, a flatten before a linear layer), else
+    ``"standard"``. Two probing forwards of zero images."""
+    from ..inputs import takes_shape
+
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3:
+        return "standard"
+    grown = tuple(T.standard(0.5, size=min(shape[-2:]))(torch.zeros(1, *shape), torch.Generator()).shape[1:])
+    return "standard-resized" if takes_shape(model, shape) and not takes_shape(model, grown) else "standard"
+
+
 def maximize(
     model: nn.Module,
     objective: O.ObjectiveLike | Sequence[O.ObjectiveLike],

@@ -3,12 +3,10 @@ their reached value against random inputs, and their dataset exemplars when the 
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from ...inputs import takes_shape
 from ...layers import find_layers
-from ...synthesis import transforms as T
 from ..base import Figure, NotApplicable, Subject, Table, Text, register
 
 _CACHE: dict = {}
@@ -71,6 +69,7 @@ def _sequence_note(shape: tuple) -> str:
 def build(subject: Subject, options: dict):
     from ...render.synthesis import curves_figure, units_figure
     from ...synthesis import maximize
+    from ...synthesis.maximize import standard_transforms_for
 
     x = subject.inputs
     if not isinstance(x, Tensor) or x.dim() < 2:
@@ -91,9 +90,7 @@ def build(subject: Subject, options: dict):
         # Small images are quick to optimize; a model that takes one input size only (a ViT's patch
         # grid, an MLP after the convolutions) gets its own size, and transforms that keep it.
         shape = small if takes_shape(subject.model, small) else shape
-        grown = tuple(T.standard(0.5, size=min(shape[-2:]))(torch.zeros(1, *shape), torch.Generator()).shape[1:])
-        if not takes_shape(subject.model, grown):
-            transforms = "standard-resized"
+        transforms = standard_transforms_for(subject.model, shape)
         param = "fft"
     else:
         param = "pixel"
