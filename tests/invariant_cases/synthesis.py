@@ -25,9 +25,24 @@ def _exemplars_batches(model, x):
     tl.synthesis.exemplars(model, [x, x], "fc", k=3, reduce="max", negative=True)
 
 
+def _standard_transforms_for(model, x):
+    from torchloupe.inputs import takes_shape
+    from torchloupe.synthesis.maximize import standard_transforms_for
+
+    assert standard_transforms_for(model, (3, 16, 16)) == "standard"  # the helper CNN takes any size
+    if not takes_shape(model, (3, 16, 16)):  # the probes swallow a model's error: say it, after them
+        raise RuntimeError("the model did not run on its probe")
+
+
+def _maximize_resized(model, x):
+    tl.synthesis.maximize(model, "features.0:1", steps=2, input_shape=(3, 16, 16), transforms="standard-resized")
+
+
 CASES = [
     Case("maximize", _maximize),
     Case("maximize-composed", _maximize_composed),
     Case("exemplars", _exemplars),
     Case("exemplars-batches", _exemplars_batches),
+    Case("standard-transforms-for", _standard_transforms_for),
+    Case("maximize-standard-resized", _maximize_resized),
 ]
