@@ -17,7 +17,7 @@ import torch
 import torchvision
 
 from torchloupe.structure import trace
-from torchloupe.structure.layout import collapse, fit_depth, layout
+from torchloupe.render.graph.layout import collapse, fit_depth, layout
 
 torch.set_num_threads(2)
 

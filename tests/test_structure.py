@@ -17,7 +17,7 @@ from torch import nn
 import torchloupe as tl
 from torchloupe.errors import TraceError
 from torchloupe.structure import ModelGraph, trace
-from torchloupe.structure.layout import collapse, fit_depth, layout
+from torchloupe.render.graph.layout import collapse, fit_depth, layout
 
 
 def _types(g: ModelGraph) -> Counter:

@@ -14,7 +14,7 @@ from tests.helpers import TinyCNN, tiny_cnn, peer
 from tests.test_structure import Gate, Seq, Stack, TwoBranch
 from torchloupe.errors import UnsupportedModelError
 from torchloupe.structure import export_onnx, trace
-from torchloupe.structure.layout import collapse, fit_depth
+from torchloupe.render.graph.layout import collapse, fit_depth
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -162,7 +162,7 @@ def test_tensorboard_multihead_attention_rejected_by_add_graph_is_written(tmp_pa
 def test_tensorboard_scopes_follow_module_paths(tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 
-    from torchloupe.structure.tensorboard import add_graph
+    from torchloupe.integrations.tensorboard import add_graph
 
     writer = SummaryWriter(str(tmp_path))
     assert add_graph(writer, TwoBranch(), torch.rand(1, 3, 8, 8), method="torchloupe") == "torchloupe"
@@ -294,8 +294,8 @@ def test_edge_styles(cnn_graph):
 def test_nested_frame_labels_take_opposite_corners_by_nesting_not_dots():
     # "encoder" directly holds "encoder.layer.0" (the ModuleList "encoder.layer" is never called): by
     # dots both were depth-even and their labels were drawn on top of each other.
-    from torchloupe.structure.layout import layout
-    from torchloupe.structure.svg import render_svg
+    from torchloupe.render.graph.layout import layout
+    from torchloupe.render.graph.svg import render_svg
 
     class Block(nn.Module):
         def __init__(self):

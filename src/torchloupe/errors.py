@@ -11,6 +11,7 @@ and what was expected, and are raised before any expensive work.
     ├── LayerNotFoundError      (LookupError)   unknown layer name / pattern / type
     ├── InputError              (ValueError)    bad input tensor
     │   ├── InputShapeError                     shape does not fit the model
+    │   │   └── TemplateShapeError              input_shape does not match a linear layer's inputs
     │   └── NonFiniteInputError                 NaN or infinite values
     ├── TargetError             (ValueError)    class index / target out of range
     ├── ChannelError            (ValueError)    channel index out of range
@@ -19,6 +20,9 @@ and what was expected, and are raised before any expensive work.
     ├── CheckpointError         (ValueError)    unreadable or unsafe checkpoint
     ├── InputFileError          (ValueError)    unreadable image or data file
     ├── UsageError              (ValueError)    an option value not among the accepted forms
+    ├── TrackerError            (ValueError)    a bad weight-tracker setting or history request
+    ├── ParamError              (ValueError)    an unknown or ill-fitting image parameterization
+    ├── ObjectiveSpecError      (ValueError)    an objective string that does not parse
     └── MissingDependencyError  (ImportError)   an optional extra is not installed
 """
 
@@ -38,6 +42,10 @@ __all__ = [
     "InputFileError",
     "UsageError",
     "MissingDependencyError",
+    "TemplateShapeError",
+    "TrackerError",
+    "ParamError",
+    "ObjectiveSpecError",
     "require",
 ]
 
@@ -108,6 +116,22 @@ class UsageError(TorchLoupeError, ValueError):
 
 class MissingDependencyError(TorchLoupeError, ImportError):
     """An optional dependency is missing; the message names the pip command."""
+
+
+class TemplateShapeError(InputShapeError):
+    """``input_shape`` does not have as many elements as the linear layer has inputs."""
+
+
+class TrackerError(TorchLoupeError, ValueError):
+    """A bad tracker setting (``every``, ``budget``, ``bins``, steps) or history request."""
+
+
+class ParamError(TorchLoupeError, ValueError):
+    """An unknown image parameterization or one that does not fit the input shape."""
+
+
+class ObjectiveSpecError(TorchLoupeError, ValueError):
+    """An objective string that does not parse, e.g. ``'layer3:x'``."""
 
 
 def require(module: str, extra: str, package: str | None = None):

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             from torch.utils.tensorboard import SummaryWriter
 
-            from ..structure.tensorboard import add_graph
+            from ..integrations.tensorboard import add_graph
 
             path = os.path.join(args.out, "tensorboard")
             writer = SummaryWriter(path)

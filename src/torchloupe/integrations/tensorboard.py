@@ -9,8 +9,8 @@ __all__ = ["add_graph", "log_weights", "TensorBoardSink"]
 
 
 def add_graph(writer, model, *inputs, **kwargs):
-    """Write the graph of ``model`` on ``inputs`` to ``writer`` (see :mod:`torchloupe.structure.tensorboard`)."""
-    from ..structure.tensorboard import add_graph as _add_graph
+    """Write the graph of ``model`` on ``inputs`` to ``writer`` (see ``_tb_graph``)."""
+    from ._tb_graph import add_graph as _add_graph
 
     return _add_graph(writer, model, *inputs, **kwargs)
 

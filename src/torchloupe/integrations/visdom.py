@@ -164,7 +164,7 @@ class VisdomSink:
                     frames[0].numpy(), win="weights_images", env=self.env,
                     opts=dict(title=f"{kind} at step {record.step}", caption=f"step {record.step}"),
                 )
-        from ..render.weight_learning import class_similarity
+        from ..weights.learned import class_similarity
 
         sim = class_similarity(h)
         if sim is not None:

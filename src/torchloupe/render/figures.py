@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .image import normalize, to_rgb
+from .image import to_rgb
 
 __all__ = [
     "new_figure",

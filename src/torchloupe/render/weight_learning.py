@@ -10,8 +10,9 @@ Figures (matplotlib ``Figure`` objects, never pyplot state):
 - :func:`plot_kernels` — the first layer's kernels (conv) or units (MLP) at chosen steps;
 - :func:`plot_similarity` — cosine similarity between the class weight vectors over time.
 
-Torch-only helpers (no matplotlib): :func:`template_tensor`, :func:`frame_images` (tiles as
-``(3, H, W)`` images in [0, 1], used by TensorBoard / Visdom) and :func:`animate` (GIF, Pillow).
+The tensors they draw (templates, kernels, class similarity) come from
+:mod:`torchloupe.weights.learned`. Torch-only: :func:`frame_images` (tiles as ``(3, H, W)``
+images in [0, 1], used by TensorBoard / Visdom) and :func:`animate` (GIF, Pillow).
 matplotlib is imported inside the drawing functions only.
 """
 
@@ -25,98 +26,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import TrackerError
+from ..weights.learned import class_similarity, kernel_tensor, pick_steps, template_tensor
+
 __all__ = [
     "plot_norms",
     "plot_histograms",
     "plot_templates",
     "plot_kernels",
     "plot_similarity",
-    "template_tensor",
-    "kernel_tensor",
-    "class_similarity",
     "frame_images",
     "animate",
-    "pick_steps",
 ]
 
 
-# -- compute helpers (torch only) -----------------------------------------------------------------
-
-
-def _input_shape(history, features: int) -> tuple[int, ...] | None:
-    shape = history.input_shape
-    if shape is not None and math.prod(shape) == features:
-        return tuple(shape)
-    side = math.isqrt(features)
-    if shape is None and side * side == features and side > 1:
-        return (side, side)
-    return None
-
-
-def template_tensor(history, index: int = -1, kind: str = "auto") -> tuple[Tensor, str] | None:
-    """Class templates at snapshot ``index``: ``((classes, *input_shape), kind)`` or ``None``.
-
-    ``kind``: ``"effective"`` (MLP: ``W_L @ ... @ W_1``, float64), ``"head"`` (the head's rows
-    when they read the input directly) or ``"auto"`` (effective when the model is an MLP,
-    else head). ``None`` when the head's rows are not input-shaped (e.g. after pooling).
-    """
-    head = history.head_name()
-    if head is None or len(history.snapshot_steps) == 0:
-        return None
-    chain = history.linear_chain()
-    if kind in ("auto", "effective") and chain:
-        w = history[chain[0]][index].double()
-        for name in chain[1:]:
-            w = history[name][index].double() @ w
-        shape = _input_shape(history, w.shape[1])
-        return (w.reshape(w.shape[0], *shape), "effective") if shape else None
-    if kind == "effective":
-        return None
-    w = history[head][index]
-    if history.kernel_name() is not None:  # a conv net's head reads pooled features, not the input
-        return None
-    shape = _input_shape(history, w.shape[1])
-    return (w.reshape(w.shape[0], *shape), "head") if shape else None
-
-
-def kernel_tensor(history, index: int = -1) -> tuple[Tensor, str] | None:
-    """First-layer filters at snapshot ``index``: conv kernels ``(out, in, kh, kw)`` or, for an
-    MLP, the first layer's rows reshaped to the input; with the tensor's name."""
-    name = history.kernel_name()
-    if name is not None:
-        w = history[name][index]
-        if w.dim() == 3:  # conv1d: (out, in, k) -> one row image per kernel
-            w = w.unsqueeze(-2)
-        elif w.dim() == 5:  # conv3d: the middle depth slice
-            w = w[:, :, w.shape[2] // 2]
-        return w, name
-    chain = history.linear_chain()
-    if chain:
-        w = history[chain[0]][index]
-        shape = _input_shape(history, w.shape[1])
-        if shape:
-            return w.reshape(w.shape[0], *shape), chain[0]
-    return None
-
-
-def class_similarity(history) -> Tensor | None:
-    """``(S, classes, classes)`` cosine similarity between the head's rows at each snapshot."""
-    head = history.head_name()
-    if head is None or len(history.snapshot_steps) == 0:
-        return None
-    w = history[head].double()
-    w = w / w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return w @ w.transpose(-1, -2)
-
-
-def pick_steps(history, n: int = 3) -> list[int]:
-    """Up to ``n`` snapshot indices evenly spread from first to last (start / middle / end)."""
-    s = len(history.snapshot_steps)
-    if s == 0:
-        return []
-    if s <= n:
-        return list(range(s))
-    return sorted({round(i * (s - 1) / (n - 1)) for i in range(n)})
+# -- tiles (torch only) ---------------------------------------------------------------------------
 
 
 def _as_images(t: Tensor) -> Tensor:
@@ -166,13 +90,9 @@ def frame_images(history, what: str = "auto", max_tiles: int = 32, min_tile: int
     least ``min_tile`` pixels.
     """
     if what not in ("auto", "templates", "kernels"):
-        from ..weights.tracker import TrackerError
-
         raise TrackerError(f"what={what!r}: expected 'auto', 'templates' or 'kernels'")
     s = len(history.snapshot_steps)
     if s == 0:
-        from ..weights.tracker import TrackerError
-
         raise TrackerError("the history has no snapshots to draw; track with snapshots=[...] layers")
     get = None
     if what in ("auto", "templates") and template_tensor(history, 0) is not None:
@@ -180,8 +100,6 @@ def frame_images(history, what: str = "auto", max_tiles: int = 32, min_tile: int
     elif what in ("auto", "kernels") and kernel_tensor(history, 0) is not None:
         get, what = (lambda i: kernel_tensor(history, i)[0]), "kernels"
     if get is None:
-        from ..weights.tracker import TrackerError
-
         raise TrackerError(
             f"nothing to draw as {what!r}: the snapshots ({', '.join(history.snapshots)}) hold neither "
             f"input-shaped class templates nor kernels; pass input_shape= to the tracker or snapshot a conv layer"

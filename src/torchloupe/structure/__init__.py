@@ -1,11 +1,11 @@
 """Model structure: trace any model into a :class:`ModelGraph` and show it.
 
 ``trace(model, *inputs, **kwargs)`` records one forward pass (module hooks plus a
-``TorchFunctionMode``, no ``torch.fx``); the graph prints as a table
-(``g.summary()``), draws itself with torchloupe's own layered layout
-(``g.to_svg()``, ``g.to_html()``, no Graphviz needed), writes ``dot`` text, and
-goes to TensorBoard (:func:`torchloupe.structure.tensorboard.add_graph`) or ONNX
-(:func:`export_onnx`).
+``TorchFunctionMode`` from :mod:`torchloupe.probe`, no ``torch.fx``) into a plain
+:class:`ModelGraph` and exports it to ONNX (:func:`export_onnx`). Its views live in the render
+layer (:mod:`torchloupe.render.graph`): ``g.summary()``, ``g.to_svg()``, ``g.to_html()`` and
+``g.to_dot()`` are conveniences that call into it; TensorBoard's Graphs tab is
+:func:`torchloupe.integrations.tensorboard.add_graph`.
 """
 
 from __future__ import annotations

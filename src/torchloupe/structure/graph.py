@@ -207,20 +207,20 @@ class ModelGraph:
     # ---- views ----------------------------------------------------------------------------
     def view(self, depth: int | None = None, collapsed: set[str] | None = None, expanded: set[str] | None = None,
              fold_repeats: bool = True) -> Any:
-        """A collapsed view (see :func:`torchloupe.structure.layout.collapse`)."""
-        from .layout import collapse
+        """A collapsed view (see :func:`torchloupe.render.graph.layout.collapse`)."""
+        from ..render.graph.layout import collapse
 
         return collapse(self, depth=depth, collapsed=collapsed, expanded=expanded, fold_repeats=fold_repeats)
 
     def summary(self, depth: int | None = None) -> str:
         """A text table: name, type, output shape, params, mult-adds; totals and notes."""
-        from .text import summary
+        from ..render.graph.text import summary
 
         return summary(self, depth=depth)
 
     def to_dot(self, depth: int | None = None) -> str:
         """Graphviz ``dot`` text (for those who have Graphviz)."""
-        from .text import to_dot
+        from ..render.graph.dot import to_dot
 
         return to_dot(self, depth=depth)
 
@@ -230,18 +230,18 @@ class ModelGraph:
         ``depth``: collapse containers nested deeper (default: the deepest level that stays legible);
         ``edges``: ``"orthogonal"``, ``"straight"`` or ``"curved"``.
         """
-        from .svg import to_svg
+        from ..render.graph.svg import to_svg
 
         return to_svg(self, path, depth=depth, edges=edges)
 
     def to_html(self, path=None, depth: int | None = None, edges: str = "orthogonal") -> str:
         """One self-contained interactive HTML page; written to ``path`` if given."""
-        from .html import to_html
+        from ..render.graph.html import to_html
 
         return to_html(self, path, depth=depth, edges=edges)
 
     def _repr_html_(self) -> str:
-        from .html import to_html
+        from ..render.graph.html import to_html
 
         return to_html(self, None, fragment=True)
 

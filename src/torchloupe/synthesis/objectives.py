@@ -30,7 +30,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
-from ..errors import ChannelError, TorchLoupeError
+from ..errors import ChannelError, ObjectiveSpecError
 
 __all__ = [
     "Objective",
@@ -49,9 +49,6 @@ __all__ = [
     "ObjectiveSpecError",
 ]
 
-
-class ObjectiveSpecError(TorchLoupeError, ValueError):
-    """An objective string that does not parse, e.g. ``'layer3:x'``."""
 
 
 @dataclass

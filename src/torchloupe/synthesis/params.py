@@ -22,13 +22,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import TorchLoupeError
+from ..errors import ParamError
 
 __all__ = ["InputDomain", "PARAMS", "pixel", "fft", "cppn", "ParamError"]
 
-
-class ParamError(TorchLoupeError, ValueError):
-    """An unknown parameterization or one that does not fit the input shape."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""Weights: kernels, FC matrices, class templates (``static``) and how they change in training (``tracker``).
+"""Weights: kernels, FC matrices, class templates (``static``) and how they change in training
+(``tracker`` records a ``history``; ``learned`` reads templates, kernels and class similarity
+from it; ``checkpoints`` builds one from saved state dicts).
 
 Names resolve lazily to their submodule so that each concept keeps its own file.
 """
@@ -14,10 +16,10 @@ _EXPORTS = {
     "class_templates": "static",
     # training-time tracking
     "WeightTracker": "tracker",
-    "WeightHistory": "tracker",
-    "Record": "tracker",
-    "TrackerError": "tracker",
-    "STATS": "tracker",
+    "WeightHistory": "history",
+    "Record": "history",
+    "STATS": "history",
+    "TrackerError": ".errors",  # ..errors
 }
 
 __all__ = list(_EXPORTS)

@@ -20,15 +20,12 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ..errors import InputShapeError, UnsupportedModelError
+from ..errors import TemplateShapeError, UnsupportedModelError
 
 __all__ = ["kernels", "fc_matrix", "class_templates", "TemplateShapeError"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
-
-class TemplateShapeError(InputShapeError):
-    """``input_shape`` does not have as many elements as the linear layer has inputs."""
 
 
 def _weight_of(module: nn.Module | Tensor, what: str) -> Tensor:

@@ -40,31 +40,24 @@ numbers: training with and without it is bitwise the same.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, LayerNotFoundError, TorchLoupeError
+from ..errors import CheckpointError, LayerNotFoundError, TrackerError
 from ..layers import LayerSpec, find_layers
 
-__all__ = ["WeightTracker", "WeightHistory", "Record", "TrackerError", "STATS"]
+from .checkpoints import default_snapshot_names, load_state_dict, names_in
+from .history import STATS, Record, WeightHistory
 
-#: Columns of ``WeightHistory.stats`` (last axis), in order.
-STATS = ("norm", "mean", "std", "min", "max", "update_ratio", "grad_norm")
+__all__ = ["WeightTracker"]
 
-_FORMAT_VERSION = 1
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-
-
-class TrackerError(TorchLoupeError, ValueError):
-    """A bad tracker setting (``every``, ``budget``, ``bins``, steps) or history request."""
 
 
 def _parse_budget(budget: int | str) -> int:
@@ -97,209 +90,6 @@ def _check_int(name: str, value: Any, lo: int) -> int:
     if value < lo:
         raise TrackerError(f"{name}={value}: expected an int >= {lo}")
     return value
-
-
-@dataclass(frozen=True)
-class Record:
-    """What one recorded step adds, as handed to sinks (``sink.on_record(tracker, record)``).
-
-    ``stats``: ``(n, 7)`` float32 columns :data:`STATS`; ``hist``: ``(n, bins)``;
-    ``hist_range``: ``(n, 2)`` the ``[lo, hi]`` the histogram spans; ``snapshot``:
-    ``{name: tensor}`` CPU copies when this step was snapshotted, else ``None``.
-    """
-
-    step: int
-    names: tuple[str, ...]
-    stats: Tensor
-    hist: Tensor
-    hist_range: Tensor
-    snapshot: dict[str, Tensor] | None
-
-
-@dataclass(frozen=True)
-class WeightHistory:
-    """Everything a :class:`WeightTracker` recorded, as tensors.
-
-    ``steps``: ``(R,)`` int64 recorded steps. ``names``: tracked tensors, in model order.
-    ``stats``: ``(R, n, 7)`` float32, columns :data:`STATS` (see :meth:`stat`).
-    ``hist``: ``(R, n, bins)`` counts; ``hist_range``: ``(R, n, 2)`` their ``[lo, hi]``.
-    ``snapshot_steps``: ``(S,)`` steps with full snapshots; ``snapshots``: ``{name: (S, *shape)}``
-    (``history[name]``). ``thinned``: steps whose snapshots were dropped to stay in ``budget``
-    bytes. ``input_shape``: the model's input shape without batch, when known (templates).
-    """
-
-    steps: Tensor
-    names: tuple[str, ...]
-    stats: Tensor
-    hist: Tensor
-    hist_range: Tensor
-    snapshot_steps: Tensor
-    snapshots: dict[str, Tensor]
-    thinned: tuple[int, ...] = ()
-    every: int = 1
-    budget: int = 0
-    input_shape: tuple[int, ...] | None = None
-    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
-
-    # -- access ---------------------------------------------------------------------------
-    def __getitem__(self, name: str) -> Tensor:
-        """Full snapshots of ``name``: ``(len(snapshot_steps), *shape)``."""
-        if name not in self.snapshots:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(self.snapshots) + list(self.names), n=3, cutoff=0.5)
-            hint = f"; closest: {', '.join(repr(c) for c in close)}" if close else ""
-            raise KeyError(
-                f"{name!r} has no snapshots; snapshotted: {', '.join(self.snapshots) or 'none'}{hint}"
-            )
-        return self.snapshots[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.snapshots
-
-    def index(self, name: str) -> int:
-        """Position of tracked tensor ``name`` along the ``n`` axis of ``stats`` / ``hist``."""
-        try:
-            return self.names.index(name)
-        except ValueError:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(self.names), n=3, cutoff=0.5)
-            hint = f"; closest: {', '.join(repr(c) for c in close)}" if close else ""
-            raise KeyError(f"{name!r} is not a tracked tensor{hint}") from None
-
-    def stat(self, name: str, which: str) -> Tensor:
-        """``(R,)`` values of statistic ``which`` (one of :data:`STATS`) for tensor ``name``."""
-        if which not in STATS:
-            raise TrackerError(f"unknown statistic {which!r}; expected one of {', '.join(STATS)}")
-        return self.stats[:, self.index(name), STATS.index(which)]
-
-    def bin_edges(self, name: str) -> Tensor:
-        """``(R, bins + 1)`` histogram bin edges of ``name`` at each recorded step."""
-        rng = self.hist_range[:, self.index(name)].double()
-        t = torch.linspace(0, 1, self.hist.shape[-1] + 1, dtype=torch.float64)
-        return rng[:, :1] + (rng[:, 1:] - rng[:, :1]) * t
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the tensors of this history."""
-        ts = [self.steps, self.stats, self.hist, self.hist_range, self.snapshot_steps, *self.snapshots.values()]
-        return sum(t.numel() * t.element_size() for t in ts)
-
-    @property
-    def snapshot_nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.snapshots.values())
-
-    # -- files ----------------------------------------------------------------------------
-    def _meta(self) -> dict[str, Any]:
-        return {
-            "format": "torchloupe.WeightHistory",
-            "version": _FORMAT_VERSION,
-            "names": list(self.names),
-            "snapshot_names": list(self.snapshots),
-            "thinned": list(self.thinned),
-            "every": self.every,
-            "budget": self.budget,
-            "input_shape": list(self.input_shape) if self.input_shape is not None else None,
-            "shapes": {k: list(v) for k, v in self.shapes.items()},
-        }
-
-    def _tensors(self) -> dict[str, Tensor]:
-        out = {
-            "steps": self.steps,
-            "stats": self.stats,
-            "hist": self.hist,
-            "hist_range": self.hist_range,
-            "snapshot_steps": self.snapshot_steps,
-        }
-        for name, t in self.snapshots.items():
-            out[f"snapshot/{name}"] = t
-        return {k: v.detach().cpu().contiguous() for k, v in out.items()}
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write to ``path``: safetensors when it ends in ``.safetensors``, else ``torch.save``
-        of tensors, strings and numbers only (readable with ``weights_only=True``)."""
-        path = os.fspath(path)
-        meta = json.dumps(self._meta())
-        if path.endswith(".safetensors"):
-            from ..errors import require
-
-            st = require("safetensors.torch", "hf", "safetensors")
-            st.save_file(self._tensors(), path, metadata={"torchloupe": meta})
-        else:
-            torch.save({"torchloupe": meta, "tensors": self._tensors()}, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "WeightHistory":
-        """Read a file written by :meth:`save` (``torch.load(weights_only=True)`` or safetensors)."""
-        path = os.fspath(path)
-        try:
-            if path.endswith(".safetensors"):
-                from ..errors import require
-
-                st = require("safetensors.torch", "hf", "safetensors")
-                from safetensors import safe_open
-
-                with safe_open(path, framework="pt") as f:
-                    meta_s = (f.metadata() or {}).get("torchloupe")
-                tensors = st.load_file(path)
-            else:
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-                if not isinstance(obj, dict) or "torchloupe" not in obj:
-                    raise CheckpointError(f"{path}: not a torchloupe WeightHistory file")
-                meta_s, tensors = obj["torchloupe"], obj["tensors"]
-        except CheckpointError:
-            raise
-        except Exception as exc:
-            raise CheckpointError(f"{path}: cannot read a WeightHistory ({exc})") from exc
-        if meta_s is None:
-            raise CheckpointError(f"{path}: not a torchloupe WeightHistory file (no metadata)")
-        meta = json.loads(meta_s)
-        if meta.get("format") != "torchloupe.WeightHistory":
-            raise CheckpointError(f"{path}: not a torchloupe WeightHistory file")
-        return cls(
-            steps=tensors["steps"],
-            names=tuple(meta["names"]),
-            stats=tensors["stats"],
-            hist=tensors["hist"],
-            hist_range=tensors["hist_range"],
-            snapshot_steps=tensors["snapshot_steps"],
-            snapshots={n: tensors[f"snapshot/{n}"] for n in meta["snapshot_names"]},
-            thinned=tuple(meta["thinned"]),
-            every=meta["every"],
-            budget=meta["budget"],
-            input_shape=tuple(meta["input_shape"]) if meta["input_shape"] is not None else None,
-            shapes={k: tuple(v) for k, v in meta["shapes"].items()},
-        )
-
-    # -- views ----------------------------------------------------------------------------
-    def head_name(self) -> str | None:
-        """The classifier head's weight: the last 2-D snapshotted ``*.weight``."""
-        two_d = [n for n in self.snapshots if n.endswith("weight") and len(self.shapes.get(n, ())) == 2]
-        return two_d[-1] if two_d else None
-
-    def kernel_name(self) -> str | None:
-        """The first snapshotted convolution weight (3-D or more)."""
-        for n in self.snapshots:
-            if n.endswith("weight") and len(self.shapes.get(n, ())) >= 3:
-                return n
-        return None
-
-    def linear_chain(self) -> list[str]:
-        """Snapshotted 2-D weights that chain from the input to the head (an MLP), else ``[]``.
-
-        The chain is complete when each weight's ``in_features`` equals the previous one's
-        ``out_features`` and the first one reads the (flattened) input.
-        """
-        two_d = [n for n in self.snapshots if n.endswith("weight") and len(self.shapes.get(n, ())) == 2]
-        if len(two_d) < 2 or self.kernel_name() is not None:
-            return []
-        for a, b in zip(two_d, two_d[1:]):
-            if self.shapes[b][1] != self.shapes[a][0]:
-                return []
-        if self.input_shape is not None and math.prod(self.input_shape) != self.shapes[two_d[0]][1]:
-            return []
-        return two_d
 
 
 class WeightTracker:
@@ -639,7 +429,7 @@ class WeightTracker:
             raise TrackerError(f"got {len(paths)} paths but {len(steps)} steps; expected one step per path")
         if any(b <= a for a, b in zip(steps, steps[1:])):
             raise TrackerError(f"steps must increase strictly, got {steps}")
-        first = _load_state_dict(paths[0])
+        first = load_state_dict(paths[0])
         if model is not None:
             names, params = _tracked(model, layers)
             snap_names, snap_params = _snapshot_params(model, snapshots)
@@ -648,7 +438,7 @@ class WeightTracker:
                 raise TrackerError("layers= needs model=; without a model pass snapshots= as parameter names")
             names = [k for k, v in first.items() if v.is_floating_point()]
             params = [first[k] for k in names]
-            snap_names = _default_snapshot_names(first) if snapshots is None else _names_in(first, snapshots)
+            snap_names = default_snapshot_names(first) if snapshots is None else names_in(first, snapshots)
             snap_params = [first[k] for k in snap_names]
         self = cls.__new__(cls)
         self.model = None
@@ -662,7 +452,7 @@ class WeightTracker:
             g = math.gcd(g, s)
         self.every = g or 1
         for i, (path, step) in enumerate(zip(paths, steps)):
-            sd = first if i == 0 else _load_state_dict(path)
+            sd = first if i == 0 else load_state_dict(path)
             missing = [n for n in list(names) + list(snap_names) if n not in sd]
             if missing:
                 raise CheckpointError(f"{path}: missing {', '.join(missing[:5])} (expected the tracked tensors)")
@@ -726,68 +516,3 @@ def _snapshot_params(model: nn.Module, snapshots) -> tuple[list[str], list[Tenso
             return [], []
         found = find_layers(model, snapshots)
     return _params_of(model, found)
-
-
-def _default_snapshot_names(sd: Mapping[str, Tensor]) -> list[str]:
-    ws = [k for k, v in sd.items() if k.endswith("weight") and v.is_floating_point()]
-    conv = [k for k in ws if sd[k].dim() >= 3][:1]
-    lin = [k for k in ws if sd[k].dim() == 2]
-    pick = conv + lin[-1:] if conv else lin[:1] + lin[-1:]
-    out: list[str] = []
-    for w in pick:
-        for k in (w, w[: -len("weight")] + "bias"):
-            if k in sd and k not in out:
-                out.append(k)
-    order = {k: i for i, k in enumerate(sd)}
-    return sorted(out, key=order.__getitem__)
-
-
-def _names_in(sd: Mapping[str, Tensor], names) -> list[str]:
-    names = [names] if isinstance(names, str) else list(names)
-    out = []
-    for n in names:
-        if not isinstance(n, str):
-            raise TrackerError(f"without model=, snapshots must be parameter names, got {n!r}")
-        if n not in sd:
-            import difflib
-
-            close = difflib.get_close_matches(n, list(sd), n=3, cutoff=0.5)
-            hint = f"; closest: {', '.join(repr(c) for c in close)}" if close else ""
-            raise LayerNotFoundError(f"{n!r} is not a tensor of the checkpoint{hint}", n, tuple(close))
-        out.append(n)
-    return out
-
-
-def _load_state_dict(path: str) -> dict[str, Tensor]:
-    if not os.path.exists(path):
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        if path.endswith(".safetensors"):
-            from ..errors import require
-
-            st = require("safetensors.torch", "hf", "safetensors")
-            obj: Any = st.load_file(path)
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path}: cannot be read as a state dict with weights_only=True ({type(exc).__name__}: {exc})"
-        ) from exc
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model_state_dict", "model"):
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and all(isinstance(v, Tensor) for v in inner.values()):
-                obj = inner
-                break
-    if isinstance(obj, nn.Module) or not isinstance(obj, Mapping) or not obj or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
-    ):
-        what = type(obj).__name__
-        if isinstance(obj, Mapping):
-            bad = [k for k, v in obj.items() if not isinstance(v, Tensor)][:3]
-            what = f"a {what} with non-tensor entries {bad}" if bad else f"an empty {what}"
-        raise CheckpointError(
-            f"{path}: is not a state dict (got {what}); expected a mapping of parameter names to "
-            f"tensors, e.g. torch.save(model.state_dict(), path)"
-        )
-    return dict(obj)

@@ -29,9 +29,9 @@ def _first_sample(inputs):
 )
 def build(subject: Subject, options: dict):
     from torchloupe.structure import trace
-    from torchloupe.structure.html import fragment
-    from torchloupe.structure.layout import collapse, fit_depth
-    from torchloupe.structure.text import fmt_count, notes
+    from torchloupe.render.graph.html import fragment
+    from torchloupe.render.graph.layout import collapse, fit_depth
+    from torchloupe.render.graph.text import fmt_count, notes
 
     split = _first_sample(subject.inputs)
     if split is None:

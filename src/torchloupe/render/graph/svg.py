@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from html import escape
 
-from .graph import ModelGraph
+from ...structure.graph import ModelGraph
 from .layout import Layout, View, box_text, collapse, fit_depth, layout
 
 __all__ = ["to_svg", "render_svg", "STYLE"]

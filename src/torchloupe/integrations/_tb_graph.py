@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .. import probe
 from ..errors import require
-from .graph import ModelGraph
+from ..structure.graph import ModelGraph
 
 __all__ = ["add_graph", "graph_def"]
 
@@ -81,7 +81,7 @@ def add_graph(writer, model: nn.Module, *inputs: Any, method: str = "auto", **kw
     else torchloupe's graph), ``"torch"`` (only ``add_graph``; its error propagates) or
     ``"torchloupe"``. Returns the method used: ``"torch"`` or ``"torchloupe"``.
     """
-    from .tracer import trace
+    from ..structure.tracer import trace
 
     if method not in ("auto", "torch", "torchloupe"):
         raise ValueError(f"method must be 'auto', 'torch' or 'torchloupe', got {method!r}")

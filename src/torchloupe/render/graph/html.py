@@ -1,7 +1,7 @@
 """The interactive HTML view of a :class:`ModelGraph`: one self-contained page, inline JS/CSS only.
 
 The first picture is the pure-Python layout (``svg.py``) already in the page; the inline
-script (``_graph_js.py``) adds pan and zoom (wheel, drag), click a container's frame label
+script (``script.py``) adds pan and zoom (wheel, drag), click a container's frame label
 (or its entry in the module tree) to collapse it and its box to expand it, click a node for
 its details, search by name, and folding of repeated blocks (``×12``).
 """
@@ -12,8 +12,8 @@ import json
 import os
 from html import escape
 
-from ._graph_js import SCRIPT
-from .graph import ModelGraph
+from .script import SCRIPT
+from ...structure.graph import ModelGraph
 from .layout import _flags, collapse, fit_depth, layout
 from .svg import STYLE, render_svg
 from .text import notes

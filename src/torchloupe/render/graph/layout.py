@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .graph import ModelGraph
+from ...structure.graph import ModelGraph
 
 __all__ = ["View", "ViewNode", "collapse", "fit_depth", "layout", "Layout", "max_depth"]
 
