@@ -48,7 +48,7 @@ def test_deletion_matches_literal_reference(substrate):
     x = torch.rand(3, 3, 12, 12)
     maps = torch.rand(3, 12, 12)
     r = ev.deletion_curve(m, x, maps, steps=7, substrate=substrate)
-    base = ev._substrate(x, substrate)
+    base = ev.perturbation._substrate(x, substrate)
     for i in range(3):
         ref = ref_evaluate.deletion_curve(m, x[i], maps[i], int(r.targets[i]), 7, base[i])
         np.testing.assert_allclose(r.curves[i].numpy(), ref, atol=1e-5)
@@ -220,8 +220,8 @@ def test_road_imputation_is_the_neighbour_mean():
     x = torch.rand(1, 1, 10, 10)
     missing = torch.zeros(1, 1, 10, 10, dtype=torch.bool)
     missing[0, 0, 3:7, 3:7] = True
-    filled = ev._impute(x, missing, noise=0.0, generator=None).double()
-    k = ev._ROAD_KERNEL.double()
+    filled = ev.remove_and_debias._impute(x, missing, noise=0.0, generator=None).double()
+    k = ev.remove_and_debias._ROAD_KERNEL.double()
     for i in range(3, 7):
         for j in range(3, 7):
             nb = sum(k[a, b] * filled[0, 0, i + a - 1, j + b - 1] for a in range(3) for b in range(3))
@@ -380,6 +380,6 @@ def test_distinct_groups_exact_copies_only():
     near_a = a.clone()
     near_a[0, 0, 0] += 1e-6  # a different image, however close
     x = torch.stack([a, b, a, c, b, near_a])
-    uniq, inverse = ev._distinct(x)
+    uniq, inverse = ev.perturbation._distinct(x)
     assert uniq.shape[0] == 4 and torch.equal(uniq[inverse], x)
     assert inverse[0] == inverse[2] and inverse[1] == inverse[4] and inverse[5] != inverse[0]

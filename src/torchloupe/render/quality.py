@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 from matplotlib.figure import Figure
 
-from ..evaluate import CurveResult, RandomizationResult
+from ..evaluate.perturbation import CurveResult
+from ..evaluate.randomization import RandomizationResult
 
 _STYLE = {"linewidth": 1.8}
 
