@@ -151,7 +151,7 @@ def demo(tmp_path_factory):
     import re
     from contextlib import redirect_stderr, redirect_stdout
 
-    from torchloupe.cli import main
+    from torchloupe.app.cli import main
 
     out = tmp_path_factory.mktemp("demo")
     stdout, stderr = io.StringIO(), io.StringIO()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from torchloupe.cli import main
+from torchloupe.app.cli import main
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from torchloupe.cli import main
+from torchloupe.app.cli import main
 
 FACTORY = """
 import torch
@@ -142,13 +142,13 @@ def test_bad_image_is_one_line_error(files, tmp_path, capsys):
 
 def test_unknown_model_spec_lists_the_forms(files, tmp_path, capsys):
     err = _error(capsys, ["report", "--model", "resnet18", "--input", str(files / "cat.png"), "--out", str(tmp_path)])
-    from torchloupe.loading import BUILTIN_MODELS
+    from torchloupe.app.models import BUILTINS as BUILTIN_MODELS
 
     builtins = f", or a built-in name ({', '.join(sorted(BUILTIN_MODELS))})" if BUILTIN_MODELS else ""
     assert err == ("loupe: error: unknown model spec 'resnet18'; expected one of: torchvision:NAME "
                    f"(e.g. torchvision:resnet18), path/file.py:factory, package.module:factory, "
                    f"hf:DIR (a Hugging Face model folder){builtins}\n")
-    assert {"efficientnet-lite0", "minilm"} <= set(BUILTIN_MODELS)  # registered by the providers on first lookup
+    assert {"efficientnet-lite0", "minilm"} <= set(BUILTIN_MODELS)  # the built-in records, their packages installed
 
 
 def test_bad_checkpoint_and_layers_and_sections(files, tmp_path, capsys):
@@ -173,7 +173,7 @@ def test_bad_checkpoint_and_layers_and_sections(files, tmp_path, capsys):
 
 
 def test_unsafe_pickle_flag_warns_and_loads(files, tmp_path, capsys):
-    from torchloupe.loading import load_model
+    from torchloupe.app.models import load_model
 
     state = load_model(f"{files}/net.py:build").state_dict()
     ckpt = tmp_path / "full.pt"
@@ -194,7 +194,7 @@ def _fake_package(tmp_path, monkeypatch, modules: dict[str, str]) -> str:
     for mod, src in modules.items():
         (pkg / f"{mod}.py").write_text(src)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr("torchloupe.commands.demo.PACKAGE", name)
+    monkeypatch.setattr("torchloupe.app.commands.demo.PACKAGE", name)
     return name
 
 
@@ -257,7 +257,7 @@ def test_demo_trains_families_side_by_side_before_making_subjects(tmp_path, monk
     monkeypatch.setenv("LOUPE_TRAIN_MARK", str(tmp_path / "mark"))
     _fake_package(tmp_path, monkeypatch, {n: TRAINED_SUBJECTS.format(name=n, seconds=s)
                                           for n, s in (("slow", 30), ("fast", 1))})
-    from torchloupe.commands.demo import collect_subjects
+    from torchloupe.app.commands.demo import collect_subjects
 
     subjects = collect_subjects({"seed": 0}, log=lambda *a: None, jobs=2)
     assert [s.name for s in subjects] == ["fast trained in a worker", "slow trained in a worker"]
@@ -276,7 +276,7 @@ def test_demo_training_worker_that_dies_leaves_the_training_to_this_process(tmp_
         "def train(options):\n", "def train(options):\n    if os.getpid() != PARENT:\n        os._exit(9)\n"
     ).replace("TRAIN_SECONDS = 5", f"TRAIN_SECONDS = 5\nPARENT = {os.getpid()}")
     _fake_package(tmp_path, monkeypatch, {"dies": dying, "fine": TRAINED_SUBJECTS.format(name="fine", seconds=1)})
-    from torchloupe.commands.demo import collect_subjects
+    from torchloupe.app.commands.demo import collect_subjects
 
     names = sorted(s.name for s in collect_subjects({"seed": 0}, log=lambda *a: None, jobs=2))
     assert names[0] == "dies trained in this process" and names[1].startswith("fine trained in ")
@@ -380,8 +380,8 @@ def test_torchvision_classifiers_get_imagenet_class_names(files, tmp_path, capsy
 def test_the_pre_flight_forward_leaves_the_inputs_alone_and_counts_classes_from_the_output(files, tmp_path):
     import argparse
 
-    from torchloupe.commands import report
-    from torchloupe.loading import load_model
+    from torchloupe.app.commands import report
+    from torchloupe.app.models import load_model
     from torchloupe.reporting import Subject
 
     model = load_model(f"{files}/net.py:edits")

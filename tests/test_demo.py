@@ -263,8 +263,8 @@ def test_shapes_model_ends_in_gap_and_linear(shapes_model):
 
 
 def test_subjects(shapes_model):
-    from torchloupe.demo.subjects import digits as digits_subjects
-    from torchloupe.demo.subjects import shapes as shapes_subjects
+    from torchloupe.app.subjects import digits as digits_subjects
+    from torchloupe.app.subjects import shapes as shapes_subjects
 
     s = shapes_subjects.shapes_subject(0, n=8, progress=False)
     assert s.inputs.shape == (8, 3, 64, 64) and s.masks.shape == (8, 64, 64)
@@ -281,7 +281,7 @@ def test_uncached_demo_models_are_deferred_to_the_worker_that_runs_their_section
     """With an empty cache the demo families return DeferredSubjects without training anything;
     loading one trains and caches its model, after which the family returns it as a plain Subject."""
     from torchloupe.demo.cache import NotCached, cached_only, load_or_train
-    from torchloupe.demo.subjects import sequences, shapes
+    from torchloupe.app.subjects import sequences, shapes
     from torchloupe.reporting import DeferredSubject, Subject
 
     monkeypatch.setenv("TORCHLOUPE_CACHE", str(tmp_path))

@@ -19,7 +19,7 @@ def test_import_torchloupe_fusion_loads_no_matplotlib():
 
 
 def test_section_on_the_late_fusion_demo():
-    from torchloupe.demo.subjects import fusion as subjects
+    from torchloupe.app.subjects import fusion as subjects
     from torchloupe.reporting.sections import fusion as section
 
     subject = subjects.fusion_subject("late", seed=0, n=32)
@@ -40,7 +40,7 @@ def test_section_on_the_late_fusion_demo():
 
 def test_provenance_shows_every_argument_of_the_cat_even_with_one_op_name():
     # The iterative model's cat takes two tensors both made by `add`: each gets its own row.
-    from torchloupe.demo.subjects import fusion as subjects
+    from torchloupe.app.subjects import fusion as subjects
     from torchloupe.reporting.sections import fusion as section
 
     subject = subjects.fusion_subject("iterative", seed=0, n=16)

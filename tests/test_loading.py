@@ -1,4 +1,4 @@
-"""Model, checkpoint, image and label loading for the command line (torchloupe.loading)."""
+"""Model, checkpoint, image and label loading for the command line (torchloupe.app)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from torchloupe import loading
+from torchloupe.app import images as image_files
+from torchloupe.app import models as loading
 from torchloupe.errors import CheckpointError, InputFileError, TorchLoupeError, UsageError
-from torchloupe.loading import build_model, load_checkpoint, load_images, load_labels, load_model, load_weights
+from torchloupe.app.checkpoints import load_checkpoint, load_weights
+from torchloupe.app.images import load_images, load_labels
+from torchloupe.app.models import BuiltinModel, build_model, load_model
 
 FACTORY_SRC = """
 import torch
@@ -106,12 +109,12 @@ def test_module_factory_spec():
 
 
 def test_builtin_names(monkeypatch):
-    monkeypatch.setattr(loading, "BUILTIN_MODELS", {})
-    monkeypatch.setattr(loading, "_BUILTIN_NORMALIZATION", {})
-    monkeypatch.setattr(loading, "_BUILTIN_LABELS", {})
-    monkeypatch.setattr(loading, "_PROVIDERS_LOADED", True)
-    loading.register_model("tiny", lambda: nn.Linear(2, 2), labels=lambda: ("yes", "no"))
-    loading.register_model("tiny-lazy", "tests.helpers:tiny_cnn", normalize="imagenet")
+    monkeypatch.setattr(loading, "BUILTINS", {})
+    loading.register_model(BuiltinModel("tiny", lambda: nn.Linear(2, 2), labels=lambda: ("yes", "no")))
+    loading.register_model(BuiltinModel("tiny-lazy", "tests.helpers:tiny_cnn", normalize="imagenet"))
+    with pytest.raises(UsageError, match=r"unknown normalization 'imagnet'"):
+        loading.register_model(BuiltinModel("typo", "tests.helpers:tiny_cnn", normalize="imagnet"))
+    assert BuiltinModel("absent", "x:y", requires=("no_such_package_here",)).available() is False
     assert isinstance(load_model("tiny"), nn.Linear)
     assert type(load_model("tiny-lazy")).__name__ == "TinyCNN"
     assert loading.default_normalization("tiny-lazy") == "imagenet"
@@ -282,15 +285,15 @@ def test_load_images_sizes_and_modes(tmp_path):
 def test_load_images_normalization(tmp_path):
     path = _save(tmp_path / "g.png", np.full((2, 2, 3), 255, np.uint8))
     x = load_images([path], normalize="imagenet")
-    mean, std = loading.NORMALIZATIONS["imagenet"]
+    mean, std = image_files.NORMALIZATIONS["imagenet"]
     expected = torch.tensor([(1 - m) / s for m, s in zip(mean, std)])
     assert torch.allclose(x[0, :, 0, 0], expected)
     raw = load_images([path])
     before = raw.clone()
-    loading.normalize_images(raw, ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
+    image_files.normalize_images(raw, ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
     assert torch.equal(raw, before), "normalization modified its input"
     with pytest.raises(UsageError, match=r"unknown normalization 'imagenot'"):
-        loading.normalize_images(raw, "imagenot")
+        image_files.normalize_images(raw, "imagenot")
 
 
 def test_load_images_errors(tmp_path):

@@ -1,4 +1,4 @@
-"""Forked worker processes for report sections and demo training (torchloupe._parallel)."""
+"""Forked worker processes for report sections and demo training (torchloupe.reporting.parallel)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from torchloupe import _parallel as par
+from torchloupe.reporting import parallel as par
 from torchloupe.errors import UsageError
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers fork only on Linux")

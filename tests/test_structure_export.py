@@ -197,7 +197,7 @@ def test_export_onnx_clear_error(tmp_path):
 
 # ---- CLI -----------------------------------------------------------------------------------------------
 def test_cli_graph_writes_every_format(tmp_path, capsys):
-    from torchloupe.cli import main
+    from torchloupe.app.cli import main
 
     out = tmp_path / "out"
     code = main(["graph", "--model", "torchvision:resnet18", "--input-shape", "1,3,32,32", "--out", str(out),
@@ -215,7 +215,7 @@ def test_cli_graph_writes_every_format(tmp_path, capsys):
 
 def test_cli_graph_onnx_and_file_model(tmp_path, capsys):
     onnx = peer("onnx")
-    from torchloupe.cli import main
+    from torchloupe.app.cli import main
 
     src = tmp_path / "net.py"
     src.write_text("import torch.nn as nn\n"
@@ -231,7 +231,7 @@ def test_cli_graph_onnx_and_file_model(tmp_path, capsys):
 
 
 def test_cli_graph_bad_arguments(tmp_path, capsys):
-    from torchloupe.cli import main
+    from torchloupe.app.cli import main
 
     assert main(["graph", "--model", "resnet18", "--input-shape", "1,3,8,8", "--out", str(tmp_path)]) == 2
     assert "unknown model spec 'resnet18'" in capsys.readouterr().err

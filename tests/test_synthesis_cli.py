@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import torchloupe as tl
-from torchloupe.cli import main
+from torchloupe.app.cli import main
 
 MODEL = '''
 import torch
@@ -31,7 +31,7 @@ def test_maximize_cli_prints_the_api_result_and_writes_png(tmp_path, capsys):
                "--seed", "1", "--out", str(png)])
     assert rc == 0
     lines = capsys.readouterr().out.splitlines()
-    from torchloupe.loading import load_model
+    from torchloupe.app.models import load_model
 
     res = tl.synthesis.maximize(load_model(spec), ["2:1", "2:2", "5:0"], steps=4, lr=0.05,
                                 input_shape=(3, 16, 16), seed=1)
@@ -50,7 +50,7 @@ def test_exemplars_cli_prints_top_k(tmp_path, capsys):
                "--channels", "0", "3", "--batch-size", "5", "--no-progress", "--save", str(tmp_path / "e.pt")])
     assert rc == 0
     out = capsys.readouterr().out.splitlines()
-    from torchloupe.loading import load_model
+    from torchloupe.app.models import load_model
 
     ex = tl.synthesis.exemplars(load_model(spec), torch.utils.data.TensorDataset(data), "2", k=2,
                                 channels=[0, 3], batch_size=5)

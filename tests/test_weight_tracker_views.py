@@ -116,7 +116,8 @@ def test_report_section(tmp_path, monkeypatch):
 def test_demo_run_is_the_demo_model_bit_for_bit_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHLOUPE_CACHE", str(tmp_path))
     from torchloupe.demo.models import train_digits_model
-    from torchloupe.demo.weight_run import digits_run, digits_subject
+    from torchloupe.app.subjects.digits import digits_subject
+    from torchloupe.demo.weight_run import digits_run
 
     model, h = digits_run(seed=0, hidden=0, every=10)
     threads = torch.get_num_threads()
@@ -134,7 +135,7 @@ def test_demo_run_is_the_demo_model_bit_for_bit_and_cached(tmp_path, monkeypatch
     model2, h2 = digits_run(seed=0, hidden=0, every=10)  # from the cache
     assert torch.equal(h2.stats.nan_to_num(-1), h.stats.nan_to_num(-1)) and torch.equal(h2["fc.weight"], h["fc.weight"])
     assert torch.equal(model2.fc.weight, model.fc.weight)
-    s = digits_subject({"seed": 0}, hidden=0)
+    s = digits_subject(0, 10, 0, "digits linear classifier", ["fc"])
     assert s.extras["tracker"].every == 10 and s.model(s.inputs).shape == (10, 10)
 
 

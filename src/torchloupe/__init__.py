@@ -16,7 +16,7 @@ from .errors import LayerNotFoundError, TorchLoupeError
 from .layers import find_layer, find_layers, layer_names
 from .probe import activations, capture, preserved
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # Subpackages reached as attributes (tl.cam.GradCAM, tl.render.overlay, ...), imported on first use.
 _LAZY = (

@@ -11,7 +11,7 @@ all active at once:
   materialised); a forward hook hands the caller back exactly what it asked for. The
   fused fast path is switched off for the call (``torch.backends.mha``, restored).
 - ``F.scaled_dot_product_attention`` (custom blocks, timm-style ViTs, Hugging Face
-  ``"sdpa"``): a :class:`~torch.overrides.TorchFunctionMode` lets the call run and
+  ``"sdpa"``): a torch-function handler (:func:`torchloupe.probe.functions`) lets the call run and
   recomputes its weights ``softmax(Q Kᵀ · scale + mask)`` (causal, boolean and additive
   masks, grouped-query heads); the call's own output is returned unchanged.
 - Hugging Face ``"eager"`` attention: the softmax inside each attention module is
@@ -41,12 +41,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
 
 from .errors import InputError, TargetError, UnsupportedModelError, require
 from .inputs import check_finite
 from .layers import LayerSpec, find_layers
-from .probe import hooks, preserved
+from .probe import functions, hooks, preserved
 
 __all__ = ["capture", "rollout", "relevance", "relevance_rule", "flow", "fuse_heads"]
 
@@ -122,17 +121,16 @@ _SDPA_SIG = inspect.signature(
 )
 
 
-class _AttentionMode(TorchFunctionMode):
-    """Sees every ``scaled_dot_product_attention`` (and, if asked, softmax) of one forward."""
+class _AttentionFunctions:
+    """Sees every ``scaled_dot_product_attention`` (and, if asked, softmax) of one forward
+    (a handler for :func:`torchloupe.probe.functions`)."""
 
     def __init__(self, rec: _Recording, softmax: bool, eager_softmax: set[str]):
-        super().__init__()
         self.rec = rec
         self.softmax = softmax
         self.eager_softmax = eager_softmax  # Hugging Face eager attention modules by name
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+    def __call__(self, func, types, args, kwargs):
         if func is F.scaled_dot_product_attention:
             bound = _SDPA_SIG.bind(*args, **kwargs)
             bound.apply_defaults()
@@ -310,7 +308,7 @@ def _run(
         model.eval()
         with hooks(forward_pre={m: push for m in modules}, forward={m: pop for m in modules}):
             with hooks(forward_pre=mha_pre, forward=mha_post, with_kwargs=True):
-                with _AttentionMode(rec, softmax, eager), torch.set_grad_enabled(keep_graph or torch.is_grad_enabled()):
+                with functions(_AttentionFunctions(rec, softmax, eager)), torch.set_grad_enabled(keep_graph or torch.is_grad_enabled()):
                     output = call(model) if call is not None else model(*inputs, **kwargs)
     return output, rec
 

@@ -9,7 +9,7 @@ partial, and every rank merges them the same way.
 
 ::
 
-    torchrun --nproc_per_node 4 -m torchloupe.cli exemplars ...
+    torchrun --nproc_per_node 4 -m torchloupe exemplars ...
 
 :func:`session` initializes the process group from the ``torchrun`` environment
 (``gloo`` on CPU, ``nccl`` when the model is on CUDA) and tears down what it set

@@ -30,6 +30,7 @@ __all__ = [
     "preserved",
     "hooks",
     "intercept",
+    "functions",
     "capture",
     "activations",
     "Recorder",
@@ -154,30 +155,47 @@ def hooks(
             h.remove()
 
 
-class _Intercept(torch.overrides.TorchFunctionMode):
-    def __init__(self, replacements: Mapping[Callable, Callable]):
+class _FunctionMode(torch.overrides.TorchFunctionMode):
+    """The one torch-function mode of torchloupe: every call goes to ``handler``."""
+
+    def __init__(self, handler: Callable[[Callable, tuple, tuple, dict], Any]):
         super().__init__()
-        self.replacements = dict(replacements)
+        self.handler = handler
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        fn = self.replacements.get(func)
-        if fn is None:
-            return func(*args, **kwargs)
-        return fn(*args, **kwargs)
+        return self.handler(func, types, args, kwargs or {})
+
+
+@contextlib.contextmanager
+def functions(handler: Callable[[Callable, tuple, tuple, dict], Any]) -> Iterator[None]:
+    """See every torch function called while the block runs: ``handler(func, types, args, kwargs)``
+    is called instead and returns what the call returns.
+
+    A :class:`torch.overrides.TorchFunctionMode` (``torch.cat``, ``F.relu``, ``Tensor.__add__``,
+    ``F.scaled_dot_product_attention``... also inside ``nn.Module.forward``). The handler runs with
+    the mode switched off, so ``func(*args, **kwargs)`` inside it runs the real function; a handler
+    that wants the mode on again for a nested call (to see inside a function) opens another
+    ``functions(handler)`` block. Nothing is attached to any module; the mode ends with the block,
+    also on error. The tracer (:mod:`torchloupe.structure`) and the attention recorder use it.
+    """
+    with _FunctionMode(handler):
+        yield
 
 
 @contextlib.contextmanager
 def intercept(replacements: Mapping[Callable, Callable]) -> Iterator[None]:
     """Replace torch functions (``F.relu``, ``torch.relu``, ``Tensor.relu_``...) while the block runs.
 
-    A :class:`torch.overrides.TorchFunctionMode`: calls to a key of ``replacements``
-    anywhere in the block (also inside ``nn.Module.forward``, e.g. ``nn.ReLU`` calls
-    ``F.relu``) run the mapped function with the same arguments instead. The
-    replacement runs with the mode switched off, so it may call the original.
-    Nothing is attached to any module; the mode ends with the block, also on error.
+    Calls to a key of ``replacements`` anywhere in the block (also inside ``nn.Module.forward``,
+    e.g. ``nn.ReLU`` calls ``F.relu``) run the mapped function with the same arguments instead
+    (see :func:`functions`). The replacement may call the original.
     """
-    with _Intercept(replacements):
+    table = dict(replacements)
+
+    def handler(func, types, args, kwargs):
+        return table.get(func, func)(*args, **kwargs)
+
+    with functions(handler):
         yield
 
 

@@ -130,14 +130,3 @@ def sample_photos(names: Sequence[str] = PHOTOS) -> tuple[Tensor, Tensor, list[s
     x, display = preprocess([_photo(n) for n in names])
     return x, display, list(names)
 
-
-def register_builtin() -> None:
-    """Make ``--model efficientnet-lite0`` a built-in CLI name (when both packages are installed)."""
-    if not available():
-        return
-    from ..loading import register_model
-
-    register_model(BUILTIN_NAME, f"{__name__}:efficientnet_lite0", normalize="imagenet", labels=imagenet_classes)
-
-
-register_builtin()

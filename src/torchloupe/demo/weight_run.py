@@ -21,7 +21,7 @@ from .cache import cache_path, check_training_allowed, load_state, save_state
 from .digits import DIGIT_CLASSES, digits_split
 from .models import DIGITS_RECIPE, DigitsMLP, fit_digits
 
-__all__ = ["digits_run", "digits_history", "digits_subject", "one_per_class"]
+__all__ = ["digits_run", "digits_history", "one_per_class"]
 
 _VERSION = "v1"
 
@@ -77,17 +77,3 @@ def one_per_class(seed: int = 0, n: int | None = None):
     split = digits_split(seed=seed)
     return split, [int((split.y_test == c).nonzero()[0]) for c in range(len(DIGIT_CLASSES))][:n]
 
-
-def digits_subject(options: dict | None = None, hidden: int = 64):
-    """The demo's digits MLP with its weight-learning history, as a report Subject."""
-    from ..reporting.base import Subject
-
-    options = options or {}
-    seed = int(options.get("seed", 0))
-    model, history = digits_run(seed=seed, hidden=hidden)
-    split, picks = one_per_class(seed)
-    x = split.x_test[picks]
-    name = "digits MLP, weight learning" if hidden else "digits linear classifier, weight learning"
-    return Subject(name=name, model=model, inputs=x, labels=list(DIGIT_CLASSES), images=x,
-                   layers=["fc1", "relu", "fc2"] if hidden else ["fc"],
-                   extras={"tracker": history, "targets": split.y_test[picks], "input_shape": (1, 8, 8), "seed": seed})

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._parallel import run_jobs, worker_count
+from .parallel import run_jobs, worker_count
 from ..errors import UnsupportedModelError, UsageError
 from . import base
 from .base import DeferredSubject, NotApplicable, Section, Subject
@@ -408,7 +408,7 @@ def build_report(
     if title is None:
         names = ", ".join(s.name for s in subjects[:4]) + (", ..." if len(subjects) > 4 else "")
         title = f"torchloupe report: {names}"
-    from .. import __version__
+    from .._version import __version__
 
     html = render_html(
         title=title,

@@ -6,7 +6,7 @@ just runs, and is noted):
 - module hooks (registered through :mod:`torchloupe.probe`, the one home of hooks)
   see every module call: leaf modules (and opaque ones such as ``LSTM`` and
   ``MultiheadAttention``) become nodes; containers become *scopes*;
-- a :class:`~torch.overrides.TorchFunctionMode` sees every torch function called by
+- a torch-function handler (:func:`torchloupe.probe.functions`) sees every torch function called by
   the containers' own code (``torch.cat``, ``+``, ``F.relu``, ``flatten``,
   ``matmul``, ``softmax``, ``scaled_dot_product_attention``...), which become op nodes.
   Inside leaf modules it only watches for ``bool()`` / ``.item()`` on tensors.
@@ -31,7 +31,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
 
 from .. import probe
 from ..errors import TraceError
@@ -54,14 +53,20 @@ _DATA_READS = {
     "__complex__": "complex",
     "numpy": "numpy",
 }
-# Metadata and bookkeeping: never nodes.
+# Metadata and bookkeeping: never nodes (nor is any ``register_*`` method of a tensor, see _is_bookkeeping).
 _SKIP = {
     "size", "dim", "numel", "__len__", "is_floating_point", "is_complex", "element_size", "stride",
     "storage_offset", "is_contiguous", "data_ptr", "__repr__", "__format__", "__hash__", "__iter__",
-    "requires_grad_", "retain_grad", "register_hook", "get_device", "has_names", "untyped_storage",
+    "requires_grad_", "retain_grad", "get_device", "has_names", "untyped_storage",
     "__reduce_ex__", "__deepcopy__", "__setstate__", "_is_view", "nelement", "ndimension", "__contains__",
     "is_nonzero", "equal", "backward", "detach_", "__array__", "__dlpack__",
 }
+
+
+def _is_bookkeeping(name: str | None) -> bool:
+    return name is not None and (name in _SKIP or name.startswith("register_"))
+
+
 # Attribute reads (``Tensor.T.__get__``) that compute a new tensor.
 _ATTR_OPS = {"T", "mT", "H", "mH", "real", "imag", "data"}
 _RENAME = {
@@ -199,11 +204,11 @@ class _Frame:
         self.inputs: list[Tensor] = []
 
 
-class _Recorder(TorchFunctionMode):
-    """Hooks and the function mode share this state for one trace."""
+class _Recorder:
+    """The state one trace shares between its module hooks and its torch-function handler
+    (:meth:`on_function`, run under :func:`torchloupe.probe.functions`)."""
 
     def __init__(self, model: nn.Module, expand: set[str], keep_values: bool = False):
-        super().__init__()
         self.model = model
         self.values: dict[int, Tensor] | None = {} if keep_values else None
         self.module_outputs: dict[str, tuple[int, ...]] = {}
@@ -409,8 +414,7 @@ class _Recorder(TorchFunctionMode):
         return None
 
     # ---- functional ops -------------------------------------------------------------------
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+    def on_function(self, func, types, args, kwargs):
         if self.busy:
             return func(*args, **kwargs)
         raw = getattr(func, "__name__", None)
@@ -418,7 +422,7 @@ class _Recorder(TorchFunctionMode):
             self.data_read(_DATA_READS[raw], args)
             return func(*args, **kwargs)
         name = _op_name(func)
-        if name is None or name in _SKIP or raw in _SKIP:
+        if name is None or _is_bookkeeping(name) or _is_bookkeeping(raw):
             return func(*args, **kwargs)
         if self.leaf_depth:
             return func(*args, **kwargs)
@@ -485,7 +489,7 @@ class _Recorder(TorchFunctionMode):
 
         F.has_torch_function = once
         try:
-            with self:
+            with probe.functions(self.on_function):
                 return func(*args, **kwargs)
         finally:
             F.has_torch_function = original
@@ -570,7 +574,7 @@ def record(model: nn.Module, inputs: tuple, kwargs: dict | None = None, expand: 
         with probe.hooks(forward={m: rec.post_hook for m in modules},
                          forward_pre={m: rec.pre_hook for m in modules}, with_kwargs=True, always_call=True):
             try:
-                with torch.no_grad(), rec:
+                with torch.no_grad(), probe.functions(rec.on_function):
                     output = model(*inputs, **kwargs)
             except Exception as exc:
                 raise _trace_error(model, rec, exc) from exc

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ...reporting.base import Subject
 from . import cached_or_deferred
-from ..models import SHAPES_TEST, _HELD_OUT_SEED, train_shapes_model
-from ..shapes import SHAPE_CLASSES, shapes_dataset
+from ...demo.models import SHAPES_TEST, _HELD_OUT_SEED, train_shapes_model
+from ...demo.shapes import SHAPE_CLASSES, shapes_dataset
 
 __all__ = ["subjects", "shapes_subject"]
 

@@ -6,7 +6,7 @@ from ...reporting.base import Subject
 
 
 def subjects(options) -> list[Subject]:
-    from .. import imagenet_data
+    from ...demo import imagenet_data
 
     if not imagenet_data.available():
         return []

@@ -32,8 +32,8 @@ def register(subparsers) -> None:
 
 
 def _methods(spec: str) -> list[str]:
-    from ..cam import METHODS
-    from ..errors import UsageError
+    from ...cam import METHODS
+    from ...errors import UsageError
 
     names = [m.strip().lower() for m in spec.split(",") if m.strip()]
     if names == ["all"]:
@@ -56,16 +56,16 @@ def _unique_stems(paths) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import loading
-    from ..cam import METHODS
-    from ..cam.base import run_cams
-    from ..demo import imagenet_data  # noqa: F401  (registers efficientnet-lite0)
-    from ..errors import UsageError
-    from ..probe import eval_forward
-    from ..cam import title_of
-    from ..render.cam import method_grid
-    from ..render.image import overlay
-    from ..render.png import figure_to_png, to_png
+    from .. import images as image_files, models
+    from ...cam import METHODS
+    from ...cam.base import run_cams
+    from ...demo import imagenet_data
+    from ...errors import UsageError
+    from ...probe import eval_forward
+    from ...cam import title_of
+    from ...render.cam import method_grid
+    from ...render.image import overlay
+    from ...render.png import figure_to_png, to_png
 
     methods = _methods(args.method)
     out = Path(args.out)
@@ -74,11 +74,11 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_from(args)
     layer = args.layer if args.layer is None or len(args.layer) > 1 else args.layer[0]
     cams = {m: METHODS[m](model, layer) for m in methods}  # bad layer names fail here, before any forward
-    normalize = loading.default_normalization(args.model) if args.normalize == "auto" else args.normalize
+    normalize = models.default_normalization(args.model) if args.normalize == "auto" else args.normalize
     size = args.size if args.size is not None else (224 if normalize == "imagenet" else None)
-    images = loading.load_images(args.input, size=size)
-    x = loading.normalize_images(images, normalize)
-    labels = loading.load_labels(args.labels) if args.labels else (
+    images = image_files.load_images(args.input, size=size)
+    x = image_files.normalize_images(images, normalize)
+    labels = image_files.load_labels(args.labels) if args.labels else (
         imagenet_data.imagenet_classes() if args.model == imagenet_data.BUILTIN_NAME else None
     )
     probs = eval_forward(model, x).float().softmax(dim=1)

@@ -6,16 +6,17 @@ from torch.utils.data import TensorDataset
 
 from ...reporting.base import Subject
 from . import cached_or_deferred
-from ..digits import DIGIT_CLASSES
-from ..weight_run import digits_run, one_per_class
+from ...demo.digits import DIGIT_CLASSES
+from ...demo.weight_run import digits_run, one_per_class
 
-__all__ = ["subjects", "digits_subjects"]
+__all__ = ["subjects", "digits_subject", "digits_subjects"]
 
 
 MODELS = ((64, "digits MLP", ["fc1", "relu", "fc2"]), (0, "digits linear classifier", ["fc"]))
 
 
-def _digits_subject(seed: int, n: int, hidden: int, name: str, layers: list[str]) -> Subject:
+def digits_subject(seed: int, n: int, hidden: int, name: str, layers: list[str]) -> Subject:
+    """The digits model with ``hidden`` units (0: the linear classifier) on ``n`` test images, one a class."""
     split, picks = one_per_class(seed, n)
     x, y = split.x_test[picks], split.y_test[picks]
     # Trained with a WeightTracker: the same weights as train_digits_model, bit for bit, plus
@@ -35,10 +36,10 @@ def _digits_subject(seed: int, n: int, hidden: int, name: str, layers: list[str]
 
 def digits_subjects(seed: int = 0, n: int = 8, progress: bool = True) -> list[Subject]:
     """The digits MLP and the linear classifier (trained, or loaded from the cache)."""
-    return [_digits_subject(seed, n, hidden, name, layers) for hidden, name, layers in MODELS]
+    return [digits_subject(seed, n, hidden, name, layers) for hidden, name, layers in MODELS]
 
 
 def subjects(options: dict) -> list:
     seed = int(options.get("seed", 0))
-    return [cached_or_deferred(name, lambda h=hidden, nm=name, ly=layers: _digits_subject(seed, 8, h, nm, ly))
+    return [cached_or_deferred(name, lambda h=hidden, nm=name, ly=layers: digits_subject(seed, 8, h, nm, ly))
             for hidden, name, layers in MODELS]

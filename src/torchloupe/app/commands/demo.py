@@ -12,7 +12,7 @@ from .report import add_report_options, output_path, section_list, warn_failures
 
 __all__ = ["register", "run", "collect_subjects", "family_names"]
 
-PACKAGE = "torchloupe.demo.subjects"
+PACKAGE = "torchloupe.app.subjects"
 
 
 def register(subparsers) -> None:
@@ -44,7 +44,7 @@ def _start_training(package: str, names: list[str], options: dict, jobs) -> tupl
     (``TRAIN_SECONDS`` hint); returns ``(executor or None, {name: future})``."""
     import warnings
 
-    from .._parallel import fork_executor, worker_count
+    from ...reporting.parallel import fork_executor, worker_count
 
     modules = {}
     for name in names:
@@ -73,7 +73,7 @@ def _chosen_families(values: list[str] | None, package: str) -> list[str] | None
     """``--models a b,c`` -> names, checked against the families (closest names suggested)."""
     import difflib
 
-    from ..errors import UsageError
+    from ...errors import UsageError
 
     wanted = [k.strip() for v in (values or []) for k in v.split(",") if k.strip()]
     if not wanted or wanted == ["all"]:
@@ -96,7 +96,7 @@ def collect_subjects(options: dict, package: str | None = None, log=print, jobs:
     side, and each module's subjects are made once its training is done (then from the cache).
     A module that fails is reported on stderr and left out; none at all raises.
     """
-    from ..errors import TorchLoupeError
+    from ...errors import TorchLoupeError
 
     package = package or PACKAGE
     names = [n for n in family_names(package) if families is None or n in families]
@@ -137,7 +137,7 @@ def _family(package: str, name: str, options: dict, training, log) -> list | Non
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..reporting import build_report, select_sections
+    from ...reporting import build_report, select_sections
 
     t0 = time.perf_counter()
     path = output_path(args.out)

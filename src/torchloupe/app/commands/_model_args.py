@@ -19,7 +19,7 @@ def add_model_arguments(parser) -> None:
 
 def load_model_from(args):
     """The model named by the parsed ``--model / --weights / --unsafe-pickle`` options."""
-    from ..loading import load_model
+    from ..models import load_model
 
     return load_model(args.model, weights=args.weights, unsafe_pickle=args.unsafe_pickle)
 
@@ -57,7 +57,7 @@ def output_file(path: str | None, flag: str):
     import os
     from pathlib import Path
 
-    from ..errors import UsageError
+    from ...errors import UsageError
 
     if path is None:
         return None

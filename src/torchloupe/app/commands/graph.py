@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from ..errors import UsageError
+from ...errors import UsageError
 
 __all__ = ["register", "run"]
 
@@ -50,7 +50,7 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..structure import export_onnx, trace
+    from ...structure import export_onnx, trace
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             from torch.utils.tensorboard import SummaryWriter
 
-            from ..integrations.tensorboard import add_graph
+            from ...integrations.tensorboard import add_graph
 
             path = os.path.join(args.out, "tensorboard")
             writer = SummaryWriter(path)

@@ -26,7 +26,7 @@ __all__ = ["cached_or_deferred"]
 def cached_or_deferred(name: str, make: Callable[[], Subject], sections: Sequence[str] | None = None) -> Subject | DeferredSubject:
     """``make()`` when every model it needs is in the demo cache; otherwise a
     :class:`DeferredSubject` named ``name`` that trains them (``make()``) where its sections run."""
-    from ..cache import NotCached, cached_only
+    from ...demo.cache import NotCached, cached_only
 
     try:
         with cached_only():

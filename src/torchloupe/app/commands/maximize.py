@@ -39,7 +39,7 @@ def expand(specs: list[str]) -> list[str]:
         if layer and "-" in rest and "@" not in rest and rest.replace("-", "").isdigit() and not rest.startswith("-"):
             a, b = (int(v) for v in rest.split("-", 1))
             if b < a:
-                from ..errors import UsageError
+                from ...errors import UsageError
 
                 raise UsageError(f"objective {spec!r}: the channel range {a}-{b} is empty; expected first-last "
                                  f"with first <= last, e.g. {layer}:{b}-{a}")
@@ -50,14 +50,15 @@ def expand(specs: list[str]) -> list[str]:
 
 
 def domain_for(spec: str, normalize: str):
-    from ..loading import NORMALIZATIONS, default_normalization
-    from ..synthesis import InputDomain
+    from ..images import NORMALIZATIONS
+    from ..models import default_normalization
+    from ...synthesis import InputDomain
 
     name = default_normalization(spec) if normalize == "auto" else (None if normalize == "none" else normalize)
     if name is None:
         return InputDomain()
     if name not in NORMALIZATIONS:
-        from ..errors import InputError
+        from ...errors import InputError
 
         raise InputError(f"unknown normalization {name!r}; expected one of: auto, none, {', '.join(NORMALIZATIONS)}")
     mean, std = NORMALIZATIONS[name]
@@ -68,14 +69,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ._model_args import load_model_from, output_file
-    from ..synthesis import maximize
+    from ...synthesis import maximize
 
     out = output_file(args.out, "--out")  # before any of the work
     torch.manual_seed(args.seed)  # model construction (random init) is the only global draw
     model = load_model_from(args)
     transforms = None if args.transforms == "none" else args.transforms
     if transforms == "standard" and args.shape:  # a model of one input size (a ViT): transforms that keep it
-        from ..synthesis.maximize import standard_transforms_for
+        from ...synthesis.maximize import standard_transforms_for
 
         transforms = standard_transforms_for(model, args.shape)
     res = maximize(model, expand(args.objectives), param=args.param, steps=args.steps, lr=args.lr,
@@ -87,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
     for name, f, b, _, status in res.rows():
         print(f"{name:{width}s}  {f:10.4g}  {b:11.4g}  {status}")
     if args.out:
-        from ..render.png import figure_to_png
-        from ..render.synthesis import units_figure
+        from ...render.png import figure_to_png
+        from ...render.synthesis import units_figure
 
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(figure_to_png(units_figure(res)))

@@ -1,6 +1,6 @@
 """``loupe exemplars``: exact top-k dataset samples per channel; runs under ``torchrun`` too.
 
-    torchrun --nproc_per_node 4 -m torchloupe.cli exemplars --model M --data demo:shapes --layer features.relu4
+    torchrun --nproc_per_node 4 -m torchloupe exemplars --model M --data demo:shapes --layer features.relu4
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ def load_data(spec: str, normalize: str):
     import torch
     from torch.utils.data import TensorDataset
 
-    from ..errors import InputFileError
-    from ..loading import weights_only_reason, normalize_images
+    from ...errors import InputFileError
+    from ..checkpoints import weights_only_reason
+    from ..images import normalize_images
 
     if spec.startswith("demo:shapes"):
-        from ..demo import shapes_dataset
+        from ...demo import shapes_dataset
 
         parts = spec.split(":")
         if len(parts) > 3 or (len(parts) == 3 and not parts[2].isdigit()) or parts[1] != "shapes":
@@ -54,7 +55,7 @@ def load_data(spec: str, normalize: str):
         n = int(parts[2]) if len(parts) == 3 else 512
         return shapes_dataset(n, size=64, seed=0)
     if spec == "demo:digits":
-        from ..demo import digits_dataset
+        from ...demo import digits_dataset
 
         return digits_dataset()
     path = Path(spec)
@@ -86,9 +87,9 @@ def _made(path: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .. import distributed as D
+    from ... import distributed as D
     from ._model_args import load_model_from, output_file
-    from ..synthesis import exemplars
+    from ...synthesis import exemplars
 
     save, out = output_file(args.save, "--save"), output_file(args.out, "--out")  # before any of the work
     torch.manual_seed(0)
@@ -109,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
                                                          "boxes", "reduce", "negative", "k", "seen")}, _made(save))
                 print(f"wrote {args.save}")
             if args.out:
-                from ..render.png import figure_to_png
-                from ..render.synthesis import exemplars_figure
+                from ...render.png import figure_to_png
+                from ...render.synthesis import exemplars_figure
 
                 _made(out).write_bytes(figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)))))
                 print(f"wrote {args.out}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 from torchloupe.demo import sequences as S
-from torchloupe.demo.subjects import cached_or_deferred
+from torchloupe.app.subjects import cached_or_deferred
 from torchloupe.reporting.base import DeferredSubject, Subject
 
 
@@ -20,7 +20,8 @@ MEMORY = "Memory network (read the queried slot)"
 
 
 def _load_minilm() -> Subject:
-    from ..text_models import minilm, minilm_tokenizer, text_batch
+    from ...demo.text_models import minilm, minilm_tokenizer
+    from ..text import text_batch
 
     sentences = [
         "The cat sat on the mat because it was warm.",

@@ -71,7 +71,7 @@ def register(subparsers) -> None:
 
 
 def output_path(out: str) -> Path:
-    from ..errors import UsageError
+    from ...errors import UsageError
 
     folder = Path(out)
     if folder.is_symlink() and not folder.exists():
@@ -91,8 +91,8 @@ def output_path(out: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..layers import find_layers
-    from ..reporting import build_report, select_sections
+    from ...layers import find_layers
+    from ...reporting import build_report, select_sections
 
     path = output_path(args.out)
     sections = select_sections(section_list(args.sections))  # unknown keys fail before any work
@@ -112,19 +112,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _image_subject(args: argparse.Namespace, model):
-    from .. import loading
-    from ..inputs import first_layer
-    from ..reporting import Subject
+    from .. import images as image_files, models
+    from ...inputs import first_layer
+    from ...reporting import Subject
 
-    normalize = loading.default_normalization(args.model) if args.normalize == "auto" else args.normalize
+    normalize = models.default_normalization(args.model) if args.normalize == "auto" else args.normalize
     size = args.size if args.size is not None else (224 if normalize == "imagenet" else None)
     found = first_layer(model)
     gray = found is not None and getattr(found[1], "in_channels", 3) == 1
-    images = loading.load_images(args.input, size=size, mode="L" if gray else "RGB")
-    inputs = loading.normalize_images(images, None if gray else normalize)
-    labels = loading.load_labels(args.labels) if args.labels else loading.default_labels(args.model)
+    images = image_files.load_images(args.input, size=size, mode="L" if gray else "RGB")
+    inputs = image_files.normalize_images(images, None if gray else normalize)
+    labels = image_files.load_labels(args.labels) if args.labels else models.default_labels(args.model)
     if labels is None and args.model.startswith("torchvision:") and _classes(model) == 1000:
-        from ..demo.imagenet_data import imagenet_classes
+        from ...demo.imagenet_data import imagenet_classes
 
         labels = imagenet_classes()  # torchvision's classifiers are ImageNet's (names bundled, offline)
     return Subject(
@@ -135,12 +135,12 @@ def _image_subject(args: argparse.Namespace, model):
 
 
 def _text_subject(args: argparse.Namespace, model):
-    from .. import loading
-    from ..demo.text_models import text_batch
-    from ..errors import UsageError
-    from ..reporting import Subject
+    from .. import images as image_files, models
+    from ..text import text_batch
+    from ...errors import UsageError
+    from ...reporting import Subject
 
-    tokenizer = loading.tokenizer_for(args.model)
+    tokenizer = models.tokenizer_for(args.model)
     if tokenizer is None:
         raise UsageError(f"--text needs a text model with a tokenizer (minilm, or hf:DIR for a Hugging Face "
                          f"model folder); {args.model!r} has none: give it images with --input")
@@ -150,7 +150,7 @@ def _text_subject(args: argparse.Namespace, model):
     inputs, tokens = text_batch(tokenizer, texts)
     return Subject(
         name=args.model, model=model, inputs=inputs, layers=list(args.layers) if args.layers else None,
-        labels=loading.load_labels(args.labels) if args.labels else None, extras={"tokens": tokens},
+        labels=image_files.load_labels(args.labels) if args.labels else None, extras={"tokens": tokens},
     )
 
 
@@ -159,9 +159,9 @@ def _check_runs(model, subject, args: argparse.Namespace) -> None:
     a one-line error (exit 2) instead of a report whose every view failed."""
     import torch
 
-    from ..errors import UsageError
-    from ..inputs import expected_input
-    from ..probe import eval_forward
+    from ...errors import UsageError
+    from ...inputs import expected_input
+    from ...probe import eval_forward
 
     x = subject.inputs
     # A copy: a model that edits its input in place must not change what the sections see.
@@ -182,24 +182,24 @@ def _check_runs(model, subject, args: argparse.Namespace) -> None:
 
 
 def _flatten_first(model) -> bool:
-    from ..inputs import _flatten_first as flatten_first
+    from ...inputs import _flatten_first as flatten_first
 
     return flatten_first(model)
 
 
 def loading_takes_text(spec: str) -> bool:
-    from .. import loading
+    from .. import models
 
     try:
         if spec.startswith("hf:"):
-            return loading.has_tokenizer_files(Path(spec.split(":", 1)[1]).expanduser())
-        return loading.tokenizer_for(spec) is not None
+            return models.has_tokenizer_files(Path(spec.split(":", 1)[1]).expanduser())
+        return models.tokenizer_for(spec) is not None
     except Exception:
         return False
 
 
 def _classes(model) -> int | None:
-    from ..inputs import num_classes_of
+    from ...inputs import num_classes_of
 
     return num_classes_of(model)
 

