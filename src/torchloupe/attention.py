@@ -31,11 +31,10 @@ gradient-weighted, gradients taken on the attention tensors themselves) and :fun
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -45,7 +44,7 @@ from torch import Tensor, nn
 from .errors import InputError, TargetError, UnsupportedModelError, require
 from .inputs import check_finite
 from .layers import LayerSpec, find_layers
-from .probe import functions, hooks, preserved
+from .probe import functions, hooks, session
 
 __all__ = ["capture", "rollout", "relevance", "relevance_rule", "flow", "fuse_heads"]
 
@@ -204,61 +203,6 @@ def _mha_hooks(rec: _Recording, name: str):
     return pre, post
 
 
-def _hf_configs(model: nn.Module) -> list[Any]:
-    configs, seen = [], set()
-    for m in model.modules():
-        cfg = m.__dict__.get("config")
-        if cfg is not None and hasattr(cfg, "_attn_implementation") and id(cfg) not in seen:
-            seen.add(id(cfg))
-            configs.append(cfg)
-    return configs
-
-
-def _hf_attention_modules(model: nn.Module) -> list[str]:
-    """Innermost modules of a Hugging Face model that compute attention (they hold a ``config``)."""
-    names = []
-    for name, m in model.named_modules():
-        if "Attention" not in type(m).__name__ or "config" not in m.__dict__:
-            continue
-        inner = any("Attention" in type(c).__name__ for _, c in m.named_modules() if c is not m)
-        if not inner:
-            names.append(name)
-    return names
-
-
-@contextlib.contextmanager
-def _hf_route(model: nn.Module) -> Iterator[set[str]]:
-    """Hugging Face: eager softmax modules to watch; other implementations run as "sdpa" (restored)."""
-    configs = _hf_configs(model)
-    saved = [(cfg, cfg._attn_implementation) for cfg in configs]
-    eager: set[str] = set()
-    try:
-        for cfg, impl in saved:
-            if impl == "eager":
-                eager = set(_hf_attention_modules(model))
-            elif impl not in (None, "sdpa"):
-                cfg._attn_implementation = "sdpa"
-        yield eager
-    finally:
-        for cfg, impl in saved:
-            if cfg._attn_implementation != impl:
-                cfg._attn_implementation = impl
-
-
-@contextlib.contextmanager
-def _fastpath_off() -> Iterator[None]:
-    mha = getattr(torch.backends, "mha", None)
-    if mha is None:
-        yield
-        return
-    before = mha.get_fastpath_enabled()
-    try:
-        mha.set_fastpath_enabled(False)
-        yield
-    finally:
-        mha.set_fastpath_enabled(before)
-
-
 def _run(
     model: nn.Module,
     inputs: tuple,
@@ -304,8 +248,8 @@ def _run(
             "(no dropout on the weights) and the mode is restored afterwards",
             stacklevel=3,
         )
-    with preserved(model), _hf_route(model) as eager, _fastpath_off():
-        model.eval()
+    with session(model, fastpath=False, hf_attention="sdpa") as run:
+        eager = run.eager_attention
         with hooks(forward_pre={m: push for m in modules}, forward={m: pop for m in modules}):
             with hooks(forward_pre=mha_pre, forward=mha_post, with_kwargs=True):
                 with functions(_AttentionFunctions(rec, softmax, eager)), torch.set_grad_enabled(keep_graph or torch.is_grad_enabled()):

@@ -1,24 +1,234 @@
-"""Input and target checks, done before any expensive work.
+"""What the model takes: :class:`Inputs`, and the checks done on it before any expensive work.
 
-:func:`check_input` turns an unbatched input into a batch of one, rejects NaN
-and infinite values, and checks the channel / feature count against the
-model's first layer where it can be read off the model. :func:`check_targets`
-turns an int / list / tensor target into a ``(B,)`` index tensor and checks
-its range.
+``Inputs.of(x)`` reads everything ``model(...)`` accepts: a tensor, a tuple of positional
+tensors (``forward(self, x1, x2)``), a dict of keyword tensors (token ids, attention masks), or
+an ``Inputs`` with both. It knows the batch size, device and dtype, slices and chunks the batch,
+moves it, calls the model, and picks the input an attribution explains (``wrt=0`` by default, a
+name for a keyword input). :func:`check_input` turns an unbatched tensor into a batch of one,
+rejects NaN and infinite values, and checks the channel / feature count against the model's
+first layer where it can be read off the model. Targets are :mod:`torchloupe.targets`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
 
 import torch
 from torch import Tensor, nn
 
-from .errors import InputError, InputShapeError, NonFiniteInputError, TargetError
+from .errors import InputError, InputShapeError, NonFiniteInputError, UnsupportedModelError
 
-__all__ = ["first_layer", "check_input", "check_finite", "check_targets", "check_model_targets", "num_classes_of", "expected_input"]
+__all__ = ["Inputs", "InputsLike", "first_layer", "check_input", "check_inputs", "check_finite", "expected_input",
+           "trial_forward", "takes_shape"]
+
+InputsLike = Union[Tensor, Sequence[Tensor], Mapping[str, Any], "Inputs"]
+
+
+def _map(value: Any, fn: Callable[[Tensor], Any]) -> Any:
+    if isinstance(value, Tensor):
+        return fn(value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_map(v, fn) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map(v, fn) for v in value)
+    if isinstance(value, dict):
+        return {k: _map(v, fn) for k, v in value.items()}
+    return value
+
+
+def _leaves(value: Any, key: str) -> Iterator[tuple[str, Tensor]]:
+    if isinstance(value, Tensor):
+        yield key, value
+    elif isinstance(value, (tuple, list)):
+        for i, v in enumerate(value):
+            yield from _leaves(v, f"{key}[{i}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, f"{key}[{k!r}]")
+
+
+@dataclass(frozen=True, eq=False)
+class Inputs:
+    """What one call ``model(*args, **kwargs)`` takes, as one value.
+
+    Tensors whose first dimension is the batch are sliced with it; other arguments (a shared
+    mask without a batch dimension, Python scalars, ``None``) pass through unchanged.
+    """
+
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, x: InputsLike) -> Inputs:
+        """``x`` as :class:`Inputs`: a tensor is one positional argument, a tuple or list several, a
+        dict (or Hugging Face ``BatchEncoding``) keyword arguments."""
+        if isinstance(x, Inputs):
+            return x
+        if isinstance(x, Tensor):
+            return cls((x,), {})
+        if isinstance(x, Mapping):
+            bad = [k for k in x if not isinstance(k, str)]
+            if bad:
+                raise InputError(f"keyword inputs need str keys, got {bad[0]!r}")
+            return cls((), dict(x))
+        if isinstance(x, (tuple, list)):
+            if not x:
+                raise InputError("inputs are an empty tuple; expected a tensor, a tuple of tensors or a dict")
+            return cls(tuple(x), {})
+        raise InputError(f"inputs must be a tensor, a tuple of tensors (positional) or a dict (keywords), "
+                         f"got {type(x).__name__}")
+
+    # -- what it holds ---------------------------------------------------------------------
+    def tensors(self) -> list[tuple[str, Tensor]]:
+        """Every tensor with its place: ``'0'``, ``'1'`` for positional ones, the keyword's name."""
+        out: list[tuple[str, Tensor]] = []
+        for i, a in enumerate(self.args):
+            out.extend(_leaves(a, str(i)))
+        for k, v in self.kwargs.items():
+            out.extend(_leaves(v, k))
+        return out
+
+    @property
+    def single(self) -> bool:
+        """One positional tensor and nothing else (what most vision models take)."""
+        return len(self.args) == 1 and not self.kwargs and isinstance(self.args[0], Tensor)
+
+    @property
+    def first(self) -> Tensor:
+        """The first tensor (positional first), which sets batch size and device."""
+        found = self.tensors()
+        if not found:
+            raise InputError("the inputs hold no tensor; expected at least one batched tensor")
+        return found[0][1]
+
+    @property
+    def batch_size(self) -> int:
+        t = self.first
+        return int(t.shape[0]) if t.dim() else 1
+
+    @property
+    def device(self) -> torch.device:
+        return self.first.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the first floating tensor (the data; token ids are integers), else the first's."""
+        for _, t in self.tensors():
+            if t.is_floating_point():
+                return t.dtype
+        return self.first.dtype
+
+    # -- new inputs from these -------------------------------------------------------------
+    def map(self, fn: Callable[[Tensor], Any]) -> Inputs:
+        """``fn`` applied to every tensor (nested tuples, lists and dicts kept)."""
+        return Inputs(tuple(_map(a, fn) for a in self.args), {k: _map(v, fn) for k, v in self.kwargs.items()})
+
+    def map_batched(self, fn: Callable[[Tensor], Any]) -> Inputs:
+        """``fn`` applied to the tensors whose first dimension is the batch; the rest unchanged."""
+        n = self.batch_size
+        return self.map(lambda t: fn(t) if t.dim() and t.shape[0] == n else t)
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Inputs:
+        """Moved to ``device``; floating tensors cast to ``dtype`` when given (integer ids stay)."""
+        return self.map(lambda t: t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None))
+
+    def detach(self) -> Inputs:
+        return self.map(Tensor.detach)
+
+    def slice(self, start: int, stop: int) -> Inputs:
+        """Samples ``start:stop`` of the batch."""
+        return self.map_batched(lambda t: t[start:stop])
+
+    def select(self, index: Tensor | Sequence[int]) -> Inputs:
+        """The samples at ``index`` (a ``(k,)`` long tensor or list), in that order."""
+        return self.map_batched(lambda t: t[torch.as_tensor(index, device=t.device)])
+
+    def repeat(self, k: int) -> Inputs:
+        """Each sample ``k`` times in a row (``[a, a, b, b]`` for ``k=2``)."""
+        return self.map_batched(lambda t: t.repeat_interleave(k, dim=0))
+
+    def chunks(self, size: int) -> Iterator[Inputs]:
+        """Consecutive slices of at most ``size`` samples."""
+        n = self.batch_size
+        for start in range(0, n, max(1, size)):
+            yield self.slice(start, min(n, start + size))
+
+    # -- the explained input ---------------------------------------------------------------
+    def _where(self, wrt: int | str) -> tuple[str, int | str]:
+        if isinstance(wrt, bool) or not isinstance(wrt, (int, str)):
+            raise InputError(f"wrt={wrt!r}: expected the index of a positional input or the name of a keyword input")
+        if isinstance(wrt, int):
+            if not -len(self.args) <= wrt < len(self.args):
+                raise InputError(f"wrt={wrt} is not a positional input; the model gets {len(self.args)} "
+                                 f"positional input(s)" + (f" and keywords {', '.join(self.kwargs)}" if self.kwargs else ""))
+            return "args", wrt % len(self.args)
+        if wrt not in self.kwargs:
+            raise InputError(f"wrt={wrt!r} is not a keyword input; the keywords are: "
+                             f"{', '.join(self.kwargs) or 'none'}")
+        return "kwargs", wrt
+
+    def get(self, wrt: int | str = 0) -> Any:
+        """The positional input ``wrt`` (an int) or keyword input ``wrt`` (a str)."""
+        if wrt == 0 and not self.args and self.kwargs:  # keywords only: the first one
+            wrt = next(iter(self.kwargs))
+        kind, key = self._where(wrt)
+        return self.args[key] if kind == "args" else self.kwargs[key]
+
+    def replace(self, wrt: int | str, value: Any) -> Inputs:
+        """These inputs with input ``wrt`` replaced by ``value``."""
+        if wrt == 0 and not self.args and self.kwargs:
+            wrt = next(iter(self.kwargs))
+        kind, key = self._where(wrt)
+        if kind == "args":
+            args = list(self.args)
+            args[key] = value
+            return Inputs(tuple(args), dict(self.kwargs))
+        return Inputs(self.args, {**self.kwargs, key: value})
+
+    def explained(self, wrt: int | str = 0, model: nn.Module | None = None) -> Tensor:
+        """The input an attribution explains: a floating tensor. Token ids (integers) cannot carry a
+        gradient: :class:`UnsupportedModelError` naming the embedding layer to explain instead."""
+        x = self.get(wrt)
+        if not isinstance(x, Tensor):
+            raise InputError(f"input {wrt!r} is a {type(x).__name__}; expected a tensor to explain")
+        if not x.is_floating_point():
+            emb = None
+            if model is not None:
+                emb = next((n for n, m in model.named_modules() if isinstance(m, nn.Embedding)), None)
+            hint = (f"; explain its embedding layer instead (layer={emb!r})" if emb
+                    else "; explain a layer after the embedding instead")
+            raise UnsupportedModelError(
+                f"input {wrt!r} holds {x.dtype} values (token ids?), which have no gradient{hint}")
+        return x
+
+    # -- running the model -----------------------------------------------------------------
+    def call(self, model: Callable[..., Any]) -> Any:
+        """``model(*args, **kwargs)``."""
+        return model(*self.args, **self.kwargs)
+
+    def describe(self) -> str:
+        """Shapes for messages: ``(2, 3, 32, 32)`` or ``(2, 3, 32, 32), mask=(2, 32)``."""
+        parts = [str(tuple(t.shape)) if k.isdigit() else f"{k}={tuple(t.shape)}" for k, t in self.tensors()]
+        return ", ".join(parts)
+
+
+def check_inputs(model: nn.Module, x: InputsLike, *, wrt: int | str = 0) -> Inputs:
+    """:class:`Inputs` checked for ``model`` before any expensive work: the explained input
+    through :func:`check_input` when it is one tensor the first layer reads (a batch of one made
+    of an unbatched tensor), every floating tensor finite, and one batch size throughout."""
+    inputs = Inputs.of(x)
+    if inputs.single:
+        return Inputs((check_input(model, inputs.args[0]),), {})
+    tensors = inputs.tensors()
+    if not tensors:
+        raise InputError("the inputs hold no tensor; expected at least one batched tensor")
+    for key, t in tensors:
+        check_finite(t, f"input {key}")
+    inputs.get(wrt)  # wrt names an input
+    return inputs
 
 _CONV_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 
@@ -69,7 +279,7 @@ def check_finite(x: Tensor, name: str = "input") -> Tensor:
     return x
 
 
-def trial_forward(model: nn.Module, x: Tensor | tuple[Tensor, ...]) -> tuple[bool, Any]:
+def trial_forward(model: nn.Module, x: InputsLike) -> tuple[bool, Any]:
     """``(ran, output)`` of one eval-mode, no-grad forward of a copy of the first two samples (the
     model comes back exactly as it went in, and a model that edits its input edits the copy);
     ``(False, None)`` when the forward raises, or when its output does not keep dimension 0 as the
@@ -77,10 +287,10 @@ def trial_forward(model: nn.Module, x: Tensor | tuple[Tensor, ...]) -> tuple[boo
     dimension, which the model took as one image of that many channels)."""
     from .probe import eval_forward
 
-    xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)
-    n = min(2, xs[0].shape[0])
+    inputs = Inputs.of(x)
+    n = min(2, inputs.batch_size)
     try:
-        out = eval_forward(model, tuple(t[:n].clone() for t in xs) if len(xs) > 1 else xs[0][:n].clone())
+        out = eval_forward(model, inputs.slice(0, n).map(Tensor.clone))
     except Exception:  # the trial says only whether the model takes this input
         return False, None
     if n == 2 and isinstance(out, Tensor) and (out.dim() == 0 or out.shape[0] != 2):
@@ -163,64 +373,3 @@ def _check_input(model: nn.Module, x: Tensor, name: str) -> Tensor:
                 f"wants {layer.in_features} features in the last dimension"
             )
     return x
-
-
-def num_classes_of(model: nn.Module) -> int | None:
-    """Class count guessed before any forward: ``out_features`` of the last registered ``nn.Linear``."""
-    last = None
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            last = module
-    return None if last is None else int(last.out_features)
-
-
-def check_model_targets(model: nn.Module, x: Tensor | tuple[Tensor, ...], target: Any, *, device=None) -> Tensor:
-    """:func:`check_targets` against the model's class count: guessed from its layers (no forward),
-    and when that guess rejects a target, read from the output of the first two samples (a model
-    may register its head before other linear layers, or end in something else).
-    """
-    first = x[0] if isinstance(x, (tuple, list)) else x
-    batch = first.shape[0] if first.dim() else 1
-    guess = num_classes_of(model)
-    try:
-        return check_targets(target, batch, guess, device=device)
-    except TargetError:
-        if guess is None or first.dim() < 1 or batch == 0:
-            raise
-        ran, out = trial_forward(model, x)
-        true = int(out.shape[-1]) if ran and isinstance(out, Tensor) and out.dim() == 2 else None
-        if true is None or true == guess:
-            raise
-        return check_targets(target, batch, true, device=device)
-
-
-def check_targets(target: Any, batch: int, num_classes: int | None, *, device=None) -> Tensor:
-    """A ``(batch,)`` long tensor of class indices from an int, a sequence or a tensor.
-
-    Raises :class:`TargetError` naming the bad index and the valid range.
-    """
-    if isinstance(target, bool) or target is None:
-        raise TargetError(f"target must be a class index, a list or tensor of them, got {target!r}")
-    if isinstance(target, int):
-        t = torch.full((batch,), target, dtype=torch.long, device=device)
-    elif isinstance(target, (Sequence, Tensor)) and not isinstance(target, str):
-        t = torch.as_tensor(target, device=device)
-        if t.dim() == 0:
-            t = t.expand(batch)
-        if t.is_floating_point() or t.is_complex():
-            raise TargetError(f"target must hold integer class indices, got dtype {t.dtype}")
-        t = t.long().reshape(-1)
-        if t.numel() != batch:
-            raise TargetError(f"target has {t.numel()} entries, but the batch has {batch} samples")
-    else:
-        raise TargetError(
-            f"target must be an int, a list or tensor of ints, or a callable, got {type(target).__name__}"
-        )
-    if num_classes is not None and t.numel():
-        lo, hi = int(t.min()), int(t.max())
-        bad = lo if lo < 0 else hi if hi >= num_classes else None
-        if bad is not None:
-            raise TargetError(
-                f"target class {bad} is out of range; the model has {num_classes} classes (0..{num_classes - 1})"
-            )
-    return t

@@ -9,8 +9,10 @@ this module:
 - :func:`hooks` registers forward / pre-forward / backward hooks for the
   length of a ``with`` block and removes them on exit;
 - :func:`capture` and :func:`activations` record layer outputs;
-- :func:`eval_forward` runs a forward the way torchloupe's own forwards run:
-  in eval mode (BatchNorm statistics untouched), modes restored afterwards.
+- :func:`session` is the one way torchloupe runs a user's model: inside :func:`preserved`, in eval
+  mode, parameters frozen when asked, the fused attention fast path off and Hugging Face attention
+  routed where asked; :func:`eval_forward` is one forward in such a session;
+- :func:`functions` sees every torch function of a forward (the one torch-function mode).
 """
 
 from __future__ import annotations
@@ -24,9 +26,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .errors import UnsupportedModelError
+from .inputs import Inputs, InputsLike, check_input
 from .layers import LayerSpec, find_layers
 
 __all__ = [
+    "require_module",
+    "session",
+    "Session",
     "preserved",
     "hooks",
     "intercept",
@@ -106,6 +113,13 @@ def _restore(snap: _Snapshot) -> None:
             tensor.grad = grad
 
 
+def require_module(model: Any, what: str = "model") -> nn.Module:
+    """``model`` when it is an ``nn.Module``; else :class:`UnsupportedModelError` (a ``TypeError``)."""
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModelError(f"{what} must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
 @contextlib.contextmanager
 def preserved(model: nn.Module) -> Iterator[nn.Module]:
     """Restore train/eval flags, hooks, child modules, ``requires_grad`` and ``.grad`` on exit.
@@ -114,8 +128,7 @@ def preserved(model: nn.Module) -> Iterator[nn.Module]:
     (that would double the memory of large models); the invariant test suite
     checks them bit for bit.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    require_module(model)
     snap = _snapshot(model)
     try:
         yield model
@@ -197,6 +210,115 @@ def intercept(replacements: Mapping[Callable, Callable]) -> Iterator[None]:
 
     with functions(handler):
         yield
+
+
+def _hf_configs(model: nn.Module) -> list[Any]:
+    configs, seen = [], set()
+    for m in model.modules():
+        cfg = m.__dict__.get("config")
+        if cfg is not None and hasattr(cfg, "_attn_implementation") and id(cfg) not in seen:
+            seen.add(id(cfg))
+            configs.append(cfg)
+    return configs
+
+
+def _hf_attention_modules(model: nn.Module) -> list[str]:
+    """Innermost modules of a Hugging Face model that compute attention (they hold a ``config``)."""
+    names = []
+    for name, m in model.named_modules():
+        if "Attention" not in type(m).__name__ or "config" not in m.__dict__:
+            continue
+        inner = any("Attention" in type(c).__name__ for _, c in m.named_modules() if c is not m)
+        if not inner:
+            names.append(name)
+    return names
+
+
+@contextlib.contextmanager
+def _hf_route(model: nn.Module) -> Iterator[set[str]]:
+    """Hugging Face: eager softmax modules to watch; other implementations run as "sdpa" (restored)."""
+    configs = _hf_configs(model)
+    saved = [(cfg, cfg._attn_implementation) for cfg in configs]
+    eager: set[str] = set()
+    try:
+        for cfg, impl in saved:
+            if impl == "eager":
+                eager = set(_hf_attention_modules(model))
+            elif impl not in (None, "sdpa"):
+                cfg._attn_implementation = "sdpa"
+        yield eager
+    finally:
+        for cfg, impl in saved:
+            if cfg._attn_implementation != impl:
+                cfg._attn_implementation = impl
+
+
+@contextlib.contextmanager
+def _fastpath_off() -> Iterator[None]:
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None:
+        yield
+        return
+    before = mha.get_fastpath_enabled()
+    try:
+        mha.set_fastpath_enabled(False)
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)
+
+
+@dataclass
+class Session:
+    """A user's model as torchloupe runs it (see :func:`session`): ``run(inputs)`` calls it."""
+
+    model: nn.Module
+    eager_attention: frozenset[str] = frozenset()
+
+    def __call__(self, inputs: InputsLike) -> Any:
+        return Inputs.of(inputs).call(self.model)
+
+
+@contextlib.contextmanager
+def session(
+    model: nn.Module,
+    *,
+    eval: bool = True,
+    freeze: bool = False,
+    fastpath: bool = True,
+    hf_attention: str | None = None,
+) -> Iterator[Session]:
+    """The one way torchloupe runs a user's model; everything it changes is undone on exit.
+
+    Inside :func:`preserved` (modes, hooks, children, ``requires_grad`` and ``.grad`` restored, also
+    on error): ``eval`` puts every module in eval mode (dropout off, BatchNorm statistics
+    untouched); ``freeze`` turns ``requires_grad`` off on every parameter, so gradients with respect
+    to activations or inputs compute nothing for the weights and leave no ``.grad``;
+    ``fastpath=False`` switches off the fused ``nn.MultiheadAttention`` / ``TransformerEncoder``
+    path (which hides attention weights and cannot be exported); ``hf_attention="sdpa"`` runs
+    Hugging Face attention other than ``"eager"`` as ``"sdpa"`` and lists the eager attention
+    modules in ``Session.eager_attention`` (their softmax is the attention).
+
+    ::
+
+        with probe.session(model, freeze=True) as run:
+            out = run(inputs)
+    """
+    require_module(model)
+    with preserved(model):
+        if eval:
+            model.eval()
+        if freeze:
+            for p in model.parameters():
+                p.requires_grad_(False)
+        with contextlib.ExitStack() as stack:
+            if not fastpath:
+                stack.enter_context(_fastpath_off())
+            eager: set[str] = set()
+            if hf_attention is not None:
+                if hf_attention != "sdpa":
+                    raise UnsupportedModelError(f"hf_attention={hf_attention!r}: only 'sdpa' routing is supported")
+                eager = stack.enter_context(_hf_route(model))
+            yield Session(model, frozenset(eager))
 
 
 def detach_tree(value: Any) -> Any:
@@ -304,20 +426,11 @@ def capture(
             m.training = training
 
 
-def _call(model: nn.Module, inputs: Any) -> Any:
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
-    return model(inputs)
-
-
-def eval_forward(model: nn.Module, inputs: Any, *, grad: bool = False) -> Any:
-    """One forward in eval mode (modes restored), without autograd unless ``grad``."""
-    with preserved(model):
-        model.eval()
-        with torch.set_grad_enabled(grad):
-            return _call(model, inputs)
+def eval_forward(model: nn.Module, inputs: InputsLike, *, grad: bool = False) -> Any:
+    """One forward in a :func:`session` (eval mode, modes restored), without autograd unless ``grad``.
+    ``inputs``: anything ``model(...)`` takes (see :class:`~torchloupe.inputs.Inputs`)."""
+    with session(model) as run, torch.set_grad_enabled(grad):
+        return run(inputs)
 
 
 def activations(
@@ -329,12 +442,10 @@ def activations(
 
     ``x`` is a tensor, a tuple of positional inputs, or a dict of keyword inputs.
     """
-    from .inputs import check_input
-
     found = find_layers(model, layers)
     if isinstance(x, Tensor):
         x = check_input(model, x)
     with capture(model, [m for _, m in found], eval_mode=True) as rec:
         with torch.no_grad():
-            _call(model, x)
+            Inputs.of(x).call(model)
     return {n: rec[n] for n in rec.names if rec._calls[n]}

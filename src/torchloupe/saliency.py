@@ -1,8 +1,9 @@
 """Gradient saliency: plain gradient, guided backpropagation, deconvnet, guided Grad-CAM, SmoothGrad.
 
-Every function takes ``(model, x, target=None)`` and returns a tensor shaped like ``x``
-(the target: an int, a list / tensor of ints, a callable from the output to ``(N,)`` scores,
-or ``None`` for the predicted class).
+Every function takes ``(model, x, target=None, *, wrt=0, output=None)`` and returns a tensor
+shaped like the explained input: ``x`` is anything ``model(...)`` takes
+(:class:`~torchloupe.inputs.Inputs`: a tensor, a tuple, a dict), ``wrt`` the input explained
+(an index, or a keyword's name), ``target`` and ``output`` as in :mod:`torchloupe.targets`.
 
 The guided rules change how the gradient passes the model's rectifiers, and only that:
 
@@ -24,15 +25,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import TargetError
-from .inputs import check_input, check_model_targets
-from .probe import intercept, preserved
+from .errors import TargetError, UsageError
+from .inputs import Inputs, InputsLike, check_inputs
+from .probe import intercept, session
+from .targets import OutputSpec, Target, TargetLike, check_model_targets
 
 __all__ = ["gradient", "guided_backprop", "deconvnet", "guided_gradcam", "smoothgrad", "GuidedFallbackWarning"]
 
@@ -130,51 +131,53 @@ def _make_rules(guided: bool, seen: dict[str, int]) -> dict[Callable, Callable]:
     return rules
 
 
-def _prepare(model: nn.Module, x: Tensor, target: Any) -> tuple[Tensor, Tensor | None]:
-    x = check_input(model, x)
-    fixed = None
-    if target is not None and not callable(target):
-        fixed = check_model_targets(model, x, target, device=x.device)
-    return x, fixed
+def _prepare(model: nn.Module, x: InputsLike, target: TargetLike, wrt: int | str,
+             output: OutputSpec) -> tuple[Inputs, Tensor, Target]:
+    """Checked inputs, the explained input (floating, so it can carry a gradient) and the target."""
+    inputs = check_inputs(model, x, wrt=wrt)
+    xe = inputs.explained(wrt, model)
+    tgt = Target.of(target, output)
+    if tgt.is_fixed:
+        check_model_targets(model, inputs, tgt.target, device=xe.device, output=tgt.output)
+    return inputs, xe, tgt
 
 
-def _input_gradient(model: nn.Module, x: Tensor, target: Any, rules: dict | None = None) -> tuple[Tensor, Tensor]:
-    """d score / d x with optional function rules; returns ``(grad like x, targets (N,))``."""
-    from .cam.base import _resolve_targets
-
-    x, fixed = _prepare(model, x, target)
-    n = x.shape[0]
+def _input_gradient(model: nn.Module, x: InputsLike, target: TargetLike, rules: dict | None = None, *,
+                    wrt: int | str = 0, output: OutputSpec = None) -> tuple[Tensor, Tensor]:
+    """d score / d (input ``wrt``) with optional function rules; returns ``(grad like it, targets (N,))``."""
+    inputs, xe, tgt = _prepare(model, x, target, wrt, output)
+    n = inputs.batch_size
     if n == 0:
-        return torch.zeros_like(x), torch.zeros(0, dtype=torch.long)
-    with preserved(model):
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        xi = x.detach().clone().requires_grad_(True)
+        return torch.zeros_like(xe), torch.zeros(0, dtype=torch.long)
+    with session(model, freeze=True) as run:
+        xi = xe.detach().clone().requires_grad_(True)
+        fed = inputs.replace(wrt, xi)
         with torch.enable_grad():
             if rules is None:
-                out = model(xi)
+                out = run(fed)
             else:
                 with intercept(rules):
-                    out = model(xi)
-            targets, score_fn = _resolve_targets(out, target, fixed, n)
+                    out = run(fed)
+            targets, score_fn = tgt.resolve(out, n)
             score = score_fn(out)
             if not score.requires_grad:
                 raise TargetError("the target score does not depend on the input")
             (g,) = torch.autograd.grad(score.sum(), [xi], allow_unused=True)
     if g is None:
-        g = torch.zeros_like(x)
+        g = torch.zeros_like(xe)
     return g.detach(), targets
 
 
-def gradient(model: nn.Module, x: Tensor, target: Any = None) -> Tensor:
-    """Plain gradient of the target score with respect to the input, ``(N, *x.shape[1:])``."""
-    return _input_gradient(model, x, target)[0]
+def gradient(model: nn.Module, x: InputsLike, target: TargetLike = None, *, wrt: int | str = 0,
+             output: OutputSpec = None) -> Tensor:
+    """Plain gradient of the target score with respect to input ``wrt``, shaped like it."""
+    return _input_gradient(model, x, target, wrt=wrt, output=output)[0]
 
 
-def _guided(model: nn.Module, x: Tensor, target: Any, guided: bool) -> Tensor:
+def _guided(model: nn.Module, x: InputsLike, target: TargetLike, guided: bool, wrt: int | str,
+            output: OutputSpec) -> Tensor:
     seen: dict[str, int] = {}
-    g, _ = _input_gradient(model, x, target, _make_rules(guided, seen))
+    g, _ = _input_gradient(model, x, target, _make_rules(guided, seen), wrt=wrt, output=output)
     if g.shape[0] == 0:
         return g
     name = "guided backpropagation" if guided else "deconvnet"
@@ -194,17 +197,20 @@ def _guided(model: nn.Module, x: Tensor, target: Any, guided: bool) -> Tensor:
     return g
 
 
-def guided_backprop(model: nn.Module, x: Tensor, target: Any = None) -> Tensor:
-    """Guided backpropagation: rectifiers pass ``ReLU(grad_out) * f'(x)``. Shaped like ``x``."""
-    return _guided(model, x, target, guided=True)
+def guided_backprop(model: nn.Module, x: InputsLike, target: TargetLike = None, *, wrt: int | str = 0,
+                    output: OutputSpec = None) -> Tensor:
+    """Guided backpropagation: rectifiers pass ``ReLU(grad_out) * f'(x)``. Shaped like the input."""
+    return _guided(model, x, target, True, wrt, output)
 
 
-def deconvnet(model: nn.Module, x: Tensor, target: Any = None) -> Tensor:
-    """Deconvnet: rectifiers pass ``ReLU(grad_out)`` whatever their input was. Shaped like ``x``."""
-    return _guided(model, x, target, guided=False)
+def deconvnet(model: nn.Module, x: InputsLike, target: TargetLike = None, *, wrt: int | str = 0,
+              output: OutputSpec = None) -> Tensor:
+    """Deconvnet: rectifiers pass ``ReLU(grad_out)`` whatever their input was. Shaped like the input."""
+    return _guided(model, x, target, False, wrt, output)
 
 
-def guided_gradcam(model: nn.Module, x: Tensor, target: Any = None, layer=None) -> Tensor:
+def guided_gradcam(model: nn.Module, x: InputsLike, target: TargetLike = None, layer=None, *,
+                   wrt: int | str = 0, output: OutputSpec = None) -> Tensor:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop times the Grad-CAM map, per sample.
 
     The Grad-CAM map (``(N, H, W)`` in [0, 1]) multiplies every channel; the class is the same
@@ -212,9 +218,9 @@ def guided_gradcam(model: nn.Module, x: Tensor, target: Any = None, layer=None) 
     """
     from .cam import GradCAM
 
-    res = GradCAM(model, layer)(x, target)
-    t = target if (target is not None and callable(target)) else res.targets
-    gb = guided_backprop(model, x, t)
+    res = GradCAM(model, layer)(x, target, wrt=wrt, output=output)
+    t = target if Target.of(target).is_callable else res.targets
+    gb = guided_backprop(model, x, t, wrt=wrt, output=output)
     return gb * res.maps.unsqueeze(1).to(gb.dtype)
 
 
@@ -229,22 +235,21 @@ def smoothgrad(
     ``torch.Generator`` seeded with ``seed`` (the global RNG is not touched).
     """
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise UsageError(f"n must be >= 1, got {n}")
     if sigma < 0:
-        raise ValueError(f"sigma must be >= 0, got {sigma}")
+        raise UsageError(f"sigma must be >= 0, got {sigma}")
 
-    def smoothed(model: nn.Module, x: Tensor, target: Any = None, **kw) -> Tensor:
-        x, fixed = _prepare(model, x, target)
-        b = x.shape[0]
+    def smoothed(model: nn.Module, x: InputsLike, target: TargetLike = None, *, wrt: int | str = 0,
+                 output: OutputSpec = None, **kw) -> Tensor:
+        inputs, x, tgt = _prepare(model, x, target, wrt, output)
+        b = inputs.batch_size
         if b == 0:  # an empty batch: an empty result
             return torch.zeros_like(x)
-        if target is None:
-            with torch.no_grad():
-                from .probe import eval_forward
-
-                target = eval_forward(model, x).argmax(dim=1)
-        elif fixed is not None:
-            target = fixed
+        if not tgt.is_callable:  # the clean inputs' classes, fixed for every noisy copy
+            with session(model) as run, torch.no_grad():
+                target = tgt.indices(run(inputs), b)
+        # fn may be any (model, x, target) saliency: wrt / output only go to it when given
+        extra = {k: v for k, v in (("wrt", wrt), ("output", output)) if v not in (0, None)}
         gen = torch.Generator(device=x.device).manual_seed(seed)
         flat = x.reshape(b, -1)
         span = (flat.max(dim=1).values - flat.min(dim=1).values).reshape(b, *([1] * (x.dim() - 1)))
@@ -255,11 +260,17 @@ def smoothgrad(
             k = min(per, n - done)
             noise = torch.randn((k * b, *x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
             xs = x.repeat(k, *([1] * (x.dim() - 1))) + noise * (sigma * span).repeat(k, *([1] * (x.dim() - 1)))
-            t = target if callable(target) else torch.as_tensor(target).reshape(-1).repeat(k)
-            g = fn(model, xs, t, **kw)
+            t = target if tgt.is_callable else torch.as_tensor(target).reshape(-1).repeat(k)
+            copies = xs if inputs.single else _tiled(inputs, k).replace(wrt, xs)
+            g = fn(model, copies, t, **extra, **kw)
             total += g.reshape(k, b, *x.shape[1:]).sum(0)
             done += k
         return total / n
 
     smoothed.__name__ = f"smoothgrad_{getattr(fn, '__name__', 'fn')}"
     return smoothed
+
+
+def _tiled(inputs: Inputs, k: int) -> Inputs:
+    """The batch ``k`` times over (``[a, b, a, b]``), as the noisy copies are laid out."""
+    return inputs.map_batched(lambda t: t.repeat(k, *([1] * (t.dim() - 1))))

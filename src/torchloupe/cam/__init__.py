@@ -72,6 +72,8 @@ def compare(
     *,
     reshape: Callable[[Tensor], Tensor] | None = None,
     fuse: str = "mean",
+    wrt: int | str = 0,
+    output=None,
 ) -> dict[str, CAMResult]:
     """Several CAM methods on the same images from one forward (and one backward when any of
     them uses gradients), instead of one pass per method; ``{method key: CAMResult}`` in the order
@@ -96,4 +98,4 @@ def compare(
             raise UsageError(f"unknown CAM method {name!r}; {hint}expected any of: {', '.join(METHODS)}")
     names = list(dict.fromkeys(names))
     cams = [METHODS[name](model, layer, reshape=reshape, fuse=fuse) for name in names]
-    return dict(zip(names, run_cams(cams, x, target)))
+    return dict(zip(names, run_cams(cams, x, target, wrt=wrt, output=output)))

@@ -11,9 +11,14 @@ batch and per-sample min-max normalisation. A method overrides one method:
 
 Cost of a gradient CAM: one forward and one backward that stops at the target
 layer. The layer's output is replaced (inside the call only) by a fresh leaf
-tensor that requires grad, and every parameter's ``requires_grad`` is off for
-the call (restored by :func:`~torchloupe.probe.preserved`), so nothing before
-the layer records a graph and no parameter gradient is computed or stored.
+tensor that requires grad, and the model runs in a frozen
+:func:`~torchloupe.probe.session` (every ``requires_grad`` off for the call, restored
+after), so nothing before the layer records a graph and no parameter gradient is
+computed or stored.
+
+Inputs are anything ``model(...)`` takes (:class:`~torchloupe.inputs.Inputs`); ``wrt``
+names the input whose size the maps take. Targets and output selection follow
+:mod:`torchloupe.targets`.
 """
 
 from __future__ import annotations
@@ -27,14 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import TargetError, UnsupportedModelError
-from ..inputs import check_input, check_model_targets, check_targets, num_classes_of
+from ..errors import UnsupportedModelError, UsageError
+from ..inputs import Inputs, InputsLike, check_inputs
 from ..layers import LayerSpec, find_layers, name_of
-from ..probe import hooks, preserved
+from ..probe import hooks, require_module, session
+from ..targets import OutputSpec, Target, TargetLike, check_model_targets
 
-__all__ = ["CAMResult", "BaseCAM", "GradientCAM", "Run", "run_cams", "to_map", "normalize_maps", "num_classes_of"]
-
-Target = Any  # int | Sequence[int] | Tensor | Callable[[Any], Tensor] | None
+__all__ = ["CAMResult", "BaseCAM", "GradientCAM", "Run", "run_cams", "to_map", "normalize_maps", "default_layer"]
 
 
 @dataclass(frozen=True)
@@ -68,14 +72,18 @@ class Run:
     """What one call knows, handed to :meth:`BaseCAM.cam_map` (Score-CAM and CAM read it)."""
 
     model: nn.Module
-    x: Tensor
+    inputs: Inputs  # what the model took
+    wrt: int | str  # which of them the maps are laid on
     output: Any
-    targets: Tensor
-    score_fn: Callable[[Any], Tensor]
+    targets: Tensor  # (N,) class indices; -1 for a callable target
+    target: Target  # the target and output selection, for other forwards (Score-CAM's masked ones)
     layer: nn.Module
     layer_name: str
-    target_fn: Callable[[Any], Tensor] | None = None  # the user's callable target, if any
 
+    @property
+    def x(self) -> Tensor:
+        """The explained input."""
+        return self.inputs.get(self.wrt)
 
 
 
@@ -147,10 +155,6 @@ _SKIP_DEFAULT = (
 )
 
 
-def _call(model: nn.Module, x: Tensor):
-    return model(x)
-
-
 class BaseCAM:
     """Base class: ``cam = Method(model, layer=None)``; ``cam(x, target=None) -> CAMResult``.
 
@@ -176,12 +180,10 @@ class BaseCAM:
         reshape: Callable[[Tensor], Tensor] | None = None,
         fuse: str = "mean",
     ):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+        require_module(model)
         if fuse not in ("mean", "max"):
-            raise ValueError(f"fuse must be 'mean' or 'max', got {fuse!r}")
+            raise UsageError(f"fuse must be 'mean' or 'max', got {fuse!r}")
         self.model = model
-        self.layer_spec = layer
         self.reshape = reshape
         self.fuse = fuse
         self._layers: list[tuple[str, nn.Module]] | None = None
@@ -199,19 +201,23 @@ class BaseCAM:
     def method(self) -> str:
         return type(self).__name__
 
-    def layers(self, x: Tensor | None = None) -> list[tuple[str, nn.Module]]:
+    def layers(self, x: InputsLike | None = None, *, wrt: int | str = 0) -> list[tuple[str, nn.Module]]:
         """The ``(name, module)`` pairs this CAM reads (the default needs an example input ``x``)."""
         if self._layers is None:
             if x is None:
-                raise ValueError("the default layer is found from an input; call with x")
-            self._layers = [default_layer(self.model, x)]
+                raise UsageError("the default layer is found from an input; call with x")
+            self._layers = [default_layer(self.model, x, wrt=wrt)]
         return self._layers
 
-    def __call__(self, x: Tensor, target: Target = None) -> CAMResult:
-        return run_cams([self], x, target)[0]
+    def __call__(self, x: InputsLike, target: TargetLike = None, *, wrt: int | str = 0,
+                 output: OutputSpec = None) -> CAMResult:
+        """Maps for ``x`` (anything ``model(...)`` takes), laid on input ``wrt``; ``target`` and
+        ``output`` as in :mod:`torchloupe.targets`."""
+        return run_cams([self], x, target, wrt=wrt, output=output)[0]
 
 
-def run_cams(cams: Sequence[BaseCAM], x: Tensor, target: Target = None) -> list[CAMResult]:
+def run_cams(cams: Sequence[BaseCAM], x: InputsLike, target: TargetLike = None, *, wrt: int | str = 0,
+             output: OutputSpec = None) -> list[CAMResult]:
     """Every CAM of ``cams`` on ``x`` from one forward (and one backward when any of them uses
     gradients): what each would return alone. All must read the same model and layers."""
     if not cams:
@@ -220,27 +226,28 @@ def run_cams(cams: Sequence[BaseCAM], x: Tensor, target: Target = None) -> list[
     model = first.model
     for c in cams[1:]:
         if c.model is not model:
-            raise ValueError("run_cams: every CAM must explain the same model")
-    x = check_input(model, x).detach()
-    n = x.shape[0]
-    fixed: Tensor | None = None
-    if target is not None and not callable(target):
-        fixed = check_model_targets(model, x, target, device=x.device)
+            raise UsageError("run_cams: every CAM must explain the same model")
+    inputs = check_inputs(model, x, wrt=wrt).detach()
+    x = inputs.get(wrt)
+    if not isinstance(x, Tensor):
+        raise UsageError(f"input {wrt!r} is a {type(x).__name__}; maps are laid on a tensor input")
+    n = inputs.batch_size
+    tgt = Target.of(target, output)
+    if tgt.is_fixed:
+        check_model_targets(model, inputs, tgt.target, device=x.device, output=tgt.output)
     size = tuple(x.shape[2:])
     if n == 0:
-        empty = x.new_zeros((0, *size))
-        return [CAMResult(empty, empty, torch.zeros(0, dtype=torch.long), "", c.method, x.new_zeros(0)) for c in cams]
-    layers = first.layers(x)
+        empty = x.new_zeros((0, *size), dtype=torch.float32 if not x.is_floating_point() else x.dtype)
+        return [CAMResult(empty, empty, torch.zeros(0, dtype=torch.long), "", c.method, empty.new_zeros(0))
+                for c in cams]
+    layers = first.layers(inputs, wrt=wrt)
     for c in cams[1:]:
         if c._layers is None:
             c._layers = list(layers)
-        elif [m for _, m in c.layers(x)] != [m for _, m in layers]:
-            raise ValueError("run_cams: every CAM must read the same layers")
+        elif [m for _, m in c.layers(inputs, wrt=wrt)] != [m for _, m in layers]:
+            raise UsageError("run_cams: every CAM must read the same layers")
     uses_gradients = any(c.uses_gradients for c in cams)
-    with preserved(model):
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
+    with session(model, freeze=True) as run_model:
         outs: dict[int, Tensor] = {}
         leaves: dict[int, Tensor] = {}
 
@@ -265,12 +272,12 @@ def run_cams(cams: Sequence[BaseCAM], x: Tensor, target: Target = None) -> list[
 
         with hooks(forward={m: make_hook(i, nm) for i, (nm, m) in enumerate(layers)}):
             with torch.set_grad_enabled(uses_gradients):
-                output = _call(model, x)
+                out = run_model(inputs)
         for i, (nm, _) in enumerate(layers):
             if i not in outs:
                 raise UnsupportedModelError(f"layer {nm!r} did not run during the forward pass")
-        targets, score_fn = _resolve_targets(output, target, fixed, n)
-        scores = score_fn(output)
+        targets, score_fn = tgt.resolve(out, n)
+        scores = score_fn(out)
         grads: list[Tensor | None] = [None] * len(layers)
         if uses_gradients:
             wanted = [leaves[i] for i in range(len(layers))]
@@ -281,7 +288,7 @@ def run_cams(cams: Sequence[BaseCAM], x: Tensor, target: Target = None) -> list[
             got = torch.autograd.grad(scores.sum(), wanted, allow_unused=True)
             grads = [torch.zeros_like(w) if g is None else g for w, g in zip(wanted, got)]
         scores = scores.detach()
-        detached = detach_output(output)
+        detached = detach_output(out)
         all_raws: list[list[Tensor]] = []
         with torch.no_grad():
             for c in cams:
@@ -289,7 +296,7 @@ def run_cams(cams: Sequence[BaseCAM], x: Tensor, target: Target = None) -> list[
                 for i, (nm, m) in enumerate(layers):
                     acts = to_map(outs[i], size, c.reshape)
                     g = None if grads[i] is None or not c.uses_gradients else to_map(grads[i], size, c.reshape)
-                    run = Run(model, x, detached, targets, score_fn, m, nm, target if callable(target) else None)
+                    run = Run(model, inputs, wrt, detached, targets, tgt, m, nm)
                     raw = c.cam_map(acts, g, run)
                     raws.append(F.relu(raw) if c.relu else raw)
                 all_raws.append(raws)
@@ -324,36 +331,7 @@ def upsample(raw: Tensor, size: Sequence[int]) -> Tensor:
     return F.interpolate(raw.unsqueeze(1), size=tuple(size), mode=mode, align_corners=False).squeeze(1)
 
 
-def _resolve_targets(output: Any, target: Target, fixed: Tensor | None, n: int):
-    if target is not None and callable(target):
-
-        def score_fn(out):
-            s = target(out)
-            if not isinstance(s, Tensor) or s.shape != (n,):
-                shape = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
-                raise TargetError(f"the target callable must return ({n},) scores, got {shape}")
-            return s
-
-        return torch.full((n,), -1, dtype=torch.long), score_fn
-    if not isinstance(output, Tensor) or output.dim() != 2:
-        shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
-        raise TargetError(
-            f"class-index targets need an (N, classes) output, the model returned {shape}; "
-            f"pass target=callable(output) -> (N,) scores"
-        )
-    if fixed is None:
-        fixed = output.detach().argmax(dim=1)
-    else:
-        fixed = check_targets(fixed, n, output.shape[1], device=output.device)
-    idx = fixed.to(output.device)
-
-    def score_fn(out):
-        return out.gather(1, idx[:, None].to(out.device)).squeeze(1)
-
-    return fixed, score_fn
-
-
-def default_layer(model: nn.Module, x: Tensor) -> tuple[str, nn.Module]:
+def default_layer(model: nn.Module, x: InputsLike, *, wrt: int | str = 0) -> tuple[str, nn.Module]:
     """The layer a CAM reads when none is given, found from one small no-grad forward.
 
     The last module (in execution order, called once, not a pooling / dropout / identity)
@@ -369,11 +347,12 @@ def default_layer(model: nn.Module, x: Tensor) -> tuple[str, nn.Module]:
         order.append((module, output.shape if isinstance(output, Tensor) else None))
 
     modules = [m for n, m in model.named_modules() if n]
+    inputs = Inputs.of(x)
+    x = inputs.get(wrt)
     size = tuple(x.shape[2:])
-    with preserved(model):
-        model.eval()
+    with session(model) as run_model:
         with hooks(forward={m: hook for m in modules}), torch.no_grad():
-            _call(model, x[:1])
+            run_model(inputs.slice(0, 1))
 
     def spatial(shape) -> bool:
         if shape is None:

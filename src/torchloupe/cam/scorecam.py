@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..errors import TargetError
+from ..errors import UsageError
 from ..layers import LayerSpec
 from .base import BaseCAM, Run, normalize_maps, upsample
 
@@ -40,13 +40,14 @@ class ScoreCAM(BaseCAM):
     ):
         super().__init__(model, layer, **kw)
         if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UsageError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.memory = memory
         self.forwards = 0  # masked forwards (rows) run by the last call, for inspection
 
     def cam_map(self, acts: Tensor, grads: Tensor | None, run: Run) -> Tensor:  # -> (N,*S)
         x = run.x
+        inputs = run.inputs
         n, c = acts.shape[:2]
         size = tuple(x.shape[2:])
         flat = acts.reshape(n, c, -1)
@@ -67,19 +68,14 @@ class ScoreCAM(BaseCAM):
             who = owner[sl].to(x.device)
             masks = upsample(uniq_low[sl].reshape(-1, *acts.shape[2:]), size)
             masks = normalize_maps(masks)
-            out = self.model(x[who] * masks.unsqueeze(1).to(x.dtype))
-            if run.target_fn is not None:
-                s = _callable_scores(run.target_fn, out, who.numel())
+            masked = inputs.select(who).replace(run.wrt, x[who] * masks.unsqueeze(1).to(x.dtype))
+            out = masked.call(self.model)
+            if run.target.is_callable:
+                s = run.target.resolve(out, who.numel())[1](out)
             else:
-                s = out.softmax(dim=1).gather(1, run.targets.to(out.device)[who][:, None]).squeeze(1)
+                s = run.target.scores_of(out).softmax(dim=1).gather(1, run.targets.to(out.device)[who][:, None]).squeeze(1)
             scores[sl] = s.to(scores.dtype).to(scores.device)
         self.forwards = int(uniq_low.shape[0])
         w = scores[torch.stack(inverse)]  # (N, C)
         return torch.einsum("nc,nc...->n...", w, acts)
 
-
-def _callable_scores(target, out, k: int) -> Tensor:
-    s = target(out)
-    if not isinstance(s, Tensor) or s.shape != (k,):
-        raise TargetError(f"the target callable must return one score per row, ({k},), got {getattr(s, 'shape', s)}")
-    return s

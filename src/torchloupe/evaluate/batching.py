@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError, TargetError
-from ..inputs import check_input, check_targets
+from ..inputs import check_input
+from ..targets import check_targets
 
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of perturbed inputs held at once

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..inputs import check_targets
+from ..targets import check_targets
 from ..probe import preserved
 from .batching import DEFAULT_MEMORY_BUDGET, chunk_size, prepare, probabilities
 

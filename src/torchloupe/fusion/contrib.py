@@ -33,7 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError, TargetError, UnsupportedModelError
-from ..inputs import check_finite, check_input, check_model_targets, check_targets
+from ..inputs import check_finite, check_input
+from ..targets import check_model_targets, check_targets
 from ..layers import find_layer
 from ..probe import hooks, preserved
 

@@ -1,7 +1,7 @@
 """Model structure: trace any model into a :class:`ModelGraph` and show it.
 
 ``trace(model, *inputs, **kwargs)`` records one forward pass (module hooks plus a
-``TorchFunctionMode`` from :mod:`torchloupe.probe`, no ``torch.fx``) into a plain
+torch-function handler, both from :mod:`torchloupe.probe`; no ``torch.fx``) into a plain
 :class:`ModelGraph` and exports it to ONNX (:func:`export_onnx`). Its views live in the render
 layer (:mod:`torchloupe.render.graph`): ``g.summary()``, ``g.to_svg()``, ``g.to_html()`` and
 ``g.to_dot()`` are conveniences that call into it; TensorBoard's Graphs tab is

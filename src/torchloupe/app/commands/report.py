@@ -199,7 +199,7 @@ def loading_takes_text(spec: str) -> bool:
 
 
 def _classes(model) -> int | None:
-    from ...inputs import num_classes_of
+    from ...targets import num_classes_of
 
     return num_classes_of(model)
 
