@@ -101,10 +101,10 @@ def test_global_state_unchanged(case: Case):
 
 # Public callables that take a model (or a tracker / writer) but need no case of their own:
 # abstract bases and plain records.
-_NOT_ENTRY_POINTS = {"BaseCAM", "GradientCAM", "Branch"}
+_NOT_ENTRY_POINTS = {"BaseCAM", "GradientCAM", "Branch", "Session"}
 _MODULES = (
     "cam", "saliency", "evaluate", "fusion", "attention", "recurrent", "synthesis", "weights",
-    "features", "structure", "integrations.tensorboard",
+    "features", "structure", "integrations.tensorboard", "probe", "inputs", "targets",
 )
 
 

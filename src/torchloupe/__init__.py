@@ -27,13 +27,16 @@ _LAZY = (
     "evaluate",
     "features",
     "fusion",
+    "inputs",
     "integrations",
     "recurrent",
     "render",
     "reporting",
+    "probe",
     "saliency",
     "structure",
     "synthesis",
+    "targets",
     "weights",
 )
 

@@ -226,19 +226,21 @@ def check_model_targets(model: nn.Module, x: Any, target: Any, *, device=None, o
     inputs = Inputs.of(x)
     batch = inputs.batch_size
     guess = num_classes_of(model) if output is None else None
-    try:
+    checked = check_targets(target, batch, None, device=device)  # the form of the target, always
+    if guess is not None:
+        try:
+            return check_targets(target, batch, guess, device=device)
+        except TargetError:
+            if batch == 0:
+                raise
+    elif batch == 0:
+        return checked
+    ran, out = trial_forward(model, inputs)
+    scores = select_output(out, output) if ran else None
+    true = int(scores.shape[-1]) if isinstance(scores, Tensor) and scores.dim() == 2 else None
+    if true is None or true == guess:  # nothing better to check against before the real forward
         return check_targets(target, batch, guess, device=device)
-    except TargetError:
-        if batch == 0 or (guess is None and output is None):
-            raise
-        ran, out = trial_forward(model, inputs)
-        if not ran:
-            raise
-        scores = select_output(out, output)
-        true = int(scores.shape[-1]) if isinstance(scores, Tensor) and scores.dim() == 2 else None
-        if true is None or true == guess:
-            raise
-        return check_targets(target, batch, true, device=device)
+    return check_targets(target, batch, true, device=device)
 
 
 def check_targets(target: Any, batch: int, num_classes: int | None, *, device=None) -> Tensor:
