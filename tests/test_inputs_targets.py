@@ -163,7 +163,7 @@ def test_session_runs_in_eval_frozen_and_restores_everything_also_on_error():
             raise RuntimeError("boom")
     assert model.training and [p.requires_grad for p in model.parameters()] == before
     assert torch.backends.mha.get_fastpath_enabled() is fast
-    with pytest.raises(UnsupportedModelError, match=r"model must be a torch.nn.Module, got str"):
+    with pytest.raises(UnsupportedModelError, match=r"model: expected an nn.Module, got str"):
         with probe.session("resnet"):
             pass
 
@@ -290,3 +290,12 @@ def test_token_ids_are_refused_with_the_embedding_to_explain():
     with pytest.raises(UnsupportedModelError, match=r"input 0 holds torch.int64 values \(token ids\?\), which have "
                                                      r"no gradient; explain its embedding layer instead \(layer='0'\)"):
         tl.saliency.gradient(model, ids)
+
+
+def test_cam_refuses_a_callable_target_before_any_forward():
+    calls = []
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    model[0].register_forward_hook(lambda *a: calls.append(1))
+    with pytest.raises(TargetError, match=r"CAM needs class-index targets .* not a callable"):
+        tl.cam.CAM(model, "0")(torch.rand(2, 3, 8, 8), target=lambda o: o[:, 0])
+    assert calls == []

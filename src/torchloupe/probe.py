@@ -116,7 +116,7 @@ def _restore(snap: _Snapshot) -> None:
 def require_module(model: Any, what: str = "model") -> nn.Module:
     """``model`` when it is an ``nn.Module``; else :class:`UnsupportedModelError` (a ``TypeError``)."""
     if not isinstance(model, nn.Module):
-        raise UnsupportedModelError(f"{what} must be a torch.nn.Module, got {type(model).__name__}")
+        raise UnsupportedModelError(f"{what}: expected an nn.Module, got {type(model).__name__}")
     return model
 
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import UnsupportedModelError, UsageError
+from ..errors import TargetError, UnsupportedModelError, UsageError
 from ..inputs import Inputs, InputsLike, check_inputs
 from ..layers import LayerSpec, find_layers, name_of
 from ..probe import hooks, require_module, session
@@ -168,6 +168,8 @@ class BaseCAM:
 
     uses_gradients: ClassVar[bool] = True
     relu: ClassVar[bool] = True
+    #: The method reads class indices (a row of the classifier), so a callable target cannot apply.
+    needs_class_indices: ClassVar[bool] = False
     #: The method's name as its paper writes it, for figures and tables ("Grad-CAM++"); results
     #: keep the class name in ``CAMResult.method``. Subclasses without one show their class name.
     title: ClassVar[str] = ""
@@ -233,6 +235,11 @@ def run_cams(cams: Sequence[BaseCAM], x: InputsLike, target: TargetLike = None, 
         raise UsageError(f"input {wrt!r} is a {type(x).__name__}; maps are laid on a tensor input")
     n = inputs.batch_size
     tgt = Target.of(target, output)
+    if tgt.is_callable:
+        for c in cams:
+            if c.needs_class_indices:
+                raise TargetError(f"{c.method} needs class-index targets (it reads the classifier's row of the "
+                                  f"class), not a callable; pass an int, a list or tensor of ints, or None")
     if tgt.is_fixed:
         check_model_targets(model, inputs, tgt.target, device=x.device, output=tgt.output)
     size = tuple(x.shape[2:])

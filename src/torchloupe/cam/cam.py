@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..errors import TargetError, UnsupportedModelError
+from ..errors import UnsupportedModelError
 from ..layers import LayerSpec, find_layer
 from .base import BaseCAM, Run
 
@@ -24,6 +24,7 @@ class CAM(BaseCAM):
     title = "CAM"
 
     uses_gradients = False
+    needs_class_indices = True
 
     def __init__(self, model: nn.Module, layer: LayerSpec | Sequence[LayerSpec] | None = None, *, fc: LayerSpec | None = None, **kw):
         super().__init__(model, layer, **kw)
@@ -48,7 +49,5 @@ class CAM(BaseCAM):
 
     def cam_map(self, acts: Tensor, grads: Tensor | None, run: Run) -> Tensor:  # -> (N,*S)
         fc = self._linear(acts.shape[1])
-        if bool((run.targets < 0).any()):
-            raise TargetError("CAM needs class-index targets, not a callable")
         w = fc.weight.detach().to(acts.dtype)[run.targets.to(fc.weight.device)].to(acts.device)  # (N, C)
         return torch.einsum("nc,nc...->n...", w, acts)
