@@ -216,6 +216,8 @@ def test_export_onnx_clear_error(tmp_path):
         export_onnx(Eig(), torch.rand(3, 3), path=tmp_path / "e.onnx")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         export_onnx(tiny_cnn(), torch.rand(1, 3, 8, 8), path=tmp_path / "nope" / "m.onnx")
+    with pytest.raises(UnsupportedModelError, match="the model to export: expected an nn.Module, got function"):
+        export_onnx(lambda x: x, torch.rand(1, 3, 8, 8), path=tmp_path / "m.onnx")
 
 
 # ---- CLI -----------------------------------------------------------------------------------------------
