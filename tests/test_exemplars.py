@@ -12,8 +12,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import torchloupe as tl
-from tests.helpers import tiny_cnn
-from torchloupe.errors import ChannelError, LayerNotFoundError
+from tests.helpers import assert_same_state, model_state, tiny_cnn
+from torchloupe.errors import ChannelError, InputError, LayerNotFoundError, UnsupportedModelError, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,6 +69,18 @@ def test_receptive_field_box_is_centred_on_the_argmax():
     assert (y0, x0) == (-2.0, -2.0)  # unit (i, j) sees input rows i-2 .. i+2
 
 
+def test_receptive_field_of_a_model_in_training_mode_is_measured_in_eval_mode():
+    # In training mode BatchNorm normalizes with batch statistics: every output would depend on
+    # every input pixel (a 16x16 "field") and the running statistics would move. The measurement
+    # runs in a session: eval mode, the same box as above, the model back as it was.
+    from torchloupe.synthesis.exemplars import receptive_field
+
+    model, data = tiny_cnn(seed=0), torch.rand(4, 3, 16, 16)
+    before = model_state(model)
+    assert receptive_field(model, model.features[3], data[:1]) == (5, 5, -2.0, -2.0, 1.0, 1.0)
+    assert_same_state(before, model_state(model))
+
+
 def test_preactivation_of_conv_before_inplace_relu(setup):
     model, data = setup  # features.0 is followed by ReLU(inplace=True)
     ex = tl.synthesis.exemplars(model, data.split(10), "features.0", k=3, negative=True, crops=False)
@@ -119,6 +131,24 @@ def test_errors_and_no_global_rng(setup):
         tl.synthesis.exemplars(model, [data], "features.3", channels=[16])
     with pytest.raises(ValueError, match="reduce"):
         tl.synthesis.exemplars(model, [data], "features.3", reduce="median")
+    with pytest.raises(UsageError, match="reduce='median' is not known; expected 'mean' or 'max'"):
+        tl.synthesis.exemplars(model, [data], "features.3", reduce="median")
+    with pytest.raises(UsageError, match="k must be a positive int, got 0"):
+        tl.synthesis.exemplars(model, [data], "features.3", k=0)
+    with pytest.raises(UsageError, match="batch_size must be positive, got 0"):
+        tl.synthesis.exemplars(model, TensorDataset(data), "features.3", batch_size=0)
+    with pytest.raises(UsageError, match="need 0 <= start <= stop, got start=5, stop=2"):
+        tl.synthesis.exemplars(model, [data], "features.3", start=5, stop=2)
+    with pytest.raises(InputError, match="data must be a Dataset, a DataLoader or an iterable of batches, got int"):
+        tl.synthesis.exemplars(model, 3, "features.3")
+    with pytest.raises(UnsupportedModelError, match="model: expected an nn.Module, got str"):
+        tl.synthesis.exemplars("model", [data], "features.3")
+    one = tl.synthesis.exemplars(model, [data[:4]], "features.3", k=2)
+    other = tl.synthesis.exemplars(model, [data[:4]], "features.3", k=3)
+    with pytest.raises(UsageError, match="merge needs at least one ExemplarResult"):
+        tl.synthesis.merge()
+    with pytest.raises(UsageError, match=r"cannot merge exemplars of 'features.3' \(reduce=mean, negative=False, k=3\)"):
+        tl.synthesis.merge(one, other)
     state = torch.get_rng_state()
     tl.synthesis.exemplars(model, TensorDataset(data), "features.3", k=2)
     assert torch.equal(torch.get_rng_state(), state)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import torchloupe as tl
-from torchloupe.errors import ChannelError, LayerNotFoundError
+from torchloupe.errors import ChannelError, LayerNotFoundError, UnsupportedModelError, UsageError
 from torchloupe.features import feature_maps
 from tests.helpers import assert_same_state, model_state, tiny_cnn
 
@@ -59,6 +59,14 @@ def test_top_and_channels_select():
         feature_maps(model, x, "1", channels=-1)
     with pytest.raises(ValueError, match="top must be a positive int"):
         feature_maps(model, x, "1", top=0)
+    with pytest.raises(UsageError, match="top must be a positive int or None, got 0"):
+        feature_maps(model, x, "1", top=0)
+    with pytest.raises(UsageError, match=r"layer spec <class .*Conv2d'> matches 2 layers \(0, 1\.\.\.\); expected one"):
+        feature_maps(nn.Sequential(model[0], nn.Conv2d(4, 4, 1)), x, nn.Conv2d)
+    with pytest.raises(UnsupportedModelError, match="model: expected an nn.Module, got str"):
+        feature_maps("model", x, "1")
+    with pytest.raises(UnsupportedModelError, match="model: expected an nn.Module, got str"):
+        tl.features.feature_maps_of("model", x, ["1"])
 
 
 def test_wrong_layer_names_the_closest():

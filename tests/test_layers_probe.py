@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 import torchloupe as tl
-from torchloupe.errors import InputError, InputShapeError, LayerNotFoundError, NonFiniteInputError, TargetError
+from torchloupe.errors import (InputError, InputShapeError, LayerNotFoundError, NonFiniteInputError, TargetError,
+                               UnsupportedModelError)
 from torchloupe.inputs import check_input
 from torchloupe.layers import closest_names, find_layers, layer_names, name_of
 from torchloupe.probe import capture, preserved
@@ -46,6 +47,8 @@ def test_wrong_name_suggests_the_closest():
     with pytest.raises(LayerNotFoundError, match="not a name, glob, module type or module"):
         tl.find_layer(m, 3.5)
     with pytest.raises(TypeError, match="expected an nn.Module, got str"):
+        tl.find_layer("model", "fc")
+    with pytest.raises(UnsupportedModelError, match="^model: expected an nn.Module, got str$"):
         tl.find_layer("model", "fc")
 
 

@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import torchloupe as tl
 from tests.reference import ref_attention
-from torchloupe.errors import InputShapeError, UnsupportedModelError
+from torchloupe.errors import InputShapeError, UnsupportedModelError, UsageError
 
 CONFIGS = [
     (cls, bi, bf, layers, proj)
@@ -180,6 +180,39 @@ def test_trace_cells_records_every_call():
         tl.recurrent.trace_cells(nn.Sequential(nn.Linear(2, 2)), torch.randn(1, 2), cells="0")
 
 
+class _GatedCell(nn.Module):
+    """A GRUCell over the steps, with an optional keyword scale and a positional initial state."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = nn.GRUCell(4, 3)
+        self.drop = nn.Dropout(0.5)  # in training mode it would change every step
+
+    def forward(self, x, h0, *, scale=None):
+        h = h0
+        for t in range(x.shape[0]):
+            h = self.cell(self.drop(x[t] if scale is None else x[t] * scale), h)
+        return h
+
+
+def test_trace_cells_takes_positional_and_keyword_inputs():
+    torch.manual_seed(6)
+    model = _GatedCell().train()
+    x, h0, scale = torch.randn(3, 2, 4), torch.randn(2, 3), torch.tensor([[2.0], [0.5]])
+    traces = tl.recurrent.trace_cells(model, x, h0, scale=scale)
+    gru = nn.GRU(4, 3)
+    with torch.no_grad():
+        for a, b in (("weight_ih", "weight_ih_l0"), ("weight_hh", "weight_hh_l0"),
+                     ("bias_ih", "bias_ih_l0"), ("bias_hh", "bias_hh_l0")):
+            getattr(gru, b).copy_(getattr(model.cell, a))
+    ref = tl.recurrent.trace(gru, x * scale, h0[None])  # eval: dropout off, the scale applied
+    assert torch.allclose(traces["cell"].h, ref.h[0, 0], atol=1e-6)
+    assert torch.allclose(traces["cell"].gates["update"], ref.gates["update"][0, 0], atol=1e-6)
+    assert model.training
+    with pytest.raises(UnsupportedModelError, match="model: expected an nn.Module, got function"):
+        tl.recurrent.trace_cells(lambda x: x, x)
+
+
 def test_saturation_and_correlation_on_set_values():
     # a hand-built trace: one layer, one direction, B=1, T=4, H=2
     h = torch.tensor([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0], [3.0, 1.0]])[None, None, None]
@@ -195,3 +228,5 @@ def test_saturation_and_correlation_on_set_values():
     assert torch.allclose(corr[0, 0], torch.tensor([1.0, 0.0]))  # unit 1 is constant -> 0
     with pytest.raises(InputShapeError, match="signal"):
         tl.recurrent.correlate(tr, torch.zeros(2, 4))
+    with pytest.raises(UsageError, match="state='x'; expected 'h' or 'c'"):
+        tl.recurrent.correlate(tr, torch.zeros(1, 4), state="x")

@@ -15,7 +15,7 @@ import torchvision
 from torch import nn
 
 import torchloupe as tl
-from torchloupe.errors import TraceError
+from torchloupe.errors import TraceError, UnsupportedModelError
 from torchloupe.structure import ModelGraph, trace
 from torchloupe.render.graph.layout import collapse, fit_depth, layout
 
@@ -480,6 +480,8 @@ def test_error_after_a_handled_one_names_the_right_place():
 
 def test_not_a_module():
     with pytest.raises(TypeError, match="nn.Module"):
+        trace(lambda x: x, torch.rand(2))
+    with pytest.raises(UnsupportedModelError, match="the model to trace: expected an nn.Module, got function"):
         trace(lambda x: x, torch.rand(2))
 
 

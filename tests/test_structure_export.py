@@ -184,6 +184,29 @@ def test_export_onnx_checks(tmp_path):
     assert model.training  # the user's mode is back
 
 
+def test_export_onnx_attention_model_runs_outside_the_fast_path(tmp_path):
+    # In eval mode without autograd, nn.TransformerEncoder runs one fused ATen op
+    # (_transformer_encoder_layer_fwd) that has no ONNX form; the export turns that path off.
+    onnx = peer("onnx")
+    from onnx.reference import ReferenceEvaluator
+
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1, batch_first=True)
+    model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).train()
+    x = torch.rand(2, 5, 8)
+    path = export_onnx(model, x, path=tmp_path / "enc.onnx")
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto)
+    ops = {n.op_type for n in proto.graph.node}
+    assert "Softmax" in ops and "LayerNormalization" in ops
+    assert model.training and torch.backends.mha.get_fastpath_enabled()  # mode and flag restored
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+    (got,) = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_export_onnx_clear_error(tmp_path):
     class Eig(nn.Module):
         def forward(self, x):
@@ -193,6 +216,8 @@ def test_export_onnx_clear_error(tmp_path):
         export_onnx(Eig(), torch.rand(3, 3), path=tmp_path / "e.onnx")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         export_onnx(tiny_cnn(), torch.rand(1, 3, 8, 8), path=tmp_path / "nope" / "m.onnx")
+    with pytest.raises(UnsupportedModelError, match="the model to export: expected an nn.Module, got function"):
+        export_onnx(lambda x: x, torch.rand(1, 3, 8, 8), path=tmp_path / "m.onnx")
 
 
 # ---- CLI -----------------------------------------------------------------------------------------------

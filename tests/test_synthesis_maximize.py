@@ -9,7 +9,7 @@ import torchvision
 from torch import nn
 
 import torchloupe as tl
-from torchloupe.errors import ChannelError, InputShapeError, LayerNotFoundError
+from torchloupe.errors import ChannelError, InputShapeError, LayerNotFoundError, UnsupportedModelError, UsageError
 from torchloupe.synthesis import objectives as O
 from torchloupe.synthesis.params import InputDomain, ParamError
 
@@ -205,6 +205,18 @@ def test_errors_before_work():
         tl.synthesis.maximize(model, O.total_variation(), steps=2, input_shape=(3, 16, 16))
     with pytest.raises(ValueError, match="steps"):
         tl.synthesis.maximize(model, "features.3:1", steps=0)
+    with pytest.raises(UsageError, match="steps must be a positive int, got 0"):
+        tl.synthesis.maximize(model, "features.3:1", steps=0)
+    with pytest.raises(UsageError, match="batch must be a positive int, got 0"):
+        tl.synthesis.maximize(model, "features.3:1", batch=0)
+    with pytest.raises(UsageError, match="baseline_samples must be at least 1, got 0"):
+        tl.synthesis.maximize(model, "features.3:1", baseline_samples=0)
+    with pytest.raises(O.ObjectiveSpecError, match="objective is an empty list"):
+        tl.synthesis.maximize(model, [])
+    with pytest.raises(ParamError, match="domain must be an InputDomain or a dict of its fields, got str"):
+        tl.synthesis.maximize(model, "features.3:1", steps=2, input_shape=(3, 16, 16), domain="imagenet")
+    with pytest.raises(UnsupportedModelError, match="model: expected an nn.Module, got function"):
+        tl.synthesis.maximize(lambda x: x, "features.3:1")
 
 
 def test_inline_adam_matches_torch_optim_adam():

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchloupe.errors import ChannelError
+from torchloupe.errors import ChannelError, ObjectiveSpecError, UsageError
 from torchloupe.synthesis import objectives as O
 from torchloupe.synthesis import params as P
 from torchloupe.synthesis import transforms as T
@@ -44,6 +44,26 @@ def test_parse_channel_neuron_and_logit():
 def test_bad_specs_raise(spec):
     with pytest.raises((O.ObjectiveSpecError, TypeError)):
         O.parse(spec)
+
+
+def test_objectives_of_the_wrong_type_raise_objective_spec_errors():
+    obj = O.channel("layer3", 1)
+    with pytest.raises(ObjectiveSpecError, match="objective spec must be a string, got int"):
+        O.parse(3)
+    with pytest.raises(ObjectiveSpecError, match="objective must be an Objective or a string like 'layer3:5', got list"):
+        O.as_objective([obj])
+    with pytest.raises(ObjectiveSpecError, match="cannot combine an objective with NoneType None"):
+        obj + None
+    with pytest.raises(ObjectiveSpecError, match="an objective divides by a number, got Objective"):
+        obj / obj
+
+
+def test_check_channel_names_the_layer_and_its_channels():
+    O.check_channel(torch.zeros(2, 3, 4), "layer3", -3)  # in range, negative from the end
+    with pytest.raises(ChannelError, match=r"channel 3 is out of range for layer 'layer3' with 3 channels \(0..2\)"):
+        O.check_channel(torch.zeros(2, 3, 4), "layer3", 3)
+    with pytest.raises(ChannelError, match=r"layer 'fc' output has shape \(2,\); expected \(B, C, ...\)"):
+        O.check_channel(torch.zeros(2), "fc", 0)
 
 
 def test_channel_out_of_range_names_the_layer():
@@ -156,6 +176,13 @@ def test_jitter_is_a_per_image_crop():
     for i in range(2):
         hits = [(dy, dx) for dy in range(3) for dx in range(3) if torch.equal(y[i], x[i, :, dy:dy + 3, dx:dx + 3])]
         assert len(hits) == 1
+
+
+def test_transform_settings_raise_usage_errors():
+    with pytest.raises(UsageError, match="jitter must be at least 1 pixel, got 0"):
+        T.Jitter(0)
+    with pytest.raises(UsageError, match="transforms='bogus' is not known; expected 'standard', 'standard-resized', None"):
+        T.resolve("bogus", (3, 16, 16), 0.5)
 
 
 def test_identity_affine_and_pad():

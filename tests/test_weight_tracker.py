@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from torchloupe.errors import CheckpointError, LayerNotFoundError
+from torchloupe.errors import CheckpointError, LayerNotFoundError, UnsupportedModelError
 from torchloupe.weights.tracker import STATS, TrackerError, WeightHistory, WeightTracker
 
 
@@ -228,6 +228,13 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
         WeightTracker(m).history["2.weights"]
     with pytest.raises(TypeError, match="nn.Module"):
         WeightTracker({"w": torch.zeros(2)})
+    with pytest.raises(UnsupportedModelError, match="WeightTracker's model: expected an nn.Module, got dict"):
+        WeightTracker({"w": torch.zeros(2)})
+    with pytest.raises(TrackerError, match="sink object has no on_record"):
+        WeightTracker(m, sinks=[object()])
+    with pytest.raises(LayerNotFoundError, match=r"'2.weights' is not a tracked tensor; closest: '2.weight'") as info:
+        WeightTracker(m).history.index("2.weights")
+    assert info.value.closest[0] == "2.weight"
     # checkpoints that are not state dicts
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match=r"list.pt: is not a state dict \(got list\)"):
@@ -255,6 +262,9 @@ def test_layers_select_tracked_tensors():
     m = _mlp()
     t = WeightTracker(m, layers="2", snapshots=[])
     assert t.names == ("2.weight", "2.bias") and t.history.snapshots == {}
+    t = WeightTracker(m, layers="2", snapshots="0")
+    assert t.shapes == {"2.weight": (10, 32), "2.bias": (10,), "0.weight": (32, 64), "0.bias": (32,)}
+    assert t.history.shapes == t.shapes
     t = WeightTracker(m, layers=nn.Linear, snapshots=nn.Linear)
     assert t.names == ("0.weight", "0.bias", "2.weight", "2.bias")
 

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .errors import ChannelError, UnsupportedModelError
+from .errors import ChannelError, UnsupportedModelError, UsageError
 from .layers import LayerSpec, find_layers, name_of
-from .probe import activations
+from .probe import activations, require_module
 
 __all__ = ["FeatureMaps", "feature_maps", "feature_maps_of", "arrange"]
 
@@ -112,10 +112,10 @@ def feature_maps(
     blocks give tokens, Conv1d and friends ``(N, C, L)``).
     A tuple output uses its first tensor. An empty batch gives empty maps.
     """
-    found = find_layers(model, layer)
+    found = find_layers(require_module(model), layer)
     if len(found) != 1:
         names = ", ".join(n for n, _ in found[:5])
-        raise ValueError(f"layer spec {layer!r} matches {len(found)} layers ({names}...); expected one")
+        raise UsageError(f"layer spec {layer!r} matches {len(found)} layers ({names}...); expected one")
     _check_top(top)
     name, module = found[0]
     out = activations(model, x, [module])[name_of(model, module)]
@@ -127,14 +127,14 @@ def feature_maps_of(
 ) -> dict[str, FeatureMaps]:
     """:func:`feature_maps` of several layers from ONE forward: ``{layer name: FeatureMaps}``."""
     _check_top(top)
-    found = find_layers(model, layers)
+    found = find_layers(require_module(model), layers)
     outs = activations(model, x, [m for _, m in found])
     return {n: _from_output(n, m, outs[n], top, None, tokens) for n, m in found if n in outs}
 
 
 def _check_top(top: Any) -> None:
     if top is not None and (not isinstance(top, int) or isinstance(top, bool) or top < 1):
-        raise ValueError(f"top must be a positive int or None, got {top!r}")
+        raise UsageError(f"top must be a positive int or None, got {top!r}")
 
 
 def _from_output(name: str, module: nn.Module, out: Any, top: int | None, channels: Any, tokens: bool | None) -> FeatureMaps:

@@ -121,9 +121,9 @@ def find_layer(model: nn.Module, spec: LayerSpec) -> nn.Module:
 
     A glob or type that matches several modules returns the first one in model order.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
-    return find_layers(model, spec)[0][1]
+    from .probe import require_module  # probe finds layers with this module: imported on use
+
+    return find_layers(require_module(model), spec)[0][1]
 
 
 def name_of(model: nn.Module, module: nn.Module) -> str:

@@ -114,7 +114,8 @@ def _restore(snap: _Snapshot) -> None:
 
 
 def require_module(model: Any, what: str = "model") -> nn.Module:
-    """``model`` when it is an ``nn.Module``; else :class:`UnsupportedModelError` (a ``TypeError``)."""
+    """``model`` when it is an ``nn.Module``; else :class:`UnsupportedModelError` (a ``TypeError``)
+    naming ``what`` and the type given: ``"model: expected an nn.Module, got str"``."""
     if not isinstance(model, nn.Module):
         raise UnsupportedModelError(f"{what}: expected an nn.Module, got {type(model).__name__}")
     return model

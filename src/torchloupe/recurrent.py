@@ -26,10 +26,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from .errors import InputShapeError, UnsupportedModelError
-from .inputs import check_finite
+from .errors import InputShapeError, UnsupportedModelError, UsageError
+from .inputs import Inputs, check_finite
 from .layers import LayerSpec, find_layers
-from .probe import hooks, preserved
+from .probe import hooks, require_module, session
 
 __all__ = ["trace", "RecurrentTrace", "trace_cells", "CellTrace", "GATES", "saturation", "correlate"]
 
@@ -295,7 +295,7 @@ def correlate(tr: RecurrentTrace, signal: Tensor, state: str = "h") -> Tensor:
     """
     x = tr.h if state == "h" else tr.c if state == "c" else None
     if x is None:
-        raise ValueError(f"state={state!r}; expected 'h' or 'c' (and 'c' only for LSTM)")
+        raise UsageError(f"state={state!r}; expected 'h' or 'c' (and 'c' only for LSTM)")
     B, T = x.shape[2], x.shape[3]
     if tuple(signal.shape) != (B, T):
         raise InputShapeError(f"signal has shape {tuple(signal.shape)}; expected (B, T) = {(B, T)}")
@@ -361,6 +361,7 @@ def trace_cells(
     Each call's gates are recomputed from the call's own input, state and the cell's weights.
     Returns ``{cell name: CellTrace}``; the model's modes and hooks are restored.
     """
+    require_module(model)
     if inputs and isinstance(inputs[0], Tensor):  # the data; later arguments may be masks or states
         check_finite(inputs[0])
     if cells is None:
@@ -400,10 +401,9 @@ def trace_cells(
 
         return hook
 
-    with preserved(model), torch.no_grad():
-        model.eval()
+    with session(model) as run, torch.no_grad():
         with hooks(forward={m: make(n, _cell_kind(m)) for n, m in found}):
-            model(*inputs, **kwargs)
+            run(Inputs(inputs, kwargs))
     result = {}
     for n, m in found:
         kind = _cell_kind(m)

@@ -1,5 +1,3 @@
-import torch
-
 import torchloupe as tl
 from tests.helpers import Case
 

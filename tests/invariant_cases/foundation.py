@@ -1,7 +1,5 @@
 """Invariant cases of the foundation's compute entry points: feature maps and static weights."""
 
-import torch
-
 import torchloupe as tl
 from tests.helpers import Case
 

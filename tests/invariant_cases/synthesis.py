@@ -25,6 +25,12 @@ def _exemplars_batches(model, x):
     tl.synthesis.exemplars(model, [x, x], "fc", k=3, reduce="max", negative=True)
 
 
+def _receptive_field(model, x):
+    from torchloupe.synthesis.exemplars import receptive_field
+
+    assert receptive_field(model, model.features[3], x[:1]) == (5, 5, -2.0, -2.0, 1.0, 1.0)
+
+
 def _standard_transforms_for(model, x):
     from torchloupe.inputs import takes_shape
     from torchloupe.synthesis.maximize import standard_transforms_for
@@ -43,6 +49,7 @@ CASES = [
     Case("maximize-composed", _maximize_composed),
     Case("exemplars", _exemplars),
     Case("exemplars-batches", _exemplars_batches),
+    Case("receptive_field", _receptive_field),
     Case("standard-transforms-for", _standard_transforms_for),
     Case("maximize-standard-resized", _maximize_resized),
 ]

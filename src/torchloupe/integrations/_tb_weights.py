@@ -118,7 +118,7 @@ class TensorBoardSink:
             h = tracker.record_history(record)
             image, kind = _frame(h, 0, self.images)
         _write_record(self.writer, record.step, record.names, record.stats, record.hist, record.hist_range,
-                      tracker._shapes, image, kind)
+                      tracker.shapes, image, kind)
 
     def close(self) -> None:
         self.writer.flush()

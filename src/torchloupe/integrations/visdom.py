@@ -100,7 +100,7 @@ class VisdomSink:
     def _lines(self, tracker, record) -> list[int]:
         if self.names is not None:
             return [record.names.index(n) for n in self.names]
-        idx = [j for j, n in enumerate(record.names) if len(tracker._shapes.get(n, ())) >= 2] or list(
+        idx = [j for j, n in enumerate(record.names) if len(tracker.shapes.get(n, ())) >= 2] or list(
             range(len(record.names))
         )
         if len(idx) > self.max_lines:
@@ -130,7 +130,7 @@ class VisdomSink:
             self._append("weights_update_ratio", record.step, ratios, legend, "update ratio ‖ΔW‖/‖W‖")
         # histogram heat map of the head (or the last plotted tensor), rows = bins, columns = steps
         if self._hist_name is None:
-            heads = [n for n in tracker.snapshot_names if n.endswith("weight") and len(tracker._shapes[n]) == 2]
+            heads = [n for n in tracker.snapshot_names if n.endswith("weight") and len(tracker.shapes[n]) == 2]
             self._hist_name = heads[-1] if heads else record.names[idx[-1]]
         j = record.names.index(self._hist_name) if self._hist_name in record.names else idx[-1]
         self._hist_rows.append(record.hist[j].double().tolist())

@@ -13,7 +13,6 @@ one box (:meth:`ModelGraph.view`).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,12 +249,3 @@ class ModelGraph:
             f"ModelGraph({self.model_type}: {len(self.nodes)} nodes, {len(self.edges)} edges, "
             f"{self.total_params:,} parameters)"
         )
-
-    # ---- derived structure ----------------------------------------------------------------
-    def adjacency(self) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
-        succ: dict[int, list[int]] = defaultdict(list)
-        pred: dict[int, list[int]] = defaultdict(list)
-        for s, d in self.edges:
-            succ[s].append(d)
-            pred[d].append(s)
-        return succ, pred

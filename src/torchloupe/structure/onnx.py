@@ -19,21 +19,22 @@ def export_onnx(model: nn.Module, *inputs: Any, path: str | os.PathLike, opset: 
                 dynamo: bool = False, **kwargs: Any) -> str:
     """Write ``model`` traced on ``inputs`` to the ONNX file ``path``; returns the path.
 
-    Runs in eval mode; the model comes back as it went in. ``kwargs`` go to the model as keyword
-    inputs. ``dynamo=False`` uses the TorchScript-based exporter (fast; data-dependent branches are
-    taken as they went for these inputs); ``dynamo=True`` the ``torch.export``-based one. Raises :class:`~torchloupe.errors.UnsupportedModelError` naming the model and the
-    exporter's first complaint where the exporter cannot handle it; needs the ``onnx`` extra.
+    Runs in a :func:`~torchloupe.probe.session`: eval mode, and the fused attention fast path off
+    (its one ATen op has no ONNX form), so ``nn.TransformerEncoder`` and ``nn.MultiheadAttention``
+    export; the model comes back as it went in. ``kwargs`` go to the model as keyword inputs.
+    ``dynamo=False`` uses the TorchScript-based exporter (fast; data-dependent branches are taken
+    as they went for these inputs); ``dynamo=True`` the ``torch.export``-based one. Raises
+    :class:`~torchloupe.errors.UnsupportedModelError` naming the model and the exporter's first
+    complaint where the exporter cannot handle it; needs the ``onnx`` extra.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"export_onnx expects an nn.Module, got {type(model).__name__}")
+    probe.require_module(model, "the model to export")
     require("onnx", "onnx")
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"the folder {parent!r} for the ONNX file does not exist")
     extra = {} if opset is None else {"opset_version": opset}
-    with probe.preserved(model):
-        model.eval()
+    with probe.session(model, fastpath=False):
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 # the TorchScript exporter still works; its deprecation notice is not the user's concern

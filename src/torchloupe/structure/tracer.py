@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from .. import probe
 from ..errors import TraceError
+from ..inputs import Inputs
 from .graph import Branch, Edge, ModelGraph, ModuleInfo, Node
 from .merges import CAT_OPS, merges
 
@@ -550,8 +551,7 @@ def record(model: nn.Module, inputs: tuple, kwargs: dict | None = None, expand: 
     With ``keep_values``, also returns ``{node id: its first output tensor}`` (detached by ``no_grad``;
     a tensor written in place later holds its last value); else an empty dict.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"trace expects an nn.Module, got {type(model).__name__}")
+    probe.require_module(model, "the model to trace")
     kwargs = kwargs or {}
     expand_set = {expand} if isinstance(expand, str) else set(expand)
     rec = _Recorder(model, expand_set, keep_values)
@@ -569,13 +569,12 @@ def record(model: nn.Module, inputs: tuple, kwargs: dict | None = None, expand: 
     scripted = [m for m in rec.module_by_name.values() if isinstance(m, torch.jit.ScriptModule)]
     inside = {id(c) for m in scripted for c in m.modules()}
     modules = [m for m in rec.module_by_name.values() if id(m) not in inside]
-    with probe.preserved(model):
-        model.eval()
+    with probe.session(model) as run:
         with probe.hooks(forward={m: rec.post_hook for m in modules},
                          forward_pre={m: rec.pre_hook for m in modules}, with_kwargs=True, always_call=True):
             try:
                 with torch.no_grad(), probe.functions(rec.on_function):
-                    output = model(*inputs, **kwargs)
+                    output = run(Inputs(tuple(inputs), dict(kwargs)))
             except Exception as exc:
                 raise _trace_error(model, rec, exc) from exc
     for key, t in _keyed(output, "output"):

@@ -26,10 +26,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSampler
 
 from .. import distributed as D
-from ..errors import ChannelError, TorchLoupeError
+from ..errors import ChannelError, InputError, TorchLoupeError, UsageError
 from ..inputs import check_finite, check_input
 from ..layers import find_layers
-from ..probe import hooks, intercept, preserved
+from ..probe import hooks, intercept, require_module, session
 
 __all__ = ["exemplars", "merge", "ExemplarResult", "receptive_field"]
 
@@ -101,12 +101,12 @@ def _select(cands: list[_State], k: int) -> _State:
 def merge(*results: ExemplarResult) -> ExemplarResult:
     """One result from partial results over disjoint samples (shards, or a run and its resumption)."""
     if not results:
-        raise ValueError("merge needs at least one ExemplarResult")
+        raise UsageError("merge needs at least one ExemplarResult")
     first = results[0]
     for r in results[1:]:
         same = (r.layer, r.channels, r.reduce, r.negative, r.k) == (first.layer, first.channels, first.reduce, first.negative, first.k)
         if not same:
-            raise ValueError(
+            raise UsageError(
                 f"cannot merge exemplars of {r.layer!r} (reduce={r.reduce}, negative={r.negative}, k={r.k}) "
                 f"with {first.layer!r} (reduce={first.reduce}, negative={first.negative}, k={first.k})"
             )
@@ -160,7 +160,7 @@ def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int
     if isinstance(data, IterableDataset):
         data = DataLoader(data, batch_size=batch_size, generator=torch.Generator())
     if not isinstance(data, Iterable):
-        raise TypeError(f"data must be a Dataset, a DataLoader or an iterable of batches, got {type(data).__name__}")
+        raise InputError(f"data must be a Dataset, a DataLoader or an iterable of batches, got {type(data).__name__}")
 
     def gen() -> Iterator[tuple[int, Tensor]]:
         count = 0
@@ -206,6 +206,8 @@ def receptive_field(model: nn.Module, module: nn.Module, example: Tensor) -> tup
     Measured, not derived: the gradient of the centre position (all channels) with respect to
     a few random inputs, with ReLU-family functions made the identity so no unit hides its
     inputs; the union of the non-zero support is the box. ``sy, sx`` = input size / layer size.
+    The forward runs in a :func:`~torchloupe.probe.session` (eval mode, parameters frozen); the
+    model comes back as it went in.
     """
     out: dict[str, Tensor] = {}
 
@@ -217,8 +219,8 @@ def receptive_field(model: nn.Module, module: nn.Module, example: Tensor) -> tup
     x = (x * (example.max() - example.min()) + example.min()).requires_grad_(True)
     idn = {torch.relu: _identity, torch.nn.functional.relu: _identity, torch.relu_: _identity,
            Tensor.relu: _identity, Tensor.relu_: _identity, torch.nn.functional.relu6: _identity}
-    with hooks(forward={module: hook}), intercept(idn), torch.enable_grad():
-        model(x)
+    with session(model, freeze=True) as run, hooks(forward={module: hook}), intercept(idn), torch.enable_grad():
+        run(x)
         a = out["a"]
         h, w = a.shape[-2:]
         ci, cj = h // 2, w // 2
@@ -284,16 +286,15 @@ def exemplars(
     ``distributed``: ``None`` = split over ranks when a process group is active.
     Returns an :class:`ExemplarResult` (on every rank the same).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    require_module(model)
     if reduce not in ("mean", "max"):
-        raise ValueError(f"reduce={reduce!r} is not known; expected 'mean' or 'max'")
+        raise UsageError(f"reduce={reduce!r} is not known; expected 'mean' or 'max'")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+        raise UsageError(f"k must be a positive int, got {k!r}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise UsageError(f"batch_size must be positive, got {batch_size}")
     if start < 0 or (stop is not None and stop < start):
-        raise ValueError(f"need 0 <= start <= stop, got start={start}, stop={stop}")
+        raise UsageError(f"need 0 <= start <= stop, got start={start}, stop={stop}")
     name, module = find_layers(model, layer)[0]
     use_dist = D.is_active() if distributed is None else (distributed and D.is_active())
     rank, world = (D.rank(), D.world_size()) if use_dist else (0, 1)
@@ -332,8 +333,7 @@ def exemplars(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc=f"exemplars {name}", leave=False)
-    with preserved(model):
-        model.eval()
+    with session(model) as run:
         with hooks(forward={module: hook}), torch.no_grad():
             for first_index, x in batches:
                 x = x.to(device)
@@ -343,7 +343,7 @@ def exemplars(
                 check_finite(x, f"the data batch at sample {first_index}")
                 flags["calls"] = 0
                 try:
-                    model(x)
+                    run(x)
                 except _Stop:
                     pass
                 if "a" not in acts:

@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputShapeError, TorchLoupeError
+from ..errors import InputShapeError, ObjectiveSpecError, ParamError, TorchLoupeError, UsageError
 from ..inputs import check_input, first_layer
 from ..layers import find_layers
-from ..probe import hooks, intercept, preserved
+from ..probe import hooks, intercept, require_module, session
 from . import objectives as O
 from . import transforms as T
-from .params import PARAMS, InputDomain, ParamError
+from .params import PARAMS, InputDomain
 
 __all__ = ["maximize", "SynthesisResult", "redirected_relu", "standard_transforms_for"]
 
@@ -67,10 +67,6 @@ class SynthesisResult:
         """``final / baseline`` where the baseline is positive, else NaN."""
         b = self.baseline_activation
         return torch.where(b > 0, self.final_activation / b.clamp_min(1e-30), torch.full_like(b, float("nan")))
-
-    @property
-    def succeeded(self) -> Tensor:
-        return ~self.failed
 
     def rows(self) -> list[tuple[str, float, float, float, str]]:
         """``(name, final, baseline, dataset top-1, 'ok' | 'FAILED')`` per image, for tables."""
@@ -178,14 +174,14 @@ def _domain(domain: Any) -> InputDomain:
         return domain
     if isinstance(domain, dict):
         return InputDomain(**domain)
-    raise TypeError(f"domain must be an InputDomain or a dict of its fields, got {type(domain).__name__}")
+    raise ParamError(f"domain must be an InputDomain or a dict of its fields, got {type(domain).__name__}")
 
 
 def _scores(objs: list[O.Objective], ctx: O.Context, fast: tuple[str, Tensor] | None) -> Tensor:
     if fast is not None:  # every objective a plain channel of one layer: one gather
         layer, idx = fast
         a = ctx.acts[layer]
-        O._check_channel(a, layer, int(idx.max()))
+        O.check_channel(a, layer, int(idx.max()))
         rows = a[torch.arange(a.shape[0], device=a.device), idx.to(a.device)]
         return rows.reshape(rows.shape[0], -1).mean(1)
     values = torch.stack([o(ctx) for o in objs], 0)  # (K, N)
@@ -270,19 +266,18 @@ def maximize(
     each channel's dataset top-1 beside the reached value.
     Returns a :class:`SynthesisResult`; the images are in the domain's range, un-normalized.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    require_module(model)
     objs = [O.as_objective(o) for o in (objective if isinstance(objective, (list, tuple)) else [objective])]
     if not objs:
-        raise ValueError("objective is an empty list; give at least one objective")
+        raise ObjectiveSpecError("objective is an empty list; give at least one objective")
     if param not in PARAMS:
         raise ParamError(f"param={param!r} is not known; expected one of {', '.join(PARAMS)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+        raise UsageError(f"steps must be a positive int, got {steps!r}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be a positive int, got {batch!r}")
+        raise UsageError(f"batch must be a positive int, got {batch!r}")
     if baseline_samples < 1:
-        raise ValueError(f"baseline_samples must be at least 1, got {baseline_samples}")
+        raise UsageError(f"baseline_samples must be at least 1, got {baseline_samples}")
     shape = tuple(int(s) for s in (input_shape if input_shape is not None else _default_shape(model)))
     # The shape against the model's first layer, before any step (a typed error naming both).
     check_input(model, torch.zeros(1, *shape, device=_device_of(model)), name=f"an input of input_shape {shape}")
@@ -290,12 +285,12 @@ def maximize(
     units = [o.unit for o in objs]
     if any(u is None for u in units):
         bad = next(o.name for o in objs if o.unit is None)
-        raise O.ObjectiveSpecError(f"objective {bad!r} is only penalties; add a unit to maximize, e.g. 'layer3:5' - ...")
+        raise ObjectiveSpecError(f"objective {bad!r} is only penalties; add a unit to maximize, e.g. 'layer3:5' - ...")
     layer_names = list(dict.fromkeys(name for o in objs for name in o.layers))
     modules = dict(find_layers(model, layer_names)) if layer_names else {}
     missing = [n for n in layer_names if n not in modules]
     if missing:  # a glob in an objective spec
-        raise O.ObjectiveSpecError(f"objective layers must be exact names, got {missing}")
+        raise ObjectiveSpecError(f"objective layers must be exact names, got {missing}")
     tf = T.resolve(transforms, shape, dom.middle)
 
     device = _device_of(model)
@@ -330,16 +325,13 @@ def maximize(
     def forward(x: Tensor) -> None:
         acts.clear()
         try:
-            model(x)
+            run(x)
         except _StopForward:
             pass
         if len(acts) < len(layer_names):
             raise TorchLoupeError(f"layers {[m for m in layer_names if m not in acts]} did not run in the forward pass")
 
-    with preserved(model):
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
+    with session(model, freeze=True) as run:
         with hooks(forward={modules[name]: make_hook(name) for name in layer_names}):
             # Baseline on random inputs (a full forward: also tells whether each layer runs once).
             rand = dom.random((baseline_samples, *shape), gen, device)

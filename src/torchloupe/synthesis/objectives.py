@@ -155,7 +155,7 @@ class Objective:
 
     def __truediv__(self, other: float):
         if not isinstance(other, (int, float)):
-            raise TypeError(f"an objective divides by a number, got {type(other).__name__}")
+            raise ObjectiveSpecError(f"an objective divides by a number, got {type(other).__name__}")
         return self * (1.0 / other)
 
 
@@ -172,7 +172,7 @@ def _coerce(x):
         return x
     if isinstance(x, str):
         return parse(x)
-    raise TypeError(f"cannot combine an objective with {type(x).__name__} {x!r}")
+    raise ObjectiveSpecError(f"cannot combine an objective with {type(x).__name__} {x!r}")
 
 
 def as_objective(x: ObjectiveLike) -> Objective:
@@ -181,11 +181,12 @@ def as_objective(x: ObjectiveLike) -> Objective:
         return x
     if isinstance(x, str):
         return parse(x)
-    raise TypeError(f"objective must be an Objective or a string like 'layer3:5', got {type(x).__name__}")
+    raise ObjectiveSpecError(f"objective must be an Objective or a string like 'layer3:5', got {type(x).__name__}")
 
 
 # leaves ------------------------------------------------------------------------------------
-def _check_channel(acts: Tensor, layer: str, n: int) -> None:
+def check_channel(acts: Tensor, layer: str, n: int) -> None:
+    """``acts`` is ``(B, C, ...)`` and ``n`` one of its channels; else :class:`ChannelError`."""
     if acts.dim() < 2:
         raise ChannelError(f"layer {layer!r} output has shape {tuple(acts.shape)}; expected (B, C, ...)")
     if not -acts.shape[1] <= n < acts.shape[1]:
@@ -199,7 +200,7 @@ def channel(layer: str, n: int) -> Objective:
 
     def fn(ctx: Context) -> Tensor:
         a = ctx.acts[layer]
-        _check_channel(a, layer, n)
+        check_channel(a, layer, n)
         a = a[:, n]
         return a.reshape(a.shape[0], -1).mean(1)
 
@@ -211,7 +212,7 @@ def neuron(layer: str, n: int, at: Sequence[int] | None = None) -> Objective:
 
     def fn(ctx: Context) -> Tensor:
         a = ctx.acts[layer]
-        _check_channel(a, layer, n)
+        check_channel(a, layer, n)
         spatial = a.shape[2:]
         pos = tuple(s // 2 for s in spatial) if at is None else tuple(at)
         if len(pos) != len(spatial) or any(not 0 <= p < s for p, s in zip(pos, spatial)):
@@ -301,7 +302,7 @@ _SPEC = re.compile(r"^\s*(?P<layer>[^:@\s]*)\s*:\s*(?P<n>-?\d+)\s*(?:@\s*\(?(?P<
 def parse(spec: str) -> Objective:
     """``"layer:n"`` -> :func:`channel`, ``"layer:n@(i,j)"`` -> :func:`neuron`."""
     if not isinstance(spec, str):
-        raise TypeError(f"objective spec must be a string, got {type(spec).__name__}")
+        raise ObjectiveSpecError(f"objective spec must be a string, got {type(spec).__name__}")
     m = _SPEC.match(spec)
     if not m or not m.group("layer"):
         raise ObjectiveSpecError(

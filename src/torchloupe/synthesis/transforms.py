@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import UsageError
+
 __all__ = ["Pad", "Jitter", "RandomScale", "RandomRotate", "Resize", "Compose", "standard", "lucid", "resolve"]
 
 
@@ -42,7 +44,7 @@ class Jitter:
 
     def __init__(self, d: int):
         if d < 1:
-            raise ValueError(f"jitter must be at least 1 pixel, got {d}")
+            raise UsageError(f"jitter must be at least 1 pixel, got {d}")
         self.d = int(d)
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
@@ -179,7 +181,7 @@ def resolve(spec, input_shape: Sequence[int], pad_value: float) -> Compose:
         return lucid(pad_value) if len(input_shape) == 3 else Compose([])
     if isinstance(spec, str):
         if spec not in ("standard", "standard-resized"):
-            raise ValueError(f"transforms={spec!r} is not known; expected 'standard', 'standard-resized', None "
+            raise UsageError(f"transforms={spec!r} is not known; expected 'standard', 'standard-resized', None "
                              f"or a list of transforms")
         if len(input_shape) != 3:
             return Compose([])

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointError, TrackerError
+from ..errors import CheckpointError, LayerNotFoundError, TrackerError
 
 __all__ = ["WeightHistory", "Record", "STATS"]
 
@@ -68,7 +68,8 @@ class WeightHistory:
 
     # -- access ---------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Tensor:
-        """Full snapshots of ``name``: ``(len(snapshot_steps), *shape)``."""
+        """Full snapshots of ``name``: ``(len(snapshot_steps), *shape)``. A name without snapshots
+        raises ``KeyError``, what a subscript raises, naming the snapshotted tensors and the closest."""
         if name not in self.snapshots:
             import difflib
 
@@ -83,7 +84,8 @@ class WeightHistory:
         return name in self.snapshots
 
     def index(self, name: str) -> int:
-        """Position of tracked tensor ``name`` along the ``n`` axis of ``stats`` / ``hist``."""
+        """Position of tracked tensor ``name`` along the ``n`` axis of ``stats`` / ``hist``;
+        :class:`~torchloupe.errors.LayerNotFoundError` (a ``LookupError``) naming the closest names."""
         try:
             return self.names.index(name)
         except ValueError:
@@ -91,7 +93,7 @@ class WeightHistory:
 
             close = difflib.get_close_matches(name, list(self.names), n=3, cutoff=0.5)
             hint = f"; closest: {', '.join(repr(c) for c in close)}" if close else ""
-            raise KeyError(f"{name!r} is not a tracked tensor{hint}") from None
+            raise LayerNotFoundError(f"{name!r} is not a tracked tensor{hint}", name, tuple(close)) from None
 
     def stat(self, name: str, which: str) -> Tensor:
         """``(R,)`` values of statistic ``which`` (one of :data:`STATS`) for tensor ``name``."""

@@ -27,16 +27,6 @@ __all__ = ["kernels", "fc_matrix", "class_templates", "TemplateShapeError"]
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
-
-def _weight_of(module: nn.Module | Tensor, what: str) -> Tensor:
-    if isinstance(module, Tensor):
-        return module
-    weight = getattr(module, "weight", None)
-    if not isinstance(weight, Tensor):
-        raise UnsupportedModelError(f"{type(module).__name__} has no weight tensor; expected {what}")
-    return weight
-
-
 def kernels(module: nn.Module | Tensor) -> Tensor:
     """The kernels of a convolution as a detached ``(out, in / groups, *kernel_size)`` tensor.
 

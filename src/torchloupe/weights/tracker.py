@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, LayerNotFoundError, TrackerError
 from ..layers import LayerSpec, find_layers
-
+from ..probe import require_module
 from .checkpoints import default_snapshot_names, load_state_dict, names_in
 from .history import STATS, Record, WeightHistory
 
@@ -111,6 +111,9 @@ class WeightTracker:
         :class:`torchloupe.integrations.visdom.VisdomSink` or the TensorBoard sink.
     start_step: the optimizer steps already taken (when resuming).
     record_initial: record ``start_step`` at construction.
+
+    Attributes: ``names`` (tracked tensors), ``snapshot_names``, ``shapes`` (``{name: shape}`` of
+    every tracked or snapshotted tensor), ``every``, ``bins``, ``budget``, ``input_shape``, ``sinks``.
     """
 
     def __init__(
@@ -127,9 +130,7 @@ class WeightTracker:
         start_step: int = 0,
         record_initial: bool = True,
     ):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"WeightTracker expects an nn.Module, got {type(model).__name__}")
-        self.model = model
+        self.model = require_module(model, "WeightTracker's model")
         names, params = _tracked(model, layers)
         snap_names, snap_params = _snapshot_params(model, snapshots)
         self._setup(
@@ -150,8 +151,8 @@ class WeightTracker:
         self._params: list[Tensor] = list(params)
         self.snapshot_names: tuple[str, ...] = tuple(snap_names)
         self._snap_params: list[Tensor] = list(snap_params)
-        self._shapes = {n: tuple(p.shape) for n, p in zip(names, params)}
-        self._shapes.update({n: tuple(p.shape) for n, p in zip(snap_names, snap_params)})
+        self.shapes = {n: tuple(p.shape) for n, p in zip(names, params)}
+        self.shapes.update({n: tuple(p.shape) for n, p in zip(snap_names, snap_params)})
         self.snapshot_bytes = sum(p.numel() * p.element_size() for p in self._snap_params)
         if self._snap_params and self.snapshot_bytes > self.budget:
             raise TrackerError(
@@ -163,7 +164,7 @@ class WeightTracker:
         self.sinks = list(sinks)
         for s in self.sinks:
             if not callable(getattr(s, "on_record", None)):
-                raise TypeError(f"sink {type(s).__name__} has no on_record(tracker, record) method")
+                raise TrackerError(f"sink {type(s).__name__} has no on_record(tracker, record) method")
         # recorded data
         self._steps: list[int] = []
         self._stats: list[Tensor] = []
@@ -340,7 +341,7 @@ class WeightTracker:
             if self._snaps:
                 snaps[name] = torch.stack([s[j] for s in self._snaps])
             else:
-                snaps[name] = torch.empty(0, *self._shapes[name])
+                snaps[name] = torch.empty(0, *self.shapes[name])
         return WeightHistory(
             steps=torch.tensor(self._steps, dtype=torch.int64),
             names=self.names,
@@ -353,7 +354,7 @@ class WeightTracker:
             every=self.every,
             budget=self.budget,
             input_shape=self.input_shape,
-            shapes=dict(self._shapes),
+            shapes=dict(self.shapes),
         )
 
     def record_history(self, record: Record) -> WeightHistory:
@@ -370,7 +371,7 @@ class WeightTracker:
             every=self.every,
             budget=self.budget,
             input_shape=self.input_shape,
-            shapes=dict(self._shapes),
+            shapes=dict(self.shapes),
         )
 
     @property
@@ -457,9 +458,9 @@ class WeightTracker:
             if missing:
                 raise CheckpointError(f"{path}: missing {', '.join(missing[:5])} (expected the tracked tensors)")
             for n in list(names) + list(snap_names):
-                if tuple(sd[n].shape) != self._shapes[n]:
+                if tuple(sd[n].shape) != self.shapes[n]:
                     raise CheckpointError(
-                        f"{path}: {n} has shape {tuple(sd[n].shape)}, expected {self._shapes[n]}"
+                        f"{path}: {n} has shape {tuple(sd[n].shape)}, expected {self.shapes[n]}"
                     )
             self._step = step
             self._record([sd[n] for n in names], [sd[n] for n in snap_names], grads=False)

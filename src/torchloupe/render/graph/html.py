@@ -14,7 +14,7 @@ from html import escape
 
 from .script import SCRIPT
 from ...structure.graph import ModelGraph
-from .layout import _flags, collapse, fit_depth, layout
+from .layout import collapse, fit_depth, layout, node_flags
 from .svg import STYLE, render_svg
 from .text import notes
 
@@ -50,7 +50,7 @@ def graph_data(graph: ModelGraph, depth: int | None, edges: str = "orthogonal") 
             "id": n.id, "name": n.name, "qual": n.qualname, "type": n.type, "kind": n.kind, "scope": list(n.scope),
             "shape": list(n.output_shape) if n.output_shape is not None else None,
             "shapes_in": [list(s) for s in n.input_shapes], "params": n.total_params, "macs": n.macs,
-            "flags": _flags(n), "extra": n.extra, "call": n.call, "bytes": n.activation_bytes,
+            "flags": node_flags(n), "extra": n.extra, "call": n.call, "bytes": n.activation_bytes,
         })
     modules = {m.name: {"type": m.type, "params": m.total_params, "calls": m.calls, "leaf": m.leaf}
                for m in graph.modules.values()}

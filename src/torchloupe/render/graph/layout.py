@@ -42,7 +42,7 @@ class View:
         return len(self.nodes)
 
 
-def _flags(node) -> list[str]:
+def node_flags(node) -> list[str]:
     flags = []
     if node.inplace:
         flags.append("in-place")
@@ -88,7 +88,7 @@ def collapse(graph: ModelGraph, depth: int | None = None, collapsed: set[str] | 
             else:
                 boxes[key] = ViewNode(key=key, label=node.qualname or node.type, type=node.type, kind=node.kind,
                                       members=[], name=node.name, params=node.total_params, macs=node.macs,
-                                      flags=_flags(node))
+                                      flags=node_flags(node))
         box = boxes[key]
         box.members.append(node.id)
         if node.output_shapes:
