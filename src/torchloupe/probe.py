@@ -446,7 +446,6 @@ def activations(
     found = find_layers(model, layers)
     if isinstance(x, Tensor):
         x = check_input(model, x)
-    with capture(model, [m for _, m in found], eval_mode=True) as rec:
-        with torch.no_grad():
-            Inputs.of(x).call(model)
+    with session(model) as run, capture(model, [m for _, m in found]) as rec, torch.no_grad():
+        run(x)
     return {n: rec[n] for n in rec.names if rec._calls[n]}
