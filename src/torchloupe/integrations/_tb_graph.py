@@ -110,7 +110,8 @@ def _torch_add_graph(writer, model: nn.Module, inputs: tuple, raise_errors: bool
     import io
     import warnings
 
-    with probe.preserved(model):
+    # eval=False: TensorBoard's own tracer records the model in the mode the user gave it
+    with probe.session(model, eval=False):
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
