@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..inputs import Inputs, InputsLike, check_inputs
-from ..probe import Session
+from ..probe import Session, require_module
 from ..targets import OutputSpec, Target, TargetLike
 
 
@@ -158,6 +158,7 @@ def prepare(model: nn.Module, x: InputsLike, maps: Tensor, *, wrt: int | str = 0
 
     ``x``: anything ``model(...)`` takes (:class:`~torchloupe.inputs.Inputs`); ``wrt`` the input the
     metric perturbs (an image batch)."""
+    require_module(model)
     inputs = check_inputs(model, x, wrt=wrt)
     xe = inputs.explained(wrt, model)
     if xe.dim() != 4:
