@@ -13,7 +13,7 @@ from torch import nn
 
 import torchloupe as tl
 from tests.reference import ref_attention
-from torchloupe.errors import InputError, LayerNotFoundError
+from torchloupe.errors import InputError, LayerNotFoundError, TargetError, UsageError
 
 
 def _encoder(seed=0, layers=2, d=16, heads=4):
@@ -471,3 +471,54 @@ def test_nested_tensor_encoder_with_padding_mask():
     with torch.no_grad():
         y1 = enc(x, src_key_padding_mask=pad)
     assert torch.equal(y0, y1)
+
+
+# -- inputs and outputs other than one tensor in, one tensor out ------------------------------------
+
+
+class _DictClassifier(_Classifier):
+    """_Classifier called as ``model(tokens=..., scale=...)`` returning ``{"hidden", "logits"}``."""
+
+    def forward(self, tokens, scale=1.0):
+        h = self.enc(tokens * scale)
+        return {"hidden": h, "logits": self.fc(h[:, 0])}
+
+
+class _TupleClassifier(_Classifier):
+    def forward(self, x):
+        h = self.enc(x)
+        return h, self.fc(h[:, 0])
+
+
+def test_relevance_output_selection_and_callable_targets_equal_the_plain_models():
+    torch.manual_seed(7)
+    x = torch.randn(2, 4, 8)
+    plain = tl.attention.relevance(_Classifier().eval(), x, target=1)
+    as_dict = _DictClassifier().eval()
+    assert torch.equal(tl.attention.relevance(as_dict, tokens=x, target=1, output="logits"), plain)
+    assert torch.equal(tl.attention.relevance(as_dict, tokens=x, target=1), plain)  # "logits" found by itself
+    assert torch.equal(tl.attention.relevance(_TupleClassifier().eval(), x, target=1, output=1), plain)
+    # a callable target gets the selected scores; score= gets the raw output, as before
+    assert torch.equal(tl.attention.relevance(as_dict, tokens=x, target=lambda s: s[:, 1], output="logits"), plain)
+    assert torch.equal(tl.attention.relevance(as_dict, tokens=x, score=lambda out: out["logits"][:, 1]), plain)
+    # one Inputs stands for every argument (positional and keyword)
+    from torchloupe.inputs import Inputs
+
+    both = Inputs((x,), {"scale": 1.0})
+    assert torch.equal(tl.attention.relevance(as_dict, both, target=1), plain)
+    maps = tl.attention.capture(as_dict, both)
+    assert list(maps) == ["enc.layers.0.self_attn", "enc.layers.1.self_attn"]
+    assert all(torch.equal(maps[k], v) for k, v in tl.attention.capture(as_dict, tokens=x).items())
+
+
+def test_relevance_wrong_output_and_target_are_target_errors():
+    x = torch.randn(2, 4, 8)
+    with pytest.raises(TargetError, match=r"output='scores' is not part of the model's output, dict with "
+                                          r"hidden: tensor of shape \(2, 4, 8\), logits: tensor of shape \(2, 3\)"):
+        tl.attention.relevance(_DictClassifier().eval(), tokens=x, output="scores")
+    with pytest.raises(TargetError, match="target class 3 is out of range; the model has 3 classes"):
+        tl.attention.relevance(_Classifier().eval(), x, target=3)
+    with pytest.raises(TargetError, match=r"the target callable must return \(2,\) scores"):
+        tl.attention.relevance(_Classifier().eval(), x, target=lambda out: out)
+    with pytest.raises(UsageError, match="discard_ratio"):
+        tl.attention.rollout([torch.rand(1, 1, 2, 2)], discard_ratio=1.0)

@@ -383,3 +383,123 @@ def test_distinct_groups_exact_copies_only():
     uniq, inverse = ev.perturbation._distinct(x)
     assert uniq.shape[0] == 4 and torch.equal(uniq[inverse], x)
     assert inverse[0] == inverse[2] and inverse[1] == inverse[4] and inverse[5] != inverse[0]
+
+
+# -- inputs and outputs other than one tensor in, one tensor out ------------------------------------
+
+
+class TwoImages(nn.Module):
+    """``forward(a, b)``: class 0 reads image ``a`` (``2 a0 + a1``), class 1 image ``b`` (``b0 + 3 b1``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fa = nn.Linear(2, 2, bias=False)
+        self.fb = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.fa.weight.copy_(torch.tensor([[2.0, 1.0], [0.0, 0.0]]))
+            self.fb.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 3.0]]))
+
+    def forward(self, a, b):
+        return self.fa(a.flatten(1)) + self.fb(b.flatten(1))
+
+
+def _two_image_curve(a, b, maps, wrt, target):
+    """Literal deletion on 1 x 2 images, two steps: zero the more salient pixel, then both."""
+    order = [int(maps[1] > maps[0]), int(maps[1] <= maps[0])]  # most salient first
+    a, b = a.flatten().tolist(), b.flatten().tolist()
+    curve = []
+    for k in range(3):
+        img = list((a, b)[wrt])
+        for j in order[:k]:
+            img[j] = 0.0
+        aa, bb = (img, b) if wrt == 0 else (a, img)
+        z0, z1 = 2 * aa[0] + aa[1], bb[0] + 3 * bb[1]
+        p = 1 / (1 + math.exp(-(z0 - z1)))
+        curve.append(p if target == 0 else 1 - p)
+    return curve
+
+
+def test_two_input_model_deletion_perturbs_input_wrt_and_keeps_the_other():
+    m = TwoImages().eval()
+    a = torch.tensor([[1.0, 1.0], [0.5, 2.0], [1.5, 0.25]]).view(3, 1, 1, 2)
+    b = torch.tensor([[1.0, 1.0], [0.75, 0.5], [2.0, 0.0]]).view(3, 1, 1, 2)
+    maps = torch.tensor([[0.2, 0.9], [0.8, 0.1], [0.3, 0.4]]).view(3, 1, 2)
+    for wrt, target in ((0, 0), (1, 1), (0, 1)):
+        # 8 bytes an image: forwards of two images, so every curve spans several chunks
+        r = ev.deletion_curve(m, (a, b), maps, target=target, steps=2, substrate="zero", wrt=wrt, memory_budget=16)
+        for i in range(3):
+            want = _two_image_curve(a[i], b[i], maps[i].flatten(), wrt, target)
+            assert torch.allclose(r.curves[i], torch.tensor(want), atol=1e-6), (wrt, target, i)
+            auc = 0.5 * (want[0] + want[1]) / 2 + 0.5 * (want[1] + want[2]) / 2
+            assert r.auc[i].item() == pytest.approx(auc, abs=1e-6)
+        assert torch.equal(ev.deletion(m, (a, b), maps, target=target, steps=2, wrt=wrt), r.auc)
+        # keyword inputs: the same model called as m(a=..., b=...), the input named by wrt
+        kw = ev.deletion(m, {"a": a, "b": b}, maps, target=target, steps=2, wrt="ab"[wrt])
+        assert torch.allclose(kw, r.auc, atol=1e-7)
+    # the predicted class is read off the unperturbed pair
+    pred = ev.deletion_curve(m, (a, b), maps, steps=2, wrt=1)
+    with torch.no_grad():
+        assert torch.equal(pred.targets, m(a, b).argmax(1))
+
+
+class DictOut(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return {"features": x.flatten(1), "logits": self.inner(x)}
+
+
+class TupleOut(DictOut):
+    def forward(self, x):
+        return (self.inner(x), x.flatten(1))
+
+
+def test_dict_and_tuple_outputs_give_the_plain_models_values():
+    torch.manual_seed(11)
+    inner = tiny_cnn().eval()
+    x = torch.rand(3, 3, 12, 12)
+    maps = torch.rand(3, 12, 12)
+    calls = {
+        "deletion": lambda m, **kw: ev.deletion(m, x, maps, steps=5, **kw),
+        "insertion": lambda m, **kw: ev.insertion(m, x, maps, target=[0, 1, 2], steps=5, **kw),
+        "average_drop": lambda m, **kw: ev.average_drop(m, x, maps, **kw),
+        "road": lambda m, **kw: ev.road(m, x, maps, percentages=(30, 70), **kw).scores,
+    }
+    for name, call in calls.items():
+        plain = call(inner)
+        assert torch.equal(call(DictOut(inner), output="logits"), plain), name
+        assert torch.equal(call(DictOut(inner)), plain), name  # a "logits" key is found by itself
+        assert torch.equal(call(TupleOut(inner), output=0), plain), name
+    r = ev.randomization_check(DictOut(inner), x, lambda model, inp, t: inp.sum(1) * t.view(-1, 1, 1),
+                               output="logits")
+    with torch.no_grad():
+        assert torch.equal(r.original, x.sum(1) * inner(x).argmax(1).view(-1, 1, 1).float())
+
+
+def test_wrong_output_selection_and_callable_targets_are_target_errors():
+    inner = tiny_cnn().eval()
+    x, maps = torch.rand(2, 3, 8, 8), torch.rand(2, 8, 8)
+    with pytest.raises(TargetError, match=r"output='logit' is not part of the model's output, dict with "
+                                          r"features: tensor of shape \(\d+, 192\), logits: tensor of shape \(\d+, 4\)"):
+        ev.deletion(DictOut(inner), x, maps, output="logit")
+    with pytest.raises(TargetError, match=r"need \(N, classes\) scores, but the model returned tuple .*pass output="):
+        ev.average_drop(TupleOut(inner), x, maps)
+
+    class Counting(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.calls = inner, 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.inner(x)
+
+    m = Counting()
+    for metric in (ev.deletion, ev.insertion, ev.average_drop, ev.road):
+        with pytest.raises(TargetError, match="needs class indices; a callable target gives scores only"):
+            metric(m, x, maps, target=lambda out: out[:, 0])
+    with pytest.raises(TargetError, match="needs class indices"):
+        ev.randomization_check(m, x, lambda *a: None, target=lambda out: out[:, 0])
+    assert m.calls == 0  # rejected before any forward

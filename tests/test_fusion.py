@@ -340,10 +340,114 @@ def test_expand_mode_and_its_fallback_give_the_same_shapley_values():
         batched = tl.fusion.contributions(model, x, spec, target=1, method="shapley", batch_size=64)
         for b in spec:
             assert torch.allclose(one_by_one.values[b], batched.values[b], atol=1e-6)
-    from torchloupe.fusion.contrib import _Engine
+    from torchloupe.fusion.contrib import Engine
+    from torchloupe.inputs import Inputs
 
     for model, spec, mode in ((FourBranch(), {f"b{i}": f"br.{i}" for i in range(4)}, "expand"),
                               (Skip(), {"a": "a", "b": "b"}, "replicate")):
-        eng = _Engine(model.eval(), (x,), spec, "zero", 64)
-        eng.masked(torch.tensor([[True] * len(spec), [False] * len(spec)]))
+        with tl.probe.session(model) as run:
+            eng = Engine(run, Inputs.of(x), spec, "zero", 64)
+            eng.masked(torch.tensor([[True] * len(spec), [False] * len(spec)]))
         assert eng.mode == mode
+
+
+# -- inputs and outputs other than one tensor in, one tensor out ------------------------------------
+
+
+class TwoInputs(nn.Module):
+    """``forward(u, v) = head(cat(fu(u), fv(v)))`` with set weights: linear, so every method is exact."""
+
+    def __init__(self):
+        super().__init__()
+        self.fu = nn.Linear(2, 2, bias=False)
+        self.fv = nn.Linear(3, 2, bias=False)
+        self.head = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.fu.weight.copy_(torch.tensor([[1.0, 2.0], [0.0, 1.0]]))
+            self.fv.weight.copy_(torch.tensor([[1.0, 0.0, 1.0], [2.0, 0.0, 0.0]]))
+            self.head.weight.copy_(torch.tensor([[1.0, -1.0, 0.5, 0.0], [0.0, 1.0, 1.0, 2.0]]))
+            self.head.bias.copy_(torch.tensor([0.1, -0.2]))
+
+    def forward(self, u, v):
+        return self.head(torch.cat([self.fu(u), self.fv(v)], 1))
+
+
+def test_two_input_model_contributions_by_hand():
+    m = TwoInputs().eval()
+    u = torch.tensor([[1.0, 2.0], [-1.0, 0.5]])
+    v = torch.tensor([[1.0, 0.0, 3.0], [0.5, 1.0, -2.0]])
+    # class 1 = (fu(u))_1 + (fv(v))_0 + 2 (fv(v))_1 - 0.2 = u1 + (v0 + v2) + 4 v0 - 0.2
+    want_u = u[:, 1]
+    want_v = 5 * v[:, 0] + v[:, 2]
+    for method in ("exact", "shapley", "gradient_x_activation"):
+        by_tuple = tl.fusion.contributions(m, (u, v), {"u": "fu", "v": "fv"}, target=1, method=method)
+        by_name = tl.fusion.contributions(m, {"u": u, "v": v}, {"u": "fu", "v": "fv"}, target=1, method=method)
+        inputs = tl.fusion.contributions(m, (u, v), {"u": "input:0", "v": "input:1"}, target=1, method=method)
+        for res in (by_tuple, by_name, inputs):
+            assert torch.allclose(res.values["u"], want_u, atol=1e-6), method
+            assert torch.allclose(res.values["v"], want_v, atol=1e-6), method
+            assert torch.allclose(res.scores, want_u + want_v - 0.2, atol=1e-6)
+    # a baseline given as model inputs, laid out as the inputs (a batch of one is expanded)
+    res = tl.fusion.contributions(m, (u, v), {"u": "fu", "v": "fv"}, target=1, method="exact",
+                                  baseline=(torch.ones(1, 2), torch.zeros(1, 3)))
+    assert torch.allclose(res.values["u"], want_u - 1.0, atol=1e-6)
+    assert torch.allclose(res.values["v"], want_v, atol=1e-6)
+
+
+class TwoBranchDict(TwoBranch):
+    """TwoBranch whose forward returns ``{"aux": tanh(h), "logits": head(h)}``: aux is not linear."""
+
+    def forward(self, x):
+        h = torch.cat([self.a(x), self.b(x)], 1)
+        return {"aux": torch.tanh(h), "logits": self.head(h)}
+
+
+class TwoBranchTuple(TwoBranch):
+    def forward(self, x):
+        h = torch.cat([self.a(x), self.b(x)], 1)
+        return self.head(h), torch.tanh(h)
+
+
+@pytest.mark.parametrize("method", ["auto", "shapley", "ablation", "integrated_gradients", "gradient_x_activation"])
+def test_dict_and_tuple_outputs_give_the_plain_models_values(method, x):
+    plain = tl.fusion.contributions(TwoBranch(False), x, BRANCHES, target=[0, 1, 2, 2, 0], method=method)
+    for model, output in ((TwoBranchDict(False), "logits"), (TwoBranchDict(False), None), (TwoBranchTuple(False), 0)):
+        res = tl.fusion.contributions(model, x, BRANCHES, target=[0, 1, 2, 2, 0], method=method, output=output)
+        assert res.method == plain.method  # "auto": exact, as the selected output is linear in the branches
+        for b in BRANCHES:
+            assert torch.allclose(res.values[b], plain.values[b], atol=1e-6, rtol=0)
+        assert torch.allclose(res.scores, plain.scores, atol=1e-6, rtol=0)
+    if method == "auto":
+        assert plain.method == "exact"
+
+
+def test_branch_maps_with_output_selection_equal_the_plain_models():
+    class Spatial(nn.Module):
+        def __init__(self, as_dict: bool):
+            super().__init__()
+            torch.manual_seed(2)
+            self.a, self.b = nn.Conv2d(3, 2, 3, padding=1), nn.Conv2d(3, 2, 3, padding=1)
+            self.head = nn.Linear(4, 3)
+            self.as_dict = as_dict
+
+        def forward(self, x):
+            logits = self.head(torch.relu(torch.cat([self.a(x), self.b(x)], 1)).mean((2, 3)))
+            return {"hidden": x.mean(1), "logits": logits} if self.as_dict else logits
+
+    x = torch.rand(3, 3, 6, 6, generator=torch.Generator().manual_seed(4))
+    plain = tl.fusion.branch_maps(Spatial(False), x, {"a": "a", "b": "b"})
+    picked = tl.fusion.branch_maps(Spatial(True), x, {"a": "a", "b": "b"}, output="logits")
+    assert torch.equal(picked.targets, plain.targets)
+    for b in ("a", "b"):
+        assert torch.allclose(picked.maps[b], plain.maps[b], atol=1e-6, rtol=0)
+        assert float(plain.maps[b].max()) > 0
+
+
+def test_wrong_output_selection_is_a_target_error(x):
+    with pytest.raises(TargetError, match=r"output='scores' is not part of the model's output, dict with "
+                                          r"aux: tensor of shape \(\d+, 8\), logits: tensor of shape \(\d+, 3\)"):
+        tl.fusion.contributions(TwoBranchDict(False), x, BRANCHES, output="scores")
+    with pytest.raises(TargetError, match=r"the model returned tuple with 0: tensor .*pass output="):
+        tl.fusion.contributions(TwoBranchTuple(False), x, BRANCHES, method="shapley")
+    with pytest.raises(TargetError, match="needs class indices; a callable target gives scores only"):
+        tl.fusion.contributions(TwoBranch(False), x, BRANCHES, target=lambda out: out[:, 0])

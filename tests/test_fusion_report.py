@@ -7,7 +7,7 @@ import sys
 import torch
 
 from tests.helpers import tiny_cnn
-from torchloupe.reporting.base import Figure, NotApplicable, Subject, Table, Text
+from torchloupe.reporting.base import Figure, NotApplicable, Subject, Table
 
 
 def test_import_torchloupe_fusion_loads_no_matplotlib():

@@ -41,10 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import InputError, TargetError, UnsupportedModelError, require
-from .inputs import check_finite
+from .errors import InputError, UnsupportedModelError, UsageError, require
+from .inputs import Inputs, check_finite
 from .layers import LayerSpec, find_layers
-from .probe import functions, hooks, session
+from .probe import functions, hooks, require_module, session
+from .targets import OutputSpec, Target, TargetLike
 
 __all__ = ["capture", "rollout", "relevance", "relevance_rule", "flow", "fuse_heads"]
 
@@ -203,22 +204,27 @@ def _mha_hooks(rec: _Recording, name: str):
     return pre, post
 
 
+def _inputs(inputs: tuple, kwargs: dict) -> Inputs:
+    """What ``model(*inputs, **kwargs)`` takes; one :class:`~torchloupe.inputs.Inputs` passes as it is."""
+    if len(inputs) == 1 and isinstance(inputs[0], Inputs) and not kwargs:
+        return inputs[0]
+    return Inputs(tuple(inputs), dict(kwargs))
+
+
 def _run(
     model: nn.Module,
-    inputs: tuple,
-    kwargs: dict,
+    inputs: Inputs,
     *,
     keep_graph: bool,
     softmax: bool,
     within: LayerSpec | Sequence[LayerSpec] | None,
-    call: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, _Recording]:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
-    if inputs and isinstance(inputs[0], Tensor):  # the data (token ids are integers: not checked);
-        check_finite(inputs[0])  # later arguments may be additive masks, where -inf is meaningful
+    require_module(model)
+    data = inputs.args[0] if inputs.args else None
+    if isinstance(data, Tensor):  # the data (token ids are integers: not checked);
+        check_finite(data)  # later arguments may be additive masks, where -inf is meaningful
     if within is not None and not softmax:
-        raise ValueError(f"within={within!r} names where softmaxes are recorded; pass softmax=True with it")
+        raise UsageError(f"within={within!r} names where softmaxes are recorded; pass softmax=True with it")
     within_mods = find_layers(model, within) if within is not None else []
     rec = _Recording(keep_graph)
     if softmax and within is None:
@@ -253,7 +259,7 @@ def _run(
         with hooks(forward_pre={m: push for m in modules}, forward={m: pop for m in modules}):
             with hooks(forward_pre=mha_pre, forward=mha_post, with_kwargs=True):
                 with functions(_AttentionFunctions(rec, softmax, eager)), torch.set_grad_enabled(keep_graph or torch.is_grad_enabled()):
-                    output = call(model) if call is not None else model(*inputs, **kwargs)
+                    output = run(inputs)
     return output, rec
 
 
@@ -265,6 +271,7 @@ def capture(
     **kwargs: Any,
 ) -> dict[str, Tensor]:
     """Attention weights of one forward ``model(*inputs, **kwargs)``: ``{layer: (B, heads, T, S)}``.
+    (One :class:`~torchloupe.inputs.Inputs` may stand for all of ``model``'s arguments.)
 
     Keys are the dotted names of the modules that computed attention (an
     ``nn.MultiheadAttention``, or the module calling ``scaled_dot_product_attention``), in
@@ -276,7 +283,7 @@ def capture(
     attention implementation are restored. Returns detached tensors on the model's device.
     """
     with torch.no_grad():
-        _, rec = _run(model, inputs, kwargs, keep_graph=False, softmax=softmax, within=within)
+        _, rec = _run(model, _inputs(inputs, kwargs), keep_graph=False, softmax=softmax, within=within)
     return dict(rec.maps)
 
 
@@ -303,7 +310,7 @@ def fuse_heads(a: Tensor, head_fusion: str = "mean") -> Tensor:
         return a.amax(dim=1)
     if head_fusion == "min":
         return a.amin(dim=1)
-    raise ValueError(f"head_fusion={head_fusion!r}; expected 'mean', 'max' or 'min'")
+    raise UsageError(f"head_fusion={head_fusion!r}; expected 'mean', 'max' or 'min'")
 
 
 def _residual(a: Tensor, head_fusion: str, discard_ratio: float) -> Tensor:
@@ -335,7 +342,7 @@ def rollout(
     the order the layers ran (a :func:`capture` dict works).
     """
     if not 0.0 <= discard_ratio < 1.0:
-        raise ValueError(f"discard_ratio={discard_ratio!r}; expected a fraction in [0, 1)")
+        raise UsageError(f"discard_ratio={discard_ratio!r}; expected a fraction in [0, 1)")
     seq = _maps_list(maps)
     result = None
     for a in seq:
@@ -357,45 +364,30 @@ def relevance_rule(maps: Sequence[Tensor], grads: Sequence[Tensor]) -> Tensor:
     return R
 
 
-def _default_score(output: Any, target: Any) -> Tensor:
-    logits = output
-    if not isinstance(logits, Tensor):
-        logits = getattr(output, "logits", None)
-    if not isinstance(logits, Tensor) or logits.dim() != 2:
-        raise UnsupportedModelError(
-            f"the model returned {type(output).__name__}; relevance needs (B, classes) logits "
-            "or a score=callable(output) -> (B,) tensor"
-        )
-    B, C = logits.shape
-    if target is None:
-        idx = logits.argmax(dim=1)
-    else:
-        idx = torch.as_tensor(target, device=logits.device).long().reshape(-1)
-        if idx.numel() == 1:
-            idx = idx.expand(B)
-        if idx.numel() != B or bool((idx < 0).any()) or bool((idx >= C).any()):
-            raise TargetError(f"target {target!r} is not one class index in [0, {C}) per sample (batch {B})")
-    return logits.gather(1, idx[:, None]).squeeze(1)
-
-
 def relevance(
     model: nn.Module,
     *inputs: Any,
-    target: Any = None,
+    target: TargetLike = None,
     score: Callable[[Any], Tensor] | None = None,
+    output: OutputSpec = None,
     **kwargs: Any,
 ) -> Tensor:
     """Gradient-weighted attention relevance (Chefer et al. 2021, https://arxiv.org/abs/2103.15679).
 
-    One forward and one ``torch.autograd.grad`` of the target score with respect to every
-    self-attention tensor itself (for ``nn.MultiheadAttention`` the returned weights are a
-    view; the gradient is taken on their base). Returns ``R`` ``(B, T, T)`` from
-    :func:`relevance_rule`. ``target``: class indices (predicted when ``None``); ``score``
-    maps the model's output to a ``(B,)`` tensor instead. SDPA blocks run their output
-    through the recomputed weights here (equal up to rounding) so gradients reach them.
+    One forward of ``model(*inputs, **kwargs)`` and one ``torch.autograd.grad`` of the target score
+    with respect to every self-attention tensor itself (for ``nn.MultiheadAttention`` the returned
+    weights are a view; the gradient is taken on their base). Returns ``R`` ``(B, T, T)`` from
+    :func:`relevance_rule`. ``target``: class indices (predicted when ``None``) or a callable from the
+    output to ``(B,)`` scores (:mod:`torchloupe.targets`); ``score`` is such a callable too (it takes
+    precedence); ``output`` selects the ``(B, classes)`` scores of a dict / tuple / ``ModelOutput``
+    output. SDPA blocks run their output through the recomputed weights here (equal up to rounding)
+    so gradients reach them.
     """
-    output, rec = _run(model, inputs, kwargs, keep_graph=True, softmax=False, within=None)
-    s = score(output) if score is not None else _default_score(output, target)
+    tgt = Target.of(score if score is not None else target, output)
+    fed = _inputs(inputs, kwargs)
+    out, rec = _run(model, fed, keep_graph=True, softmax=False, within=None)
+    _, score_fn = tgt.resolve(out, fed.batch_size)
+    s = score_fn(out)
     keys = [k for k, a in rec.maps.items() if a.dim() == 4 and a.shape[-1] == a.shape[-2]]
     if not keys:
         raise UnsupportedModelError(f"{type(model).__name__} computed no self-attention")

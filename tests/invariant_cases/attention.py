@@ -100,3 +100,24 @@ CASES = [
          arm=None),
     Case("trace_cells", lambda m, x: tl.recurrent.trace_cells(m, x), make=_cells, inputs=lambda: torch.randn(2, 3, 4)),
 ]
+
+
+class _DictEncoder(_Encoder):
+    """_Encoder called with ``tokens=`` returning ``{"hidden", "logits"}``."""
+
+    def forward(self, tokens):
+        h = self.enc(tokens)
+        return {"hidden": h, "logits": self.fc(h[:, 0])}
+
+
+def _dict_encoder():
+    torch.manual_seed(0)
+    return _DictEncoder().train()
+
+
+CASES += [
+    Case("relevance-keyword-inputs-dict-output", lambda m, x: tl.attention.relevance(m, tokens=x, output="logits"),
+         make=_dict_encoder, inputs=_tokens),
+    Case("capture-attention-keyword-inputs", lambda m, x: tl.attention.capture(m, tokens=x),
+         make=_dict_encoder, inputs=_tokens),
+]

@@ -16,6 +16,12 @@ model's device, and return per-sample tensors.
   and impute them by noisy linear imputation, solved batched by conjugate gradients.
 - :func:`randomization_check` (Adebayo et al. 2018): re-initialise layers from the top down
   on a deep copy of the model (never the user's) and measure how similar the explanation stays.
+
+Every metric that runs the model takes what ``model(...)`` takes (a tensor, a tuple of positional
+inputs, a dict of keyword inputs): ``wrt`` names the image input it perturbs (default 0), the
+other inputs are kept as they are; ``output`` selects the ``(N, classes)`` scores of a model that
+returns a dict, a tuple or a Hugging Face ``ModelOutput`` (:mod:`torchloupe.targets`). Targets are
+class indices or ``None`` (the predicted class); the models run in a :func:`torchloupe.probe.session`.
 """
 
 from __future__ import annotations

@@ -1,19 +1,22 @@
 """What every model-running metric shares: input and map checks, target resolution, and the
 perturbed forwards run in chunks sized to memory (channels-last on CPU, freed heap kept).
+
+Inputs are anything ``model(...)`` takes (:class:`~torchloupe.inputs.Inputs`): the metric perturbs
+input ``wrt`` (an image batch) and keeps the others. Targets are class indices
+(:mod:`torchloupe.targets`); ``output`` selects the class scores of a dict / tuple / ``ModelOutput``.
 """
 
 from __future__ import annotations
 
 import weakref
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputError, TargetError
-from ..inputs import check_input
-from ..targets import check_targets
+from ..errors import InputError
+from ..inputs import Inputs, InputsLike, check_inputs
+from ..probe import Session, require_module
+from ..targets import OutputSpec, Target, TargetLike
 
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of perturbed inputs held at once
@@ -62,69 +65,117 @@ def keep_heap() -> None:
         torch.empty(HEAP_KEEP_BYTES, dtype=torch.uint8)
 
 
-def probabilities(model: nn.Module, x: Tensor, chunk: int) -> Tensor:
-    """Softmax probabilities ``(N, classes)`` of a big batch, run in forwards of ``chunk`` images.
+class Scorer:
+    """The model's softmax probabilities on perturbed copies of the explained input, in forwards of
+    ``chunk`` images inside a :func:`~torchloupe.probe.session` (``run``).
+
+    ``inputs`` are the checked inputs of ``B`` samples; input ``wrt`` is the one the metric
+    perturbs, every other input is kept: a perturbed image of sample ``i`` runs with sample ``i``
+    of the others (``rows``). ``output`` selects the ``(N, classes)`` scores in what the model
+    returns (:mod:`torchloupe.targets`).
 
     On CPU, image batches go in as channels-last: the convolutions then run 1.3-1.7x faster
     (EfficientNet-Lite0 and the shapes CNN, one thread) with the same results to float
     rounding. A model that cannot take that layout (``x.view`` on a conv output raises) gets
     contiguous batches instead, from then on (remembered by a weak reference to the model).
     """
-    if x.shape[0] == 0:  # an empty batch: no forward, an empty result
-        return x.new_zeros((0, 0), dtype=torch.float32)
-    probs = []
-    if x.device.type == "cpu" and x.shape[0] > 1:
-        keep_heap()
-    fast = x.device.type == "cpu" and x.dim() == 4 and model not in _CONTIGUOUS_ONLY
-    with torch.no_grad():
-        for start in range(0, x.shape[0], chunk):
-            xb = x[start : start + chunk]
-            out = None
-            if fast:
-                try:
-                    out = model(xb.contiguous(memory_format=torch.channels_last))
-                except RuntimeError:
-                    fast = False
-                    _CONTIGUOUS_ONLY.add(model)
-            if out is None:
-                out = model(xb.contiguous())
-            if not isinstance(out, Tensor) or out.dim() != 2:
-                raise TargetError(
-                    f"the model's output must be a (N, classes) tensor of logits for this metric, "
-                    f"got {type(out).__name__}{'' if not isinstance(out, Tensor) else tuple(out.shape)}"
-                )
-            probs.append(out.float().softmax(dim=1))
-    return torch.cat(probs)
+
+    def __init__(self, run: Session, inputs: Inputs, wrt: int | str, output: OutputSpec, chunk: int):
+        self.run, self.inputs, self.wrt, self.chunk = run, inputs, wrt, chunk
+        self.selection = Target.of(None, output)
+        self.batch = inputs.batch_size
+        # the inputs kept as they are, without the perturbed one (None there, replaced per forward)
+        self.others = None if inputs.single else inputs.replace(wrt, None)
+
+    @property
+    def explained(self) -> Tensor:
+        return self.inputs.get(self.wrt)
+
+    def feed(self, x: Tensor, rows: Tensor | None) -> Inputs:
+        """What the model takes for perturbed images ``x`` of samples ``rows``."""
+        if self.others is None:
+            return Inputs((x,), {})
+        if rows is None:
+            raise InputError("the rows of the perturbed images are needed for a model with several inputs")
+        n = self.batch
+        kept = self.others.map(lambda t: t[rows.to(t.device)] if t.dim() and t.shape[0] == n else t)
+        return kept.replace(self.wrt, x)
+
+    def probabilities(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
+        """Softmax probabilities ``(N, classes)`` of ``N`` perturbed images ``x`` of samples ``rows``
+        (``(N,)`` indices into the batch; needed when the model takes other inputs too)."""
+        if x.shape[0] == 0:  # an empty batch: no forward, an empty result
+            return x.new_zeros((0, 0), dtype=torch.float32)
+        model = self.run.model
+        chunk = self.chunk
+        probs = []
+        if x.device.type == "cpu" and x.shape[0] > 1:
+            keep_heap()
+        fast = x.device.type == "cpu" and x.dim() == 4 and model not in _CONTIGUOUS_ONLY
+        with torch.no_grad():
+            for start in range(0, x.shape[0], chunk):
+                xb = x[start : start + chunk]
+                rb = None if rows is None else rows[start : start + chunk]
+                out = None
+                if fast:
+                    try:
+                        out = self.run(self.feed(xb.contiguous(memory_format=torch.channels_last), rb))
+                    except RuntimeError:
+                        fast = False
+                        _CONTIGUOUS_ONLY.add(model)
+                if out is None:
+                    out = self.run(self.feed(xb.contiguous(), rb))
+                probs.append(self.selection.scores_of(out).float().softmax(dim=1))
+        return torch.cat(probs)
+
+    def class_indices(self, target: TargetLike) -> Tensor:
+        """``(B,)`` class indices of the unperturbed batch: the predicted classes (argmax of the
+        probabilities) for ``None``, else the given ones checked against the class count."""
+        n, device = self.batch, self.inputs.device
+        if n == 0:
+            return torch.zeros(0, dtype=torch.long, device=device)
+        tgt = Target.of(target)  # indices of probabilities / selected scores: no output selection left
+        if tgt.target is None:
+            return tgt.indices(self.probabilities(self.explained, torch.arange(n, device=device)))
+        with torch.no_grad():
+            first = self.run(self.inputs.slice(0, 1))
+        return tgt.indices(self.selection.scores_of(first), n)
 
 
-def prepare(model: nn.Module, x: Tensor, maps: Tensor, target: Any):
-    """Validate and align inputs; returns batched x, maps at input size (B, H, W), targets (B,)."""
-    x = check_input(model, x)
-    if x.dim() != 4:
-        raise InputError(f"this metric needs image inputs (N, C, H, W), got shape {tuple(x.shape)}")
+def class_target(target: TargetLike, output: OutputSpec = None) -> tuple[Target, OutputSpec]:
+    """``(class target, output selection)`` of a metric that reads class probabilities: the target's
+    indices are read off the probabilities (no output selection there), the selection applies to
+    the model's outputs (:class:`Scorer`). A callable target gives scores, not a class:
+    :meth:`Target.indices` rejects it (:class:`TargetError`) here, before any forward."""
+    tgt = Target.of(target, output)
+    if tgt.is_callable:
+        tgt.indices(None)  # raises TargetError
+    return Target(tgt.target), tgt.output
+
+
+def prepare(model: nn.Module, x: InputsLike, maps: Tensor, *, wrt: int | str = 0) -> tuple[Inputs, Tensor, Tensor]:
+    """Validate and align inputs: ``(inputs, explained image batch (B, C, H, W), maps (B, H, W) at its size)``.
+
+    ``x``: anything ``model(...)`` takes (:class:`~torchloupe.inputs.Inputs`); ``wrt`` the input the
+    metric perturbs (an image batch)."""
+    require_module(model)
+    inputs = check_inputs(model, x, wrt=wrt)
+    xe = inputs.explained(wrt, model)
+    if xe.dim() != 4:
+        raise InputError(f"this metric needs image inputs (N, C, H, W), got shape {tuple(xe.shape)}")
     if not isinstance(maps, Tensor):
         raise InputError(f"maps must be a tensor (N, H, W), got {type(maps).__name__}")
     if maps.dim() == 2:
         maps = maps.unsqueeze(0)
     if maps.dim() == 4 and maps.shape[1] == 1:
         maps = maps[:, 0]
-    if maps.dim() != 3 or maps.shape[0] != x.shape[0]:
+    if maps.dim() != 3 or maps.shape[0] != xe.shape[0]:
         raise InputError(
-            f"maps have shape {tuple(maps.shape)}; expected (N, H, W) with N = {x.shape[0]} (the batch size)"
+            f"maps have shape {tuple(maps.shape)}; expected (N, H, W) with N = {xe.shape[0]} (the batch size)"
         )
     if not bool(torch.isfinite(maps).all()):
         raise InputError("maps hold NaN or infinite values")
-    maps = maps.to(device=x.device, dtype=torch.float32)
-    if maps.shape[-2:] != x.shape[-2:]:
-        maps = F.interpolate(maps[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    return x, maps
-
-
-def resolve_targets(model: nn.Module, x: Tensor, target: Any, chunk: int) -> Tensor:
-    if x.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.long, device=x.device)
-    if target is None:
-        return probabilities(model, x, chunk).argmax(dim=1)
-    with torch.no_grad():
-        n_classes = model(x[:1]).shape[1] if x.shape[0] else None
-    return check_targets(target, x.shape[0], n_classes, device=x.device)
+    maps = maps.to(device=xe.device, dtype=torch.float32)
+    if maps.shape[-2:] != xe.shape[-2:]:
+        maps = F.interpolate(maps[:, None], size=xe.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return inputs, xe, maps

@@ -7,40 +7,43 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..probe import preserved
-from .batching import DEFAULT_MEMORY_BUDGET, chunk_size, prepare, probabilities, resolve_targets
+from ..probe import session
+from ..targets import OutputSpec
+from .batching import DEFAULT_MEMORY_BUDGET, Scorer, chunk_size, class_target, prepare
 
 __all__ = ["average_drop", "increase_in_confidence"]
 
 
-def _confidence_pair(model, x, maps, target, memory_budget):
-    x, maps = prepare(model, x, maps, target)
-    with preserved(model):
-        model.eval()
-        chunk = chunk_size(x, memory_budget)
-        targets = resolve_targets(model, x, target, chunk)
+def _confidence_pair(model, x, maps, target, memory_budget, wrt, output):
+    tgt, output = class_target(target, output)
+    inputs, x, maps = prepare(model, x, maps, wrt=wrt)
+    with session(model) as run:
+        scorer = Scorer(run, inputs, wrt, output, chunk_size(x, memory_budget))
+        targets = scorer.class_indices(tgt)
         both = torch.cat([x, x * maps[:, None]])
-        p = probabilities(model, both, chunk)
+        p = scorer.probabilities(both, torch.arange(x.shape[0], device=x.device).repeat(2))
     b = x.shape[0]
     y = p[:b].gather(1, targets[:, None])[:, 0]
     o = p[b:].gather(1, targets[:, None])[:, 0]
     return y, o
 
 
-def average_drop(model, x, maps, target=None, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
+def average_drop(model, x, maps, target=None, memory_budget: int = DEFAULT_MEMORY_BUDGET, *,
+                 wrt: int | str = 0, output: OutputSpec = None) -> Tensor:
     """Per-sample drop in confidence, in percent: ``100 · max(0, Y − O) / Y`` ``(N,)``.
 
     ``Y``: the target's softmax probability on ``x``; ``O``: on ``x · map`` (maps in [0, 1]).
     The paper's *Average Drop* is the mean of this over the data set (lower is better).
+    ``x``: anything ``model(...)`` takes; input ``wrt`` is the image multiplied by the map, the
+    others are kept. ``output`` selects the class scores (:mod:`torchloupe.targets`).
     """
-    y, o = _confidence_pair(model, x, maps, target, memory_budget)
+    y, o = _confidence_pair(model, x, maps, target, memory_budget, wrt, output)
     return 100.0 * torch.clamp(y - o, min=0) / y.clamp_min(torch.finfo(y.dtype).tiny)
 
 
-def increase_in_confidence(model, x, maps, target=None, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
-    """Per-sample indicator ``(N,)`` float: 1 when ``O > Y`` (the map alone raises confidence)."""
-    y, o = _confidence_pair(model, x, maps, target, memory_budget)
+def increase_in_confidence(model, x, maps, target=None, memory_budget: int = DEFAULT_MEMORY_BUDGET, *,
+                           wrt: int | str = 0, output: OutputSpec = None) -> Tensor:
+    """Per-sample indicator ``(N,)`` float: 1 when ``O > Y`` (the map alone raises confidence).
+    ``x``, ``wrt``, ``output`` as in :func:`average_drop`."""
+    y, o = _confidence_pair(model, x, maps, target, memory_budget, wrt, output)
     return (o > y).float()
-
-
-# ---------------------------------------------------------------- ROAD: noisy linear imputation

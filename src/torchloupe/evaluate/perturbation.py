@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..targets import check_targets
-from ..probe import preserved
-from .batching import DEFAULT_MEMORY_BUDGET, chunk_size, prepare, probabilities
+from ..inputs import InputsLike
+from ..probe import session
+from ..targets import OutputSpec
+from .batching import DEFAULT_MEMORY_BUDGET, Scorer, chunk_size, class_target, prepare
 
 __all__ = ["CurveResult", "deletion", "insertion", "deletion_curve", "insertion_curve", "gaussian_blur"]
 
@@ -93,48 +94,60 @@ def _distinct(x: Tensor) -> tuple[Tensor, Tensor]:
 def _curve(
     kind: str,
     model: nn.Module,
-    x: Tensor,
+    x: InputsLike,
     maps: Tensor,
     target: Any,
     steps: int,
     substrate: str | Tensor,
     memory_budget: int,
+    wrt: int | str,
+    output: OutputSpec,
 ) -> CurveResult:
     if not isinstance(steps, int) or steps < 1:
         raise InputError(f"steps must be a positive int, got {steps!r}")
-    x, maps = prepare(model, x, maps, target)
+    tgt, output = class_target(target, output)
+    inputs, x, maps = prepare(model, x, maps, wrt=wrt)
     b, c, h, w = x.shape
     n_pix = h * w
     steps = min(steps, n_pix)
     per_step = math.ceil(n_pix / steps)
     fractions = torch.clamp(torch.arange(steps + 1, dtype=torch.float32) * per_step / n_pix, max=1.0)
-    with preserved(model):
-        model.eval()
+    with session(model) as run:
         chunk = chunk_size(x, memory_budget)
         if b == 0:
             empty = torch.zeros(0, steps + 1)
             return CurveResult(empty, fractions, torch.zeros(0), torch.zeros(0, dtype=torch.long), kind, str(substrate))
+        scorer = Scorer(run, inputs, wrt, output, chunk)
+        rows = torch.arange(b, device=x.device)  # the sample of each image (the model's other inputs)
         # The unchanged images are one end of the curve (deletion's first point, insertion's last):
         # run them first; their first forward also gives the class count the targets are checked against.
-        # A batch that repeats an image (several maps of one image) runs each distinct image once.
+        # A batch that repeats an image (several maps of one image) runs each distinct image once
+        # (when the image is all the model takes).
         # At step `steps` every pixel is changed (the substrate; insertion starts from it): no map
         # involved, so when both ends fit in one forward they share it.
-        uniq, inverse = _distinct(x)
         base = _substrate(x, substrate)
-        uniq_base, inv_base = _distinct(base)
+        if inputs.single:
+            (uniq, inverse), (uniq_base, inv_base) = _distinct(x), _distinct(base)
+            uniq_rows = None
+        else:  # other inputs differ per sample: every image runs
+            uniq, inverse, uniq_base, inv_base, uniq_rows = x, rows, base, rows, rows
         both = uniq.shape[0] + uniq_base.shape[0] <= chunk
-        p_x = probabilities(model, torch.cat([uniq, uniq_base]) if both else uniq[:chunk], chunk)
+        if both:
+            p_x = scorer.probabilities(torch.cat([uniq, uniq_base]),
+                                       None if uniq_rows is None else torch.cat([uniq_rows, uniq_rows]))
+        else:
+            p_x = scorer.probabilities(uniq[:chunk], None if uniq_rows is None else uniq_rows[:chunk])
         if target is not None:
-            targets = check_targets(target, b, p_x.shape[1], device=x.device)
+            targets = tgt.indices(p_x, b)
         if both:
             p_x, p_base = p_x[: uniq.shape[0]], p_x[uniq.shape[0] :]
         else:
             if uniq.shape[0] > chunk:
-                p_x = torch.cat([p_x, probabilities(model, uniq[chunk:], chunk)])
-            p_base = probabilities(model, uniq_base, chunk)
+                p_x = torch.cat([p_x, scorer.probabilities(uniq[chunk:], None if uniq_rows is None else uniq_rows[chunk:])])
+            p_base = scorer.probabilities(uniq_base, uniq_rows)
         p_x, p_base = p_x[inverse], p_base[inv_base]
         if target is None:
-            targets = p_x.argmax(dim=1)
+            targets = tgt.indices(p_x)
         # Rank of each pixel by saliency, descending (rank 0 = most salient); ties broken by position.
         order = maps.reshape(b, -1).argsort(dim=1, descending=True, stable=True)
         rank = torch.empty_like(order)
@@ -151,7 +164,7 @@ def _curve(
             ids = step_ids[s0 : s0 + per_chunk]
             changed = rank.unsqueeze(0) < (ids * per_step).view(-1, 1, 1, 1, 1)  # (S, B, 1, H, W)
             imgs = torch.where(changed, finish.unsqueeze(0), start.unsqueeze(0)).reshape(-1, c, h, w)
-            p = probabilities(model, imgs, chunk)
+            p = scorer.probabilities(imgs, rows.repeat(len(ids)))
             p = p.view(len(ids), b, -1).gather(2, targets.view(1, b, 1).expand(len(ids), b, 1))[..., 0]
             probs[ids] = p
     curves = probs.t().contiguous()
@@ -161,28 +174,39 @@ def _curve(
     return CurveResult(curves, fractions, auc, targets, kind, str(substrate) if not isinstance(substrate, Tensor) else "tensor")
 
 
-def deletion_curve(model, x, maps, target=None, steps: int = 32, substrate="zero", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> CurveResult:
+def deletion_curve(model, x, maps, target=None, steps: int = 32, substrate="zero",
+                   memory_budget: int = DEFAULT_MEMORY_BUDGET, *, wrt: int | str = 0,
+                   output: OutputSpec = None) -> CurveResult:
     """Deletion: remove pixels in order of decreasing saliency (replaced by ``substrate``).
 
     A faithful map makes the probability fall fast: lower AUC is better.
-    ``x`` ``(N, C, H, W)``; ``maps`` ``(N, h, w)``; ``target`` int / (N,) / None (predicted class).
+    ``x`` ``(N, C, H, W)``, or anything ``model(...)`` takes (a tuple of positional inputs, a dict
+    of keyword inputs), of which input ``wrt`` (an image batch) is perturbed and the others kept;
+    ``maps`` ``(N, h, w)``; ``target`` int / (N,) / None (predicted class); ``output`` selects the
+    ``(N, classes)`` scores of a model returning a dict, tuple or ``ModelOutput``
+    (:mod:`torchloupe.targets`).
     """
-    return _curve("deletion", model, x, maps, target, steps, substrate, memory_budget)
+    return _curve("deletion", model, x, maps, target, steps, substrate, memory_budget, wrt, output)
 
 
-def insertion_curve(model, x, maps, target=None, steps: int = 32, substrate="blur", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> CurveResult:
+def insertion_curve(model, x, maps, target=None, steps: int = 32, substrate="blur",
+                    memory_budget: int = DEFAULT_MEMORY_BUDGET, *, wrt: int | str = 0,
+                    output: OutputSpec = None) -> CurveResult:
     """Insertion: reveal pixels of ``x`` onto ``substrate`` (default a blurred copy) by decreasing saliency.
 
-    A faithful map makes the probability rise fast: higher AUC is better.
+    A faithful map makes the probability rise fast: higher AUC is better. ``x``, ``wrt``,
+    ``output`` as in :func:`deletion_curve`.
     """
-    return _curve("insertion", model, x, maps, target, steps, substrate, memory_budget)
+    return _curve("insertion", model, x, maps, target, steps, substrate, memory_budget, wrt, output)
 
 
-def deletion(model, x, maps, target=None, steps: int = 32, substrate="zero", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
+def deletion(model, x, maps, target=None, steps: int = 32, substrate="zero", memory_budget: int = DEFAULT_MEMORY_BUDGET,
+             *, wrt: int | str = 0, output: OutputSpec = None) -> Tensor:
     """Deletion AUC per sample, ``(N,)``. See :func:`deletion_curve`."""
-    return deletion_curve(model, x, maps, target, steps, substrate, memory_budget).auc
+    return deletion_curve(model, x, maps, target, steps, substrate, memory_budget, wrt=wrt, output=output).auc
 
 
-def insertion(model, x, maps, target=None, steps: int = 32, substrate="blur", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
+def insertion(model, x, maps, target=None, steps: int = 32, substrate="blur", memory_budget: int = DEFAULT_MEMORY_BUDGET,
+              *, wrt: int | str = 0, output: OutputSpec = None) -> Tensor:
     """Insertion AUC per sample, ``(N,)``. See :func:`insertion_curve`."""
-    return insertion_curve(model, x, maps, target, steps, substrate, memory_budget).auc
+    return insertion_curve(model, x, maps, target, steps, substrate, memory_budget, wrt=wrt, output=output).auc

@@ -13,9 +13,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..inputs import check_input
-from ..probe import preserved
-from .batching import DEFAULT_MEMORY_BUDGET, chunk_size, resolve_targets
+from ..inputs import InputsLike, check_inputs
+from ..probe import require_module, session
+from ..targets import OutputSpec
+from .batching import DEFAULT_MEMORY_BUDGET, Scorer, chunk_size, class_target
 from .perturbation import gaussian_blur
 
 __all__ = ["randomization_check", "RandomizationResult", "layer_groups", "spearman", "ssim"]
@@ -136,7 +137,7 @@ def layer_groups(model: nn.Module, max_groups: int | None = None) -> list[list[s
 
 def randomization_check(
     model: nn.Module,
-    x: Tensor,
+    x: InputsLike,
     explain: Callable[[nn.Module, Tensor, Tensor], Tensor] | Mapping[str, Callable[[nn.Module, Tensor, Tensor], Tensor]],
     layers: str = "cascade",
     similarity: str = "spearman",
@@ -145,6 +146,8 @@ def randomization_check(
     threshold: float = 0.5,
     seed: int = 0,
     original: Tensor | Mapping[str, Tensor] | None = None,
+    *,
+    output: OutputSpec = None,
 ) -> RandomizationResult | dict[str, RandomizationResult]:
     """Re-initialise layers from the output down on a deep copy of ``model`` and compare explanations.
 
@@ -156,6 +159,9 @@ def randomization_check(
     :func:`layer_groups` makes fewer, coarser steps for deep models). Targets stay fixed to the trained model's prediction (or
     ``target``) so only the weights change. ``original``: the trained model's explanation of
     ``x`` when the caller already has it (saves computing it again). The user's model is never modified.
+    ``x`` may be anything ``model(...)`` takes (a tuple of positional inputs, a dict of keyword
+    inputs): ``explain`` then gets it as it was given. ``output`` selects the class scores the
+    predicted targets are read from (:mod:`torchloupe.targets`).
 
     ``explain`` may also be a dict ``{name: explain}``: every method is checked on the same
     randomized copies (one deep copy and one re-initialisation per step for all of them), and
@@ -183,11 +189,16 @@ def randomization_check(
         maps = given.pop(name)
         group_given[name] = list(maps)
         given.update(maps)
-    x = check_input(model, x)
+    require_module(model)
+    tgt, output = class_target(target, output)
+    inputs = check_inputs(model, x)
+    if inputs.single:
+        x = inputs.args[0]  # batched (an unbatched tensor becomes a batch of one)
+    n = inputs.batch_size
     for orig in given.values():
-        if orig is not None and (not isinstance(orig, Tensor) or orig.shape[0] != x.shape[0]):
+        if orig is not None and (not isinstance(orig, Tensor) or orig.shape[0] != n):
             got = tuple(orig.shape) if isinstance(orig, Tensor) else type(orig).__name__
-            raise InputError(f"original must be the explanation of x, (N, H, W) with N = {x.shape[0]}; got {got}")
+            raise InputError(f"original must be the explanation of x, (N, H, W) with N = {n}; got {got}")
     from ..layers import find_layers
 
     if blocks is None:
@@ -199,10 +210,8 @@ def randomization_check(
             groups.append([n for n, _ in find_layers(model, specs)])
     if not groups:
         raise InputError(f"{type(model).__name__} has no layer with parameters to randomise")
-    with preserved(model):
-        model.eval()
-        chunk = chunk_size(x, DEFAULT_MEMORY_BUDGET)
-        targets = resolve_targets(model, x, target, chunk)
+    with session(model) as run:
+        targets = Scorer(run, inputs, 0, output, chunk_size(inputs.get(0), DEFAULT_MEMORY_BUDGET)).class_indices(tgt)
     measure = measures[similarity]
     work = copy.deepcopy(model).eval()
     for sub in work.modules():  # the user's hooks stay on the user's model, not on the randomized copy

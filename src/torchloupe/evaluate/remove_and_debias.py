@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError
-from ..probe import preserved
-from .batching import DEFAULT_MEMORY_BUDGET, chunk_size, prepare, probabilities, resolve_targets
+from ..probe import session
+from ..targets import OutputSpec
+from .batching import DEFAULT_MEMORY_BUDGET, Scorer, chunk_size, class_target, prepare
 
 __all__ = ["road", "ROADResult"]
 
@@ -85,29 +86,34 @@ def road(
     noise: float = 0.01,
     seed: int = 0,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    *,
+    wrt: int | str = 0,
+    output: OutputSpec = None,
 ) -> ROADResult:
     """ROAD (Rong et al. 2022): remove ``p`` % of pixels by relevance and impute them.
 
     ``order="morf"`` removes the most relevant first (a faithful map drops fast: lower is better),
     ``"lerf"`` the least relevant first (higher is better). A pixel is removed at ``p`` % when
     its saliency is at or above the ``(100 - p)``-th percentile (MoRF) — the convention of
-    pytorch-grad-cam's ``ROADMostRelevantFirst(percentile=100 - p)``.
+    pytorch-grad-cam's ``ROADMostRelevantFirst(percentile=100 - p)``. ``x``: anything
+    ``model(...)`` takes; input ``wrt`` (an image batch) is imputed, the others are kept.
+    ``output`` selects the class scores (:mod:`torchloupe.targets`).
     """
     if order not in ("morf", "lerf"):
         raise InputError(f"order must be 'morf' or 'lerf', got {order!r}")
     for p in percentages:
         if not 0 <= p <= 100:
             raise InputError(f"percentages must lie in [0, 100], got {p}")
-    x, maps = prepare(model, x, maps, target)
+    tgt, output = class_target(target, output)
+    inputs, x, maps = prepare(model, x, maps, wrt=wrt)
     b, c, h, w = x.shape
     if b == 0:  # an empty batch: an empty result
         return ROADResult(x.new_zeros((0, len(percentages))), tuple(float(p) for p in percentages), order,
                           torch.zeros(0, dtype=torch.long, device=x.device))
     g = torch.Generator().manual_seed(seed)
-    with preserved(model):
-        model.eval()
-        chunk = chunk_size(x, memory_budget)
-        targets = resolve_targets(model, x, target, chunk)
+    with session(model) as run:
+        scorer = Scorer(run, inputs, wrt, output, chunk_size(x, memory_budget))
+        targets = scorer.class_indices(tgt)
         rel = maps if order == "morf" else 1 - maps
         flat = rel.reshape(b, -1).double()
         imgs = []
@@ -115,7 +121,7 @@ def road(
             thr = torch.quantile(flat, (100 - p) / 100.0, dim=1).view(b, 1, 1)
             missing = (rel.double() >= thr).unsqueeze(1)
             imgs.append(_impute(x, missing, noise, g))
-        probs = probabilities(model, torch.cat(imgs), chunk)
+        probs = scorer.probabilities(torch.cat(imgs), torch.arange(b, device=x.device).repeat(len(percentages)))
     scores = probs.view(len(percentages), b, -1).gather(2, targets.view(1, b, 1).expand(len(percentages), b, 1))[..., 0]
     return ROADResult(scores.t().contiguous(), tuple(float(p) for p in percentages), order, targets)
 

@@ -32,13 +32,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError, TargetError, UnsupportedModelError
-from ..inputs import check_finite, check_input
-from ..targets import check_model_targets, check_targets
+from ..errors import InputError, UnsupportedModelError
+from ..inputs import Inputs, InputsLike, check_finite, check_inputs
 from ..layers import find_layer
-from ..probe import hooks, preserved
+from ..probe import Session, hooks, require_module, session
+from ..targets import OutputSpec, Target, TargetLike, check_model_targets
 
-__all__ = ["FusionResult", "contributions", "METHODS", "resolve_branches"]
+__all__ = ["FusionResult", "contributions", "METHODS", "resolve_branches", "as_inputs", "class_target", "Engine"]
 
 METHODS = ("auto", "exact", "shapley", "ablation", "integrated_gradients", "gradient_x_activation")
 MAX_SHAPLEY_BRANCHES = 8
@@ -73,25 +73,34 @@ class FusionResult:
 # branches and inputs
 
 
-def _as_tuple(x: Any) -> tuple[Tensor, ...]:
-    xs = x if isinstance(x, (tuple, list)) else (x,)
-    for i, t in enumerate(xs):
-        if not isinstance(t, Tensor):
-            raise InputError(f"input {i} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() == 0:
-            raise InputError(f"input {i} must be batched (B, ...), got a scalar")
-        check_finite(t, f"input {i}")
-    if len({t.shape[0] for t in xs}) != 1:
-        raise InputError(f"all inputs must share the batch size, got shapes {[tuple(t.shape) for t in xs]}")
-    return tuple(xs)
+def as_inputs(model: nn.Module, x: InputsLike) -> Inputs:
+    """``x`` (anything ``model(...)`` takes: a tensor, a tuple of positional inputs, a dict of keyword
+    inputs) checked before any work (:func:`~torchloupe.inputs.check_inputs`: an unbatched tensor
+    becomes a batch of one, channels and finite values checked); its first tensor must be batched."""
+    inputs = check_inputs(model, x)
+    first = inputs.first
+    if first.dim() == 0:
+        raise InputError(f"input {inputs.tensors()[0][0]} must be batched (B, ...), got a scalar")
+    return inputs
 
 
-def resolve_branches(model: nn.Module, x: tuple[Tensor, ...], branches: Mapping[str, str] | None) -> dict[str, str]:
-    """``{name: spec}`` with each spec a module path or ``"input:i"``; ``None`` picks the last fusion point."""
+def class_target(target: TargetLike, output: OutputSpec = None) -> tuple[Target, OutputSpec]:
+    """``(class target, output selection)``: the contributions split a class's score, so a callable
+    target (scores, no class) is rejected by :meth:`Target.indices` (:class:`TargetError`) before
+    any work; the target's indices are read off the selected ``(B, classes)`` scores."""
+    tgt = Target.of(target, output)
+    if tgt.is_callable:
+        tgt.indices(None)  # raises TargetError
+    return Target(tgt.target), tgt.output
+
+
+def resolve_branches(model: nn.Module, x: Inputs, branches: Mapping[str, str] | None) -> dict[str, str]:
+    """``{name: spec}`` with each spec a module path or ``"input:i"`` (positional input ``i``, a batched
+    tensor); ``None`` picks the last fusion point."""
     if branches is None:
         from .points import find
 
-        points = [p for p in find(model, *x) if len({i.module for i in p.inputs if i.module}) >= 2]
+        points = [p for p in find(model, *x.args, **x.kwargs) if len({i.module for i in p.inputs if i.module}) >= 2]
         if not points:
             raise UnsupportedModelError(
                 f"found no fusion point of {type(model).__name__} whose inputs are module outputs or model "
@@ -107,8 +116,14 @@ def resolve_branches(model: nn.Module, x: tuple[Tensor, ...], branches: Mapping[
             raise UnsupportedModelError(f"branch {name!r}: expected a module path or 'input:i', got {spec!r}")
         if spec.startswith("input:"):
             idx = spec.split(":", 1)[1]
-            if not idx.isdigit() or int(idx) >= len(x):
-                raise InputError(f"branch {name!r} = {spec!r}, but the model was given {len(x)} input(s)")
+            if not idx.isdigit() or int(idx) >= len(x.args):
+                raise InputError(f"branch {name!r} = {spec!r}, but the model was given {len(x.args)} "
+                                 f"{'positional ' if x.kwargs else ''}input(s)")
+            t = x.args[int(idx)]
+            if not isinstance(t, Tensor) or t.dim() == 0 or t.shape[0] != x.batch_size:
+                got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                raise InputError(f"branch {name!r} = {spec!r} must be a batched tensor of {x.batch_size} "
+                                 f"samples, got {got}")
         else:
             find_layer(model, spec)
         out[str(name)] = spec
@@ -157,24 +172,29 @@ def _replace_hooks(model: nn.Module, specs: dict[str, str], fn: Callable[[str, T
     return hooks(forward=forward, forward_pre=pre)
 
 
-def _output_scores(out: Any) -> Tensor:
-    if not isinstance(out, Tensor) or out.dim() != 2:
-        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise UnsupportedModelError(f"the model output must be a (B, classes) tensor, got {shape}")
-    return out
+class _NoExpand(Exception):
+    """Expand mode does not apply to this model (see :meth:`Engine.masked`)."""
 
 
-class _Engine:
-    """Runs the model with branch outputs replaced; the replicas of the batch run in chunks."""
+class Engine:
+    """Runs the model (in a :func:`~torchloupe.probe.session`, ``run``) on ``inputs`` with branch
+    outputs replaced; the replicas of the batch run in chunks. ``output`` selects the ``(B, classes)``
+    scores of what the model returns."""
 
-    def __init__(self, model, x, specs, baseline, batch_size):
-        self.model, self.x, self.specs, self.batch_size = model, x, specs, batch_size
-        self.B = x[0].shape[0]
+    def __init__(self, run: Session, inputs: Inputs, specs: dict[str, str], baseline: Any,
+                 batch_size: int | None, output: OutputSpec = None):
+        self.run, self.model, self.inputs, self.specs, self.batch_size = run, run.model, inputs, specs, batch_size
+        self.selection = Target.of(None, output)
+        self.B = inputs.batch_size
         self.baseline = baseline
         self.mode: str | None = None  # "expand" or "replicate" once decided (see masked)
         self.base: dict[str, Tensor] = {}
         self.clean: dict[str, Tensor] = {}
         self.forwards = 0
+
+    def scores(self, inputs: Inputs) -> Tensor:
+        """``(N, classes)`` scores of one forward."""
+        return self.selection.scores_of(self.run(inputs))
 
     def _base_for(self, b: str, z: Tensor) -> Tensor:
         """Baseline of branch ``b`` (B, ...) given its clean output ``z`` (B, ...)."""
@@ -195,17 +215,18 @@ class _Engine:
             self.base[b] = t.detach()
         return self.base[b]
 
-    def rep(self, r: int) -> tuple:
+    def rep(self, r: int) -> Inputs:
+        """The batch ``r`` times over (``[a, b, a, b]`` for ``r=2``); inputs without the batch kept."""
         if r == 1:
-            return self.x
-        return tuple(t.repeat(r, *([1] * (t.dim() - 1))) for t in self.x)
+            return self.inputs
+        return self.inputs.map_batched(lambda t: t.repeat(r, *([1] * (t.dim() - 1))))
 
     def _chunk(self) -> int:
         """Replicas per forward: ``batch_size`` samples, or on CPU (where big batches run slower per
         sample) at most 32 samples unless the batch itself is larger."""
         bs = self.batch_size
         if bs is None:
-            bs = 1024 if self.x[0].device.type != "cpu" else max(self.B, 32)
+            bs = 1024 if self.inputs.device.type != "cpu" else max(self.B, 32)
         return max(1, bs // self.B)
 
     def masked(self, masks: Tensor) -> Tensor:
@@ -241,7 +262,7 @@ class _Engine:
                 y = self._expand_forward(fn, r)
             if y is None:
                 with _replace_hooks(self.model, self.specs, fn), torch.no_grad():
-                    y = _output_scores(self.model(*self.rep(r)))
+                    y = self.scores(self.rep(r))
             self.forwards += r
             out.append(y.reshape(r, self.B, -1))
         return torch.cat(out, 0)
@@ -250,17 +271,17 @@ class _Engine:
         clean = dict(self.clean)
         try:
             with _replace_hooks(self.model, self.specs, fn), torch.no_grad():
-                y = _output_scores(self.model(*self.x))
+                y = self.scores(self.inputs)
             if y.shape[0] != r * self.B:
-                raise ValueError("output batch does not follow the replicas")
+                raise _NoExpand("output batch does not follow the replicas")
             if self.mode is None:
                 with torch.no_grad():
-                    ref = _output_scores(self.model(*self.x))
+                    ref = self.scores(self.inputs)
                 if not torch.allclose(y[:self.B], ref, rtol=1e-5, atol=1e-5):
-                    raise ValueError("the full coalition does not reproduce the plain forward")
+                    raise _NoExpand("the full coalition does not reproduce the plain forward")
                 self.mode = "expand"
             return y
-        except (RuntimeError, ValueError, UnsupportedModelError):
+        except (RuntimeError, ValueError, UnsupportedModelError, _NoExpand):
             self.mode = "replicate"  # the replicated forward below raises the model's own error, if any
             self.clean = clean
             return None
@@ -270,7 +291,7 @@ class _Engine:
 
         Returns ``{branch: (S, B, ...)}`` gradients, the outputs ``(S, B, C)`` and the targets ``(B,)``.
         With no clean pass yet, ``alphas`` must be ``[1]``: this forward is the clean one (``z`` recorded
-        here) and ``target`` may be anything :func:`_targets` takes.
+        here) and ``target`` may be any class target (:class:`~torchloupe.targets.Target`; not a callable).
         """
         names = list(self.specs)
         grads = {b: [] for b in names}
@@ -294,9 +315,9 @@ class _Engine:
                 return leaf
 
             with _replace_hooks(self.model, self.specs, fn, branch_no_grad=True), torch.enable_grad():
-                y = _output_scores(self.model(*self.rep(r)))
+                y = self.scores(self.rep(r))
                 if not isinstance(target, Tensor) or target.dtype != torch.long or target.shape != (self.B,):
-                    target = _targets(target, y[:self.B].detach())
+                    target = Target.of(target).indices(y[:self.B].detach())
                 s = y.gather(1, target.repeat(r).unsqueeze(1)).squeeze(1)
                 missing = [b for b in names if b not in leaves]
                 if missing:
@@ -344,9 +365,9 @@ def _baseline_name(baseline: Any) -> str:
 
 def contributions(
     model: nn.Module,
-    x: Any,
+    x: InputsLike,
     branches: Mapping[str, str] | None = None,
-    target: Any = None,
+    target: TargetLike = None,
     method: str = "auto",
     baseline: Any = "zero",
     *,
@@ -354,42 +375,42 @@ def contributions(
     max_steps: int = 1024,
     batch_size: int | None = None,
     check: bool = True,
+    output: OutputSpec = None,
 ) -> FusionResult:
-    """Per-branch contributions to the target score, for a batch ``x`` (a tensor or a tuple of inputs).
+    """Per-branch contributions to the target score, for a batch ``x``: anything ``model(...)`` takes
+    (a tensor, a tuple of positional inputs, a dict of keyword inputs; :class:`~torchloupe.inputs.Inputs`).
 
     ``branches``: ``{name: "module.path" | "input:i"}``; ``None`` uses the last fusion point
     :func:`find` reports. ``target``: class index / list / ``(B,)`` tensor, or ``None`` for the
     predicted class. ``baseline``: ``"zero"``, ``"mean"`` (batch mean of each branch output), a dict
-    ``{branch: tensor}`` in branch-output space, or an input tensor (tuple) whose branch outputs are the
-    baselines. ``check``: for ``exact`` and ``gradient_x_activation``, also run the baseline forward
+    ``{branch: tensor}`` in branch-output space, or an input tensor (tuple, or ``Inputs`` for keyword
+    inputs) whose branch outputs are the baselines. ``output`` selects the ``(B, classes)`` scores of a
+    model returning a dict, tuple or ``ModelOutput`` (:mod:`torchloupe.targets`). ``check``: for ``exact`` and ``gradient_x_activation``, also run the baseline forward
     and report the completeness gap (one more forward). ``batch_size``: samples per forward
     (default: 32 or the batch on CPU, 1024 on GPU).
     """
     if method not in METHODS:
         raise UnsupportedModelError(f"method {method!r} is not one of {', '.join(METHODS)}")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
-    if isinstance(x, Tensor):
-        x = check_input(model, x)  # an unbatched input becomes a batch of one; channels checked
-    xs = _as_tuple(x)
+    require_module(model)
+    tgt, output = class_target(target, output)
+    inputs = as_inputs(model, x)  # an unbatched input becomes a batch of one; channels checked
     if isinstance(baseline, str) and baseline not in ("zero", "mean"):
         raise InputError(f"baseline must be 'zero', 'mean', a dict or a tensor, got {baseline!r}")
-    B = xs[0].shape[0]
-    if target is not None and not callable(target):  # before any of the work (no forward unless the
-        check_model_targets(model, xs, target)  # class count read off the layers rejects the target)
+    B = inputs.batch_size
+    if tgt.is_fixed:  # before any of the work (no forward unless the
+        check_model_targets(model, inputs, tgt.target, output=output)  # class count read off the layers rejects it)
     if B == 0:  # an empty batch: an empty result, once the branches are known to exist
-        return _empty_result(model, xs, branches, method, baseline)
-    specs = resolve_branches(model, xs, branches)
+        return _empty_result(model, inputs, branches, method, baseline)
+    specs = resolve_branches(model, inputs, branches)
     K = len(specs)
     names = list(specs)
     if method == "shapley" and K > MAX_SHAPLEY_BRANCHES:
         raise UnsupportedModelError(f"shapley over {K} branches needs 2^{K} forwards; use at most {MAX_SHAPLEY_BRANCHES} branches or method='integrated_gradients'")
-    with preserved(model):
-        model.eval()
+    with session(model) as run:
         if method in ("auto", "exact"):
             from .linearity import nonlinear_step
 
-            why = nonlinear_step(model, tuple(t[:1] for t in xs), specs)
+            why = nonlinear_step(model, inputs.slice(0, 1), specs, output)
             if why is None:
                 method = "exact"
             elif method == "exact":
@@ -397,15 +418,11 @@ def contributions(
             else:
                 method = "shapley" if K <= MAX_SHAPLEY_BRANCHES else "integrated_gradients"
         bl = baseline
-        if isinstance(baseline, (Tensor, tuple, list)):
-            bx = _as_tuple(baseline)
-            if len(bx) != len(xs):
-                raise InputError(f"baseline input has {len(bx)} tensor(s), the model takes {len(xs)}")
-            bx = tuple(b.expand_as(t) if b.shape[0] == 1 else b for b, t in zip(bx, xs))
-            probe = _Engine(model, bx, specs, "zero", batch_size)
+        if isinstance(baseline, (Tensor, tuple, list, Inputs)):
+            probe = Engine(run, _baseline_inputs(baseline, inputs), specs, "zero", batch_size, output)
             probe.masked(torch.ones(1, K, dtype=torch.bool))
             bl = dict(probe.clean)
-        eng = _Engine(model, xs, specs, bl, batch_size)
+        eng = Engine(run, inputs, specs, bl, batch_size, output)
 
         if method in ("shapley", "ablation"):
             if method == "shapley":
@@ -413,15 +430,15 @@ def contributions(
                 masks = torch.cat([masks[-1:], masks[:-1]])  # full coalition first
                 out = eng.masked(masks)
                 out = torch.cat([out[1:], out[:1]])  # back to bitmask order
-                full, empty = out[-1], out[0]
+                full = out[-1]
             else:
                 masks = torch.ones(K + 2, K, dtype=torch.bool)
                 for b in range(K):
                     masks[b + 1, b] = False
                 masks[K + 1] = False
                 out = eng.masked(masks)
-                full, empty = out[0], out[K + 1]
-            t = _targets(target, full)
+                full = out[0]
+            t = tgt.indices(full)
             v = out.gather(2, t.view(1, -1, 1).expand(out.shape[0], -1, 1)).squeeze(2).double()
             if method == "shapley":
                 phi = _shapley(v, K)
@@ -433,9 +450,9 @@ def contributions(
         else:
             if method == "integrated_gradients":
                 full = eng.masked(torch.ones(1, K, dtype=torch.bool))[0]
-                t = _targets(target, full)
+                t = tgt.indices(full)
             else:  # one forward: the clean pass is the gradient pass
-                grads, outs, t = eng.gradients(torch.ones(1, dtype=torch.float64), target)
+                grads, outs, t = eng.gradients(torch.ones(1, dtype=torch.float64), tgt)
                 full = outs[0]
             for b in names:
                 eng._base_for(b, eng.clean[b])
@@ -475,20 +492,33 @@ def contributions(
     )
 
 
-def _empty_result(model: nn.Module, xs: tuple[Tensor, ...], branches, method: str, baseline) -> FusionResult:
+def _baseline_inputs(baseline: Any, inputs: Inputs) -> Inputs:
+    """A baseline given as model inputs, laid out as ``inputs`` (a batch of one is expanded)."""
+    base = Inputs.of(baseline)
+    if len(base.args) != len(inputs.args) or set(base.kwargs) != set(inputs.kwargs):
+        raise InputError(f"baseline input has {len(base.args)} tensor(s)"
+                         + (f" and keywords {sorted(base.kwargs)}" if base.kwargs or inputs.kwargs else "")
+                         + f", the model takes {len(inputs.args)}"
+                         + (f" and keywords {sorted(inputs.kwargs)}" if base.kwargs or inputs.kwargs else ""))
+
+    def fit(b: Any, t: Any) -> Any:
+        if not isinstance(b, Tensor):
+            return b
+        check_finite(b, "baseline")
+        if isinstance(t, Tensor) and b.dim() and b.shape[0] == 1:
+            return b.expand_as(t)
+        return b
+
+    return Inputs(tuple(fit(b, t) for b, t in zip(base.args, inputs.args)),
+                  {k: fit(base.kwargs[k], v) for k, v in inputs.kwargs.items()})
+
+
+def _empty_result(model: nn.Module, inputs: Inputs, branches, method: str, baseline) -> FusionResult:
     """What :func:`contributions` returns for an empty batch: every field with zero samples, one
     entry per branch. Given branches are checked as for a batch; without them, the fusion point is
     found from a trace of the empty batch (a model that cannot run one says so)."""
-    names = list(resolve_branches(model, xs, branches))
-    empty = torch.zeros(0, device=xs[0].device)
+    names = list(resolve_branches(model, inputs, branches))
+    empty = torch.zeros(0, device=inputs.device)
     return FusionResult(values={b: empty for b in names}, shares={b: empty for b in names}, method=method,
-                        baseline=_baseline_name(baseline), targets=torch.zeros(0, dtype=torch.long, device=xs[0].device),
+                        baseline=_baseline_name(baseline), targets=torch.zeros(0, dtype=torch.long, device=inputs.device),
                         scores=empty, baseline_scores=None, completeness=None)
-
-
-def _targets(target: Any, out: Tensor) -> Tensor:
-    if target is None:
-        return out.argmax(1)
-    if callable(target):
-        raise TargetError("target must be a class index, a list or tensor of them, or None")
-    return check_targets(target, out.shape[0], out.shape[1], device=out.device)

@@ -12,6 +12,8 @@ import weakref
 
 from torch import nn
 
+from ..inputs import Inputs
+from ..targets import OutputSpec
 from ..structure.merges import ancestors
 from ..structure.tracer import record
 
@@ -56,28 +58,48 @@ def branch_roots(graph, specs: dict[str, str]) -> dict[str, int]:
     return roots
 
 
-def nonlinear_step(model: nn.Module, x: tuple, specs: dict[str, str]) -> str | None:
+def nonlinear_step(model: nn.Module, x: Inputs, specs: dict[str, str], output: OutputSpec = None) -> str | None:
     """``None`` when the output is affine in the branch outputs, else why not (naming the op).
+    ``x``: what the model takes (one sample is enough); ``output``: the selected part of the model's
+    output (:mod:`torchloupe.targets`; the other parts of a dict / tuple output need not be affine).
 
-    Cached per model, module set, branch specs and input shapes (one recorded forward the first time).
+    Cached per model, module set, branch specs, output selection and input shapes (one recorded
+    forward the first time).
     """
     key = (tuple(id(m) for m in model.modules()), tuple(specs.items()),
-           tuple((tuple(t.shape[1:]), t.dtype, t.device.type) for t in x))
+           tuple((k, tuple(t.shape[1:]), t.dtype, t.device.type) for k, t in x.tensors()),
+           output if output is None or isinstance(output, (str, int)) else "<callable>")
     cache = _VERDICTS.setdefault(model, {})
     if key not in cache:
-        cache[key] = _nonlinear_step(model, x, specs)
+        cache[key] = _nonlinear_step(model, x, specs, output)
     return cache[key]
 
 
-def _nonlinear_step(model: nn.Module, x: tuple, specs: dict[str, str]) -> str | None:
-    graph = record(model, x)[0]
+def selected_outputs(graph, output: OutputSpec) -> list:
+    """The output nodes of a traced graph that ``output`` selects (all of them when it cannot tell:
+    a callable, or a name it does not find)."""
+    outs = list(graph.outputs)
+    if output is None:
+        names = ("logits",)
+    elif isinstance(output, bool) or not isinstance(output, (str, int)):
+        names = ()
+    elif isinstance(output, str):
+        names = (output,)
+    else:
+        names = (f"output[{output}]",)
+    chosen = [o for o in outs if any(o.name == n or o.name.startswith((f"{n}.", f"{n}[")) for n in names)]
+    return chosen or outs
+
+
+def _nonlinear_step(model: nn.Module, x: Inputs, specs: dict[str, str], output: OutputSpec) -> str | None:
+    graph = record(model, x.args, dict(x.kwargs))[0]
     roots = branch_roots(graph, specs)
     missing = [b for b in specs if b not in roots]
     if missing:
         return f"branch(es) {missing} produced no tensor during the forward pass"
     anc = ancestors(graph.nodes)
     feeds_output = 0
-    for o in graph.outputs:
+    for o in selected_outputs(graph, output):
         feeds_output |= anc[o.id]
     derived = set(roots.values())
     for node in graph.nodes:

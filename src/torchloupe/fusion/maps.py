@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UnsupportedModelError
-from ..probe import preserved
+from ..inputs import InputsLike
+from ..probe import require_module, session
+from ..targets import OutputSpec, TargetLike
 
 __all__ = ["BranchMaps", "branch_maps"]
 
@@ -31,22 +32,28 @@ class BranchMaps:
     targets: Tensor
 
 
-def branch_maps(model: nn.Module, x: Any, branches: Mapping[str, str] | None = None, target: Any = None,
-                size: tuple[int, int] | None = None, batch_size: int | None = None) -> BranchMaps:
-    """Grad-CAM of each branch from its own channels; ``size`` defaults to the first 4-D input's ``(H, W)``."""
-    from .contrib import _Engine, _as_tuple, resolve_branches
+def branch_maps(model: nn.Module, x: InputsLike, branches: Mapping[str, str] | None = None, target: TargetLike = None,
+                size: tuple[int, int] | None = None, batch_size: int | None = None, *,
+                output: OutputSpec = None) -> BranchMaps:
+    """Grad-CAM of each branch from its own channels; ``size`` defaults to the first 4-D input's ``(H, W)``.
 
-    xs = _as_tuple(x)
-    specs = resolve_branches(model, xs, branches)
+    ``x``: anything ``model(...)`` takes (:class:`~torchloupe.inputs.Inputs`); ``target`` class
+    indices or ``None`` (predicted); ``output`` selects the ``(B, classes)`` scores of a model
+    returning a dict, tuple or ``ModelOutput`` (:mod:`torchloupe.targets`)."""
+    from .contrib import Engine, as_inputs, class_target, resolve_branches
+
+    require_module(model)
+    tgt, output = class_target(target, output)
+    inputs = as_inputs(model, x)
+    specs = resolve_branches(model, inputs, branches)
     if size is None:
-        four = [t for t in xs if t.dim() == 4]
+        four = [t for _, t in inputs.tensors() if t.dim() == 4]
         if not four:
             raise UnsupportedModelError("no 4-D (B, C, H, W) input to size the maps; pass size=(H, W)")
         size = tuple(four[0].shape[-2:])
-    with preserved(model):
-        model.eval()
-        eng = _Engine(model, xs, specs, "zero", batch_size)
-        grads, _, t = eng.gradients(torch.ones(1, dtype=torch.float64), target)
+    with session(model) as run:
+        eng = Engine(run, inputs, specs, "zero", batch_size, output)
+        grads, _, t = eng.gradients(torch.ones(1, dtype=torch.float64), tgt)
         for b in specs:
             z = eng.clean[b]
             if z.dim() != 4:

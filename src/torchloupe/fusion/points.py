@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..probe import require_module
 from ..structure.graph import ModelGraph, Node
 from ..structure.merges import MERGE_OPS, ancestors, bits, learned_mask, merges
 from ..structure.tracer import record
@@ -120,6 +121,5 @@ def find(model: nn.Module, *inputs, **kwargs) -> list[FusionPoint]:
     went in) and reads the fusion points off the graph: ``find(model, x)`` lists exactly the nodes
     ``tl.trace(model, x).fusion_points``. An error inside the model raises :class:`TraceError`.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    require_module(model)
     return points(record(model, inputs, kwargs)[0])

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError, UnsupportedModelError
+from ..probe import require_module
 from ..structure.merges import ancestors
 from ..structure.tracer import record
 
@@ -74,13 +75,14 @@ class CKAResult:
 def _fusion_of(model: nn.Module, x: Any, branches: Mapping[str, str] | None):
     """Trace one forward keeping the values; the branches' specs, the node values, the branches' root nodes
     and the first fusion point fed by all."""
-    from .contrib import _as_tuple, resolve_branches
+    from .contrib import as_inputs, resolve_branches
     from .linearity import branch_roots
     from .points import points
 
-    xs = _as_tuple(x)
-    specs = resolve_branches(model, xs, branches)
-    graph, values = record(model, xs, keep_values=True)
+    require_module(model)
+    inputs = as_inputs(model, x)
+    specs = resolve_branches(model, inputs, branches)
+    graph, values = record(model, inputs.args, dict(inputs.kwargs), keep_values=True)
     roots = branch_roots(graph, specs)
     if len(roots) != len(specs):
         raise UnsupportedModelError(f"branch(es) {sorted(set(specs) - set(roots))} did not run during the forward pass")
@@ -106,7 +108,8 @@ def similarity(model: nn.Module, x: Any, branches: Mapping[str, str] | None = No
                batch_size: int | None = None) -> CKAResult:
     """Linear CKA between each branch's output and the fused tensor (the fusion point they feed).
 
-    ``x`` is a batch (tensor or tuple of inputs) of at least 4 samples.
+    ``x`` is a batch of at least 4 samples: anything ``model(...)`` takes (a tensor, a tuple of
+    positional inputs, a dict of keyword inputs).
     """
     specs, values, roots, chosen = _fusion_of(model, x, branches)
     feats = [values[roots[b]] for b in specs] + [values[chosen.node]]

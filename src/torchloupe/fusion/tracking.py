@@ -52,11 +52,12 @@ class ShareTracker:
     """Records per-branch shares on a fixed probe batch every ``every`` calls of :meth:`step`."""
 
     def __init__(self, model: nn.Module, x: Any, branches: Mapping[str, str] | None = None, *, every: int = 10,
-                 method: str = "auto", target: Any = None, baseline: Any = "zero"):
+                 method: str = "auto", target: Any = None, baseline: Any = "zero", output: Any = None):
         if not isinstance(every, int) or every < 1:
             raise InputError(f"every must be a positive int, got {every!r}")
         self.model, self.x, self.branches = model, x, branches
         self.every, self.method, self.target, self.baseline = every, method, target, baseline
+        self.output = output
         self.history = ShareHistory(targets=target.detach().cpu() if isinstance(target, Tensor) else None)
         self._count = 0
 
@@ -73,7 +74,7 @@ class ShareTracker:
         from .contrib import contributions
 
         res = contributions(self.model, self.x, self.branches, target=self.target, method=self.method,
-                            baseline=self.baseline, check=False)
+                            baseline=self.baseline, check=False, output=self.output)
         self.history.steps.append(int(step))
         self.history.records.append({b: s.detach().cpu() for b, s in res.shares.items()})
         self.history.method = res.method
