@@ -14,9 +14,7 @@ the traceback folded away, and the report goes on.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import os
-import pkgutil
 import re
 import sys
 import tempfile
@@ -110,24 +108,9 @@ def _human_size(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MB"
 
 
-def _import_sections() -> list[tuple[str, str]]:
-    """Import every module of ``reporting.sections``; a module that fails to import is reported, not fatal."""
-    from . import sections
-
-    failures = []
-    for info in sorted(pkgutil.iter_modules(sections.__path__), key=lambda i: i.name):
-        name = f"{sections.__name__}.{info.name}"
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # a peer's broken module must not take the whole report down
-            failures.append((info.name, f"{type(exc).__name__}: {_first_line(exc)}"))
-    return failures
-
-
 def available_sections() -> list[Section]:
     """Every registered section in report order (section modules that fail to import are left out)."""
-    _import_sections()
-    return sorted(base._REGISTRY.values(), key=lambda s: (s.order, s.key))
+    return base.registered(strict=False)
 
 
 def _resolve(sections: str | Iterable[str | Section]) -> tuple[list[Section], list[tuple[str, str]]]:
@@ -139,8 +122,8 @@ def _resolve(sections: str | Iterable[str | Section]) -> tuple[list[Section], li
     import_errors: list[tuple[str, str]] = []
     known: dict[str, Section] = {}
     if any(isinstance(s, str) for s in wanted):
-        import_errors = _import_sections()
-        known = {s.key: s for s in sorted(base._REGISTRY.values(), key=lambda s: (s.order, s.key))}
+        import_errors = base.import_sections(strict=False)
+        known = {s.key: s for s in base.known_sections()}
     chosen: list[Section] = []
     for s in wanted:
         if isinstance(s, Section):
@@ -237,7 +220,7 @@ def _shown_in(subjects: Sequence[Subject], chosen: Sequence[Section]) -> list[se
     """Each subject's ``sections`` as a set of keys (None: all); unknown keys raise UsageError."""
     import difflib
 
-    known = {s.key for s in chosen} | set(base._REGISTRY)
+    known = {s.key for s in chosen} | {s.key for s in base.known_sections()}
     out: list[set[str] | None] = []
     for subject in subjects:
         keys = subject.sections
