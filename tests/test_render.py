@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-import torchloupe as tl
 from torchloupe import render as R
 from torchloupe.features import FeatureMaps, feature_maps
 
