@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .parallel import run_jobs, worker_count
-from ..errors import UnsupportedModelError, UsageError
+from ..errors import UnsupportedModelError, UsageError, require
 from . import base
 from .base import DeferredSubject, NotApplicable, Section, Subject
 from .blocks import block_view
@@ -281,7 +281,7 @@ def build_report(
     ``seconds`` per section then add up the workers' time. Returns a :class:`ReportInfo` with
     the path, file size and per-section timings.
     """
-    from tqdm import tqdm
+    tqdm = require("tqdm", "render").tqdm
 
     from .template import render_html
 
