@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ..errors import require
+from ..errors import UsageError, require
 from .base import Figure, Html, Image, Table, Text
 
 __all__ = ["block_view", "figure_png", "data_uri", "MAX_WIDTH"]
@@ -130,12 +130,12 @@ def block_view(block: Any, options: dict | None = None) -> dict[str, Any]:
         if fmt == "svg":
             return _image_view(_figure_svg(block.figure), "image/svg+xml", block.caption, block.caption)
         if fmt != "png":
-            raise ValueError(f"figure format {block.format!r} is not supported; expected 'png' or 'svg'")
+            raise UsageError(f"figure format {block.format!r} is not supported; expected 'png' or 'svg'")
         return _image_view(figure_png(block.figure), "image/png", block.caption, block.caption)
     if isinstance(block, Image):
         mime = block.mime.lower()
         if mime not in ("image/png", "image/gif", "image/svg+xml", "image/jpeg", "image/webp"):
-            raise ValueError(f"image type {block.mime!r} is not supported; expected PNG, GIF, SVG, JPEG or WebP")
+            raise UsageError(f"image type {block.mime!r} is not supported; expected PNG, GIF, SVG, JPEG or WebP")
         return _image_view(bytes(block.data), mime, block.caption, block.alt)
     if isinstance(block, Table):
         highlight = {(int(r), int(c)) for r, c in block.highlight}

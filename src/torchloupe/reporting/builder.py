@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .parallel import run_jobs, worker_count
-from ..errors import UnsupportedModelError, UsageError, require
+from ..errors import InputTypeError, UnsupportedModelError, UsageError, require
 from . import base
 from .base import DeferredSubject, NotApplicable, Section, Subject
 from .blocks import block_view
@@ -245,12 +245,12 @@ def _check_subjects(subjects: Sequence[Subject | DeferredSubject] | Subject | De
     for s in subjects:
         if isinstance(s, DeferredSubject):
             if not callable(s.load):
-                raise TypeError(f"deferred subject {s.name!r}: load must be callable, got {type(s.load).__name__}")
+                raise InputTypeError(f"deferred subject {s.name!r}: load must be callable, got {type(s.load).__name__}")
             continue
         if not isinstance(s, Subject):
-            raise TypeError(f"expected torchloupe.reporting.Subject objects, got {type(s).__name__}")
+            raise InputTypeError(f"expected torchloupe.reporting.Subject objects, got {type(s).__name__}")
         if not isinstance(s.model, nn.Module):
-            raise TypeError(f"subject {s.name!r}: model must be an nn.Module, got {type(s.model).__name__}")
+            raise UnsupportedModelError(f"subject {s.name!r}: model must be an nn.Module, got {type(s.model).__name__}")
     return subjects
 
 
@@ -442,9 +442,9 @@ def report(
     ``dataset``, ``layers``, ``extras``). ``jobs``: see :func:`build_report`. Returns :class:`ReportInfo`.
     """
     from ..inputs import check_input
+    from ..probe import require_module
 
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    require_module(model)
     if isinstance(inputs, torch.Tensor):
         inputs = check_input(model, inputs)
     if labels is not None:
