@@ -10,7 +10,8 @@ import torchloupe as tl
 from torchloupe.errors import LayerNotFoundError, TargetError, UnsupportedModelError
 from tests.helpers import tiny_cnn
 
-GRADIENT_METHODS = ["gradcam", "gradcam++", "xgradcam", "layercam", "hirescam"]
+# The tests read the registry: a method registered in tl.cam.METHODS is tested here with no edit.
+GRADIENT_METHODS = [key for key, cls in tl.cam.METHODS.items() if cls.uses_gradients]
 
 
 class OneConv(nn.Module):
@@ -223,7 +224,8 @@ def test_compare_equals_each_method_alone_in_one_forward(layer, target):
     x = torch.rand(3, 3, 16, 16, dtype=torch.float64)
     if target == "callable":
         target = lambda out: out[:, 0] - out[:, 1]  # noqa: E731
-    names = [m for m in tl.cam.METHODS if m != "scorecam" and not (m == "cam" and isinstance(layer, list))]
+    names = [m for m, cls in tl.cam.METHODS.items() if not getattr(cls, "forward_per_channel", False)  # Score-CAM
+             and not (m == "cam" and isinstance(layer, list))]
     calls = []
     handle = model.register_forward_hook(lambda m, a, o: calls.append(1))
     try:
@@ -272,3 +274,106 @@ def test_every_method_has_its_paper_name_for_figures():
         pass
 
     assert tl.cam.title_of(SquaredGradCAM) == "SquaredGradCAM"
+
+
+# -- the registry: adding a method is one file and one registry line --------------------------
+
+MY_CAM = '''
+from torchloupe.cam.base import GradientCAM
+
+
+class MaxGradCAM(GradientCAM):
+    """Channel weights: the largest gradient over the positions."""
+
+    title = "Max-Grad-CAM"
+
+    def channel_weights(self, acts, grads):
+        return grads.flatten(2).amax(2)
+'''
+
+
+@pytest.fixture
+def my_cam(tmp_path, monkeypatch):
+    """A method defined in a module of its own, registered by one line; unregistered after."""
+    import sys
+
+    (tmp_path / "my_cams.py").write_text(MY_CAM)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tl.cam.register("maxgradcam", "my_cams:MaxGradCAM")
+    yield "maxgradcam"
+    tl.cam.METHODS.unregister("maxgradcam")
+    sys.modules.pop("my_cams", None)
+
+
+def test_the_builtin_methods_resolve_from_their_registry_lines():
+    from torchloupe.cam.gradcam import GradCAM
+    from torchloupe.cam.scorecam import ScoreCAM
+
+    assert tl.cam.METHODS["gradcam"] is tl.cam.GradCAM is GradCAM
+    assert tl.cam.METHODS["scorecam"] is tl.cam.ScoreCAM is ScoreCAM
+    assert [tl.cam.METHODS.spec(k) for k in ("gradcam", "gradcam++")] == [".gradcam:GradCAM",
+                                                                          ".gradcam_pp:GradCAMPlusPlus"]
+    assert {"CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "ScoreCAM", "EigenCAM",
+            "METHODS", "register", "compare"} <= set(tl.cam.__all__)
+    for name in tl.cam.__all__:
+        assert getattr(tl.cam, name) is not None
+    assert GRADIENT_METHODS == ["gradcam", "gradcam++", "xgradcam", "layercam", "hirescam"]
+
+
+def test_a_method_registered_in_one_line_reaches_compare_the_cli_and_the_report(my_cam, capsys):
+    from torchloupe.app.cli import main
+    from torchloupe.reporting.base import Figure, Subject, registered
+
+    cls = tl.cam.METHODS[my_cam]
+    assert cls.__module__ == "my_cams" and cls.__name__ == "MaxGradCAM"
+    assert list(tl.cam.METHODS)[-1] == my_cam and tl.cam.title_of(my_cam) == "Max-Grad-CAM"
+    # compare runs it; OneConv's gradient is W[t] / 4 at every position, so max = Grad-CAM's mean
+    res = tl.cam.compare(OneConv(), X1, [my_cam, "gradcam"], layer="relu", target=1)
+    torch.testing.assert_close(res[my_cam].raw, torch.tensor([[[0.75, 0.0], [2.25, 0.0]]]))
+    torch.testing.assert_close(res[my_cam].maps, res["gradcam"].maps)
+    assert res[my_cam].method == "MaxGradCAM"
+    assert my_cam in tl.cam.compare(OneConv(), X1, "all", layer="relu")
+    # the CLI's help and --method choices read the registry
+    with pytest.raises(SystemExit):
+        main(["cam", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "comma-separated: all, cam, gradcam, gradcam++, xgradcam, layercam, hirescam, scorecam, eigencam, " \
+           "maxgradcam (default: gradcam)" in help_text
+    # the report's CAM section shows every registered method
+    subject = Subject(name="tiny", model=tiny_cnn().eval(), inputs=torch.rand(2, 3, 16, 16))
+    blocks = {s.key: s for s in registered()}["cam"].build(subject, {"quick": True, "seed": 0})
+    fig = [b for b in blocks if isinstance(b, Figure)][0].figure
+    assert [t.get_text() for t in fig.axes[0].texts if t.get_rotation() == 0][-2:] == ["Eigen-CAM", "Max-Grad-CAM"]
+
+
+def test_registry_errors():
+    from torchloupe.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"CAM method 'gradcam' is already registered \(.gradcam:GradCAM\)"):
+        tl.cam.register("gradcam", "my_cams:MaxGradCAM")
+    with pytest.raises(UsageError, match=r"expected 'module:Class' or a BaseCAM subclass, got 'my_cams.MaxGradCAM'"):
+        tl.cam.register("x", "my_cams.MaxGradCAM")
+    with pytest.raises(UsageError, match=r"'all' names every CAM method"):
+        tl.cam.register("all", tl.cam.GradCAM)
+    with pytest.raises(UsageError, match=r"int is not a torchloupe.cam.BaseCAM subclass"):
+        tl.cam.register("x", int)
+    tl.cam.register("nomodule", "no_such_module_here:X")
+    tl.cam.register("noclass", "torchloupe.cam.gradcam:NoSuchCAM")
+    try:
+        with pytest.raises(UsageError, match=r"CAM method 'nomodule': cannot import 'no_such_module_here'"):
+            tl.cam.METHODS["nomodule"]
+        with pytest.raises(UsageError, match=r"'NoSuchCAM' in torchloupe.cam.gradcam is not found"):
+            tl.cam.compare(OneConv(), X1, ["noclass"])
+    finally:
+        tl.cam.METHODS.unregister("nomodule")
+        tl.cam.METHODS.unregister("noclass")
+    with pytest.raises(UsageError, match=r"no CAM method 'nomodule'; registered: cam, gradcam"):
+        tl.cam.METHODS.unregister("nomodule")
+    tl.cam.register("mine", tl.cam.GradCAM)  # a class object works as well
+    try:
+        assert tl.cam.METHODS["mine"] is tl.cam.GradCAM and tl.cam.METHODS.spec("mine") == \
+            "torchloupe.cam.gradcam:GradCAM"
+    finally:
+        tl.cam.METHODS.unregister("mine")
+    assert list(tl.cam.METHODS) == ["cam", "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "scorecam",
+                                    "eigencam"]

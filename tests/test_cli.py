@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -426,3 +425,70 @@ def test_text_models_without_a_padding_token_or_without_a_tokenizer(tmp_path, ca
         shutil.copy(f"{minilm_folder()}/{f}", bare / f)
     err = _error(capsys, ["report", "--model", f"hf:{bare}", "--text", "hello", "--out", str(tmp_path / "three")])
     assert err.startswith("loupe: error: --text needs a text model with a tokenizer") and f"'hf:{bare}' has none" in err
+
+
+SUBCOMMAND = '''
+from torchloupe.app.commands._common import (add_image_arguments, add_model_arguments, image_inputs, labels_for,
+                                             load_model_from, output_folder)
+
+
+def register(subparsers):
+    p = subparsers.add_parser("zz-shape", help="write the shape of the model's input batch")
+    add_model_arguments(p)
+    add_image_arguments(p)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    out = output_folder(args.out, into="shape.txt")
+    model = load_model_from(args)
+    images, x = image_inputs(args, model)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "shape.txt").write_text(f"{tuple(x.shape)} {labels_for(args, model)}")
+    print(f"{tuple(images.shape)} {float(x.sum()):.6f}")
+'''
+
+
+def test_a_new_subcommand_is_one_module_using_the_shared_input_and_output_code(files, tmp_path, capsys,
+                                                                               monkeypatch):
+    import sys
+
+    from torchloupe.app import commands
+    from torchloupe.app.images import load_images
+
+    extra = tmp_path / "more_commands"
+    extra.mkdir()
+    (extra / "zz_shape.py").write_text(SUBCOMMAND)
+    monkeypatch.setattr(commands, "__path__", [*commands.__path__, str(extra)])
+    try:
+        cat = str(files / "cat.png")
+        assert main(["zz-shape", "--model", f"{files}/net.py:build", "--input", cat, "--labels",
+                     str(files / "labels.txt"), "--out", str(tmp_path / "a")]) == 0
+        rgb = load_images([cat])
+        assert capsys.readouterr().out == f"(1, 3, 24, 32) {float(rgb.sum()):.6f}\n"
+        assert (tmp_path / "a" / "shape.txt").read_text() == "(1, 3, 24, 32) ['cat', 'dog', '<b>bird</b>']"
+        # gray by the first layer, resized by --size; ImageNet statistics only for RGB models
+        assert main(["zz-shape", "--model", f"{files}/net.py:gray", "--input", cat, "--size", "16",
+                     "--normalize", "imagenet", "--out", str(tmp_path / "b")]) == 0
+        gray = load_images([cat], size=16, mode="L")
+        assert capsys.readouterr().out == f"(1, 1, 16, 16) {float(gray.sum()):.6f}\n"
+        assert main(["zz-shape", "--model", "torchvision:resnet18", "--input", cat, "--out", str(tmp_path / "c")]) == 0
+        want = load_images([cat], size=224, normalize="imagenet")
+        assert capsys.readouterr().out == f"(1, 3, 224, 224) {float(want.sum()):.6f}\n"
+        assert (tmp_path / "c" / "shape.txt").read_text().startswith("(1, 3, 224, 224) ['tench', 'goldfish'")
+        err = _error(capsys, ["zz-shape", "--model", f"{files}/net.py:build", "--input", cat, "--out", cat])
+        assert err == f"loupe: error: --out '{cat}' is a file; expected a folder to write shape.txt into\n"
+    finally:
+        sys.modules.pop("torchloupe.app.commands.zz_shape", None)
+
+
+def test_graph_checks_its_output_folder_first(tmp_path, capsys):
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("x")
+    for out, want in [(a_file, f"--out '{a_file}' is a file; expected a folder to write the graph into"),
+                      (a_file / "sub", f"--out '{a_file / 'sub'}': cannot make this folder ('{a_file}' is not a "
+                                       f"directory)")]:
+        err = _error(capsys, ["graph", "--model", "torchvision:resnet18", "--input-shape", "1,3,8,8",
+                              "--out", str(out)])
+        assert err == f"loupe: error: {want}\n"

@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-import torchloupe as tl
 from torchloupe import render as R
 from torchloupe.features import FeatureMaps, feature_maps
 
@@ -241,3 +240,37 @@ def test_import_torchloupe_loads_no_matplotlib_or_jinja2():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**__import__("os").environ})
     assert out.stdout.strip() == ""
+
+
+def test_a_missing_extra_is_one_line_naming_the_pip_command(monkeypatch):
+    from torchloupe.errors import MissingDependencyError
+    from torchloupe.render import fusion  # noqa: F401  (imported now: its module-level import is checked below)
+
+    for prefix in ("matplotlib", "PIL"):
+        for name in [m for m in sys.modules if m == prefix or m.startswith(prefix + ".")] + [prefix]:
+            monkeypatch.setitem(sys.modules, name, None)  # "not installed" for every import from here on
+    with pytest.raises(MissingDependencyError) as info:
+        R.kernel_figure(torch.rand(2, 1, 3, 3))
+    assert str(info.value) == "matplotlib is needed for this; install it with: pip install 'torchloupe[render]'"
+    with pytest.raises(MissingDependencyError) as info:
+        R.to_png(torch.rand(3, 4, 4))
+    assert str(info.value) == "pillow is needed for this; install it with: pip install 'torchloupe[render]'"
+    monkeypatch.delitem(sys.modules, "torchloupe.render.recurrent", raising=False)
+    with pytest.raises(MissingDependencyError, match=r"^matplotlib is needed for this; install it with: pip"):
+        import torchloupe.render.recurrent  # noqa: F401
+
+
+def test_render_errors_are_typed_and_keep_their_builtin_bases():
+    from torchloupe.errors import InputShapeError, InputTypeError, UsageError
+
+    with pytest.raises(InputTypeError, match="to_png takes a matplotlib Figure or an image tensor, got str") as info:
+        R.to_png("x")
+    assert isinstance(info.value, TypeError) and isinstance(info.value, ValueError)
+    with pytest.raises(InputTypeError, match="x must be a torch.Tensor, got list"):
+        R.normalize([1.0])
+    with pytest.raises(InputShapeError, match=r"images must be \(N, 1 or 3, H, W\)"):
+        R.to_rgb(torch.rand(2, 5, 4, 4))
+    with pytest.raises(UsageError, match=r"alpha must be in \[0, 1\], got 2"):
+        R.overlay(torch.rand(1, 3, 4, 4), torch.rand(1, 4, 4), alpha=2)
+    with pytest.raises(UsageError, match="unknown colormap 'nope'"):
+        R.colorize(torch.rand(1, 4, 4), "nope")

@@ -14,7 +14,7 @@ import torchloupe as tl
 from tests import report_fixtures as fx
 from tests.helpers import arm_tripwire, assert_same_state, model_state, tiny_cnn
 from torchloupe.errors import UsageError
-from torchloupe.reporting import Section, Subject, Text, available_sections, build_report
+from torchloupe.reporting import Section, Subject, available_sections, build_report
 
 
 class Page(HTMLParser):
@@ -459,6 +459,41 @@ def test_broken_section_module_is_reported_not_fatal(tmp_path, monkeypatch):
     assert page.text["div.error"] == ["Section module zz_broken could not be loaded: ImportError: needs a package "
                                       "that is not installed"]
     assert page.text["h2"] == ["Overview"]
+
+
+EXTRA_SECTION = """
+from torchloupe.reporting.base import Text, register
+
+
+@register("zz_params", "Parameter count", "How many numbers the model learns.", 95)
+def build(subject, options):
+    return [Text(f"{sum(p.numel() for p in subject.model.parameters())} parameters")]
+"""
+
+
+def test_a_new_section_is_one_module_and_nothing_else(tmp_path, monkeypatch):
+    import sys
+
+    from torchloupe.reporting import base, sections, select_sections
+
+    extra = tmp_path / "more_sections"
+    extra.mkdir()
+    (extra / "zz_params.py").write_text(EXTRA_SECTION)
+    monkeypatch.setattr(sections, "__path__", [*sections.__path__, str(extra)])
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # the registry as it was, after the test
+    try:
+        assert [s.key for s in select_sections("all")][-2:] == ["quality", "zz_params"]  # by its order, 95
+        assert [s.key for s in select_sections("zz_params,overview")] == ["overview", "zz_params"]
+        assert available_sections()[-1].title == "Parameter count"
+        assert base.registered()[-1].key == "zz_params"
+        model = tiny_cnn()
+        info = build_report([Subject("tiny", model, torch.rand(2, 3, 16, 16))], tmp_path / "r.html",
+                            sections=["overview", "zz_params"], progress=False)
+        page = Page(info.path.read_text())
+        assert page.text["h2"] == ["Overview", "Parameter count"]
+        assert f"{sum(p.numel() for p in model.parameters())} parameters" in page.text["p.text"]
+    finally:
+        sys.modules.pop("torchloupe.reporting.sections.zz_params", None)
 
 
 def test_anchor_slugs():

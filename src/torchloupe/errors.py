@@ -12,6 +12,7 @@ and what was expected, and are raised before any expensive work.
     ├── InputError              (ValueError)    bad input tensor
     │   ├── InputShapeError                     shape does not fit the model
     │   │   └── TemplateShapeError              input_shape does not match a linear layer's inputs
+    │   ├── InputTypeError      (TypeError)     not a tensor (or figure) where one is expected
     │   └── NonFiniteInputError                 NaN or infinite values
     ├── TargetError             (ValueError)    class index / target out of range
     ├── ChannelError            (ValueError)    channel index out of range
@@ -33,6 +34,7 @@ __all__ = [
     "LayerNotFoundError",
     "InputError",
     "InputShapeError",
+    "InputTypeError",
     "NonFiniteInputError",
     "TargetError",
     "ChannelError",
@@ -75,6 +77,10 @@ class InputError(TorchLoupeError, ValueError):
 
 class InputShapeError(InputError):
     """The input's shape does not fit what the model's first layer wants."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An argument of the wrong type: not a tensor (or a figure) where one is expected."""
 
 
 class NonFiniteInputError(InputError):

@@ -1,8 +1,10 @@
 """Class activation maps: which pixels made the network decide.
 
 ``tl.cam.GradCAM(model, layer=None)(x, target=None) -> CAMResult``. Every method is a small
-subclass of :class:`~torchloupe.cam.base.BaseCAM`; :data:`METHODS` maps the CLI / report
-names to the classes.
+subclass of :class:`~torchloupe.cam.base.BaseCAM` in a file of its own, registered by one line
+of :data:`METHODS` (key -> ``"module:Class"``): the CLI (``loupe cam --method``), the report and
+the tests read the registry, and ``tl.cam.<Class>`` resolves from it on first use. Methods
+defined elsewhere join with :func:`register`.
 """
 
 from __future__ import annotations
@@ -11,45 +13,43 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
+from .._lazy import lazy_exports
 from .base import BaseCAM, CAMResult, GradientCAM, default_layer, run_cams, to_map
-from .cam import CAM
-from .eigencam import EigenCAM
-from .gradcam import GradCAM
-from .gradcam_pp import GradCAMPlusPlus
-from .hirescam import HiResCAM
-from .layercam import LayerCAM
-from .scorecam import ScoreCAM
-from .xgradcam import XGradCAM
+from .registry import Methods
+
+#: The CAM methods, in the order figures and tables show them: key (``loupe cam --method``,
+#: :func:`compare`) -> class. Adding a method: its file under ``cam/`` and one line here.
+METHODS: Methods = Methods(__name__, {
+    "cam": ".cam:CAM",
+    "gradcam": ".gradcam:GradCAM",
+    "gradcam++": ".gradcam_pp:GradCAMPlusPlus",
+    "xgradcam": ".xgradcam:XGradCAM",
+    "layercam": ".layercam:LayerCAM",
+    "hirescam": ".hirescam:HiResCAM",
+    "scorecam": ".scorecam:ScoreCAM",
+    "eigencam": ".eigencam:EigenCAM",
+})
+
+#: ``register(key, "module:Class" or class, replace=False)``: one more method for the CLI, the
+#: report and :func:`compare` (see :mod:`torchloupe.cam.registry`).
+register = METHODS.register
+
+_EXPORTS = METHODS.exports()
 
 __all__ = [
     "CAMResult",
     "BaseCAM",
     "GradientCAM",
-    "CAM",
-    "GradCAM",
-    "GradCAMPlusPlus",
-    "XGradCAM",
-    "LayerCAM",
-    "HiResCAM",
-    "ScoreCAM",
-    "EigenCAM",
+    *_EXPORTS,
     "METHODS",
+    "register",
     "title_of",
     "compare",
     "default_layer",
     "to_map",
 ]
 
-METHODS: dict[str, type[BaseCAM]] = {
-    "cam": CAM,
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "xgradcam": XGradCAM,
-    "layercam": LayerCAM,
-    "hirescam": HiResCAM,
-    "scorecam": ScoreCAM,
-    "eigencam": EigenCAM,
-}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals(), submodules=True)
 
 
 def title_of(method: str | type[BaseCAM]) -> str:

@@ -28,6 +28,8 @@ class ScoreCAM(BaseCAM):
     title = "Score-CAM"
 
     uses_gradients = False
+    #: One masked forward per channel and image: the report skips it under ``--quick`` or past a budget.
+    forward_per_channel = True
 
     def __init__(
         self,

@@ -9,8 +9,11 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
+
+from ..errors import InputError, InputShapeError, require
+
+Figure = require("matplotlib.figure", "render").Figure
 
 __all__ = ["heads_grid", "matrix_figure", "patch_overlay", "token_view_html", "patch_grid", "read_weights_figure"]
 
@@ -35,7 +38,7 @@ def heads_grid(
     """
     layers = [(k, v) for k, v in maps.items() if v.dim() == 4]
     if not layers:
-        raise ValueError("no (B, heads, T, S) attention maps to draw")
+        raise InputError("no (B, heads, T, S) attention maps to draw")
     H = min(max(v.shape[1] for _, v in layers), max_heads)
     L = len(layers)
     cell = 1.35 if H > 4 else 1.9
@@ -132,7 +135,7 @@ def patch_overlay(images: Tensor, rollout: Tensor, n: int = 4) -> Figure:
     """
     grid = patch_grid(rollout.shape[-1])
     if grid is None:
-        raise ValueError(f"{rollout.shape[-1]} tokens are not image patches (side² or 1 + side²)")
+        raise InputShapeError(f"{rollout.shape[-1]} tokens are not image patches (side² or 1 + side²)")
     offset, side = grid
     n = min(n, images.shape[0])
     row = rollout[:n, 0, offset:] if offset else rollout[:n].mean(dim=1)
@@ -223,7 +226,7 @@ def token_view_html(
     """
     layers = [(k, v[sample].detach().float().cpu()) for k, v in maps.items() if v.dim() == 4 and v.shape[-1] == v.shape[-2]]
     if not layers:
-        raise ValueError("no self-attention maps (B, heads, T, T) for a token view")
+        raise InputError("no self-attention maps (B, heads, T, T) for a token view")
     T = min(layers[0][1].shape[-1], len(tokens), max_tokens)
     notes = []
     if T < layers[0][1].shape[-1]:

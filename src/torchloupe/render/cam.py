@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import require
 from .image import overlay
 
 __all__ = ["overlay", "plot_cam", "method_grid", "saliency_image", "plot_saliency"]
@@ -33,7 +34,7 @@ def _to_hwc(img: Tensor) -> np.ndarray:
 def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | None = None, cmap: str = "jet",
              alpha: float = 0.5, size: float = 2.4):
     """One row of panels: each sample's map over its image (or the map alone)."""
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "render").Figure
 
     from ..cam import title_of
 
@@ -68,14 +69,14 @@ def method_grid(results: Mapping[str, object], images: Tensor, *, row_titles: Se
 
 def _grid(images: Tensor, names: list[str], pics: Mapping[str, Tensor], row_titles, size: float):
     """Rows = samples, columns = the input then ``pics[name]``: one composed image (no axes per panel)."""
-    from .figures import _mosaic_figure
+    from .figures import mosaic_figure
 
     n = images.shape[0]
     tiles = []
     for i in range(n):
         tiles.append(torch.from_numpy(_to_hwc(images[i])).permute(2, 0, 1))
         tiles.extend(pics[k][i].detach().float().cpu() for k in names)
-    return _mosaic_figure(tiles, None, len(names) + 1, tile_w=size, tile_h=size, title_h=0.06, fontsize=9,
+    return mosaic_figure(tiles, None, len(names) + 1, tile_w=size, tile_h=size, title_h=0.06, fontsize=9,
                           col_titles=["input", *names],
                           row_titles=[str(t) for t in row_titles] if row_titles is not None else None)
 

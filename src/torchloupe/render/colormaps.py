@@ -7,18 +7,20 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from ..errors import InputShapeError, InputTypeError, UsageError, require
+
 __all__ = ["colormap_table", "colorize"]
 
 
 @lru_cache(maxsize=32)
 def _table(name: str) -> Tensor:
-    from matplotlib import colormaps
+    colormaps = require("matplotlib", "render").colormaps
 
     try:
         cmap = colormaps[name]
     except KeyError:
         known = ", ".join(sorted(n for n in colormaps if not n.endswith("_r"))[:20])
-        raise ValueError(f"unknown colormap {name!r}; matplotlib knows e.g. {known}, ...") from None
+        raise UsageError(f"unknown colormap {name!r}; matplotlib knows e.g. {known}, ...") from None
     import numpy as np
 
     return torch.from_numpy(cmap(np.linspace(0.0, 1.0, 256))[:, :3].astype("float32"))
@@ -37,14 +39,14 @@ def colorize(maps: Tensor, cmap: str = "viridis", vmin: float | None = None, vma
     (``(3, H, W)`` for a 2-D input) float32 on the maps' device. NaN maps to the low end.
     """
     if not isinstance(maps, Tensor):
-        raise TypeError(f"maps must be a torch.Tensor, got {type(maps).__name__}")
+        raise InputTypeError(f"maps must be a torch.Tensor, got {type(maps).__name__}")
     squeeze = maps.dim() == 2
     if squeeze:
         maps = maps.unsqueeze(0)
     elif maps.dim() == 4 and maps.shape[1] == 1:
         maps = maps[:, 0]
     if maps.dim() != 3:
-        raise ValueError(f"maps must be (N, H, W), (N, 1, H, W) or (H, W), got shape {tuple(maps.shape)}")
+        raise InputShapeError(f"maps must be (N, H, W), (N, 1, H, W) or (H, W), got shape {tuple(maps.shape)}")
     lo = 0.0 if vmin is None else float(vmin)
     hi = 1.0 if vmax is None else float(vmax)
     m = maps.detach().float()

@@ -14,9 +14,11 @@ import torch
 from torch import Tensor
 
 from .image import to_rgb
+from ..errors import InputShapeError, UsageError, require
 
 __all__ = [
     "new_figure",
+    "mosaic_figure",
     "grid_figure",
     "feature_map_figure",
     "kernel_figure",
@@ -34,8 +36,8 @@ def new_figure(width: float, height: float, dpi: int = 100, layout: str | None =
 
     ``layout=None`` skips the (slow) constrained layout for figures placed by hand.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", "render").FigureCanvasAgg
+    Figure = require("matplotlib.figure", "render").Figure
 
     fig = Figure(figsize=(width, height), dpi=dpi, layout=layout)
     FigureCanvasAgg(fig)
@@ -65,7 +67,7 @@ def _show(ax, tile: Tensor, cmap: str | None, vmin=None, vmax=None):
     return ax.imshow(t.numpy(), cmap=cmap or "viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
 
 
-def _mosaic_figure(
+def mosaic_figure(
     tiles: list[Tensor],
     titles: Sequence[str] | None,
     cols: int,
@@ -196,13 +198,13 @@ def grid_figure(
             tiles.append(colorize(m, name, lo, hi))
         mappable = None
         if colorbar:
-            from matplotlib.cm import ScalarMappable
-            from matplotlib.colors import Normalize
+            ScalarMappable = require("matplotlib.cm", "render").ScalarMappable
+            Normalize = require("matplotlib.colors", "render").Normalize
 
             lo = float(x.min()) if vmin is None else vmin
             hi = float(x.max()) if vmax is None else vmax
             mappable = ScalarMappable(Normalize(lo, hi), name)
-    return _mosaic_figure(
+    return mosaic_figure(
         tiles,
         titles,
         cols,
@@ -263,7 +265,7 @@ def feature_map_figure(
     if h == 1 and w > 1:  # 1-D sequences: stretch each strip to the tile's shape
         rgb = [t.repeat_interleave(max(1, round(w * aspect)), dim=1) if t.shape[1] == 1 else t for t in rgb]
     kind = "" if fm.kind == "spatial" else f", {fm.kind}"
-    return _mosaic_figure(
+    return mosaic_figure(
         rgb,
         titles,
         cols,
@@ -296,7 +298,7 @@ def kernel_figure(weight: Tensor, *, max_out: int | None = None, max_in: int = 8
     if w.dim() == 3:
         w = w.unsqueeze(2)  # Conv1d: (out, in, 1, k)
     if w.dim() != 4:
-        raise ValueError(f"kernels must be (out, in, kh, kw) or (out, in, k), got shape {tuple(weight.shape)}")
+        raise InputShapeError(f"kernels must be (out, in, kh, kw) or (out, in, k), got shape {tuple(weight.shape)}")
     out_c, in_c, kh, kw = w.shape
     if in_c == 3:
         shown = w[: max_out or 32]
@@ -323,7 +325,7 @@ def kernel_figure(weight: Tensor, *, max_out: int | None = None, max_in: int = 8
     scale = 0.42 if kh <= 5 else 0.6
     fig = new_figure(max(5.0, cols * scale * kw / 3 + 1.8), rows * scale * kh / 3 + 1.1)
     ax = fig.add_subplot()
-    from matplotlib import colormaps
+    colormaps = require("matplotlib", "render").colormaps
 
     cmap = colormaps[_DIVERGING].with_extremes(bad="white")
     im = ax.imshow(mosaic.numpy(), cmap=cmap, vmin=-v, vmax=v, interpolation="nearest")
@@ -363,7 +365,7 @@ def weight_matrix_figure(
     if m.dim() == 1:
         m = m.unsqueeze(0)
     if m.dim() != 2:
-        raise ValueError(f"a weight matrix must be 2-D (out, in), got shape {tuple(W.shape)}")
+        raise InputShapeError(f"a weight matrix must be 2-D (out, in), got shape {tuple(W.shape)}")
     out_f, in_f = m.shape
     note = ""
     if out_f > max_size or in_f > max_size:
@@ -401,7 +403,7 @@ def class_template_figure(
     k = t.shape[0]
     names = [str(s) for s in labels] if labels is not None else [f"class {i}" for i in range(k)]
     if len(names) != k:
-        raise ValueError(f"{len(names)} labels for {k} templates; expected one label per template")
+        raise UsageError(f"{len(names)} labels for {k} templates; expected one label per template")
     if t.dim() == 2:
         return weight_matrix_figure(t, title=title or "class templates", xlabel="input feature", ylabel="class",
                                     row_labels=names)
@@ -411,7 +413,7 @@ def class_template_figure(
     if t.dim() == 4 and t.shape[1] == 1:
         t = t[:, 0]
     if t.dim() != 3:
-        raise ValueError(f"templates must be (K, D), (K, H, W), (K, 1, H, W) or (K, 3, H, W); got {tuple(t.shape)}")
+        raise InputShapeError(f"templates must be (K, D), (K, H, W), (K, 1, H, W) or (K, 3, H, W); got {tuple(t.shape)}")
     v = _sym(t)
     return grid_figure(
         t,

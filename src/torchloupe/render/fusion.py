@@ -6,9 +6,13 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import Tensor
+
+from ..errors import require
+
+Figure = require("matplotlib.figure", "render").Figure
+_patches = require("matplotlib.patches", "render")
+FancyArrowPatch, FancyBboxPatch = _patches.FancyArrowPatch, _patches.FancyBboxPatch
 
 __all__ = ["points_figure", "shares_figure", "sample_shares_figure", "branch_maps_figure", "provenance_figure",
            "cka_figure", "share_curves_figure"]
@@ -131,7 +135,7 @@ def branch_maps_figure(backgrounds: Mapping[str, Tensor], maps: Mapping[str, Ten
     import torch.nn.functional as F
 
     from .colormaps import colorize
-    from .figures import _mosaic_figure
+    from .figures import mosaic_figure
 
     branches = list(maps)
     N = min(n, next(iter(maps.values())).shape[0])
@@ -146,11 +150,11 @@ def branch_maps_figure(backgrounds: Mapping[str, Tensor], maps: Mapping[str, Ten
             gray = (0.299 * bg[0] + 0.587 * bg[1] + 0.114 * bg[2]).expand(3, -1, -1)
             tiles += [bg, (0.4 * gray + 0.6 * colorize(m.clamp(0, 1), "jet")).clamp(0, 1)]
     heads = [f"{b} {what}" for b in branches for what in ("view", "map")]
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
+    ScalarMappable = require("matplotlib.cm", "render").ScalarMappable
+    Normalize = require("matplotlib.colors", "render").Normalize
 
     scale = ScalarMappable(Normalize(0.0, 1.0), "jet")
-    return _mosaic_figure(tiles, None, 2 * len(branches), tile_w=1.9, tile_h=1.9, title_h=0.06, fontsize=8,
+    return mosaic_figure(tiles, None, 2 * len(branches), tile_w=1.9, tile_h=1.9, title_h=0.06, fontsize=8,
                           col_titles=heads, row_titles=[str(r) for r in row_names[:N]] if row_names is not None else None,
                           colorbar=scale)
 
@@ -159,10 +163,10 @@ def provenance_figure(fused: Tensor, ranges: Mapping[str, tuple[int, int]], per_
     """Channels of the fused tensor ``(C, h, w)`` (one sample), grouped by the branch that produced them."""
     branches = list(ranges)
     top = float(fused.detach().float().abs().max()) or 1.0  # one scale for all: an idle branch looks dark
-    from matplotlib.colors import to_rgb
+    to_rgb = require("matplotlib.colors", "render").to_rgb
 
     from .colormaps import colorize
-    from .figures import _mosaic_figure
+    from .figures import mosaic_figure
 
     lo = 0.0 if float(fused.min()) >= 0 else -top
     k = max(1, -(-48 // max(fused.shape[-2:])))  # enlarge small maps first so the frame stays thin
@@ -184,7 +188,7 @@ def provenance_figure(fused: Tensor, ranges: Mapping[str, tuple[int, int]], per_
             else:
                 tiles.append(F.pad(blank, (2, 2, 2, 2), value=1.0))
                 titles.append("")
-    return _mosaic_figure(tiles, titles, per_branch, tile_w=0.95, tile_h=0.95, title_h=0.22, fontsize=7,
+    return mosaic_figure(tiles, titles, per_branch, tile_w=0.95, tile_h=0.95, title_h=0.22, fontsize=7,
                           suptitle=(title + "; " if title else "") + "one colour scale for all channels",
                           suptitle_size=9, row_titles=[f"{b}\n[{ranges[b][0]}:{ranges[b][1]})" for b in branches],
                           row_colors=[_colour(bi) for bi in range(len(branches))])

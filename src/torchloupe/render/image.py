@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .colormaps import colorize
+from ..errors import InputShapeError, InputTypeError, UsageError
 
 __all__ = ["normalize", "to_rgb", "overlay", "image_grid"]
 
@@ -24,7 +25,7 @@ def normalize(x: Tensor, per_sample: bool = True, eps: float = 1e-12) -> Tensor:
     The input is not modified; the result is float (float32 for integer inputs).
     """
     if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        raise InputTypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     x = x.detach()
     if not x.is_floating_point():
         x = x.float()
@@ -55,7 +56,7 @@ def to_rgb(images: Tensor) -> Tensor:
     if images.dim() == 3:
         images = images.unsqueeze(0)
     if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must be (N, 1 or 3, H, W), (C, H, W) or (H, W), got shape {tuple(images.shape)}")
+        raise InputShapeError(f"images must be (N, 1 or 3, H, W), (C, H, W) or (H, W), got shape {tuple(images.shape)}")
     images = images.detach()
     if not images.is_floating_point():
         images = images.float() / (255.0 if images.dtype == torch.uint8 else 1.0)
@@ -70,18 +71,18 @@ def overlay(images: Tensor, maps: Tensor, cmap: str = "jet", alpha: float = 0.5)
     in [0, 1] (clamped), resized to ``(H, W)`` bilinearly. Returns ``(N, 3, H, W)`` in [0, 1].
     """
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        raise UsageError(f"alpha must be in [0, 1], got {alpha}")
     rgb = to_rgb(images).float()
     if maps.dim() == 2:
         maps = maps.unsqueeze(0)
     if maps.dim() == 4 and maps.shape[1] == 1:
         maps = maps[:, 0]
     if maps.dim() != 3:
-        raise ValueError(f"maps must be (N, h, w) or (N, 1, h, w), got shape {tuple(maps.shape)}")
+        raise InputShapeError(f"maps must be (N, h, w) or (N, 1, h, w), got shape {tuple(maps.shape)}")
     if rgb.shape[0] == 1 and maps.shape[0] > 1:
         rgb = rgb.expand(maps.shape[0], -1, -1, -1)
     if maps.shape[0] != rgb.shape[0]:
-        raise ValueError(f"{maps.shape[0]} maps for {rgb.shape[0]} images; expected one map per image")
+        raise InputShapeError(f"{maps.shape[0]} maps for {rgb.shape[0]} images; expected one map per image")
     maps = maps.detach().float().to(rgb.device)
     size = tuple(rgb.shape[-2:])
     if tuple(maps.shape[-2:]) != size and maps.shape[0]:
@@ -95,7 +96,7 @@ def image_grid(images: Tensor, ncols: int = 8, padding: int = 2, pad_value: floa
     if images.dim() == 3:
         images = images.unsqueeze(1)
     if images.dim() != 4:
-        raise ValueError(f"images must be (N, C, H, W) or (N, H, W), got shape {tuple(images.shape)}")
+        raise InputShapeError(f"images must be (N, C, H, W) or (N, H, W), got shape {tuple(images.shape)}")
     n, c, h, w = images.shape
     if n == 0:
         return images.new_full((c, 0, 0), pad_value)

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import InputShapeError, InputTypeError, require
+
 __all__ = ["to_png", "figure_to_png"]
 
 
@@ -18,7 +20,7 @@ def figure_to_png(fig: Any, dpi: float | None = None) -> bytes:
     draws a figure with a layout engine twice (a layout pass, then the print); figures here
     are 15-25% faster this way. The figure's dpi is restored afterwards.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", "render").FigureCanvasAgg
 
     if not isinstance(getattr(fig, "canvas", None), FigureCanvasAgg):
         FigureCanvasAgg(fig)
@@ -41,7 +43,7 @@ _LEVEL = 1
 
 def _encode(arr: Any, dpi: float) -> bytes:
     """PNG bytes of an ``(H, W, 4)`` uint8 RGBA array, as RGB when fully opaque; ``dpi`` is recorded."""
-    from PIL import Image
+    Image = require("PIL.Image", "render", package="pillow")
 
     img = Image.fromarray(arr[:, :, :3].copy() if (arr[:, :, 3] == 255).all() else arr)
     out = io.BytesIO()
@@ -50,17 +52,17 @@ def _encode(arr: Any, dpi: float) -> bytes:
 
 
 def _tensor_png(image: Tensor, scale: int) -> bytes:
-    from PIL import Image
+    Image = require("PIL.Image", "render", package="pillow")
 
     x = image.detach().cpu()
     if x.dim() == 4:
         if x.shape[0] != 1:
-            raise ValueError(f"to_png takes one image; got a batch of {x.shape[0]} (use image_grid first)")
+            raise InputShapeError(f"to_png takes one image; got a batch of {x.shape[0]} (use image_grid first)")
         x = x[0]
     if x.dim() == 2:
         x = x.unsqueeze(0)
     if x.dim() != 3 or x.shape[0] not in (1, 3, 4):
-        raise ValueError(f"image must be (C, H, W) with C in 1, 3, 4, or (H, W); got shape {tuple(image.shape)}")
+        raise InputShapeError(f"image must be (C, H, W) with C in 1, 3, 4, or (H, W); got shape {tuple(image.shape)}")
     if x.dtype != torch.uint8:
         x = (torch.nan_to_num(x.float(), nan=0.0).clamp(0, 1) * 255.0).round().to(torch.uint8)
     if scale > 1:
@@ -83,4 +85,4 @@ def to_png(obj: Any, *, scale: int = 1, dpi: float | None = None) -> bytes:
         return _tensor_png(obj, int(scale))
     if hasattr(obj, "savefig") and hasattr(obj, "get_axes"):
         return figure_to_png(obj, dpi=dpi)
-    raise TypeError(f"to_png takes a matplotlib Figure or an image tensor, got {type(obj).__name__}")
+    raise InputTypeError(f"to_png takes a matplotlib Figure or an image tensor, got {type(obj).__name__}")

@@ -4,27 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from matplotlib.figure import Figure
-
+from ..cam import METHODS, title_of
+from ..errors import require
 from ..evaluate.perturbation import CurveResult
 from ..evaluate.randomization import RandomizationResult
+
+Figure = require("matplotlib.figure", "render").Figure
 
 _STYLE = {"linewidth": 1.8}
 
 # One colour per method in every quality figure (the curves and the sanity check agree), in the
-# order the report lists them; other names take the remaining colours of tab20 in order of appearance.
-_KNOWN = ("CAM", "Grad-CAM", "Grad-CAM++", "XGrad-CAM", "LayerCAM", "HiResCAM", "Score-CAM", "Eigen-CAM",
-          "Gradient", "Guided backprop", "Deconvnet")
+# order the report lists them (the CAM registry's, then the saliency methods); other names take
+# the remaining colours of tab20 in order of appearance.
+_SALIENCY = ("Gradient", "Guided backprop", "Deconvnet")
 _RANDOM_COLOR = (0.45, 0.45, 0.45, 1.0)
 
 
 def _colors(names: list[str]) -> list:
-    from matplotlib import colormaps
+    colormaps = require("matplotlib", "render").colormaps
 
     # tab10 without its gray (random maps are gray), then tab20's light shades
     palette = [colormaps["tab10"](i) for i in range(10) if i != 7] + [colormaps["tab20"](i) for i in range(1, 20, 2)]
-    known = {name: palette[i] for i, name in enumerate(_KNOWN)}
-    spare = iter(c for c in palette[len(_KNOWN):] + palette * 4)
+    order = [title_of(key) for key in METHODS] + list(_SALIENCY)
+    known = {name: palette[i] for i, name in enumerate(order)}
+    spare = iter(c for c in palette[len(order):] + palette * 4)
     return [_RANDOM_COLOR if n.startswith("Random") else known[n] if n in known else next(spare) for n in names]
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from matplotlib.figure import Figure
 from torch import Tensor
+
+from ..errors import require
+
+Figure = require("matplotlib.figure", "render").Figure
 
 __all__ = ["states_figure", "saturation_figure", "units_figure"]
 

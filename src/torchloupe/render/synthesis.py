@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from ..errors import require
+
 __all__ = ["units_figure", "curves_figure", "to_display"]
 
 
@@ -66,7 +68,7 @@ def _unit_label(result, i: int) -> tuple[str, bool]:
 
 def _units_grid(result, title: str | None, max_cols: int = 6):
     """Synthesized images alone (no exemplars to pair with): a compact grid, labels above each."""
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "render").Figure
 
     n = result.images.shape[0]
     cols = max(1, min(n, max_cols))
@@ -94,7 +96,7 @@ def _units_grid(result, title: str | None, max_cols: int = 6):
 def units_figure(result, exemplars=None, k: int = 5, title: str | None = None):
     """One row per synthesized image: the image (name, reached value vs random baseline, FAILED
     in red) and, when ``exemplars`` covers its channel, the top-``k`` exemplar crops with values."""
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "render").Figure
 
     n = result.images.shape[0]
     ex_rows: dict[int, int] = {}
@@ -141,7 +143,7 @@ def units_figure(result, exemplars=None, k: int = 5, title: str | None = None):
 
 def curves_figure(result):
     """Objective per image against step."""
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "render").Figure
 
     curve = result.objective_curve.detach().cpu()
     legend = 0 < curve.shape[1] <= 8
@@ -160,7 +162,7 @@ def curves_figure(result):
 
 def exemplars_figure(exemplars, rows: int = 8, k: int = 6, dataset_images=None):
     """Grid: one row per channel, its top-``k`` crops (or full inputs from ``dataset_images``)."""
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "render").Figure
 
     rows = min(rows, len(exemplars.channels))
     k = min(k, exemplars.k)

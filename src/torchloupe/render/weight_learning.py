@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import TrackerError
+from ..errors import TrackerError, require
 from ..weights.learned import class_similarity, kernel_tensor, pick_steps, template_tensor
 
 __all__ = [
@@ -120,7 +120,7 @@ def frame_images(history, what: str = "auto", max_tiles: int = 32, min_tile: int
 def _label_font(size: int):
     """Pillow's bundled scalable font at ``size`` px (Pillow >= 10.1 with FreeType), else its small
     bitmap font."""
-    from PIL import ImageFont
+    ImageFont = require("PIL.ImageFont", "render", package="pillow")
 
     try:
         return ImageFont.load_default(size=size)
@@ -132,10 +132,8 @@ def animate(history, path: str | os.PathLike, what: str = "auto", fps: float = 4
             max_frames: int | None = None, **kwargs: Any) -> str:
     """Write a GIF, one frame per snapshot (or ``max_frames`` evenly picked ones, first and last
     included), labelled with its step. Returns the path."""
-    from ..errors import require
-
-    require("PIL", "render", "pillow")
-    from PIL import Image, ImageDraw
+    Image = require("PIL.Image", "render", package="pillow")
+    ImageDraw = require("PIL.ImageDraw", "render", package="pillow")
 
     if max_frames is not None and len(history.snapshot_steps) > max_frames:
         import dataclasses
@@ -167,7 +165,7 @@ def animate(history, path: str | os.PathLike, what: str = "auto", fps: float = 4
 
 
 def _figure(w: float, h: float):
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "render").Figure
 
     return Figure(figsize=(w, h), dpi=100, layout="constrained")
 
@@ -186,7 +184,7 @@ def plot_norms(history, names: Sequence[str] | None = None):
     fig = _figure(11, 3.8)
     ax_n, ax_r = fig.subplots(1, 2)
     steps = history.steps.numpy()
-    from matplotlib import colormaps
+    colormaps = require("matplotlib", "render").colormaps
 
     cmap = colormaps["tab10"] if len(names) <= 10 else colormaps["viridis"]
     for k, name in enumerate(names):
@@ -195,7 +193,7 @@ def plot_norms(history, names: Sequence[str] | None = None):
         r = history.stat(name, "update_ratio").numpy()
         ax_r.plot(steps[1:], r[1:], color=color, label=name, lw=1.5, marker="." if len(steps) < 30 else None)
     ax_n.set_yscale("log")
-    from matplotlib.ticker import FuncFormatter
+    FuncFormatter = require("matplotlib.ticker", "render").FuncFormatter
 
     plain = FuncFormatter(lambda v, _: f"{v:g}")  # "6", not "6x10^0"
     ax_n.yaxis.set_major_formatter(plain)
@@ -273,13 +271,13 @@ def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence
 
     idx = list(steps) if steps is not None else pick_steps(history)
     if not idx:
-        raise ValueError("the history has no snapshots; nothing to draw")
+        raise TrackerError("the history has no snapshots; nothing to draw")
     snap_steps = history.snapshot_steps.tolist()
     first = template_tensor(history, idx[0], kind)
     if first is None:  # head matrix per step
         head = history.head_name()
         if head is None:
-            raise ValueError("no classifier head among the snapshots")
+            raise TrackerError("no classifier head among the snapshots")
         fig = _figure(3.6 * len(idx), 3.2)
         axes = np.atleast_1d(fig.subplots(1, len(idx)))
         v = float(history[head][idx].abs().max()) or 1.0  # one scale for all steps: the colorbar holds for each
@@ -293,7 +291,7 @@ def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence
         return fig
     _, what = first
     n_cls = min(first[0].shape[0], max_classes)
-    from .figures import _mosaic_figure
+    from .figures import mosaic_figure
 
     tiles, scales = [], []
     for i in idx:
@@ -301,7 +299,7 @@ def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence
         tiles += row
         scales.append(v)
     title = "effective input-space templates (W_L···W_1)" if what == "effective" else "class templates (head rows)"
-    return _mosaic_figure(tiles, None, n_cls, tile_w=1.0, tile_h=1.0, title_h=0.08, fontsize=9, suptitle=title,
+    return mosaic_figure(tiles, None, n_cls, tile_w=1.0, tile_h=1.0, title_h=0.08, fontsize=9, suptitle=title,
                           col_titles=[_label(labels, c) for c in range(n_cls)],
                           row_titles=[f"step {snap_steps[i]}\n±{v:.2g}" for i, v in zip(idx, scales)])
 
@@ -313,18 +311,18 @@ def plot_kernels(history, steps: Sequence[int] | None = None, max_kernels: int =
     idx = list(steps) if steps is not None else pick_steps(history)
     got = kernel_tensor(history, idx[0]) if idx else None
     if got is None:
-        raise ValueError("no first-layer kernels among the snapshots (snapshot a conv or the first Linear)")
+        raise TrackerError("no first-layer kernels among the snapshots (snapshot a conv or the first Linear)")
     name = got[1]
     n = min(got[0].shape[0], max_kernels)
     snap_steps = history.snapshot_steps.tolist()
-    from .figures import _mosaic_figure
+    from .figures import mosaic_figure
 
     tiles, scales = [], []
     for i in idx:
         row, v = _row_tiles(_as_images(kernel_tensor(history, i)[0][:n].detach().float().cpu()))
         tiles += row
         scales.append(v)
-    return _mosaic_figure(tiles, None, n, tile_w=0.65, tile_h=0.65, title_h=0.08, fontsize=8,
+    return mosaic_figure(tiles, None, n, tile_w=0.65, tile_h=0.65, title_h=0.08, fontsize=8,
                           suptitle=f"{name}: first {n} filters over time",
                           row_titles=[f"step {snap_steps[i]}\n±{v:.2g}" for i, v in zip(idx, scales)])
 
@@ -336,7 +334,7 @@ def plot_similarity(history, steps: Sequence[int] | None = None, labels: Sequenc
 
     sim = class_similarity(history)
     if sim is None:
-        raise ValueError("no classifier head among the snapshots")
+        raise TrackerError("no classifier head among the snapshots")
     idx = list(steps) if steps is not None else pick_steps(history)
     k = sim.shape[-1]
     snap_steps = history.snapshot_steps.numpy()

@@ -9,8 +9,9 @@ draw with :mod:`torchloupe.render`; they never write HTML by string pasting:
 text goes in :class:`Text`, tables in :class:`Table`, and the only raw markup
 (:class:`Html`) is produced by torchloupe's own templates with escaping on.
 
-Issues add views by adding one module under ``reporting/sections/`` that calls
-:func:`register`; nothing else needs to change.
+A new section is one module under ``reporting/sections/`` that calls :func:`register`
+with its key, title and order: the modules are found by :func:`import_sections`, with no list
+to edit.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ __all__ = [
     "Section",
     "register",
     "registered",
+    "import_sections",
+    "known_sections",
 ]
 
 
@@ -173,13 +176,37 @@ def register(key: str, title: str, blurb: str, order: int, cost: float = 1.0):
     return deco
 
 
-def registered() -> list[Section]:
-    """All sections, in report order (imports every module of ``reporting.sections``)."""
+def import_sections(strict: bool = True) -> list[tuple[str, str]]:
+    """Import every module of ``reporting.sections`` (name order): each registers its sections with
+    :func:`register`, so a new section is one module there and nothing else. ``strict``: a module
+    that fails to import raises; otherwise it is left out and ``(module, "Type: first line")``
+    returned for it."""
     import importlib
     import pkgutil
 
     from . import sections
 
-    for info in pkgutil.iter_modules(sections.__path__):
-        importlib.import_module(f"{sections.__name__}.{info.name}")
+    failures = []
+    for info in sorted(pkgutil.iter_modules(sections.__path__), key=lambda i: i.name):
+        name = f"{sections.__name__}.{info.name}"
+        if strict:
+            importlib.import_module(name)
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a peer's broken module must not take the whole report down
+            text = str(exc).strip()
+            failures.append((info.name, f"{type(exc).__name__}: {text.splitlines()[0] if text else '(no message)'}"))
+    return failures
+
+
+def known_sections() -> list[Section]:
+    """The sections registered so far (by the modules imported), in report order."""
     return sorted(_REGISTRY.values(), key=lambda s: (s.order, s.key))
+
+
+def registered(strict: bool = True) -> list[Section]:
+    """All sections, in report order (imports every module of ``reporting.sections``; with
+    ``strict=False`` those that fail to import are left out)."""
+    import_sections(strict)
+    return known_sections()

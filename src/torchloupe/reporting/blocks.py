@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import Tensor
 
+from ..errors import UsageError, require
 from .base import Figure, Html, Image, Table, Text
 
 __all__ = ["block_view", "figure_png", "data_uri", "MAX_WIDTH"]
@@ -39,7 +40,7 @@ def figure_png(fig: Any) -> bytes:
 
 def _figure_svg(fig: Any) -> bytes:
     """SVG bytes; a fixed id salt makes them the same in every process (matplotlib's default is random)."""
-    import matplotlib
+    matplotlib = require("matplotlib", "render")
 
     buf = io.BytesIO()
     with matplotlib.rc_context({"svg.hashsalt": "torchloupe"}):
@@ -53,7 +54,7 @@ def data_uri(data: bytes, mime: str) -> str:
 
 def _raster_info(data: bytes, mime: str) -> tuple[bytes, int, int, float]:
     """(bytes, pixel width, pixel height, display scale); PNGs wider than MAX_WIDTH are downscaled."""
-    from PIL import Image as PILImage
+    PILImage = require("PIL.Image", "render", package="pillow")
 
     with PILImage.open(io.BytesIO(data)) as im:
         w, h = im.size
@@ -129,12 +130,12 @@ def block_view(block: Any, options: dict | None = None) -> dict[str, Any]:
         if fmt == "svg":
             return _image_view(_figure_svg(block.figure), "image/svg+xml", block.caption, block.caption)
         if fmt != "png":
-            raise ValueError(f"figure format {block.format!r} is not supported; expected 'png' or 'svg'")
+            raise UsageError(f"figure format {block.format!r} is not supported; expected 'png' or 'svg'")
         return _image_view(figure_png(block.figure), "image/png", block.caption, block.caption)
     if isinstance(block, Image):
         mime = block.mime.lower()
         if mime not in ("image/png", "image/gif", "image/svg+xml", "image/jpeg", "image/webp"):
-            raise ValueError(f"image type {block.mime!r} is not supported; expected PNG, GIF, SVG, JPEG or WebP")
+            raise UsageError(f"image type {block.mime!r} is not supported; expected PNG, GIF, SVG, JPEG or WebP")
         return _image_view(bytes(block.data), mime, block.caption, block.alt)
     if isinstance(block, Table):
         highlight = {(int(r), int(c)) for r, c in block.highlight}

@@ -14,9 +14,7 @@ the traceback folded away, and the report goes on.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import os
-import pkgutil
 import re
 import sys
 import tempfile
@@ -31,7 +29,7 @@ import torch
 from torch import nn
 
 from .parallel import run_jobs, worker_count
-from ..errors import UnsupportedModelError, UsageError
+from ..errors import InputTypeError, UnsupportedModelError, UsageError, require
 from . import base
 from .base import DeferredSubject, NotApplicable, Section, Subject
 from .blocks import block_view
@@ -110,24 +108,9 @@ def _human_size(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MB"
 
 
-def _import_sections() -> list[tuple[str, str]]:
-    """Import every module of ``reporting.sections``; a module that fails to import is reported, not fatal."""
-    from . import sections
-
-    failures = []
-    for info in sorted(pkgutil.iter_modules(sections.__path__), key=lambda i: i.name):
-        name = f"{sections.__name__}.{info.name}"
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # a peer's broken module must not take the whole report down
-            failures.append((info.name, f"{type(exc).__name__}: {_first_line(exc)}"))
-    return failures
-
-
 def available_sections() -> list[Section]:
     """Every registered section in report order (section modules that fail to import are left out)."""
-    _import_sections()
-    return sorted(base._REGISTRY.values(), key=lambda s: (s.order, s.key))
+    return base.registered(strict=False)
 
 
 def _resolve(sections: str | Iterable[str | Section]) -> tuple[list[Section], list[tuple[str, str]]]:
@@ -139,8 +122,8 @@ def _resolve(sections: str | Iterable[str | Section]) -> tuple[list[Section], li
     import_errors: list[tuple[str, str]] = []
     known: dict[str, Section] = {}
     if any(isinstance(s, str) for s in wanted):
-        import_errors = _import_sections()
-        known = {s.key: s for s in sorted(base._REGISTRY.values(), key=lambda s: (s.order, s.key))}
+        import_errors = base.import_sections(strict=False)
+        known = {s.key: s for s in base.known_sections()}
     chosen: list[Section] = []
     for s in wanted:
         if isinstance(s, Section):
@@ -237,7 +220,7 @@ def _shown_in(subjects: Sequence[Subject], chosen: Sequence[Section]) -> list[se
     """Each subject's ``sections`` as a set of keys (None: all); unknown keys raise UsageError."""
     import difflib
 
-    known = {s.key for s in chosen} | set(base._REGISTRY)
+    known = {s.key for s in chosen} | {s.key for s in base.known_sections()}
     out: list[set[str] | None] = []
     for subject in subjects:
         keys = subject.sections
@@ -262,12 +245,12 @@ def _check_subjects(subjects: Sequence[Subject | DeferredSubject] | Subject | De
     for s in subjects:
         if isinstance(s, DeferredSubject):
             if not callable(s.load):
-                raise TypeError(f"deferred subject {s.name!r}: load must be callable, got {type(s.load).__name__}")
+                raise InputTypeError(f"deferred subject {s.name!r}: load must be callable, got {type(s.load).__name__}")
             continue
         if not isinstance(s, Subject):
-            raise TypeError(f"expected torchloupe.reporting.Subject objects, got {type(s).__name__}")
+            raise InputTypeError(f"expected torchloupe.reporting.Subject objects, got {type(s).__name__}")
         if not isinstance(s.model, nn.Module):
-            raise TypeError(f"subject {s.name!r}: model must be an nn.Module, got {type(s.model).__name__}")
+            raise UnsupportedModelError(f"subject {s.name!r}: model must be an nn.Module, got {type(s.model).__name__}")
     return subjects
 
 
@@ -298,7 +281,7 @@ def build_report(
     ``seconds`` per section then add up the workers' time. Returns a :class:`ReportInfo` with
     the path, file size and per-section timings.
     """
-    from tqdm import tqdm
+    tqdm = require("tqdm", "render").tqdm
 
     from .template import render_html
 
@@ -459,9 +442,9 @@ def report(
     ``dataset``, ``layers``, ``extras``). ``jobs``: see :func:`build_report`. Returns :class:`ReportInfo`.
     """
     from ..inputs import check_input
+    from ..probe import require_module
 
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    require_module(model)
     if isinstance(inputs, torch.Tensor):
         inputs = check_input(model, inputs)
     if labels is not None:

@@ -6,6 +6,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from ..errors import require
+
 __all__ = ["environment", "render_html", "render_template", "render_fragment"]
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -13,7 +15,7 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 @functools.lru_cache(maxsize=1)
 def environment():
-    import jinja2
+    jinja2 = require("jinja2", "render")
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),

@@ -6,7 +6,8 @@ import argparse
 import html
 from pathlib import Path
 
-from ._model_args import add_model_arguments, load_model_from
+from ...cam import METHODS
+from ._common import add_image_arguments, add_model_arguments, image_inputs, labels_for, load_model_from, output_folder
 
 __all__ = ["register", "run"]
 
@@ -18,21 +19,16 @@ def register(subparsers) -> None:
         description="Write DIR/<image>_<method>.png overlays, DIR/grid.png and DIR/index.html.",
     )
     add_model_arguments(p)
-    p.add_argument("--input", nargs="+", required=True, metavar="IMAGE", help="image files")
+    add_image_arguments(p)
     p.add_argument("--method", default="gradcam", metavar="M[,M...]",
-                   help="comma-separated: all, cam, gradcam, gradcam++, xgradcam, layercam, hirescam, scorecam, "
-                        "eigencam (default: gradcam)")
+                   help=f"comma-separated: all, {', '.join(METHODS)} (default: gradcam)")
     p.add_argument("--layer", nargs="+", metavar="LAYER", help="layer name(s) or glob (default: the last spatial map)")
     p.add_argument("--target", type=int, metavar="CLASS", help="class index (default: the predicted class)")
-    p.add_argument("--labels", metavar="FILE", help="class names: one per line, or a JSON list")
-    p.add_argument("--size", type=int, metavar="N", help="resize and center-crop to N x N (default: 224 for ImageNet models)")
-    p.add_argument("--normalize", default="auto", metavar="NAME", help="auto, none or imagenet")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run)
 
 
 def _methods(spec: str) -> list[str]:
-    from ...cam import METHODS
     from ...errors import UsageError
 
     names = [m.strip().lower() for m in spec.split(",") if m.strip()]
@@ -56,31 +52,20 @@ def _unique_stems(paths) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import images as image_files, models
-    from ...cam import METHODS
-    from ...cam.base import run_cams
-    from ...demo import imagenet_data
-    from ...errors import UsageError
-    from ...probe import eval_forward
     from ...cam import title_of
+    from ...cam.base import run_cams
+    from ...probe import eval_forward
     from ...render.cam import method_grid
     from ...render.image import overlay
     from ...render.png import figure_to_png, to_png
 
     methods = _methods(args.method)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out '{out}' is a file; expected a folder")
+    out = output_folder(args.out)
     model = load_model_from(args)
     layer = args.layer if args.layer is None or len(args.layer) > 1 else args.layer[0]
     cams = {m: METHODS[m](model, layer) for m in methods}  # bad layer names fail here, before any forward
-    normalize = models.default_normalization(args.model) if args.normalize == "auto" else args.normalize
-    size = args.size if args.size is not None else (224 if normalize == "imagenet" else None)
-    images = image_files.load_images(args.input, size=size)
-    x = image_files.normalize_images(images, normalize)
-    labels = image_files.load_labels(args.labels) if args.labels else (
-        imagenet_data.imagenet_classes() if args.model == imagenet_data.BUILTIN_NAME else None
-    )
+    images, x = image_inputs(args, model)
+    labels = labels_for(args, model)
     probs = eval_forward(model, x).float().softmax(dim=1)
     target = args.target if args.target is not None else probs.argmax(dim=1)
     results = dict(zip(cams, run_cams(list(cams.values()), x, target)))  # one forward / backward for all

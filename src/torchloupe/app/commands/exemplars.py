@@ -12,7 +12,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers) -> None:
-    from ._model_args import add_model_arguments, positive_int
+    from ._common import add_model_arguments, add_normalize_argument, positive_int
 
     p = subparsers.add_parser(
         "exemplars",
@@ -29,14 +29,14 @@ def register(subparsers) -> None:
     p.add_argument("--negative", action="store_true", help="samples that drive the channels lowest")
     p.add_argument("--channels", type=int, nargs="+", metavar="C", help="only these channels")
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--normalize", default="none", metavar="NAME", help="input normalization: none, imagenet")
+    add_normalize_argument(p, default="none")
     p.add_argument("--save", metavar="PT", help="save the result (torch.save dict) for later merging")
     p.add_argument("--out", metavar="PNG", help="write exemplar crops to this PNG (rank 0)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
-def load_data(spec: str, normalize: str):
+def load_data(spec: str, normalize: str | None):
     import warnings
 
     import torch
@@ -73,28 +73,22 @@ def load_data(spec: str, normalize: str):
         raise InputFileError(f"cannot read data '{spec}': {why}") from exc
     if not isinstance(x, torch.Tensor):
         raise InputFileError(f"{spec!r} holds a {type(x).__name__}; expected one (N, ...) tensor")
-    if normalize != "none" and x.dim() == 4:
+    if normalize is not None and x.dim() == 4:
         x = normalize_images(x, normalize)
     return TensorDataset(x)
-
-
-def _made(path: Path) -> Path:
-    """``path`` with its folder made."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from ... import distributed as D
-    from ._model_args import load_model_from, output_file
+    from ._common import load_model_from, made, normalization, output_file
     from ...synthesis import exemplars
 
     save, out = output_file(args.save, "--save"), output_file(args.out, "--out")  # before any of the work
     torch.manual_seed(0)
     model = load_model_from(args)
-    data = load_data(args.data, args.normalize)
+    data = load_data(args.data, normalization(args.model, args.normalize))
     with D.session(device=next((p.device for p in model.parameters()), None)):
         ex = exemplars(model, data, args.layer, k=args.k, reduce=args.reduce, negative=args.negative,
                        channels=args.channels, batch_size=args.batch_size, progress=not args.no_progress)
@@ -107,12 +101,12 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  channel {c}: {items}")
             if args.save:
                 torch.save({f: getattr(ex, f) for f in ("layer", "channels", "values", "indices", "locations",
-                                                         "boxes", "reduce", "negative", "k", "seen")}, _made(save))
+                                                         "boxes", "reduce", "negative", "k", "seen")}, made(save))
                 print(f"wrote {args.save}")
             if args.out:
                 from ...render.png import figure_to_png
                 from ...render.synthesis import exemplars_figure
 
-                _made(out).write_bytes(figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)))))
+                made(out).write_bytes(figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)))))
                 print(f"wrote {args.out}")
     return 0

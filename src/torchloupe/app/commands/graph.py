@@ -9,10 +9,9 @@ import sys
 import torch
 
 from ...errors import UsageError
+from ._common import add_model_arguments, load_model_from, output_folder
 
 __all__ = ["register", "run"]
-
-from ._model_args import add_model_arguments, load_model_from
 
 FORMATS = ("html", "svg", "txt", "dot", "onnx", "tensorboard")
 
@@ -57,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         raise UsageError(f"--format {', '.join(bad)} is not one of {', '.join(FORMATS)}")
     shapes = [_shape(s) for s in args.input_shape]
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out '{args.out}' is a file; expected a folder to write the graph into")
+    output_folder(args.out, "--out", into="the graph")
     model = load_model_from(args)
     gen = torch.Generator().manual_seed(args.seed)
     if args.input_dtype == "int64":

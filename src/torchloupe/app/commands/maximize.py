@@ -8,7 +8,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers) -> None:
-    from ._model_args import add_model_arguments, positive_float, positive_int
+    from ._common import add_model_arguments, add_normalize_argument, positive_float, positive_int
 
     p = subparsers.add_parser(
         "maximize",
@@ -23,8 +23,7 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=positive_int, default=256, help="optimization steps (default 256)")
     p.add_argument("--lr", type=positive_float, default=0.05, help="Adam learning rate (default 0.05)")
     p.add_argument("--shape", type=positive_int, nargs="+", metavar="N", help="input shape without batch, e.g. 3 64 64")
-    p.add_argument("--normalize", default="auto", metavar="NAME",
-                   help="normalization the model expects: auto (ImageNet for torchvision models), none, imagenet")
+    add_normalize_argument(p)
     p.add_argument("--transforms", default="standard", choices=["standard", "lucid", "none"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", metavar="PNG", help="write the images (with values) to this PNG")
@@ -51,10 +50,10 @@ def expand(specs: list[str]) -> list[str]:
 
 def domain_for(spec: str, normalize: str):
     from ..images import NORMALIZATIONS
-    from ..models import default_normalization
     from ...synthesis import InputDomain
+    from ._common import normalization
 
-    name = default_normalization(spec) if normalize == "auto" else (None if normalize == "none" else normalize)
+    name = normalization(spec, normalize)
     if name is None:
         return InputDomain()
     if name not in NORMALIZATIONS:
@@ -68,7 +67,7 @@ def domain_for(spec: str, normalize: str):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ._model_args import load_model_from, output_file
+    from ._common import load_model_from, made, output_file
     from ...synthesis import maximize
 
     out = output_file(args.out, "--out")  # before any of the work
@@ -91,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
         from ...render.png import figure_to_png
         from ...render.synthesis import units_figure
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(figure_to_png(units_figure(res)))
+        made(out).write_bytes(figure_to_png(units_figure(res)))
         print(f"wrote {args.out}")
     return 0

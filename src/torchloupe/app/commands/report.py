@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-__all__ = ["register", "run", "section_list"]
+from ._common import add_image_arguments, add_model_arguments, image_inputs, labels_for, load_model_from, output_folder
 
-from ._model_args import add_model_arguments, load_model_from
+__all__ = ["register", "run", "section_list"]
 
 
 def section_list(values: list[str] | None) -> list[str] | str:
@@ -51,19 +50,10 @@ def register(subparsers) -> None:
     )
     add_model_arguments(p)
     given = p.add_mutually_exclusive_group(required=True)
-    given.add_argument("--input", nargs="+", metavar="IMAGE", help="image files to explain")
+    add_image_arguments(p, inputs=given)
     given.add_argument("--text", nargs="+", metavar="TEXT",
                        help="sentences for a text model (minilm, hf:DIR), each one argument in quotes")
-    p.add_argument("--labels", metavar="FILE", help="class names: one per line, or a JSON list")
     p.add_argument("--layers", nargs="+", metavar="LAYER", help="layers to show (names or globs)")
-    p.add_argument(
-        "--size", type=int, metavar="N",
-        help="resize and center-crop images to N x N (default: 224 for ImageNet models, else their own size)",
-    )
-    p.add_argument(
-        "--normalize", default="auto", metavar="NAME",
-        help="input normalization: auto (ImageNet statistics for torchvision models), none, imagenet",
-    )
     p.add_argument("--title", help="report title")
     add_report_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (report.html is written there)")
@@ -71,23 +61,8 @@ def register(subparsers) -> None:
 
 
 def output_path(out: str) -> Path:
-    from ...errors import UsageError
-
-    folder = Path(out)
-    if folder.is_symlink() and not folder.exists():
-        raise UsageError(f"--out '{folder}' is a broken symbolic link; expected a folder to write report.html into")
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--out '{folder}' is a file; expected a folder to write report.html into")
-    # Whether the folder can be made (or written into), checked now, before any of the work, and
-    # without making anything yet: the nearest existing ancestor must be a writable folder.
-    base = folder.absolute()
-    while not base.exists() and base != base.parent:
-        base = base.parent
-    why = ("is not a directory" if not base.is_dir() else
-           "is not writable" if not os.access(base, os.W_OK | os.X_OK) else "")
-    if why:
-        raise UsageError(f"--out '{folder}': cannot make this folder ('{base}' {why})")
-    return folder / "report.html"
+    """``DIR/report.html`` of ``--out DIR``, the folder checked before any of the work."""
+    return output_folder(out, "--out", into="report.html") / "report.html"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,30 +87,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _image_subject(args: argparse.Namespace, model):
-    from .. import images as image_files, models
-    from ...inputs import first_layer
     from ...reporting import Subject
 
-    normalize = models.default_normalization(args.model) if args.normalize == "auto" else args.normalize
-    size = args.size if args.size is not None else (224 if normalize == "imagenet" else None)
-    found = first_layer(model)
-    gray = found is not None and getattr(found[1], "in_channels", 3) == 1
-    images = image_files.load_images(args.input, size=size, mode="L" if gray else "RGB")
-    inputs = image_files.normalize_images(images, None if gray else normalize)
-    labels = image_files.load_labels(args.labels) if args.labels else models.default_labels(args.model)
-    if labels is None and args.model.startswith("torchvision:") and _classes(model) == 1000:
-        from ...demo.imagenet_data import imagenet_classes
-
-        labels = imagenet_classes()  # torchvision's classifiers are ImageNet's (names bundled, offline)
+    images, inputs = image_inputs(args, model)
     return Subject(
-        name=args.model, model=model, inputs=inputs, labels=labels, images=images,
+        name=args.model, model=model, inputs=inputs, labels=labels_for(args, model), images=images,
         layers=list(args.layers) if args.layers else None,
         extras={"files": [str(p) for p in args.input]},
     )
 
 
 def _text_subject(args: argparse.Namespace, model):
-    from .. import images as image_files, models
+    from .. import models
     from ..text import text_batch
     from ...errors import UsageError
     from ...reporting import Subject
@@ -150,7 +113,7 @@ def _text_subject(args: argparse.Namespace, model):
     inputs, tokens = text_batch(tokenizer, texts)
     return Subject(
         name=args.model, model=model, inputs=inputs, layers=list(args.layers) if args.layers else None,
-        labels=image_files.load_labels(args.labels) if args.labels else None, extras={"tokens": tokens},
+        labels=labels_for(args, model), extras={"tokens": tokens},
     )
 
 
@@ -196,12 +159,6 @@ def loading_takes_text(spec: str) -> bool:
         return models.tokenizer_for(spec) is not None
     except Exception:
         return False
-
-
-def _classes(model) -> int | None:
-    from ...targets import num_classes_of
-
-    return num_classes_of(model)
 
 
 def _warn_label_count(labels, out) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from html import escape
 
+from ...errors import UsageError
 from ...structure.graph import ModelGraph
 from .layout import Layout, View, box_text, collapse, fit_depth, layout
 
@@ -88,7 +89,7 @@ def _frame_label(name: str) -> str:
 
 def render_svg(graph: ModelGraph, lay: Layout, *, standalone: bool = True, edges: str = "orthogonal") -> str:
     if edges not in EDGE_STYLES:
-        raise ValueError(f"edges must be one of {', '.join(EDGE_STYLES)}, got {edges!r}")
+        raise UsageError(f"edges must be one of {', '.join(EDGE_STYLES)}, got {edges!r}")
     w, h = lay.width, lay.height
     parts = []
     if standalone:

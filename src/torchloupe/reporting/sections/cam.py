@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import torch
 
 from ...errors import TorchLoupeError
 from ..base import Figure, NotApplicable, Subject, Table, Text, register
 
 MAX_IMAGES = 4
-SCORECAM_MAX_FORWARDS = 512  # Score-CAM runs one forward per channel and image: skipped above this
+MASKED_MAX_FORWARDS = 512  # methods running one forward per channel and image (Score-CAM): skipped above this
 
 
 def _setup(subject: Subject):
@@ -72,12 +71,12 @@ def build(subject: Subject, options: dict):
     probs = out.float().softmax(dim=1)
     targets = probs.argmax(dim=1)
     results, notes, keys = {}, [], []
-    for key, cls in cam.METHODS.items():
-        if cls is cam.ScoreCAM:
+    for key, cls in cam.METHODS.items():  # every registered method
+        if getattr(cls, "forward_per_channel", False):  # Score-CAM: one masked forward per channel and image
             channels = cam.to_map(_shape_of(subject.model, x, layer), x.shape[2:]).shape[1]
             work = channels * x.shape[0]
-            if options.get("quick") or work > SCORECAM_MAX_FORWARDS:
-                notes.append(f"Score-CAM skipped: it needs up to {work:,} masked forwards here.")
+            if options.get("quick") or work > MASKED_MAX_FORWARDS:
+                notes.append(f"{cam.title_of(cls)} skipped: it needs up to {work:,} masked forwards here.")
                 continue
         keys.append(key)
     try:  # all methods from one forward / backward

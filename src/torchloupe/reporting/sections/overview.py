@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ...errors import require
 from ...inputs import check_input
 from ...probe import eval_forward
 from ..base import Html, NotApplicable, Subject, Table, Text, register
@@ -58,7 +59,7 @@ def _shape(x: Any) -> str:
 
 def _thumbs(images: Tensor, n: int) -> list[tuple[str, tuple[int, int], bool]]:
     """(data URI, (w, h), pixelated) per image; RGB or gray ``(N, C, H, W)`` in [0, 1]."""
-    from PIL import Image as PILImage
+    PILImage = require("PIL.Image", "render", package="pillow")
 
     x = images[:n].detach().float().cpu().clamp(0, 1)
     if x.shape[1] == 1:

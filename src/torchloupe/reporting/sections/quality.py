@@ -38,12 +38,12 @@ QUICK_LARGE = ("Grad-CAM", "Grad-CAM++", "LayerCAM", "Gradient", "Guided backpro
 
 def explainers(model, x: torch.Tensor, layer: str, quick: bool, only: tuple[str, ...] | None = None) -> dict:
     """name -> fn(model, x, targets) -> (N, H, W) maps in [0, 1]; all methods of tl.cam and tl.saliency
-    (Score-CAM unless ``quick``), or those named in ``only``."""
+    (those running a forward per channel, Score-CAM, unless ``quick``), or those named in ``only``."""
     from ... import cam, saliency
 
     out = {}
     for cls in cam.METHODS.values():
-        if (cls is cam.ScoreCAM and quick) or (only is not None and cam.title_of(cls) not in only):
+        if (getattr(cls, "forward_per_channel", False) and quick) or (only is not None and cam.title_of(cls) not in only):
             continue
         out[cam.title_of(cls)] = lambda m, inp, t, cls=cls: cls(m, layer)(inp, t).maps
     for name, fn in (("Gradient", saliency.gradient), ("Guided backprop", saliency.guided_backprop),

@@ -1,0 +1,181 @@
+"""What every subcommand shares, written once: the model options (``--model``, ``--weights``,
+``--unsafe-pickle``), image inputs (``--input`` files, ``--size``, ``--normalize``, ``--labels``;
+gray or RGB by the model's first layer), checks of output paths made before any of the work, and
+argparse number types.
+
+A new subcommand is one module next to this one: ``register(subparsers)`` adding its parser
+with these helpers, and ``run(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ...errors import UsageError
+
+MODEL_HELP = (
+    "the model: torchvision:NAME (random init; weights from --weights), path/file.py:factory, "
+    "package.module:factory, hf:DIR (a Hugging Face model folder, offline), or a built-in name "
+    "(efficientnet-lite0, minilm)"
+)
+
+
+# -- the model -------------------------------------------------------------------------------
+
+def add_model_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, metavar="SPEC", help=MODEL_HELP)
+    parser.add_argument("--weights", metavar="CKPT",
+                        help="checkpoint (.pt/.pth state dict or .safetensors) to load, with weights_only=True")
+    parser.add_argument("--unsafe-pickle", action="store_true",
+                        help="load a checkpoint holding arbitrary Python objects (runs its code: only for files you trust)")
+
+
+def load_model_from(args):
+    """The model named by the parsed ``--model / --weights / --unsafe-pickle`` options."""
+    from ..models import load_model
+
+    return load_model(args.model, weights=args.weights, unsafe_pickle=args.unsafe_pickle)
+
+
+# -- image inputs ----------------------------------------------------------------------------
+
+def add_image_arguments(parser, inputs=None) -> None:
+    """``--input IMAGE...``, ``--size``, ``--normalize`` and ``--labels``. ``inputs``: the group
+    ``--input`` joins (a mutually exclusive one, e.g. with ``--text``); without it ``--input`` is
+    required."""
+    if inputs is None:
+        parser.add_argument("--input", nargs="+", required=True, metavar="IMAGE", help="image files to explain")
+    else:
+        inputs.add_argument("--input", nargs="+", metavar="IMAGE", help="image files to explain")
+    parser.add_argument("--labels", metavar="FILE", help="class names: one per line, or a JSON list")
+    parser.add_argument(
+        "--size", type=int, metavar="N",
+        help="resize and center-crop images to N x N (default: 224 for ImageNet models, else their own size)",
+    )
+    add_normalize_argument(parser)
+
+
+def add_normalize_argument(parser, default: str = "auto") -> None:
+    parser.add_argument(
+        "--normalize", default=default, metavar="NAME",
+        help="input normalization: auto (ImageNet statistics for torchvision models), none, imagenet",
+    )
+
+
+def normalization(spec: str, normalize: str) -> str | None:
+    """The name of the normalization ``--normalize`` asks for: ``auto`` is the model spec's own
+    (ImageNet for torchvision models and built-ins that declare it), ``none`` is ``None``."""
+    from ..models import default_normalization
+
+    name = default_normalization(spec) if normalize == "auto" else normalize
+    return None if name == "none" else name
+
+
+def image_inputs(args: argparse.Namespace, model):
+    """``(images, x)``: the ``--input`` files as a ``(N, C, H, W)`` batch in [0, 1] for display,
+    and the same normalized for the model. Read as gray when the model's first layer takes one
+    channel (then not normalized: the named normalizations are RGB ones); ``--size`` or, for
+    ImageNet-normalized models, 224."""
+    from ..images import load_images, normalize_images
+    from ...inputs import first_layer
+
+    normalize = normalization(args.model, args.normalize)
+    size = args.size if args.size is not None else (224 if normalize == "imagenet" else None)
+    found = first_layer(model)
+    gray = found is not None and getattr(found[1], "in_channels", 3) == 1
+    images = load_images(args.input, size=size, mode="L" if gray else "RGB")
+    return images, normalize_images(images, None if gray else normalize)
+
+
+def labels_for(args: argparse.Namespace, model) -> list[str] | None:
+    """Class names: ``--labels``, else the built-in model's, else ImageNet's for a torchvision
+    classifier with 1000 outputs (names bundled, offline), else ``None``."""
+    from ..images import load_labels
+    from ..models import default_labels
+    from ...targets import num_classes_of
+
+    if args.labels:
+        return load_labels(args.labels)
+    labels = default_labels(args.model)
+    if labels is None and args.model.startswith("torchvision:") and num_classes_of(model) == 1000:
+        from ...demo.imagenet_data import imagenet_classes
+
+        labels = imagenet_classes()
+    return labels
+
+
+# -- output paths, checked before any of the work -------------------------------------------
+
+def _writable_base(path: Path) -> tuple[Path, str]:
+    """The nearest existing ancestor of ``path`` and why a folder cannot be made there ('' if it can)."""
+    base = path.absolute()
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    why = ("is not a directory" if not base.is_dir() else
+           "is not writable" if not os.access(base, os.W_OK | os.X_OK) else "")
+    return base, why
+
+
+def output_folder(path: str, flag: str = "--out", into: str = "") -> Path:
+    """``Path`` of an output folder, checked now without making anything: not a file nor a broken
+    link, and it can be made (or written into): its nearest existing ancestor is a writable folder.
+    ``into`` completes the message, "expected a folder to write {into} into"."""
+    folder = Path(path)
+    expected = f"expected a folder to write {into} into" if into else "expected a folder"
+    if folder.is_symlink() and not folder.exists():
+        raise UsageError(f"{flag} '{folder}' is a broken symbolic link; {expected}")
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{flag} '{folder}' is a file; {expected}")
+    base, why = _writable_base(folder)
+    if why:
+        raise UsageError(f"{flag} '{folder}': cannot make this folder ('{base}' {why})")
+    return folder
+
+
+def output_file(path: str | None, flag: str) -> Path | None:
+    """``Path`` of an output file, checked before any work: not a folder, and its folder can be made
+    or written into (nearest existing ancestor a writable folder). ``None`` passes through."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} '{p}' is a folder; expected a file path")
+    base, why = _writable_base(p.absolute().parent)
+    if why:
+        raise UsageError(f"{flag} '{p}': cannot {'make its folder' if why == 'is not a directory' else 'write there'} "
+                         f"('{base}' {why})")
+    return p
+
+
+def made(path: Path) -> Path:
+    """``path`` (a file's) with its folder made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# -- argparse types --------------------------------------------------------------------------
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (argparse turns the error into one line, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
