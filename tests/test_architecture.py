@@ -104,6 +104,7 @@ class _Imports(ast.NodeVisitor):
         self.name, self.is_package = name, is_package
         self.scope: list[str] = []
         self.found: list[tuple[str, str, int]] = []
+        self.private: list[tuple[str, str, int]] = []  # (module, name, line) of `from module import _name`
         self.hook_calls: list[tuple[str, int]] = []
         self.modes: list[int] = []
 
@@ -118,7 +119,12 @@ class _Imports(ast.NodeVisitor):
         for target in _resolve(self.name, self.is_package, node):
             self.found.append((target, ".".join(self.scope), node.lineno))
 
-    visit_ImportFrom = visit_Import
+    def visit_ImportFrom(self, node):
+        self.visit_Import(node)
+        targets = _resolve(self.name, self.is_package, node)
+        for alias, target in zip(node.names, targets):
+            if alias.name.startswith("_") and not alias.name.startswith("__"):
+                self.private.append((target, alias.name, node.lineno))
 
     def visit_Attribute(self, node):
         if HOOK_CALL.match(node.attr):
@@ -166,6 +172,11 @@ def test_hooks_and_torch_function_modes_live_in_probe_only():
     assert not hooks, "hooks registered outside probe.py:\n" + "\n".join(hooks)
     assert not modes, "TorchFunctionMode outside probe.py:\n" + "\n".join(modes)
     assert SCANS[PROBE].hook_calls and SCANS[PROBE].modes  # the scan sees them where they are
+
+
+def test_no_private_name_is_imported_from_another_module():
+    bad = [f"{n}:{line} imports {name} from {target}" for n, s in SCANS.items() for target, name, line in s.private]
+    assert not bad, "private names imported across modules (make them public or keep them home):\n" + "\n".join(bad)
 
 
 def test_module_level_imports_have_no_cycle():

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from .errors import InputError, InputShapeError, NonFiniteInputError, UnsupportedModelError
 
 __all__ = ["Inputs", "InputsLike", "first_layer", "check_input", "check_inputs", "check_finite", "expected_input",
-           "trial_forward", "takes_shape"]
+           "trial_forward", "takes_shape", "flattens_first"]
 
 InputsLike = Union[Tensor, Sequence[Tensor], Mapping[str, Any], "Inputs"]
 
@@ -241,7 +241,8 @@ def first_layer(model: nn.Module) -> tuple[str, nn.Module] | None:
     return None
 
 
-def _flatten_first(model: nn.Module) -> bool:
+def flattens_first(model: nn.Module) -> bool:
+    """Whether the model's first leaf module is ``nn.Flatten`` (it reads images as flat vectors)."""
     for module in model.modules():
         if next(module.children(), None) is not None:
             continue
@@ -354,7 +355,7 @@ def _check_input(model: nn.Module, x: Tensor, name: str) -> Tensor:
                 )
             return x
     if isinstance(layer, nn.Linear) and x.is_floating_point():
-        if _flatten_first(model):
+        if flattens_first(model):
             batched_ok = x.dim() >= 2 and math.prod(x.shape[1:]) == layer.in_features
             if not batched_ok and x.dim() >= 1 and math.prod(x.shape) == layer.in_features:
                 x = x.unsqueeze(0)

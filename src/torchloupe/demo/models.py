@@ -43,7 +43,7 @@ DIGITS_RECIPE = "digits-mlp-v2"
 
 SHAPES_TRAIN = 3000
 SHAPES_TEST = 1000
-_HELD_OUT_SEED = 1_000_003  # the held-out set is shapes_dataset(n, seed=seed + _HELD_OUT_SEED)
+HELD_OUT_SEED = 1_000_003  # the held-out set is shapes_dataset(n, seed=seed + HELD_OUT_SEED)
 
 
 class Standardize(nn.Module):
@@ -204,7 +204,7 @@ def shapes_splits(seed: int = 0, size: int = 64, n_train: int = SHAPES_TRAIN, n_
 
     The held-out set uses seed ``seed + 1_000_003``, so it never shares an image with training.
     """
-    return shapes_tensors(n_train, size=size, seed=seed), shapes_tensors(n_test, size=size, seed=seed + _HELD_OUT_SEED)
+    return shapes_tensors(n_train, size=size, seed=seed), shapes_tensors(n_test, size=size, seed=seed + HELD_OUT_SEED)
 
 
 def _default_threads() -> int:

@@ -123,7 +123,7 @@ def _check_runs(model, subject, args: argparse.Namespace) -> None:
     import torch
 
     from ...errors import UsageError
-    from ...inputs import expected_input
+    from ...inputs import expected_input, flattens_first
     from ...probe import eval_forward
 
     x = subject.inputs
@@ -139,15 +139,9 @@ def _check_runs(model, subject, args: argparse.Namespace) -> None:
         if args.input and getattr(args, "text", None) is None and loading_takes_text(args.model):
             hint += "; this model takes text: pass sentences with --text"
         elif isinstance(x, torch.Tensor) and x.dim() == 4 and want and want.count(",") == 1:
-            hint += (" (flat vectors: --size N makes each image N x N, C*N*N features)" if _flatten_first(model)
+            hint += (" (flat vectors: --size N makes each image N x N, C*N*N features)" if flattens_first(model)
                      else " (flat vectors, while loupe report gives images: start the model with nn.Flatten())")
         raise UsageError(f"{args.model} cannot take the given inputs {shape}: {type(exc).__name__}: {text}{hint}") from exc
-
-
-def _flatten_first(model) -> bool:
-    from ...inputs import _flatten_first as flatten_first
-
-    return flatten_first(model)
 
 
 def loading_takes_text(spec: str) -> bool:
