@@ -278,6 +278,9 @@ def test_structured_outputs_give_the_plain_models_maps():
     by_index = tl.cam.GradCAM(TupleOut(plain), "inner.1")(x, output=1)
     for got in (by_name, by_index):
         assert torch.equal(got.maps, want.maps) and torch.equal(got.targets, want.targets)
+    for key in ("scorecam", "cam"):  # softmax of the selected scores; the classifier row of the class
+        assert torch.equal(tl.cam.METHODS[key](TupleOut(plain), "inner.1")(x, output=1).maps,
+                           tl.cam.METHODS[key](plain, "1")(x).maps)
     assert torch.equal(tl.saliency.guided_backprop(TupleOut(plain), x, 0, output=1),
                        tl.saliency.guided_backprop(plain, x, 0))
     with pytest.raises(TargetError, match=r"pass output=KEY or INDEX"):

@@ -502,3 +502,32 @@ def test_anchor_slugs():
     assert _slug("EfficientNet-Lite0 (ImageNet) on scikit-image photos") == "efficientnet-lite0-imagenet-on-scikit-image"
     assert _slug("a" * 60) == "a" * 48
     assert _unique_slugs(["<>", "!!", "x", "Net", "net"]) == ["x", "x-2", "x-3", "net", "net-2"]
+
+
+def test_output_selection_reaches_every_section(tmp_path):
+    """A model returning (features, logits): without output= the class sections say why they do not
+    apply; with output=1 they run on the logits, the CAMs equal the plain model's."""
+    from torch import nn
+
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = tiny_cnn()
+
+        def forward(self, x):
+            return torch.zeros(len(x), 5), self.net(x)
+
+    torch.manual_seed(0)
+    model, x = Pair().eval(), torch.rand(2, 3, 16, 16)
+    sections = ["overview", "cam", "saliency"]
+    plain = build_report([Subject("pair", model, x)], tmp_path / "a.html", sections=sections, progress=False)
+    text = plain.path.read_text()
+    assert "Pass output= (a key or an index) to say where the scores are." in text
+    assert text.count("output is not (N, classes) scores (for a dict or tuple output, pass output=KEY or INDEX)") == 2
+    picked = build_report([Subject("pair", model, x, output=1)], tmp_path / "b.html", sections=sections, progress=False)
+    assert not picked.errors
+    text = picked.path.read_text()
+    assert "not (N, classes) scores" not in text and "is not a batch of class scores" not in text
+    want = tl.cam.GradCAM(model.net)(x).maps
+    got = tl.cam.GradCAM(model, "net." + tl.cam.default_layer(model.net, x)[0])(x, output=1).maps
+    assert torch.equal(got, want)

@@ -75,7 +75,8 @@ class ScoreCAM(BaseCAM):
             if run.target.is_callable:
                 s = run.target.resolve(out, who.numel())[1](out)
             else:
-                s = run.target.scores_of(out).softmax(dim=1).gather(1, run.targets.to(out.device)[who][:, None]).squeeze(1)
+                probs = run.target.scores_of(out).softmax(dim=1)
+                s = probs.gather(1, run.targets.to(probs.device)[who][:, None]).squeeze(1)
             scores[sl] = s.to(scores.dtype).to(scores.device)
         self.forwards = int(uniq_low.shape[0])
         w = scores[torch.stack(inverse)]  # (N, C)

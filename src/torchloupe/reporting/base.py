@@ -44,7 +44,8 @@ __all__ = [
 class Subject:
     """One model shown in the report.
 
-    ``inputs``: a batch tensor (or tuple of positional inputs / dict of keyword inputs).
+    ``inputs``: a batch tensor (or tuple of positional inputs / dict of keyword inputs);
+    ``output``: where the class scores are in what the model returns (see :mod:`torchloupe.targets`).
     ``images``: ``(N, 3, H, W)`` in [0, 1] to draw overlays on; defaults to ``inputs``
     when those look like images. ``labels``: class names. ``masks``: ``(N, H, W)`` bool
     object masks when known. ``dataset``: for dataset-scale views. ``extras``: anything
@@ -63,6 +64,26 @@ class Subject:
     layers: Sequence[str] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     sections: Sequence[str] | None = None
+    output: Any = None
+
+    def scores(self, out: Any) -> Tensor | None:
+        """The ``(N, classes)`` scores in an output of this model, by :mod:`torchloupe.targets`' rules
+        (``output``: a key, an index or a callable for models that return a dict, a tuple or a
+        Hugging Face output); ``None`` when the output holds no floating ``(N, classes)`` scores."""
+        from ..errors import TargetError
+        from ..targets import Target
+
+        try:
+            scores = Target(None, self.output).scores_of(out)
+        except TargetError:
+            return None
+        return scores if scores.is_floating_point() else None
+
+    def no_scores(self) -> str:
+        """Why a class section does not apply when :meth:`scores` finds none."""
+        if self.output is not None:
+            return f"output={self.output!r} does not give (N, classes) scores"
+        return "the model's output is not (N, classes) scores (for a dict or tuple output, pass output=KEY or INDEX)"
 
     @property
     def display_images(self) -> Tensor | None:

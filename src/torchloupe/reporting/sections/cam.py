@@ -65,10 +65,10 @@ def build(subject: Subject, options: dict):
     from ...probe import eval_forward
     from ...render.cam import method_grid
 
-    out = eval_forward(subject.model, x)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        return NotApplicable("the model's output is not (N, classes) scores")
-    probs = out.float().softmax(dim=1)
+    scores = subject.scores(eval_forward(subject.model, x))
+    if scores is None:
+        return NotApplicable(subject.no_scores())
+    probs = scores.float().softmax(dim=1)
     targets = probs.argmax(dim=1)
     results, notes, keys = {}, [], []
     for key, cls in cam.METHODS.items():  # every registered method
@@ -80,7 +80,7 @@ def build(subject: Subject, options: dict):
                 continue
         keys.append(key)
     try:  # all methods from one forward / backward
-        results = {cam.title_of(r.method): r for r in cam.compare(subject.model, x, keys, layer, targets).values()}
+        results = {cam.title_of(r.method): r for r in cam.compare(subject.model, x, keys, layer, targets, output=subject.output).values()}
     except TorchLoupeError:  # one method does not apply: run them one by one to say which
         for key in keys:
             cls = cam.METHODS[key]

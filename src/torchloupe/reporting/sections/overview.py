@@ -29,24 +29,6 @@ TOP_K = 3
 THUMB_PX = 168  # encoded size of a thumbnail (shown at half that: sharp on high-dpi screens)
 
 
-def _logits(output: Any) -> Tensor | None:
-    """The class scores in a model's output: the tensor, a ``logits`` entry, or the first tensor."""
-    if isinstance(output, Tensor):
-        return output
-    logits = getattr(output, "logits", None)
-    if isinstance(logits, Tensor):
-        return logits
-    if isinstance(output, dict):
-        if isinstance(output.get("logits"), Tensor):
-            return output["logits"]
-        output = list(output.values())
-    if isinstance(output, (tuple, list)):
-        for v in output:
-            if isinstance(v, Tensor):
-                return v
-    return None
-
-
 def _shape(x: Any) -> str:
     if isinstance(x, Tensor):
         return "(" + ", ".join(str(d) for d in x.shape) + ")"
@@ -125,10 +107,13 @@ def build(subject: Subject, options: dict) -> list | NotApplicable:
         inputs = check_input(model, inputs)
     output = eval_forward(model, inputs)
     blocks: list = [_model_table(model, inputs, output)]
-    logits = _logits(output)
-    if logits is None or logits.dim() != 2 or logits.shape[1] < 2 or not logits.is_floating_point():
+    logits = subject.scores(output)
+    if logits is None or logits.shape[1] < 2:
         what = _shape(output)
-        blocks.append(Text(f"The output {what} is not a batch of class scores (N, classes), so no predictions are listed."))
+        hint = "" if isinstance(output, Tensor) or subject.output is not None else (
+            " Pass output= (a key or an index) to say where the scores are.")
+        blocks.append(Text(f"The output {what} is not a batch of class scores (N, classes), so no predictions are listed."
+                           + hint))
         return blocks
     kind = _values_not_classes(subject, inputs, logits)
     if kind:

@@ -36,7 +36,8 @@ def _normalize(m: torch.Tensor) -> torch.Tensor:
 QUICK_LARGE = ("Grad-CAM", "Grad-CAM++", "LayerCAM", "Gradient", "Guided backprop")
 
 
-def explainers(model, x: torch.Tensor, layer: str, quick: bool, only: tuple[str, ...] | None = None) -> dict:
+def explainers(model, x: torch.Tensor, layer: str, quick: bool, only: tuple[str, ...] | None = None,
+               output=None) -> dict:
     """name -> fn(model, x, targets) -> (N, H, W) maps in [0, 1]; all methods of tl.cam and tl.saliency
     (those running a forward per channel, Score-CAM, unless ``quick``), or those named in ``only``."""
     from ... import cam, saliency
@@ -45,12 +46,12 @@ def explainers(model, x: torch.Tensor, layer: str, quick: bool, only: tuple[str,
     for cls in cam.METHODS.values():
         if (getattr(cls, "forward_per_channel", False) and quick) or (only is not None and cam.title_of(cls) not in only):
             continue
-        out[cam.title_of(cls)] = lambda m, inp, t, cls=cls: cls(m, layer)(inp, t).maps
+        out[cam.title_of(cls)] = lambda m, inp, t, cls=cls: cls(m, layer)(inp, t, output=output).maps
     for name, fn in (("Gradient", saliency.gradient), ("Guided backprop", saliency.guided_backprop),
                      ("Deconvnet", saliency.deconvnet)):
         if only is not None and name not in only:
             continue
-        out[name] = lambda m, inp, t, fn=fn: _normalize(fn(m, inp, t).abs().sum(1))
+        out[name] = lambda m, inp, t, fn=fn: _normalize(fn(m, inp, t, output=output).abs().sum(1))
     return out
 
 
@@ -90,10 +91,11 @@ def build(subject: Subject, options: dict):
     x0 = x.shape[0]
     n = min(x0, int(subject.extras.get("quality_images", 1 if big else 4 if quick else 8)))
     x = x[:n]
-    out = eval_forward(subject.model, x)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        return NotApplicable("the model's output is not (N, classes) scores")
-    targets = out.argmax(1)
+    scores = subject.scores(eval_forward(subject.model, x))
+    if scores is None:
+        return NotApplicable(subject.no_scores())
+    targets = scores.argmax(1)
+    output = subject.output
     try:
         layer = cam_layer(subject, x)
     except TorchLoupeError as exc:
@@ -102,7 +104,7 @@ def build(subject: Subject, options: dict):
     steps = 5 if big else 16 if quick else 24
     groups = ev.layer_groups(subject.model, 2 if big else 4 if quick else 6)
     masks = subject.masks[:n] if subject.masks is not None else None
-    methods = explainers(subject.model, x, layer, quick or big, QUICK_LARGE if quick and big else None)
+    methods = explainers(subject.model, x, layer, quick or big, QUICK_LARGE if quick and big else None, output)
     g = torch.Generator().manual_seed(int(options.get("seed", 0)))
     random_maps = torch.rand(n, *x.shape[-2:], generator=g)
 
@@ -124,7 +126,7 @@ def build(subject: Subject, options: dict):
     keys = {cam.title_of(cls): key for key, cls in cam.METHODS.items() if cam.title_of(cls) in checked}
     grouped = {name: fn for name, fn in checked.items() if name not in keys}
     if keys:
-        grouped["CAMs"] = lambda m, inp, t: {cam.title_of(r.method): r.maps for r in cam.compare(m, inp, list(keys.values()), layer, t).values()}
+        grouped["CAMs"] = lambda m, inp, t: {cam.title_of(r.method): r.maps for r in cam.compare(m, inp, list(keys.values()), layer, t, output=output).values()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -132,13 +134,13 @@ def build(subject: Subject, options: dict):
             if keys:
                 given["CAMs"] = {name: maps_of[name][:k] for name in keys}
             rands = ev.randomization_check(subject.model, x[:k], grouped, target=targets[:k], blocks=groups,
-                                           original=given)
+                                           original=given, output=output)
             rands = {name: rands[name] for name in checked}  # table order
         except TorchLoupeError:  # one method fails on a randomized copy: check them one by one
             for name, fn in checked.items():
                 try:
                     rands[name] = ev.randomization_check(subject.model, x[:k], fn, target=targets[:k], blocks=groups,
-                                                         original=maps_of[name][:k])
+                                                         original=maps_of[name][:k], output=output)
                 except TorchLoupeError as exc:
                     notes.append(f"{name} (sanity check): {exc}")
     # Every method's maps in one batch per test: fewer, fuller forwards than one call per method.
@@ -147,8 +149,8 @@ def build(subject: Subject, options: dict):
     dels, inss = {}, {}
     if names:
         xs, ts = x.repeat(len(names), 1, 1, 1), targets.repeat(len(names))
-        d = ev.deletion_curve(subject.model, xs, stacked, ts, steps=steps, substrate="blur")
-        i = ev.insertion_curve(subject.model, xs, stacked, ts, steps=steps)
+        d = ev.deletion_curve(subject.model, xs, stacked, ts, steps=steps, substrate="blur", output=output)
+        i = ev.insertion_curve(subject.model, xs, stacked, ts, steps=steps, output=output)
         for j, name in enumerate(names):
             part = slice(j * n, (j + 1) * n)
             dels[name] = _part(d, part)

@@ -30,22 +30,23 @@ def build(subject: Subject, options: dict):
     from ...probe import eval_forward
     from ...render.cam import plot_saliency
 
-    out = eval_forward(subject.model, x)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        return NotApplicable("the model's output is not (N, classes) scores")
-    targets = out.argmax(dim=1)
+    scores = subject.scores(eval_forward(subject.model, x))
+    if scores is None:
+        return NotApplicable(subject.no_scores())
+    targets = scores.argmax(dim=1)
+    out = subject.output
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", saliency.GuidedFallbackWarning)
         columns = {
-            "gradient": saliency.gradient(subject.model, x, targets),
-            "guided backprop": saliency.guided_backprop(subject.model, x, targets),
-            "deconvnet": saliency.deconvnet(subject.model, x, targets),
+            "gradient": saliency.gradient(subject.model, x, targets, output=out),
+            "guided backprop": saliency.guided_backprop(subject.model, x, targets, output=out),
+            "deconvnet": saliency.deconvnet(subject.model, x, targets, output=out),
         }
         try:  # saliency.guided_gradcam's product, reusing the guided backprop above
             from .cam import cam_layer
 
-            cam = GradCAM(subject.model, cam_layer(subject, x))(x, targets)
+            cam = GradCAM(subject.model, cam_layer(subject, x))(x, targets, output=out)
             gb = columns["guided backprop"]
             columns["guided Grad-CAM"] = gb * cam.maps.unsqueeze(1).to(gb.dtype)
         except TorchLoupeError as exc:
