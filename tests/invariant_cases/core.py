@@ -35,6 +35,7 @@ CASES = [
     Case("takes_shape", lambda m, x: _trial(tl.inputs.takes_shape(m, (3, 16, 16)))),
     Case("first_layer", lambda m, x: tl.inputs.first_layer(m), arm=None),
     Case("expected_input", lambda m, x: tl.inputs.expected_input(m), arm=None),
+    Case("flattens_first", lambda m, x: tl.inputs.flattens_first(m), arm=None),
     Case("check_input", lambda m, x: tl.inputs.check_input(m, x), arm=None),
     Case("check_model_targets", lambda m, x: tl.targets.check_model_targets(m, x, [0, 1]), arm=None),
     Case("num_classes_of", lambda m, x: tl.targets.num_classes_of(m), arm=None),
