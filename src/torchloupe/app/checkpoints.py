@@ -17,8 +17,6 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, require
 
-__all__ = ["load_checkpoint", "load_weights", "weights_only_reason"]
-
 
 def _state_dict_of(obj: Any, path: Path, depth: int = 0) -> dict[str, Any]:
     if isinstance(obj, nn.Module):

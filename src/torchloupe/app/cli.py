@@ -16,8 +16,6 @@ from collections.abc import Sequence
 
 from ..errors import TorchLoupeError
 
-__all__ = ["main", "entry", "build_parser"]
-
 
 def build_parser() -> argparse.ArgumentParser:
     from . import commands

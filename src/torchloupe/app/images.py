@@ -14,7 +14,6 @@ from torch import Tensor
 
 from ..errors import InputFileError, UsageError, require
 
-__all__ = ["NORMALIZATIONS", "normalize_images", "load_images", "load_labels"]
 
 #: Named input normalizations: (mean, std) per RGB channel.
 NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {

@@ -30,18 +30,6 @@ from ..errors import InputFileError, UsageError, require
 from .checkpoints import load_weights
 from .images import NORMALIZATIONS
 
-__all__ = [
-    "BuiltinModel",
-    "BUILTINS",
-    "MODEL_SPEC_FORMS",
-    "register_model",
-    "tokenizer_for",
-    "load_model",
-    "build_model",
-    "default_normalization",
-    "default_labels",
-]
-
 
 @dataclass(frozen=True)
 class BuiltinModel:
@@ -160,8 +148,6 @@ def _hf_model(spec: str) -> nn.Module:
     except Exception as exc:
         raise InputFileError(f"cannot load the Hugging Face model in '{folder}': {type(exc).__name__}: "
                              f"{_first(exc)}") from exc
-
-
 
 
 def default_labels(spec: str) -> list[str] | None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from ..errors import UsageError
 
-__all__ = ["text_batch"]
-
 
 def text_batch(tokenizer, texts: list[str]) -> tuple[dict, list[list[str]]]:
     """``(inputs, tokens)``: the padded batch ``{input_ids, attention_mask, ...}`` the model takes as

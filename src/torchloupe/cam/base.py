@@ -38,8 +38,6 @@ from ..layers import LayerSpec, find_layers, name_of
 from ..probe import hooks, require_module, session
 from ..targets import OutputSpec, Target, TargetLike, check_model_targets
 
-__all__ = ["CAMResult", "BaseCAM", "GradientCAM", "Run", "run_cams", "to_map", "normalize_maps", "default_layer"]
-
 
 @dataclass(frozen=True)
 class CAMResult:
@@ -84,7 +82,6 @@ class Run:
     def x(self) -> Tensor:
         """The explained input."""
         return self.inputs.get(self.wrt)
-
 
 
 def _grid(tokens: int, size: Sequence[int]) -> tuple[int, int, int] | None:

@@ -18,8 +18,6 @@ from collections.abc import Iterator, Mapping
 from ..errors import MissingDependencyError, UsageError
 from .base import BaseCAM
 
-__all__ = ["Methods"]
-
 
 class Methods(Mapping[str, type[BaseCAM]]):
     """``{key: CAM class}`` in registration order, each class imported on first access.

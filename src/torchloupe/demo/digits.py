@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-__all__ = ["DIGIT_CLASSES", "DigitsSplit", "digits_tensors", "digits_dataset", "digits_split"]
 
 DIGIT_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
 

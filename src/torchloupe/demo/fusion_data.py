@@ -28,8 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FUSION_CLASSES", "DECIDING_VIEW", "VIEWS", "two_view_data", "EarlyFusion", "LateFusion",
-           "IterativeFusion", "MODELS", "BRANCHES", "train_fusion_model"]
 
 FUSION_CLASSES = ("circle", "square", "red", "blue", "triangle+green", "triangle+yellow", "cross+green",
                   "cross+yellow")

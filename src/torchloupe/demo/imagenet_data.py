@@ -18,18 +18,6 @@ from torch import Tensor, nn
 
 from ..errors import InputError, MissingDependencyError, require
 
-__all__ = [
-    "MEAN",
-    "STD",
-    "IMAGE_SIZE",
-    "CAT_CLASSES",
-    "imagenet_classes",
-    "efficientnet_lite0",
-    "preprocess",
-    "sample_photos",
-    "available",
-    "BUILTIN_NAME",
-]
 
 BUILTIN_NAME = "efficientnet-lite0"
 MEAN = (0.485, 0.456, 0.406)

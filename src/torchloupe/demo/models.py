@@ -24,18 +24,6 @@ from torch import Tensor, nn
 from .cache import load_or_train
 from .shapes import SHAPE_CLASSES, shapes_tensors
 
-__all__ = [
-    "ShapesCNN",
-    "DigitsMLP",
-    "TrainLog",
-    "SHAPES_RECIPE",
-    "DIGITS_RECIPE",
-    "train_shapes_model",
-    "train_digits_model",
-    "fit",
-    "accuracy",
-    "shapes_splits",
-]
 
 # Bump when the architecture, data or training recipe changes: old cache files are then ignored.
 SHAPES_RECIPE = "shapes-cnn-v3"

@@ -21,18 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = [
-    "CopyTransformer",
-    "copy_data",
-    "train_copy_transformer",
-    "CountingLSTM",
-    "counting_data",
-    "train_counting_lstm",
-    "MemoryNetwork",
-    "memory_data",
-    "train_memory_network",
-    "COPY_K",
-]
 
 COPY_K = 3
 COPY_VOCAB = 12

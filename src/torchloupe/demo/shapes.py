@@ -22,16 +22,6 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = [
-    "SHAPE_CLASSES",
-    "SHAPE_AREA",
-    "ShapesDataset",
-    "ShapesTensors",
-    "shapes_dataset",
-    "shapes_tensors",
-    "shape_geometry",
-    "render_shapes",
-]
 
 SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
 

@@ -11,7 +11,6 @@ import os
 
 from ..errors import require
 
-__all__ = ["BUILTIN_NAME", "minilm_folder", "minilm", "minilm_tokenizer", "quiet_loading"]
 
 BUILTIN_NAME = "minilm"
 

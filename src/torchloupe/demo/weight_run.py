@@ -21,7 +21,6 @@ from .cache import cache_path, check_training_allowed, load_state, save_state
 from .digits import DIGIT_CLASSES, digits_split
 from .models import DIGITS_RECIPE, DigitsMLP, fit_digits
 
-__all__ = ["digits_run", "digits_history", "one_per_class"]
 
 _VERSION = "v1"
 

@@ -11,8 +11,6 @@ from ..probe import session
 from ..targets import OutputSpec
 from .batching import DEFAULT_MEMORY_BUDGET, Scorer, chunk_size, class_target, prepare
 
-__all__ = ["average_drop", "increase_in_confidence"]
-
 
 def _confidence_pair(model, x, maps, target, memory_budget, wrt, output):
     tgt, output = class_target(target, output)

@@ -19,8 +19,6 @@ from ..probe import session
 from ..targets import OutputSpec
 from .batching import DEFAULT_MEMORY_BUDGET, Scorer, chunk_size, class_target, prepare
 
-__all__ = ["CurveResult", "deletion", "insertion", "deletion_curve", "insertion_curve", "gaussian_blur"]
-
 
 @dataclass(frozen=True)
 class CurveResult:

@@ -10,8 +10,6 @@ from torch import Tensor
 
 from ..errors import InputError
 
-__all__ = ["pointing_game"]
-
 
 def pointing_game(maps: Tensor, masks: Tensor, tolerance: float = 15) -> Tensor:
     """Per-sample hit ``(N,)`` bool: the map's maximum lies within ``tolerance`` pixels of the mask.

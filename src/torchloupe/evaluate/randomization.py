@@ -19,8 +19,6 @@ from ..targets import OutputSpec
 from .batching import DEFAULT_MEMORY_BUDGET, Scorer, chunk_size, class_target
 from .perturbation import gaussian_blur
 
-__all__ = ["randomization_check", "RandomizationResult", "layer_groups", "spearman", "ssim"]
-
 
 @dataclass(frozen=True)
 class RandomizationResult:

@@ -16,8 +16,6 @@ from ..probe import session
 from ..targets import OutputSpec
 from .batching import DEFAULT_MEMORY_BUDGET, Scorer, chunk_size, class_target, prepare
 
-__all__ = ["road", "ROADResult"]
-
 
 _ROAD_KERNEL = torch.tensor([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
 

@@ -38,7 +38,6 @@ from ..layers import find_layer
 from ..probe import Session, hooks, require_module, session
 from ..targets import OutputSpec, Target, TargetLike, check_model_targets
 
-__all__ = ["FusionResult", "contributions", "METHODS", "resolve_branches", "as_inputs", "class_target", "Engine"]
 
 METHODS = ("auto", "exact", "shapley", "ablation", "integrated_gradients", "gradient_x_activation")
 MAX_SHAPLEY_BRANCHES = 8

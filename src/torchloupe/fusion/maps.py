@@ -20,8 +20,6 @@ from ..inputs import InputsLike
 from ..probe import require_module, session
 from ..targets import OutputSpec, TargetLike
 
-__all__ = ["BranchMaps", "branch_maps"]
-
 
 @dataclass(frozen=True)
 class BranchMaps:

@@ -18,7 +18,6 @@ from ..structure.graph import ModelGraph, Node
 from ..structure.merges import MERGE_OPS, ancestors, bits, learned_mask, merges
 from ..structure.tracer import record
 
-__all__ = ["FusionInput", "FusionPoint", "find", "points", "FUSION_OPS"]
 
 FUSION_OPS = MERGE_OPS
 

@@ -24,8 +24,6 @@ from ..probe import require_module
 from ..structure.merges import ancestors
 from ..structure.tracer import record
 
-__all__ = ["hsic1", "linear_cka", "CKAResult", "similarity", "fused_features"]
-
 
 def hsic1(X: Tensor, Y: Tensor) -> Tensor:
     """Unbiased HSIC of linear kernels for ``X`` ``(n, p)``, ``Y`` ``(n, q)``, ``n >= 4``, in float64."""

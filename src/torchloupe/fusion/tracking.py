@@ -24,8 +24,6 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 
-__all__ = ["ShareTracker", "ShareHistory"]
-
 
 @dataclass
 class ShareHistory:

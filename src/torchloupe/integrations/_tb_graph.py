@@ -14,10 +14,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from .. import probe
-from ..errors import require
+from ..errors import InputTypeError, UsageError, require
 from ..structure.graph import ModelGraph
-
-__all__ = ["add_graph", "graph_def"]
 
 
 def _scoped_name(node) -> str:
@@ -84,9 +82,9 @@ def add_graph(writer, model: nn.Module, *inputs: Any, method: str = "auto", **kw
     from ..structure.tracer import trace
 
     if method not in ("auto", "torch", "torchloupe"):
-        raise ValueError(f"method must be 'auto', 'torch' or 'torchloupe', got {method!r}")
+        raise UsageError(f"method must be 'auto', 'torch' or 'torchloupe', got {method!r}")
     if not hasattr(writer, "_get_file_writer"):
-        raise TypeError(f"writer must be a torch.utils.tensorboard.SummaryWriter, got {type(writer).__name__}")
+        raise InputTypeError(f"writer must be a torch.utils.tensorboard.SummaryWriter, got {type(writer).__name__}")
     graph = None
     if method == "auto":
         graph = trace(model, *inputs, **kwargs)

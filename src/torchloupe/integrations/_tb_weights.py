@@ -20,9 +20,8 @@ from typing import Any
 
 import torch
 
-from ..weights.tracker import Record, WeightHistory
-
-__all__ = ["log_weights", "TensorBoardSink"]
+from ..errors import InputTypeError
+from ..weights.history import Record, WeightHistory
 
 
 def _history(obj: Any) -> WeightHistory:
@@ -31,7 +30,7 @@ def _history(obj: Any) -> WeightHistory:
     h = getattr(obj, "history", None)
     if isinstance(h, WeightHistory):
         return h
-    raise TypeError(f"expected a WeightTracker or WeightHistory, got {type(obj).__name__}")
+    raise InputTypeError(f"expected a WeightTracker or WeightHistory, got {type(obj).__name__}")
 
 
 def _write_record(writer, step: int, names, stats, hist, rng, shapes, image=None, image_kind=None) -> None:
@@ -108,7 +107,7 @@ class TensorBoardSink:
 
     def __init__(self, writer, images: str | None = "auto"):
         if not callable(getattr(writer, "add_histogram_raw", None)):
-            raise TypeError(f"expected a SummaryWriter, got {type(writer).__name__}")
+            raise InputTypeError(f"expected a SummaryWriter, got {type(writer).__name__}")
         self.writer = writer
         self.images = images
 

@@ -22,23 +22,6 @@ from typing import Any, Union
 
 from torch import Tensor, nn
 
-__all__ = [
-    "Subject",
-    "DeferredSubject",
-    "Figure",
-    "Image",
-    "Table",
-    "Text",
-    "Html",
-    "NotApplicable",
-    "Block",
-    "Section",
-    "register",
-    "registered",
-    "import_sections",
-    "known_sections",
-]
-
 
 @dataclass
 class Subject:

@@ -20,7 +20,6 @@ from torch import Tensor
 from ..errors import UsageError, require
 from .base import Figure, Html, Image, Table, Text
 
-__all__ = ["block_view", "figure_png", "data_uri", "MAX_WIDTH"]
 
 MAX_WIDTH = 1800  # pixels; wider images are downscaled
 _BASE_DPI = 100.0  # the dpi at which a figure shows at its pixel size

@@ -34,7 +34,6 @@ from . import base
 from .base import DeferredSubject, NotApplicable, Section, Subject
 from .blocks import block_view
 
-__all__ = ["build_report", "report", "ReportInfo", "SectionRun", "available_sections", "select_sections"]
 
 DEFAULT_OPTIONS = {"quick": False, "seed": 0}
 

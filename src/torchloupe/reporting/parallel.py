@@ -22,7 +22,6 @@ import torch
 
 from ..errors import UsageError
 
-__all__ = ["available_cpus", "worker_count", "run_jobs", "fork_executor"]
 
 T = TypeVar("T")
 

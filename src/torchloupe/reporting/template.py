@@ -8,7 +8,6 @@ from typing import Any
 
 from ..errors import require
 
-__all__ = ["environment", "render_html", "render_template", "render_fragment"]
 
 TEMPLATES = Path(__file__).with_name("templates")
 

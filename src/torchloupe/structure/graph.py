@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Node", "Edge", "ModuleInfo", "Branch", "ModelGraph"]
 
 Shape = tuple[int, ...]
 

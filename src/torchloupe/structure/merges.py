@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MERGE_OPS", "CAT_OPS", "Merge", "merges", "ancestors", "learned_mask", "bits"]
 
 MERGE_OPS = frozenset(
     {"cat", "concat", "concatenate", "stack", "hstack", "vstack", "add", "iadd", "add_", "sub", "isub",

@@ -12,8 +12,6 @@ from torch import nn
 from .. import probe
 from ..errors import UnsupportedModelError, require
 
-__all__ = ["export_onnx"]
-
 
 def export_onnx(model: nn.Module, *inputs: Any, path: str | os.PathLike, opset: int | None = None,
                 dynamo: bool = False, **kwargs: Any) -> str:

@@ -38,7 +38,6 @@ from ..inputs import Inputs
 from .graph import Branch, Edge, ModelGraph, ModuleInfo, Node
 from .merges import CAT_OPS, merges
 
-__all__ = ["trace", "OPAQUE_TYPES"]
 
 #: Modules shown as one node unless expanded (their forward is a fused kernel or functional code).
 OPAQUE_TYPES: tuple[type, ...] = (nn.MultiheadAttention, nn.RNNBase)

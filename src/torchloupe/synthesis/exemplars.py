@@ -31,8 +31,6 @@ from ..inputs import check_finite, check_input
 from ..layers import find_layers
 from ..probe import hooks, intercept, require_module, session
 
-__all__ = ["exemplars", "merge", "ExemplarResult", "receptive_field"]
-
 
 @dataclass(frozen=True)
 class ExemplarResult:

@@ -34,8 +34,6 @@ from . import objectives as O
 from . import transforms as T
 from .params import PARAMS, InputDomain
 
-__all__ = ["maximize", "SynthesisResult", "redirected_relu", "standard_transforms_for"]
-
 
 @dataclass(frozen=True)
 class SynthesisResult:

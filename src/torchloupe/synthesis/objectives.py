@@ -32,24 +32,6 @@ from torch import Tensor
 
 from ..errors import ChannelError, ObjectiveSpecError
 
-__all__ = [
-    "Objective",
-    "Context",
-    "parse",
-    "channel",
-    "neuron",
-    "direction",
-    "layer_l2",
-    "diversity",
-    "total_variation",
-    "l1",
-    "l2",
-    "channels",
-    "as_objective",
-    "ObjectiveSpecError",
-]
-
-
 
 @dataclass
 class Context:

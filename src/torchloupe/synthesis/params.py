@@ -24,9 +24,6 @@ from torch import Tensor
 
 from ..errors import ParamError
 
-__all__ = ["InputDomain", "PARAMS", "pixel", "fft", "cppn", "ParamError"]
-
-
 
 @dataclass(frozen=True)
 class InputDomain:

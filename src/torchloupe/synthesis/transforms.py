@@ -22,8 +22,6 @@ from torch import Tensor
 
 from ..errors import UsageError
 
-__all__ = ["Pad", "Jitter", "RandomScale", "RandomRotate", "Resize", "Compose", "standard", "lucid", "resolve"]
-
 
 class Pad:
     """Pad the last two dims by ``width`` with ``value`` (``mode='constant'``) or ``'reflect'``/``'replicate'``."""

@@ -14,8 +14,6 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, LayerNotFoundError, TrackerError, require
 
-__all__ = ["load_state_dict", "default_snapshot_names", "names_in"]
-
 
 def default_snapshot_names(sd: Mapping[str, Tensor]) -> list[str]:
     ws = [k for k, v in sd.items() if k.endswith("weight") and v.is_floating_point()]

@@ -16,7 +16,6 @@ from torch import Tensor
 
 from ..errors import CheckpointError, LayerNotFoundError, TrackerError
 
-__all__ = ["WeightHistory", "Record", "STATS"]
 
 #: Columns of ``WeightHistory.stats`` (last axis), in order.
 STATS = ("norm", "mean", "std", "min", "max", "update_ratio", "grad_norm")

@@ -8,8 +8,6 @@ import math
 
 from torch import Tensor
 
-__all__ = ["template_tensor", "kernel_tensor", "class_similarity", "pick_steps"]
-
 
 def _input_shape(history, features: int) -> tuple[int, ...] | None:
     shape = history.input_shape

@@ -22,7 +22,6 @@ from torch import Tensor, nn
 
 from ..errors import TemplateShapeError, UnsupportedModelError
 
-__all__ = ["kernels", "fc_matrix", "class_templates", "TemplateShapeError"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 

@@ -55,7 +55,6 @@ from ..probe import require_module
 from .checkpoints import default_snapshot_names, load_state_dict, names_in
 from .history import STATS, Record, WeightHistory
 
-__all__ = ["WeightTracker"]
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 

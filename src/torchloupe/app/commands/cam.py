@@ -9,8 +9,6 @@ from pathlib import Path
 from ...cam import METHODS
 from ._common import add_image_arguments, add_model_arguments, image_inputs, labels_for, load_model_from, output_folder
 
-__all__ = ["register", "run"]
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(

@@ -10,7 +10,6 @@ import time
 
 from .report import add_report_options, output_path, section_list, warn_failures
 
-__all__ = ["register", "run", "collect_subjects", "family_names"]
 
 PACKAGE = "torchloupe.app.subjects"
 

@@ -11,7 +11,6 @@ import torch
 from ...errors import UsageError
 from ._common import add_model_arguments, load_model_from, output_folder
 
-__all__ = ["register", "run"]
 
 FORMATS = ("html", "svg", "txt", "dot", "onnx", "tensorboard")
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["register", "run"]
-
 
 def register(subparsers) -> None:
     from ._common import add_model_arguments, add_normalize_argument, positive_float, positive_int

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from ._common import add_image_arguments, add_model_arguments, image_inputs, labels_for, load_model_from, output_folder
 
-__all__ = ["register", "run", "section_list"]
-
 
 def section_list(values: list[str] | None) -> list[str] | str:
     """``--sections a b,c`` -> ["a", "b", "c"]; nothing or ``all`` -> "all"."""

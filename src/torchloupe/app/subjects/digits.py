@@ -9,8 +9,6 @@ from . import cached_or_deferred
 from ...demo.digits import DIGIT_CLASSES
 from ...demo.weight_run import digits_run, one_per_class
 
-__all__ = ["subjects", "digits_subject", "digits_subjects"]
-
 
 MODELS = ((64, "digits MLP", ["fc1", "relu", "fc2"]), (0, "digits linear classifier", ["fc"]))
 

@@ -7,7 +7,6 @@ from . import cached_or_deferred
 from ...demo.models import SHAPES_TEST, HELD_OUT_SEED, train_shapes_model
 from ...demo.shapes import SHAPE_CLASSES, shapes_dataset
 
-__all__ = ["subjects", "shapes_subject"]
 
 NAME = "shapes CNN"
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from ...structure.graph import ModelGraph
 from .layout import box_text, collapse
 
-__all__ = ["to_dot"]
-
 
 def _dot_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'

@@ -18,7 +18,6 @@ from .layout import collapse, fit_depth, layout, node_flags
 from .svg import STYLE, render_svg
 from .text import notes
 
-__all__ = ["to_html", "graph_data"]
 
 CSS = """
 .tl-root{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;font-size:13px;color:#1d2433;border:1px solid #d7dce8;

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 
 from ...structure.graph import ModelGraph
 
-__all__ = ["View", "ViewNode", "collapse", "fit_depth", "layout", "Layout", "max_depth"]
-
 
 @dataclass
 class ViewNode:

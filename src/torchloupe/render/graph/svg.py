@@ -14,7 +14,6 @@ from ...errors import UsageError
 from ...structure.graph import ModelGraph
 from .layout import Layout, View, box_text, collapse, fit_depth, layout
 
-__all__ = ["to_svg", "render_svg", "STYLE"]
 
 FILL = {"input": "#d9f2d9", "output": "#fde2d0", "module": "#e8eefc", "op": "#fff4cc", "param": "#eeeeee",
         "container": "#d5dcf5"}

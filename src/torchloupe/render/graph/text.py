@@ -5,8 +5,6 @@ from __future__ import annotations
 from ...structure.graph import ModelGraph
 from .layout import box_text, collapse
 
-__all__ = ["summary", "notes", "fmt_count"]
-
 
 def fmt_count(n: int | None) -> str:
     return "-" if not n else f"{n:,}"

@@ -6,8 +6,6 @@ from torch import Tensor
 
 from torchloupe.reporting.base import Html, NotApplicable, Subject, Table, Text, register
 
-__all__ = ["build"]
-
 
 def _first_sample(inputs):
     """The first sample of a batch (tensor, tuple of tensors or dict of tensors): one trace is enough."""

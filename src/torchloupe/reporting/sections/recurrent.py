@@ -10,21 +10,11 @@ import torch
 from torch import nn
 
 from torchloupe import recurrent
-from torchloupe.probe import capture
+from torchloupe.probe import capture, session
 from torchloupe.reporting.base import Figure, NotApplicable, Subject, Text, register
 
 _RNNS = (nn.LSTM, nn.GRU, nn.RNN)
 _CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
-
-
-def _run(subject: Subject) -> None:
-    x = subject.inputs
-    if isinstance(x, dict):
-        subject.model(**x)
-    elif isinstance(x, (tuple, list)):
-        subject.model(*x)
-    else:
-        subject.model(x)
 
 
 @register(
@@ -45,8 +35,8 @@ def build(subject: Subject, options: dict):
     blocks: list = []
     signal = subject.extras.get("signal")
     if rnns:
-        with capture(model, [m for _, m in rnns], inputs=True, eval_mode=True) as rec, torch.no_grad():
-            _run(subject)
+        with session(model) as run, capture(model, [m for _, m in rnns], inputs=True) as rec, torch.no_grad():
+            run(subject.inputs)
         for name, module in rnns[:2]:
             args = rec.inputs.get(name)
             if not args:
