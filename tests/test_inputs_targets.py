@@ -113,6 +113,9 @@ def test_output_selection():
     assert select_output({"logits": logits, "h": hidden}) is logits  # logits found by name
     assert select_output(Out(logits, hidden)) is logits
     assert select_output((hidden, logits), 1) is logits
+    assert select_output({"hidden": hidden, "logits": logits}, 1) is logits  # ModelOutput-style: fields in order
+    with pytest.raises(TargetError, match=r"output=2 is not part"):
+        select_output((hidden, logits), 2)
     assert select_output({"scores": logits}, "scores") is logits
     assert select_output(Out(logits, hidden), "hidden") is hidden
     assert select_output((hidden, logits), lambda o: o[1]) is logits

@@ -99,7 +99,9 @@ def select_output(output: Any, spec: OutputSpec = None) -> Any:
         raise TargetError(f"output={spec!r}: expected a key (str), an index (int) or a callable(output) -> tensor")
     try:
         if isinstance(spec, int):
-            if isinstance(output, Mapping) or not hasattr(output, "__getitem__") or isinstance(output, Tensor):
+            if isinstance(output, Mapping):  # a Hugging Face ModelOutput indexes its set fields in order
+                return output[spec] if spec in output else list(output.values())[spec]
+            if not isinstance(output, (tuple, list)):
                 raise KeyError(spec)
             return output[spec]
         if isinstance(output, Mapping):
