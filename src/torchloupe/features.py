@@ -28,9 +28,9 @@ from torch import Tensor, nn
 
 from .errors import ChannelError, UnsupportedModelError, UsageError
 from .layers import LayerSpec, find_layers, name_of
-from .probe import activations, require_module
+from .probe import activations, hooks, require_module, session
 
-__all__ = ["FeatureMaps", "feature_maps", "feature_maps_of", "arrange"]
+__all__ = ["FeatureMaps", "feature_maps", "feature_maps_of", "arrange", "layers_that_run"]
 
 
 @dataclass(frozen=True)
@@ -171,3 +171,24 @@ def _from_output(name: str, module: nn.Module, out: Any, top: int | None, channe
     return FeatureMaps(
         maps=maps, layer=name, order=order, channels=index.cpu(), stats=stats, kind=kind, shape=tuple(out.shape)
     )
+
+
+def layers_that_run(model: nn.Module, x: Any, layers: Any) -> list[str]:
+    """The names of ``layers`` (specs as in :func:`~torchloupe.layers.find_layers`) that run in an
+    eval-mode forward of the first sample of ``x``, in model order: what a view may pick by default
+    (googlenet's auxiliary classifiers never run in eval mode). Nothing is kept but the names."""
+    from .inputs import Inputs
+
+    found = find_layers(require_module(model), layers)
+    ran: set[str] = set()
+
+    def mark(name: str):
+        def hook(module, args, output):
+            ran.add(name)
+
+        return hook
+
+    inputs = Inputs.of(x)
+    with session(model) as run, hooks(forward={m: mark(n) for n, m in found}), torch.no_grad():
+        run(inputs.slice(0, 1))
+    return [n for n, _ in found if n in ran]
