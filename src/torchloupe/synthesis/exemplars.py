@@ -243,7 +243,10 @@ def _measure(model: nn.Module, module: nn.Module, inputs: Inputs, wrt: Any, layo
         run(probe_inputs)
         a = out["a"] if layout is None else layout.to_bcs(out["a"], grid=False)
         centre = tuple(s // 2 for s in a.shape[2:])
-        (g,) = torch.autograd.grad(a[(slice(None), slice(None), *centre)].sum(), x)
+        # channels weighted at random, so that opposite channels (a detector and its negation)
+        # cannot cancel each other's gradient
+        r = 0.5 + torch.rand(a.shape[1], generator=gen, device=example.device, dtype=a.dtype)
+        (g,) = torch.autograd.grad((a[(slice(None), slice(None), *centre)] * r).sum(), x)
     support = g.abs().sum(dim=(0, 1)) > 0  # (*In)
     In = tuple(x.shape[2:])
     stride = tuple(i / s for i, s in zip(In, a.shape[2:]))
@@ -263,9 +266,9 @@ def receptive_field(model: nn.Module, module: nn.Module, example: Tensor) -> tup
     """``(rh, rw, y0, x0, sy, sx)`` for a 2D layer: the box of input pixels that can move the unit
     at layer position ``(i, j)`` is ``[y0 + i*sy, +rh) x [x0 + j*sx, +rw)``.
 
-    Measured, not derived: the gradient of the centre position (all channels) with respect to
-    a few random inputs, with ReLU-family functions made the identity so no unit hides its
-    inputs; the union of the non-zero support is the box. ``sy, sx`` = input size / layer size.
+    Measured, not derived: the gradient of the centre position (all channels, weighted at random)
+    with respect to a few random inputs, with ReLU-family functions made the identity so no unit
+    hides its inputs; the union of the non-zero support is the box. ``sy, sx`` = input size / layer size.
     The forward runs in a :func:`~torchloupe.probe.session` (eval mode, parameters frozen); the
     model comes back as it went in. (:func:`exemplars` measures layers of any rank the same way.)
     """
