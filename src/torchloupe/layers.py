@@ -209,12 +209,13 @@ class Layout:
 
     def to_bcs(self, t: Tensor, grid: bool = True) -> Tensor:
         """``t`` (shaped like the layer output) as ``(B, C, *S)``. Tokens on an image's patch grid
-        drop their ``extra`` leading tokens and become ``(B, C, h, w)`` (``grid=False``: every
-        token, ``(B, C, T)``)."""
-        if tuple(t.shape[1:]) != tuple(self.shape[1:]):
+        drop their ``extra`` leading tokens and become ``(B, C, h, w)`` (``grid=False``, or another
+        token count: every token, ``(B, C, T)``). Position sizes may differ from the layout's (an
+        input of another size); the channel count may not."""
+        if t.dim() != len(self.shape) or t.shape[self.channel] != self.shape[self.channel]:
             raise UsageError(f"a tensor of shape {tuple(t.shape)} does not have this layout's shape "
-                             f"{tuple(self.shape)}")
-        if self.kind == "tokens" and self.grid is not None and grid:
+                             f"{tuple(self.shape)} (positions may differ, the channels not)")
+        if self.kind == "tokens" and self.grid is not None and grid and t.shape[1] == self.shape[1]:
             return t[:, self.extra:].reshape(t.shape[0], *self.grid, t.shape[2]).movedim(-1, 1)
         if self.channel == 1:
             return t
