@@ -178,3 +178,29 @@ def test_activations_of_a_layer_that_does_not_run_is_an_error():
         tl.activations(model, x, ["conv", "aux"])
     out = tl.activations(model, x, ["conv"])
     assert torch.equal(out["conv"], model.eval().conv(x).detach())
+
+
+# --- feature maps ---------------------------------------------------------------------------
+def test_feature_maps_of_a_channels_last_layer_are_permuted():
+    model = nn.Sequential(nn.Conv2d(3, 6, 4, stride=4), Permute(), nn.LayerNorm(6))
+    x = torch.rand(2, 3, 16, 16)
+    fm = tl.features.feature_maps(model, x, "2")
+    assert fm.kind == "channels-last" and fm.layout.kind == "channels_last"
+    out = model(x).detach()  # (2, 4, 4, 6)
+    assert torch.equal(fm.maps, out.permute(0, 3, 1, 2))
+
+
+class Permute(nn.Module):
+    def forward(self, x):
+        return x.permute(0, 2, 3, 1)
+
+
+def test_layers_that_run_leave_out_googlenet_aux_heads():
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False).train()
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    assert convs[-1].startswith("aux2.")  # what a "last registered Conv2d" rule would pick
+    ran = tl.features.layers_that_run(model, torch.rand(1, 3, 64, 64), nn.Conv2d)
+    assert ran[-1] == "inception5b.branch4.1.conv" and not any(n.startswith("aux") for n in ran)
+    assert ran == [n for n in convs if not n.startswith("aux")]  # one conv in each of the two aux heads
+    assert model.training
