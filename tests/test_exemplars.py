@@ -182,3 +182,162 @@ def test_receptive_field_covering_the_input_crops_whole_samples():
     it = tl.synthesis.exemplars(model, data.split(4), "features.3", k=3)  # streamed crops
     assert torch.equal(ex.crops, data[ex.indices]) and torch.equal(it.crops, ex.crops)
     assert ex.boxes[0, 0].tolist() == [0, 0, 4, 4]
+
+
+# --- every layout -------------------------------------------------------------------------
+def test_conv1d_planted_spikes_give_step_locations_and_windows():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool1d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(2, 2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[[0.1, 1.0, 0.1]], [[-0.1, -1.0, -0.1]]]))
+        model[0].bias.zero_()
+    steps = [(7 * i + 3) % 29 + 1 for i in range(20)]  # 1..29: windows inside the 32 steps
+    x = torch.zeros(20, 1, 32)
+    for i, t in enumerate(steps):
+        x[i, 0, t] = 1.0 + 0.1 * i
+    ex = tl.synthesis.exemplars(model, TensorDataset(x), "0", k=3, reduce="max", batch_size=6)
+    assert ex.layout.kind == "conv" and ex.channels == (0, 1)
+    assert ex.indices[0].tolist() == [19, 18, 17]  # the highest spikes, by construction
+    assert ex.locations.shape == (2, 3, 1)
+    assert ex.locations[0, :, 0].tolist() == [steps[19], steps[18], steps[17]]
+    torch.testing.assert_close(ex.values[0], torch.tensor([2.9, 2.8, 2.7]))
+    # a step sees a window of 3 steps centred on it: the crop is the spike with its neighbours
+    for j in range(3):
+        t = steps[19 - j]
+        assert ex.boxes[0, j].tolist() == [t - 1, t + 2]
+        assert torch.equal(ex.crops[0, j], x[19 - j, :, t - 1:t + 2])
+    # channel 1 is the negated detector: its lowest samples are the same, with the same steps
+    neg = tl.synthesis.exemplars(model, x.split(7), "0", k=2, reduce="max", negative=True, channels=[1])
+    assert neg.indices[0].tolist() == [19, 18]
+    assert neg.locations[0, :, 0].tolist() == [steps[19], steps[18]]
+
+
+def test_conv3d_planted_voxels():
+    model = torch.nn.Sequential(torch.nn.Conv3d(1, 1, 3, padding=1), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    with torch.no_grad():
+        w = torch.full((1, 1, 3, 3, 3), 0.01)
+        w[0, 0, 1, 1, 1] = 1.0
+        model[0].weight.copy_(w)
+        model[0].bias.zero_()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(9, 1, 5, 6, 7, generator=g) * 0.1
+    voxels = [(1 + i % 3, 1 + (2 * i) % 4, 1 + (3 * i) % 5) for i in range(9)]
+    for i, v in enumerate(voxels):
+        x[i, 0, v[0], v[1], v[2]] = 2.0 + i
+    model(x[:1])  # materialize the lazy head
+    ex = tl.synthesis.exemplars(model, TensorDataset(x), "0", k=4, reduce="max", batch_size=4)
+    assert ex.indices[0].tolist() == [8, 7, 6, 5]
+    assert [tuple(v) for v in ex.locations[0].tolist()] == [voxels[i] for i in (8, 7, 6, 5)]
+    # the 3x3x3 neighbourhood of the voxel
+    for j, i in enumerate((8, 7, 6, 5)):
+        d, h, w_ = voxels[i]
+        assert ex.boxes[0, j].tolist() == [d - 1, h - 1, w_ - 1, d + 2, h + 2, w_ + 2]
+        assert torch.equal(ex.crops[0, j], x[i, :, d - 1:d + 2, h - 1:h + 2, w_ - 1:w_ + 2])
+    # brute force over the layer's values (mean over voxels)
+    mean = tl.synthesis.exemplars(model, TensorDataset(x), "0", k=9, crops=False)
+    with torch.no_grad():
+        want = model[0](x).mean((1, 2, 3, 4))
+    assert torch.equal(mean.indices[0], torch.sort(want, descending=True, stable=True).indices)
+
+
+class TinyViT(torch.nn.Module):
+    """Patches of 8x8 -> one token each (feature c = mean of colour c over the patch), a class token,
+    an identity Linear over the features."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = torch.nn.Conv2d(3, 3, 8, stride=8, bias=False)
+        self.cls = torch.nn.Parameter(torch.zeros(1, 1, 3))
+        self.proj = torch.nn.Linear(3, 3)
+        self.head = torch.nn.Linear(3, 2)
+        with torch.no_grad():
+            self.patch.weight.zero_()
+            for c in range(3):
+                self.patch.weight[c, c] = 1 / 64
+            self.proj.weight.copy_(torch.eye(3))
+            self.proj.bias.zero_()
+
+    def forward(self, x):
+        t = self.patch(x).flatten(2).transpose(1, 2)  # (B, 16, 3)
+        t = torch.cat([self.cls.expand(x.shape[0], -1, -1), t], 1)
+        return self.head(self.proj(t).mean(1))
+
+
+def test_token_layer_channels_are_features_and_locations_tokens_with_their_patch():
+    model = TinyViT()
+    x = torch.zeros(12, 3, 32, 32)
+    planted = [(i % 3, (5 * i) % 16, 0.5 + 0.05 * i) for i in range(12)]  # colour, patch, brightness
+    for i, (c, p, v) in enumerate(planted):
+        r, q = divmod(p, 4)
+        x[i, c, 8 * r:8 * r + 8, 8 * q:8 * q + 8] = v
+    ex = tl.synthesis.exemplars(model, TensorDataset(x), "proj", k=2, reduce="max", batch_size=5)
+    lay = ex.layout
+    assert (lay.kind, lay.extra, lay.grid, lay.channels) == ("tokens", 1, (4, 4), 3)
+    assert ex.channels == (0, 1, 2)  # features, not 17 tokens
+    for c in range(3):
+        best = sorted((i for i in range(12) if planted[i][0] == c), key=lambda i: -planted[i][2])[:2]
+        assert ex.indices[c].tolist() == best
+        for j, i in enumerate(best):
+            p = planted[i][1]
+            assert ex.locations[c, j].tolist() == [1 + p]  # the token, after the class token
+            torch.testing.assert_close(ex.values[c, j], torch.tensor(planted[i][2]))
+            r, q = divmod(p, 4)
+            assert ex.boxes[c, j].tolist() == [8 * r, 8 * q, 8 * r + 8, 8 * q + 8]
+            assert torch.equal(ex.crops[c, j], x[i, :, 8 * r:8 * r + 8, 8 * q:8 * q + 8])
+
+
+def test_class_token_winner_has_the_whole_image_as_box_and_no_crop():
+    model = TinyViT()
+    with torch.no_grad():
+        model.cls.fill_(5.0)  # the class token beats every patch
+    x = torch.rand(4, 3, 32, 32)
+    ex = tl.synthesis.exemplars(model, TensorDataset(x), "proj", k=2, reduce="max", channels=[0])
+    assert ex.locations[0, :, 0].tolist() == [0, 0]
+    assert ex.boxes[0].tolist() == [[0, 0, 32, 32]] * 2
+    assert torch.equal(ex.crops[0], torch.zeros(2, 3, 8, 8))
+
+
+class TwoInputs(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.b = torch.nn.Linear(5, 4)
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, img, vec):
+        h = torch.relu(self.a(img) + self.b(vec)[:, :, None, None])
+        return self.fc(h.mean((2, 3)))
+
+
+def test_multi_input_tuple_and_dict_items_equal_brute_force():
+    torch.manual_seed(0)
+    model = TwoInputs()
+    g = torch.Generator().manual_seed(3)
+    img, vec = torch.rand(11, 3, 8, 8, generator=g), torch.randn(11, 5, generator=g)
+    with torch.no_grad():
+        want = tl.activations(model, (img, vec), ["a"])["a"]
+    order = torch.sort(want.mean((2, 3)).T, dim=1, descending=True, stable=True).indices[:, :3]
+
+    class Pairs(torch.utils.data.Dataset):
+        def __len__(self):
+            return 11
+
+        def __getitem__(self, i):
+            return (img[i], vec[i]), i % 2
+
+    class Dicts(Pairs):
+        def __getitem__(self, i):
+            return {"img": img[i], "vec": vec[i]}
+
+    forms = [Pairs(), Dicts(), [((img[:6], vec[:6]), torch.zeros(6)), ((img[6:], vec[6:]), torch.zeros(5))],
+             DataLoader(Dicts(), batch_size=4)]
+    for form in forms:
+        ex = tl.synthesis.exemplars(model, form, "a", k=3, batch_size=4)
+        assert torch.equal(ex.indices, order)
+        # crops are cut from the image input (wrt=0 / "img"): 3x3 windows
+        assert ex.crops.shape == (4, 3, 3, 3, 3)
+        y0, x0, y1, x1 = ex.boxes[1, 0].tolist()
+        assert torch.equal(ex.crops[1, 0], img[int(ex.indices[1, 0]), :, y0:y1, x0:x1])
+    with pytest.raises(InputError, match="wrt=2"):
+        tl.synthesis.exemplars(model, Pairs(), "a", k=3, wrt=2)

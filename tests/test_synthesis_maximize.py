@@ -237,3 +237,61 @@ def test_inline_adam_matches_torch_optim_adam():
         theirs.step()
     assert not torch.equal(ours.detach(), start)
     torch.testing.assert_close(ours.detach(), ref.detach(), rtol=1e-6, atol=1e-6)
+
+
+# --- layouts and multi-input models --------------------------------------------------------
+class TokenNet(nn.Module):
+    """(B, T=5, F=4) -> Linear(4, 3) per token ("proj") -> mean over tokens -> Linear(3, 2)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = nn.Linear(4, 3)
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(self.proj(x).mean(1))
+
+
+def test_channel_of_a_token_layer_is_a_feature_not_a_token():
+    model = TokenNet()
+    res = tl.synthesis.maximize(model, "proj:2", param="pixel", steps=24, lr=0.1, transforms=None,
+                                input_shape=(5, 4), baseline_samples=8, seed=0)
+    with torch.no_grad():
+        feature = model.proj(res.images)[:, :, 2].mean(1)  # feature 2, averaged over the 5 tokens
+    torch.testing.assert_close(res.final_activation, feature)
+    assert not bool(res.failed[0])  # beat random inputs
+    # the layer has 3 features: channel 4 would have been token 4 before
+    with pytest.raises(ChannelError, match="3 channels"):
+        tl.synthesis.maximize(model, "proj:4", param="pixel", steps=1, transforms=None, input_shape=(5, 4))
+
+
+class ImageAndVector(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Linear(5, 4)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, img, vec):
+        h = self.a(img) + self.b(vec)[:, :, None, None]
+        return self.fc(torch.relu(h).mean((2, 3)))
+
+
+def test_maximize_one_input_of_a_two_input_model_with_the_other_fixed():
+    model = ImageAndVector()
+    vec = torch.randn(2, 5, generator=torch.Generator().manual_seed(1))
+    res = tl.synthesis.maximize(model, "fc:1", param="pixel", steps=32, lr=0.1, transforms=None,
+                                inputs=(torch.zeros(2, 3, 8, 8), vec), wrt=0, baseline_samples=8)
+    assert res.images.shape == (1, 3, 8, 8)  # input_shape from the optimized input
+    with torch.no_grad():
+        want = model(res.images, vec[:1])[:, 1]  # the other input held at its sample 0
+    torch.testing.assert_close(res.final_activation, want)
+    assert float(res.objective_curve[-1, 0]) > float(res.objective_curve[0, 0])
+    assert not bool(res.failed[0])
+    # optimizing the vector instead (by keyword works the same way for dict inputs)
+    res2 = tl.synthesis.maximize(model, "fc:1", param="pixel", steps=8, lr=0.1, transforms=None,
+                                 inputs={"img": torch.rand(1, 3, 8, 8), "vec": vec[:1]}, wrt="vec",
+                                 baseline_samples=4)
+    assert res2.images.shape == (1, 5)

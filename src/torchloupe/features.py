@@ -26,11 +26,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .errors import ChannelError, UnsupportedModelError, UsageError
-from .layers import LayerSpec, find_layers, name_of
-from .probe import activations, require_module
+from .errors import ChannelError, TorchLoupeError, UnsupportedModelError, UsageError
+from .layers import Layout, LayerSpec, find_layers, layout_of, name_of
+from .probe import activations, hooks, require_module, session
 
-__all__ = ["FeatureMaps", "feature_maps", "feature_maps_of", "arrange"]
+__all__ = ["FeatureMaps", "feature_maps", "feature_maps_of", "arrange", "layers_that_run"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class FeatureMaps:
     ``maps``' channel dimension, sorted by mean activation descending, per sample.
     ``stats``: ``"mean"``, ``"max"``, ``"std"`` each ``(N, C)``. ``kind``: how the output
     was arranged (``"spatial"``, ``"vector"``, ``"sequence"``, ``"tokens"``,
-    ``"token-grid"``, ``"token-grid+cls"``, ``"volume"``). ``shape``: the raw output shape.
+    ``"token-grid"``, ``"token-grid+cls"``, ``"volume"``, ``"channels-last"``). ``shape``: the raw
+    output shape; ``layout``: the :class:`~torchloupe.layers.Layout` that decided it.
     """
 
     maps: Tensor
@@ -52,6 +53,8 @@ class FeatureMaps:
     stats: dict[str, Tensor] = field(default_factory=dict)
     kind: str = "spatial"
     shape: tuple[int, ...] = ()
+    #: How the layer output was read (see :func:`torchloupe.layers.layout_of`).
+    layout: Layout | None = None
 
     def top_channels(self, sample: int = 0, k: int = 16) -> list[int]:
         """Channel numbers (of the layer) of the ``k`` most active channels of ``sample``."""
@@ -86,13 +89,6 @@ def arrange(output: Tensor, token_layout: bool | None = None) -> tuple[Tensor, s
     )
 
 
-def _is_token_layer(module: nn.Module) -> bool:
-    names = type(module).__name__.lower()
-    return isinstance(module, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.LayerNorm, nn.Linear)) or any(
-        k in names for k in ("attention", "block", "layer", "embed", "mlp")
-    ) and not isinstance(module, (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AvgPool1d))
-
-
 def feature_maps(
     model: nn.Module,
     x: Any,
@@ -108,8 +104,9 @@ def feature_maps(
     batch (sample ranking within them is still per sample). ``channels``: keep these
     channel indices (a :class:`~torchloupe.errors.ChannelError` names a bad one and the
     layer's channel count). ``tokens``: treat a 3-D output as ``(N, T, D)`` tokens
-    (default: guessed from the module type: linear / norm / attention / transformer
-    blocks give tokens, Conv1d and friends ``(N, C, L)``).
+    (default: the layer's :func:`~torchloupe.layers.layout_of`: linear / norm / attention /
+    transformer layers give tokens, Conv1d and friends ``(N, C, L)``, else the input's shape
+    decides; a channels-last ``(N, H, W, C)`` output is permuted to ``(N, C, H, W)``).
     A tuple output uses its first tensor. An empty batch gives empty maps.
     """
     found = find_layers(require_module(model), layer)
@@ -119,7 +116,7 @@ def feature_maps(
     _check_top(top)
     name, module = found[0]
     out = activations(model, x, [module])[name_of(model, module)]
-    return _from_output(name, module, out, top, channels, tokens)
+    return _from_output(name, module, out, top, channels, tokens, _input_shape(x))
 
 
 def feature_maps_of(
@@ -129,7 +126,18 @@ def feature_maps_of(
     _check_top(top)
     found = find_layers(require_module(model), layers)
     outs = activations(model, x, [m for _, m in found])
-    return {n: _from_output(n, m, outs[n], top, None, tokens) for n, m in found if n in outs}
+    shape = _input_shape(x)
+    return {n: _from_output(n, m, outs[n], top, None, tokens, shape) for n, m in found if n in outs}
+
+
+def _input_shape(x: Any) -> tuple[int, ...] | None:
+    from .inputs import Inputs
+
+    try:
+        first = Inputs.of(x).first
+    except TorchLoupeError:  # activations() reports bad inputs; the shape only helps the guess
+        return None
+    return tuple(first.shape)
 
 
 def _check_top(top: Any) -> None:
@@ -137,13 +145,21 @@ def _check_top(top: Any) -> None:
         raise UsageError(f"top must be a positive int or None, got {top!r}")
 
 
-def _from_output(name: str, module: nn.Module, out: Any, top: int | None, channels: Any, tokens: bool | None) -> FeatureMaps:
+def _from_output(name: str, module: nn.Module, out: Any, top: int | None, channels: Any, tokens: bool | None,
+                 input_shape: tuple[int, ...] | None = None) -> FeatureMaps:
     if isinstance(out, (tuple, list)):
         out = next((o for o in out if isinstance(o, Tensor)), None)
     if not isinstance(out, Tensor):
         raise UnsupportedModelError(f"layer {name!r} returned {type(out).__name__}, not a tensor")
-    token_layout = tokens if tokens is not None else (out.dim() == 3 and _is_token_layer(module))
-    maps, kind = arrange(out.detach(), token_layout)
+    lay = None
+    if out.dim() >= 2:
+        channel_dim = None if tokens is None or out.dim() != 3 else (2 if tokens else 1)
+        lay = layout_of(out, input_shape, channel_dim, module=module)
+    token_layout = tokens if tokens is not None else (lay is not None and lay.kind == "tokens")
+    if lay is not None and lay.kind == "channels_last" and out.dim() == 4:
+        maps, kind = lay.to_bcs(out.detach()), "channels-last"
+    else:
+        maps, kind = arrange(out.detach(), token_layout)
     maps = maps.float() if not maps.is_floating_point() else maps
     n, c = maps.shape[:2]
     index = torch.arange(c, device=maps.device)
@@ -169,5 +185,27 @@ def _from_output(name: str, module: nn.Module, out: Any, top: int | None, channe
         stats = {k: flat.new_zeros(flat.shape[:2]) for k in ("mean", "max", "std")}
     order = torch.argsort(stats["mean"], dim=1, descending=True, stable=True)
     return FeatureMaps(
-        maps=maps, layer=name, order=order, channels=index.cpu(), stats=stats, kind=kind, shape=tuple(out.shape)
+        maps=maps, layer=name, order=order, channels=index.cpu(), stats=stats, kind=kind, shape=tuple(out.shape),
+        layout=lay,
     )
+
+
+def layers_that_run(model: nn.Module, x: Any, layers: Any) -> list[str]:
+    """The names of ``layers`` (specs as in :func:`~torchloupe.layers.find_layers`) that run in an
+    eval-mode forward of the first sample of ``x``, in model order: what a view may pick by default
+    (googlenet's auxiliary classifiers never run in eval mode). Nothing is kept but the names."""
+    from .inputs import Inputs
+
+    found = find_layers(require_module(model), layers)
+    ran: set[str] = set()
+
+    def mark(name: str):
+        def hook(module, args, output):
+            ran.add(name)
+
+        return hook
+
+    inputs = Inputs.of(x)
+    with session(model) as run, hooks(forward={m: mark(n) for n, m in found}), torch.no_grad():
+        run(inputs.slice(0, 1))
+    return [n for n, _ in found if n in ran]

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .errors import UnsupportedModelError
+from .errors import LayerNotFoundError, UnsupportedModelError
 from .inputs import Inputs, InputsLike, check_input
 from .layers import LayerSpec, find_layers
 
@@ -441,11 +441,22 @@ def activations(
 ) -> dict[str, Any]:
     """Outputs of ``layers`` for input ``x`` in one eval-mode forward: ``{name: tensor}``.
 
-    ``x`` is a tensor, a tuple of positional inputs, or a dict of keyword inputs.
+    ``x`` is a tensor, a tuple of positional inputs, or a dict of keyword inputs. A layer that
+    does not run in that forward (googlenet's auxiliary heads in eval mode) is a
+    :class:`~torchloupe.errors.LayerNotFoundError` naming it, never a missing key.
     """
     found = find_layers(model, layers)
     if isinstance(x, Tensor):
         x = check_input(model, x)
     with session(model) as run, capture(model, [m for _, m in found]) as rec, torch.no_grad():
         run(x)
-    return {n: rec[n] for n in rec.names if rec._calls[n]}
+    missing = [n for n in rec.names if not rec._calls[n]]
+    if missing:
+        ran = [n for n in rec.names if rec._calls[n]]
+        raise LayerNotFoundError(
+            f"layer {', '.join(repr(n) for n in missing)} did not run in an eval-mode forward of "
+            f"{type(model).__name__} (a training-only branch, or a module the forward never calls)"
+            + (f"; the layers asked for that ran: {', '.join(repr(n) for n in ran)}" if ran else ""),
+            missing[0] if len(missing) == 1 else tuple(missing),
+        )
+    return {n: rec[n] for n in rec.names}

@@ -1,5 +1,6 @@
 """Invariant cases of the foundation's compute entry points: feature maps and static weights."""
 
+import torch
 import torchloupe as tl
 from tests.helpers import Case
 
@@ -29,6 +30,7 @@ def _feature_maps_of(model, x):
 
 
 CASES = [
+    Case("layers_that_run", lambda m, x: tl.features.layers_that_run(m, x, torch.nn.Conv2d)),
     Case("feature_maps_of", _feature_maps_of),
     Case("feature_maps", _feature_maps),
     Case("feature_maps-channels", _feature_maps_channels),

@@ -25,6 +25,16 @@ def _exemplars_batches(model, x):
     tl.synthesis.exemplars(model, [x, x], "fc", k=3, reduce="max", negative=True)
 
 
+def _exemplars_tuple_items(model, x):
+    pairs = [((x[i],), i) for i in range(x.shape[0])]  # items ((inputs...), label)
+    ex = tl.synthesis.exemplars(model, torch.utils.data.DataLoader(pairs, batch_size=1), "features.3", k=1)
+    assert ex.locations.shape == (16, 1, 2)
+
+
+def _maximize_wrt(model, x):
+    tl.synthesis.maximize(model, "features.0:1", steps=2, inputs=(x,), wrt=0, transforms=None)
+
+
 def _receptive_field(model, x):
     from torchloupe.synthesis.exemplars import receptive_field
 
@@ -49,6 +59,8 @@ CASES = [
     Case("maximize-composed", _maximize_composed),
     Case("exemplars", _exemplars),
     Case("exemplars-batches", _exemplars_batches),
+    Case("exemplars-tuple-items", _exemplars_tuple_items),
+    Case("maximize-wrt", _maximize_wrt),
     Case("receptive_field", _receptive_field),
     Case("standard-transforms-for", _standard_transforms_for),
     Case("maximize-standard-resized", _maximize_resized),

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import TargetError, UnsupportedModelError, UsageError
+from ..errors import TargetError, TorchLoupeError, UnsupportedModelError, UsageError
 from ..inputs import Inputs, InputsLike, check_inputs
-from ..layers import LayerSpec, find_layers, name_of
+from ..layers import LayerSpec, Layout, find_layers, layout_of, name_of
 from ..probe import hooks, require_module, session
 from ..targets import OutputSpec, Target, TargetLike, check_model_targets
 
@@ -43,7 +43,8 @@ from ..targets import OutputSpec, Target, TargetLike, check_model_targets
 class CAMResult:
     """What a CAM call returns.
 
-    ``maps`` ``(N, H, W)`` in [0, 1] at input size; ``raw`` ``(N, h, w)`` the method's map at
+    ``maps`` ``(N, H, W)`` in [0, 1] at input size (``(N, T)`` on the tokens of a ``(N, T, F)``
+    sequence input); ``raw`` ``(N, h, w)`` the method's map at
     layer resolution after its ReLU, before upsampling and normalisation (first layer when
     several were fused; all of them in ``raws``); ``targets`` ``(N,)`` class indices used
     (``-1`` for a callable target); ``scores`` ``(N,)`` the target scores of the model's output;
@@ -57,6 +58,14 @@ class CAMResult:
     method: str
     scores: Tensor | None = None
     raws: tuple[Tensor, ...] = ()
+    #: How each layer's output was read (``None`` where ``reshape=`` said it): see
+    #: :func:`torchloupe.layers.layout_of`.
+    layouts: tuple[Layout | None, ...] = ()
+
+    @property
+    def layout(self) -> Layout | None:
+        """The layout of the (first) layer's output."""
+        return self.layouts[0] if self.layouts else None
 
     def plot(self, images: Tensor | None = None, **kwargs):
         """A matplotlib ``Figure`` of the maps over ``images`` (see :func:`torchloupe.render.cam.plot_cam`)."""
@@ -84,50 +93,52 @@ class Run:
         return self.inputs.get(self.wrt)
 
 
-def _grid(tokens: int, size: Sequence[int]) -> tuple[int, int, int] | None:
-    """``(extra, h, w)``: the fewest leading extra tokens (class, registers) leaving an h x w grid."""
-    H, W = size
-    for extra in range(0, 9):
-        n = tokens - extra
-        if n < 1:
-            return None
-        h = max(1, round(math.sqrt(n * H / W)))
-        for hh in (h - 1, h, h + 1):
-            if hh >= 1 and n % hh == 0:
-                ww = n // hh
-                if abs(hh * W - ww * H) <= max(H, W) / max(hh, ww) and (hh > 1 or ww > 1):
-                    return extra, hh, ww
-    return None
+def to_map(t: Tensor, size: Sequence[int], reshape: Callable[[Tensor], Tensor] | None = None, *,
+           layout: Layout | None = None) -> Tensor:
+    """A layer output as ``(N, C, *S)``, through its :class:`~torchloupe.layers.Layout`.
 
-
-def to_map(t: Tensor, size: Sequence[int], reshape: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-    """A layer output as ``(N, C, *S)``.
-
-    ``(N, C, *S)`` passes; ``(N, h, w, C)`` (Swin-style, detected from the input's aspect ratio)
-    is permuted; ``(N, T, C)`` tokens drop their leading class / register tokens and are laid on
-    the patch grid. ``reshape`` overrides the guess.
+    ``layout``: the layout to use (``run_cams`` finds it from the layer and the whole input);
+    else it is read from the shapes for an input of spatial ``size``: ``(N, C, *S)`` passes;
+    ``(N, h, w, C)`` (Swin-style, detected from the input's aspect ratio) is permuted; ``(N, T, C)``
+    tokens drop their leading class / register tokens and are laid on the patch grid.
+    ``reshape`` overrides both.
     """
     if reshape is not None:
         return reshape(t)
-    nd = len(size)
-    if t.dim() == nd + 2 and nd == 2:
-        H, W = size
-        nchw = abs(t.shape[2] * W - t.shape[3] * H) <= max(H, W) / max(t.shape[2], t.shape[3])
-        nhwc = abs(t.shape[1] * W - t.shape[2] * H) <= max(H, W) / max(t.shape[1], t.shape[2])
-        if nhwc and not nchw:
-            return t.permute(0, 3, 1, 2)
-        return t
-    if t.dim() == nd + 2:
-        return t
-    if t.dim() == 3 and nd == 2:
-        g = _grid(t.shape[1], size)
-        if g is not None:
-            extra, h, w = g
-            return t[:, extra:].reshape(t.shape[0], h, w, t.shape[2]).permute(0, 3, 1, 2)
-    raise UnsupportedModelError(
-        f"layer output of shape {tuple(t.shape)} is not a spatial map for an input of spatial size "
-        f"{tuple(size)}; expected (N, C, *S), (N, H, W, C) or (N, tokens, C); pass reshape= to say how"
+    lay = layout if layout is not None else map_layout(t.shape, (t.shape[0], 0, *size), warn=False)
+    return lay.to_bcs(t)
+
+
+def map_layout(shape: Sequence[int], input_shape: Sequence[int], module: nn.Module | None = None, *,
+               channel_dim: int | None = None, warn: bool = True) -> Layout:
+    """The layout of a layer output a CAM can lay on the explained input (of full shape
+    ``input_shape``): positions on an image's grid, or a sequence's steps / tokens; else
+    :class:`UnsupportedModelError`."""
+    shape = tuple(shape)
+    size = tuple(input_shape[2:])
+    try:
+        lay = layout_of(shape, input_shape, channel_dim, module=module, warn=warn)
+    except UsageError as exc:
+        raise UnsupportedModelError(str(exc)) from exc
+    image = len(size) == 2
+    ok = lay.kind != "vector" and (
+        (lay.kind == "tokens" and (lay.grid is not None or not image))
+        or (lay.kind != "tokens" and len(lay.positions) == len(size))
     )
+    if not ok:
+        raise UnsupportedModelError(
+            f"layer output of shape {shape} is not a spatial map for an input of spatial size "
+            f"{size}; expected (N, C, *S), (N, H, W, C) or (N, tokens, C); pass reshape= to say how"
+        )
+    return lay
+
+
+def map_size(lay: Layout, x: Tensor) -> tuple[int, ...]:
+    """The size the maps of a layer of layout ``lay`` take on the explained input ``x``: its spatial
+    size, or its token axis for tokens of a sequence input ``(N, T, F)``."""
+    if lay.kind == "tokens" and lay.grid is None and x.dim() == 3:
+        return (int(x.shape[1]),)
+    return tuple(x.shape[2:])
 
 
 def normalize_maps(maps: Tensor) -> Tensor:
@@ -158,7 +169,8 @@ class BaseCAM:
     ``layer``: a name, glob, module or list of them (several layers are fused by ``fuse``,
     ``"mean"`` or ``"max"`` of their normalised maps); ``None`` picks the last layer whose
     output is a spatial map (for vision transformers: the first LayerNorm of the last block).
-    ``reshape``: ``fn(layer_output) -> (N, C, h, w)`` for layouts the automatic guess misses.
+    ``reshape``: ``fn(layer_output) -> (N, C, h, w)`` for layouts the automatic guess misses;
+    ``channel_dim``: the channel axis of the layer output (see :func:`~torchloupe.layers.layout_of`).
     ``target``: an int, a list / tensor of ints, a callable from the model's output to ``(N,)``
     scores, or ``None`` (the predicted class).
     """
@@ -178,6 +190,7 @@ class BaseCAM:
         *,
         reshape: Callable[[Tensor], Tensor] | None = None,
         fuse: str = "mean",
+        channel_dim: int | None = None,
     ):
         require_module(model)
         if fuse not in ("mean", "max"):
@@ -185,6 +198,7 @@ class BaseCAM:
         self.model = model
         self.reshape = reshape
         self.fuse = fuse
+        self.channel_dim = channel_dim
         self._layers: list[tuple[str, nn.Module]] | None = None
         if layer is not None:
             specs = layer if isinstance(layer, (list, tuple)) else [layer]
@@ -200,12 +214,13 @@ class BaseCAM:
     def method(self) -> str:
         return type(self).__name__
 
-    def layers(self, x: InputsLike | None = None, *, wrt: int | str = 0) -> list[tuple[str, nn.Module]]:
+    def layers(self, x: InputsLike | None = None, *, wrt: int | str = 0, target: TargetLike = None,
+               output: OutputSpec = None) -> list[tuple[str, nn.Module]]:
         """The ``(name, module)`` pairs this CAM reads (the default needs an example input ``x``)."""
         if self._layers is None:
             if x is None:
                 raise UsageError("the default layer is found from an input; call with x")
-            self._layers = [default_layer(self.model, x, wrt=wrt)]
+            self._layers = [default_layer(self.model, x, wrt=wrt, target=target, output=output)]
         return self._layers
 
     def __call__(self, x: InputsLike, target: TargetLike = None, *, wrt: int | str = 0,
@@ -244,14 +259,14 @@ def run_cams(cams: Sequence[BaseCAM], x: InputsLike, target: TargetLike = None, 
         empty = x.new_zeros((0, *size), dtype=torch.float32 if not x.is_floating_point() else x.dtype)
         return [CAMResult(empty, empty, torch.zeros(0, dtype=torch.long), "", c.method, empty.new_zeros(0))
                 for c in cams]
-    layers = first.layers(inputs, wrt=wrt)
+    layers = first.layers(inputs, wrt=wrt, target=tgt.target, output=tgt.output)
     for c in cams[1:]:
         if c._layers is None:
             c._layers = list(layers)
         elif [m for _, m in c.layers(inputs, wrt=wrt)] != [m for _, m in layers]:
             raise UsageError("run_cams: every CAM must read the same layers")
     uses_gradients = any(c.uses_gradients for c in cams)
-    with session(model, freeze=True) as run_model:
+    with session(model, freeze=True, fastpath=False) as run_model:
         outs: dict[int, Tensor] = {}
         leaves: dict[int, Tensor] = {}
 
@@ -280,6 +295,20 @@ def run_cams(cams: Sequence[BaseCAM], x: InputsLike, target: TargetLike = None, 
         for i, (nm, _) in enumerate(layers):
             if i not in outs:
                 raise UnsupportedModelError(f"layer {nm!r} did not run during the forward pass")
+        layouts: list[Layout | None] = []
+        sizes = set()
+        for i, (nm, m) in enumerate(layers):
+            if first.reshape is not None:
+                layouts.append(None)
+                sizes.add(size)
+                continue
+            lay = map_layout(outs[i].shape, x.shape, m, channel_dim=first.channel_dim)
+            layouts.append(lay)
+            sizes.add(map_size(lay, x))
+        if len(sizes) > 1:
+            raise UsageError(f"the layers {', '.join(nm for nm, _ in layers)} lay their maps on different "
+                             f"axes of the input ({', '.join(str(s) for s in sorted(sizes))}); fuse layers of one kind")
+        size = sizes.pop()
         targets, score_fn = tgt.resolve(out, n)
         scores = score_fn(out)
         grads: list[Tensor | None] = [None] * len(layers)
@@ -298,8 +327,9 @@ def run_cams(cams: Sequence[BaseCAM], x: InputsLike, target: TargetLike = None, 
             for c in cams:
                 raws = []
                 for i, (nm, m) in enumerate(layers):
-                    acts = to_map(outs[i], size, c.reshape)
-                    g = None if grads[i] is None or not c.uses_gradients else to_map(grads[i], size, c.reshape)
+                    acts = to_map(outs[i], size, c.reshape, layout=layouts[i])
+                    g = None if grads[i] is None or not c.uses_gradients else to_map(grads[i], size, c.reshape,
+                                                                                      layout=layouts[i])
                     run = Run(model, inputs, wrt, detached, targets, tgt, m, nm)
                     raw = c.cam_map(acts, g, run)
                     raws.append(F.relu(raw) if c.relu else raw)
@@ -319,6 +349,7 @@ def run_cams(cams: Sequence[BaseCAM], x: InputsLike, target: TargetLike = None, 
                 method=c.method,
                 scores=scores,
                 raws=tuple(raws),
+                layouts=tuple(layouts),
             ))
     return results
 
@@ -335,49 +366,98 @@ def upsample(raw: Tensor, size: Sequence[int]) -> Tensor:
     return F.interpolate(raw.unsqueeze(1), size=tuple(size), mode=mode, align_corners=False).squeeze(1)
 
 
-def default_layer(model: nn.Module, x: InputsLike, *, wrt: int | str = 0) -> tuple[str, nn.Module]:
-    """The layer a CAM reads when none is given, found from one small no-grad forward.
+def _is_attention(m: nn.Module) -> bool:
+    return isinstance(m, nn.MultiheadAttention) or "Attention" in type(m).__name__
 
-    The last module (in execution order, called once, not a pooling / dropout / identity)
-    whose output is a spatial map of more than one position; for vision transformers
-    (token outputs and ``nn.MultiheadAttention``) the LayerNorm run just before the last
-    attention module, whose gradients reach every token.
+
+def _is_norm(m: nn.Module) -> bool:
+    return isinstance(m, nn.LayerNorm) or "LayerNorm" in type(m).__name__ or "RMSNorm" in type(m).__name__
+
+
+def default_layer(model: nn.Module, x: InputsLike, *, wrt: int | str = 0, target: TargetLike = None,
+                  output: OutputSpec = None) -> tuple[str, nn.Module]:
+    """The layer a CAM reads when none is given, found from one forward and one backward of the
+    first sample (eval mode, the attention fast path off).
+
+    The last module (in execution order, called once, not a pooling / dropout / identity) whose
+    output has more than one position the maps can be laid on (see :func:`map_layout`) and a
+    gradient from the target score at those positions; for transformers (token outputs and
+    attention modules: ``nn.MultiheadAttention`` or a class named ``*Attention*``) the norm of all
+    tokens run just before the last attention module starts (the last block's input-side norm), not
+    a final norm whose only gradient is the class token's. A layer that never runs in eval mode is
+    never chosen. When the target cannot be read from the output, or no layer gets a gradient (a
+    zeroed head), the shapes alone decide.
     """
-    order: list[tuple[nn.Module, Any]] = []
+    order: list[tuple[nn.Module, Tensor | None]] = []
     counts: dict[int, int] = {}
+    starts: list[tuple[nn.Module, int]] = []
 
-    def hook(module, args, output):
+    def hook(module, args, out):
         counts[id(module)] = counts.get(id(module), 0) + 1
-        order.append((module, output.shape if isinstance(output, Tensor) else None))
+        if isinstance(out, Tensor):
+            order.append((module, out))
+            return out.clone()  # a later in-place op must not rewrite what was recorded
+        order.append((module, None))
+        return None
+
+    def pre(module, args):
+        starts.append((module, len(order)))
 
     modules = [m for n, m in model.named_modules() if n]
     inputs = Inputs.of(x)
-    x = inputs.get(wrt)
-    size = tuple(x.shape[2:])
-    with session(model) as run_model:
-        with hooks(forward={m: hook for m in modules}), torch.no_grad():
-            run_model(inputs.slice(0, 1))
+    xw = inputs.get(wrt)
+    if not isinstance(xw, Tensor):
+        raise UsageError(f"input {wrt!r} is a {type(xw).__name__}; maps are laid on a tensor input")
+    shape = (1, *xw.shape[1:])
+    one = inputs.slice(0, 1)
+    tgt = Target.of(target, output)
+    if not tgt.is_callable and tgt.target is not None and not isinstance(tgt.target, int):
+        first = tgt.target[0]
+        tgt = Target(int(first), tgt.output)
 
-    def spatial(shape) -> bool:
-        if shape is None:
-            return False
+    def layout(m: nn.Module, t: Tensor | None) -> Layout | None:
+        if t is None or not t.is_floating_point() or t.dim() < 3:
+            return None
         try:
-            t = to_map(torch.empty(shape, device="meta"), size)
+            lay = map_layout(t.shape, shape, m, warn=False)
         except UnsupportedModelError:
-            return False
-        return math.prod(t.shape[2:]) > 1
+            return None
+        return lay if math.prod(lay.spatial) > 1 else None
 
-    attn = [i for i, (m, _) in enumerate(order) if isinstance(m, nn.MultiheadAttention)]
-    if attn and any(s is not None and len(s) == 3 for _, s in order):
-        for m, s in reversed(order[: attn[-1]]):
-            if isinstance(m, nn.LayerNorm) and spatial(s) and counts[id(m)] == 1:
+    with session(model, fastpath=False) as run_model:
+        attn = [m for m in modules if _is_attention(m)]
+        with hooks(forward={m: hook for m in modules}, forward_pre={m: pre for m in attn}), torch.enable_grad():
+            out = run_model(one)
+        cands = [(i, m, lay) for i, (m, t) in enumerate(order)
+                 if counts[id(m)] == 1 and (lay := layout(m, t)) is not None]
+        reached: dict[int, bool] = {}
+        score = None
+        try:
+            score = tgt.resolve(out, 1)[1](out)
+        except TorchLoupeError:
+            score = None
+        live = [(i, m, lay) for i, m, lay in cands if order[i][1].requires_grad]
+        if score is not None and score.requires_grad and live:
+            grads = torch.autograd.grad(score.sum(), [order[i][1] for i, _, _ in live], allow_unused=True)
+            for (i, _, lay), g in zip(live, grads):
+                reached[i] = g is not None and bool(lay.to_bcs(g).ne(0).any())
+        use_grad = any(reached.values())  # no gradient anywhere (a zeroed head): shapes alone decide
+
+    def ok(i: int) -> bool:
+        return reached.get(i, False) if use_grad else True
+
+    if starts:
+        last_start = starts[-1][1]
+        for i, m, lay in reversed(cands):
+            if i < last_start and _is_norm(m) and lay.kind == "tokens" and ok(i):
                 return name_of(model, m), m
-    for m, s in reversed(order):
-        if counts[id(m)] == 1 and not isinstance(m, _SKIP_DEFAULT) and spatial(s):
+    for i, m, lay in reversed(cands):
+        if not isinstance(m, _SKIP_DEFAULT) and ok(i):
             return name_of(model, m), m
+    why = " with a gradient from the target" if use_grad else ""
     raise UnsupportedModelError(
-        f"{type(model).__name__} has no layer whose output is a spatial map for an input of shape "
-        f"{tuple(x.shape)}; pass layer= explicitly"
+        f"{type(model).__name__} has no layer run in eval mode whose output is a spatial map{why} for an input of shape "
+        f"{tuple(xw.shape)}; pass layer= explicitly"
     )
 
 

@@ -5,8 +5,11 @@
 higher value first, then lower dataset index, so the result equals a brute-force
 ``sort`` of the full activation table exactly, and partial results (shards of a
 dataset, a run resumed with ``start=``) merge with :func:`merge` into the same
-answer. For spatial layers each entry also carries the argmax position in the
-layer and the crop of the input under that position's receptive field.
+answer. For layers with positions each entry also carries the argmax position in the
+layer (a step, a pixel, a voxel or a token, read through the layer's
+:class:`~torchloupe.layers.Layout`) and the crop of the input under that position's
+receptive field (a window of steps for 1-D convolutions, a box for 2-D, a block for 3-D,
+the token's patch for tokens of an image).
 
 Under ``torchrun`` each rank takes every ``world``-th batch and the ranks merge
 with ``all_gather``; every rank gets the single-process result
@@ -27,8 +30,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSam
 
 from .. import distributed as D
 from ..errors import ChannelError, InputError, TorchLoupeError, UsageError
-from ..inputs import check_finite, check_input
-from ..layers import find_layers
+from ..inputs import Inputs, check_finite, check_input
+from ..layers import Layout, find_layers, layout_of
 from ..probe import hooks, intercept, require_module, session
 
 
@@ -38,11 +41,16 @@ class ExemplarResult:
 
     ``values``: ``(C, k)`` the channel's reduced activation (``reduce`` over positions),
     best first (lowest first when ``negative``); ``indices``: ``(C, k)`` dataset indices
-    (``-1`` where fewer than ``k`` samples were seen); ``channels``: the channel of each row.
-    Spatial layers also have ``locations`` ``(C, k, d)`` (argmax position in the layer,
-    argmin when ``negative``), ``boxes`` ``(C, k, 4)`` (``y0, x0, y1, x1`` of the receptive
-    field in input pixels, clipped to the input) and ``crops`` ``(C, k, *input channels,
-    rh, rw)`` (the input under the box); else these are ``None``.
+    (``-1`` where fewer than ``k`` samples were seen); ``channels``: the channel of each row
+    (a feature of a token layer, never a token). ``layout``: how the layer output was read.
+    Layers with positions also have ``locations`` ``(C, k, d)`` (argmax position in the layer,
+    argmin when ``negative``: ``(step,)`` for ``(B, C, L)``, ``(row, col)`` for maps, ``(depth,
+    row, col)`` for volumes, ``(token,)`` for ``(B, T, C)`` tokens, class token included);
+    where a receptive field makes sense, ``boxes`` ``(C, k, 2d')`` (starts then ends in input
+    coordinates, clipped to the input: ``y0, x0, y1, x1`` for images, ``t0, t1`` for sequences)
+    and ``crops`` ``(C, k, input channels, *sizes)`` (the input under the box; for tokens of an
+    image the token's patch, and for a class / register token, which has no patch, the whole
+    image as box and zeros as crop); else these are ``None``.
     """
 
     layer: str
@@ -56,6 +64,7 @@ class ExemplarResult:
     negative: bool
     k: int
     seen: int
+    layout: Layout | None = None
 
     def merge(self, *others: "ExemplarResult") -> "ExemplarResult":
         return merge(self, *others)
@@ -119,22 +128,28 @@ def merge(*results: ExemplarResult) -> ExemplarResult:
 
 
 # --- data -----------------------------------------------------------------------------------
-def _first(batch: Any) -> Tensor:
+def _inputs(batch: Any) -> Inputs:
+    """The model inputs of a data batch (see :func:`exemplars` for what an item means)."""
     if isinstance(batch, Tensor):
-        return batch
-    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
-        return batch[0]
+        return Inputs((batch,))
     if isinstance(batch, dict):
-        for v in batch.values():
-            if isinstance(v, Tensor):
-                return v
-    raise TorchLoupeError(
-        f"a data batch must be a tensor or a tuple whose first element is the input tensor, got {type(batch).__name__}"
+        return Inputs.of(batch)
+    if isinstance(batch, (tuple, list)) and batch:
+        head = batch[0]
+        if isinstance(head, Tensor):
+            return Inputs((head,))
+        if isinstance(head, dict):
+            return Inputs.of(head)
+        if isinstance(head, (tuple, list)) and head and all(isinstance(t, Tensor) for t in head):
+            return Inputs(tuple(head))
+    raise InputError(
+        f"a data batch must be a tensor, a dict of keyword inputs, or a tuple whose first element is the "
+        f"input (a tensor, a tuple of positional inputs or a dict), got {type(batch).__name__}"
     )
 
 
 def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int, world: int
-             ) -> tuple[Iterator[tuple[int, Tensor]], int | None, Any]:
+             ) -> tuple[Iterator[tuple[int, Inputs]], int | None, Any]:
     """``(global index of first sample, input batch)`` for this rank's batches; their count; and
     ``(dataset, collate_fn)`` when samples can be fetched again by index (else ``None``)."""
     loader_kw: dict[str, Any] = {}
@@ -154,41 +169,41 @@ def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int
         sampler = [list(range(s, min(s + batch_size, end))) for s in mine]
         loader = DataLoader(dataset, batch_sampler=sampler, generator=torch.Generator(), **loader_kw)
         collate = loader_kw.get("collate_fn") or torch.utils.data.default_collate
-        return ((s, _first(b)) for s, b in zip(mine, loader)), len(mine), (dataset, collate)
+        return ((s, _inputs(b)) for s, b in zip(mine, loader)), len(mine), (dataset, collate)
     if isinstance(data, IterableDataset):
         data = DataLoader(data, batch_size=batch_size, generator=torch.Generator())
     if not isinstance(data, Iterable):
         raise InputError(f"data must be a Dataset, a DataLoader or an iterable of batches, got {type(data).__name__}")
 
-    def gen() -> Iterator[tuple[int, Tensor]]:
+    def gen() -> Iterator[tuple[int, Inputs]]:
         count = 0
         for j, batch in enumerate(data):
-            x = _first(batch)
+            x = _inputs(batch)
             first = count
-            count += x.shape[0]
+            count += x.batch_size
             if stop is not None and first >= stop:
                 break
             if count <= start or j % world != rank:
                 continue
-            lo, hi = max(start - first, 0), x.shape[0] if stop is None else min(x.shape[0], stop - first)
-            yield first + lo, x[lo:hi]
+            lo, hi = max(start - first, 0), x.batch_size if stop is None else min(x.batch_size, stop - first)
+            yield first + lo, x.slice(lo, hi)
 
     return gen(), None, None
 
 
-def _crops_by_index(source, indices: Tensor, locations: Tensor, rf, device) -> tuple[Tensor, Tensor]:
+def _crops_by_index(source, indices: Tensor, locations: Tensor, rf: "_Field", wrt, device) -> tuple[Tensor, Tensor]:
     """Boxes and crops of the final winners, fetched again from a map-style dataset."""
     dataset, collate = source
     valid = indices >= 0
     unique = torch.unique(indices[valid]).tolist() if bool(valid.any()) else []
-    fetched = [_first(collate([dataset[i] for i in unique[j:j + 64]])) for j in range(0, len(unique), 64)]
+    fetched = [_inputs(collate([dataset[i] for i in unique[j:j + 64]])).get(wrt) for j in range(0, len(unique), 64)]
     xs = torch.cat(fetched).to(device)
     pos = {i: n for n, i in enumerate(unique)}
     b = torch.tensor([pos.get(int(i), 0) for i in indices.reshape(-1).tolist()], device=device)
-    boxes, crops = _crops(xs, b, locations.reshape(-1, 2), rf)
-    boxes = boxes.reshape(*indices.shape, 4)
+    boxes, crops = _crops(xs, b, locations.reshape(-1, locations.shape[-1]), rf)
+    boxes = boxes.reshape(*indices.shape, boxes.shape[-1])
     crops = crops.reshape(*indices.shape, *crops.shape[1:])
-    crops = crops * valid.reshape(*indices.shape, 1, 1, 1).to(crops.dtype)
+    crops = crops * valid.reshape(*indices.shape, *([1] * (crops.dim() - 2))).to(crops.dtype)
     return boxes * valid[..., None], crops
 
 
@@ -197,57 +212,108 @@ def _identity(input, *args, **kwargs):
     return input
 
 
-def receptive_field(model: nn.Module, module: nn.Module, example: Tensor) -> tuple[int, int, float, float, float, float]:
-    """``(rh, rw, y0, x0, sy, sx)`` for a 2D layer: the box of input pixels that can move the unit
-    at layer position ``(i, j)`` is ``[y0 + i*sy, +rh) x [x0 + j*sx, +rw)``.
+@dataclass(frozen=True)
+class _Field:
+    """The receptive field of a layer's positions in the input's spatial axes: position ``p`` of
+    the layer sees ``[offset + p * stride, + size)`` on each axis. ``tokens``: ``(extra, grid)``
+    when the locations are token indices on an image's patch grid (a token sees its patch)."""
 
-    Measured, not derived: the gradient of the centre position (all channels) with respect to
-    a few random inputs, with ReLU-family functions made the identity so no unit hides its
-    inputs; the union of the non-zero support is the box. ``sy, sx`` = input size / layer size.
-    The forward runs in a :func:`~torchloupe.probe.session` (eval mode, parameters frozen); the
-    model comes back as it went in.
-    """
+    size: tuple[int, ...]
+    offset: tuple[float, ...]
+    stride: tuple[float, ...]
+    tokens: tuple[int, tuple[int, ...]] | None = None
+
+
+def _measure(model: nn.Module, module: nn.Module, inputs: Inputs, wrt: Any, layout: Layout | None) -> _Field:
+    """The receptive field of ``module``'s positions in input ``wrt``, measured (see
+    :func:`receptive_field`), for any number of spatial axes."""
     out: dict[str, Tensor] = {}
 
     def hook(m, args, output):
         out["a"] = output
 
+    example = inputs.get(wrt)
     gen = torch.Generator(device=example.device).manual_seed(0)
     x = torch.rand(4, *example.shape[1:], generator=gen, device=example.device, dtype=example.dtype)
     x = (x * (example.max() - example.min()) + example.min()).requires_grad_(True)
+    probe_inputs = inputs.slice(0, 1).repeat(4).replace(wrt, x)
     idn = {torch.relu: _identity, torch.nn.functional.relu: _identity, torch.relu_: _identity,
            Tensor.relu: _identity, Tensor.relu_: _identity, torch.nn.functional.relu6: _identity}
     with session(model, freeze=True) as run, hooks(forward={module: hook}), intercept(idn), torch.enable_grad():
-        run(x)
-        a = out["a"]
-        h, w = a.shape[-2:]
-        ci, cj = h // 2, w // 2
-        (g,) = torch.autograd.grad(a[:, :, ci, cj].sum(), x)
-    support = g.abs().sum(dim=(0, 1)) > 0  # (H, W)
-    H, W = x.shape[-2:]
-    sy, sx = H / h, W / w
+        run(probe_inputs)
+        a = out["a"] if layout is None else layout.to_bcs(out["a"], grid=False)
+        centre = tuple(s // 2 for s in a.shape[2:])
+        # channels weighted at random, so that opposite channels (a detector and its negation)
+        # cannot cancel each other's gradient
+        r = 0.5 + torch.rand(a.shape[1], generator=gen, device=example.device, dtype=a.dtype)
+        (g,) = torch.autograd.grad((a[(slice(None), slice(None), *centre)] * r).sum(), x)
+    support = g.abs().sum(dim=(0, 1)) > 0  # (*In)
+    In = tuple(x.shape[2:])
+    stride = tuple(i / s for i, s in zip(In, a.shape[2:]))
     if not bool(support.any()):
-        return H, W, 0.0, 0.0, 0.0, 0.0
-    rows = torch.nonzero(support.any(1)).flatten()
-    cols = torch.nonzero(support.any(0)).flatten()
-    y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
-    return y1 - y0, x1 - x0, y0 - ci * sy, x0 - cj * sx, sy, sx
+        return _Field(In, (0.0,) * len(In), (0.0,) * len(In))
+    size, offset = [], []
+    for axis in range(len(In)):
+        others = tuple(o for o in range(len(In)) if o != axis)
+        hit = torch.nonzero(support.any(dim=others) if others else support).flatten()
+        lo, hi = int(hit.min()), int(hit.max()) + 1
+        size.append(hi - lo)
+        offset.append(lo - centre[axis] * stride[axis])
+    return _Field(tuple(size), tuple(offset), stride)
 
 
-def _crops(x: Tensor, b: Tensor, loc: Tensor, rf) -> tuple[Tensor, Tensor]:
-    """Boxes ``(n, 4)`` and crops ``(n, C, rh, rw)`` of batch items ``b`` at layer positions ``loc`` (n, 2)."""
-    rh, rw, y0, x0, sy, sx = rf
-    H, W = x.shape[-2:]
-    rh, rw = min(rh, H), min(rw, W)
-    if (rh, rw) == (H, W):  # the receptive field covers the input: the crop is the whole sample
-        boxes = torch.tensor([0, 0, H, W], device=x.device).expand(b.shape[0], 4)
-        return boxes, x.index_select(0, b)
-    top = (y0 + loc[:, 0].to(torch.float64) * sy).round().long().clamp(0, H - rh)
-    left = (x0 + loc[:, 1].to(torch.float64) * sx).round().long().clamp(0, W - rw)
-    rows = top[:, None] + torch.arange(rh, device=x.device)
-    cols = left[:, None] + torch.arange(rw, device=x.device)
-    crops = x.permute(0, 2, 3, 1)[b[:, None, None], rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    boxes = torch.stack([top, left, top + rh, left + rw], 1)
+def receptive_field(model: nn.Module, module: nn.Module, example: Tensor) -> tuple[int, int, float, float, float, float]:
+    """``(rh, rw, y0, x0, sy, sx)`` for a 2D layer: the box of input pixels that can move the unit
+    at layer position ``(i, j)`` is ``[y0 + i*sy, +rh) x [x0 + j*sx, +rw)``.
+
+    Measured, not derived: the gradient of the centre position (all channels, weighted at random)
+    with respect to a few random inputs, with ReLU-family functions made the identity so no unit
+    hides its inputs; the union of the non-zero support is the box. ``sy, sx`` = input size / layer size.
+    The forward runs in a :func:`~torchloupe.probe.session` (eval mode, parameters frozen); the
+    model comes back as it went in. (:func:`exemplars` measures layers of any rank the same way.)
+    """
+    f = _measure(model, module, Inputs((example,)), 0, None)
+    return (*f.size, *f.offset, *f.stride)
+
+
+def _starts(loc: Tensor, rf: _Field, In: tuple[int, ...], size: list[int]) -> tuple[Tensor, Tensor]:
+    """Window starts ``(n, nd)`` of positions ``loc`` ``(n, d)`` and which have a window ``(n,)``."""
+    if rf.tokens is not None:
+        extra, grid = rf.tokens
+        p = loc[:, 0] - extra
+        valid = p >= 0
+        p = p.clamp_min(0)
+        coords = []
+        for g in reversed(grid):
+            coords.append(p % g)
+            p = p // g
+        loc = torch.stack(coords[::-1], 1)
+    else:
+        valid = torch.ones(loc.shape[0], dtype=torch.bool, device=loc.device)
+    starts = [(rf.offset[i] + loc[:, i].to(torch.float64) * rf.stride[i]).round().long().clamp(0, In[i] - size[i])
+              for i in range(len(In))]
+    return torch.stack(starts, 1), valid
+
+
+def _crops(x: Tensor, b: Tensor, loc: Tensor, rf: _Field) -> tuple[Tensor, Tensor]:
+    """Boxes ``(n, 2 nd)`` and crops ``(n, C, *sizes)`` of batch items ``b`` at layer positions ``loc`` (n, d)."""
+    In = tuple(x.shape[2:])
+    nd = len(In)
+    size = [min(r, i) for r, i in zip(rf.size, In)]
+    n = b.shape[0]
+    whole = torch.tensor([0] * nd + list(In), device=x.device)
+    if rf.tokens is None and tuple(size) == In:  # the receptive field covers the input: the whole sample
+        return whole.expand(n, 2 * nd), x.index_select(0, b)
+    starts, valid = _starts(loc, rf, In, size)
+    index = [b.reshape(n, *([1] * nd))]
+    for i in range(nd):
+        idx = starts[:, i, None] + torch.arange(size[i], device=x.device)
+        index.append(idx.reshape(n, *([1] * i), size[i], *([1] * (nd - 1 - i))))
+    crops = x.movedim(1, -1)[tuple(index)].movedim(-1, 1)
+    boxes = torch.cat([starts, starts + torch.tensor(size, device=x.device)], 1)
+    if not bool(valid.all()):  # class / register tokens: no patch
+        crops = crops * valid.reshape(n, *([1] * (crops.dim() - 1))).to(crops.dtype)
+        boxes = torch.where(valid[:, None], boxes, whole)
     return boxes, crops
 
 
@@ -271,16 +337,25 @@ def exemplars(
     crops: bool = True,
     distributed: bool | None = None,
     progress: bool = False,
+    channel_dim: int | None = None,
+    wrt: int | str = 0,
 ) -> ExemplarResult:
     """Exact top-``k`` samples of ``data`` per channel of ``layer``.
 
-    ``data``: a map-style ``Dataset`` (items are samples; a tuple's first element is the
-    input), a ``DataLoader``, or any iterable of batches (tensors, or tuples whose first
-    element is the input batch). Dataset indices count samples in iteration order.
+    ``data``: a map-style ``Dataset``, a ``DataLoader``, or any iterable of batches. What an item
+    (or a batch) means: a tensor is the model's one input; a tuple or list ``(inputs, *rest)``
+    (``(x, label)``, ``TensorDataset``'s ``(x,)``) has the model input first, and that input is a
+    tensor, a tuple of tensors (positional inputs: an item ``((x1, x2), y)`` calls
+    ``model(x1, x2)``) or a dict (keyword inputs); a dict item is the keyword inputs themselves
+    (``model(**item)``). Dataset indices count samples in iteration order.
     ``reduce``: ``"mean"`` or ``"max"`` over the layer's positions; ``negative``: the samples
     that drive the channel lowest. ``channels``: restrict to these channels.
+    The channel axis comes from the layer's :class:`~torchloupe.layers.Layout` (``channel_dim=``
+    to say it): dim 1 of ``(B, C, *S)`` convolutions of any rank, the last dim of ``(B, T, C)``
+    tokens and of channels-last ``(B, H, W, C)`` outputs.
     ``start`` / ``stop``: only samples ``start <= index < stop`` (resume a run, then :func:`merge`).
-    ``crops``: keep the receptive-field crop of each exemplar (2D layers of image models).
+    ``crops``: keep the receptive-field crop of each exemplar, cut from input ``wrt`` (layers whose
+    positions match its spatial axes, and tokens of an image: their patch).
     ``distributed``: ``None`` = split over ranks when a process group is active.
     Returns an :class:`ExemplarResult` (on every rank the same).
     """
@@ -303,7 +378,9 @@ def exemplars(
     batches = iter(batches)
     head = next(batches, None)
     if head is not None:
-        check_input(model, head[1].to(device), name=f"the data batch at sample {head[0]}")
+        head[1].get(wrt)  # wrt names an input
+        if head[1].single:
+            check_input(model, head[1].first.to(device), name=f"the data batch at sample {head[0]}")
         batches = itertools.chain([head], batches)
     sign = -1.0 if negative else 1.0
 
@@ -322,7 +399,8 @@ def exemplars(
 
     state: _State | None = None
     chan_idx: Tensor | None = None
-    rf = None
+    lay: Layout | None = None
+    rf: _Field | None = None
     want_crops = False
     example: Tensor | None = None
     seen = 0
@@ -333,15 +411,16 @@ def exemplars(
         bar = tqdm(total=total, desc=f"exemplars {name}", leave=False)
     with session(model) as run:
         with hooks(forward={module: hook}), torch.no_grad():
-            for first_index, x in batches:
-                x = x.to(device)
-                n = x.shape[0]
+            for first_index, inputs in batches:
+                inputs = inputs.to(device)
+                n = inputs.batch_size
                 if n == 0:
                     continue
-                check_finite(x, f"the data batch at sample {first_index}")
+                for key, t in inputs.tensors():
+                    check_finite(t, f"the data batch at sample {first_index}" + ("" if inputs.single else f" (input {key})"))
                 flags["calls"] = 0
                 try:
-                    run(x)
+                    run(inputs)
                 except _Stop:
                     pass
                 if "a" not in acts:
@@ -352,24 +431,32 @@ def exemplars(
                 if a.dim() < 2:
                     raise TorchLoupeError(f"layer {name!r} output has shape {tuple(a.shape)}; expected (B, C, ...)")
                 if state is None:
-                    c_all = a.shape[1]
+                    x = inputs.get(wrt)
+                    xshape = tuple(x.shape) if isinstance(x, Tensor) else None
+                    lay = layout_of(a, xshape, channel_dim, module=module)
+                    c_all = lay.channels
                     chans = list(range(c_all)) if channels is None else [int(c) for c in channels]
                     bad = [c for c in chans if not 0 <= c < c_all]
                     if bad:
-                        raise ChannelError(f"channel {bad[0]} is out of range for layer {name!r} with {c_all} channels (0..{c_all - 1})")
+                        raise ChannelError(f"channel {bad[0]} is out of range for layer {name!r} with {c_all} "
+                                           f"channels (0..{c_all - 1})")
                     chan_idx = torch.tensor(chans, device=a.device)
-                    spatial = a.dim() - 2
-                    want_crops = crops and spatial == 2 and x.dim() == 4
-                    example = x[:1]
-                    if want_crops:
-                        flags["rf"] = True
-                        try:
-                            rf = receptive_field(model, module, x[:1])
-                        finally:
-                            flags["rf"] = False
+                    spatial = len(lay.positions)
+                    example = x[:1] if isinstance(x, Tensor) else None
+                    if crops and isinstance(x, Tensor) and x.is_floating_point() and spatial:
+                        if lay.kind == "tokens" and lay.grid is not None and x.dim() == 4:
+                            patch = tuple(i // g for i, g in zip(x.shape[2:], lay.grid))
+                            rf = _Field(patch, (0.0, 0.0), tuple(float(p) for p in patch), (lay.extra, lay.grid))
+                        elif lay.kind != "tokens" and x.dim() - 2 == spatial:
+                            flags["rf"] = True
+                            try:
+                                rf = _measure(model, module, inputs.slice(0, 1), wrt, lay)
+                            finally:
+                                flags["rf"] = False
+                    want_crops = rf is not None
                     # Samples that can be fetched again by index get their crops once, at the end.
                     state = _empty(len(chans), k, a, x, spatial, rf, want_crops and source is None)
-                a = a.index_select(1, chan_idx).float()
+                a = lay.to_bcs(a, grid=False).index_select(1, chan_idx).float()
                 flat = a.reshape(n, a.shape[1], -1)
                 vals = flat.mean(-1) if reduce == "mean" else (flat.amin(-1) if negative else flat.amax(-1))
                 vals = vals.T  # (C, n)
@@ -378,12 +465,15 @@ def exemplars(
                 cand = _State(scores, vals, idx, None, None, None)
                 if state.locations is not None:
                     arg = (flat.argmin(-1) if negative else flat.argmax(-1)).T  # (C, n)
-                    hw = a.shape[-1]
-                    cand.locations = torch.stack([arg // hw, arg % hw], -1)
+                    coords = []
+                    for size in reversed(a.shape[2:]):
+                        coords.append(arg % size)
+                        arg = arg // size
+                    cand.locations = torch.stack(coords[::-1], -1)
                     if state.crops is not None:
-                        cand.boxes = torch.zeros(*vals.shape, 4, dtype=torch.long, device=a.device)
+                        cand.boxes = torch.zeros(*vals.shape, state.boxes.shape[-1], dtype=torch.long, device=a.device)
                         cand.crops = torch.zeros(vals.shape[0], n, *state.crops.shape[2:], dtype=state.crops.dtype, device=a.device)
-                state = _merge_batch(state, cand, k, x, rf)
+                state = _merge_batch(state, cand, k, inputs.get(wrt), rf)
                 seen += n
                 if bar is not None:
                     bar.update(1)
@@ -394,29 +484,29 @@ def exemplars(
     result = ExemplarResult(
         layer=name, channels=tuple(chan_idx.tolist()), values=state.values, indices=state.indices,
         locations=state.locations, boxes=state.boxes, crops=state.crops, reduce=reduce,
-        negative=negative, k=k, seen=seen,
+        negative=negative, k=k, seen=seen, layout=lay,
     )
     if use_dist:
         result = _all_merge(result)
     if want_crops and source is not None:
-        boxes, crop_t = _crops_by_index(source, result.indices, result.locations, rf, example.device)
+        boxes, crop_t = _crops_by_index(source, result.indices, result.locations, rf, wrt, example.device)
         result = replace(result, boxes=boxes, crops=crop_t.to(example.dtype))
     return result
 
 
-def _empty(c: int, k: int, a: Tensor, x: Tensor, spatial: int, rf, want_crops: bool) -> _State:
+def _empty(c: int, k: int, a: Tensor, x: Any, spatial: int, rf: _Field | None, want_crops: bool) -> _State:
     dev = a.device
     loc = torch.zeros(c, k, spatial, dtype=torch.long, device=dev) if spatial > 0 else None
     boxes = crops_ = None
     if want_crops:
-        rh, rw = min(rf[0], x.shape[-2]), min(rf[1], x.shape[-1])
-        boxes = torch.zeros(c, k, 4, dtype=torch.long, device=dev)
-        crops_ = torch.zeros(c, k, x.shape[1], rh, rw, dtype=x.dtype, device=dev)
+        size = [min(r, i) for r, i in zip(rf.size, x.shape[2:])]
+        boxes = torch.zeros(c, k, 2 * len(size), dtype=torch.long, device=dev)
+        crops_ = torch.zeros(c, k, x.shape[1], *size, dtype=x.dtype, device=dev)
     return _State(torch.full((c, k), -math.inf, device=dev), torch.full((c, k), math.nan, device=dev),
                   torch.full((c, k), -1, dtype=torch.long, device=dev), loc, boxes, crops_)
 
 
-def _merge_batch(state: _State, cand: _State, k: int, x: Tensor, rf) -> _State:
+def _merge_batch(state: _State, cand: _State, k: int, x: Tensor, rf: _Field | None) -> _State:
     if state.crops is None:
         return _select([state, cand], k)
     # Select on keys first, then cut crops only for the winners that come from this batch.
@@ -429,12 +519,13 @@ def _merge_batch(state: _State, cand: _State, k: int, x: Tensor, rf) -> _State:
                        [cand.scores, cand.values, cand.indices, cand.locations])), None, None)
     from_batch = pos >= kept
     b = (pos - kept).clamp_min(0)
-    boxes, crops = _crops(x, b.reshape(-1), new.locations.reshape(-1, 2), rf)
-    boxes = boxes.reshape(*pos.shape, 4)
+    boxes, crops = _crops(x, b.reshape(-1), new.locations.reshape(-1, new.locations.shape[-1]), rf)
+    boxes = boxes.reshape(*pos.shape, boxes.shape[-1])
     crops = crops.reshape(*pos.shape, *crops.shape[1:])
     old_pos = pos.clamp_max(kept - 1)
     new.boxes = torch.where(from_batch[..., None], boxes, _take(state.boxes, old_pos))
-    new.crops = torch.where(from_batch.reshape(*pos.shape, 1, 1, 1), crops.to(state.crops.dtype), _take(state.crops, old_pos))
+    new.crops = torch.where(from_batch.reshape(*pos.shape, *([1] * (crops.dim() - 2))),
+                            crops.to(state.crops.dtype), _take(state.crops, old_pos))
     return new
 
 

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputShapeError, ObjectiveSpecError, ParamError, TorchLoupeError, UsageError
-from ..inputs import check_input, first_layer
-from ..layers import find_layers
+from ..errors import InputError, InputShapeError, ObjectiveSpecError, ParamError, TorchLoupeError, UsageError
+from ..inputs import Inputs, check_finite, check_input, first_layer
+from ..layers import find_layers, layout_of
 from ..probe import hooks, intercept, require_module, session
 from . import objectives as O
 from . import transforms as T
@@ -178,7 +178,7 @@ def _domain(domain: Any) -> InputDomain:
 def _scores(objs: list[O.Objective], ctx: O.Context, fast: tuple[str, Tensor] | None) -> Tensor:
     if fast is not None:  # every objective a plain channel of one layer: one gather
         layer, idx = fast
-        a = ctx.acts[layer]
+        a = ctx.view(layer)
         O.check_channel(a, layer, int(idx.max()))
         rows = a[torch.arange(a.shape[0], device=a.device), idx.to(a.device)]
         return rows.reshape(rows.shape[0], -1).mean(1)
@@ -248,6 +248,9 @@ def maximize(
     baseline_samples: int = 32,
     exemplars: Any = None,
     progress: bool = False,
+    inputs: Any = None,
+    wrt: int | str = 0,
+    channel_dim: int | dict[str, int] | None = None,
 ) -> SynthesisResult:
     """Synthesize inputs that maximize ``objective`` (one objective, or a list: one image each).
 
@@ -262,6 +265,12 @@ def maximize(
     ``redirect_steps``: steps during which ReLU-family gradients are redirected (dead units).
     ``exemplars``: an :class:`~torchloupe.synthesis.ExemplarResult` of the same layer to report
     each channel's dataset top-1 beside the reached value.
+    ``inputs`` / ``wrt``: for a model of several inputs, what ``model(...)`` takes (a tuple or a
+    dict, see :class:`~torchloupe.inputs.Inputs`); input ``wrt`` is optimized (``input_shape``
+    defaults to its shape without the batch) while the others stay fixed to their sample 0.
+    ``channel_dim``: the channel axis of the objectives' layers (an int, or ``{layer: int}``);
+    by default read from each layer's :class:`~torchloupe.layers.Layout` (the features of a
+    ``(B, T, C)`` token layer, the last axis of a channels-last one), said in a warning when guessed.
     Returns a :class:`SynthesisResult`; the images are in the domain's range, un-normalized.
     """
     require_module(model)
@@ -276,9 +285,22 @@ def maximize(
         raise UsageError(f"batch must be a positive int, got {batch!r}")
     if baseline_samples < 1:
         raise UsageError(f"baseline_samples must be at least 1, got {baseline_samples}")
+    fixed: Inputs | None = None
+    if inputs is not None:
+        fixed = Inputs.of(inputs)
+        held = fixed.get(wrt)
+        if not isinstance(held, Tensor) or not held.is_floating_point() or held.dim() < 1:
+            raise InputError(f"input {wrt!r} to optimize must be a floating-point tensor with a batch axis, "
+                             f"got {held.dtype if isinstance(held, Tensor) else type(held).__name__}")
+        for key, t in fixed.tensors():
+            check_finite(t, f"input {key}")
+        fixed = fixed.slice(0, 1).to(_device_of(model))
+        if input_shape is None:
+            input_shape = tuple(held.shape[1:])
     shape = tuple(int(s) for s in (input_shape if input_shape is not None else _default_shape(model)))
     # The shape against the model's first layer, before any step (a typed error naming both).
-    check_input(model, torch.zeros(1, *shape, device=_device_of(model)), name=f"an input of input_shape {shape}")
+    if fixed is None:
+        check_input(model, torch.zeros(1, *shape, device=_device_of(model)), name=f"an input of input_shape {shape}")
     dom = _domain(domain)
     units = [o.unit for o in objs]
     if any(u is None for u in units):
@@ -323,7 +345,7 @@ def maximize(
     def forward(x: Tensor) -> None:
         acts.clear()
         try:
-            run(x)
+            run(x if fixed is None else fixed.repeat(x.shape[0]).replace(wrt, x))
         except _StopForward:
             pass
         if len(acts) < len(layer_names):
@@ -335,7 +357,13 @@ def maximize(
             rand = dom.random((baseline_samples, *shape), gen, device)
             with torch.no_grad():
                 forward(dom.normalize(rand))
-                rctx = O.Context(acts=dict(acts), images=rand, groups=torch.zeros(baseline_samples, dtype=torch.long, device=device))
+                layouts = {
+                    name: layout_of(acts[name], (baseline_samples, *shape), _channel_dim(channel_dim, name),
+                                    module=modules[name])
+                    for name in layer_names if acts[name].dim() >= 2
+                }
+                rctx = O.Context(acts=dict(acts), images=rand, groups=torch.zeros(baseline_samples, dtype=torch.long, device=device),
+                                 layouts=layouts)
                 baseline = torch.stack([u(rctx) for u in units], 0).amax(1)  # (K,)
             if all(c == 1 for c in state["calls"].values()) and layer_names:
                 state["stop"] = state["order"][-1]  # each layer runs once: stop after the last of them
@@ -352,7 +380,7 @@ def maximize(
                             forward(x)
                     else:
                         forward(x)
-                    ctx = O.Context(acts=acts, images=images, groups=groups)
+                    ctx = O.Context(acts=acts, images=images, groups=groups, layouts=layouts)
                     scores = _scores(objs, ctx, fast)
                     grads = torch.autograd.grad(-scores.sum(), params)
                 opt.step(grads)
@@ -364,7 +392,7 @@ def maximize(
             with torch.no_grad():
                 final_images = image_f().detach()
                 forward(dom.normalize(final_images))
-                fctx = O.Context(acts=acts, images=final_images, groups=groups)
+                fctx = O.Context(acts=acts, images=final_images, groups=groups, layouts=layouts)
                 final = _scores(units, fctx, unit_fast)
             acts.clear()
 
@@ -384,6 +412,12 @@ def maximize(
         steps=steps,
         seed=int(seed),
     )
+
+
+def _channel_dim(channel_dim: Any, layer: str) -> int | None:
+    if isinstance(channel_dim, dict):
+        return channel_dim.get(layer)
+    return channel_dim
 
 
 def _dataset_top1(units, groups, exemplars, device) -> Tensor:

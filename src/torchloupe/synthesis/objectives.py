@@ -14,6 +14,10 @@ readable names; strings are parsed on the fly::
     -parse("layer3:5")            what the channel is against
     "layer3:5" - 1e-3 * total_variation()
 
+Channels are read through each layer's :class:`~torchloupe.layers.Layout` (:meth:`Context.view`):
+on a ``(B, T, C)`` token layer or a channels-last ``(B, H, W, C)`` one, channel ``n`` is feature
+``n`` (the last axis), averaged over every token / position, never token ``n``.
+
 Penalties (:func:`total_variation`, :func:`l1`, :func:`l2`, :func:`diversity`)
 return their positive size; subtract them. The *unit* of an objective is the
 objective with its penalty terms dropped; it is what results report as the
@@ -24,24 +28,35 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 import torch
 from torch import Tensor
 
 from ..errors import ChannelError, ObjectiveSpecError
+from ..layers import Layout
 
 
 @dataclass
 class Context:
-    """What one forward saw. ``acts[layer]``: output of each layer an objective named,
-    ``(B, C, *S)`` or ``(B, C)``; ``images``: ``(B, *input_shape)`` in the input domain;
-    ``groups``: ``(B,)`` index of the objective each image belongs to."""
+    """What one forward saw. ``acts[layer]``: output of each layer an objective named, as the
+    layer returns it; ``images``: ``(B, *input_shape)`` in the input domain; ``groups``: ``(B,)``
+    index of the objective each image belongs to; ``layouts[layer]``: the layer's
+    :class:`~torchloupe.layers.Layout` (where its channels are), read by :meth:`view`."""
 
     acts: dict[str, Tensor]
     images: Tensor
     groups: Tensor
+    layouts: dict[str, Layout] = field(default_factory=dict)
+
+    def view(self, layer: str) -> Tensor:
+        """The output of ``layer`` as ``(B, C, *S)``: channels on axis 1 whatever the layer's layout
+        (the features of a ``(B, T, C)`` token layer, every token a position); as returned when
+        no layout is known."""
+        a = self.acts[layer]
+        lay = self.layouts.get(layer)
+        return a if lay is None else lay.to_bcs(a, grid=False)
 
 
 ObjectiveLike = Union["Objective", str]
@@ -181,7 +196,7 @@ def channel(layer: str, n: int) -> Objective:
     """Mean over positions of channel ``n`` of ``layer`` (its value for a ``(B, C)`` layer)."""
 
     def fn(ctx: Context) -> Tensor:
-        a = ctx.acts[layer]
+        a = ctx.view(layer)
         check_channel(a, layer, n)
         a = a[:, n]
         return a.reshape(a.shape[0], -1).mean(1)
@@ -193,7 +208,7 @@ def neuron(layer: str, n: int, at: Sequence[int] | None = None) -> Objective:
     """Channel ``n`` of ``layer`` at one position ``at`` (the centre when ``None``)."""
 
     def fn(ctx: Context) -> Tensor:
-        a = ctx.acts[layer]
+        a = ctx.view(layer)
         check_channel(a, layer, n)
         spatial = a.shape[2:]
         pos = tuple(s // 2 for s in spatial) if at is None else tuple(at)
@@ -213,7 +228,7 @@ def direction(layer: str, vector: Tensor, name: str | None = None) -> Objective:
     v = v / v.norm().clamp_min(1e-12)
 
     def fn(ctx: Context) -> Tensor:
-        a = ctx.acts[layer]
+        a = ctx.view(layer)
         if a.shape[1] != v.numel():
             raise ChannelError(f"direction has {v.numel()} entries but layer {layer!r} has {a.shape[1]} channels")
         w = v.to(a).reshape(1, -1, *([1] * (a.dim() - 2)))
@@ -238,7 +253,7 @@ def diversity(layer: str) -> Objective:
     images of the same objective (Olah et al. 2017). Subtract it: ``obj - 10 * diversity(l)``."""
 
     def fn(ctx: Context) -> Tensor:
-        a = ctx.acts[layer]
+        a = ctx.view(layer)
         b, c = a.shape[:2]
         flat = a.reshape(b, c, -1)
         gram = torch.bmm(flat, flat.transpose(1, 2)).reshape(b, -1)

@@ -18,6 +18,10 @@ def _layers(subject: Subject) -> list[str]:
     if subject.layers:
         return [n for n, _ in find_layers(model, list(subject.layers))]
     convs = [n for n, m in model.named_modules() if isinstance(m, _SPATIAL)]
+    if convs:  # only layers that run in eval mode (googlenet's auxiliary heads do not)
+        from ...features import layers_that_run
+
+        convs = layers_that_run(model, subject.inputs, convs)
     if len(convs) <= 3:
         return convs
     step = (len(convs) - 1) / 2

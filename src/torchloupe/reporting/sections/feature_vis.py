@@ -21,8 +21,13 @@ def pick_layer(subject: Subject) -> tuple[str, int, str] | None:
     if subject.layers:
         layer = find_layers(model, list(subject.layers))[-1][0]
     else:
+        from ...features import layers_that_run
+
+        # only layers that run in eval mode (googlenet's auxiliary heads do not)
         convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
         linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        ran = layers_that_run(model, subject.inputs, convs + linears) if convs or linears else []
+        convs, linears = [n for n in convs if n in ran], [n for n in linears if n in ran]
         if not convs and not linears:
             return None
         layer = (convs or linears)[-1]
