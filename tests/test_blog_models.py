@@ -491,7 +491,6 @@ def test_seq_gradient_over_steps_and_features_is_the_autograd_gradient():
     torch.testing.assert_close(g, ref)
 
 
-@xfail("issue 17/18: exemplars on a Conv1d layer of a (B, T, F) model whose forward transposes")
 def test_seq_exemplars_on_the_conv1d_layer():
     m = seeded(SeqAttentionMemory)
     data = torch.randn(8, 10, 300)
