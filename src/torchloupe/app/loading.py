@@ -159,6 +159,7 @@ class Layout:
 
     mode: str
     flat: bool = False
+    side: int | None = None  # resized to side x side (None: --size, else the images' own size)
 
     @property
     def channels(self) -> int:
@@ -309,16 +310,16 @@ def load_inputs(groups: list[Group], model: nn.Module, *, spec: str, size: int |
         if side is not None:
             hw = (side, side)
         pref = preferred_layout(layer, hw)
+        pref = Layout(pref.mode, pref.flat, side)
+        others = [Layout(m, f, side) for m, f in (("L", False), ("RGB", False), ("L", True), ("RGB", True))]
         sq = square_side_for(layer) if readers and layer is readers[0][1] else None
-        if side is None and sq is not None and pref == Layout("RGB") and not isinstance(layer, nn.Conv2d):
-            side, mode = sq
-            pref = Layout(mode, flat=True)
-            notes.append(f"images of {g.label} resized to {side} x {side} {'gray' if mode == 'L' else 'RGB'}: "
-                         f"the first layer takes {layer.in_features} features (--size to choose)")
-        others = [lay for lay in (Layout("L"), Layout("RGB"), Layout("L", True), Layout("RGB", True)) if lay != pref]
-        candidates[key] = [pref] + others
+        convs = any(isinstance(m, nn.Conv2d) for _, m in readers)
+        if side is None and sq is not None and not pref.flat and not convs:
+            # a flat-vector model of square images (784 = 28 x 28) given images of another size
+            pref = Layout(sq[1], True, sq[0])
+        candidates[key] = [pref] + [lay for lay in others if lay != pref]
         tensors[key] = (g, side)
-    loaded_images: dict[tuple[int | str, str], Tensor] = {}
+    loaded_images: dict[tuple[int | str, str, int | None], Tensor] = {}
 
     def build(choice: dict[int | str, Layout]) -> tuple[Inputs, dict[int | str, Tensor]]:
         from .images import load_images, normalize_images, standard_layout
@@ -329,11 +330,11 @@ def load_inputs(groups: list[Group], model: nn.Module, *, spec: str, size: int |
             if key not in choice:
                 values[key] = v
                 continue
-            g, side = v
+            g, _ = v
             lay = choice[key]
-            if (key, lay.mode) not in loaded_images:
-                loaded_images[(key, lay.mode)] = load_images(list(g.files), size=side, mode=lay.mode)
-            images = loaded_images[(key, lay.mode)]
+            if (key, lay.mode, lay.side) not in loaded_images:
+                loaded_images[(key, lay.mode, lay.side)] = load_images(list(g.files), size=lay.side, mode=lay.mode)
+            images = loaded_images[(key, lay.mode, lay.side)]
             x = normalize_images(images, normalize if lay.mode == "RGB" else None).to(dtype)
             values[key] = x.reshape(len(x), -1) if lay.flat else standard_layout(x)
             shown[key] = images
@@ -341,17 +342,22 @@ def load_inputs(groups: list[Group], model: nn.Module, *, spec: str, size: int |
         kwargs = {k: v for k, v in values.items() if isinstance(k, str)}
         return Inputs(args, kwargs), shown
 
+    def resized(choice: dict[int | str, Layout]) -> list[str]:
+        return [f"images of input {k} resized to {lay.side} x {lay.side} {'gray' if lay.mode == 'L' else 'RGB'} and "
+                f"flattened: the first layer takes {lay.channels * lay.side ** 2} features (--size to choose)"
+                for k, lay in choice.items() if lay.side is not None and lay.side != size]
+
     first_choice = {k: c[0] for k, c in candidates.items()}
     inputs, shown = build(first_choice)
     check_batch_sizes(inputs, files)
-    result = Loaded(inputs, shown, files, None, notes)
+    result = Loaded(inputs, shown, files, None, notes + resized(first_choice))
     if not check:
         return result
     try:
         result.output = check_forward(model, inputs, spec=spec)
         return result
     except UsageError as first_error:
-        if not candidates or len(candidates) > 3:
+        if not candidates or len(candidates) > 2:  # at most 16 trials
             raise
         keys = list(candidates)
         for combo in itertools.product(*(candidates[k] for k in keys)):
@@ -366,7 +372,7 @@ def load_inputs(groups: list[Group], model: nn.Module, *, spec: str, size: int |
             changed = [f"{_where(k)} as {'gray' if lay.mode == 'L' else 'RGB'}{' flattened' if lay.flat else ''}"
                        for k, lay in choice.items() if lay != first_choice[k]]
             notes.append(f"read {', '.join(changed)}: the model takes them so")
-            return Loaded(inputs, shown, files, out, notes)
+            return Loaded(inputs, shown, files, out, notes + resized(choice))
         raise first_error
 
 
