@@ -378,8 +378,8 @@ def exemplars(
                 cand = _State(scores, vals, idx, None, None, None)
                 if state.locations is not None:
                     arg = (flat.argmin(-1) if negative else flat.argmax(-1)).T  # (C, n)
-                    hw = a.shape[-1]
-                    cand.locations = torch.stack([arg // hw, arg % hw], -1)
+                    # (C, n, d): the position in the layer's d spatial dimensions (1D sequences too)
+                    cand.locations = torch.stack(torch.unravel_index(arg, tuple(a.shape[2:])), -1)
                     if state.crops is not None:
                         cand.boxes = torch.zeros(*vals.shape, 4, dtype=torch.long, device=a.device)
                         cand.crops = torch.zeros(vals.shape[0], n, *state.crops.shape[2:], dtype=state.crops.dtype, device=a.device)
