@@ -154,3 +154,18 @@ class LeNet(nn.Module):
 def make_lenet():
     """1 x 32 x 32 gray images."""
     return LeNet()
+
+
+def make_fusion_detector():
+    """:class:`FusionNet` (RGB + depth) with set weights: class 0 scores the depth pixels above 0.5,
+    through ``cnn2``'s channel 0 and ``conv``'s channel 0 only; the RGB branch is all zeros. Its
+    Grad-CAM on input 1 peaks where the depth map is bright, by construction."""
+    model = FusionNet(in1=3, in2=1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.cnn2[0].weight[0, 0, 1, 1] = 1.0
+        model.cnn2[0].bias[0] = -0.5
+        model.conv.weight[0, 8, 1, 1] = 1.0  # conv channel 0 <- cnn2 channel 0 (channels 8.. of the cat)
+        model.fc.weight[0].view(16, 8, 8)[0] = 1.0
+    return model

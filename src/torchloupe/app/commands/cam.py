@@ -25,6 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--layer", nargs="+", metavar="LAYER", help="layer name(s) or glob (default: the last spatial map)")
     add_explain_arguments(p)
     add_progress_argument(p)
+    p.add_argument("--save", metavar="PT", help="also save the maps (torch.save dict: method -> maps, raw, targets)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run)
 
@@ -63,8 +64,11 @@ def run(args: argparse.Namespace) -> int:
     from ...render.png import figure_to_png, to_png
     from ...targets import Target
 
+    from ._common import made, output_file
+
     methods = _methods(args.method)
     out = output_folder(args.out)
+    save = output_file(args.save, "--save")
     model = load_model_from(args)
     layer = args.layer if args.layer is None or len(args.layer) > 1 else args.layer[0]
     cams = {m: METHODS[m](model, layer) for m in methods}  # bad layer names fail here, before any forward
@@ -76,10 +80,19 @@ def run(args: argparse.Namespace) -> int:
     if images is None:  # tensor files: draw on the input itself when it is (N, C, H, W) with 1 or 3 channels
         if not (isinstance(explained, torch.Tensor) and explained.dim() == 4 and explained.shape[1] in (1, 3)):
             raise UsageError(f"--wrt {wrt}: input of shape {tuple(explained.shape)} is not a batch of images "
-                             f"(N, 1 or 3, H, W) to draw the maps on; CAM overlays need an image input")
+                             f"(N, 1 or 3, H, W) to draw the maps on; loupe cam draws on images (loupe report "
+                             f"shows saliency over other inputs)")
         lo = explained.amin((1, 2, 3), keepdim=True)
         hi = explained.amax((1, 2, 3), keepdim=True)
         images = ((explained - lo) / (hi - lo).clamp_min(1e-12)).float()
+    if args.layer is None:  # the default layer, found now: a model without a spatial map is one line
+        from ...errors import TorchLoupeError
+
+        try:
+            next(iter(cams.values())).layers(inputs, wrt=wrt)
+        except TorchLoupeError as exc:
+            raise UsageError(f"{str(exc).replace('; pass layer= explicitly', '')}: CAMs need a layer whose output "
+                             f"is a spatial map (a convolution); name one with --layer") from exc
     labels = labels_for(args, model)
     output = output_key(args)
     with torch.no_grad():
@@ -90,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     target = args.target if args.target is not None else probs.argmax(dim=1)
     results = dict(zip(cams, run_cams(list(cams.values()), inputs, target, wrt=wrt, output=output)))  # one backward
     out.mkdir(parents=True, exist_ok=True)
+    if save is not None:
+        torch.save({m: {"maps": r.maps, "raw": r.raw, "targets": r.targets, "layer": r.layer}
+                    for m, r in results.items()}, made(save))
     stems = _unique_stems(loaded.files[wrt if not isinstance(wrt, int) else wrt % max(1, len(inputs.args))]
                           if loaded.files else [])
     if len(stems) != len(images):  # one tensor file of N samples: one overlay per sample
