@@ -329,3 +329,30 @@ def test_an_error_inside_the_work_is_one_line_and_debug_shows_it(data, tmp_path,
     assert err == "loupe: error: RuntimeError: the model broke (--debug shows the traceback)\n"
     with pytest.raises(RuntimeError):
         main(["--debug", *argv])
+
+
+def test_the_one_argument_views_leave_the_model_as_it_was():
+    """maximize through Held and exemplars through Indexed (the CLI's views of a two-input model):
+    parameters bitwise equal, requires_grad, modes and hooks as they were; the same layer objects."""
+    from torchloupe.app.bound import Held, Indexed, index_dataset
+    from torchloupe.inputs import Inputs
+    from torchloupe.synthesis import exemplars, maximize
+
+    model = cli_models.make_fusion().train()
+    model.cnn2[0].weight.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    x = Inputs((torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16)))
+    held = Held(model, x, wrt=1)
+    assert held.get_submodule("cnn1.0") is model.cnn1[0] and dict(held.named_parameters()).keys() == flags.keys()
+    maximize(held, "cnn2.0:0", param="pixel", steps=2, input_shape=(3, 16, 16), transforms=None)
+    ex = exemplars(Indexed(model, x), index_dataset(4), "conv", k=2, batch_size=3)
+    with torch.no_grad():
+        model.eval()
+        acts = tl.activations(model, (x.args[0], x.args[1]), ["conv"])["conv"].mean((2, 3)).T
+        model.train()
+    assert torch.equal(ex.indices, acts.topk(2, dim=1).indices)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+    assert all(m.training for m in model.modules()) and all(p.grad is None for p in model.parameters())
+    assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
