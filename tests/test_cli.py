@@ -383,11 +383,20 @@ def test_the_pre_flight_forward_leaves_the_inputs_alone_and_counts_classes_from_
     from torchloupe.app.models import load_model
     from torchloupe.reporting import Subject
 
+    from torchloupe.app.loading import check_forward
+    from torchloupe.inputs import Inputs
+
     model = load_model(f"{files}/net.py:edits")
-    x = torch.rand(2, 3, 8, 8)
+    x = torch.rand(3, 3, 8, 8)
     keep = x.clone()
     out = report._check_runs(model, Subject("e", model, x), argparse.Namespace(model="e", input=["a"], text=None))
-    assert torch.equal(x, keep) and out.shape == (1, 3)
+    # the trial runs on a copy of the first two samples (two: a model that mixes the batch up shows it)
+    with torch.no_grad():
+        want = model.fc(model.conv(keep[:2] - 0.5).mean((2, 3)))
+    assert torch.equal(x, keep) and out.shape == (2, 3) and torch.allclose(out, want)
+    one = x[:1].clone()
+    out = check_forward(model, Inputs.of(one), spec="e")  # one sample: run twice in one batch
+    assert torch.equal(one, x[:1]) and out.shape == (2, 3) and torch.equal(out[0], out[1])
 
 
 def test_labels_of_a_model_whose_head_is_registered_first_give_no_false_warning(files, tmp_path, capsys):

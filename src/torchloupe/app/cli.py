@@ -3,7 +3,9 @@
 Each subcommand is a module under :mod:`torchloupe.app.commands` with
 ``register(subparsers)`` adding its parser and setting ``func=run``.
 Errors torchloupe raises on purpose (bad file, bad layer name, bad input...)
-print one line and exit with status 2, with no traceback; ``--debug`` shows it.
+print one line and exit with status 2, with no traceback; ``--debug`` shows it. Any other
+exception (the model's own code failing mid-way) is one line too, naming its type, with status 2;
+usage errors are one line (argparse's, shortened), status 2.
 """
 
 from __future__ import annotations
@@ -17,10 +19,17 @@ from collections.abc import Sequence
 from ..errors import TorchLoupeError
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors in one line (``loupe cam: error: ...``), exit status 2."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import commands
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="loupe", description="See inside a PyTorch model: graph, feature maps, weights, CAMs, attention."
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -49,6 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("loupe: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # anything else (the model's own code, a bug): one line too; --debug shows it
+        if args.debug:
+            raise
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"loupe: error: {type(exc).__name__}{': ' + text if text else ''} (--debug shows the traceback)",
+              file=sys.stderr)
+        return 2
 
 
 def entry() -> None:  # pragma: no cover - the console script; tests call main()

@@ -91,8 +91,24 @@ def load_images(
     import numpy as np
 
     arrays = np.stack([np.asarray(im, dtype=np.uint8).reshape(im.size[1], im.size[0], -1) for im in images])
-    x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div_(255.0).contiguous()  # (N, C, H, W)
-    return normalize_images(x, normalize)
+    # (N, C, H, W) in the standard layout. Not permute(...).contiguous(): for one channel that is a
+    # no-op whose strides read as channels-last, so convolutions answer channels-last and a model's
+    # own x.view(-1, ...) fails.
+    x = torch.from_numpy(np.ascontiguousarray(arrays.transpose(0, 3, 1, 2))).float().div_(255.0)
+    return standard_layout(normalize_images(x, normalize))
+
+
+def standard_layout(x: Tensor) -> Tensor:
+    """``x`` with the strides of a freshly made tensor of its shape (row-major), copied only when
+    they differ. ``Tensor.contiguous()`` is not enough: a ``(N, 1, H, W)`` tensor with channels-last
+    strides counts as contiguous."""
+    expected, step = [], 1
+    for size in reversed(x.shape):
+        expected.append(step)
+        step *= max(int(size), 1)
+    if tuple(reversed(expected)) == tuple(x.stride()):
+        return x
+    return x.clone(memory_format=torch.contiguous_format)
 
 
 def _resize_crop(im: Any, size: int, pil: Any) -> Any:

@@ -1,6 +1,7 @@
 """What every subcommand shares, written once: the model options (``--model``, ``--weights``,
-``--unsafe-pickle``), image inputs (``--input`` files, ``--size``, ``--normalize``, ``--labels``;
-gray or RGB by the model's first layer), checks of output paths made before any of the work, and
+``--unsafe-pickle``), inputs (``--input`` once per model argument, the files of one ``--input``
+being its batch: images or tensor files, see :mod:`torchloupe.app.loading`; ``--size``,
+``--normalize``, ``--labels``), what to explain (``--target``, ``--output``, ``--wrt``), checks of output paths made before any of the work, and
 argparse number types.
 
 A new subcommand is one module next to this one: ``register(subparsers)`` adding its parser
@@ -39,28 +40,61 @@ def load_model_from(args):
     return load_model(args.model, weights=args.weights, unsafe_pickle=args.unsafe_pickle)
 
 
-# -- image inputs ----------------------------------------------------------------------------
+# -- inputs ----------------------------------------------------------------------------------
 
-def add_image_arguments(parser, inputs=None) -> None:
-    """``--input IMAGE...``, ``--size``, ``--normalize`` and ``--labels``. ``inputs``: the group
-    ``--input`` joins (a mutually exclusive one, e.g. with ``--text``); without it ``--input`` is
-    required."""
-    if inputs is None:
-        parser.add_argument("--input", nargs="+", required=True, metavar="IMAGE", help="image files to explain")
-    else:
-        inputs.add_argument("--input", nargs="+", metavar="IMAGE", help="image files to explain")
+INPUT_HELP = (
+    "files of one model argument (images, .pt/.npy/.npz tensors); the files of one --input form the batch; "
+    "repeat --input for each further argument of forward(x1, x2, ...); NAME=FILE... for a keyword argument"
+)
+
+
+def add_image_arguments(parser, inputs=None, required: bool = True) -> None:
+    """``--input FILE...`` (repeatable: one per model argument), ``--size``, ``--normalize`` and
+    ``--labels``. ``inputs``: the group ``--input`` joins (a mutually exclusive one, e.g. with
+    ``--text``); without it ``--input`` is required unless ``required=False``."""
+    where = parser if inputs is None else inputs
+    where.add_argument("--input", nargs="+", action="append", required=inputs is None and required,
+                       metavar="FILE", help=INPUT_HELP)
     parser.add_argument("--labels", metavar="FILE", help="class names: one per line, or a JSON list")
     parser.add_argument(
-        "--size", type=int, metavar="N",
+        "--size", type=positive_int, metavar="N",
         help="resize and center-crop images to N x N (default: 224 for ImageNet models, else their own size)",
     )
     add_normalize_argument(parser)
 
 
+def add_explain_arguments(parser, wrt: bool = True) -> None:
+    """``--target``, ``--output`` (and ``--wrt``): which score of which output, explained on which input."""
+    parser.add_argument("--target", type=int, metavar="CLASS", help="class index (default: the predicted class)")
+    parser.add_argument("--output", metavar="KEY",
+                        help="the output to explain when the model returns a dict, tuple or Hugging Face output "
+                             "(a key, an attribute or an index)")
+    if wrt:
+        parser.add_argument("--wrt", default="0", metavar="N",
+                            help="the input to explain: its position (0 = the first --input) or keyword name")
+
+
+def add_progress_argument(parser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def output_key(args: argparse.Namespace):
+    """``--output``: an int when it is a number (a tuple index), else the key as given."""
+    key = getattr(args, "output", None)
+    if key is None:
+        return None
+    return int(key) if key.lstrip("-").isdigit() else key
+
+
+def wrt_of(args: argparse.Namespace) -> int | str:
+    text = str(getattr(args, "wrt", "0"))
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def add_normalize_argument(parser, default: str = "auto") -> None:
     parser.add_argument(
         "--normalize", default=default, metavar="NAME",
-        help="input normalization: auto (ImageNet statistics for torchvision models), none, imagenet",
+        help="input normalization of RGB images: auto (ImageNet statistics for torchvision models), none, imagenet",
     )
 
 
@@ -73,20 +107,31 @@ def normalization(spec: str, normalize: str) -> str | None:
     return None if name == "none" else name
 
 
-def image_inputs(args: argparse.Namespace, model):
-    """``(images, x)``: the ``--input`` files as a ``(N, C, H, W)`` batch in [0, 1] for display,
-    and the same normalized for the model. Read as gray when the model's first layer takes one
-    channel (then not normalized: the named normalizations are RGB ones); ``--size`` or, for
-    ImageNet-normalized models, 224."""
-    from ..images import load_images, normalize_images
-    from ...inputs import first_layer
+def model_inputs(args: argparse.Namespace, model, check: bool = True):
+    """The ``--input`` groups loaded for ``model`` (:func:`torchloupe.app.loading.load_inputs`):
+    one trial forward when ``check`` (a model that cannot take them is one line, exit 2). Notes on
+    what was chosen for the user (a resize, gray instead of colour) go to stderr."""
+    import sys
+
+    from ..images import NORMALIZATIONS
+    from ..loading import load_inputs, parse_groups
 
     normalize = normalization(args.model, args.normalize)
+    if normalize is not None and normalize not in NORMALIZATIONS:
+        raise UsageError(f"unknown normalization {normalize!r}; expected one of: auto, none, {', '.join(NORMALIZATIONS)}")
     size = args.size if args.size is not None else (224 if normalize == "imagenet" else None)
-    found = first_layer(model)
-    gray = found is not None and getattr(found[1], "in_channels", 3) == 1
-    images = load_images(args.input, size=size, mode="L" if gray else "RGB")
-    return images, normalize_images(images, None if gray else normalize)
+    loaded = load_inputs(parse_groups(args.input), model, spec=args.model, size=size, normalize=normalize,
+                         check=check)
+    for note in loaded.notes:
+        print(f"loupe: note: {note}", file=sys.stderr)
+    return loaded
+
+
+def image_inputs(args: argparse.Namespace, model):
+    """``(images, x)`` of a one-input model: the ``--input`` images as a ``(N, C, H, W)`` batch in
+    [0, 1] for display (``None`` for tensor files), and what the model takes (see :func:`model_inputs`)."""
+    loaded = model_inputs(args, model)
+    return loaded.image(0), loaded.plain()
 
 
 def labels_for(args: argparse.Namespace, model) -> list[str] | None:

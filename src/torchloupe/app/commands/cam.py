@@ -7,21 +7,25 @@ import html
 from pathlib import Path
 
 from ...cam import METHODS
-from ._common import add_image_arguments, add_model_arguments, image_inputs, labels_for, load_model_from, output_folder
+from ._common import (add_explain_arguments, add_image_arguments, add_model_arguments, add_progress_argument,
+                      labels_for, load_model_from, model_inputs, output_folder, output_key, wrt_of)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "cam",
         help="write CAM overlays (Grad-CAM, Score-CAM, ...) of a model on some images",
-        description="Write DIR/<image>_<method>.png overlays, DIR/grid.png and DIR/index.html.",
+        description="Write DIR/<image>_<method>.png overlays, DIR/grid.png and DIR/index.html. A multi-input "
+                    "model takes one --input per argument; --wrt picks the input the maps are laid on.",
     )
     add_model_arguments(p)
     add_image_arguments(p)
     p.add_argument("--method", default="gradcam", metavar="M[,M...]",
                    help=f"comma-separated: all, {', '.join(METHODS)} (default: gradcam)")
     p.add_argument("--layer", nargs="+", metavar="LAYER", help="layer name(s) or glob (default: the last spatial map)")
-    p.add_argument("--target", type=int, metavar="CLASS", help="class index (default: the predicted class)")
+    add_explain_arguments(p)
+    add_progress_argument(p)
+    p.add_argument("--save", metavar="PT", help="also save the maps (torch.save dict: method -> maps, raw, targets)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run)
 
@@ -50,25 +54,62 @@ def _unique_stems(paths) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ...cam import title_of
     from ...cam.base import run_cams
-    from ...probe import eval_forward
+    from ...errors import UsageError
     from ...render.cam import method_grid
     from ...render.image import overlay
     from ...render.png import figure_to_png, to_png
+    from ...targets import Target
+
+    from ._common import made, output_file
 
     methods = _methods(args.method)
     out = output_folder(args.out)
+    save = output_file(args.save, "--save")
     model = load_model_from(args)
     layer = args.layer if args.layer is None or len(args.layer) > 1 else args.layer[0]
     cams = {m: METHODS[m](model, layer) for m in methods}  # bad layer names fail here, before any forward
-    images, x = image_inputs(args, model)
+    loaded = model_inputs(args, model)  # one trial forward: a model that cannot take them is one line
+    wrt = wrt_of(args)
+    inputs = loaded.inputs
+    explained = inputs.get(wrt)  # a bad --wrt is one line naming the inputs
+    images = loaded.image(wrt)
+    if images is None:  # tensor files: draw on the input itself when it is (N, C, H, W) with 1 or 3 channels
+        if not (isinstance(explained, torch.Tensor) and explained.dim() == 4 and explained.shape[1] in (1, 3)):
+            raise UsageError(f"--wrt {wrt}: input of shape {tuple(explained.shape)} is not a batch of images "
+                             f"(N, 1 or 3, H, W) to draw the maps on; loupe cam draws on images (loupe report "
+                             f"shows saliency over other inputs)")
+        lo = explained.amin((1, 2, 3), keepdim=True)
+        hi = explained.amax((1, 2, 3), keepdim=True)
+        images = ((explained - lo) / (hi - lo).clamp_min(1e-12)).float()
+    if args.layer is None:  # the default layer, found now: a model without a spatial map is one line
+        from ...errors import TorchLoupeError
+
+        try:
+            next(iter(cams.values())).layers(inputs, wrt=wrt)
+        except TorchLoupeError as exc:
+            raise UsageError(f"{str(exc).replace('; pass layer= explicitly', '')}: CAMs need a layer whose output "
+                             f"is a spatial map (a convolution); name one with --layer") from exc
     labels = labels_for(args, model)
-    probs = eval_forward(model, x).float().softmax(dim=1)
+    output = output_key(args)
+    with torch.no_grad():
+        from ...probe import eval_forward
+
+        scores = Target(None, output).scores_of(eval_forward(model, inputs))
+    probs = scores.float().softmax(dim=1)
     target = args.target if args.target is not None else probs.argmax(dim=1)
-    results = dict(zip(cams, run_cams(list(cams.values()), x, target)))  # one forward / backward for all
+    results = dict(zip(cams, run_cams(list(cams.values()), inputs, target, wrt=wrt, output=output)))  # one backward
     out.mkdir(parents=True, exist_ok=True)
-    stems = _unique_stems(args.input)
+    if save is not None:
+        torch.save({m: {"maps": r.maps, "raw": r.raw, "targets": r.targets, "layer": r.layer}
+                    for m, r in results.items()}, made(save))
+    stems = _unique_stems(loaded.files[wrt if not isinstance(wrt, int) else wrt % max(1, len(inputs.args))]
+                          if loaded.files else [])
+    if len(stems) != len(images):  # one tensor file of N samples: one overlay per sample
+        stems = [f"{_unique_stems(next(iter(loaded.files.values())))[0]}-{i}" for i in range(len(images))]
     rows = []
     for i, stem in enumerate(stems):
         t = int(next(iter(results.values())).targets[i])

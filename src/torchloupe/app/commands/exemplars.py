@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from ._common import add_model_arguments, add_normalize_argument, positive_int
+    from ._common import add_image_arguments, add_model_arguments, positive_int
 
     p = subparsers.add_parser(
         "exemplars",
@@ -19,18 +19,20 @@ def register(subparsers) -> None:
                     "world-th batch and all ranks get the single-process result.",
     )
     add_model_arguments(p)
-    p.add_argument("--data", required=True, metavar="DATA",
-                   help="demo:shapes[:N], demo:digits, or a .pt file holding an (N, ...) input tensor")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--data", metavar="DATA",
+                       help="demo:shapes[:N], demo:digits, or a .pt file holding an (N, ...) input tensor")
     p.add_argument("--layer", required=True, help="layer name")
     p.add_argument("--k", type=positive_int, default=9)
     p.add_argument("--reduce", default="mean", choices=["mean", "max"])
     p.add_argument("--negative", action="store_true", help="samples that drive the channels lowest")
     p.add_argument("--channels", type=int, nargs="+", metavar="C", help="only these channels")
     p.add_argument("--batch-size", type=positive_int, default=64)
-    add_normalize_argument(p, default="none")
+    add_image_arguments(p, inputs=given)  # --input: the dataset as files (one --input per model argument)
+    p.set_defaults(normalize="none")
     p.add_argument("--save", metavar="PT", help="save the result (torch.save dict) for later merging")
     p.add_argument("--out", metavar="PNG", help="write exemplar crops to this PNG (rank 0)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
 
 
@@ -80,15 +82,28 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ... import distributed as D
-    from ._common import load_model_from, made, normalization, output_file
+    from ._common import load_model_from, made, model_inputs, normalization, output_file
     from ...synthesis import exemplars
 
     save, out = output_file(args.save, "--save"), output_file(args.out, "--out")  # before any of the work
     torch.manual_seed(0)
     model = load_model_from(args)
-    data = load_data(args.data, normalization(args.model, args.normalize))
+    target, shown = model, None
+    if args.input:
+        from ..bound import Indexed, index_dataset
+        from torch.utils.data import TensorDataset
+
+        loaded = model_inputs(args, model)  # one trial forward: a model that cannot take them is one line
+        shown = loaded.image(0)
+        if loaded.inputs.single:
+            data = TensorDataset(loaded.inputs.args[0])
+        else:  # several inputs: stream sample indices through a view of the model that gathers them
+            target, data = Indexed(model, loaded.inputs), index_dataset(loaded.inputs.batch_size)
+    else:
+        data = load_data(args.data, normalization(args.model, args.normalize))
+        _check_data(model, data, args.model)
     with D.session(device=next((p.device for p in model.parameters()), None)):
-        ex = exemplars(model, data, args.layer, k=args.k, reduce=args.reduce, negative=args.negative,
+        ex = exemplars(target, data, args.layer, k=args.k, reduce=args.reduce, negative=args.negative,
                        channels=args.channels, batch_size=args.batch_size, progress=not args.no_progress)
         rank = D.rank()
         if rank == 0:
@@ -105,6 +120,36 @@ def run(args: argparse.Namespace) -> int:
                 from ...render.png import figure_to_png
                 from ...render.synthesis import exemplars_figure
 
-                made(out).write_bytes(figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)))))
+                if shown is None and ex.crops is None:
+                    shown = _drawable(data)
+                made(out).write_bytes(figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)),
+                                                                     dataset_images=shown)))
                 print(f"wrote {args.out}")
     return 0
+
+
+def _drawable(data):
+    """The dataset's inputs when they are images (``(N, 1 or 3, H, W)``), else ``None``."""
+    import torch
+
+    tensors = getattr(data, "tensors", None)
+    x = tensors[0] if tensors else None
+    if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] in (1, 3) and x.is_floating_point():
+        lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
+        return (x - lo) / (hi - lo).clamp_min(1e-12)
+    return None
+
+
+def _check_data(model, data, spec: str) -> None:
+    """One trial forward on the first two samples of ``--data`` before the work (one line, exit 2)."""
+    import torch
+
+    from ...inputs import Inputs
+    from ..loading import check_forward
+
+    first = [data[i] for i in range(min(2, len(data)))] if hasattr(data, "__len__") and len(data) else []
+    if not first:
+        return
+    xs = [item[0] if isinstance(item, (tuple, list)) else item for item in first]
+    if all(isinstance(x, torch.Tensor) for x in xs):
+        check_forward(model, Inputs.of(torch.stack(xs)), spec=spec)

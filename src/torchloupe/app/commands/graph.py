@@ -9,7 +9,7 @@ import sys
 import torch
 
 from ...errors import UsageError
-from ._common import add_model_arguments, load_model_from, output_folder
+from ._common import add_image_arguments, add_model_arguments, add_progress_argument, load_model_from, output_folder
 
 
 FORMATS = ("html", "svg", "txt", "dot", "onnx", "tensorboard")
@@ -22,8 +22,10 @@ def register(subparsers) -> None:
         description="Trace one forward pass of a model and write its graph (no Graphviz needed).",
     )
     add_model_arguments(p)
-    p.add_argument("--input-shape", action="append", required=True,
-                   help="comma-separated shape of one input, e.g. 1,3,224,224 (repeat for several inputs)")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--input-shape", action="append",
+                       help="comma-separated shape of one input, e.g. 1,3,224,224 (repeat for several inputs)")
+    add_image_arguments(p, inputs=given)  # or real inputs: one --input per model argument
     p.add_argument("--input-dtype", default="float32", choices=("float32", "float64", "int64"),
                    help="dtype of the generated inputs (int64: token ids in [0, 100))")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
@@ -34,6 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--expand", action="append", default=[], metavar="NAME",
                    help="show the internals of an opaque module (a name or a class such as MultiheadAttention)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated inputs (default: 0)")
+    add_progress_argument(p)
     p.set_defaults(func=run)
 
 
@@ -54,16 +57,27 @@ def run(args: argparse.Namespace) -> int:
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise UsageError(f"--format {', '.join(bad)} is not one of {', '.join(FORMATS)}")
-    shapes = [_shape(s) for s in args.input_shape]
+    from ..loading import check_forward
+    from ...inputs import Inputs
+
+    shapes = [_shape(s) for s in args.input_shape] if args.input_shape else []
     output_folder(args.out, "--out", into="the graph")
     model = load_model_from(args)
-    gen = torch.Generator().manual_seed(args.seed)
-    if args.input_dtype == "int64":
-        inputs = [torch.randint(0, 100, s, generator=gen) for s in shapes]
+    if args.input:
+        from ._common import model_inputs
+
+        given = model_inputs(args, model).inputs  # one trial forward: a model that cannot take them is one line
     else:
-        inputs = [torch.rand(s, generator=gen, dtype=getattr(torch, args.input_dtype)) for s in shapes]
+        gen = torch.Generator().manual_seed(args.seed)
+        if args.input_dtype == "int64":
+            made = [torch.randint(0, 100, s, generator=gen) for s in shapes]
+        else:
+            made = [torch.rand(s, generator=gen, dtype=getattr(torch, args.input_dtype)) for s in shapes]
+        given = Inputs(tuple(made), {})
+        check_forward(model, given, spec=args.model, batched=False)
+    inputs, kwargs = list(given.args), dict(given.kwargs)
     os.makedirs(args.out, exist_ok=True)
-    graph = trace(model, *inputs, expand=args.expand)
+    graph = trace(model, *inputs, expand=args.expand, **kwargs)
     written = []
     for fmt in formats:
         if fmt == "html":
@@ -81,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(graph.to_dot(depth=args.depth))
         elif fmt == "onnx":
-            path = export_onnx(model, *inputs, path=os.path.join(args.out, "model.onnx"))
+            path = export_onnx(model, *inputs, path=os.path.join(args.out, "model.onnx"), **kwargs)
         else:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -90,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             path = os.path.join(args.out, "tensorboard")
             writer = SummaryWriter(path)
             try:
-                add_graph(writer, model, *inputs)
+                add_graph(writer, model, *inputs, **kwargs)
             finally:
                 writer.close()
         written.append(path)

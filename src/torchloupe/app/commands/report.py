@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import add_image_arguments, add_model_arguments, image_inputs, labels_for, load_model_from, output_folder
+from ._common import (add_explain_arguments, add_image_arguments, add_model_arguments, labels_for, load_model_from,
+                      model_inputs, output_folder, output_key)
 
 
 def section_list(values: list[str] | None) -> list[str] | str:
@@ -53,6 +54,10 @@ def register(subparsers) -> None:
                        help="sentences for a text model (minilm, hf:DIR), each one argument in quotes")
     p.add_argument("--layers", nargs="+", metavar="LAYER", help="layers to show (names or globs)")
     p.add_argument("--title", help="report title")
+    add_explain_arguments(p, wrt=False)
+    p.add_argument("--branches", metavar="B[,B...]",
+                   help="branches of a multi-branch model for the fusion section: module names (cnn1,cnn2), "
+                        "named (a=cnn1,b=cnn2), or inputs (input:0,input:1)")
     add_report_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (report.html is written there)")
     p.set_defaults(func=run)
@@ -72,9 +77,14 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_from(args)
     if args.layers:
         find_layers(model, list(args.layers))  # wrong names fail now, naming the closest real ones
-    subject = _text_subject(args, model) if args.text else _image_subject(args, model)
-    out = _check_runs(model, subject, args)  # a model that cannot take these inputs: one line, before the work
-    _warn_label_count(subject.labels, out)
+    branches = parse_branches(args.branches, model)
+    if args.text:
+        subject = _text_subject(args, model)
+        out = _check_runs(model, subject, args)  # a model that cannot take these inputs: one line, before the work
+    else:
+        subject, out = _input_subject(args, model)  # loading ran the model once on the inputs
+    _add_explain(subject, args, branches)
+    _warn_label_count(subject.scores(out) if out is not None else None, subject.labels)
     info = build_report(
         [subject], path, sections=sections, options={"quick": args.quick, "seed": args.seed},
         progress=not args.no_progress, title=args.title or f"torchloupe report: {args.model}", jobs=args.jobs,
@@ -84,15 +94,66 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _image_subject(args: argparse.Namespace, model):
+def _input_subject(args: argparse.Namespace, model):
     from ...reporting import Subject
 
-    images, inputs = image_inputs(args, model)
-    return Subject(
-        name=args.model, model=model, inputs=inputs, labels=labels_for(args, model), images=images,
-        layers=list(args.layers) if args.layers else None,
-        extras={"files": [str(p) for p in args.input]},
+    from ...errors import UsageError
+
+    try:
+        loaded = model_inputs(args, model)
+    except UsageError as exc:
+        if loading_takes_text(args.model):
+            raise UsageError(f"{exc}; this model takes text: pass sentences with --text") from exc
+        raise
+    subject = Subject(
+        name=args.model, model=model, inputs=loaded.plain(), labels=labels_for(args, model), images=loaded.image(0),
+        layers=list(args.layers) if args.layers else None, output=output_key(args),
+        extras={"files": [str(f) for files in loaded.files.values() for f in files]},
     )
+    return subject, loaded.output
+
+
+def parse_branches(text: str | None, model) -> dict[str, str] | None:
+    """``--branches cnn1,cnn2`` -> ``{"cnn1": "cnn1", "cnn2": "cnn2"}``; ``a=cnn1,b=cnn2`` names them;
+    ``input:0`` is the model's first input. Module names are checked now (closest names on a typo)."""
+    if text is None:
+        return None
+    from ...errors import UsageError
+    from ...layers import find_layer
+
+    out: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, _, where = part.rpartition("=")
+        name, where = (name or where).strip(), where.strip()
+        if name in out:
+            raise UsageError(f"--branches names {name!r} twice; expected each branch once")
+        if not where.startswith("input:"):
+            find_layer(model, where)
+        elif not where[6:].isdigit():
+            raise UsageError(f"--branches {part!r}: expected input:N with N the position of an input")
+        out[name] = where
+    if len(out) < 2:
+        raise UsageError(f"--branches {text!r}: expected two or more branches, e.g. cnn1,cnn2 or a=cnn1,b=cnn2")
+    return out
+
+
+def _add_explain(subject, args: argparse.Namespace, branches: dict[str, str] | None) -> None:
+    """``--target`` (the inputs' class: shown as the true class, explained by the fusion shares),
+    ``--output`` and ``--branches`` into the subject."""
+    import torch
+
+    from ...inputs import Inputs
+
+    if args.output is not None:
+        subject.output = output_key(args)
+    n = Inputs.of(subject.inputs).batch_size
+    targets = None if args.target is None else torch.full((n,), int(args.target), dtype=torch.long)
+    if targets is not None:
+        subject.extras["targets"] = targets
+    if branches is not None:
+        subject.extras["fusion"] = {"branches": branches, **({"targets": targets} if targets is not None else {})}
 
 
 def _text_subject(args: argparse.Namespace, model):
@@ -115,31 +176,13 @@ def _text_subject(args: argparse.Namespace, model):
     )
 
 
-def _check_runs(model, subject, args: argparse.Namespace) -> None:
-    """One forward of the first input before any section: a model that cannot take these inputs is
-    a one-line error (exit 2) instead of a report whose every view failed."""
-    import torch
+def _check_runs(model, subject, args: argparse.Namespace):
+    """One forward of the first two texts before any section: a model that cannot take them is a
+    one-line error (exit 2) instead of a report whose every view failed."""
+    from ...inputs import Inputs
+    from ..loading import check_forward
 
-    from ...errors import UsageError
-    from ...inputs import expected_input, flattens_first
-    from ...probe import eval_forward
-
-    x = subject.inputs
-    # A copy: a model that edits its input in place must not change what the sections see.
-    first = {k: v[:1].clone() for k, v in x.items()} if isinstance(x, dict) else x[:1].clone()
-    try:
-        return eval_forward(model, first)
-    except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        shape = ({k: tuple(v.shape) for k, v in x.items()} if isinstance(x, dict) else tuple(x.shape))
-        want = expected_input(model)
-        hint = f"; its first layer wants {want}" if want else ""
-        if args.input and getattr(args, "text", None) is None and loading_takes_text(args.model):
-            hint += "; this model takes text: pass sentences with --text"
-        elif isinstance(x, torch.Tensor) and x.dim() == 4 and want and want.count(",") == 1:
-            hint += (" (flat vectors: --size N makes each image N x N, C*N*N features)" if flattens_first(model)
-                     else " (flat vectors, while loupe report gives images: start the model with nn.Flatten())")
-        raise UsageError(f"{args.model} cannot take the given inputs {shape}: {type(exc).__name__}: {text}{hint}") from exc
+    return check_forward(model, Inputs.of(subject.inputs), spec=args.model)
 
 
 def loading_takes_text(spec: str) -> bool:
@@ -153,12 +196,12 @@ def loading_takes_text(spec: str) -> bool:
         return False
 
 
-def _warn_label_count(labels, out) -> None:
+def _warn_label_count(scores, labels) -> None:
     """Class names whose count is not the model's output width (from the pre-flight forward): say
     so on stderr (the report falls back to class numbers where names are missing)."""
     import torch
 
-    n = int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() == 2 else None
+    n = int(scores.shape[-1]) if isinstance(scores, torch.Tensor) and scores.dim() == 2 else None
     if labels is not None and n is not None and len(labels) != n:
         print(f"loupe: warning: {len(labels)} class names for a model with {n} outputs; classes without a "
               f"name are shown by number", file=sys.stderr)
