@@ -27,6 +27,7 @@ _EXPORTS = {
     "overlay": "image",
     "image_grid": "image",
     "to_rgb": "image",
+    "image_shape": "image",
     # encoding
     "to_png": "png",
     "figure_to_png": "png",
