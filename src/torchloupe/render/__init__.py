@@ -35,6 +35,8 @@ _EXPORTS = {
     "new_figure": "figures",
     "grid_figure": "figures",
     "feature_map_figure": "figures",
+    "sequence_map_figure": "figures",
+    "sequence_panels_figure": "figures",
     "kernel_figure": "figures",
     "weight_matrix_figure": "figures",
     "class_template_figure": "figures",

@@ -25,9 +25,16 @@ def to_display(x: Tensor) -> Tensor:
 
 
 def _show(ax, img: Tensor) -> None:
-    """An image sample ``(C, H, W)`` as a picture; a sequence sample ``(T, F)`` (recurrent and
-    sequence models) or a vector ``(F,)`` as what it is: bars over steps or features, or a
+    """An image sample ``(C, H, W)`` as a picture (a flat vector of ``s * s`` or ``3 * s * s`` values
+    too: the image it holds); a sequence sample ``(T, F)`` (recurrent and sequence models) or another
+    vector ``(F,)`` as what it is: bars over steps or features, or a
     features x steps heat map when each step has several features."""
+    if img.dim() == 1:  # a flat vector that holds an image (784 -> 1 x 28 x 28) is drawn as that image
+        from .image import image_shape
+
+        shape = image_shape(img.numel())
+        if shape is not None:
+            img = img.reshape(shape)
     if img.dim() in (1, 2):
         _show_sequence(ax, img.detach().float().cpu())
         return
