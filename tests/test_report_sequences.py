@@ -124,3 +124,19 @@ def test_image_shape_of_flat_vectors():
     assert image_shape(3 * 32 * 32) == (3, 32, 32)
     assert image_shape(300) is None and image_shape(9) is None
     assert image_shape(784, (1, 28, 28)) == (1, 28, 28) and image_shape(784, (4, 14, 14)) == (1, 28, 28)
+
+
+def test_conv1d_feature_vis_picks_the_conv_and_draws_channels_by_steps():
+    from torchloupe.reporting.sections import feature_vis as section
+
+    torch.manual_seed(0)
+    model, x = Seq(), torch.randn(2, 10, 300)
+    blocks = section.build(Subject("seq", model, x), {"quick": True, "seed": 0})
+    fig = blocks[0]
+    assert fig.caption.startswith("conv: channels 0..2") and "input channels x steps" in fig.caption
+    arrays = _image_arrays(fig.figure)
+    assert [a.shape for a in arrays] == [(10, 300)] * 3
+    assert {ax.get_ylabel() for ax in fig.figure.axes if ax.images} == {"channel"}
+    reached = [float(r[1]) for r in blocks[1].rows]
+    random = [float(r[2]) for r in blocks[1].rows]
+    assert all(a > b for a, b in zip(reached, random))  # each unit driven above the best random input
