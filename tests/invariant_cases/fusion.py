@@ -43,6 +43,7 @@ def _tracker(m, x):
 
 CASES = [
     Case("find-fusion", lambda m, x: tl.fusion.find(m, x), make=_make, inputs=_inputs),
+    Case("branch_specs", lambda m, x: tl.fusion.branch_specs(m, tl.fusion.find(m, x)), make=_make, inputs=_inputs),
     *[
         Case(f"contributions-{meth}", lambda m, x, meth=meth: tl.fusion.contributions(m, x, _B, method=meth, baseline="mean"),
              make=_make, inputs=_inputs)

@@ -11,12 +11,12 @@
 
 from .contrib import METHODS, FusionResult, contributions
 from .maps import BranchMaps, branch_maps
-from .points import FUSION_OPS, FusionInput, FusionPoint, find
+from .points import FUSION_OPS, FusionInput, FusionPoint, branch_specs, find
 from .similarity import CKAResult, fused_features, hsic1, linear_cka, similarity
 from .tracking import ShareHistory, ShareTracker
 
 __all__ = [
-    "find", "FusionPoint", "FusionInput", "FUSION_OPS",
+    "find", "branch_specs", "FusionPoint", "FusionInput", "FUSION_OPS",
     "contributions", "FusionResult", "METHODS",
     "branch_maps", "BranchMaps",
     "similarity", "fused_features", "linear_cka", "hsic1", "CKAResult",

@@ -95,18 +95,18 @@ def class_target(target: TargetLike, output: OutputSpec = None) -> tuple[Target,
 
 def resolve_branches(model: nn.Module, x: Inputs, branches: Mapping[str, str] | None) -> dict[str, str]:
     """``{name: spec}`` with each spec a module path or ``"input:i"`` (positional input ``i``, a batched
-    tensor); ``None`` picks the last fusion point."""
+    tensor); ``None`` picks the branches of the last fusion point that joins separate branches
+    (:func:`~torchloupe.fusion.points.branch_specs`; a residual add is no such point)."""
     if branches is None:
-        from .points import find
+        from .points import branch_specs, find
 
-        points = [p for p in find(model, *x.args, **x.kwargs) if len({i.module for i in p.inputs if i.module}) >= 2]
-        if not points:
+        found = branch_specs(model, find(model, *x.args, **x.kwargs))
+        if found is None:
             raise UnsupportedModelError(
-                f"found no fusion point of {type(model).__name__} whose inputs are module outputs or model "
-                f"inputs; pass branches={{'name': 'module.path', ...}}"
+                f"found no fusion point of {type(model).__name__} where separate branches or inputs meet "
+                f"(residual adds are not fusion); pass branches={{'name': 'module.path', ...}}"
             )
-        mods = list(dict.fromkeys(i.module for i in points[-1].inputs if i.module))
-        return {m: m for m in mods}
+        return found[0]
     if not isinstance(branches, Mapping) or len(branches) < 2:
         raise UnsupportedModelError(f"branches must map two or more names to module paths, got {branches!r}")
     out = {}
@@ -379,8 +379,8 @@ def contributions(
     """Per-branch contributions to the target score, for a batch ``x``: anything ``model(...)`` takes
     (a tensor, a tuple of positional inputs, a dict of keyword inputs; :class:`~torchloupe.inputs.Inputs`).
 
-    ``branches``: ``{name: "module.path" | "input:i"}``; ``None`` uses the last fusion point
-    :func:`find` reports. ``target``: class index / list / ``(B,)`` tensor, or ``None`` for the
+    ``branches``: ``{name: "module.path" | "input:i"}``; ``None`` uses the branches of the last
+    fusion point :func:`find` reports where separate branches or inputs meet (not a residual add). ``target``: class index / list / ``(B,)`` tensor, or ``None`` for the
     predicted class. ``baseline``: ``"zero"``, ``"mean"`` (batch mean of each branch output), a dict
     ``{branch: tensor}`` in branch-output space, or an input tensor (tuple, or ``Inputs`` for keyword
     inputs) whose branch outputs are the baselines. ``output`` selects the ``(B, classes)`` scores of a

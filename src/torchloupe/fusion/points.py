@@ -30,7 +30,9 @@ class FusionInput:
     ``<scope>:<op>``); ``module``: the outermost module that returned this tensor (a branch one can
     hook, ``input:i`` for a model input, ``None`` when a functional op made it); ``branch_modules``:
     learned modules upstream of this argument and of no other argument; ``shape``; ``channels``:
-    ``(start, stop)`` along the ``cat`` dimension (``(i, i + 1)`` for ``stack``), else ``None``.
+    ``(start, stop)`` along the ``cat`` dimension (``(i, i + 1)`` for ``stack``), else ``None``;
+    ``through``: for a tensor a functional op made, the module whose output it is through ops of
+    that one tensor (``self.cnn1(x1).view(B, -1)`` -> ``"cnn1"``), else ``None``.
     """
 
     producer: str
@@ -38,6 +40,14 @@ class FusionInput:
     branch_modules: tuple[str, ...]
     shape: tuple[int, ...]
     channels: tuple[int, int] | None
+    through: str | None = None
+
+    @property
+    def own_branch(self) -> bool:
+        """Whether this argument comes down a branch of its own: a model input, or a path with a
+        learned layer no other argument sees. The skip argument of a residual ``x + f(x)`` has none
+        (everything upstream of ``x`` also feeds ``f(x)``)."""
+        return bool(self.branch_modules) or (self.module or "").startswith("input:")
 
     @property
     def label(self) -> str:
@@ -68,12 +78,56 @@ class FusionPoint:
         """``{module: module}`` for arguments a hook can replace (see :func:`contributions`)."""
         return {i.module: i.module for i in self.inputs if i.module is not None}
 
+    @property
+    def joins_branches(self) -> bool:
+        """Whether two or more arguments come down branches of their own (:attr:`FusionInput.own_branch`):
+        separate inputs or branches meeting, not a residual ``x + f(x)`` (one branch added to its own input)."""
+        return sum(1 for i in self.inputs if i.own_branch) >= 2
+
+
+def branch_specs(model: nn.Module, found: list[FusionPoint]) -> tuple[dict[str, str], FusionPoint] | None:
+    """``({name: spec}, point)``: the branches of the last fusion point in ``found`` that joins separate
+    branches (:attr:`FusionPoint.joins_branches`; residual adds are passed over), as
+    :func:`~torchloupe.fusion.contributions` takes them. Each argument with a branch of its own gives
+    the module that returned it (``"input:i"`` for a model input) or, when a functional op made it, the
+    module it comes from through ops of that one tensor (a ``view`` after the branch), else the nearest
+    learned module of its branch; the name is the spec. ``None`` when no
+    point has two such arguments."""
+    modules = dict(model.named_modules())
+    for p in reversed(found):
+        if not p.joins_branches:
+            continue
+        specs: dict[str, str] = {}
+        for i in p.inputs:
+            if not i.own_branch:
+                continue
+            spec = i.module or i.through or next((m for m in reversed(i.branch_modules) if m in modules and m), None)
+            if spec is not None and spec not in specs:
+                specs[spec] = spec
+        if len(specs) >= 2:
+            return specs, p
+    return None
+
 
 def label(node: Node) -> str:
     """``<enclosing module>:<op>`` for ops (``layer1.0:add_``), the module path for modules."""
     if node.kind == "op":
         return f"{node.module}:{node.type}" if node.module else node.type
     return node.name
+
+
+def _through_ops(nodes, p: int, limit: int = 32) -> str | None:
+    """The module whose output node ``p`` is, through ops that take that one tensor (views, reshapes,
+    activations, scaling by constants or parameters); ``None`` when an op takes two or more."""
+    q = nodes[p]
+    for _ in range(limit):
+        if q.kind != "op" or q.returned_by:
+            break
+        srcs = {s for s in q.sources if s is not None and nodes[s].kind != "param"}
+        if len(srcs) != 1:
+            return None
+        q = nodes[srcs.pop()]
+    return q.returned_by or None
 
 
 def points(graph: ModelGraph) -> list[FusionPoint]:
@@ -107,7 +161,8 @@ def points(graph: ModelGraph) -> list[FusionPoint]:
                 name, module = label(producer), producer.returned_by or None
             branch = tuple(dict.fromkeys(label(nodes[i]) for i in bits(m.exclusive[k] & learned)))
             inputs.append(FusionInput(producer=name, module=module, branch_modules=branch,
-                                      shape=node.input_shapes[k], channels=offsets[k] if offsets else None))
+                                      shape=node.input_shapes[k], channels=offsets[k] if offsets else None,
+                                      through=None if module is not None else _through_ops(nodes, p)))
         out.append(FusionPoint(name=label(node), op=node.type, kind=m.fusion, inputs=tuple(inputs),
                                output_shape=node.output_shape, dim=node.dim, node=node.id))
     return out

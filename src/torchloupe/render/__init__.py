@@ -27,6 +27,7 @@ _EXPORTS = {
     "overlay": "image",
     "image_grid": "image",
     "to_rgb": "image",
+    "image_shape": "image",
     # encoding
     "to_png": "png",
     "figure_to_png": "png",
@@ -34,6 +35,8 @@ _EXPORTS = {
     "new_figure": "figures",
     "grid_figure": "figures",
     "feature_map_figure": "figures",
+    "sequence_map_figure": "figures",
+    "sequence_panels_figure": "figures",
     "kernel_figure": "figures",
     "weight_matrix_figure": "figures",
     "class_template_figure": "figures",

@@ -279,6 +279,85 @@ def feature_map_figure(
     )
 
 
+def sequence_map_figure(
+    values: Tensor,
+    *,
+    title: str | None = None,
+    ylabel: str = "channel",
+    xlabel: str = "step",
+    diverging: bool | None = None,
+    max_rows: int = 64,
+    row_labels: Sequence[str] | None = None,
+) -> Any:
+    """A ``(rows, steps)`` map over a sequence (a Conv1d's channels, a gradient's features) as one heat
+    map: rows top to bottom, steps left to right, a colour bar. ``diverging`` (default: when values of
+    both signs occur) centres a blue-white-red scale at 0, else viridis from the minimum. More than
+    ``max_rows`` rows: the ``max_rows`` with the largest mean ``|value|`` are shown, in their order,
+    labelled with their numbers (said in the title)."""
+    v = values.detach().float().cpu()
+    if v.dim() == 1:
+        v = v[None]
+    if v.dim() != 2:
+        raise InputShapeError(f"a sequence map is (rows, steps), got shape {tuple(values.shape)}")
+    rows = list(range(v.shape[0]))
+    note = ""
+    if len(rows) > max_rows:
+        keep = v.abs().mean(1).topk(max_rows).indices.sort().values
+        rows = keep.tolist()
+        v = v[keep]
+        note = f" ({max_rows} of {values.shape[0]} {ylabel}s with the largest mean |value|)"
+    labels = list(row_labels) if row_labels is not None else [str(r) for r in rows]
+    if diverging is None:
+        diverging = bool((v < 0).any()) and bool((v > 0).any())
+    fig = new_figure(min(11.0, max(5.0, 2.5 + v.shape[1] * 0.03)), min(7.0, max(2.0, 1.2 + v.shape[0] * 0.14)))
+    ax = fig.add_subplot()
+    if diverging:
+        top = _sym(v)
+        im = ax.imshow(v.numpy(), cmap=_DIVERGING, vmin=-top, vmax=top, aspect="auto", interpolation="nearest")
+    else:
+        im = ax.imshow(v.numpy(), cmap="viridis", aspect="auto", interpolation="nearest")
+    if len(labels) <= 32:
+        ax.set_yticks(range(len(labels)), labels, fontsize=7 if len(labels) > 16 else 8)
+    ax.set_xlabel(f"{xlabel} ({v.shape[1]})")
+    ax.set_ylabel(f"{ylabel} ({values.shape[0]})")
+    fig.colorbar(im, ax=ax, shrink=0.9)
+    ax.set_title(f"{title or ''}{note}", fontsize=10)
+    return fig
+
+
+def sequence_panels_figure(
+    panels: dict[str, Tensor], *, ylabel: str = "feature", xlabel: str = "step", title: str | None = None,
+    row_labels: Sequence[str] | None = None,
+) -> Any:
+    """Several ``(rows, steps)`` maps of one sample stacked top to bottom (e.g. the gradient, guided
+    backprop and deconvnet of a sequence input), each with its own symmetric blue-white-red scale
+    around 0 and colour bar, titled with its name and scale."""
+    if not panels:
+        raise UsageError("sequence_panels_figure needs at least one panel")
+    vs = {k: (v.detach().float().cpu()[None] if v.dim() == 1 else v.detach().float().cpu()) for k, v in panels.items()}
+    for k, v in vs.items():
+        if v.dim() != 2:
+            raise InputShapeError(f"panel {k!r}: a sequence map is (rows, steps), got shape {tuple(v.shape)}")
+    r, t = next(iter(vs.values())).shape
+    h = min(3.2, max(1.3, 0.6 + r * 0.09))
+    fig = new_figure(min(11.0, max(6.0, 2.5 + t * 0.03)), h * len(vs) + (0.4 if title else 0.1))
+    axes = fig.subplots(len(vs), 1, squeeze=False)[:, 0]
+    for ax, (name, v) in zip(axes, vs.items()):
+        top = _sym(v)
+        im = ax.imshow(v.numpy(), cmap=_DIVERGING, vmin=-top, vmax=top, aspect="auto", interpolation="nearest")
+        fig.colorbar(im, ax=ax, shrink=0.9, pad=0.01)
+        ax.set_title(f"{name} (±{top:.2g})", fontsize=9)
+        ax.set_ylabel(f"{ylabel} ({v.shape[0]})", fontsize=8)
+        labels = list(row_labels) if row_labels is not None else None
+        if labels is not None and len(labels) == v.shape[0] and v.shape[0] <= 24:
+            ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.tick_params(labelsize=7)
+    axes[-1].set_xlabel(f"{xlabel} ({t})", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def _sym(x: Tensor) -> float:
     m = float(x.detach().abs().max()) if x.numel() else 0.0
     return m if m > 0 else 1.0

@@ -129,9 +129,11 @@ def _img(t: Tensor):
     return t.permute(1, 2, 0).clamp(0, 1).numpy()
 
 
-def branch_maps_figure(backgrounds: Mapping[str, Tensor], maps: Mapping[str, Tensor], n: int = 4,
+def branch_maps_figure(backgrounds: Mapping[str, Tensor | None], maps: Mapping[str, Tensor], n: int = 4,
                        row_names: Sequence[str] | None = None) -> Figure:
-    """Rows: samples; per branch, its view and its Grad-CAM map (jointly normalized) overlaid."""
+    """Rows: samples; per branch, its view and its Grad-CAM map (jointly normalized) overlaid.
+
+    A branch whose background is ``None`` (no image feeds it) gets its map alone, one column."""
     import torch.nn.functional as F
 
     from .colormaps import colorize
@@ -142,19 +144,24 @@ def branch_maps_figure(backgrounds: Mapping[str, Tensor], maps: Mapping[str, Ten
     tiles = []
     for i in range(N):
         for b in branches:
-            bg = torch.from_numpy(_img(backgrounds[b][i])).permute(2, 0, 1)
             m = maps[b][i].detach().float().cpu()
+            view = backgrounds.get(b)
+            if view is None:
+                tiles.append(colorize(m.clamp(0, 1), "jet"))
+                continue
+            bg = torch.from_numpy(_img(view[i])).permute(2, 0, 1)
             if tuple(m.shape[-2:]) != tuple(bg.shape[-2:]):
                 m = F.interpolate(m.reshape(1, 1, *m.shape[-2:]), size=bg.shape[-2:], mode="bilinear")[0, 0]
             # The map over the view in gray: over a coloured view the heat map's hue would shift.
             gray = (0.299 * bg[0] + 0.587 * bg[1] + 0.114 * bg[2]).expand(3, -1, -1)
             tiles += [bg, (0.4 * gray + 0.6 * colorize(m.clamp(0, 1), "jet")).clamp(0, 1)]
-    heads = [f"{b} {what}" for b in branches for what in ("view", "map")]
+    heads = [f"{b} {what}" for b in branches
+             for what in (("view", "map") if backgrounds.get(b) is not None else ("map",))]
     ScalarMappable = require("matplotlib.cm", "render").ScalarMappable
     Normalize = require("matplotlib.colors", "render").Normalize
 
     scale = ScalarMappable(Normalize(0.0, 1.0), "jet")
-    return mosaic_figure(tiles, None, 2 * len(branches), tile_w=1.9, tile_h=1.9, title_h=0.06, fontsize=8,
+    return mosaic_figure(tiles, None, len(heads), tile_w=1.9, tile_h=1.9, title_h=0.06, fontsize=8,
                           col_titles=heads, row_titles=[str(r) for r in row_names[:N]] if row_names is not None else None,
                           colorbar=scale)
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from .colormaps import colorize
 from ..errors import InputShapeError, InputTypeError, UsageError
 
-__all__ = ["normalize", "to_rgb", "overlay", "image_grid"]
+__all__ = ["normalize", "to_rgb", "overlay", "image_grid", "image_shape"]
 
 
 def normalize(x: Tensor, per_sample: bool = True, eps: float = 1e-12) -> Tensor:
@@ -108,3 +108,21 @@ def image_grid(images: Tensor, ncols: int = 8, padding: int = 2, pad_value: floa
         y, x = padding + r * (h + padding), padding + k * (w + padding)
         out[:, y : y + h, x : x + w] = images[i]
     return out
+
+
+def image_shape(features: int, hint: tuple[int, ...] | None = None) -> tuple[int, int, int] | None:
+    """The ``(C, H, W)`` image a flat vector of ``features`` values draws as, or ``None``.
+
+    ``hint``: a known ``(C, H, W)`` image shape (C 1 or 3) holding ``features`` values (the input
+    the vector came from), taken first. Else a square: ``s * s`` values are one gray ``(1, s, s)``
+    image (784 -> 1 x 28 x 28, sides from 8), ``3 * s * s`` one colour image (sides from 16: 300
+    values are no 3 x 10 x 10 image).
+    """
+    features = int(features)
+    if hint is not None and len(hint) == 3 and hint[0] in (1, 3) and math.prod(hint) == features:
+        return int(hint[0]), int(hint[1]), int(hint[2])
+    for c, smallest in ((1, 8), (3, 16)):  # 8x8 digits; colour from CIFAR's 32x32 down to 16x16
+        side = math.isqrt(features // c)
+        if features % c == 0 and side * side * c == features and side >= smallest:
+            return (c, side, side)
+    return None

@@ -24,12 +24,20 @@ def to_display(x: Tensor) -> Tensor:
     return x
 
 
-def _show(ax, img: Tensor) -> None:
-    """An image sample ``(C, H, W)`` as a picture; a sequence sample ``(T, F)`` (recurrent and
-    sequence models) or a vector ``(F,)`` as what it is: bars over steps or features, or a
+def _show(ax, img: Tensor, channels_first: bool = False) -> None:
+    """An image sample ``(C, H, W)`` as a picture (a flat vector of ``s * s`` or ``3 * s * s`` values
+    too: the image it holds); a sequence sample ``(T, F)`` (recurrent and sequence models) or another
+    vector ``(F,)`` as what it is: bars over steps or features, or a
     features x steps heat map when each step has several features."""
+    if img.dim() == 1:  # a flat vector that holds an image (784 -> 1 x 28 x 28) is drawn as that image
+        from .image import image_shape
+
+        shape = image_shape(img.numel())
+        if shape is not None:
+            img = img.reshape(shape)
     if img.dim() in (1, 2):
-        _show_sequence(ax, img.detach().float().cpu())
+        v = img.detach().float().cpu()
+        _show_sequence(ax, v.t() if channels_first and v.dim() == 2 else v, "channel" if channels_first else "feature")
         return
     d = to_display(img)
     ax.imshow(d.numpy(), cmap="gray" if d.dim() == 2 else None, vmin=0, vmax=1, interpolation="nearest")
@@ -37,12 +45,12 @@ def _show(ax, img: Tensor) -> None:
     ax.set_yticks([])
 
 
-def _show_sequence(ax, v: Tensor) -> None:
+def _show_sequence(ax, v: Tensor, rows: str = "feature") -> None:
     ax.axis("on")
     if v.dim() == 2 and v.shape[1] > 1:
         top = float(v.abs().max()) or 1.0
         ax.imshow(v.t().numpy(), cmap="RdBu_r", vmin=-top, vmax=top, aspect="auto", interpolation="nearest")
-        ax.set_ylabel("feature", fontsize=6, labelpad=1)
+        ax.set_ylabel(rows, fontsize=6, labelpad=1)
     else:
         values = v.reshape(-1).numpy()
         ax.bar(range(len(values)), values, width=0.8, color="#4c72b0")
@@ -66,7 +74,7 @@ def _unit_label(result, i: int) -> tuple[str, bool]:
     return label, failed
 
 
-def _units_grid(result, title: str | None, max_cols: int = 6):
+def _units_grid(result, title: str | None, max_cols: int = 6, channels_first: bool = False):
     """Synthesized images alone (no exemplars to pair with): a compact grid, labels above each."""
     Figure = require("matplotlib.figure", "render").Figure
 
@@ -79,7 +87,7 @@ def _units_grid(result, title: str | None, max_cols: int = 6):
         ax.axis("off")
         if i >= n:
             continue
-        _show(ax, result.images[i])
+        _show(ax, result.images[i], channels_first)
         label, failed = _unit_label(result, i)
         ax.set_title(label, fontsize=7, color="#c0392b" if failed else "black")
     if title:
@@ -93,9 +101,11 @@ def _units_grid(result, title: str | None, max_cols: int = 6):
     return fig
 
 
-def units_figure(result, exemplars=None, k: int = 5, title: str | None = None):
+def units_figure(result, exemplars=None, k: int = 5, title: str | None = None, channels_first: bool = False):
     """One row per synthesized image: the image (name, reached value vs random baseline, FAILED
-    in red) and, when ``exemplars`` covers its channel, the top-``k`` exemplar crops with values."""
+    in red) and, when ``exemplars`` covers its channel, the top-``k`` exemplar crops with values.
+    ``channels_first``: sequence inputs are ``(C, L)`` (a Conv1d's), drawn as channels x steps;
+    else ``(T, F)``."""
     Figure = require("matplotlib.figure", "render").Figure
 
     n = result.images.shape[0]
@@ -108,14 +118,14 @@ def units_figure(result, exemplars=None, k: int = 5, title: str | None = None):
                 ex_rows[i] = chans.index(int(ch))
     k = min(k, exemplars.k) if exemplars is not None else 0
     if not ex_rows:
-        return _units_grid(result, title)
+        return _units_grid(result, title, channels_first=channels_first)
     cols = 1 + k
     height = 1.85 * n + 0.55
     fig = Figure(figsize=(1.55 * cols + 0.2, height), dpi=90)
     axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         ax = axes[i, 0]
-        _show(ax, result.images[i])
+        _show(ax, result.images[i], channels_first)
         label, failed = _unit_label(result, i)
         ax.set_title(label, fontsize=7, color="#c0392b" if failed else "black")
         for j in range(1, cols):

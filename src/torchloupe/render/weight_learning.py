@@ -7,7 +7,7 @@ Figures (matplotlib ``Figure`` objects, never pyplot state):
 - :func:`plot_templates` — class templates at chosen steps: rows of the head reshaped to the
   input, and for an MLP the effective input-space template ``W_L ... W_1`` (the linear path,
   nonlinearities ignored);
-- :func:`plot_kernels` — the first layer's kernels (conv) or units (MLP) at chosen steps;
+- :func:`plot_kernels` — the first layer's kernels (conv) or hidden units' input templates (MLP) at chosen steps;
 - :func:`plot_similarity` — cosine similarity between the class weight vectors over time.
 
 The tensors they draw (templates, kernels, class similarity) come from
@@ -278,6 +278,9 @@ def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence
         head = history.head_name()
         if head is None:
             raise TrackerError("no classifier head among the snapshots")
+        # the head's columns: the input itself, pooled conv features or an MLP's last hidden units
+        xlabel = ("input feature" if history.reads_input(head) else
+                  "feature" if history.kernel_name() is not None else "hidden unit")
         fig = _figure(3.6 * len(idx), 3.2)
         axes = np.atleast_1d(fig.subplots(1, len(idx)))
         v = float(history[head][idx].abs().max()) or 1.0  # one scale for all steps: the colorbar holds for each
@@ -285,7 +288,8 @@ def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence
             w = history[head][i].double().numpy()
             im = ax.imshow(w, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto", interpolation="nearest")
             ax.set_title(f"{head} at step {snap_steps[i]}", fontsize=9)
-            ax.set_xlabel("input feature")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("class")
             ax.set_yticks(range(w.shape[0]), [_label(labels, c) for c in range(w.shape[0])], fontsize=7)
         fig.colorbar(im, ax=list(axes), shrink=0.8)
         return fig
@@ -322,8 +326,11 @@ def plot_kernels(history, steps: Sequence[int] | None = None, max_kernels: int =
         row, v = _row_tiles(_as_images(kernel_tensor(history, i)[0][:n].detach().float().cpu()))
         tiles += row
         scales.append(v)
+    linear = len(history.shapes.get(name, ())) == 2  # an MLP's first layer: its rows are hidden units
+    what = f"input templates of hidden units 0..{n - 1}" if linear else f"first {n} filters"
     return mosaic_figure(tiles, None, n, tile_w=0.65, tile_h=0.65, title_h=0.08, fontsize=8,
-                          suptitle=f"{name}: first {n} filters over time",
+                          suptitle=f"{name}: {what} over time",
+                          col_titles=[str(c) for c in range(n)] if linear else None,
                           row_titles=[f"step {snap_steps[i]}\n±{v:.2g}" for i, v in zip(idx, scales)])
 
 

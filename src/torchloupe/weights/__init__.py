@@ -14,6 +14,7 @@ _EXPORTS = {
     "kernels": "static",
     "fc_matrix": "static",
     "class_templates": "static",
+    "effective_templates": "static",
     # training-time tracking
     "WeightTracker": "tracker",
     "WeightHistory": "history",

@@ -20,6 +20,8 @@ def default_snapshot_names(sd: Mapping[str, Tensor]) -> list[str]:
     conv = [k for k in ws if sd[k].dim() >= 3][:1]
     lin = [k for k in ws if sd[k].dim() == 2]
     pick = conv + lin[-1:] if conv else lin[:1] + lin[-1:]
+    if not conv and len(lin) >= 2 and all(sd[b].shape[1] == sd[a].shape[0] for a, b in zip(lin, lin[1:])):
+        pick = lin  # an MLP's chain: its effective templates W_L ... W_1 need every layer
     out: list[str] = []
     for w in pick:
         for k in (w, w[: -len("weight")] + "bias"):

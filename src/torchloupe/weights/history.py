@@ -220,6 +220,18 @@ class WeightHistory:
         for a, b in zip(two_d, two_d[1:]):
             if self.shapes[b][1] != self.shapes[a][0]:
                 return []
-        if self.input_shape is not None and math.prod(self.input_shape) != self.shapes[two_d[0]][1]:
+        if not self.reads_input(two_d[0]):
             return []
         return two_d
+
+    def reads_input(self, name: str) -> bool:
+        """Whether the 2-D weight ``name`` reads the model's (flattened) input, so its rows are
+        input-space templates: its ``in_features`` equals the size of ``input_shape`` when that is
+        known, else it is the first weight the history knows (model order)."""
+        shape = self.shapes.get(name, ())
+        if len(shape) != 2:
+            return False
+        if self.input_shape is not None:
+            return math.prod(self.input_shape) == shape[1]
+        weights = [n for n, s in self.shapes.items() if n.endswith("weight") and len(s) >= 2]
+        return bool(weights) and weights[0] == name

@@ -15,7 +15,7 @@ def _input_shape(history, features: int) -> tuple[int, ...] | None:
         return tuple(shape)
     side = math.isqrt(features)
     if shape is None and side * side == features and side > 1:
-        return (side, side)
+        return (1, side, side)  # a one-channel square image (784 -> 1 x 28 x 28)
     return None
 
 
@@ -31,15 +31,17 @@ def template_tensor(history, index: int = -1, kind: str = "auto") -> tuple[Tenso
         return None
     chain = history.linear_chain()
     if kind in ("auto", "effective") and chain:
-        w = history[chain[0]][index].double()
-        for name in chain[1:]:
-            w = history[name][index].double() @ w
+        w = history[chain[-1]][index].double()
+        for name in reversed(chain[:-1]):  # W_L @ ... @ W_1 from the head, as Python reads it (the cheap order)
+            w = w @ history[name][index].double()
         shape = _input_shape(history, w.shape[1])
         return (w.reshape(w.shape[0], *shape), "effective") if shape else None
     if kind == "effective":
         return None
     w = history[head][index]
     if history.kernel_name() is not None:  # a conv net's head reads pooled features, not the input
+        return None
+    if not history.reads_input(head):  # an MLP's head reads hidden units: its rows are no input images
         return None
     shape = _input_shape(history, w.shape[1])
     return (w.reshape(w.shape[0], *shape), "head") if shape else None
@@ -57,6 +59,9 @@ def kernel_tensor(history, index: int = -1) -> tuple[Tensor, str] | None:
             w = w[:, :, w.shape[2] // 2]
         return w, name
     chain = history.linear_chain()
+    if not chain:  # an MLP snapshotted at its first and last layers only: the first one's hidden units
+        two_d = [n for n in history.snapshots if n.endswith("weight") and len(history.shapes.get(n, ())) == 2]
+        chain = two_d[:1] if len(two_d) >= 2 and history.reads_input(two_d[0]) else []
     if chain:
         w = history[chain[0]][index]
         shape = _input_shape(history, w.shape[1])

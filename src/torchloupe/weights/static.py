@@ -6,11 +6,14 @@ the module::
     tl.weights.kernels(model.features.conv1)          # (out, in, kh, kw)
     tl.weights.fc_matrix(model.fc)                    # (out_features, in_features)
     tl.weights.class_templates(linear, (1, 8, 8))     # (out_features, 1, 8, 8)
+    tl.weights.effective_templates([m.fc1, m.fc2, m.fc3], (1, 28, 28))   # rows of W3 @ W2 @ W1
 
 A class template is the row of a linear classifier's weight matrix reshaped to the
 input's shape: for a linear layer applied to the (flattened) input, the score of class
 ``k`` is ``<template_k, x> + b_k``, so the template shows which input pixels push
-towards (positive) or away from (negative) the class.
+towards (positive) or away from (negative) the class. For an MLP the *effective* template
+is a row of ``W_L ... W_2 W_1`` (:func:`effective_templates`): the linear path from the input
+to the class score, nonlinearities and biases left out.
 """
 
 from __future__ import annotations
@@ -87,3 +90,25 @@ def class_templates(linear: nn.Module | Tensor, input_shape: Sequence[int] | int
             f"in_features={w.shape[1]}; expected a shape with {w.shape[1]} elements"
         )
     return w.reshape(w.shape[0], *shape)
+
+
+def effective_templates(linears: Sequence[nn.Module | Tensor], input_shape: Sequence[int] | int) -> Tensor:
+    """Effective input-space templates of a chain of linear layers (an MLP, first layer first):
+    the rows of ``W_L @ ... @ W_2 @ W_1`` in float64, reshaped to ``(out_features of the last,
+    *input_shape)``. The linear path only: the nonlinearities between the layers and the biases
+    are left out, so a template shows which input pixels the chain's linear part weighs towards
+    (positive) or away from (negative) each output. Raises :class:`TemplateShapeError` when a
+    layer does not read what the previous one writes, or ``input_shape`` does not hold the first
+    layer's ``in_features``."""
+    ws = [fc_matrix(m) for m in linears]
+    if not ws:
+        raise TemplateShapeError("effective_templates needs at least one linear layer")
+    for k in range(1, len(ws)):
+        if ws[k].shape[1] != ws[k - 1].shape[0]:
+            raise TemplateShapeError(
+                f"layer {k} reads {ws[k].shape[1]} features but layer {k - 1} writes {ws[k - 1].shape[0]}; "
+                f"expected a chain, first layer first")
+    w = ws[-1].double()
+    for prev in reversed(ws[:-1]):  # W_L @ ... @ W_1 from the head, as Python reads it (the cheap order)
+        w = w @ prev.double()
+    return class_templates(w, input_shape)

@@ -28,8 +28,11 @@ parameters by default), computed on the tensor's device in float32:
 as ``histc`` does). The update ratio keeps one copy of each tracked tensor on its device.
 
 **Snapshots.** Full copies (on the CPU) of the parameters of ``snapshots`` layers: by
-default the first convolution and the classifier head (the last ``nn.Linear``); a model
-without convolutions gets its first and last ``nn.Linear``. They live within ``budget``
+default the first convolution and the classifier head (the last ``nn.Linear``). A model
+without convolutions whose ``nn.Linear`` layers form one chain (an MLP: each reads what the
+previous one writes) gets every layer of the chain, what its effective class templates
+``W_L ... W_1`` need, when one snapshot of them all fits ``budget``; other models without
+convolutions get their first and last ``nn.Linear``. They live within ``budget``
 bytes: when the next snapshot would not fit, every second snapshot is dropped (the steps
 dropped are listed in ``history.thinned``) and snapshots are taken half as often, so the
 kept ones stay evenly spaced. A budget that cannot hold one snapshot is an error.
@@ -101,11 +104,12 @@ class WeightTracker:
     layers: layer specs (names, globs, types, modules; see :mod:`torchloupe.layers`) whose
         parameters get statistics; ``None``: every parameter.
     snapshots: layer specs whose parameters are kept in full; ``None``: first conv and the
-        head (see module docstring); ``[]``: none.
+        head, or an MLP's whole Linear chain (see module docstring); ``[]``: none.
     budget: bytes (int or ``"256MiB"``) the snapshots may hold; enforced by even thinning.
     bins: histogram bins (64).
-    input_shape: the model's input shape without batch, e.g. ``(1, 8, 8)``, used to draw class
-        templates; ``None``: a square image when the input size is a square number.
+    input_shape: the model's input shape without batch, e.g. ``(1, 28, 28)``, used to draw class
+        templates; ``None``: a one-channel square image ``(1, s, s)`` when the input size is a
+        square number ``s * s``.
     sinks: objects with ``on_record(tracker, record)`` (and optionally ``close()``), e.g.
         :class:`torchloupe.integrations.visdom.VisdomSink` or the TensorBoard sink.
     start_step: the optimizer steps already taken (when resuming).
@@ -131,7 +135,7 @@ class WeightTracker:
     ):
         self.model = require_module(model, "WeightTracker's model")
         names, params = _tracked(model, layers)
-        snap_names, snap_params = _snapshot_params(model, snapshots)
+        snap_names, snap_params = _snapshot_params(model, snapshots, _parse_budget(budget))
         self._setup(
             names, params, snap_names, snap_params, every=every, budget=budget, bins=bins,
             input_shape=input_shape, sinks=sinks, start_step=start_step,
@@ -432,7 +436,7 @@ class WeightTracker:
         first = load_state_dict(paths[0])
         if model is not None:
             names, params = _tracked(model, layers)
-            snap_names, snap_params = _snapshot_params(model, snapshots)
+            snap_names, snap_params = _snapshot_params(model, snapshots, _parse_budget(budget))
         else:
             if layers is not None:
                 raise TrackerError("layers= needs model=; without a model pass snapshots= as parameter names")
@@ -503,12 +507,24 @@ def _tracked(model: nn.Module, layers) -> tuple[list[str], list[Tensor]]:
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def _snapshot_params(model: nn.Module, snapshots) -> tuple[list[str], list[Tensor]]:
+def _chains(linears: Sequence[tuple[str, nn.Module]]) -> bool:
+    """Whether the ``nn.Linear`` layers, in model order, form one chain: each reads what the
+    previous one writes (``in_features == previous out_features``), as in an MLP."""
+    return len(linears) >= 2 and all(b.in_features == a.out_features for (_, a), (_, b) in zip(linears, linears[1:]))
+
+
+def _snapshot_params(model: nn.Module, snapshots, budget: int | None = None) -> tuple[list[str], list[Tensor]]:
     if snapshots is None:
         mods = list(model.named_modules())
         convs = [(n, m) for n, m in mods if isinstance(m, _CONV)]
         linears = [(n, m) for n, m in mods if isinstance(m, nn.Linear)]
         found = convs[:1] + linears[-1:] if convs else linears[:1] + linears[-1:]
+        if not convs and _chains(linears):
+            # An MLP: its class templates are W_L ... W_1, so every layer of the chain is kept,
+            # when one snapshot of all of them fits the budget (else the first and the last).
+            size = sum(p.numel() * p.element_size() for _, m in linears for p in m.parameters())
+            if budget is None or size <= budget:
+                found = linears
         if not found:
             return [], []
     else:

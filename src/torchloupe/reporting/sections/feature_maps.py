@@ -52,6 +52,11 @@ def build(subject: Subject, options: dict):
             skipped.append(name)
             continue
         for s in range(min(samples, fm.maps.shape[0])):
+            if fm.kind in ("sequence", "tokens"):  # (N, C, 1, L): one heat map, channels x steps
+                blocks.append(Figure(_sequence_figure(name, fm, s),
+                                     caption=f"{name}, sample {s}: its {fm.maps.shape[1]} channels over "
+                                             f"{fm.maps.shape[-1]} steps (one colour scale for all)"))
+                continue
             image = _input_image(subject, images, fed_by.get(name), s)
             fig = _figure(fm, s, channels, image)
             label = ""
@@ -112,3 +117,15 @@ def _figure(fm, sample, channels, image):
     from ...render import feature_map_figure
 
     return feature_map_figure(fm, sample, channels, image=image)
+
+
+def _sequence_figure(name, fm, sample):
+    from ...render.figures import sequence_map_figure
+
+    values = fm.maps[sample, :, 0, :]  # (C, L) in channel order
+    if fm.channels is not None and len(fm.channels) == values.shape[0]:
+        order = torch.as_tensor(fm.channels).argsort()
+        values, labels = values[order], [str(int(c)) for c in torch.as_tensor(fm.channels)[order]]
+    else:
+        labels = None
+    return sequence_map_figure(values, title=f"{name}: channels over steps, sample {sample}", row_labels=labels)

@@ -14,7 +14,8 @@ _CACHE: dict = {}
 
 def pick_layer(subject: Subject) -> tuple[str, int, str] | None:
     """``(layer, channels, kind)``: the last of ``subject.layers`` (else the last Conv2d, else the last
-    Linear), its channel count and ``"conv"`` for 4-D outputs or ``"linear"``."""
+    Conv1d, else the last Linear), its channel count and ``"conv"`` for 4-D outputs, ``"sequence"``
+    for 3-D ``(N, C, L)`` ones or ``"linear"``."""
     from ...probe import activations
 
     model = subject.model
@@ -23,8 +24,9 @@ def pick_layer(subject: Subject) -> tuple[str, int, str] | None:
     else:
         from ...features import layers_that_run
 
-        # only layers that run in eval mode (googlenet's auxiliary heads do not)
-        convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        # only layers that run in eval mode (googlenet's auxiliary heads do not); a sequence model's Conv1d
+        convs = ([n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+                 or [n for n, m in model.named_modules() if isinstance(m, nn.Conv1d)])
         linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
         ran = layers_that_run(model, subject.inputs, convs + linears) if convs or linears else []
         convs, linears = [n for n in convs if n in ran], [n for n in linears if n in ran]
@@ -35,7 +37,7 @@ def pick_layer(subject: Subject) -> tuple[str, int, str] | None:
     out = activations(model, x[:1], layer)[layer]
     if not isinstance(out, Tensor) or out.dim() < 2:
         return None
-    return layer, int(out.shape[1]), "conv" if out.dim() == 4 else "linear"
+    return layer, int(out.shape[1]), "conv" if out.dim() == 4 else "sequence" if out.dim() == 3 else "linear"
 
 
 def subject_exemplars(subject: Subject, layer: str, channels: list[int], quick: bool):
@@ -53,10 +55,12 @@ def subject_exemplars(subject: Subject, layer: str, channels: list[int], quick: 
     return _CACHE[key]
 
 
-def _sequence_note(shape: tuple) -> str:
-    """How a synthesized sequence input ``(T, F)`` is drawn (see ``render.synthesis``)."""
+def _sequence_note(shape: tuple, channels_first: bool = False) -> str:
+    """How a synthesized sequence input ``(T, F)`` (``(C, L)`` for a Conv1d) is drawn (see ``render.synthesis``)."""
     if len(shape) != 2:
         return ""
+    if channels_first:
+        return "; each input is a sequence: an input channels x steps heat map (red > 0 > blue)"
     if shape[-1] == 1:
         return "; each input is a sequence: the bars are its value at each step"
     return "; each input is a sequence: a features x steps heat map (red > 0 > blue)"
@@ -111,10 +115,14 @@ def build(subject: Subject, options: dict):
         label = f"{name} ({names[channels[i]]})" if names is not None and channels[i] < len(names) else name
         rows.append([label, f"{f:.4g}", f"{b:.4g}", "" if d != d else f"{d:.4g}", status])
     failed = int(res.failed.sum())
+    from ...inputs import first_layer
+
+    first = first_layer(subject.model)
+    channels_first = len(shape) == 2 and first is not None and isinstance(first[1], nn.Conv1d)
     blocks = [
-        Figure(units_figure(res, ex), caption=f"{layer}: channels {channels[0]}..{channels[-1]}, {param} "
-                                              f"parameterization, {steps} steps, seed {seed}"
-                                              + _sequence_note(shape)),
+        Figure(units_figure(res, ex, channels_first=channels_first),
+               caption=f"{layer}: channels {channels[0]}..{channels[-1]}, {param} parameterization, {steps} steps, "
+                       f"seed {seed}" + _sequence_note(shape, channels_first)),
         Table(["unit", "reached", "best of 32 random", "dataset top-1", "status"], rows,
               caption="Reached value of each unit on its synthesized input (no transforms) against random inputs.",
               highlight=[(i, 4) for i, r in enumerate(rows) if r[4] == "FAILED"]),

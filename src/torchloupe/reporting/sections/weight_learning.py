@@ -53,12 +53,16 @@ def build(subject, options):
         blocks.append(Figure(wl.plot_histograms(h, head), f"Value histogram of {head} over time."))
     if len(h.snapshot_steps):
         if head is not None:
+            effective = bool(h.linear_chain())
             blocks.append(Figure(wl.plot_templates(h, labels=labels),
-                                 "Class templates at the start, middle and end of training (blue < 0 < red)."))
+                                 ("Effective class templates (rows of W_L···W_1, the linear path of the MLP; "
+                                  "nonlinearities and biases left out)" if effective else "Class templates")
+                                 + " at the start, middle and end of training (blue < 0 < red)."))
             blocks.append(Figure(wl.plot_similarity(h, labels=labels),
                                  "Cosine similarity between class weight vectors: classes still confused stay similar."))
         if wl.kernel_tensor(h, 0) is not None:
-            blocks.append(Figure(wl.plot_kernels(h), "First-layer filters over time."))
+            blocks.append(Figure(wl.plot_kernels(h), "First-layer filters over time." if h.kernel_name() else
+                                 "What the first layer's hidden units look for over time (their rows at the input shape)."))
         if len(h.snapshot_steps) >= 2:
             try:
                 with tempfile.TemporaryDirectory() as d:

@@ -7,7 +7,7 @@ import math
 from torch import Tensor, nn
 
 from ...inputs import first_layer
-from ...weights.static import class_templates, fc_matrix, kernels
+from ...weights.static import class_templates, effective_templates, fc_matrix, kernels
 from ..base import Figure, NotApplicable, Subject, Table, register
 
 _CONV2D = (nn.Conv2d,)
@@ -56,29 +56,66 @@ def build(subject: Subject, options: dict):
                              caption=f"{name} kernels" + (" as colour tiles (gray = 0)" if k.shape[1] == 3 else
                                                           " (1x1: a matrix over channels)" if k.shape[-2:] == (1, 1) else
                                                           ", one row per output channel, one column per input")))
-    # Fully connected matrices, rows labelled by class for a classifier head.
+    # Fully connected matrices: rows are classes for the head of a classifier, hidden units
+    # inside an MLP; columns the input's features for the first layer, hidden units after it.
     shape = _input_shape(subject)
+    first = first_layer(model)
+    chain = _chain(linears) if not convs else []
+    index = {id(m): i for i, (_, m) in enumerate(chain)}
     for name, m in linears[-2:] if quick else linears[-3:]:
         W = fc_matrix(m)
-        is_head = labels is not None and W.shape[0] == len(labels)
+        is_head = (labels is not None and W.shape[0] == len(labels)) or (bool(chain) and m is chain[-1][1])
+        reads_input = first is not None and m is first[1]
+        inner = id(m) in index and not reads_input
         blocks.append(Figure(
-            weight_matrix_figure(W, title=f"{name}: {W.shape[0]}x{W.shape[1]}", ylabel="class" if is_head else "output unit",
+            weight_matrix_figure(W, title=f"{name}: {W.shape[0]}x{W.shape[1]}",
+                                 ylabel="class" if is_head else "hidden unit" if id(m) in index else "output unit",
+                                 xlabel=f"hidden unit of {chain[index[id(m)] - 1][0]}" if inner else "input feature",
                                  row_labels=labels if is_head else None),
-            caption=f"{name} weight matrix" + (" (rows are classes)" if is_head else "")))
-    # Templates: the first layer, when it is linear and reads the (flattened) input directly.
-    first = first_layer(model)
+            caption=f"{name} weight matrix" + (" (rows are classes)" if is_head else
+                                               " (rows are hidden units)" if id(m) in index else "")))
+    # Templates: the first layer, when it is linear and reads the (flattened) input directly; for an
+    # MLP (a chain of Linear layers) the effective class templates W_L ... W_1 as well.
+    image = _template_shape(shape, first[1].in_features) if first is not None and isinstance(first[1], nn.Linear) else None
     for name, m in linears:
-        if first is None or m is not first[1] or shape is None or m.in_features != math.prod(shape):
+        if first is None or m is not first[1] or image is None:
             continue
-        t = class_templates(m, shape)
+        if len(chain) >= 2 and m is chain[0][1]:
+            t = effective_templates([c for _, c in chain], image)
+            k = t.shape[0]
+            names = labels if labels is not None and len(labels) == k else [str(i) for i in range(k)]
+            path = " @ ".join(f"{n}.W" for n, _ in reversed(chain))
+            blocks.append(Figure(class_template_figure(t[:16], names[:16], title=f"effective class templates {path}"),
+                                 caption=f"Effective class templates: rows of {path} (float64) drawn at the input "
+                                         f"shape {image}; the linear path only, nonlinearities and biases left out. "
+                                         f"Red pixels push the class score up, blue down."))
+        t = class_templates(m, image)
         is_head = labels is not None and t.shape[0] == len(labels)
         if is_head:
             blocks.append(Figure(class_template_figure(t, labels, title=f"{name}: class templates"),
-                                 caption=f"class templates: rows of {name}.weight reshaped to the input {shape}"))
+                                 caption=f"class templates: rows of {name}.weight reshaped to the input {image}"))
         else:
             k = min(t.shape[0], 8 if quick else 16)
             blocks.append(Figure(
-                class_template_figure(t[:k], [f"unit {i}" for i in range(k)],
-                                      title=f"{name}: input templates of {k} of {t.shape[0]} units"),
-                caption=f"rows of {name}.weight reshaped to the input {shape}: what each hidden unit looks for"))
+                class_template_figure(t[:k], [f"hidden unit {i}" for i in range(k)],
+                                      title=f"{name}: input templates of {k} of {t.shape[0]} hidden units"),
+                caption=f"rows of {name}.weight reshaped to the input {image}: what each hidden unit looks for"))
     return blocks
+
+
+def _chain(linears: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
+    """The Linear layers when they form one chain (each reads what the previous writes: an MLP), else []."""
+    ok = len(linears) >= 2 and all(b.in_features == a.out_features for (_, a), (_, b) in zip(linears, linears[1:]))
+    return linears if ok else []
+
+
+def _template_shape(shape: tuple[int, ...] | None, features: int) -> tuple[int, ...] | None:
+    """The shape a first Linear layer's rows are drawn at: the input's own when it is an image,
+    a flat input as the square image it holds (784 -> (1, 28, 28)), else the input shape."""
+    from ...render.image import image_shape
+
+    if shape is None or math.prod(shape) != features:
+        return None
+    if len(shape) >= 2 and not (len(shape) == 3 and shape[0] not in (1, 3)):
+        return shape
+    return image_shape(features, shape) or shape
