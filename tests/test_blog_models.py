@@ -204,18 +204,18 @@ def test_two_branch_deletion_wrt_the_second_input_equals_the_single_input_peer()
     torch.testing.assert_close(auc, ref)
 
 
-@xfail("issue 17 item 2: exemplars streams tuple batches of a multi-input model")
 def test_two_branch_exemplars_stream_tuple_batches():
     m = seeded(TwoBranchCNN)
     identity_conv(m.cnn1[0], 0)
     x1 = torch.arange(6.0).reshape(6, 1, 1, 1).expand(6, 3, 8, 8).contiguous() / 6
     x2 = torch.rand(6, 1, 8, 8)
-    ex = tl.synthesis.exemplars(m, torch.utils.data.TensorDataset(x1, x2), layer="cnn1.0", k=2, channels=[0])
+    # batches ((x1, x2), y): the model's two inputs first (a TensorDataset(x1, x2) reads as (x, label))
+    batches = [((x1[:4], x2[:4]), torch.zeros(4)), ((x1[4:], x2[4:]), torch.zeros(2))]
+    ex = tl.synthesis.exemplars(m, batches, layer="cnn1.0", k=2, channels=[0])
     assert ex.indices[0].tolist() == [5, 4]
     torch.testing.assert_close(ex.values[0], torch.tensor([5 / 6, 4 / 6]))
 
 
-@xfail("issue 17 item 3: the report finds the branches of a two-input model and shows their contributions")
 def test_two_branch_report_shows_the_fusion_of_the_two_branches(tmp_path):
     m = seeded(TwoBranchCNN)
     x1, x2 = torch.rand(4, 3, 16, 16), torch.rand(4, 1, 12, 12)
@@ -304,7 +304,6 @@ def test_convnet_maximize_drives_the_copy_channel_to_the_top_of_the_range():
     torch.testing.assert_close(res.images.mean(), res.final_activation[0], atol=1e-4, rtol=0)
 
 
-@xfail("issue 17 item 1: maximize(transforms='standard-resized') hands the model a channels-last batch")
 def test_convnet_maximize_standard_resized_on_a_view_model():
     m = planted_convnet()
     res = tl.synthesis.maximize(m, "fc1:0", steps=4, input_shape=(1, 28, 28), transforms="standard-resized",
@@ -386,7 +385,6 @@ def test_mlp_effective_templates_with_the_whole_chain_snapshotted():
     torch.testing.assert_close(t, _effective(m))
 
 
-@xfail("issue 17 item 5 / MLP templates: the default tracker keeps the whole Linear chain for the templates")
 def test_mlp_effective_templates_by_default():
     from torchloupe.weights.learned import template_tensor
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from .errors import InputError, InputShapeError, NonFiniteInputError, UnsupportedModelError
 
 __all__ = ["Inputs", "InputsLike", "first_layer", "check_input", "check_inputs", "check_finite", "expected_input",
-           "trial_forward", "takes_shape", "flattens_first"]
+           "trial_forward", "takes_shape", "flattens_first", "standard_layout"]
 
 InputsLike = Union[Tensor, Sequence[Tensor], Mapping[str, Any], "Inputs"]
 
@@ -374,3 +374,16 @@ def _check_input(model: nn.Module, x: Tensor, name: str) -> Tensor:
                 f"wants {layer.in_features} features in the last dimension"
             )
     return x
+
+
+def standard_layout(x: Tensor) -> Tensor:
+    """``x`` with the strides of a freshly made tensor of its shape (row-major), copied only when
+    they differ. ``Tensor.contiguous()`` is not enough: a ``(N, 1, H, W)`` tensor with channels-last
+    strides counts as contiguous."""
+    expected, step = [], 1
+    for size in reversed(x.shape):
+        expected.append(step)
+        step *= max(int(size), 1)
+    if tuple(reversed(expected)) == tuple(x.stride()):
+        return x
+    return x.clone(memory_format=torch.contiguous_format)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..inputs import standard_layout
 from ..errors import InputFileError, UsageError, require
 
 
@@ -98,17 +99,6 @@ def load_images(
     return standard_layout(normalize_images(x, normalize))
 
 
-def standard_layout(x: Tensor) -> Tensor:
-    """``x`` with the strides of a freshly made tensor of its shape (row-major), copied only when
-    they differ. ``Tensor.contiguous()`` is not enough: a ``(N, 1, H, W)`` tensor with channels-last
-    strides counts as contiguous."""
-    expected, step = [], 1
-    for size in reversed(x.shape):
-        expected.append(step)
-        step *= max(int(size), 1)
-    if tuple(reversed(expected)) == tuple(x.stride()):
-        return x
-    return x.clone(memory_format=torch.contiguous_format)
 
 
 def _resize_crop(im: Any, size: int, pil: Any) -> Any:

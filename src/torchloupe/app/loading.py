@@ -322,7 +322,8 @@ def load_inputs(groups: list[Group], model: nn.Module, *, spec: str, size: int |
     loaded_images: dict[tuple[int | str, str, int | None], Tensor] = {}
 
     def build(choice: dict[int | str, Layout]) -> tuple[Inputs, dict[int | str, Tensor]]:
-        from .images import load_images, normalize_images, standard_layout
+        from ..inputs import standard_layout
+        from .images import load_images, normalize_images
 
         values: dict[int | str, Tensor] = {}
         shown: dict[int | str, Tensor] = {}
@@ -382,7 +383,7 @@ def _where(key: int | str) -> str:
 
 def _as_model_dtype(t: Tensor, dtype: torch.dtype) -> Tensor:
     """Floating tensors in the model's dtype (numpy arrays are float64); integers (token ids) stay."""
-    from .images import standard_layout
+    from ..inputs import standard_layout
 
     return standard_layout(t.to(dtype) if t.is_floating_point() else t)
 

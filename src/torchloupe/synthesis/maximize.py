@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError, InputShapeError, ObjectiveSpecError, ParamError, TorchLoupeError, UsageError
-from ..inputs import Inputs, check_finite, check_input, first_layer
+from ..inputs import Inputs, check_finite, check_input, first_layer, standard_layout
 from ..layers import find_layers, layout_of
 from ..probe import hooks, intercept, require_module, session
 from . import objectives as O
@@ -345,6 +345,7 @@ def maximize(
     def forward(x: Tensor) -> None:
         acts.clear()
         try:
+            x = standard_layout(x)  # a 1-channel image can come out of the transforms with channels-last strides
             run(x if fixed is None else fixed.repeat(x.shape[0]).replace(wrt, x))
         except _StopForward:
             pass
