@@ -40,9 +40,11 @@ def test_cam_section_shows_every_method_and_the_prediction():
 def test_sections_not_applicable_without_images():
     mlp = nn.Sequential(nn.Linear(4, 3))
     subject = Subject(name="mlp", model=mlp, inputs=torch.rand(2, 4))
-    for key in ("cam", "saliency"):
-        out = _sections()[key].build(subject, {"quick": True, "seed": 0})
-        assert isinstance(out, NotApplicable) and out.reason == "the inputs are not a batch of images"
+    out = _sections()["cam"].build(subject, {"quick": True, "seed": 0})
+    assert isinstance(out, NotApplicable) and out.reason == "the inputs are not a batch of images"
+    # saliency applies to flat vectors since issue 17: gradients over the features, not a not-applicable line
+    out = _sections()["saliency"].build(subject, {"quick": True, "seed": 0})
+    assert not isinstance(out, NotApplicable) and "(4,) inputs" in out[0].caption
 
 
 def test_saliency_section_columns():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ...inputs import takes_shape
-from ...layers import find_layers
+from ...layers import find_layers, layout_of
 from ..base import Figure, NotApplicable, Subject, Table, Text, register
 
 _CACHE: dict = {}
@@ -37,7 +37,10 @@ def pick_layer(subject: Subject) -> tuple[str, int, str] | None:
     out = activations(model, x[:1], layer)[layer]
     if not isinstance(out, Tensor) or out.dim() < 2:
         return None
-    return layer, int(out.shape[1]), "conv" if out.dim() == 4 else "sequence" if out.dim() == 3 else "linear"
+    # the channel count along the layer's own channel axis (an LSTM head's (B, T, C) output: C, not T)
+    lay = layout_of(out, tuple(x.shape) if isinstance(x, Tensor) else None,
+                    module=find_layers(model, layer)[0][1], warn=False)
+    return layer, lay.channels, "conv" if out.dim() == 4 else "sequence" if out.dim() == 3 else "linear"
 
 
 def subject_exemplars(subject: Subject, layer: str, channels: list[int], quick: bool):
