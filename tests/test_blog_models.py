@@ -226,7 +226,6 @@ def test_two_branch_report_shows_the_fusion_of_the_two_branches(tmp_path):
     assert "cnn1" in html and "cnn2" in html
 
 
-@xfail("issue 17 item 3: CAM, saliency and quality sections explain input 0 of a multi-input model")
 def test_two_branch_report_explains_the_first_input(tmp_path):
     m = seeded(TwoBranchCNN)
     x1, x2 = torch.rand(4, 3, 16, 16), torch.rand(4, 1, 16, 16)

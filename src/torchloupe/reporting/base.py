@@ -69,10 +69,24 @@ class Subject:
         return "the model's output is not (N, classes) scores (for a dict or tuple output, pass output=KEY or INDEX)"
 
     @property
+    def explained_input(self) -> Any:
+        """The input the class sections explain: the inputs themselves when they are one tensor, else
+        the first positional input (``wrt=0``) of a multi-input model, or the first keyword input."""
+        from ..errors import InputError
+        from ..inputs import Inputs
+
+        if isinstance(self.inputs, Tensor):
+            return self.inputs
+        try:
+            return Inputs.of(self.inputs).get(0)
+        except InputError:
+            return None
+
+    @property
     def display_images(self) -> Tensor | None:
         if self.images is not None:
             return self.images
-        x = self.inputs
+        x = self.explained_input
         if isinstance(x, Tensor) and x.dim() == 4 and x.shape[1] in (1, 3) and x.is_floating_point():
             if x.numel() == 0:
                 return x

@@ -12,16 +12,26 @@ MASKED_MAX_FORWARDS = 512  # methods running one forward per channel and image (
 
 
 def _setup(subject: Subject):
-    x = subject.inputs
+    """``(inputs, images, layer)``: the first images of the explained input (input 0 of a
+    multi-input model, the others alongside), what to draw them on, and the CAM layer."""
+    from ...inputs import Inputs
+
+    first = subject.explained_input
     images = subject.display_images
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or images is None:
+    if not isinstance(first, torch.Tensor) or first.dim() != 4 or images is None:
         return NotApplicable("the inputs are not a batch of images")
-    x, images = x[:MAX_IMAGES], images[:MAX_IMAGES]
+    x = first[:MAX_IMAGES] if isinstance(subject.inputs, torch.Tensor) else Inputs.of(subject.inputs).slice(0, MAX_IMAGES)
+    images = images[:MAX_IMAGES]
     try:
         layer = cam_layer(subject, x)
     except TorchLoupeError as exc:
         return NotApplicable(f"no layer with a spatial output: {exc}")
     return x, images, layer
+
+
+def _first(x):
+    """The explained images of what ``_setup`` returned (a tensor, or input 0 of ``Inputs``)."""
+    return x if isinstance(x, torch.Tensor) else x.get(0)
 
 
 def cam_layer(subject: Subject, x: torch.Tensor) -> str:
@@ -36,7 +46,7 @@ def cam_layer(subject: Subject, x: torch.Tensor) -> str:
         return subject.extras["cam_layer"]
     if subject.layers:
         names = [n for n, _ in find_layers(subject.model, list(subject.layers))]
-        outs = activations(subject.model, x[:1], names)
+        outs = activations(subject.model, x[:1] if isinstance(x, torch.Tensor) else x.slice(0, 1), names)
         spatial = [n for n in names if isinstance(outs.get(n), torch.Tensor) and outs[n].dim() == 4
                    and outs[n].shape[-1] * outs[n].shape[-2] > 1]
         if spatial:
@@ -73,8 +83,8 @@ def build(subject: Subject, options: dict):
     results, notes, keys = {}, [], []
     for key, cls in cam.METHODS.items():  # every registered method
         if getattr(cls, "forward_per_channel", False):  # Score-CAM: one masked forward per channel and image
-            channels = cam.to_map(_shape_of(subject.model, x, layer), x.shape[2:]).shape[1]
-            work = channels * x.shape[0]
+            channels = cam.to_map(_shape_of(subject.model, x, layer), _first(x).shape[2:]).shape[1]
+            work = channels * _first(x).shape[0]
             if options.get("quick") or work > MASKED_MAX_FORWARDS:
                 notes.append(f"{cam.title_of(cls)} skipped: it needs up to {work:,} masked forwards here.")
                 continue
@@ -85,7 +95,7 @@ def build(subject: Subject, options: dict):
         for key in keys:
             cls = cam.METHODS[key]
             try:
-                results[cam.title_of(cls)] = cls(subject.model, layer)(x, targets)
+                results[cam.title_of(cls)] = cls(subject.model, layer)(x, targets, output=subject.output)
             except TorchLoupeError as exc:
                 notes.append(f"{cam.title_of(cls)} does not apply: {exc}")
     rows = [_label(subject, int(t)) + f" (p = {float(probs[i, t]):.2f})" for i, t in enumerate(targets)]
@@ -104,4 +114,4 @@ def build(subject: Subject, options: dict):
 def _shape_of(model, x, layer):
     from ...probe import activations
 
-    return activations(model, x[:1], layer)[layer]
+    return activations(model, x[:1] if isinstance(x, torch.Tensor) else x.slice(0, 1), layer)[layer]

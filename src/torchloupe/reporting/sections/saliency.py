@@ -24,9 +24,14 @@ def build(subject: Subject, options: dict):
     images = subject.display_images
     if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() in (2, 3) and x.shape[0] > 0:
         return _non_image(subject, x[:MAX_IMAGES])
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or images is None:
+    first = subject.explained_input
+    if not isinstance(first, torch.Tensor) or first.dim() != 4 or images is None:
         return NotApplicable("the inputs are not a batch of images, flat vectors (N, F) or sequences (N, T, F)")
-    x, images = x[:MAX_IMAGES], images[:MAX_IMAGES]
+    if not isinstance(x, torch.Tensor):  # a multi-input model: input 0 is explained, the others held
+        from ...inputs import Inputs
+
+        x = Inputs.of(x)
+    x, images = (x[:MAX_IMAGES] if isinstance(x, torch.Tensor) else x.slice(0, MAX_IMAGES)), images[:MAX_IMAGES]
     from ... import saliency
     from ...cam import GradCAM
     from ...probe import eval_forward
