@@ -1,0 +1,112 @@
+"""Eigen-CAM's sign rule, tl.cam.compare skipping what cannot apply, Score-CAM's estimate, progress and cap."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import torchloupe as tl
+from torchloupe.cam.eigencam import eigen_projection
+from tests.helpers import peer, tiny_cnn
+
+
+# -- Eigen-CAM -------------------------------------------------------------------------------------
+
+def _densenet_like() -> torch.Tensor:
+    """(1, 3, 1, 3), every activation positive; centred, the rows are (-2, 3, -2), 0, (2, -3, 2), so the
+    principal direction is v = ±(-2, 3, -2)/√17 and A v = (314, 297, 280)/√17: all positive, falling
+    left to right, while the channel mean (36, 36.33, 36.67) rises: it correlates negatively."""
+    a = torch.tensor([[1.0, 3.0, 5.0], [106.0, 103.0, 100.0], [1.0, 3.0, 5.0]], dtype=torch.float64)
+    return a.reshape(1, 3, 1, 3)
+
+
+def test_eigencam_all_positive_projection_is_never_zeroed():
+    a = _densenet_like()
+    want = torch.tensor([314.0, 297.0, 280.0], dtype=torch.float64) / math.sqrt(17)
+    # the construction is the failure case: rule 1 alone (correlate with the channel mean) flips it
+    flat = a.reshape(3, 3).T
+    assert float(torch.corrcoef(torch.stack([want, flat.mean(1)]))[0, 1]) < 0
+    torch.testing.assert_close(eigen_projection(a).reshape(3), want)
+    model = nn.Sequential(nn.Identity(), nn.Flatten(), nn.Linear(9, 2)).double()
+    res = tl.cam.EigenCAM(model, "0")(a)
+    torch.testing.assert_close(res.raw.reshape(3), want)
+    torch.testing.assert_close(res.maps.reshape(3), (want - want.min()) / (want.max() - want.min()))
+
+
+def test_eigencam_all_negative_projection_is_turned_positive():
+    # negate the middle channel: v's orientation flips with it and A v = -(314, 297, 280)/√17 one way
+    # round; whatever rule 1 says, the map is the positive orientation
+    a = _densenet_like()
+    b = torch.cat([a[:, :1], -a[:, 1:2], a[:, 2:]], dim=1)
+    p = eigen_projection(b).reshape(3)
+    assert bool((p > 0).all()) or bool((p < 0).all())
+    assert float(p.max()) > 0
+
+
+def test_eigencam_densenet121_norm5_is_not_zero():
+    torch.manual_seed(0)
+    model = torchvision.models.densenet121(weights=None).eval()
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    acts = tl.activations(model, x, ["features.norm5"])["features.norm5"].double()
+    flat = acts.reshape(1, acts.shape[1], -1).transpose(1, 2)[0]
+    _, _, vh = torch.linalg.svd(flat - flat.mean(0), full_matrices=False)
+    proj = flat @ vh[0]
+    proj = proj if float(proj.sum()) > 0 else -proj
+    assert bool((proj > 0).all())  # the case of the issue: an all-positive projection ...
+    assert float(torch.corrcoef(torch.stack([proj, flat.mean(1)]))[0, 1]) < 0  # ... rule 1 alone would flip
+    res = tl.cam.EigenCAM(model, "features.norm5")(x)
+    torch.testing.assert_close(res.raw.double().reshape(-1), proj, rtol=1e-4, atol=1e-4)
+    assert float(res.maps.max()) == 1.0 and float(res.maps.min()) == 0.0
+
+
+def test_eigencam_equals_pytorch_grad_cam_up_to_its_sign():
+    """pytorch-grad-cam projects the centred activations with LAPACK's sign: its projection equals ours
+    centred where its sign is right (the planted bright spot positive), and its negative elsewhere."""
+    svd = peer("pytorch_grad_cam.utils.svd_on_activations")
+    g = torch.Generator().manual_seed(3)
+    a = torch.rand(8, 16, 5, 5, generator=g, dtype=torch.float64) * 0.3
+    spots = torch.randint(0, 25, (8,), generator=g)
+    a.view(8, 16, 25)[torch.arange(8), :, spots] += 2.0 + torch.rand(8, 16, generator=g, dtype=torch.float64)
+    ours = eigen_projection(a).reshape(8, 25)
+    assert torch.equal(ours.argmax(1), spots)  # ours always points at the spot
+    theirs = torch.from_numpy(svd.get_2d_projection(a.numpy()).astype(np.float64)).reshape(8, 25)
+    centred = ours - ours.mean(1, keepdim=True)
+    right = theirs.argmax(1) == spots
+    assert 0 < int(right.sum()) < 8 or bool(right.all())  # at least one sample where the peer is right
+    for i in range(8):
+        sign = 1.0 if right[i] else -1.0
+        torch.testing.assert_close(centred[i], sign * theirs[i], rtol=1e-4, atol=1e-5)
+
+
+def test_eigencam_peer_full_method_on_resnet18_where_it_is_right():
+    """The peer's whole method on a model: where its orientation matches ours, its map equals ReLU of our
+    centred projection, min-max scaled (its definition), at the layer's resolution."""
+    gc = peer("pytorch_grad_cam")
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    layer = model.layer4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = gc.EigenCAM(model, [layer])(input_tensor=x, targets=None)  # (2, 64, 64), resized from 2 x 2
+    acts = tl.activations(model, x, ["layer4"])["layer4"]
+    ours = eigen_projection(acts)
+    centred = ours - ours.mean(dim=(1, 2), keepdim=True)
+    checked = 0
+    for i in range(2):
+        for sign in (1.0, -1.0):
+            r = torch.relu(sign * centred[i])
+            r = (r - r.min()) / (r.max() - r.min() + 1e-7)
+            up = torch.nn.functional.interpolate(r[None, None], size=(64, 64), mode="bilinear")[0, 0]
+            if np.corrcoef(up.flatten().numpy(), theirs[i].flatten())[0, 1] > 0.99:
+                checked += sign > 0
+                break
+        else:
+            pytest.fail(f"sample {i}: the peer's map is neither orientation of our projection")
+    assert checked >= 1
