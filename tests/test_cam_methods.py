@@ -110,3 +110,136 @@ def test_eigencam_peer_full_method_on_resnet18_where_it_is_right():
         else:
             pytest.fail(f"sample {i}: the peer's map is neither orientation of our projection")
     assert checked >= 1
+
+
+# -- compare: skip what cannot apply, with a note -----------------------------------------------------
+
+class FlatHead(nn.Module):
+    """conv -> ReLU -> flatten -> Linear(C·H·W): no global average pooling, so CAM cannot apply."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        return self.fc(self.relu(self.conv(x)).flatten(1))
+
+
+def _alone(model, key, x, target, layer, **kw):
+    return tl.cam.METHODS[key](model, layer, **kw)(x, target)
+
+
+def test_compare_all_skips_cam_without_a_gap_linear_head_and_keeps_the_rest():
+    model = FlatHead().eval()
+    x = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "all": the note is in the result, no warning
+        res = tl.cam.compare(model, x, "all", "relu", [0, 2])
+    assert list(res) == [k for k in tl.cam.METHODS if k != "cam"]
+    assert list(res.skipped) == ["cam"] and "global average pooling + nn.Linear" in res.skipped["cam"]
+    assert isinstance(res, dict)
+    for key in ("gradcam", "scorecam", "eigencam"):
+        alone = _alone(model, key, x, [0, 2], "relu")
+        torch.testing.assert_close(res[key].raw, alone.raw, rtol=0, atol=0)
+    assert float(res["gradcam"].raw.max()) > 0
+
+
+def test_compare_callable_target_skips_class_index_methods_and_says_so():
+    model = tiny_cnn().eval()
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+
+    def score(out):
+        return out[:, 1] - out[:, 0]
+
+    res = tl.cam.compare(model, x, "all", target=score)
+    assert "cam" not in res and "needs class-index targets" in res.skipped["cam"]
+    torch.testing.assert_close(res["gradcam"].raw, _alone(model, "gradcam", x, score, None).raw, rtol=0, atol=0)
+    with pytest.warns(UserWarning, match=r"tl.cam.compare skipped cam \(CAM needs class-index targets"):
+        named = tl.cam.compare(model, x, ["cam", "layercam"], target=score)
+    assert list(named) == ["layercam"] and list(named.skipped) == ["cam"]
+    with pytest.raises(tl.errors.TargetError, match="cam: CAM needs class-index targets"):
+        tl.cam.compare(model, x, ["cam"], target=score)
+    with pytest.raises(tl.errors.UnsupportedModelError, match="no CAM method applies: cam: CAM needs a model ending"):
+        tl.cam.compare(FlatHead().eval(), torch.rand(1, 3, 6, 6), ["cam"], "relu", 0)
+
+
+def test_compare_options_reach_their_method_and_unknown_ones_are_refused():
+    model = tiny_cnn().eval()
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    with pytest.warns(UserWarning, match="keeps the 5 strongest of 16 channels"):
+        res = tl.cam.compare(model, x, ["gradcam", "scorecam"], target=[1, 3], options={"scorecam": {"max_masks": 5}})
+    with pytest.warns(UserWarning, match="keeps the 5 strongest of 16 channels"):
+        alone = _alone(model, "scorecam", x, [1, 3], res["scorecam"].layer, max_masks=5)
+    torch.testing.assert_close(res["scorecam"].raw, alone.raw, rtol=0, atol=0)
+    with pytest.raises(tl.errors.UsageError, match="options for 'eigencam', which is not among the methods compared"):
+        tl.cam.compare(model, x, ["gradcam"], options={"eigencam": {}})
+
+
+# -- Score-CAM: estimate up front, progress, max_masks -------------------------------------------------
+
+def _scorecam_literal(model, x, layer, targets, keep):
+    """The paper's sum over the channels in keep[n], one float64 forward per channel (no dedup)."""
+    m = __import__("copy").deepcopy(model).double().eval()
+    acts = tl.activations(m, x.double(), [layer])[layer]
+    out = torch.zeros(x.shape[0], *acts.shape[2:], dtype=torch.float64)
+    with torch.no_grad():
+        for n in range(x.shape[0]):
+            for c in keep[n]:
+                up = torch.nn.functional.interpolate(acts[n, c][None, None], size=x.shape[2:], mode="bilinear",
+                                                     align_corners=False)[0, 0]
+                lo, hi = float(up.min()), float(up.max())
+                mask = (up - lo) / (hi - lo) if hi > lo else torch.zeros_like(up)
+                p = torch.softmax(m(x[n : n + 1].double() * mask), 1)[0, targets[n]]
+                out[n] += p * acts[n, c]
+    return torch.relu(out), acts
+
+
+def test_scorecam_max_masks_at_least_the_channels_is_exactly_uncapped():
+    model = tiny_cnn().eval()  # features.5: 16 channels
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    plain = tl.cam.ScoreCAM(model, "features.5")
+    ref = plain(x, [0, 1, 2])
+    for k in (16, 40):
+        cam = tl.cam.ScoreCAM(model, "features.5", max_masks=k)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nothing dropped: no approximation to announce
+            got = cam(x, [0, 1, 2])
+        assert torch.equal(got.raw, ref.raw) and torch.equal(got.maps, ref.maps)
+        assert cam.forwards == plain.forwards == cam.planned and not cam.capped
+
+
+def test_scorecam_max_masks_caps_the_forwards_to_the_strongest_channels():
+    model = tiny_cnn().eval()
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    cam = tl.cam.ScoreCAM(model, "features.5", max_masks=4, batch_size=5)
+    with pytest.warns(UserWarning, match=r"keeps the 4 strongest of 16 channels per image \(max_masks=4\): an "
+                                         r"approximation"):
+        res = cam(x, [0, 1, 2])
+    assert cam.capped and cam.planned == cam.forwards <= 3 * 4
+    full = tl.cam.ScoreCAM(model, "features.5")
+    full(x, [0, 1, 2])
+    assert full.forwards > cam.forwards
+    acts = tl.activations(model, x, ["features.5"])["features.5"]
+    keep = acts.mean(dim=(2, 3)).topk(4, dim=1).indices.tolist()
+    want, _ = _scorecam_literal(model, x, "features.5", [0, 1, 2], keep)
+    torch.testing.assert_close(res.raw.double(), want, rtol=1e-4, atol=1e-6)
+
+
+def test_scorecam_says_its_masked_forwards_up_front_and_shows_progress(capsys):
+    model = tiny_cnn().eval()
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    quiet = tl.cam.ScoreCAM(model, "features.5")
+    ref = quiet(x, [0, 1])
+    n = quiet.planned
+    assert n == quiet.forwards and 2 < n <= 2 * 16
+    cam = tl.cam.ScoreCAM(model, "features.5", warn_above=n - 1, progress=True)
+    with pytest.warns(UserWarning, match=rf"Score-CAM on 'features.5' runs {n} masked forwards \(2 image\(s\) x up "
+                                         rf"to 16 channels\); pass max_masks="):
+        res = cam(x, [0, 1])
+    assert torch.equal(res.raw, ref.raw)
+    assert f"/{n}" in capsys.readouterr().err  # tqdm's bar over the planned forwards
+    with pytest.raises(tl.errors.UsageError, match="max_masks must be a positive int"):
+        tl.cam.ScoreCAM(model, max_masks=0)
