@@ -136,7 +136,7 @@ def test_compare_all_skips_cam_without_a_gap_linear_head_and_keeps_the_rest():
     model = FlatHead().eval()
     x = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(1))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # "all": the note is in the result, no warning
+        warnings.simplefilter("error")  # the note is in the result, no warning
         res = tl.cam.compare(model, x, "all", "relu", [0, 2])
     assert list(res) == [k for k in tl.cam.METHODS if k != "cam"]
     assert list(res.skipped) == ["cam"] and "global average pooling + nn.Linear" in res.skipped["cam"]
@@ -157,8 +157,7 @@ def test_compare_callable_target_skips_class_index_methods_and_says_so():
     res = tl.cam.compare(model, x, "all", target=score)
     assert "cam" not in res and "needs class-index targets" in res.skipped["cam"]
     torch.testing.assert_close(res["gradcam"].raw, _alone(model, "gradcam", x, score, None).raw, rtol=0, atol=0)
-    with pytest.warns(UserWarning, match=r"tl.cam.compare skipped cam \(CAM needs class-index targets"):
-        named = tl.cam.compare(model, x, ["cam", "layercam"], target=score)
+    named = tl.cam.compare(model, x, ["cam", "layercam"], target=score)
     assert list(named) == ["layercam"] and list(named.skipped) == ["cam"]
     with pytest.raises(tl.errors.TargetError, match="cam: CAM needs class-index targets"):
         tl.cam.compare(model, x, ["cam"], target=score)
@@ -243,3 +242,15 @@ def test_scorecam_says_its_masked_forwards_up_front_and_shows_progress(capsys):
     assert f"/{n}" in capsys.readouterr().err  # tqdm's bar over the planned forwards
     with pytest.raises(tl.errors.UsageError, match="max_masks must be a positive int"):
         tl.cam.ScoreCAM(model, max_masks=0)
+
+
+def test_report_cam_section_keeps_the_others_and_says_which_does_not_apply():
+    from torchloupe.reporting.base import Subject, Text
+    from torchloupe.reporting.sections import cam as section
+
+    model = FlatHead().eval()
+    x = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    blocks = section.build(Subject("flat", model, x, images=x, layers=["relu"]), {"quick": True, "seed": 0})
+    texts = [b.text for b in blocks if isinstance(b, Text)]
+    assert any(t.startswith("CAM does not apply: CAM needs a model ending in global average pooling") for t in texts)
+    assert blocks[0].caption.startswith("Layer relu;")

@@ -106,17 +106,15 @@ def compare(
     A method that cannot apply here (CAM on a model without a global-average-pooling + ``nn.Linear``
     head, or with a callable target; any method raising
     :class:`~torchloupe.errors.UnsupportedModelError` or :class:`~torchloupe.errors.TargetError` on its
-    own) is left out of the result and named with the reason in ``result.skipped`` (with a warning
-    when it was asked for by name rather than by ``"all"``). When none applies, that error is raised.
+    own) is left out of the result and named with the reason in ``result.skipped``. When none
+    applies, that error is raised.
     """
     import difflib
-    import warnings
 
     from ..errors import TargetError, UnsupportedModelError, UsageError
     from ..targets import Target
 
-    by_all = methods == "all"
-    names = list(METHODS) if by_all else (
+    names = list(METHODS) if methods == "all" else (
         [m.strip() for m in methods.split(",") if m.strip()] if isinstance(methods, str) else list(methods))
     if not names:
         raise UsageError(f"no CAM methods given; expected 'all' or any of: {', '.join(METHODS)}")
@@ -159,6 +157,4 @@ def compare(
     ran = {k: r for k, r in zip(cams, results) if k not in skipped}
     if not ran:
         raise UnsupportedModelError("no CAM method applies: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    if skipped and not by_all:
-        warnings.warn("tl.cam.compare skipped " + "; ".join(f"{k} ({v})" for k, v in skipped.items()), stacklevel=2)
     return Comparison(ran, {k: skipped[k] for k in names if k in skipped})
