@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from ...errors import UsageError
+from ...errors import MissingDependencyError, UnsupportedModelError, UsageError
 from ._common import add_model_arguments, load_model_from, output_folder
 
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         inputs = [torch.rand(s, generator=gen, dtype=getattr(torch, args.input_dtype)) for s in shapes]
     os.makedirs(args.out, exist_ok=True)
     graph = trace(model, *inputs, expand=args.expand)
-    written = []
+    written, failed = [], []
     for fmt in formats:
         if fmt == "html":
             path = os.path.join(args.out, "graph.html")
@@ -81,7 +81,13 @@ def run(args: argparse.Namespace) -> int:
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(graph.to_dot(depth=args.depth))
         elif fmt == "onnx":
-            path = export_onnx(model, *inputs, path=os.path.join(args.out, "model.onnx"))
+            try:
+                path = export_onnx(model, *inputs, path=os.path.join(args.out, "model.onnx"))
+            except (UnsupportedModelError, MissingDependencyError) as exc:
+                if len(formats) == 1:
+                    raise  # nothing else asked for: the one-line error, exit status 2
+                failed.append(f"onnx not written: {exc}")  # the other formats are still written
+                continue
         else:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -99,4 +105,6 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     sys.stdout.flush()
+    for line in failed:
+        print(line, file=sys.stderr)
     return 0
