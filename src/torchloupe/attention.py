@@ -1,7 +1,7 @@
 """Attention weights per layer and head, and how they compose through the layers.
 
 :func:`capture` runs one forward and returns ``{layer name: (B, heads, T, S)}`` in the
-order the layers ran, per head (never averaged), detached. Three routes see attention,
+order the layers ran, per head (never averaged), detached. Four routes see attention,
 all active at once:
 
 - ``nn.MultiheadAttention`` (also inside ``nn.TransformerEncoderLayer`` /
@@ -17,9 +17,17 @@ all active at once:
 - Hugging Face ``"eager"`` attention: the softmax inside each attention module is
   recorded. Any other implementation (flash, flex...) is switched to ``"sdpa"`` for the
   call and restored.
+- Attention written by hand: every softmax whose result is multiplied by another tensor
+  (``@``, ``matmul``, ``bmm``, ``einsum``, through eval-mode dropout, casts, views and transposes),
+  as torchvision's Swin (``q @ kᵀ · scale + relative position bias``) and MaxViT, timm blocks
+  without fused attention, blog-style modules and memory reads compute it. The map is filed under
+  the module whose code ran the softmax: the innermost Python frame whose ``self`` is a module of
+  the model, so a method (``self.memory.read(q)``) counts, not only ``forward``.
 
-``softmax=True`` also records every softmax computed directly inside the modules named
-by ``within`` (the read weights of a memory network over its slots).
+``softmax=True`` instead records every softmax computed inside the modules named by ``within``
+as it is (the read weights of a memory network over its slots, ``(B, slots)``).
+:func:`as_heads` brings any of these to ``(B, heads, T, S)``. When nothing is found,
+:func:`capture` warns what it looked for.
 
 The forward runs in eval mode (each module's flag restored afterwards): in training mode
 the weights would be post-dropout. A model in training mode gets a warning saying so.
