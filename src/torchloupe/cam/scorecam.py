@@ -9,8 +9,8 @@ or equal to another channel's map give the same masked input, so they run once. 
 masked forwards run without autograd in batches of ``batch_size`` (default: sized so the
 masked inputs take at most ``memory / 64`` bytes, the rest left for the model's activations).
 Their number is known before the first of them runs: :attr:`ScoreCAM.planned` holds it, and a
-warning states it when it is above ``warn_above`` (a resnet50 layer4 has 2048 channels: 2048
-forwards per image). ``progress=True`` shows a tqdm bar over them.
+warning states it when it is above ``warn_above`` (default 1024; a resnet50 layer4 has 2048
+channels: 2048 forwards per image, minutes on a CPU). ``progress=True`` shows a tqdm bar over them.
 
 ``max_masks=k`` caps the work at the ``k`` strongest channels of each image (largest mean
 activation over positions); the others get weight 0. **An approximation** of Score-CAM (said in
@@ -56,7 +56,7 @@ class ScoreCAM(BaseCAM):
         memory: int = 2**30,
         max_masks: int | None = None,
         progress: bool = False,
-        warn_above: int | None = 4096,
+        warn_above: int | None = 1024,
         **kw,
     ):
         super().__init__(model, layer, **kw)
