@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import logging
 import os
 import re
 import warnings
@@ -69,6 +70,20 @@ def _hf_without_cache(model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any
 
 
 @contextlib.contextmanager
+def _quiet(names: tuple[str, ...] = ("onnxscript", "torch.onnx")):
+    """The exporters' log lines (an optimizer pass that could not fold a constant...) are not the user's concern."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+@contextlib.contextmanager
 def _math_attention():
     """``F.scaled_dot_product_attention`` on its plain (math) kernel: fused kernels have no ONNX form."""
     attention = getattr(torch.nn, "attention", None)
@@ -107,7 +122,7 @@ def export_onnx(model: nn.Module, *inputs: Any, path: str | os.PathLike, opset: 
     with probe.session(model, fastpath=False):
         for i, use_dynamo in enumerate(tries):
             try:
-                with torch.no_grad(), _math_attention(), warnings.catch_warnings(), \
+                with torch.no_grad(), _math_attention(), warnings.catch_warnings(), _quiet(), \
                         contextlib.redirect_stdout(io.StringIO()):
                     # the exporters' deprecation notices, tracer warnings and progress lines are not the user's concern
                     warnings.simplefilter("ignore")
