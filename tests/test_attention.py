@@ -291,7 +291,10 @@ def test_softmax_within_records_memory_reads_only():
     assert torch.allclose(reads["memory"], torch.softmax(q @ m.memory.keys.T, -1).detach())
     everything = tl.attention.capture(m, q, softmax=True)
     assert list(everything) == ["memory", "model"]
-    assert tl.attention.capture(m, q) == {}
+    # without softmax=True the read is found too (its softmax multiplies the memory: issue 17 item 6),
+    # as one query per sample; the head's softmax multiplies nothing and is not attention
+    plain = tl.attention.capture(m, q)
+    assert list(plain) == ["memory"] and torch.equal(plain["memory"], reads["memory"][:, None, None, :])
     with pytest.raises(ValueError, match="softmax=True"):
         tl.attention.capture(m, q, within="memory")
     with pytest.raises(LayerNotFoundError, match="memroy"):

@@ -220,6 +220,85 @@ def test_export_onnx_clear_error(tmp_path):
         export_onnx(lambda x: x, torch.rand(1, 3, 8, 8), path=tmp_path / "m.onnx")
 
 
+def _tiny_gpt2():
+    transformers = peer("transformers")
+    cfg = transformers.GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=2, n_head=2, bos_token_id=0,
+                                  eos_token_id=0)
+    torch.manual_seed(0)
+    return transformers.GPT2Model(cfg).eval()
+
+
+def test_export_onnx_hugging_face_gpt2_without_its_cache_and_its_limits_in_one_line(tmp_path):
+    onnx = peer("onnx")
+    from onnx.reference import ReferenceEvaluator
+
+    model = _tiny_gpt2()
+    ids = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(1))
+    path = export_onnx(model, ids, path=tmp_path / "gpt2.onnx")  # use_cache=False; the torch.export route
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto)
+    assert model.config.use_cache  # the model's own setting is untouched
+    with torch.no_grad():
+        expected = model(ids, use_cache=False).last_hidden_state
+    (got,) = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: ids.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), expected, atol=1e-5, rtol=1e-5)
+    # the exporters' own limits, each in one line naming the cause
+    with pytest.raises(UnsupportedModelError) as info:
+        export_onnx(model, ids, path=tmp_path / "c.onnx", use_cache=True)
+    msg = str(info.value)
+    assert "\n" not in msg and msg == ("the torch.export-based ONNX exporter cannot handle GPT2Model: its output holds a "
+                                       "DynamicCache (the Hugging Face key/value cache), which is not a tensor the "
+                                       "exporter can write; pass use_cache=False")
+    with pytest.raises(UnsupportedModelError) as info:
+        export_onnx(model, ids, path=tmp_path / "t.onnx", dynamo=False)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("the ONNX exporter cannot handle GPT2Model: the TorchScript exporter "
+                                              "passes every forward argument positionally") and "'use_cache'" in msg
+
+
+def test_export_onnx_vision_transformer_outside_fused_kernels(tmp_path):
+    # torchvision's VisionTransformer (vit_b_16's class, at 32 px and 2 layers): its nn.MultiheadAttention
+    # takes the fused path in eval mode without autograd; the export runs it unfused
+    onnx = peer("onnx")
+    from onnx.reference import ReferenceEvaluator
+    from torchvision.models import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
+                            num_classes=3).eval()
+    x = torch.rand(2, 3, 32, 32)
+    proto = onnx.load(export_onnx(vit, x, path=tmp_path / "vit.onnx"))
+    onnx.checker.check_model(proto)
+    assert "Softmax" in {n.op_type for n in proto.graph.node}
+    with torch.no_grad():
+        expected = vit(x)
+    (got,) = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_cli_graph_writes_the_other_formats_when_onnx_fails(tmp_path, capsys):
+    peer("onnx")
+    from torchloupe.app.cli import main
+
+    src = tmp_path / "eig.py"
+    src.write_text("import torch, torch.nn as nn\n"
+                   "class Eig(nn.Module):\n"
+                   "    def forward(self, x):\n        return torch.linalg.eigh(x @ x.T)[0]\n"
+                   "def build():\n    return Eig()\n")
+    out = tmp_path / "o"
+    assert main(["graph", "--model", f"{src}:build", "--input-shape", "3,3", "--out", str(out),
+                 "--format", "txt,onnx,dot"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[1:] == [f"wrote {out / 'graph.txt'}", f"wrote {out / 'graph.dot'}"]
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("onnx not written: the ONNX exporter cannot handle Eig") \
+        and "linalg_eigh" in err[0]
+    assert not (out / "model.onnx").exists()
+    assert main(["graph", "--model", f"{src}:build", "--input-shape", "3,3", "--out", str(out), "--format", "onnx"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the ONNX exporter cannot handle Eig" in err[0]
+
+
 # ---- CLI -----------------------------------------------------------------------------------------------
 def test_cli_graph_writes_every_format(tmp_path, capsys):
     from torchloupe.app.cli import main

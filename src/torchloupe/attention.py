@@ -1,7 +1,7 @@
 """Attention weights per layer and head, and how they compose through the layers.
 
 :func:`capture` runs one forward and returns ``{layer name: (B, heads, T, S)}`` in the
-order the layers ran, per head (never averaged), detached. Three routes see attention,
+order the layers ran, per head (never averaged), detached. Four routes see attention,
 all active at once:
 
 - ``nn.MultiheadAttention`` (also inside ``nn.TransformerEncoderLayer`` /
@@ -17,9 +17,17 @@ all active at once:
 - Hugging Face ``"eager"`` attention: the softmax inside each attention module is
   recorded. Any other implementation (flash, flex...) is switched to ``"sdpa"`` for the
   call and restored.
+- Attention written by hand: every softmax whose result is multiplied by another tensor
+  (``@``, ``matmul``, ``bmm``, ``einsum``, through eval-mode dropout, casts, views and transposes),
+  as torchvision's Swin (``q @ kᵀ · scale + relative position bias``) and MaxViT, timm blocks
+  without fused attention, blog-style modules and memory reads compute it. The map is filed under
+  the module whose code ran the softmax: the innermost Python frame whose ``self`` is a module of
+  the model, so a method (``self.memory.read(q)``) counts, not only ``forward``.
 
-``softmax=True`` also records every softmax computed directly inside the modules named
-by ``within`` (the read weights of a memory network over its slots).
+``softmax=True`` instead records every softmax computed inside the modules named by ``within``
+as it is (the read weights of a memory network over its slots, ``(B, slots)``).
+:func:`as_heads` brings any of these to ``(B, heads, T, S)``. When nothing is found,
+:func:`capture` warns what it looked for.
 
 The forward runs in eval mode (each module's flag restored afterwards): in training mode
 the weights would be post-dropout. A model in training mode gets a warning saying so.
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -47,7 +56,7 @@ from .layers import LayerSpec, find_layers
 from .probe import functions, hooks, require_module, session
 from .targets import OutputSpec, Target, TargetLike
 
-__all__ = ["capture", "rollout", "relevance", "relevance_rule", "flow", "fuse_heads"]
+__all__ = ["capture", "as_heads", "rollout", "relevance", "relevance_rule", "flow", "fuse_heads"]
 
 _SOFTMAX_FUNCS = {F.softmax, torch.softmax, Tensor.softmax, torch.special.softmax}
 _MHA_SIG = inspect.signature(nn.MultiheadAttention.forward)
@@ -58,31 +67,65 @@ class _Recording:
 
     def __init__(self, keep_graph: bool):
         self.keep_graph = keep_graph
+        # (call order, module name, weights, the tensor autograd used, how to view its gradient as the weights)
+        self.entries: list[tuple[int, str, Tensor, Tensor, Callable[[Tensor], Tensor]]] = []
         self.maps: dict[str, Tensor] = {}
         # For gradients: the tensor autograd actually used, and how to view it as (B, H, T, S).
         self.grad_targets: dict[str, tuple[Tensor, Callable[[Tensor], Tensor]]] = {}
         self.stack: list[str] = []
         self.active_within = 0
+        self.calls = 0
+        self.unmatched_softmax = 0  # softmaxes whose result multiplied nothing (for the warning)
 
-    def key(self, name: str) -> str:
-        name = name or "model"
-        if name not in self.maps:
-            return name
-        i = 1
-        while f"{name}#{i}" in self.maps:
-            i += 1
-        return f"{name}#{i}"
+    def tick(self) -> int:
+        """The next position in call order (taken when a call starts, so a map found later keeps its place)."""
+        self.calls += 1
+        return self.calls
 
-    def add(self, name: str, weights: Tensor, grad_target: Tensor | None = None, view=None) -> None:
-        key = self.key(name)
-        self.maps[key] = weights if self.keep_graph else weights.detach()
-        if self.keep_graph:
-            target = weights if grad_target is None else grad_target
-            self.grad_targets[key] = (target, view if view is not None else (lambda g: g))
+    def add(self, name: str, weights: Tensor, grad_target: Tensor | None = None, view=None,
+            seq: int | None = None) -> None:
+        target = weights if grad_target is None else grad_target
+        self.entries.append((self.tick() if seq is None else seq, name or "model",
+                             weights if self.keep_graph else weights.detach(), target,
+                             view if view is not None else (lambda g: g)))
+
+    def finish(self) -> None:
+        """Fill :attr:`maps` (and :attr:`grad_targets`) in call order; a name seen twice gets ``#1``, ``#2``..."""
+        self.maps, self.grad_targets = {}, {}
+        for _, name, weights, target, view in sorted(self.entries, key=lambda e: e[0]):
+            key, i = name, 0
+            while key in self.maps:
+                i += 1
+                key = f"{name}#{i}"
+            self.maps[key] = weights
+            if self.keep_graph:
+                self.grad_targets[key] = (target, view)
 
     @property
     def current(self) -> str:
         return self.stack[-1] if self.stack else ""
+
+
+def as_heads(weights: Tensor, dim: int = -1) -> Tensor:
+    """Softmax weights as ``(B, heads, T, S)``, normalised axis ``dim`` moved last as ``S``.
+
+    ``(S,)`` -> ``(1, 1, 1, S)``; ``(B, S)`` (one query per sample: a memory read) -> ``(B, 1, 1, S)``;
+    ``(B, T, S)`` -> ``(B, 1, T, S)`` (no head axis: one head); ``(B, H, T, S)`` as it is; more
+    leading dims fold into the batch, batch-major: ``(B, G, H, T, S)`` -> ``(B·G, H, T, S)``
+    (MaxViT's windows or grid cells, sample 0's first).
+    """
+    dim = dim % weights.dim()
+    if dim != weights.dim() - 1:
+        weights = weights.movedim(dim, -1)
+    if weights.dim() == 1:
+        return weights.reshape(1, 1, 1, -1)
+    if weights.dim() == 2:
+        return weights[:, None, None, :]
+    if weights.dim() == 3:
+        return weights[:, None]
+    if weights.dim() == 4:
+        return weights
+    return weights.reshape(-1, *weights.shape[-3:])
 
 
 def _sdpa_weights(
@@ -121,17 +164,74 @@ _SDPA_SIG = inspect.signature(
 )
 
 
+# Calls through which softmax weights travel to their product with the values (eval-mode dropout,
+# casts, head reshapes, transposes, masking after the softmax), and the products that make them attention.
+_CARRIES = frozenset({
+    "dropout", "to", "type_as", "float", "half", "bfloat16", "double", "contiguous", "clone", "transpose",
+    "permute", "swapaxes", "swapdims", "masked_fill", "view", "reshape", "unsqueeze", "squeeze", "flatten",
+})
+_PRODUCTS = frozenset({"matmul", "__matmul__", "__rmatmul__", "bmm", "mm", "einsum", "baddbmm"})
+
+
+class _Softmax:
+    """One softmax of the forward: where it ran, and whether its result met a value tensor yet."""
+
+    __slots__ = ("seq", "name", "out", "dim", "recorded")
+
+    def __init__(self, seq: int, name: str, out: Tensor, dim: int):
+        self.seq, self.name, self.out, self.dim, self.recorded = seq, name, out, dim, False
+
+
+def _softmax_dim(args: tuple, kwargs: dict, out: Tensor) -> int:
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    if dim is None:  # F.softmax's implicit (deprecated) choice
+        dim = 0 if out.dim() in (0, 1, 3) else 1
+    return int(dim) % max(out.dim(), 1)
+
+
+def _tensors(args: tuple, kwargs: dict):
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, Tensor):
+            yield a
+        elif isinstance(a, (list, tuple)):  # einsum's operand list
+            yield from (t for t in a if isinstance(t, Tensor))
+
+
 class _AttentionFunctions:
-    """Sees every ``scaled_dot_product_attention`` (and, if asked, softmax) of one forward
+    """Sees every ``scaled_dot_product_attention``, softmax and matrix product of one forward
     (a handler for :func:`torchloupe.probe.functions`)."""
 
-    def __init__(self, rec: _Recording, softmax: bool, eager_softmax: set[str]):
+    def __init__(self, rec: _Recording, softmax: bool, eager_softmax: set[str], modules: dict[int, tuple[str, nn.Module]],
+                 within: Sequence[str] | None):
         self.rec = rec
         self.softmax = softmax
         self.eager_softmax = eager_softmax  # Hugging Face eager attention modules by name
+        self.modules = modules  # id -> (name, module) of every module of the model
+        self.within = within  # names whose softmaxes softmax=True records (None: everywhere)
+        self.pending: dict[int, tuple[Tensor, _Softmax]] = {}  # softmax results (and their views) by id
+
+    def owner(self) -> str:
+        """The module whose code is running: the innermost Python frame whose ``self`` is a module of
+        the model (a method such as ``self.memory.read(q)`` counts, not only ``forward``)."""
+        frame = sys._getframe(1)
+        while frame is not None:
+            code = frame.f_code
+            if code.co_argcount and code.co_varnames[0] == "self":
+                obj = frame.f_locals.get("self")
+                hit = self.modules.get(id(obj))
+                if hit is not None and hit[1] is obj:
+                    return hit[0]
+            frame = frame.f_back
+        return self.rec.current
+
+    def _inside_within(self, name: str) -> bool:
+        if self.within is None or self.rec.active_within > 0:
+            return True
+        return any(w == "" or name == w or name.startswith(w + ".") for w in self.within)
 
     def __call__(self, func, types, args, kwargs):
         if func is F.scaled_dot_product_attention:
+            seq = self.rec.tick()
             bound = _SDPA_SIG.bind(*args, **kwargs)
             bound.apply_defaults()
             a = bound.arguments
@@ -145,7 +245,7 @@ class _AttentionFunctions:
                 w4 = weights.reshape(-1, *weights.shape[-3:])
             else:
                 w4 = weights
-            self.rec.add(self.rec.current, w4, weights, lambda g, shape=w4.shape: g.reshape(shape))
+            self.rec.add(self.owner(), w4, weights, lambda g, shape=w4.shape: g.reshape(shape), seq=seq)
             if self.rec.keep_graph:
                 # Route the output through the recorded weights so gradients reach them.
                 value = a["value"]
@@ -153,14 +253,42 @@ class _AttentionFunctions:
                     value = value.repeat_interleave(weights.size(-3) // value.size(-3), dim=-3)
                 out = weights.to(value.dtype) @ value
             return out
-        out = func(*args, **kwargs)
         if func in _SOFTMAX_FUNCS:
-            name = self.rec.current
-            if name in self.eager_softmax and isinstance(out, Tensor) and out.dim() == 4:
-                self.rec.add(name, out)
-            elif self.softmax and self.rec.active_within > 0:
-                self.rec.add(name, out)
+            seq = self.rec.tick()
+            out = func(*args, **kwargs)
+            if not isinstance(out, Tensor) or out.dim() == 0:
+                return out
+            name = self.owner()
+            if name in self.eager_softmax and out.dim() == 4:
+                self.rec.add(name, out, seq=seq)
+            elif self.softmax and self._inside_within(name):
+                self.rec.add(name, out, seq=seq)
+            else:
+                self.pending[id(out)] = (out, _Softmax(seq, name, out, _softmax_dim(args, kwargs, out)))
+            return out
+        out = func(*args, **kwargs)
+        if not self.pending:
+            return out
+        fname = getattr(func, "__name__", "")
+        if fname in _PRODUCTS:
+            for t in _tensors(args, kwargs):
+                hit = self.pending.get(id(t))
+                if hit is not None and hit[0] is t and not hit[1].recorded:
+                    self._record(hit[1])
+        elif fname in _CARRIES or fname == "__get__":  # __get__: properties such as .mT, .T
+            src = args[0] if args and isinstance(args[0], Tensor) else None
+            hit = self.pending.get(id(src)) if src is not None else None
+            if hit is not None and hit[0] is src and isinstance(out, Tensor):
+                self.pending[id(out)] = (out, hit[1])
         return out
+
+    def _record(self, sm: _Softmax) -> None:
+        sm.recorded = True
+        dim = sm.dim
+        self.rec.add(sm.name, as_heads(sm.out, dim), sm.out, lambda g, dim=dim: as_heads(g, dim), seq=sm.seq)
+
+    def unmatched(self) -> int:
+        return len({id(sm) for _, sm in self.pending.values() if not sm.recorded})
 
 
 def _causal_mask(T: int, S: int, device) -> Tensor:
@@ -171,6 +299,7 @@ def _mha_hooks(rec: _Recording, name: str):
     asked: dict[str, Any] = {}
 
     def pre(module, args, kwargs):
+        asked["seq"] = rec.tick()
         bound = _MHA_SIG.bind(module, *args, **kwargs)
         bound.apply_defaults()
         a = bound.arguments
@@ -192,9 +321,9 @@ def _mha_hooks(rec: _Recording, name: str):
         base = weights._base if weights._base is not None else None
         if base is not None and rec.keep_graph:
             shape = w.shape
-            rec.add(name, w, base, lambda g, shape=shape: g.reshape(shape))
+            rec.add(name, w, base, lambda g, shape=shape: g.reshape(shape), seq=asked["seq"])
         else:
-            rec.add(name, w)
+            rec.add(name, w, seq=asked["seq"])
         if not asked["need_weights"]:
             return out, None
         if asked["average"]:
@@ -218,7 +347,7 @@ def _run(
     keep_graph: bool,
     softmax: bool,
     within: LayerSpec | Sequence[LayerSpec] | None,
-) -> tuple[Any, _Recording]:
+) -> tuple[Any, _Recording, _AttentionFunctions]:
     require_module(model)
     data = inputs.args[0] if inputs.args else None
     if isinstance(data, Tensor):  # the data (token ids are integers: not checked);
@@ -227,8 +356,6 @@ def _run(
         raise UsageError(f"within={within!r} names where softmaxes are recorded; pass softmax=True with it")
     within_mods = find_layers(model, within) if within is not None else []
     rec = _Recording(keep_graph)
-    if softmax and within is None:
-        rec.active_within = 1  # the whole model
     names = {id(m): n for n, m in model.named_modules()}
     within_ids = {id(m) for _, m in within_mods}
 
@@ -255,12 +382,18 @@ def _run(
             stacklevel=3,
         )
     with session(model, fastpath=False, hf_attention="sdpa") as run:
-        eager = run.eager_attention
+        handler = _AttentionFunctions(
+            rec, softmax, set(run.eager_attention), {id(m): (n, m) for n, m in model.named_modules()},
+            None if within is None else [n for n, _ in within_mods],
+        )
         with hooks(forward_pre={m: push for m in modules}, forward={m: pop for m in modules}):
             with hooks(forward_pre=mha_pre, forward=mha_post, with_kwargs=True):
-                with functions(_AttentionFunctions(rec, softmax, eager)), torch.set_grad_enabled(keep_graph or torch.is_grad_enabled()):
+                with functions(handler), torch.set_grad_enabled(keep_graph or torch.is_grad_enabled()):
                     output = run(inputs)
-    return output, rec
+    rec.finish()
+    rec.unmatched_softmax = handler.unmatched()
+    handler.pending.clear()
+    return output, rec, handler
 
 
 def capture(
@@ -273,17 +406,46 @@ def capture(
     """Attention weights of one forward ``model(*inputs, **kwargs)``: ``{layer: (B, heads, T, S)}``.
     (One :class:`~torchloupe.inputs.Inputs` may stand for all of ``model``'s arguments.)
 
-    Keys are the dotted names of the modules that computed attention (an
-    ``nn.MultiheadAttention``, or the module calling ``scaled_dot_product_attention``), in
-    the order they ran; a module that ran twice gets ``name#1`` for its second call. With
-    ``softmax=True`` every softmax computed inside ``within`` (a layer spec; the whole
-    model when ``None``) is recorded too, under the name of the module computing it, in
-    whatever shape it has (e.g. memory read weights ``(B, slots)``). The forward runs in
-    eval mode without autograd; the model's modes, hooks, fast-path flag and Hugging Face
-    attention implementation are restored. Returns detached tensors on the model's device.
+    Found: every ``nn.MultiheadAttention``, every ``F.scaled_dot_product_attention`` call, Hugging
+    Face eager attention, and every softmax whose result is multiplied by another tensor
+    (``@``, ``matmul``, ``bmm``, ``einsum``; through dropout, casts, views and transposes on the way):
+    attention written by hand, ``softmax(q @ k.transpose(-2, -1) * scale + bias) @ v`` as torchvision's
+    Swin and MaxViT, timm blocks without fused attention and blog-style modules compute it, and memory
+    reads (a softmax over slots multiplying the memory). Elementwise products (``(w[..., None] * h).sum(1)``)
+    are not taken as attention: ``softmax=True`` records those softmaxes.
+
+    Keys are the dotted names of the modules that computed the weights: the module whose code
+    (``forward`` or any other method, e.g. ``self.memory.read(q)``) ran the softmax or the
+    attention call, in the order they ran; a module that ran twice gets ``name#1`` for its second
+    call. Shapes, normalised axis last as ``S``: ``(B, heads, T, S)`` as computed; no head axis
+    ``(B, T, S)`` -> ``(B, 1, T, S)``; one query per sample ``(B, S)`` -> ``(B, 1, 1, S)``; extra
+    leading dims fold into the batch, batch-major: MaxViT's ``(B, G, heads, T, S)`` ->
+    ``(B·G, heads, T, S)``. Swin folds its windows into the batch itself: its maps are
+    ``(B·windows, heads, 49, 49)``, sample 0's windows first, row-major over the (padded,
+    shifted) window grid. Heads folded into the batch by the model (``bmm`` on ``(B·heads, T, d)``)
+    stay folded (``(B·heads, 1, T, S)``): nothing says which factor is which.
+
+    With ``softmax=True`` every softmax computed inside ``within`` (a layer spec; the whole model
+    when ``None``) is recorded as it is instead, in whatever shape it has (e.g. memory read weights
+    ``(B, slots)``). When nothing is found a warning says what was looked for (never a silent
+    ``{}``). The forward runs in eval mode without autograd; the model's modes, hooks, fast-path
+    flag and Hugging Face attention implementation are restored. Returns detached tensors on the
+    model's device.
     """
     with torch.no_grad():
-        _, rec = _run(model, _inputs(inputs, kwargs), keep_graph=False, softmax=softmax, within=within)
+        _, rec, _ = _run(model, _inputs(inputs, kwargs), keep_graph=False, softmax=softmax, within=within)
+    if not rec.maps:
+        n_mha = sum(isinstance(m, nn.MultiheadAttention) for m in model.modules())
+        seen = (f"{rec.unmatched_softmax} softmax(es) ran but none was multiplied by a tensor; pass softmax=True "
+                "to record them" if rec.unmatched_softmax else "no softmax ran")
+        where = f" inside {within!r}" if within is not None else ""
+        warnings.warn(
+            f"tl.attention.capture found no attention in {type(model).__name__}: it looked for "
+            f"nn.MultiheadAttention ({n_mha} in the model), F.scaled_dot_product_attention calls, Hugging Face "
+            f"attention and softmax results multiplied by a tensor (@, matmul, bmm, einsum)"
+            f"{', and every softmax' + where if softmax else ''}; {seen}",
+            stacklevel=2,
+        )
     return dict(rec.maps)
 
 
@@ -385,7 +547,7 @@ def relevance(
     """
     tgt = Target.of(score if score is not None else target, output)
     fed = _inputs(inputs, kwargs)
-    out, rec = _run(model, fed, keep_graph=True, softmax=False, within=None)
+    out, rec, _ = _run(model, fed, keep_graph=True, softmax=False, within=None)
     _, score_fn = tgt.resolve(out, fed.batch_size)
     s = score_fn(out)
     keys = [k for k, a in rec.maps.items() if a.dim() == 4 and a.shape[-1] == a.shape[-2]]

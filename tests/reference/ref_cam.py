@@ -130,6 +130,8 @@ def eigencam(A):
         p = M @ vt[0]
         if np.corrcoef(p, M.mean(axis=1))[0, 1] < 0:
             p = -p
+        if p.max() <= 0 < (-p).max():  # never an all-zero map when the other orientation has positives
+            p = -p
         out[n] = p.reshape(H, W)
     return np.maximum(out, 0)
 

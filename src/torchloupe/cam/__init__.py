@@ -9,7 +9,8 @@ defined elsewhere join with :func:`register`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -45,6 +46,7 @@ __all__ = [
     "register",
     "title_of",
     "compare",
+    "Comparison",
     "default_layer",
     "to_map",
 ]
@@ -63,6 +65,21 @@ def title_of(method: str | type[BaseCAM]) -> str:
     return method
 
 
+class Comparison(dict):
+    """What :func:`compare` returns: ``{method key: CAMResult}`` of the methods that ran, in the order
+    asked (a plain ``dict`` otherwise), and :attr:`skipped`: ``{method key: why it does not apply}``."""
+
+    def __init__(self, results=(), skipped=None):
+        super().__init__(results)
+        self.skipped: dict[str, str] = dict(skipped or {})
+
+    def __repr__(self) -> str:
+        return f"Comparison({dict.__repr__(self)}, skipped={self.skipped!r})"
+
+    def __reduce__(self):
+        return (type(self), (dict(self), self.skipped))
+
+
 def compare(
     model: nn.Module,
     x: Tensor,
@@ -74,18 +91,28 @@ def compare(
     fuse: str = "mean",
     wrt: int | str = 0,
     output=None,
-) -> dict[str, CAMResult]:
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Comparison:
     """Several CAM methods on the same images from one forward (and one backward when any of
     them uses gradients), instead of one pass per method; ``{method key: CAMResult}`` in the order
     asked, each equal to what ``METHODS[key](model, layer)(x, target)`` returns alone.
 
     ``methods``: ``"all"``, a comma-separated string or a list of :data:`METHODS` keys
-    (``"scorecam"`` still runs its masked forwards on top of the shared pass). ``layer``,
-    ``reshape`` and ``fuse`` as for every method; the default layer is found once.
+    (``"scorecam"`` still runs its masked forwards on top of the shared pass, and warns with their
+    number up front when there are many). ``layer``, ``reshape`` and ``fuse`` as for every method; the
+    default layer is found once. ``options``: keyword arguments per method key, e.g.
+    ``{"scorecam": {"max_masks": 64, "progress": True}}``.
+
+    A method that cannot apply here (CAM on a model without a global-average-pooling + ``nn.Linear``
+    head, or with a callable target; any method raising
+    :class:`~torchloupe.errors.UnsupportedModelError` or :class:`~torchloupe.errors.TargetError` on its
+    own) is left out of the result and named with the reason in ``result.skipped``. When none
+    applies, that error is raised.
     """
     import difflib
 
-    from ..errors import UsageError
+    from ..errors import TargetError, UnsupportedModelError, UsageError
+    from ..targets import Target
 
     names = list(METHODS) if methods == "all" else (
         [m.strip() for m in methods.split(",") if m.strip()] if isinstance(methods, str) else list(methods))
@@ -97,5 +124,37 @@ def compare(
             hint = f"closest: {', '.join(close)}; " if close else ""
             raise UsageError(f"unknown CAM method {name!r}; {hint}expected any of: {', '.join(METHODS)}")
     names = list(dict.fromkeys(names))
-    cams = [METHODS[name](model, layer, reshape=reshape, fuse=fuse) for name in names]
-    return dict(zip(names, run_cams(cams, x, target, wrt=wrt, output=output)))
+    options = dict(options or {})
+    unknown = [k for k in options if k not in names]
+    if unknown:
+        raise UsageError(f"options for {', '.join(map(repr, unknown))}, which is not among the methods compared "
+                         f"({', '.join(names)})")
+    skipped: dict[str, str] = {}
+    if Target.of(target, output).is_callable:
+        for name in names:
+            if METHODS[name].needs_class_indices:
+                skipped[name] = (f"{METHODS[name].__name__} needs class-index targets (it reads the classifier's row "
+                                 f"of the class), not a callable")
+    cams = {name: METHODS[name](model, layer, reshape=reshape, fuse=fuse, **dict(options.get(name, {})))
+            for name in names if name not in skipped}
+
+    def guarded(name: str, cam: BaseCAM):
+        method = cam.cam_map
+
+        def cam_map(acts, grads, run):  # one method that cannot apply must not sink the others
+            try:
+                return method(acts, grads, run)
+            except (UnsupportedModelError, TargetError) as exc:
+                skipped[name] = str(exc)
+                return acts.new_zeros((acts.shape[0], *acts.shape[2:]))
+
+        cam.cam_map = cam_map  # this call's own CAM object, never the model
+        return cam
+
+    if not cams:
+        raise TargetError("; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    results = run_cams([guarded(k, c) for k, c in cams.items()], x, target, wrt=wrt, output=output)
+    ran = {k: r for k, r in zip(cams, results) if k not in skipped}
+    if not ran:
+        raise UnsupportedModelError("no CAM method applies: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return Comparison(ran, {k: skipped[k] for k in names if k in skipped})

@@ -1,9 +1,21 @@
 """Eigen-CAM: Muhammad & Yeasin 2020, https://arxiv.org/abs/2008.00299.
 
 The activations of each sample, as ``(positions, C)``, projected on their first principal
-component (right singular vector of the centred matrix); the sign is fixed so that the
-projection correlates positively with the channel mean of the activations (an SVD's sign is
-arbitrary). Needs no target and no gradient: one no-grad forward. Map ``ReLU(projection)``.
+component (right singular vector ``v`` of the centred matrix): ``p = A v``, one value per
+position. Needs no target and no gradient: one no-grad forward. Map ``ReLU(±p)``.
+
+Sign rule (an SVD's sign is arbitrary, so the method must choose):
+
+1. ``p`` is oriented to correlate positively with the channel mean of the activations (the
+   map is bright where the layer is);
+2. unless that orientation leaves no positive value while the opposite one has some: then
+   the opposite is taken. So a projection with positive values never becomes an all-zero map;
+   in particular an all-positive projection is never flipped (after a BatchNorm, as
+   densenet121's ``features.norm5``, the channel mean can correlate negatively with an
+   all-positive projection; rule 1 alone would zero it).
+
+pytorch-grad-cam projects the *centred* activations (``p - mean(p)``) with LAPACK's sign; its
+projection equals ours centred, up to that sign.
 """
 
 from __future__ import annotations
@@ -14,22 +26,31 @@ from torch import Tensor
 from .base import BaseCAM, Run
 
 
+def eigen_projection(acts: Tensor) -> Tensor:
+    """``(N, C, *S)`` -> ``(N, *S)``: the projection of each position on the first principal
+    component of its sample's activations, oriented by the sign rule of this module."""
+    n, c = acts.shape[:2]
+    flat = acts.reshape(n, c, -1).transpose(1, 2)  # (N, P, C)
+    centred = flat - flat.mean(dim=1, keepdim=True)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    proj = (flat @ vh[:, 0, :, None]).squeeze(2)  # (N, P)
+    mean = flat.mean(dim=2)
+    pc = proj - proj.mean(dim=1, keepdim=True)
+    mc = mean - mean.mean(dim=1, keepdim=True)
+    sign = torch.where((pc * mc).sum(dim=1) < 0, -1.0, 1.0).to(proj.dtype)  # rule 1
+    oriented = proj * sign[:, None]
+    # rule 2: never an all-zero map from a projection that has positive values one way round
+    dead = (oriented.amax(dim=1) <= 0) & ((-oriented).amax(dim=1) > 0)
+    sign = torch.where(dead, -sign, sign)
+    return (proj * sign[:, None]).reshape(n, *acts.shape[2:])
+
+
 class EigenCAM(BaseCAM):
-    """Eigen-CAM: first principal component of the layer's activations."""
+    """Eigen-CAM: first principal component of the layer's activations (sign rule: module docstring)."""
 
     title = "Eigen-CAM"
 
     uses_gradients = False
 
     def cam_map(self, acts: Tensor, grads: Tensor | None, run: Run) -> Tensor:  # -> (N,*S)
-        n, c = acts.shape[:2]
-        flat = acts.reshape(n, c, -1).transpose(1, 2)  # (N, P, C)
-        centred = flat - flat.mean(dim=1, keepdim=True)
-        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-        proj = flat @ vh[:, 0, :, None]  # (N, P, 1)
-        proj = proj.squeeze(2)
-        mean = flat.mean(dim=2)
-        pc = proj - proj.mean(dim=1, keepdim=True)
-        mc = mean - mean.mean(dim=1, keepdim=True)
-        sign = torch.where((pc * mc).sum(dim=1, keepdim=True) < 0, -1.0, 1.0).to(proj.dtype)
-        return (proj * sign).reshape(n, *acts.shape[2:])
+        return eigen_projection(acts)

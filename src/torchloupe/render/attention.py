@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from ..attention import as_heads
 from ..errors import InputError, InputShapeError, require
 
 Figure = require("matplotlib.figure", "render").Figure
@@ -34,11 +35,14 @@ def heads_grid(
 ) -> Figure:
     """One image per (layer, head) of sample ``sample``: rows are layers, columns heads.
 
-    Long inputs are cut to their first ``max_tokens`` queries and keys (said in the title).
+    Maps of any attention shape (:func:`torchloupe.attention.as_heads`): ``(B, heads, T, S)``,
+    ``(B, T, S)`` as one head (``capture(softmax=True)`` of a hand-written attention), ``(B, S)``
+    as one row (a memory read). Long inputs are cut to their first ``max_tokens`` queries and keys
+    (said in the title).
     """
-    layers = [(k, v) for k, v in maps.items() if v.dim() == 4]
+    layers = [(k, as_heads(v)) for k, v in maps.items() if isinstance(v, Tensor) and v.dim() >= 2]
     if not layers:
-        raise InputError("no (B, heads, T, S) attention maps to draw")
+        raise InputError("no attention maps to draw: expected (B, heads, T, S), (B, T, S) or (B, S) tensors")
     H = min(max(v.shape[1] for _, v in layers), max_heads)
     L = len(layers)
     cell = 1.35 if H > 4 else 1.9
@@ -224,7 +228,8 @@ def token_view_html(
     per-head matrices are included only while ``layers·heads·T²`` stays under ``max_values``,
     otherwise only the mean over heads per layer (said in the view).
     """
-    layers = [(k, v[sample].detach().float().cpu()) for k, v in maps.items() if v.dim() == 4 and v.shape[-1] == v.shape[-2]]
+    layers = [(k, as_heads(v)[sample].detach().float().cpu()) for k, v in maps.items()
+              if isinstance(v, Tensor) and v.dim() >= 3 and v.shape[-1] == v.shape[-2]]
     if not layers:
         raise InputError("no self-attention maps (B, heads, T, T) for a token view")
     T = min(layers[0][1].shape[-1], len(tokens), max_tokens)

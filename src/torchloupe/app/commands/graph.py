@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from ...errors import UsageError
+from ...errors import MissingDependencyError, UnsupportedModelError, UsageError
 from ._common import add_image_arguments, add_model_arguments, add_progress_argument, load_model_from, output_folder
 
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     inputs, kwargs = list(given.args), dict(given.kwargs)
     os.makedirs(args.out, exist_ok=True)
     graph = trace(model, *inputs, expand=args.expand, **kwargs)
-    written = []
+    written, failed = [], []
     for fmt in formats:
         if fmt == "html":
             path = os.path.join(args.out, "graph.html")
@@ -95,7 +95,13 @@ def run(args: argparse.Namespace) -> int:
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(graph.to_dot(depth=args.depth))
         elif fmt == "onnx":
-            path = export_onnx(model, *inputs, path=os.path.join(args.out, "model.onnx"), **kwargs)
+            try:
+                path = export_onnx(model, *inputs, path=os.path.join(args.out, "model.onnx"), **kwargs)
+            except (UnsupportedModelError, MissingDependencyError) as exc:
+                if len(formats) == 1:
+                    raise  # nothing else asked for: the one-line error, exit status 2
+                failed.append(f"onnx not written: {exc}")  # the other formats are still written
+                continue
         else:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -113,4 +119,6 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     sys.stdout.flush()
+    for line in failed:
+        print(line, file=sys.stderr)
     return 0

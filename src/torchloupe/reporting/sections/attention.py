@@ -1,19 +1,23 @@
 """Report section "Attention": per layer and head, token to token, rollout, memory reads.
 
+Attention and memory reads are shown together: every attention :func:`torchloupe.attention.capture`
+finds (a read, one query per sample over memory slots, as bars; the rest per layer and head).
 Reads from ``subject.extras`` (all optional): ``tokens`` (per sample, a list of strings),
-``memory`` (layer spec of a memory module: its softmax read weights are shown) with
-``slot`` (``(B,)`` true slots), ``attend_back`` (an int k: the table shows each head's
+``memory`` (layer spec of a memory module: every softmax inside it is shown as it is, also one
+that multiplies nothing) with ``slot`` (``(B,)`` true slots), ``attend_back`` (an int k: the table shows each head's
 mean weight on the token k places back).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from torchloupe import attention
+from torchloupe.inputs import Inputs
 from torchloupe.reporting.base import Figure, Html, NotApplicable, Subject, Table, Text, register
 
 
@@ -45,33 +49,56 @@ def build(subject: Subject, options: dict):
     from torchloupe.render import attention as draw
 
     model: nn.Module = subject.model
-    blocks: list = []
     memory = subject.extras.get("memory")
-    if memory is not None:
-        reads = _call_capture(subject, softmax=True, within=memory)
-        reads = {k: v for k, v in reads.items() if v.dim() == 2}
-        for name, w in reads.items():
-            truth = subject.extras.get("slot")
-            blocks.append(Figure(draw.read_weights_figure(w, truth), caption=f"read weights of {name}"))
-            if truth is not None:
-                hit = float((w.argmax(-1).cpu() == torch.as_tensor(truth)).float().mean())
-                blocks.append(Text(f"The read weight of {name} peaks on the slot holding the answer in {hit:.1%} of {w.shape[0]} samples."))
+    with warnings.catch_warnings():  # nothing found is said below, in the section
+        warnings.filterwarnings("ignore", message="tl.attention.capture found no attention")
+        found = _call_capture(subject, softmax=memory is not None, within=memory)
+    # memory reads (one query per sample: a softmax over slots) and attention (queries x keys), together
+    reads: dict[str, Tensor] = {}
+    maps: dict[str, Tensor] = {}
+    for name, v in found.items():
+        if v.dim() == 2:
+            reads[name] = v
+        elif v.dim() == 4 and v.shape[1] == 1 and v.shape[2] == 1:
+            reads[name] = v[:, 0, 0]
+        elif v.dim() >= 3:
+            maps[name] = attention.as_heads(v)
+    blocks: list = []
+    truth = subject.extras.get("slot")
+    for name, w in reads.items():
+        t = None
+        if truth is not None:
+            t = torch.as_tensor(truth)
+            if t.shape != (w.shape[0],) or int(t.max()) >= w.shape[1]:
+                t = None  # the truth is about another read
+        blocks.append(Figure(draw.read_weights_figure(w, t), caption=f"read weights of {name}"))
+        if t is not None:
+            hit = float((w.argmax(-1).cpu() == t).float().mean())
+            blocks.append(Text(f"The read weight of {name} peaks on the slot holding the answer in {hit:.1%} of {w.shape[0]} samples."))
+    if not maps:
         if blocks:
             return blocks
-    maps = _call_capture(subject)
-    maps = {k: v for k, v in maps.items() if v.dim() == 4}
-    if not maps:
-        return NotApplicable(f"{type(model).__name__} computed no attention (no MultiheadAttention, SDPA or transformers attention ran)")
+        return NotApplicable(f"{type(model).__name__} computed no attention (no MultiheadAttention, SDPA or transformers "
+                             "attention ran, and no softmax result was multiplied by a tensor)")
     first = next(iter(maps.values()))
     B, H, T, S = first.shape
     tokens = _tokens(subject, T)
-    blocks.append(Text(f"{len(maps)} attention layers × {H} heads, {T} queries × {S} keys; captured in eval mode (no dropout)."))
-    blocks.append(Figure(draw.heads_grid(maps, tokens=tokens), caption="attention of sample 0 per layer (rows) and head (columns)"))
+    heads = sorted({v.shape[1] for v in maps.values()})
+    shapes = {tuple(v.shape[-2:]) for v in maps.values()}
+    head_text = f"{H} heads" if len(heads) == 1 else f"{heads[0]}–{heads[-1]} heads"
+    size_text = f"{T} queries × {S} keys" if len(shapes) == 1 else "queries × keys varying by layer"
+    blocks.append(Text(f"{len(maps)} attention layers × {head_text}, {size_text}; captured in eval mode (no dropout)."))
+    caption = "attention of sample 0 per layer (rows) and head (columns)"
+    n = Inputs.of(subject.inputs).batch_size  # the capture above ran on these inputs
+    if any(v.shape[0] != n for v in maps.values()):
+        caption += " (windows folded into the batch: the first window of sample 0)"
+    blocks.append(Figure(draw.heads_grid(maps, tokens=tokens), caption=caption))
     self_attn = {k: v for k, v in maps.items() if v.shape[-1] == v.shape[-2] and v.shape[-1] == T}
     if tokens is not None and self_attn:
         blocks.append(Html(draw.token_view_html(self_attn, tokens)))
     back = subject.extras.get("attend_back")
-    if back is not None and T > back:
+    same = len({tuple(v.shape) for v in maps.values()}) == 1
+    if back is not None and T > back and same:
         t = torch.arange(back, T)
         rows = []
         for name, a in maps.items():
@@ -80,11 +107,11 @@ def build(subject: Subject, options: dict):
         best = [(r, 1 + max(range(H), key=lambda h: float(rows[r][1 + h]))) for r in range(len(rows))]
         blocks.append(Table(["layer"] + [f"head {h}" for h in range(H)], rows,
                             caption=f"mean weight on the token {back} places back (the correct attention)", highlight=best))
-    if len(self_attn) == len(maps):
+    if len(self_attn) == len(maps) and len({v.shape[0] for v in maps.values()}) == 1:
         roll = attention.rollout(maps)
         blocks.append(Figure(draw.matrix_figure(roll[0], tokens, title="attention rollout, sample 0 (Abnar & Zuidema 2020)"),
                              caption="how much each output token draws on each input token through all layers"))
         images = subject.display_images
-        if images is not None and draw.patch_grid(T) is not None:
+        if images is not None and draw.patch_grid(T) is not None and roll.shape[0] == images.shape[0]:
             blocks.append(Figure(draw.patch_overlay(images, roll), caption="rollout over the image patches"))
     return blocks

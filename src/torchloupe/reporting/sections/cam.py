@@ -90,7 +90,9 @@ def build(subject: Subject, options: dict):
                 continue
         keys.append(key)
     try:  # all methods from one forward / backward
-        results = {cam.title_of(r.method): r for r in cam.compare(subject.model, x, keys, layer, targets, output=subject.output).values()}
+        compared = cam.compare(subject.model, x, keys, layer, targets, output=subject.output)
+        results = {cam.title_of(r.method): r for r in compared.values()}
+        notes.extend(f"{cam.title_of(k)} does not apply: {why}" for k, why in compared.skipped.items())
     except TorchLoupeError:  # one method does not apply: run them one by one to say which
         for key in keys:
             cls = cam.METHODS[key]
