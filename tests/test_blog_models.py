@@ -1,9 +1,6 @@
 """The models the blog articles write (tests/blog_models.py) through every public Python entry point
 that applies to them, with values known by construction (set weights, planted patterns) or computed
 by hand / by plain autograd (issue 17, item 8; the CLI side is tests/test_cli_models.py).
-
-Tests marked ``xfail(strict=True, reason="issue 17/18: ...")`` fail today for a known reason another
-change fixes; strict, so they turn into failures (to unmark) when the fix lands.
 """
 
 from __future__ import annotations
@@ -29,10 +26,6 @@ from .blog_models import (
     seeded,
 )
 from .helpers import model_state
-
-
-def xfail(reason: str):
-    return pytest.mark.xfail(strict=True, reason=reason)
 
 
 def assert_unchanged(model, before):
@@ -443,13 +436,12 @@ def _hand_attention(m: SeqAttentionMemory, x: torch.Tensor):
     return att, mem
 
 
-@xfail("issue 17 item 7: hand-written softmax(q @ k.T / sqrt(d)) attention is captured as (B, 1, T, T)")
 def test_seq_hand_written_attention_is_captured():
     m = seeded(SeqAttentionMemory)
     x = torch.randn(2, 10, 300)
     maps = tl.attention.capture(m, x)
     att, _ = _hand_attention(m, x)
-    assert list(maps) == ["attention"]
+    assert list(maps) == ["attention", "memory"]  # the memory read is a softmax times a tensor too
     torch.testing.assert_close(maps["attention"], att[:, None])
 
 
@@ -461,7 +453,6 @@ def test_seq_softmax_capture_records_the_hand_written_attention_weights():
     torch.testing.assert_close(maps["attention"].reshape(att.shape), att)
 
 
-@xfail("issue 17 item 7: a memory read written as a method is filed under its module ('memory')")
 def test_seq_memory_read_is_filed_under_the_memory_module():
     m = seeded(SeqAttentionMemory)
     x = torch.randn(2, 10, 300)
@@ -647,7 +638,6 @@ def test_report_cam_section_on_the_convnet(tmp_path):
     assert run.status == "ok", run.message
 
 
-@xfail("issue 17 item 7: the report shows hand-written attention and memory reads")
 def test_report_attention_section_on_the_sequence_model(tmp_path):
     m = seeded(SeqAttentionMemory)
     info = tl.report(m, torch.randn(2, 10, 300), tmp_path / "r.html", sections=["attention"], progress=False)
