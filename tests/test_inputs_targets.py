@@ -305,3 +305,27 @@ def test_cam_refuses_a_callable_target_before_any_forward():
     with pytest.raises(TargetError, match=r"CAM needs class-index targets .* not a callable"):
         tl.cam.CAM(model, "0")(torch.rand(2, 3, 8, 8), target=lambda o: o[:, 0])
     assert calls == []
+
+
+def test_the_default_explained_input_is_the_first_floating_tensor():
+    ids, mask, x = torch.tensor([[1, 2]]), torch.ones(1, 2, dtype=torch.long), torch.rand(1, 3)
+    assert Inputs.of((ids, x)).resolve(None) == 1
+    assert Inputs.of({"input_ids": ids, "attention_mask": mask, "pixel_values": x}).resolve(None) == "pixel_values"
+    assert Inputs.of({"input_ids": ids, "attention_mask": mask}).resolve(None) == "input_ids"  # none: the first
+    assert Inputs.of((x, x)).resolve(None) == 0 and Inputs.of((ids, x)).resolve(0) == 0
+
+    class Tagged(nn.Module):
+        """forward(ids, x): a class embedding of the ids added to a linear map of x."""
+
+        def __init__(self):
+            super().__init__()
+            self.emb, self.fc = nn.Embedding(5, 2), nn.Linear(3, 2)
+
+        def forward(self, ids, x):
+            return self.fc(x) + self.emb(ids).mean(1)
+
+    model = Tagged()
+    g = tl.saliency.gradient(model, (ids, x), 1)  # explains x, not the ids
+    assert torch.equal(g, model.fc.weight[1].detach().expand(1, 3))
+    with pytest.raises(UnsupportedModelError, match=r"layer='emb'"):
+        tl.saliency.gradient(model, (ids, x), 1, wrt=0)

@@ -3,7 +3,7 @@
 ``Inputs.of(x)`` reads everything ``model(...)`` accepts: a tensor, a tuple of positional
 tensors (``forward(self, x1, x2)``), a dict of keyword tensors (token ids, attention masks), or
 an ``Inputs`` with both. It knows the batch size, device and dtype, slices and chunks the batch,
-moves it, calls the model, and picks the input an attribution explains (``wrt=0`` by default, a
+moves it, calls the model, and picks the input an attribution explains (``wrt=None`` by default: the first floating-point tensor; a
 name for a keyword input). :func:`check_input` turns an unbatched tensor into a batch of one,
 rejects NaN and infinite values, and checks the channel / feature count against the model's
 first layer where it can be read off the model. Targets are :mod:`torchloupe.targets`.
@@ -157,7 +157,24 @@ class Inputs:
             yield self.slice(start, min(n, start + size))
 
     # -- the explained input ---------------------------------------------------------------
-    def _where(self, wrt: int | str) -> tuple[str, int | str]:
+    def resolve(self, wrt: int | str | None = None) -> int | str:
+        """The input ``wrt`` names, as a position (int) or a keyword (str). ``None``, the default of every
+        entry point, is the first floating-point tensor (positional first, then keywords): the data,
+        not token ids or masks; with none of them, the first input."""
+        if wrt is None:
+            for i, a in enumerate(self.args):
+                if isinstance(a, Tensor) and a.is_floating_point():
+                    return i
+            for k, v in self.kwargs.items():
+                if isinstance(v, Tensor) and v.is_floating_point():
+                    return k
+            return 0 if self.args or not self.kwargs else next(iter(self.kwargs))
+        if wrt == 0 and not self.args and self.kwargs and not isinstance(wrt, bool):  # keywords only: the first
+            return next(iter(self.kwargs))
+        return wrt
+
+    def _where(self, wrt: int | str | None) -> tuple[str, int | str]:
+        wrt = self.resolve(wrt)
         if isinstance(wrt, bool) or not isinstance(wrt, (int, str)):
             raise InputError(f"wrt={wrt!r}: expected the index of a positional input or the name of a keyword input")
         if isinstance(wrt, int):
@@ -170,17 +187,13 @@ class Inputs:
                              f"{', '.join(self.kwargs) or 'none'}")
         return "kwargs", wrt
 
-    def get(self, wrt: int | str = 0) -> Any:
-        """The positional input ``wrt`` (an int) or keyword input ``wrt`` (a str)."""
-        if wrt == 0 and not self.args and self.kwargs:  # keywords only: the first one
-            wrt = next(iter(self.kwargs))
+    def get(self, wrt: int | str | None = None) -> Any:
+        """The positional input ``wrt`` (an int) or keyword input ``wrt`` (a str); ``None``: see :meth:`resolve`."""
         kind, key = self._where(wrt)
         return self.args[key] if kind == "args" else self.kwargs[key]
 
-    def replace(self, wrt: int | str, value: Any) -> Inputs:
+    def replace(self, wrt: int | str | None, value: Any) -> Inputs:
         """These inputs with input ``wrt`` replaced by ``value``."""
-        if wrt == 0 and not self.args and self.kwargs:
-            wrt = next(iter(self.kwargs))
         kind, key = self._where(wrt)
         if kind == "args":
             args = list(self.args)
@@ -188,9 +201,10 @@ class Inputs:
             return Inputs(tuple(args), dict(self.kwargs))
         return Inputs(self.args, {**self.kwargs, key: value})
 
-    def explained(self, wrt: int | str = 0, model: nn.Module | None = None) -> Tensor:
+    def explained(self, wrt: int | str | None = None, model: nn.Module | None = None) -> Tensor:
         """The input an attribution explains: a floating tensor. Token ids (integers) cannot carry a
         gradient: :class:`UnsupportedModelError` naming the embedding layer to explain instead."""
+        wrt = self.resolve(wrt)
         x = self.get(wrt)
         if not isinstance(x, Tensor):
             raise InputError(f"input {wrt!r} is a {type(x).__name__}; expected a tensor to explain")
@@ -215,7 +229,7 @@ class Inputs:
         return ", ".join(parts)
 
 
-def check_inputs(model: nn.Module, x: InputsLike, *, wrt: int | str = 0) -> Inputs:
+def check_inputs(model: nn.Module, x: InputsLike, *, wrt: int | str | None = None) -> Inputs:
     """:class:`Inputs` checked for ``model`` before any expensive work: the explained input
     through :func:`check_input` when it is one tensor the first layer reads (a batch of one made
     of an unbatched tensor), every floating tensor finite, and one batch size throughout."""

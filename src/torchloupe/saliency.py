@@ -1,9 +1,9 @@
 """Gradient saliency: plain gradient, guided backpropagation, deconvnet, guided Grad-CAM, SmoothGrad.
 
-Every function takes ``(model, x, target=None, *, wrt=0, output=None)`` and returns a tensor
+Every function takes ``(model, x, target=None, *, wrt=None, output=None)`` and returns a tensor
 shaped like the explained input: ``x`` is anything ``model(...)`` takes
 (:class:`~torchloupe.inputs.Inputs`: a tensor, a tuple, a dict), ``wrt`` the input explained
-(an index, or a keyword's name), ``target`` and ``output`` as in :mod:`torchloupe.targets`.
+(an index, or a keyword's name; by default the first floating-point tensor), ``target`` and ``output`` as in :mod:`torchloupe.targets`.
 
 The guided rules change how the gradient passes the model's rectifiers, and only that:
 
@@ -143,7 +143,7 @@ def _prepare(model: nn.Module, x: InputsLike, target: TargetLike, wrt: int | str
 
 
 def _input_gradient(model: nn.Module, x: InputsLike, target: TargetLike, rules: dict | None = None, *,
-                    wrt: int | str = 0, output: OutputSpec = None) -> tuple[Tensor, Tensor]:
+                    wrt: int | str | None = None, output: OutputSpec = None) -> tuple[Tensor, Tensor]:
     """d score / d (input ``wrt``) with optional function rules; returns ``(grad like it, targets (N,))``."""
     inputs, xe, tgt = _prepare(model, x, target, wrt, output)
     n = inputs.batch_size
@@ -168,7 +168,7 @@ def _input_gradient(model: nn.Module, x: InputsLike, target: TargetLike, rules: 
     return g.detach(), targets
 
 
-def gradient(model: nn.Module, x: InputsLike, target: TargetLike = None, *, wrt: int | str = 0,
+def gradient(model: nn.Module, x: InputsLike, target: TargetLike = None, *, wrt: int | str | None = None,
              output: OutputSpec = None) -> Tensor:
     """Plain gradient of the target score with respect to input ``wrt``, shaped like it."""
     return _input_gradient(model, x, target, wrt=wrt, output=output)[0]
@@ -197,20 +197,20 @@ def _guided(model: nn.Module, x: InputsLike, target: TargetLike, guided: bool, w
     return g
 
 
-def guided_backprop(model: nn.Module, x: InputsLike, target: TargetLike = None, *, wrt: int | str = 0,
+def guided_backprop(model: nn.Module, x: InputsLike, target: TargetLike = None, *, wrt: int | str | None = None,
                     output: OutputSpec = None) -> Tensor:
     """Guided backpropagation: rectifiers pass ``ReLU(grad_out) * f'(x)``. Shaped like the input."""
     return _guided(model, x, target, True, wrt, output)
 
 
-def deconvnet(model: nn.Module, x: InputsLike, target: TargetLike = None, *, wrt: int | str = 0,
+def deconvnet(model: nn.Module, x: InputsLike, target: TargetLike = None, *, wrt: int | str | None = None,
               output: OutputSpec = None) -> Tensor:
     """Deconvnet: rectifiers pass ``ReLU(grad_out)`` whatever their input was. Shaped like the input."""
     return _guided(model, x, target, False, wrt, output)
 
 
 def guided_gradcam(model: nn.Module, x: InputsLike, target: TargetLike = None, layer=None, *,
-                   wrt: int | str = 0, output: OutputSpec = None) -> Tensor:
+                   wrt: int | str | None = None, output: OutputSpec = None) -> Tensor:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop times the Grad-CAM map, per sample.
 
     The Grad-CAM map (``(N, H, W)`` in [0, 1]) multiplies every channel; the class is the same
@@ -239,7 +239,7 @@ def smoothgrad(
     if sigma < 0:
         raise UsageError(f"sigma must be >= 0, got {sigma}")
 
-    def smoothed(model: nn.Module, x: InputsLike, target: TargetLike = None, *, wrt: int | str = 0,
+    def smoothed(model: nn.Module, x: InputsLike, target: TargetLike = None, *, wrt: int | str | None = None,
                  output: OutputSpec = None, **kw) -> Tensor:
         inputs, x, tgt = _prepare(model, x, target, wrt, output)
         b = inputs.batch_size

@@ -89,7 +89,7 @@ def compare(
     *,
     reshape: Callable[[Tensor], Tensor] | None = None,
     fuse: str = "mean",
-    wrt: int | str = 0,
+    wrt: int | str | None = None,
     output=None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Comparison:

@@ -214,7 +214,7 @@ class BaseCAM:
     def method(self) -> str:
         return type(self).__name__
 
-    def layers(self, x: InputsLike | None = None, *, wrt: int | str = 0, target: TargetLike = None,
+    def layers(self, x: InputsLike | None = None, *, wrt: int | str | None = None, target: TargetLike = None,
                output: OutputSpec = None) -> list[tuple[str, nn.Module]]:
         """The ``(name, module)`` pairs this CAM reads (the default needs an example input ``x``)."""
         if self._layers is None:
@@ -223,14 +223,14 @@ class BaseCAM:
             self._layers = [default_layer(self.model, x, wrt=wrt, target=target, output=output)]
         return self._layers
 
-    def __call__(self, x: InputsLike, target: TargetLike = None, *, wrt: int | str = 0,
+    def __call__(self, x: InputsLike, target: TargetLike = None, *, wrt: int | str | None = None,
                  output: OutputSpec = None) -> CAMResult:
         """Maps for ``x`` (anything ``model(...)`` takes), laid on input ``wrt``; ``target`` and
         ``output`` as in :mod:`torchloupe.targets`."""
         return run_cams([self], x, target, wrt=wrt, output=output)[0]
 
 
-def run_cams(cams: Sequence[BaseCAM], x: InputsLike, target: TargetLike = None, *, wrt: int | str = 0,
+def run_cams(cams: Sequence[BaseCAM], x: InputsLike, target: TargetLike = None, *, wrt: int | str | None = None,
              output: OutputSpec = None) -> list[CAMResult]:
     """Every CAM of ``cams`` on ``x`` from one forward (and one backward when any of them uses
     gradients): what each would return alone. All must read the same model and layers."""
@@ -374,7 +374,7 @@ def _is_norm(m: nn.Module) -> bool:
     return isinstance(m, nn.LayerNorm) or "LayerNorm" in type(m).__name__ or "RMSNorm" in type(m).__name__
 
 
-def default_layer(model: nn.Module, x: InputsLike, *, wrt: int | str = 0, target: TargetLike = None,
+def default_layer(model: nn.Module, x: InputsLike, *, wrt: int | str | None = None, target: TargetLike = None,
                   output: OutputSpec = None) -> tuple[str, nn.Module]:
     """The layer a CAM reads when none is given, found from one forward and one backward of the
     first sample (eval mode, the attention fast path off).

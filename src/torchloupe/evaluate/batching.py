@@ -153,7 +153,7 @@ def class_target(target: TargetLike, output: OutputSpec = None) -> tuple[Target,
     return Target(tgt.target), tgt.output
 
 
-def prepare(model: nn.Module, x: InputsLike, maps: Tensor, *, wrt: int | str = 0) -> tuple[Inputs, Tensor, Tensor]:
+def prepare(model: nn.Module, x: InputsLike, maps: Tensor, *, wrt: int | str | None = None) -> tuple[Inputs, Tensor, Tensor]:
     """Validate and align inputs: ``(inputs, explained image batch (B, C, H, W), maps (B, H, W) at its size)``.
 
     ``x``: anything ``model(...)`` takes (:class:`~torchloupe.inputs.Inputs`); ``wrt`` the input the

@@ -27,7 +27,7 @@ def _confidence_pair(model, x, maps, target, memory_budget, wrt, output):
 
 
 def average_drop(model, x, maps, target=None, memory_budget: int = DEFAULT_MEMORY_BUDGET, *,
-                 wrt: int | str = 0, output: OutputSpec = None) -> Tensor:
+                 wrt: int | str | None = None, output: OutputSpec = None) -> Tensor:
     """Per-sample drop in confidence, in percent: ``100 · max(0, Y − O) / Y`` ``(N,)``.
 
     ``Y``: the target's softmax probability on ``x``; ``O``: on ``x · map`` (maps in [0, 1]).
@@ -40,7 +40,7 @@ def average_drop(model, x, maps, target=None, memory_budget: int = DEFAULT_MEMOR
 
 
 def increase_in_confidence(model, x, maps, target=None, memory_budget: int = DEFAULT_MEMORY_BUDGET, *,
-                           wrt: int | str = 0, output: OutputSpec = None) -> Tensor:
+                           wrt: int | str | None = None, output: OutputSpec = None) -> Tensor:
     """Per-sample indicator ``(N,)`` float: 1 when ``O > Y`` (the map alone raises confidence).
     ``x``, ``wrt``, ``output`` as in :func:`average_drop`."""
     y, o = _confidence_pair(model, x, maps, target, memory_budget, wrt, output)

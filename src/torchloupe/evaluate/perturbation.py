@@ -173,7 +173,7 @@ def _curve(
 
 
 def deletion_curve(model, x, maps, target=None, steps: int = 32, substrate="zero",
-                   memory_budget: int = DEFAULT_MEMORY_BUDGET, *, wrt: int | str = 0,
+                   memory_budget: int = DEFAULT_MEMORY_BUDGET, *, wrt: int | str | None = None,
                    output: OutputSpec = None) -> CurveResult:
     """Deletion: remove pixels in order of decreasing saliency (replaced by ``substrate``).
 
@@ -188,7 +188,7 @@ def deletion_curve(model, x, maps, target=None, steps: int = 32, substrate="zero
 
 
 def insertion_curve(model, x, maps, target=None, steps: int = 32, substrate="blur",
-                    memory_budget: int = DEFAULT_MEMORY_BUDGET, *, wrt: int | str = 0,
+                    memory_budget: int = DEFAULT_MEMORY_BUDGET, *, wrt: int | str | None = None,
                     output: OutputSpec = None) -> CurveResult:
     """Insertion: reveal pixels of ``x`` onto ``substrate`` (default a blurred copy) by decreasing saliency.
 
@@ -199,12 +199,12 @@ def insertion_curve(model, x, maps, target=None, steps: int = 32, substrate="blu
 
 
 def deletion(model, x, maps, target=None, steps: int = 32, substrate="zero", memory_budget: int = DEFAULT_MEMORY_BUDGET,
-             *, wrt: int | str = 0, output: OutputSpec = None) -> Tensor:
+             *, wrt: int | str | None = None, output: OutputSpec = None) -> Tensor:
     """Deletion AUC per sample, ``(N,)``. See :func:`deletion_curve`."""
     return deletion_curve(model, x, maps, target, steps, substrate, memory_budget, wrt=wrt, output=output).auc
 
 
 def insertion(model, x, maps, target=None, steps: int = 32, substrate="blur", memory_budget: int = DEFAULT_MEMORY_BUDGET,
-              *, wrt: int | str = 0, output: OutputSpec = None) -> Tensor:
+              *, wrt: int | str | None = None, output: OutputSpec = None) -> Tensor:
     """Insertion AUC per sample, ``(N,)``. See :func:`insertion_curve`."""
     return insertion_curve(model, x, maps, target, steps, substrate, memory_budget, wrt=wrt, output=output).auc

@@ -85,7 +85,7 @@ def road(
     seed: int = 0,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     *,
-    wrt: int | str = 0,
+    wrt: int | str | None = None,
     output: OutputSpec = None,
 ) -> ROADResult:
     """ROAD (Rong et al. 2022): remove ``p`` % of pixels by relevance and impute them.

@@ -71,14 +71,14 @@ class Subject:
     @property
     def explained_input(self) -> Any:
         """The input the class sections explain: the inputs themselves when they are one tensor, else
-        the first positional input (``wrt=0``) of a multi-input model, or the first keyword input."""
+        the first floating-point input of a multi-input model (:meth:`~torchloupe.inputs.Inputs.resolve`)."""
         from ..errors import InputError
         from ..inputs import Inputs
 
         if isinstance(self.inputs, Tensor):
             return self.inputs
         try:
-            return Inputs.of(self.inputs).get(0)
+            return Inputs.of(self.inputs).get(None)
         except InputError:
             return None
 

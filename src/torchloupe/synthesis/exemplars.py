@@ -338,7 +338,7 @@ def exemplars(
     distributed: bool | None = None,
     progress: bool = False,
     channel_dim: int | None = None,
-    wrt: int | str = 0,
+    wrt: int | str | None = None,
 ) -> ExemplarResult:
     """Exact top-``k`` samples of ``data`` per channel of ``layer``.
 

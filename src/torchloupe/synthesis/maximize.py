@@ -249,7 +249,7 @@ def maximize(
     exemplars: Any = None,
     progress: bool = False,
     inputs: Any = None,
-    wrt: int | str = 0,
+    wrt: int | str | None = None,
     channel_dim: int | dict[str, int] | None = None,
 ) -> SynthesisResult:
     """Synthesize inputs that maximize ``objective`` (one objective, or a list: one image each).
