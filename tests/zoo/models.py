@@ -122,8 +122,11 @@ def maxvit():
 def vit():
     from torchvision.models import VisionTransformer
 
-    return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32,
-                             mlp_dim=64, num_classes=10)
+    model = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32,
+                              mlp_dim=64, num_classes=10)
+    # torchvision starts the head at zero (no gradient reaches anything); a trained head is not zero
+    nn.init.normal_(model.heads.head.weight, std=0.5)
+    return model
 
 
 def lraspp():
@@ -371,17 +374,21 @@ ZOO: list[ZooModel] = [
     _img("mnasnet", mnasnet, "layers.10", "torchvision", conv="layers.0"),
     _img("googlenet", googlenet, "inception4e", "torchvision", size=64, conv="conv1.conv"),
     _img("inception_v3", inception_v3, "Mixed_6e", "torchvision", size=75, conv="Conv2d_1a_3x3.conv", slow=True),
-    _img("swin", swin, "features.1", "torchvision (small config)", attention=True, conv="features.0.0"),
-    _img("maxvit", maxvit, "blocks.0", "torchvision (small config)", attention=True, conv="stem.0.0"),
-    _img("vit", vit, "encoder.layers.encoder_layer_0", "torchvision (small config)", attention=True, conv="conv_proj"),
+    _img("swin", swin, "features.1", "torchvision (small config)", attention=True, conv="features.0.0",
+         extra={"layout": "clast"}),
+    _img("maxvit", maxvit, "blocks.0", "torchvision (small config)", attention=True, conv="stem.0.0",
+         extra={"fixed_size": True}),
+    _img("vit", vit, "encoder.layers.encoder_layer_0", "torchvision (small config)", attention=True, conv="conv_proj",
+         extra={"layout": "clast", "fixed_size": True}),
     _img("lraspp", lraspp, "backbone.6", "torchvision segmentation", conv="backbone.0.0"),
     _img("fasterrcnn", fasterrcnn, "backbone.body.6", "torchvision detection", conv="backbone.body.0.0", slow=True),
     ZooModel("hf_bert", hf_bert, "tokens", (8,), "bert.encoder.layer.0", "transformers", attention=True),
     ZooModel("hf_gpt2", hf_gpt2, "tokens", (8,), "transformer.h.0", "transformers", attention=True),
-    _img("hf_vit", hf_vit, "vit.encoder.layer.0", "transformers", attention=True, conv="vit.embeddings.patch_embeddings.projection"),
-    _img("hf_clip_vision", hf_clip_vision, "vision_model.encoder.layers.0", "transformers", attention=True,
-         conv="vision_model.embeddings.patch_embedding"),
-    ZooModel("hf_clip_text", hf_clip_text, "tokens", (8,), "text_model.encoder.layers.0", "transformers", attention=True),
+    _img("hf_vit", hf_vit, "vit.layers.0", "transformers", attention=True, conv="vit.embeddings.patch_embeddings.projection",
+         extra={"layout": "clast", "fixed_size": True}),
+    _img("hf_clip_vision", hf_clip_vision, "encoder.layers.0", "transformers", attention=True,
+         conv="embeddings.patch_embedding", extra={"layout": "clast", "fixed_size": True}),
+    ZooModel("hf_clip_text", hf_clip_text, "tokens", (8,), "encoder.layers.0", "transformers", attention=True),
     ZooModel("hf_t5_encoder", hf_t5_encoder, "tokens", (8,), "encoder.block.0", "transformers", attention=True),
     ZooModel("lstm", lstm, "sequence", (10, 6), "lstm", "torch", recurrent="lstm"),
     ZooModel("gru", gru, "sequence", (10, 6), "gru", "torch", recurrent="gru"),
