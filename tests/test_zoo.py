@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 import torchloupe as tl
 from torchloupe import errors as E
-from tests.helpers import assert_same_state, model_state, tree_clone, tree_equal
+from tests.helpers import assert_same_state, model_state, peer, tree_clone, tree_equal
 from tests.reference import ref_cam
 from tests.zoo.models import ZOO, ZooModel, by_name
 
@@ -258,6 +258,11 @@ def e_trace(z, model, x):
     need(len(ins) == (len(x) if isinstance(x, (dict, tuple)) else 1), f"{len(ins)} input nodes")
     if z.name == "resnet18":  # 8 BasicBlocks: 8 residual adds, 20 convolutions
         need(sum(n.type == "Conv2d" for n in g.nodes if n.kind == "module") == 20, "resnet18: not 20 Conv2d")
+    if z.name in _PEER_CNNS:  # torchview's graph of the same forward: as many nodes and edges
+        tv = peer("torchview").draw_graph(copy.deepcopy(model).eval(), input_data=x, depth=100, save_graph=False)
+        nodes = sum(1 for ln in tv.visual_graph.body if "->" not in ln and "label" in ln)
+        need((len(g.nodes), len(g.edges)) == (nodes, len(tv.edge_list)),
+             f"{len(g.nodes)} nodes / {len(g.edges)} edges; torchview: {nodes} / {len(tv.edge_list)}")
 
 
 def e_activations(z, model, x):
@@ -295,6 +300,9 @@ def _cam(method: str):
         need(torch.isfinite(res.maps).all() and res.maps.min() >= 0 and res.maps.max() <= 1, "maps not finite in [0, 1]")
         need(torch.isfinite(res.raw).all(), "raw map not finite")
         ref = _cam_reference(z, model, xx, res, method)
+        if method == "gradcam" and z.name in _PEER_CNNS:
+            r = ref_cam.corr(res.raw.numpy(), _peer_gradcam(model, xx, res.layer, res.targets))
+            need(r >= 0.9999, f"raw map off pytorch-grad-cam's at {res.layer}: r = {r:.5f}")
         if ref is not None:
             if ref.max() > 0 or res.raw.max() > 0:
                 r = ref_cam.corr(res.raw.numpy(), ref)
@@ -303,6 +311,26 @@ def _cam(method: str):
             need(nonconstant(res.raw), f"constant map ({float(res.raw.max()):.3g} everywhere) at {res.layer}")
 
     return run
+
+
+#: CNNs also checked against peers: tl.trace vs torchview, Grad-CAM vs pytorch-grad-cam.
+_PEER_CNNS = ("resnet18", "vgg11_bn", "mobilenet_v2", "squeezenet")
+
+
+def _peer_gradcam(model, x, layer, targets) -> np.ndarray:
+    """pytorch-grad-cam's Grad-CAM at ``layer`` before its resize (on a deep copy: it changes the model)."""
+    peer("pytorch_grad_cam")
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    m = copy.deepcopy(model).eval()
+    lay = dict(m.named_modules())[layer]
+    with GradCAM(model=m, target_layers=[lay]) as cam:
+        cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
+        acts = cam.activations_and_grads.activations[0].numpy()
+        grads = cam.activations_and_grads.gradients[0].numpy()
+        w = cam.get_cam_weights(x, [lay], None, acts, grads)
+    return np.maximum((w[:, :, None, None] * acts).sum(1), 0)
 
 
 _FORMULAS = {"gradcam": ref_cam.gradcam, "gradcam++": ref_cam.gradcam_pp, "xgradcam": ref_cam.xgradcam,
