@@ -16,6 +16,7 @@ tests.zoo.render_table path.json docs/compatibility.md`` renders the table.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 import os
@@ -292,14 +293,17 @@ def e_features(z, model, x):
 def _cam(method: str):
     def run(z, model, x):
         xx = head(x, 1) if method == "scorecam" else x  # Score-CAM at batch 1: half the masked forwards
-        res = tl.cam.compare(model, xx, [method])[method]
+        if method == "scorecam" and _SCORECAM_CAP:  # issue 18.6's cap, once it lands: the strongest 32 channels
+            res = tl.cam.ScoreCAM(model, max_masks=32)(xx)
+        else:
+            res = tl.cam.compare(model, xx, [method])[method]
         _CAM_CACHE[(z.name, method)] = (xx, res)
         B = first_tensor(xx).shape[0]
         size = positions(z, xx)
         need(tuple(res.maps.shape) == (B, *size), f"maps {tuple(res.maps.shape)}, expected {(B, *size)}")
         need(torch.isfinite(res.maps).all() and res.maps.min() >= 0 and res.maps.max() <= 1, "maps not finite in [0, 1]")
         need(torch.isfinite(res.raw).all(), "raw map not finite")
-        ref = _cam_reference(z, model, xx, res, method)
+        ref = None if method == "scorecam" and _SCORECAM_CAP else _cam_reference(z, model, xx, res, method)
         if method == "gradcam" and z.name in _PEER_CNNS:
             r = ref_cam.corr(res.raw.numpy(), _peer_gradcam(model, xx, res.layer, res.targets))
             need(r >= 0.9999, f"raw map off pytorch-grad-cam's at {res.layer}: r = {r:.5f}")
@@ -312,6 +316,8 @@ def _cam(method: str):
 
     return run
 
+
+_SCORECAM_CAP = "max_masks" in inspect.signature(tl.cam.ScoreCAM.__init__).parameters
 
 #: CNNs also checked against peers: tl.trace vs torchview, Grad-CAM vs pytorch-grad-cam.
 _PEER_CNNS = ("resnet18", "vgg11_bn", "mobilenet_v2", "squeezenet")
