@@ -158,6 +158,9 @@ def _from_output(name: str, module: nn.Module, out: Any, top: int | None, channe
     token_layout = tokens if tokens is not None else (lay is not None and lay.kind == "tokens")
     if lay is not None and lay.kind == "channels_last" and out.dim() == 4:
         maps, kind = lay.to_bcs(out.detach()), "channels-last"
+    elif token_layout and lay is not None and lay.grid is None and input_shape is not None and len(input_shape) != 4:
+        # tokens of a sequence (not an image): the steps in a row, never a square grid by coincidence
+        maps, kind = out.detach().transpose(1, 2)[:, :, None, :], "tokens"
     else:
         maps, kind = arrange(out.detach(), token_layout)
     maps = maps.float() if not maps.is_floating_point() else maps

@@ -261,12 +261,20 @@ def _fits(out: Sequence[int], size: Sequence[int]) -> bool:
                for i in range(1, len(size)))
 
 
-def _hint(module: nn.Module | None) -> str | None:
-    """``"first"`` / ``"last"``: the channel axis a module's type says; ``None`` when it does not."""
+def _hint(module: nn.Module | None, shape: tuple[int, ...] | None = None) -> str | None:
+    """``"first"`` / ``"last"``: the channel axis a module's type says; ``None`` when it does not.
+
+    A LayerNorm is read from its ``normalized_shape`` against the output ``shape`` when they tell:
+    torchvision's ``LayerNorm2d`` (ConvNeXt's stem and head) subclasses ``nn.LayerNorm`` but
+    normalizes axis 1 of a ``(B, C, H, W)`` map."""
     if module is None:
         return None
     if isinstance(module, _CHANNEL_FIRST):
         return "first"
+    if isinstance(module, nn.LayerNorm) and shape is not None and len(shape) >= 3 and module.normalized_shape:
+        features = module.normalized_shape[-1]
+        if shape[-1] != features and shape[1] == features:
+            return "first"
     if isinstance(module, _CHANNEL_LAST):
         return "last"
     return None
@@ -337,7 +345,7 @@ def layout_of(
         return make("channels_last", c, pos, reason=f"channel_dim={channel_dim}")
     if d == 2:
         return make("vector", 1, (), reason="(B, C) output")
-    hint, hint_what = _hint_within(module) if d == 3 else (_hint(module), type(module).__name__)
+    hint, hint_what = _hint_within(module) if d == 3 else (_hint(module, shape), type(module).__name__)
     if d >= 4:
         nd = d - 2
         if hint == "first":

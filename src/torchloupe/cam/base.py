@@ -135,8 +135,8 @@ def map_layout(shape: Sequence[int], input_shape: Sequence[int], module: nn.Modu
 
 def map_size(lay: Layout, x: Tensor) -> tuple[int, ...]:
     """The size the maps of a layer of layout ``lay`` take on the explained input ``x``: its spatial
-    size, or its token axis for tokens of a sequence input ``(N, T, F)``."""
-    if lay.kind == "tokens" and lay.grid is None and x.dim() == 3:
+    size, or its token axis for tokens of a sequence input ``(N, T, F)`` or of token ids ``(N, T)``."""
+    if lay.kind == "tokens" and lay.grid is None and x.dim() in (2, 3):  # (N, T, F) steps or (N, T) token ids
         return (int(x.shape[1]),)
     return tuple(x.shape[2:])
 
