@@ -94,9 +94,24 @@ EXPECTED: dict[str, Expect] = {
     **{f"{m}/{e}": clear(E.TargetError, "pass output=", f"{why}: {_ASK_TARGET}")
        for m, why in _NO_SCORES.items()
        for e in [*(f"cam.{k}" for k in _CAMS), "saliency.gradient", "saliency.guided_backprop", "evaluate.deletion"]},
-    **{f"{m}/cam.{k}": clear(E.UnsupportedModelError, "no layer whose output is a spatial map",
+    **{f"{m}/cam.{k}": clear(E.UnsupportedModelError, "whose output is a spatial map",
                              "no layer with positions found by default; pass layer=")
-       for m in (*_TEXT, "lstm", "gru", "mlp") for k in _CAMS},
+       for m in ("lstm", "gru", "mlp") for k in (*_CAMS, "compare_all")},
+    **{f"{m}/cam.{k}": clear(E.TargetError, "pass output=", "a base encoder returns hidden states, no class "
+                             f"scores: {_ASK_TARGET}")
+       for m in ("hf_clip_text", "hf_t5_encoder") for k in (*_CAMS, "compare_all")},
+    **{f"{m}/cam.compare_all": clear(E.TargetError, "pass output=", f"{why}: {_ASK_TARGET}")
+       for m, why in _NO_SCORES.items()},
+    **{f"{m}/cam.scorecam": clear(E.UnsupportedModelError, "cannot be masked", "Score-CAM masks the input: token "
+                                  "ids cannot be masked") for m in ("hf_bert", "hf_gpt2")},
+    **{f"{m}/synthesis.maximize": clear(E.UnsupportedModelError, "reads token ids", "maximize synthesizes a "
+                                        "floating input; ids cannot be optimized by gradient") for m in _TEXT},
+    "two_input/synthesis.maximize": clear(E.UnsupportedModelError, "takes 2 inputs", "forward(rgb, depth): "
+                                          "maximize needs inputs= and wrt= to know which input to optimize"),
+    "lraspp/cli.cam": clear(E.UsageError, "pass output=KEY or INDEX", "a segmentation output: loupe cam "
+                            "asks for --output or a target, in one line"),
+    "hf_t5_encoder/synthesis.exemplars": clear(E.TorchLoupeError, "returns tuple", "a T5 block returns a tuple; "
+                                               "exemplars take a tensor-output layer"),
     **{f"{m}/saliency.{k}": clear(E.UnsupportedModelError, "token ids", "token ids have no gradient; the message "
                                   "names the embedding layer to explain instead")
        for m in _TEXT for k in ("gradient", "guided_backprop")},
@@ -108,55 +123,7 @@ EXPECTED: dict[str, Expect] = {
     **{f"{m}/structure.export_onnx": clear(E.UnsupportedModelError, "adaptive_avg_pool2d", "the ONNX exporter cannot "
                                            "export AdaptiveAvgPool2d(7) of a 1 x 1 map (32 px input)")
        for m in ("vgg11_bn", "alexnet")},
-    "hf_gpt2/structure.export_onnx": clear(E.UnsupportedModelError, "cannot handle GPT2", "the TorchScript exporter "
-                                           "takes no dict / cache outputs; named in one line"),
-    # -- known bugs, fixed by the helpers of issues 17 and 18 -------------------------------------
-    **{f"{m}/synthesis.exemplars": bug("18.1", RuntimeError, "Sizes of tensors must match",
-                                       "exemplars crash on layers whose output is not (B, C, H, W)")
-       for m in ("conv1d", "conv3d", "vit", "transformer_encoder", "hf_vit", "hf_clip_vision", "hf_clip_text")},
-    **{f"{m}/cli.exemplars": bug("18.1", RuntimeError, "Sizes of tensors must match", "loupe exemplars on a token "
-                                 "layer: the same crash, as a raw traceback") for m in ("vit", "hf_vit")},
-    **{f"{m}/features": bug("18.2", CheckFailed, "channels", "an RNN's (B, T, H) output taken as (B, C, L): "
-                            "the steps counted as channels") for m in ("lstm", "gru")},
-    "transformer_encoder/features": bug("18.2", CheckFailed, "means differ", "10 steps of a (B, T, F) sequence "
-                                        "laid out as a 3 x 3 patch grid + CLS: step 0 dropped"),
-    **{f"swin/{e}": bug("18.2", CheckFailed, "8 channels|values \\(8, 2\\)", "Swin's channels-last (B, H, W, C) "
-                        "taken as (B, C, H, W): image rows counted as channels")
-       for e in ("features", "synthesis.exemplars")},
-    "dict_output/cam.scorecam": bug("17.8", TypeError, "softmax", "Score-CAM does not pick the 'logits' of a dict "
-                                    "output as the other CAMs do: raw TypeError"),
-    **{f"{m}/cli.cam": bug("17.8", AttributeError, "has no attribute 'float'", "loupe cam on a dict / ModelOutput "
-                           "output: raw AttributeError (exit 1)") for m in ("dict_output", "hf_vit", "lraspp")},
-    **{f"transformer_encoder/cam.{k}": bug("18.2", CheckFailed, r"maps \(\d, 16\), expected \(\d, 10\)",
-                                           "tokens taken as channels: a (B, F) map instead of (B, T)")
-       for k in _CAMS if k != "cam"},
-    "transformer_encoder/cam.cam": bug("18.2", E.UnsupportedModelError, "10 channels", "the 10 tokens taken as channels"),
-    "transformer_encoder/synthesis.maximize": bug("18.2", CheckFailed, "did not rise", "channel 0 read as token 0: "
-                                                  "its LayerNorm mean is 0 whatever the input"),
-    "mlp/features": bug("zoo, layouts of 18.1", IndexError, "Dimension out of range", "a (B, F) Linear output: raw "
-                        "IndexError"),
-    **{f"{m}/cam.{k}": bug("18.3", CheckFailed, "constant map", "the default layer is the CLS-only head norm "
-                           "(vit.layernorm): all-zero maps") for m in ("hf_vit",) for k in _GRAD_CAMS},
-    **{f"{m}/attention.capture": bug("18.4", CheckFailed, "no attention captured", "hand-computed attention "
-                                     "(relative-position bias) not found: {}") for m in ("swin", "maxvit")},
-    "swin/cam.eigencam": bug("18.4", CheckFailed, "off the float64 reference", "Eigen-CAM's sign rule flips the "
-                             "projection the reference keeps"),
-    **{f"{m}/cam.compare_all": bug("18.5", E.UnsupportedModelError, "global average pooling", "compare('all') "
-                                   "fails whole when CAM does not apply") for m in _NO_GAP_LINEAR},
-    **{f"{m}/cam.compare_all": bug("18.5", E.UnsupportedModelError, "no layer whose output is a spatial map",
-                                   "compare('all') fails whole") for m in (*_TEXT, "lstm", "gru", "mlp")},
-    **{f"{m}/cam.compare_all": bug("18.5", E.TargetError, "pass output=", "compare('all') fails whole (and the "
-                                   "output has no class scores)") for m in _NO_SCORES},
-    "transformer_encoder/cam.compare_all": bug("18.5", E.UnsupportedModelError, "10 channels",
-                                               "compare('all') fails whole (and 18.2)"),
-    **{f"{m}/synthesis.maximize": bug("18.6", RuntimeError, "scalar types: Long, Int", "token ids optimized as "
-                                      "floats: raw embedding error") for m in _TEXT},
-    **{f"{m}/synthesis.exemplars": bug("17.2", (ValueError, IndexError), "not enough values|too many indices|tuple index",
-                                                "a dataset of token dicts: raw error")
-       for m in ("hf_bert", "hf_gpt2", "hf_t5_encoder")},
-    **{f"two_input/{e}": bug("17.3", TypeError, "missing 1 required positional argument", "a tuple dataset / "
-                             "input shape for a two-input model: the second input is never given")
-       for e in ("synthesis.exemplars", "synthesis.maximize")},
+    # -- known bugs (none is left once a fix lands: a cell that passes fails the test until its entry goes) --
 }
 
 
@@ -286,7 +253,7 @@ def e_features(z, model, x):
     need(torch.isfinite(fm.maps).all(), "non-finite maps")
     if fm.kind.endswith("+cls") and z.kind == "image":  # the maps are the patch grid: the CLS token is not drawn
         want = want[:, 1:]
-    mean = want.movedim(channel_axis(z, want), 1).flatten(2).mean(2)
+    mean = want.movedim(channel_axis(z, want), 1).flatten(2).mean(2) if want.dim() > 2 else want  # (B, F): itself
     need(torch.allclose(fm.stats["mean"], mean, atol=1e-5, rtol=1e-4), "per-channel means differ from the layer output's")
 
 
@@ -303,7 +270,7 @@ def _cam(method: str):
         need(tuple(res.maps.shape) == (B, *size), f"maps {tuple(res.maps.shape)}, expected {(B, *size)}")
         need(torch.isfinite(res.maps).all() and res.maps.min() >= 0 and res.maps.max() <= 1, "maps not finite in [0, 1]")
         need(torch.isfinite(res.raw).all(), "raw map not finite")
-        ref = None if method == "scorecam" and _SCORECAM_CAP else _cam_reference(z, model, xx, res, method)
+        ref = _cam_reference(z, model, xx, res, method)
         if method == "gradcam" and z.name in _PEER_CNNS:
             r = ref_cam.corr(res.raw.numpy(), _peer_gradcam(model, xx, res.layer, res.targets))
             need(r >= 0.9999, f"raw map off pytorch-grad-cam's at {res.layer}: r = {r:.5f}")
@@ -375,7 +342,9 @@ def _cam_reference(z, model, x, res, method) -> np.ndarray | None:
         fc = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
         want = ref_cam.cam(A, fc.weight.detach().double().numpy(), res.targets.tolist())
     elif method == "scorecam":
-        if A.shape[1] > 64 or a.dim() != 4:  # one float64 forward per channel: only where that is cheap
+        # one float64 forward per channel: only where that is cheap, and where the cap of 32 masks keeps
+        # every channel (the capped result is then the exact one)
+        if A.shape[1] > (32 if _SCORECAM_CAP else 64) or a.dim() != 4 or not isinstance(out, Tensor):
             return None
         want = ref_cam.scorecam(m64, x, A, res.targets.tolist())
     else:
@@ -393,7 +362,8 @@ def e_compare_all(z, model, x):
     for key, res in got.items():
         cached = _CAM_CACHE.get((z.name, key))
         if cached is not None:
-            need(torch.allclose(res.maps, cached[1].maps[:1], atol=1e-5), f"compare('all')[{key!r}] != {key} alone")
+            # batch 1 against batch 2: float kernels may round differently (seen: 1.7e-5 on a ViT)
+            need(torch.allclose(res.maps, cached[1].maps[:1], atol=1e-4), f"compare('all')[{key!r}] != {key} alone")
 
 
 def _needs_grad_input(z) -> bool:

@@ -128,7 +128,13 @@ def eigencam(A):
         M = A[n].reshape(C, H * W).T  # (positions, C)
         _, _, vt = np.linalg.svd(M - M.mean(axis=0), full_matrices=False)
         p = M @ vt[0]
-        if np.corrcoef(p, M.mean(axis=1))[0, 1] < 0:
+        pc, mc = p - p.mean(), M.mean(axis=1) - M.mean(axis=1).mean()
+        C0 = M - M.mean(axis=0)
+        flat_mean = np.linalg.norm(mc) / np.sqrt(len(mc)) <= 1e-3 * np.linalg.norm(C0) / np.sqrt(C0.size)
+        if abs(pc @ mc) <= 1e-3 * np.linalg.norm(pc) * np.linalg.norm(mc) or flat_mean:  # the largest deviation up
+            if pc[np.abs(pc).argmax()] < 0:
+                p = -p
+        elif pc @ mc < 0:
             p = -p
         if p.max() <= 0 < (-p).max():  # never an all-zero map when the other orientation has positives
             p = -p

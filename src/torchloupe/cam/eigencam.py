@@ -7,7 +7,11 @@ position. Needs no target and no gradient: one no-grad forward. Map ``ReLU(±p)`
 Sign rule (an SVD's sign is arbitrary, so the method must choose):
 
 1. ``p`` is oriented to correlate positively with the channel mean of the activations (the
-   map is bright where the layer is);
+   map is bright where the layer is); when that cannot decide (|cosine| below 1e-3, or a channel
+   mean that varies over positions less than 1e-3 of the activations' own spread: the same at
+   every position, as after a LayerNorm over the channels, so what is left is float noise), the
+   largest deviation of ``p`` from its mean is made positive instead, so float noise never
+   decides the sign;
 2. unless that orientation leaves no positive value while the opposite one has some: then
    the opposite is taken. So a projection with positive values never becomes an all-zero map;
    in particular an all-positive projection is never flipped (after a BatchNorm, as
@@ -26,6 +30,9 @@ from torch import Tensor
 from .base import BaseCAM, Run
 
 
+_WEAK = 1e-3  # |cosine| of projection and channel mean below which rule 1 cannot decide
+
+
 def eigen_projection(acts: Tensor) -> Tensor:
     """``(N, C, *S)`` -> ``(N, *S)``: the projection of each position on the first principal
     component of its sample's activations, oriented by the sign rule of this module."""
@@ -37,7 +44,16 @@ def eigen_projection(acts: Tensor) -> Tensor:
     mean = flat.mean(dim=2)
     pc = proj - proj.mean(dim=1, keepdim=True)
     mc = mean - mean.mean(dim=1, keepdim=True)
-    sign = torch.where((pc * mc).sum(dim=1) < 0, -1.0, 1.0).to(proj.dtype)  # rule 1
+    dot = (pc * mc).sum(dim=1)
+    sign = torch.where(dot < 0, -1.0, 1.0).to(proj.dtype)  # rule 1
+    # rule 1 when the channel mean barely varies over positions (a LayerNorm output: the mean of every
+    # token is about the same), so float noise would pick the sign: the largest deviation is positive
+    positions = flat.shape[1]
+    flat_mean = mc.norm(dim=1) / positions**0.5  # how much the channel mean varies over positions ...
+    spread = centred.norm(dim=(1, 2)) / (positions * c) ** 0.5  # ... against how much the activations do
+    weak = (dot.abs() <= _WEAK * pc.norm(dim=1) * mc.norm(dim=1)) | (flat_mean <= _WEAK * spread)
+    extreme = pc.gather(1, pc.abs().argmax(dim=1, keepdim=True)).squeeze(1)
+    sign = torch.where(weak, torch.where(extreme < 0, -1.0, 1.0).to(proj.dtype), sign)
     oriented = proj * sign[:, None]
     # rule 2: never an all-zero map from a projection that has positive values one way round
     dead = (oriented.amax(dim=1) <= 0) & ((-oriented).amax(dim=1) > 0)

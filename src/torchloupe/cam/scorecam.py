@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..errors import UsageError, require
+from ..errors import UnsupportedModelError, UsageError, require
 from ..layers import LayerSpec
 from .base import BaseCAM, Run, normalize_maps, upsample
 
@@ -85,6 +85,10 @@ class ScoreCAM(BaseCAM):
 
     def cam_map(self, acts: Tensor, grads: Tensor | None, run: Run) -> Tensor:  # -> (N,*S)
         x = run.x
+        if not x.is_floating_point():
+            raise UnsupportedModelError(
+                f"Score-CAM masks the explained input, and input {run.inputs.resolve(run.wrt)!r} holds {x.dtype} "
+                f"values (token ids?) that cannot be masked; use a gradient CAM (gradcam) on these inputs")
         inputs = run.inputs
         n, c = acts.shape[:2]
         size = tuple(x.shape[2:])

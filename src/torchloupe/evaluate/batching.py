@@ -81,7 +81,8 @@ class Scorer:
     """
 
     def __init__(self, run: Session, inputs: Inputs, wrt: int | str, output: OutputSpec, chunk: int):
-        self.run, self.inputs, self.wrt, self.chunk = run, inputs, wrt, chunk
+        # wrt resolved once: with it set to None below, None would name another input
+        self.run, self.inputs, self.wrt, self.chunk = run, inputs, inputs.resolve(wrt), chunk
         self.selection = Target.of(None, output)
         self.batch = inputs.batch_size
         # the inputs kept as they are, without the perturbed one (None there, replaced per forward)

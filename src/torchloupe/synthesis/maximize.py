@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputError, InputShapeError, ObjectiveSpecError, ParamError, TorchLoupeError, UsageError
+from ..errors import InputError, InputShapeError, ObjectiveSpecError, ParamError, TorchLoupeError, UnsupportedModelError, UsageError
 from ..inputs import Inputs, check_finite, check_input, first_layer, standard_layout
 from ..layers import find_layers, layout_of
 from ..probe import hooks, intercept, require_module, session
@@ -299,7 +299,18 @@ def maximize(
             input_shape = tuple(held.shape[1:])
     shape = tuple(int(s) for s in (input_shape if input_shape is not None else _default_shape(model)))
     # The shape against the model's first layer, before any step (a typed error naming both).
+    found = first_layer(model)
+    if fixed is None and found is not None and isinstance(found[1], nn.Embedding):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} reads token ids (its first layer {found[0]!r} is an nn.Embedding); maximize "
+            f"synthesizes a floating-point input, and ids cannot be optimized by gradient: maximize a model that "
+            f"takes the embeddings (inputs_embeds), or use exemplars to find the texts that drive the unit")
     if fixed is None:
+        needed = _required_inputs(model)
+        if len(needed) > 1:
+            raise UnsupportedModelError(
+                f"{type(model).__name__}.forward takes {len(needed)} inputs ({', '.join(needed)}); pass inputs= "
+                f"(a tuple or dict of example values) and wrt= (the one to optimize; the others stay fixed)")
         check_input(model, torch.zeros(1, *shape, device=_device_of(model)), name=f"an input of input_shape {shape}")
     dom = _domain(domain)
     units = [o.unit for o in objs]
@@ -444,3 +455,15 @@ def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="maximize", leave=False)
+
+
+def _required_inputs(model: nn.Module) -> list[str]:
+    """Names of the positional parameters of ``model.forward`` that have no default."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):  # a builtin or scripted forward: nothing to read
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in params if p.kind in kinds and p.default is inspect.Parameter.empty]
