@@ -254,3 +254,21 @@ def test_report_cam_section_keeps_the_others_and_says_which_does_not_apply():
     texts = [b.text for b in blocks if isinstance(b, Text)]
     assert any(t.startswith("CAM does not apply: CAM needs a model ending in global average pooling") for t in texts)
     assert blocks[0].caption.startswith("Layer relu;")
+
+
+def test_eigencam_sign_does_not_follow_float_noise_when_the_channel_mean_is_flat():
+    """After a LayerNorm over channels every position has the same channel mean: rule 1 of the sign
+    reads only float noise there, so the largest deviation of the projection decides, and a sample's
+    map is the same alone and in a batch."""
+    from torchloupe.cam.eigencam import eigen_projection
+
+    torch.manual_seed(0)
+    tokens = torch.nn.functional.layer_norm(torch.randn(3, 12, 16), (16,))  # (N, T, C): mean 0 at every token
+    acts = tokens.transpose(1, 2)  # (N, C, T)
+    p = eigen_projection(acts.double())
+    for n in range(3):  # the largest deviation from the mean is positive, whatever LAPACK's sign was
+        dev = p[n] - p[n].mean()
+        assert float(dev[dev.abs().argmax()]) > 0
+    noisy = acts + 1e-7 * torch.randn_like(acts)  # what a different batch size's kernels change
+    assert torch.allclose(eigen_projection(noisy.double()), p, atol=1e-5)
+    assert torch.allclose(eigen_projection(acts[:1].double()), p[:1], atol=1e-12)

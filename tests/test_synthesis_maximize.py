@@ -295,3 +295,24 @@ def test_maximize_one_input_of_a_two_input_model_with_the_other_fixed():
                                  inputs={"img": torch.rand(1, 3, 8, 8), "vec": vec[:1]}, wrt="vec",
                                  baseline_samples=4)
     assert res2.images.shape == (1, 5)
+
+
+def test_maximize_refuses_token_ids_and_unnamed_inputs_before_any_step():
+    from torch import nn
+
+    from torchloupe.errors import UnsupportedModelError
+
+    text = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 2))
+    with pytest.raises(UnsupportedModelError, match=r"first layer '0' is an nn.Embedding"):
+        tl.synthesis.maximize(text, "2:0", input_shape=(3,), steps=2)
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 2), nn.Linear(3, 2)
+
+        def forward(self, rgb, depth):
+            return self.a(rgb) + self.b(depth)
+
+    with pytest.raises(UnsupportedModelError, match=r"Two.forward takes 2 inputs \(rgb, depth\); pass inputs="):
+        tl.synthesis.maximize(Two(), "a:0", input_shape=(3,), steps=2)
