@@ -32,33 +32,21 @@ def build(subject: Subject, options: dict):
 
         x = Inputs.of(x)
     x, images = (x[:MAX_IMAGES] if isinstance(x, torch.Tensor) else x.slice(0, MAX_IMAGES)), images[:MAX_IMAGES]
-    from ... import saliency
     from ...cam import GradCAM
-    from ...probe import eval_forward
     from ...render.cam import plot_saliency
 
-    scores = subject.scores(eval_forward(subject.model, x))
-    if scores is None:
-        return NotApplicable(subject.no_scores())
-    targets = scores.argmax(dim=1)
-    out = subject.output
-    notes: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", saliency.GuidedFallbackWarning)
-        columns = {
-            "gradient": saliency.gradient(subject.model, x, targets, output=out),
-            "guided backprop": saliency.guided_backprop(subject.model, x, targets, output=out),
-            "deconvnet": saliency.deconvnet(subject.model, x, targets, output=out),
-        }
-        try:  # saliency.guided_gradcam's product, reusing the guided backprop above
-            from .cam import cam_layer
+    got = _gradients(subject, x)
+    if isinstance(got, NotApplicable):
+        return got
+    targets, columns, notes = got
+    try:  # saliency.guided_gradcam's product, reusing the guided backprop above
+        from .cam import cam_layer
 
-            cam = GradCAM(subject.model, cam_layer(subject, x))(x, targets, output=out)
-            gb = columns["guided backprop"]
-            columns["guided Grad-CAM"] = gb * cam.maps.unsqueeze(1).to(gb.dtype)
-        except TorchLoupeError as exc:
-            notes.append(f"guided Grad-CAM does not apply: {exc}")
-    notes.extend(sorted({str(w.message) for w in caught if issubclass(w.category, saliency.GuidedFallbackWarning)}))
+        cam = GradCAM(subject.model, cam_layer(subject, x))(x, targets, output=subject.output)
+        gb = columns["guided backprop"]
+        columns["guided Grad-CAM"] = gb * cam.maps.unsqueeze(1).to(gb.dtype)
+    except TorchLoupeError as exc:
+        notes.append(f"guided Grad-CAM does not apply: {exc}")
     labels = subject.labels
     rows = [str(labels[int(t)]) if labels is not None and int(t) < len(labels) else f"class {int(t)}" for t in targets]
     fig = plot_saliency(images, columns, row_titles=rows)
@@ -68,20 +56,16 @@ def build(subject: Subject, options: dict):
             *[Text(n) for n in notes]]
 
 
-def _non_image(subject: Subject, x: torch.Tensor):
-    """Flat vectors ``(N, F)`` and sequences ``(N, A, B)``: the same three gradients, drawn as images
-    when a vector holds one (784 -> 1 x 28 x 28), else as maps over steps and features."""
+def _gradients(subject: Subject, x):
+    """``(targets, {method: gradient}, notes)``: the predicted classes of ``x`` and the plain, guided and
+    deconvnet gradients of them (the notes name rectifiers without a guided rule); or why not."""
     from ... import saliency
-    from ...inputs import first_layer
     from ...probe import eval_forward
-    from ...render.figures import sequence_panels_figure
-    from ...render.image import image_shape, normalize
 
     scores = subject.scores(eval_forward(subject.model, x))
     if scores is None:
         return NotApplicable(subject.no_scores())
-    targets = scores.argmax(dim=1)
-    out = subject.output
+    targets, out = scores.argmax(dim=1), subject.output
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", saliency.GuidedFallbackWarning)
         columns = {
@@ -89,8 +73,22 @@ def _non_image(subject: Subject, x: torch.Tensor):
             "guided backprop": saliency.guided_backprop(subject.model, x, targets, output=out),
             "deconvnet": saliency.deconvnet(subject.model, x, targets, output=out),
         }
-    notes = [Text(n) for n in sorted({str(w.message) for w in caught
-                                      if issubclass(w.category, saliency.GuidedFallbackWarning)})]
+    notes = sorted({str(w.message) for w in caught if issubclass(w.category, saliency.GuidedFallbackWarning)})
+    return targets, columns, notes
+
+
+def _non_image(subject: Subject, x: torch.Tensor):
+    """Flat vectors ``(N, F)`` and sequences ``(N, A, B)``: the same three gradients, drawn as images
+    when a vector holds one (784 -> 1 x 28 x 28), else as maps over steps and features."""
+    from ...inputs import first_layer
+    from ...render.figures import sequence_panels_figure
+    from ...render.image import image_shape, normalize
+
+    got = _gradients(subject, x)
+    if isinstance(got, NotApplicable):
+        return got
+    targets, columns, fallbacks = got
+    notes = [Text(n) for n in fallbacks]
     labels = subject.labels
     names = [str(labels[int(t)]) if labels is not None and int(t) < len(labels) else f"class {int(t)}" for t in targets]
     shape = image_shape(x.shape[1]) if x.dim() == 2 else None
