@@ -85,11 +85,13 @@ def test_vectors_sequences_and_tokens_are_arranged():
     enc = nn.Sequential(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True))
     tokens = torch.rand(2, 9, 8)
     fm = feature_maps(enc, tokens, "0")
-    assert fm.kind == "token-grid" and fm.maps.shape == (2, 8, 3, 3)
+    # a sequence input (not an image): its tokens are steps in a row, never a 3 x 3 grid by coincidence
+    # (issue 18.1; token grids are for tokens of an image, see tests/test_layouts.py)
+    assert fm.kind == "tokens" and fm.maps.shape == (2, 8, 1, 9)
     out = enc(tokens).detach()
-    assert torch.allclose(fm.maps[1, :, 1, 2], out[1, 5])  # token 5 = row 1, column 2
+    assert torch.allclose(fm.maps[1, :, 0, 5], out[1, 5])  # token 5 = column 5
     fm = feature_maps(enc, torch.rand(2, 10, 8), "0")
-    assert fm.kind == "token-grid+cls" and fm.maps.shape == (2, 8, 3, 3)
+    assert fm.kind == "tokens" and fm.maps.shape == (2, 8, 1, 10)
     fm = feature_maps(enc, torch.rand(2, 7, 8), "0")
     assert fm.kind == "tokens" and fm.maps.shape == (2, 8, 1, 7)
     fm = feature_maps(enc, torch.rand(2, 7, 8), "0", tokens=False)
