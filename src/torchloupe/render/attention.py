@@ -48,18 +48,27 @@ def heads_grid(
     cell = 1.35 if H > 4 else 1.9
     # Fixed margins (no tick labels here; row labels and head titles have known sizes): a grid of
     # 72 maps lays out in a fraction of the time constrained layout takes.
-    width, height = 0.5 + cell * H, 0.9 + cell * L
+    width = 0.5 + cell * H
+    title = "attention per layer (rows) and head (columns): query ↓, key →\neach map on its own scale (brightest: its largest weight)"
+    if any(v.shape[-1] > max_tokens or v.shape[-2] > max_tokens for _, v in layers):
+        title += f"; first {max_tokens} tokens"
+    # the title wrapped to the figure's width (about 13 characters an inch at 9 pt): a grid of one
+    # head is narrower than the title's two lines
+    import textwrap
+
+    title = "\n".join(textwrap.fill(line, max(18, int(width * 13))) for line in title.split("\n"))
+    top = 0.5 + 0.16 * (title.count("\n") + 1)
+    height = top + 0.12 + cell * L
     fig = Figure(figsize=(width, height))
     axes = fig.subplots(L, H, squeeze=False)
-    fig.subplots_adjust(left=0.4 / width, right=1 - 0.1 / width, bottom=0.1 / height, top=1 - 0.78 / height,
+    fig.subplots_adjust(left=0.4 / width, right=1 - 0.1 / width, bottom=0.1 / height, top=1 - top / height,
                         wspace=0.1, hspace=0.1)
-    cut = False
     labels = _row_labels([name for name, _ in layers])
     for r, (name, a) in enumerate(layers):
         a = a[sample].detach().float().cpu()
         T, S = a.shape[-2:]
         if T > max_tokens or S > max_tokens:
-            a, cut = a[:, :max_tokens, :max_tokens], True
+            a = a[:, :max_tokens, :max_tokens]
         for c in range(H):
             ax = axes[r, c]
             ax.set_xticks([])
@@ -72,9 +81,6 @@ def heads_grid(
                 ax.set_title(f"head {c}", fontsize=8)
             if c == 0:
                 ax.set_ylabel(labels[r], fontsize=8)
-    title = "attention per layer (rows) and head (columns): query ↓, key →\neach map on its own scale (brightest: its largest weight)"
-    if cut:
-        title += f"; first {max_tokens} tokens"
     fig.suptitle(title, fontsize=9)
     return fig
 
