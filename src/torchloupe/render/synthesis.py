@@ -49,8 +49,10 @@ def _show_sequence(ax, v: Tensor, rows: str = "feature") -> None:
     ax.axis("on")
     if v.dim() == 2 and v.shape[1] > 1:
         top = float(v.abs().max()) or 1.0
-        ax.imshow(v.t().numpy(), cmap="RdBu_r", vmin=-top, vmax=top, aspect="auto", interpolation="nearest")
+        im = ax.imshow(v.t().numpy(), cmap="RdBu_r", vmin=-top, vmax=top, aspect="auto", interpolation="nearest")
         ax.set_ylabel(rows, fontsize=6, labelpad=1)
+        bar = ax.figure.colorbar(im, ax=ax, fraction=0.05, pad=0.02)  # which colour is high, which low
+        bar.ax.tick_params(labelsize=5.5, length=2, pad=1)
     else:
         values = v.reshape(-1).numpy()
         ax.bar(range(len(values)), values, width=0.8, color="#4c72b0")
@@ -58,6 +60,9 @@ def _show_sequence(ax, v: Tensor, rows: str = "feature") -> None:
         ax.set_xlim(-0.6, len(values) - 0.4)
     ax.set_xlabel("step" if v.dim() == 2 else "feature", fontsize=6, labelpad=1)
     ax.tick_params(labelsize=5.5, length=2, pad=1)
+    ticker = require("matplotlib.ticker", "render")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(6, integer=True))  # a 300-feature axis: 6 ticks, not 300
+    ax.yaxis.set_major_locator(ticker.MaxNLocator(5, integer=True))
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
 
@@ -81,7 +86,10 @@ def _units_grid(result, title: str | None, max_cols: int = 6, channels_first: bo
     n = result.images.shape[0]
     cols = max(1, min(n, max_cols))
     rows = -(-n // cols)
-    fig = Figure(figsize=(1.6 * cols + 0.2, 1.95 * rows + 0.4), dpi=90)
+    sequences = result.images.dim() in (2, 3)
+    # a sequence is a heat map of features x steps (or bars): it needs room for its axes to be read
+    w, h = (3.0, 2.6) if sequences else (1.6, 1.95)
+    fig = Figure(figsize=(w * cols + 0.2, h * rows + 0.4), dpi=90)
     axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -92,11 +100,11 @@ def _units_grid(result, title: str | None, max_cols: int = 6, channels_first: bo
         ax.set_title(label, fontsize=7, color="#c0392b" if failed else "black")
     if title:
         fig.suptitle(title, fontsize=8)
-    if result.images.dim() in (2, 3) and result.images.dim() < 4:  # sequences: room for ticks and labels
-        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16 / rows, top=1 - 0.75 / (1.95 * rows + 0.4),
+    if sequences:  # room for ticks and labels
+        fig.subplots_adjust(left=0.12 / cols, right=1 - 0.35 / (w * cols), bottom=0.16 / rows, top=1 - 0.75 / (h * rows + 0.4),
                             wspace=0.35, hspace=0.9)
     else:
-        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.75 / (1.95 * rows + 0.4), wspace=0.12,
+        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.75 / (h * rows + 0.4), wspace=0.12,
                             hspace=0.62)
     return fig
 
