@@ -356,3 +356,14 @@ def test_the_one_argument_views_leave_the_model_as_it_was():
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
     assert all(m.training for m in model.modules()) and all(p.grad is None for p in model.parameters())
     assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
+
+
+def test_a_model_written_for_one_image_size_is_told_to_pass_size(data, tmp_path, capsys):
+    d, f = data
+    err = _one_line_error(capsys, ["cam", "--model", "tests.cli_models:make_convnet", "--input", f["lenet"][0],
+                                   "--out", str(tmp_path / "c")])
+    assert "(1, 1, 32, 32)" in err and "shape '[-1, 6272]'" in err
+    assert err.rstrip().endswith("pass --size N with the size it was written for")
+    rc, out, _ = _run(capsys, ["cam", "--model", "tests.cli_models:make_convnet", "--input", f["lenet"][0],
+                               "--size", "28", "--out", str(tmp_path / "c")])
+    assert rc == 0 and (tmp_path / "c" / "grid.png").is_file()

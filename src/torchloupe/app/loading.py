@@ -462,6 +462,10 @@ def check_forward(model: nn.Module, inputs: Inputs, *, spec: str, batched: bool 
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         if isinstance(exc, TypeError):
             hint = arguments_hint(model, inputs) or hint
+        elif batched and any(t.dim() == 4 for _, t in inputs.tensors()) and (
+                "shape '[" in text or "mat1 and mat2" in text or "size mismatch" in text):
+            # a view / Linear written for one image size: the channels fit, the size does not
+            hint += "; the model may take one image size only: pass --size N with the size it was written for"
         raise UsageError(f"{spec} cannot take the given inputs {shapes}: {type(exc).__name__}"
                          f"{': ' + text if text else ''}{hint}") from exc
     first = _first_tensor(out) if batched else None
