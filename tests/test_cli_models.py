@@ -367,3 +367,13 @@ def test_a_model_written_for_one_image_size_is_told_to_pass_size(data, tmp_path,
     rc, out, _ = _run(capsys, ["cam", "--model", "tests.cli_models:make_convnet", "--input", f["lenet"][0],
                                "--size", "28", "--out", str(tmp_path / "c")])
     assert rc == 0 and (tmp_path / "c" / "grid.png").is_file()
+
+
+def test_cam_method_all_skips_what_cannot_apply_and_says_so(data, tmp_path, capsys):
+    d, f = data
+    rc, out, err = _run(capsys, ["cam", "--model", "tests.cli_models:make_fusion", "--input", f["rgb"][0],
+                                 "--input", f["rgb2"][0], "--method", "all", "--out", str(tmp_path / "c")])
+    assert rc == 0, err
+    assert "cam skipped: CAM needs a model ending in global average pooling" in err
+    written = sorted(p.name for p in (tmp_path / "c").glob("*_*.png"))
+    assert len(written) == len(tl.cam.METHODS) - 1 and not any(n.endswith("_cam.png") for n in written)

@@ -329,3 +329,15 @@ def test_the_default_explained_input_is_the_first_floating_tensor():
     assert torch.equal(g, model.fc.weight[1].detach().expand(1, 3))
     with pytest.raises(UnsupportedModelError, match=r"layer='emb'"):
         tl.saliency.gradient(model, (ids, x), 1, wrt=0)
+
+
+def test_one_batch_size_a_scalar_target_and_the_default_input_said():
+    model = TwoInputs().eval()
+    a, b = torch.rand(3, 1, 8, 8), torch.rand(3, 2, 8, 8)
+    with pytest.raises(InputError, match=r"input 1 has 2 samples \(\(2, 2, 8, 8\)\) but input 0 has 3"):
+        tl.saliency.gradient(model, (a, b[:2]), 1)
+    cam = tl.cam.GradCAM(model, "conv_b")((a, b), target=torch.tensor(2), wrt=1)
+    assert cam.targets.tolist() == [2, 2, 2]
+    tl.inputs._SAID.clear()
+    with pytest.warns(UserWarning, match=r"explaining input 0, the first floating-point input of '0', '1'; pass wrt="):
+        tl.saliency.gradient(model, (a, b), 1)

@@ -12,6 +12,7 @@ first layer where it can be read off the model. Targets are :mod:`torchloupe.tar
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -23,6 +24,8 @@ from .errors import InputError, InputShapeError, NonFiniteInputError, Unsupporte
 
 __all__ = ["Inputs", "InputsLike", "first_layer", "check_input", "check_inputs", "check_finite", "expected_input",
            "trial_forward", "takes_shape", "flattens_first", "standard_layout"]
+
+_SAID: set[str] = set()  # guesses already said in a warning (once each per process)
 
 InputsLike = Union[Tensor, Sequence[Tensor], Mapping[str, Any], "Inputs"]
 
@@ -242,6 +245,24 @@ def check_inputs(model: nn.Module, x: InputsLike, *, wrt: int | str | None = Non
     for key, t in tensors:
         check_finite(t, f"input {key}")
     inputs.get(wrt)  # wrt names an input
+    if wrt is None:  # the default is a guess when several inputs are data: say which one, once
+        floats = [k for k, t in tensors if t.is_floating_point()]
+        if len(floats) > 1:
+            msg = (f"explaining input {inputs.resolve(None)!r}, the first floating-point input of "
+                   f"{', '.join(map(repr, floats))}; pass wrt= to explain another")
+            if msg not in _SAID:
+                _SAID.add(msg)
+                warnings.warn(msg, stacklevel=3)
+    # one batch: the explained input's first dimension, in every other input that has it at the same rank
+    # or more (a shared mask of lower rank, (H, W) beside (B, C, H, W), passes as it is)
+    explained = inputs.get(wrt)
+    if isinstance(explained, Tensor) and explained.dim():
+        n = explained.shape[0]
+        for key, t in tensors:
+            if t.dim() >= explained.dim() and t.shape[0] != n:
+                raise InputShapeError(f"input {key} has {t.shape[0]} samples ({tuple(t.shape)}) but input "
+                                      f"{inputs.resolve(wrt)!r} has {n} ({tuple(explained.shape)}); expected one "
+                                      f"batch size for every batched input")
     return inputs
 
 _CONV_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}

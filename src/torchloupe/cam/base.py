@@ -412,8 +412,8 @@ def default_layer(model: nn.Module, x: InputsLike, *, wrt: int | str | None = No
     one = inputs.slice(0, 1)
     tgt = Target.of(target, output)
     if not tgt.is_callable and tgt.target is not None and not isinstance(tgt.target, int):
-        first = tgt.target[0]
-        tgt = Target(int(first), tgt.output)
+        first = torch.as_tensor(tgt.target).reshape(-1)[:1]  # a list, a (B,) tensor or a 0-d tensor
+        tgt = Target(int(first) if first.numel() else None, tgt.output)
 
     def layout(m: nn.Module, t: Tensor | None) -> Layout | None:
         if t is None or not t.is_floating_point() or t.dim() < 3:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import argparse
 import html
 from pathlib import Path
@@ -57,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ...cam import title_of
-    from ...cam.base import run_cams
     from ...errors import UsageError
     from ...render.cam import method_grid
     from ...render.image import overlay
@@ -101,7 +102,13 @@ def run(args: argparse.Namespace) -> int:
         scores = Target(None, output).scores_of(eval_forward(model, inputs))
     probs = scores.float().softmax(dim=1)
     target = args.target if args.target is not None else probs.argmax(dim=1)
-    results = dict(zip(cams, run_cams(list(cams.values()), inputs, target, wrt=wrt, output=output)))  # one backward
+    # one forward and backward for all; a method that cannot apply (CAM without GAP + Linear) is left out
+    from ...cam import compare
+
+    results = compare(model, inputs, methods, layer, target, wrt=wrt, output=output)
+    for method, why in getattr(results, "skipped", {}).items():
+        print(f"loupe cam: {method} skipped: {why}", file=sys.stderr)
+    results = dict(results)
     out.mkdir(parents=True, exist_ok=True)
     if save is not None:
         torch.save({m: {"maps": r.maps, "raw": r.raw, "targets": r.targets, "layer": r.layer}
