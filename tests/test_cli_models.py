@@ -318,12 +318,12 @@ def test_every_failure_is_one_line_with_status_2(data, tmp_path, capsys):
 
 def test_an_error_inside_the_work_is_one_line_and_debug_shows_it(data, tmp_path, capsys, monkeypatch):
     d, files = data
-    from torchloupe.cam import base
+    import torchloupe.cam
 
     def boom(*a, **k):
         raise RuntimeError("the model broke\nsecond line")
 
-    monkeypatch.setattr(base, "run_cams", boom)
+    monkeypatch.setattr(torchloupe.cam, "compare", boom)  # what loupe cam runs the methods with
     argv = ["cam", "--model", M + "make_convnet", "--input", *files["digits"], "--out", str(tmp_path / "c")]
     err = _one_line_error(capsys, argv)
     assert err == "loupe: error: RuntimeError: the model broke (--debug shows the traceback)\n"
