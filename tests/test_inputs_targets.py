@@ -341,3 +341,28 @@ def test_one_batch_size_a_scalar_target_and_the_default_input_said():
     tl.inputs._SAID.clear()
     with pytest.warns(UserWarning, match=r"explaining input 0, the first floating-point input of '0', '1'; pass wrt="):
         tl.saliency.gradient(model, (a, b), 1)
+
+
+def test_a_model_that_edits_its_input_in_place_leaves_the_callers_tensor_alone():
+    class Doubling(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 2)
+
+        def forward(self, x):
+            x.mul_(2)  # as some preprocessing inside a forward does
+            return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+    model, x = Doubling().eval(), torch.rand(2, 3, 8, 8)
+    before = x.clone()
+    cam = tl.cam.GradCAM(model, "conv")(x, 1)
+    acts = tl.activations(model, x, ["conv"])["conv"]
+    assert torch.equal(x, before)
+    assert torch.allclose(acts, model.conv(2 * before), atol=1e-6)  # the model saw its own doubling, once
+    assert cam.maps.shape == (2, 8, 8) and torch.equal(x, before)
+    g = tl.saliency.gradient(model, x, 1)  # through the model's doubling: twice the gradient at 2x
+    xr = (2 * before).requires_grad_(True)
+    out = model.fc(torch.relu(model.conv(xr)).mean((2, 3)))[:, 1].sum()
+    (want,) = torch.autograd.grad(out, [xr])
+    assert torch.allclose(g, 2 * want, atol=1e-6) and torch.equal(x, before)

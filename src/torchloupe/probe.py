@@ -449,7 +449,7 @@ def activations(
     if isinstance(x, Tensor):
         x = check_input(model, x)
     with session(model) as run, capture(model, [m for _, m in found]) as rec, torch.no_grad():
-        run(x)
+        run(Inputs.of(x).map(Tensor.clone))  # copies: a model may edit its input in place
     missing = [n for n in rec.names if not rec._calls[n]]
     if missing:
         ran = [n for n in rec.names if rec._calls[n]]

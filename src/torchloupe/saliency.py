@@ -151,7 +151,8 @@ def _input_gradient(model: nn.Module, x: InputsLike, target: TargetLike, rules: 
         return torch.zeros_like(xe), torch.zeros(0, dtype=torch.long)
     with session(model, freeze=True) as run:
         xi = xe.detach().clone().requires_grad_(True)
-        fed = inputs.replace(wrt, xi)
+        # copies (xi through one, so the leaf stays untouched): a model may edit its inputs in place
+        fed = inputs.map(Tensor.clone).replace(wrt, xi.clone())
         with torch.enable_grad():
             if rules is None:
                 out = run(fed)

@@ -241,7 +241,8 @@ def run_cams(cams: Sequence[BaseCAM], x: InputsLike, target: TargetLike = None, 
     for c in cams[1:]:
         if c.model is not model:
             raise UsageError("run_cams: every CAM must explain the same model")
-    inputs = check_inputs(model, x, wrt=wrt).detach()
+    # copies: a model that edits its input in place (x.mul_) must not edit the caller's tensors
+    inputs = check_inputs(model, x, wrt=wrt).map(lambda t: t.detach().clone())
     x = inputs.get(wrt)
     if not isinstance(x, Tensor):
         raise UsageError(f"input {wrt!r} is a {type(x).__name__}; maps are laid on a tensor input")
