@@ -275,7 +275,8 @@ def test_the_trial_forward_runs_on_a_copy_and_reads_dimension_0_as_the_batch():
     keep = x.clone()
     m = _EditsItsInput()
     out = tl.activations(m, x, "fc1")["fc1"]
-    assert torch.equal(x, keep - 0.5)  # the user's forward edited it once, the trial never touched it
+    assert torch.equal(x, keep)  # the forwards run on copies: the caller's tensor is never edited
+    # (the model's own edit is seen once: neither the trial nor the real forward runs on an edited input)
     assert torch.allclose(out, m.fc1((keep - 0.5).view(3, -1)))
     # Five gray images without their channel dimension are not a batch for this model: the typed
     # error stands (the trial's two "samples" came back as one output).
