@@ -17,6 +17,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tests.blog_models import MLP  # the 784-128-64-10 MLP as the articles write it
 
 
 class FusionNet(nn.Module):
@@ -66,20 +67,6 @@ class ConvNet(nn.Module):
 def make_convnet():
     """1 x 28 x 28 digits."""
     return ConvNet()
-
-
-class MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(784, 128)
-        self.fc2 = nn.Linear(128, 64)
-        self.fc3 = nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = x.view(-1, 784)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
 
 
 def make_mlp():

@@ -8,24 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from torchloupe.render import weight_learning as wl
 from torchloupe.weights import WeightTracker, effective_templates
-
-
-class MLP(nn.Module):  # written as the articles write it
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(784, 128)
-        self.fc2 = nn.Linear(128, 64)
-        self.fc3 = nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = x.view(-1, 784)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
+from tests.blog_models import MLP  # the 784-128-64-10 MLP as the articles write it
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -72,18 +72,7 @@ def load_images(
         raise UsageError("no input images given; expected at least one image file")
     if size is not None and (not isinstance(size, int) or size < 1):
         raise UsageError(f"image size must be a positive integer, got {size!r}")
-    images = []
-    for p in paths:
-        p = Path(p)
-        if not p.exists():
-            raise InputFileError(f"cannot read image '{p}': no such file")
-        try:
-            with pil.open(p) as im:
-                im.load()
-                images.append(im.convert(mode))
-        except Exception as exc:
-            reason = "not an image Pillow can read" if isinstance(exc, pil.UnidentifiedImageError) else str(exc)
-            raise InputFileError(f"cannot read image '{p}': {reason}") from exc
+    images = [read_image(p, lambda im: im.convert(mode)) for p in paths]
     sizes = {im.size for im in images}
     if size is None and len(sizes) > 1:
         size = min(min(im.size) for im in images)
@@ -145,3 +134,18 @@ def load_labels(path: str | Path) -> list[str]:
     if not labels:
         raise InputFileError(f"cannot read labels '{path}': the file holds no class names")
     return labels
+
+
+def read_image(path: str | Path, read: Any) -> Any:
+    """``read(im)`` of the Pillow image at ``path``; a missing or unreadable file is one
+    :class:`InputFileError` naming it."""
+    pil = require("PIL.Image", "render", package="pillow")
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError(f"cannot read image '{p}': no such file")
+    try:
+        with pil.open(p) as im:
+            return read(im)
+    except Exception as exc:
+        reason = "not an image Pillow can read" if isinstance(exc, pil.UnidentifiedImageError) else str(exc)
+        raise InputFileError(f"cannot read image '{p}': {reason}") from exc

@@ -210,21 +210,9 @@ def square_side_for(layer: nn.Module | None) -> tuple[int, str] | None:
 
 def image_sizes(files: tuple[str, ...]) -> set[tuple[int, int]]:
     """The ``(H, W)`` of image files (their headers only)."""
-    from ..errors import require
+    from .images import read_image
 
-    pil = require("PIL.Image", "render", package="pillow")
-    sizes = set()
-    for f in files:
-        p = Path(f)
-        if not p.exists():
-            raise InputFileError(f"cannot read image '{p}': no such file")
-        try:
-            with pil.open(p) as im:
-                sizes.add((im.size[1], im.size[0]))
-        except Exception as exc:
-            reason = "not an image Pillow can read" if isinstance(exc, pil.UnidentifiedImageError) else str(exc)
-            raise InputFileError(f"cannot read image '{p}': {reason}") from exc
-    return sizes
+    return {read_image(f, lambda im: (im.size[1], im.size[0])) for f in files}
 
 
 # -- the whole set of inputs ------------------------------------------------------------------
