@@ -8,6 +8,10 @@ A *model spec* is one of:
 - ``package.module:factory``: import the module and call ``factory()``;
 - ``hf:DIR``: a Hugging Face model saved in the local folder ``DIR`` (``AutoModel``, offline;
   its tokenizer from the same folder, for text inputs);
+- ``hf-config:PATH``: only the architecture of a Hugging Face model, from a ``config.json`` (or a
+  folder holding one), built on the ``meta`` device: shapes and parameter counts without a byte of
+  weights, so ``loupe graph`` can show a model of billions of parameters in seconds. Any other spec
+  is built on the meta device with ``meta=True`` (``loupe graph --meta``);
 - a built-in name: one :class:`BuiltinModel` record in :data:`BUILTINS` (listed below, once;
   :func:`register_model` adds one at run time).
 """
@@ -78,6 +82,7 @@ MODEL_SPEC_FORMS = (
     "path/file.py:factory",
     "package.module:factory",
     "hf:DIR (a Hugging Face model folder)",
+    "hf-config:PATH (a Hugging Face config.json, built without weights)",
 )
 
 _INIT_SEED = 0
@@ -148,6 +153,40 @@ def _hf_model(spec: str) -> nn.Module:
     except Exception as exc:
         raise InputFileError(f"cannot load the Hugging Face model in '{folder}': {type(exc).__name__}: "
                              f"{_first(exc)}") from exc
+
+
+def _hf_config_model(spec: str) -> nn.Module:
+    """The architecture a Hugging Face ``config.json`` describes, built on the meta device (no weights
+    allocated). The class is the config's first ``architectures`` entry when transformers has it (so a
+    causal LM keeps its head), else ``AutoModel``. Custom code in the config is never run."""
+    transformers = require("transformers", "hf")
+    path = Path(spec.split(":", 1)[1]).expanduser()
+    config_file = path / "config.json" if path.is_dir() else path
+    if not config_file.is_file():
+        raise InputFileError(f"model spec {spec!r}: '{config_file}' is not a Hugging Face config.json")
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(config_file), local_files_only=True,
+                                                         trust_remote_code=False)
+    except Exception as exc:
+        raise InputFileError(f"cannot read the Hugging Face config '{config_file}': {type(exc).__name__}: "
+                             f"{_first(exc)}") from exc
+    names = [a for a in (getattr(config, "architectures", None) or []) if isinstance(a, str)]
+    cls = getattr(transformers, names[0], None) if names else None
+    if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
+        cls = None
+    from ..demo.text_models import quiet_loading
+
+    try:
+        with quiet_loading(transformers), torch.device("meta"):
+            model = cls(config) if cls is not None else transformers.AutoModel.from_config(config, trust_remote_code=False)
+    except Exception as exc:
+        raise InputFileError(f"cannot build the model of '{config_file}': {type(exc).__name__}: {_first(exc)}") from exc
+    return model
+
+
+def is_meta(model: nn.Module) -> bool:
+    """Whether ``model`` holds its parameters or buffers on the meta device (shapes without data)."""
+    return any(t.is_meta for t in (*model.parameters(), *model.buffers()))
 
 
 def default_labels(spec: str) -> list[str] | None:
@@ -234,11 +273,18 @@ def _torchvision_model(name: str) -> nn.Module:
     return _call_factory(lambda: tvm.get_model(name, **kwargs), f"torchvision model {name!r}")
 
 
-def build_model(spec: str) -> nn.Module:
-    """The model ``spec`` names, freshly built (random init under a fixed seed, no weights loaded)."""
+def build_model(spec: str, meta: bool = False) -> nn.Module:
+    """The model ``spec`` names, freshly built (random init under a fixed seed, no weights loaded).
+    ``meta``: build it on the meta device (parameters with shapes and no storage); an
+    ``hf-config:`` spec always is."""
     if not isinstance(spec, str) or not spec.strip():
         raise UsageError(f"model spec must be a non-empty string, got {spec!r}; expected {_forms()}")
     spec = spec.strip()
+    if spec.startswith("hf-config:"):
+        return _hf_config_model(spec)
+    if meta:
+        with torch.device("meta"):
+            return build_model(spec)
     if spec in BUILTINS:
         return _call_factory(_resolve(BUILTINS[spec].factory), f"built-in model {spec!r}")
     if spec.startswith("torchvision:"):
@@ -272,9 +318,14 @@ def default_normalization(spec: str) -> str | None:
     return builtin.normalize if builtin is not None else None
 
 
-def load_model(spec: str, weights: str | Path | None = None, unsafe_pickle: bool = False) -> nn.Module:
-    """Build the model ``spec`` names, load ``weights`` (a checkpoint path) into it, return it in eval mode."""
-    model = build_model(spec)
+def load_model(spec: str, weights: str | Path | None = None, unsafe_pickle: bool = False,
+               meta: bool = False) -> nn.Module:
+    """Build the model ``spec`` names, load ``weights`` (a checkpoint path) into it, return it in eval mode.
+    ``meta``: build it on the meta device (see :func:`build_model`); weights cannot be loaded then."""
+    if weights is not None and (meta or spec.strip().startswith("hf-config:")):
+        raise UsageError(f"--weights {weights}: a model built on the meta device (--meta, hf-config:) holds no "
+                         f"weights; drop --weights, or use hf:DIR / --model without --meta to load them")
+    model = build_model(spec, meta=meta)
     if weights is not None:
         load_weights(model, weights, unsafe_pickle=unsafe_pickle)
     return model.eval()

@@ -605,4 +605,7 @@ def _trace_error(model: nn.Module, rec: _Recorder, exc: Exception) -> TraceError
     good = [n for n in partial.nodes if n.kind in ("module", "op") and n.output_shapes][-3:]
     last = ", ".join(f"{n.qualname} -> {n.output_shape}" for n in good) or "none"
     msg = f"{type(model).__name__} raised in {where}: {type(exc).__name__}: {first}; last good nodes: {last}"
+    if "meta tensors" in first:
+        msg += ("; the forward reads tensor values (its path depends on the data), which a model on the meta "
+                "device cannot give: trace it with real weights")
     return TraceError(msg, module=module, partial=partial)
