@@ -190,11 +190,12 @@ class Batch(tuple):
 class ImageFiles(Dataset):
     """Image files read when asked for (see the module docs). ``paths``: the files, in dataset
     order; ``labels``: one int per file (``-1`` without classes); ``classes``: class names or ``None``;
-    ``size``: ``(width, height)`` of every item; ``normalize``: applied after ``image``."""
+    ``size``: ``(width, height)`` of every item; ``normalize``: applied after ``image``; ``root``: the
+    folder the files were found in (``None`` for a glob or a list), see :meth:`name`."""
 
     def __init__(self, paths: Sequence[str | Path], labels: Sequence[int] | None = None,
                  classes: Sequence[str] | None = None, size: int | None = None, normalize: str | tuple | None = None,
-                 mode: str = "RGB", max_pixels: int = MAX_PIXELS):
+                 mode: str = "RGB", max_pixels: int = MAX_PIXELS, root: str | Path | None = None):
         if mode not in ("RGB", "L"):
             raise UsageError(f"image mode must be 'RGB' or 'L', got {mode!r}")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
@@ -208,6 +209,7 @@ class ImageFiles(Dataset):
         if len(self.labels) != len(self.paths):
             raise UsageError(f"{len(self.labels)} labels for {len(self.paths)} files; expected one per file")
         self.classes = None if classes is None else list(classes)
+        self.root = None if root is None else str(root)
         self.mode = mode
         self.max_pixels = max_pixels
         self.normalize = normalize
@@ -232,6 +234,11 @@ class ImageFiles(Dataset):
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def name(self, index: int) -> str:
+        """The file of ``index`` as shown to people: relative to :attr:`root` when there is one."""
+        path = self.paths[index]
+        return os.path.relpath(path, self.root) if self.root is not None else path
 
     def image(self, index: int) -> Tensor:
         """The image of ``index`` ``(C, H, W)`` in [0, 1], not normalized; an unreadable file is an
@@ -368,8 +375,9 @@ def images(path: str | Path, size: int | None = None, normalize: str | tuple | N
     """
     text = str(path)
     p = Path(text).expanduser()
-    labels = classes = None
+    labels = classes = root = None
     if p.is_dir():
+        root = p
         paths, labels, classes = _folder(p)
         where = f"folder '{p}'"
     elif _is_glob(text):
@@ -384,7 +392,8 @@ def images(path: str | Path, size: int | None = None, normalize: str | tuple | N
         raise InputFileError(f"data '{text}': no such file or folder")
     if not paths:
         raise InputFileError(f"the {where} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-    return ImageFiles(paths, labels, classes, size=size, normalize=normalize, mode=mode, max_pixels=max_pixels)
+    return ImageFiles(paths, labels, classes, size=size, normalize=normalize, mode=mode, max_pixels=max_pixels,
+                      root=root)
 
 
 # --- tensor files ---------------------------------------------------------------------------
@@ -467,7 +476,7 @@ def skipped_message(dataset: Any, shown: int = 5) -> str | None:
     bad = dataset.skipped()
     if not bad:
         return None
-    names = ", ".join(f"{s.path} ({s.reason})" for s in bad[:shown])
+    names = ", ".join(f"{dataset.name(s.index)} ({s.reason})" for s in bad[:shown])
     more = f", and {len(bad) - shown} more" if len(bad) > shown else ""
     return f"skipped {len(bad)} unreadable file{'s' if len(bad) != 1 else ''}: {names}{more}"
 
