@@ -145,7 +145,7 @@ def _to_tensor(im: Any) -> Tensor:
     import numpy as np
 
     a = np.asarray(im, dtype=np.uint8).reshape(im.size[1], im.size[0], -1)
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().div_(255.0)
+    return torch.from_numpy(a.transpose(2, 0, 1).copy()).float().div_(255.0)  # a copy: Pillow's is read-only
 
 
 # --- items and batches ----------------------------------------------------------------------
