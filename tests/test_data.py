@@ -147,7 +147,7 @@ def test_other_sizes_are_fitted_to_the_first_images_size(tmp_path):
     b = ds[1][0]
     ref = data.resize_crop(PIL.open(tmp_path / "b.png").convert("RGB"), (16, 12))
     assert b.shape == (3, 12, 16)
-    assert torch.equal(b, torch.from_numpy(np.asarray(ref)).permute(2, 0, 1).float() / 255)
+    assert torch.equal(b, torch.from_numpy(np.array(ref)).permute(2, 0, 1).float() / 255)
 
 
 # --- unreadable files ------------------------------------------------------------------------
@@ -437,3 +437,23 @@ def test_cli_report_data_feeds_exemplars_with_file_names(tmp_path, capsys):
     assert rc == 2
     assert capsys.readouterr().err.strip() == ("loupe: error: give the report inputs: --input FILE..., "
                                                "--text SENTENCE... or --data DIR")
+
+
+def test_torchrun_two_ranks_give_the_single_process_result_and_every_skip(tmp_path, capsys):
+    root = _bad_folder(tmp_path)  # 12 files, 4 unreadable (one too large with max_pixels, read here)
+    (tmp_path / "m.py").write_text(MODEL)
+    spec = f"{tmp_path / 'm.py'}:factory"
+    argv = ["exemplars", "--model", spec, "--data", str(root), "--layer", "0", "--k", "3", "--size", "16",
+            "--batch-size", "2", "--no-progress"]
+    assert main(argv) == 0
+    single = capsys.readouterr()
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "torchloupe", *argv]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout == single.out.replace("1 process(es)", "2 process(es)")
+    # the unreadable files fall in both ranks' batches (batches of 2: ranks take every other one);
+    # rank 0 says all of them, once
+    skipped = [line for line in proc.stderr.splitlines() if "skipped" in line]
+    assert skipped == [single.err.strip()] and single.err.count("img_0") == 3

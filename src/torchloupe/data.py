@@ -62,6 +62,7 @@ __all__ = [
     "normalize_images",
     "resize_crop",
     "skipped_message",
+    "gather_skipped",
     "warn_skipped",
 ]
 
@@ -481,8 +482,27 @@ def skipped_message(dataset: Any, shown: int = 5) -> str | None:
     return f"skipped {len(bad)} unreadable file{'s' if len(bad) != 1 else ''}: {names}{more}"
 
 
-def warn_skipped(dataset: Any) -> None:
-    """A :class:`SkippedFilesWarning` with :func:`skipped_message` when files were skipped."""
+def gather_skipped(dataset: Any) -> None:
+    """Under a process group, every rank's record of skipped files merged into every rank's (a
+    collective call: every rank makes it). Nothing to do in one process or for other datasets."""
+    from . import distributed as D
+
+    dataset = getattr(dataset, "dataset", dataset)
+    if isinstance(dataset, ImageFiles) and D.is_active():
+        merged = torch.stack(D.all_gather(dataset._status.clone())).amax(0)
+        dataset._status.copy_(merged)
+
+
+def warn_skipped(dataset: Any, distributed: bool = False) -> None:
+    """A :class:`SkippedFilesWarning` with :func:`skipped_message` when files were skipped.
+    ``distributed``: the ranks' records are merged first (:func:`gather_skipped`, every rank must
+    call) and rank 0 warns."""
+    if distributed:
+        from . import distributed as D
+
+        gather_skipped(dataset)
+        if D.rank() != 0:
+            return
     message = skipped_message(dataset)
     if message is not None:
         warnings.warn(message, SkippedFilesWarning, stacklevel=3)

@@ -498,7 +498,7 @@ def exemplars(
     if want_crops and source is not None:
         boxes, crop_t = _crops_by_index(source, result.indices, result.locations, rf, wrt, example.device)
         result = replace(result, boxes=boxes, crops=crop_t.to(example.dtype))
-    warn_skipped(data)  # image files that could not be read: the count and the first few, once
+    warn_skipped(data, use_dist)  # image files that could not be read: the count and the first few, once
     return result
 
 

@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
                            reduce=args.reduce, negative=args.negative, channels=args.channels,
                            batch_size=args.batch_size, progress=not args.no_progress)
         rank = D.rank()
-        skipped = skipped_message(data)
+        skipped = skipped_message(data) if rank == 0 else None  # every rank's skips (merged by exemplars)
         if skipped is not None:
             print(f"loupe: warning: {skipped}", file=sys.stderr)
         named = getattr(data, "name", None)
