@@ -93,11 +93,12 @@ def test_glob_and_list_file(tmp_path):
     assert g.classes is None and g.root is None
     listing = tmp_path / "lists" / "files.txt"
     listing.parent.mkdir()
-    listing.write_text(f"# a comment\n../p/q/4.png\n\n  ../other/5.jpg  \n{tmp_path / 'p' / '1.jpg'}\n")
+    listing.write_text(f"# a comment\n../p/q/4.png\n\n  ../other/5.jpg  \n{tmp_path / 'p' / '1.jpg'}\n../p/q\n")
     lst = data.images(listing, size=8)
     assert lst.paths == [str(listing.parent / "../p/q/4.png"), str(listing.parent / "../other/5.jpg"),
-                         str(tmp_path / "p" / "1.jpg")]
+                         str(tmp_path / "p" / "1.jpg"), str(listing.parent / "../p/q")]
     assert torch.equal(lst[2][0], g[0][0])  # the same file read through either listing
+    assert lst[3] == data.Skipped(3, str(listing.parent / "../p/q"), "a folder, not a file")
 
 
 def test_listing_errors_are_one_line(tmp_path):
@@ -457,3 +458,20 @@ def test_torchrun_two_ranks_give_the_single_process_result_and_every_skip(tmp_pa
     # rank 0 says all of them, once
     skipped = [line for line in proc.stderr.splitlines() if "skipped" in line]
     assert skipped == [single.err.strip()] and single.err.count("img_0") == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")
+def test_pinned_batches_keep_their_indices_and_reach_the_gpu(tmp_path):
+    root = _bad_folder(tmp_path)
+    ds = data.images(root, size=16, max_pixels=10_000)
+    loader = DataLoader(ds, batch_size=6, num_workers=2, pin_memory=True, collate_fn=ds.collate_fn)
+    batches = list(loader)
+    assert all(b[0].is_pinned() for b in batches)
+    assert [i for b in batches for i in b.indices.tolist()] == [i for i in range(12) if "b." not in ds.paths[i]]
+    model = _red_detector().cuda()
+    with pytest.warns(data.SkippedFilesWarning):
+        gpu = tl.synthesis.exemplars(model, loader, "0", k=3)
+    with pytest.warns(data.SkippedFilesWarning):
+        cpu = tl.synthesis.exemplars(_red_detector(), ds, "0", k=3, batch_size=6)
+    assert torch.equal(gpu.indices.cpu(), cpu.indices)
+    torch.testing.assert_close(gpu.values.cpu(), cpu.values)

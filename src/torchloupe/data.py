@@ -86,7 +86,7 @@ _REASONS = {
     4: "not an image Pillow can read",
     5: "truncated or damaged image data",
     6: "too many pixels (more than max_pixels; a decompression bomb?)",
-    7: "cannot be read",
+    7: "a folder, not a file",
 }
 
 
@@ -272,6 +272,8 @@ class ImageFiles(Dataset):
             code = 1
         except PermissionError:
             code = 2
+        except IsADirectoryError:
+            code = 7
         except pil.UnidentifiedImageError:
             code = 4
         except pil.DecompressionBombError:
