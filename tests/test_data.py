@@ -428,12 +428,14 @@ def test_cli_report_data_feeds_exemplars_with_file_names(tmp_path, capsys):
     (root / "red" / "broken.png").write_text("x")
     (tmp_path / "m.py").write_text(MODEL)
     rc = main(["report", "--model", f"{tmp_path / 'm.py'}:factory", "--data", str(root), "--size", "16",
-               "--sections", "exemplars", "--out", str(tmp_path / "r"), "--no-progress", "--jobs", "1"])
+               "--sections", "exemplars", "overview", "--out", str(tmp_path / "r"), "--no-progress", "--jobs", "1"])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
     assert cap.err.strip() == "loupe: warning: skipped 1 unreadable file: red/broken.png (not an image Pillow can read)"
     html = (tmp_path / "r" / "report.html").read_text()
     assert "top-5 of the first 6 samples" in html
+    # the class folders name the model's two outputs and give the inputs' true classes
+    assert html.count("true: blue") == 3 and html.count("true: red") == 3
     rc = main(["report", "--model", f"{tmp_path / 'm.py'}:factory", "--out", str(tmp_path / "r2")])
     assert rc == 2
     assert capsys.readouterr().err.strip() == ("loupe: error: give the report inputs: --input FILE..., "

@@ -57,6 +57,7 @@ __all__ = [
     "Batch",
     "SkippedFilesWarning",
     "images",
+    "find_images",
     "tensors",
     "load",
     "normalize_images",
@@ -366,16 +367,10 @@ def _list_file(path: Path) -> list[Path]:
     return out
 
 
-def images(path: str | Path, size: int | None = None, normalize: str | tuple | None = None, *,
-           mode: str = "RGB", max_pixels: int = MAX_PIXELS) -> ImageFiles:
-    """An :class:`ImageFiles` over a folder (recursive; ``ImageFolder`` layout gives labels and
-    ``.classes``), a glob, or a ``.txt`` file listing image paths (relative to it).
-
-    ``size``: resize (bicubic) so that the shorter side is ``size`` and center-crop to ``size x
-    size``, the rule of ``loupe --size``; ``None`` keeps the first readable image's size (other
-    sizes are resized and center-cropped to it). ``normalize``: ``None``, ``"imagenet"`` or a
-    ``(mean, std)`` pair. ``max_pixels``: files with more pixels are skipped unread.
-    """
+def find_images(path: str | Path) -> tuple[list[Path], list[int] | None, list[str] | None, Path | None]:
+    """``(paths, labels, classes, root)`` of the image files :func:`images` reads from ``path`` (a
+    folder, a glob or a ``.txt`` list), without opening any: labels and classes for the
+    ``ImageFolder`` layout (else ``None``), ``root`` for a folder (else ``None``)."""
     text = str(path)
     p = Path(text).expanduser()
     labels = classes = root = None
@@ -395,6 +390,20 @@ def images(path: str | Path, size: int | None = None, normalize: str | tuple | N
         raise InputFileError(f"data '{text}': no such file or folder")
     if not paths:
         raise InputFileError(f"the {where} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return paths, labels, classes, root
+
+
+def images(path: str | Path, size: int | None = None, normalize: str | tuple | None = None, *,
+           mode: str = "RGB", max_pixels: int = MAX_PIXELS) -> ImageFiles:
+    """An :class:`ImageFiles` over a folder (recursive; ``ImageFolder`` layout gives labels and
+    ``.classes``), a glob, or a ``.txt`` file listing image paths (relative to it); see :func:`find_images`.
+
+    ``size``: resize (bicubic) so that the shorter side is ``size`` and center-crop to ``size x
+    size``, the rule of ``loupe --size``; ``None`` keeps the first readable image's size (other
+    sizes are resized and center-cropped to it). ``normalize``: ``None``, ``"imagenet"`` or a
+    ``(mean, std)`` pair. ``max_pixels``: files with more pixels are skipped unread.
+    """
+    paths, labels, classes, root = find_images(path)
     return ImageFiles(paths, labels, classes, size=size, normalize=normalize, mode=mode, max_pixels=max_pixels,
                       root=root)
 

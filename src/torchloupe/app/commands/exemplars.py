@@ -80,7 +80,7 @@ def load_data(spec: str, normalize: str | None, size: int | None = None):
     if is_file_data(spec):
         return data.images(spec, size=size, normalize=normalize)
     try:
-        return data.tensors(spec, normalize=normalize if normalize is not None else None)
+        return data.tensors(spec, normalize=normalize)
     except InputFileError as exc:
         cause = exc.__cause__
         if cause is None or spec.lower().endswith(".npy"):

@@ -122,31 +122,32 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _data_files(args: argparse.Namespace):
-    """``--data``: its image files, listed (none decoded beyond the first readable ones); without
-    ``--input`` its first 8 readable files become the inputs (``args.input``), loaded like
-    ``--input`` files. ``None`` without ``--data``."""
+    """``--data``: ``(paths, labels, classes, root)`` of its image files (none opened, see
+    :func:`torchloupe.data.find_images`); without ``--input`` its first 8 readable files become the
+    inputs (``args.input``), loaded like ``--input`` files. ``None`` without ``--data``."""
     from ... import data
     from ...errors import InputFileError
+    from ..images import read_image
 
     if args.data is None:
         return None
-    files = data.images(args.data, size=args.size or 1)  # size 1: no header read now; the real size comes later
+    found = data.find_images(args.data)
     if not args.input:
         first, i = [], 0
-        while len(first) < 8 and i < len(files):
+        while len(first) < 8 and i < len(found[0]):
             try:
-                files.image(i)
-                first.append(files.paths[i])
+                read_image(found[0][i], lambda im: im.load())
+                first.append(str(found[0][i]))
             except InputFileError:
                 pass
             i += 1
         if not first:
             raise InputFileError(f"--data '{args.data}': none of its first {i} image files can be read")
         args.input = [first]
-    return files
+    return found
 
 
-def _add_data(subject, files, args: argparse.Namespace, out) -> None:
+def _add_data(subject, found, args: argparse.Namespace, out) -> None:
     """``subject.dataset``: the ``--data`` files at the inputs' size, colour mode and normalization.
     Class folders whose count is the model's output width also name the classes (unless
     ``--labels`` or the model's own do) and give the inputs' true classes when they came from ``--data``."""
@@ -157,16 +158,20 @@ def _add_data(subject, files, args: argparse.Namespace, out) -> None:
 
     x = subject.inputs
     if not (isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] in (1, 3)):
-        return
+        from ...errors import UsageError
+
+        raise UsageError(f"--data '{args.data}' holds images, but the report's inputs are not an (N, 1 or 3, H, W) "
+                         f"image batch; give --input images of the same kind")
     gray = x.shape[1] == 1
     normalize = None if gray else normalization(args.model, args.normalize)
     h, w = x.shape[-2:]
-    subject.dataset = data.ImageFiles(files.paths, files.labels, files.classes, size=None if h != w else int(h),
-                                      normalize=normalize, mode="L" if gray else "RGB", root=files.root)
+    paths, labels, classes, root = found
+    subject.dataset = data.ImageFiles(paths, labels, classes, size=None if h != w else int(h),
+                                      normalize=normalize, mode="L" if gray else "RGB", root=root)
     if subject.dataset.size != (w, h):  # not square: every file resized and cropped to the inputs' size
         subject.dataset.size = (int(w), int(h))
+    files = subject.dataset
     scores = subject.scores(out) if out is not None else None
-    classes = files.classes
     if classes and isinstance(scores, torch.Tensor) and scores.dim() == 2 and scores.shape[-1] == len(classes):
         if subject.labels is None:
             subject.labels = list(classes)
