@@ -353,7 +353,9 @@ def exemplars(
     (``(x, label)``, ``TensorDataset``'s ``(x,)``) has the model input first, and that input is a
     tensor, a tuple of tensors (positional inputs: an item ``((x1, x2), y)`` calls
     ``model(x1, x2)``) or a dict (keyword inputs); a dict item is the keyword inputs themselves
-    (``model(**item)``). Dataset indices count samples in iteration order.
+    (``model(**item)``). Dataset indices count samples in iteration order. Image files from disk
+    (:func:`torchloupe.data.images`): unreadable files are left out, indices stay file indices
+    (``ds.paths[i]``), and one :class:`~torchloupe.data.SkippedFilesWarning` counts them at the end.
     ``reduce``: ``"mean"`` or ``"max"`` over the layer's positions; ``negative``: the samples
     that drive the channel lowest. ``channels``: restrict to these channels.
     The channel axis comes from the layer's :class:`~torchloupe.layers.Layout` (``channel_dim=``
