@@ -22,6 +22,7 @@ from ._version import __version__
 _LAZY = (
     "attention",
     "cam",
+    "data",
     "demo",
     "distributed",
     "evaluate",
