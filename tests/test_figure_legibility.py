@@ -49,3 +49,34 @@ def test_plot_cam_and_saliency_say_their_scale():
     fig = plot_saliency(torch.rand(2, 3, 16, 16), {"gradient": torch.randn(2, 3, 16, 16)})
     bar = colorbars(fig)
     assert len(bar) == 1 and bar[0].get_ylabel() == SALIENCY_SCALE and bar[0].get_ylim() == (-1.0, 1.0)
+
+
+def test_weights_animation_uses_the_still_figures_colormap_and_states_its_scale(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from torch import nn
+
+    import torchloupe as tl
+    from torchloupe.render.colormaps import colorize
+    from torchloupe.render.weight_learning import DIVERGING, frame_images
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    with torch.no_grad():  # class 0's template: +2 top-left, -2 bottom-right, 0 elsewhere
+        model[1].weight.zero_()
+        model[1].weight[0, 0], model[1].weight[0, 3] = 2.0, -2.0
+    tracker = tl.weights.WeightTracker(model, every=1, input_shape=(1, 2, 2), snapshots=["1"])
+    tracker.step()
+    frames, what = frame_images(tracker.history, min_tile=8)
+    assert what == "templates"
+    top = colorize(torch.tensor([[1.0, -1.0, 0.0]]), DIVERGING, -1, 1)[:, 0]  # (3, 3): +max, -max, 0
+    tile = frames[0][:, 2:10, 2:10]  # the first template: 4 px per weight after a 2 px margin
+    assert torch.allclose(tile[:, 0, 0], top[:, 0], atol=1e-6)  # +2 -> the colormap's red end
+    assert torch.allclose(tile[:, 7, 7], top[:, 1], atol=1e-6)  # -2 -> its blue end
+    assert torch.allclose(tile[:, 0, 7], top[:, 2], atol=1e-6)  # 0 -> its middle
+    path = tracker.animate(tmp_path / "w.gif", min_tile=8)
+    with Image.open(path) as im:
+        frame = np.asarray(im.convert("RGB"), dtype=float) / 255
+    strip = frame[25:35, :, :]  # the key: a colour strip from -max to +max under the title
+    reds = np.abs(strip - top[:, 0].numpy()).sum(-1).min()
+    blues = np.abs(strip - top[:, 1].numpy()).sum(-1).min()
+    assert reds < 0.06 and blues < 0.06
