@@ -466,7 +466,9 @@ def report(
 
     ``inputs``: a batch ``(N, C, H, W)`` (or a tuple / dict of model inputs); ``labels``:
     class names; further keywords become :class:`Subject` fields (``images``, ``masks``,
-    ``dataset``, ``layers``, ``extras``). ``jobs``: see :func:`build_report`. Returns :class:`ReportInfo`.
+    ``dataset``, ``layers``, ``extras``). ``jobs``: see :func:`build_report`. Returns :class:`ReportInfo`,
+    which a notebook shows as the report itself (a sandboxed ``<iframe>``) and whose ``.open()`` opens
+    the file in a web browser.
     """
     from ..inputs import check_input
     from ..probe import require_module
