@@ -46,6 +46,8 @@ def test_sanity_with_one_image_gives_no_verdict():
     assert ("Sanity check: too few images to conclude (1 image checked, at least 2 needed); no verdict is given."
             in t.conclusions)
     assert not any("pass on all" in c for c in t.conclusions)
+    assert t.caption.endswith("Sanity check on 1 image and 6 layer groups: too few images for a verdict "
+                              "(at least 2 needed).")
 
 
 def test_all_methods_tied_mark_none():

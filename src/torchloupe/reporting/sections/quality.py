@@ -139,11 +139,12 @@ def judge(scores: list[MethodScores], *, images: int, steps: int, sanity_images:
                     + (f"; fail: {', '.join(failed)}" if failed else "") + ".")
             conclusions.append(line)
     what = f"{_plural(images, 'image')}{_first_of(images, given or images)}"
+    rule = (f"pass when the rank correlation with the trained model's map is below {threshold:g} after all {groups} "
+            f"groups are randomized, on all {_plural(sanity_images, 'image')} (a method passing on some of them "
+            f"fails); (k/n): the images where it is below" if sanity_images >= MIN_SANITY_IMAGES else
+            f"too few images for a verdict (at least {MIN_SANITY_IMAGES} needed)")
     caption = (f"{what}{f', layer {layer} for the CAMs' if layer else ''}, {steps} deletion / insertion steps onto a "
-               f"blurred copy. Sanity check on {_plural(sanity_images, 'image')} and {groups} layer groups: pass when "
-               f"the rank correlation with the trained model's map is below {threshold:g} after all {groups} groups "
-               f"are randomized, on all {_plural(sanity_images, 'image')} (a method passing on some of them fails); "
-               f"(k/n): the images where it is below.")
+               f"blurred copy. Sanity check on {_plural(sanity_images, 'image')} and {groups} layer groups: {rule}.")
     return QualityTable(columns, rows, highlight, caption, conclusions)
 
 
