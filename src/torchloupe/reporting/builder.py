@@ -36,6 +36,8 @@ from .blocks import block_view
 
 
 DEFAULT_OPTIONS = {"quick": False, "seed": 0}
+#: The largest report file (bytes) :meth:`ReportInfo._repr_html_` inlines into a notebook.
+INLINE_LIMIT = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,32 @@ class ReportInfo:
             lines.append(f"failed: section module {module}: {message}")
         lines.append(f"wrote {self.path} ({_human_size(self.size)})")
         return "\n".join(lines)
+
+    def open(self) -> bool:
+        """Open the report in the default web browser (:func:`webbrowser.open` on its ``file://`` URI);
+        returns what ``webbrowser`` returns (``False`` when no browser could be started)."""
+        import webbrowser
+
+        return webbrowser.open(Path(self.path).resolve().as_uri())
+
+    def _repr_html_(self) -> str:
+        """The report inline in a notebook: the file in a sandboxed ``<iframe srcdoc>`` (scripts run, but
+        not with the notebook's origin), under a line with its path and size. Over
+        :data:`INLINE_LIMIT` bytes, or when the file is gone, the line says so and points to :meth:`open`."""
+        import html
+
+        head = (f'<div style="font:13px sans-serif;margin:2px 0 4px">torchloupe report: '
+                f'{html.escape(str(self.path))} ({_human_size(self.size)}); .open() shows it in a browser</div>')
+        try:
+            size = Path(self.path).stat().st_size
+            text = Path(self.path).read_text(encoding="utf-8") if size <= INLINE_LIMIT else None
+        except OSError as exc:
+            return head + f'<div style="font:12px sans-serif">not shown inline: {html.escape(str(exc))}</div>'
+        if text is None:
+            return head + (f'<div style="font:12px sans-serif">not shown inline: {_human_size(size)} is over the '
+                           f'{_human_size(INLINE_LIMIT)} a notebook output should carry</div>')
+        return head + (f'<iframe srcdoc="{html.escape(text, quote=True)}" sandbox="allow-scripts" '
+                       f'style="width:100%;height:640px;border:1px solid #ccc" title="torchloupe report"></iframe>')
 
 
 def _human_size(n: int) -> str:
@@ -438,7 +466,9 @@ def report(
 
     ``inputs``: a batch ``(N, C, H, W)`` (or a tuple / dict of model inputs); ``labels``:
     class names; further keywords become :class:`Subject` fields (``images``, ``masks``,
-    ``dataset``, ``layers``, ``extras``). ``jobs``: see :func:`build_report`. Returns :class:`ReportInfo`.
+    ``dataset``, ``layers``, ``extras``). ``jobs``: see :func:`build_report`. Returns :class:`ReportInfo`,
+    which a notebook shows as the report itself (a sandboxed ``<iframe>``) and whose ``.open()`` opens
+    the file in a web browser.
     """
     from ..inputs import check_input
     from ..probe import require_module

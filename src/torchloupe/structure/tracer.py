@@ -525,7 +525,7 @@ def _module_infos(model: nn.Module, rec: _Recorder) -> dict[str, ModuleInfo]:
 def _freeze(model: nn.Module, rec: _Recorder) -> ModelGraph:
     nodes = [Node(**d) for d in rec.nodes]
     for m in merges(nodes):  # the same labelling as torchloupe.fusion.find
-        nodes[m.node] = dataclasses.replace(nodes[m.node], merge="fusion" if m.fusion else "skip", fusion=m.fusion)
+        nodes[m.node] = dataclasses.replace(nodes[m.node], merge=m.merge, fusion=m.fusion, join=m.join)
     edges = [Edge(s, d, tuple(sh), tuple(dt)) for (s, d), (sh, dt) in rec.edges.items()]
     return ModelGraph(nodes=nodes, edges=edges, modules=_module_infos(model, rec), branches=list(rec.branches),
                       model_type=type(model).__name__, module_outputs=dict(rec.module_outputs))

@@ -235,3 +235,15 @@ class WeightHistory:
             return math.prod(self.input_shape) == shape[1]
         weights = [n for n, s in self.shapes.items() if n.endswith("weight") and len(s) >= 2]
         return bool(weights) and weights[0] == name
+
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import png_of
+
+        return png_of(self)
