@@ -72,8 +72,10 @@ def test_html_is_self_contained(tmp_path, cnn_graph):
                       .group(1))
     assert len(data["nodes"]) == len(g.nodes) and len(data["edges"]) == len(g.edges)
     assert data["modules"]["features"]["params"] == sum(p.numel() for p in TinyCNN().features.parameters())
-    frag = g._repr_html_()
-    assert frag.startswith('<div class="tl-root">') and "<html" not in frag
+    assert page.count("<script>") == 1 and page.count("<style>") == 1  # one copy of the script and style
+    frag = g._repr_html_()  # a notebook cell: the graph with its own style and script, no page around it
+    assert '<div class="tl-root">' in frag and "<html" not in frag and frag.count("<script>") == 1
+    assert "marker" not in page and ' id="' not in page  # arrowheads are paths: no element ids to clash
 
 
 def test_large_graph_default_view_is_collapsed():
@@ -81,7 +83,9 @@ def test_large_graph_default_view_is_collapsed():
     assert len(g.nodes) == 84
     depth = fit_depth(g)
     assert depth is None  # 84 boxes still fit
-    assert fit_depth(g, budget=20) == 1
+    assert fit_depth(g, budget=20) is None  # the 40 expanded blocks fold into one: 6 boxes
+    assert len(collapse(g, None)) == 6 and len(collapse(g, None, fold_repeats=False)) == 84
+    assert fit_depth(g, budget=40) is None and fit_depth(trace(Stack(n=40), torch.rand(2, 5)), budget=5) == 1
     view = collapse(g, 1)
     assert [(b.label, b.count) for b in view.nodes] == [("x", 1), ("stem", 1), ("blocks.0 … 39", 40), ("out", 1),
                                                         ("output", 1)]
