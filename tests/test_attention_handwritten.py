@@ -4,6 +4,7 @@ nothing is found; softmax=True results drawn."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import warnings
@@ -260,8 +261,10 @@ def test_heads_grid_draws_softmax_results_of_any_attention_shape():
     assert (images[0] == raw["attention"][0].numpy()).all()
     assert images[2].shape == (1, 5) and (images[2][0] == raw["memory"][0].numpy()).all()
     html = token_view_html(raw, [f"t{i}" for i in range(10)])
-    layers = re.findall(r'<option value="\d+">([^<]+)</option>', html)
-    assert layers == ["attention", "block", "head 0"]  # the two (B, T, T) layers, then their one head
+    select = re.search(r'<select class="tl-layer">(.*?)</select>', html).group(1)
+    assert re.findall(r'<option value="\d+">([^<]+)</option>', select) == ["attention", "block"]  # the (B, T, T) layers
+    data = json.loads(re.search(r'class="tl-data">(.*?)</script>', html, re.S).group(1))
+    assert [len(h) for h in data["samples"][0]["heads"]] == [1, 1]  # one head each
 
 
 # -- Hugging Face BERT from a tiny config: equal to its own output_attentions ---------------------------

@@ -21,10 +21,11 @@ __all__ = ["heads_grid", "layer_figures", "layer_picker_html", "matrix_figure", 
 
 
 
-def _labels(tokens: Sequence[str] | None, T: int) -> list[str]:
+def _labels(tokens: Sequence[str] | None, T: int, width: int = 14) -> list[str]:
+    """Tick labels: the tokens (cut to ``width`` characters), or their indices."""
     if tokens is None:
         return [str(i) for i in range(T)]
-    return [str(t) for t in list(tokens)[:T]]
+    return [t if len(t) <= width else t[: width - 1] + "…" for t in (str(t) for t in list(tokens)[:T])]
 
 
 def _tick_labels(ax, labels: Sequence[str], T: int, S: int, tile_px: float, font_pt: float, rows: bool, cols: bool) -> None:
