@@ -30,7 +30,7 @@ def _labels(tokens: Sequence[str] | None, T: int, width: int = 14) -> list[str]:
 
 def _tick_labels(ax, labels: Sequence[str], T: int, S: int, tile_px: float, font_pt: float, rows: bool, cols: bool) -> None:
     """Token names as ticks when each fits (one per ``font_pt`` line), else every k-th index."""
-    line_px = font_pt * 100 / 72 * 1.15
+    line_px = font_pt * 100 / 72
     for n, axis, show in ((S, "x", cols), (T, "y", rows)):
         setter = ax.set_xticks if axis == "x" else ax.set_yticks
         if not show:
@@ -52,7 +52,7 @@ def heads_grid(
     tokens: Sequence[str] | None = None,
     max_tokens: int = 48,
     max_heads: int = 12,
-    width: float = 9.0,
+    width: float = 9.5,
     vmax: float | None = None,
     columns: int | None = None,
 ) -> Figure:
@@ -87,7 +87,7 @@ def heads_grid(
     T_max = max(a.shape[-2] for _, a in mats)
     S_max = max(a.shape[-1] for _, a in mats)
     named = tokens is not None and max(T_max, S_max) <= 40
-    if named:
+    if named and S_max * font * 100 / 72 <= tile * 100:  # the keys' names fit under a tile
         bottom_extra = min(1.2, 0.09 * max(len(t) for t in labels[:S_max]) + 0.1)
     title = ("attention of " + (f"{mats[0][0]}, " if single else "each layer (rows) and head (columns), ")
              + f"sample {sample}: query ↓, key →; one colour scale for all maps, 0 to {top:.2f}")
@@ -134,7 +134,7 @@ def heads_grid(
 
 
 def layer_figures(maps: Mapping[str, Tensor], sample: int = 0, tokens: Sequence[str] | None = None,
-                  max_tokens: int = 48, width: float = 9.0) -> list[tuple[str, Figure]]:
+                  max_tokens: int = 48, width: float = 9.5) -> list[tuple[str, Figure]]:
     """One :func:`heads_grid` per layer, its heads in rows of four, all on one shared colour scale."""
     drawn = {k: as_heads(v) for k, v in maps.items() if isinstance(v, Tensor) and v.dim() >= 2}
     if not drawn:

@@ -292,7 +292,7 @@ def fit_depth(graph: ModelGraph, budget: int = 90) -> int | None:
 
 
 # ---- layout -------------------------------------------------------------------------------
-CHAR_W = 6.6
+CHAR_W = 7.2  # a character of the bold 12 px box title
 NODE_H = 34
 V_GAP = 30
 H_GAP = 18

@@ -10,7 +10,7 @@ SCRIPT = r"""
 (function(){
 "use strict";
 if (window.torchloupeGraph){ window.torchloupeGraph.scan(); return; }
-const CHAR_W = 6.6, NODE_H = 34, V_GAP = 30, H_GAP = 18, LANE = 6, READABLE = 0.5;
+const CHAR_W = 7.2, NODE_H = 34, V_GAP = 30, H_GAP = 18, LANE = 6, READABLE = 0.5;
 const FILL = {input:"#d9f2d9", output:"#fde2d0", module:"#e8eefc", op:"#fff4cc", param:"#eeeeee", container:"#d5dcf5"};
 const STROKE = {input:"#4a9a4a", output:"#d0763a", module:"#5a78c8", op:"#b8921a", param:"#999999", container:"#3b4f99"};
 const FUSION = "#d62d20", RESIDUAL = "#5d6678";
@@ -180,14 +180,14 @@ function placeLabels(fr, rects){
   const taken = rects.slice(), out = [];
   const hit = (r) => taken.some(t => r[0] < t[2] && t[0] < r[2] && r[1] < t[3] && t[1] < r[3]);
   for (const [name, x0, y0, x1, y1, text] of fr){
-    const w = text.length * 5.6 + 4, h = 11;
+    const w = text.length * 6.2 + 4, h = 12;
     const spots = [[x0 + 3, y0 + 1, "start"], [x1 - 3, y0 + 1, "end"], [x0 + 3, y1 - h - 1, "start"], [x1 - 3, y1 - h - 1, "end"],
                    [x1 + 3, y0 + 1, "start"], [x0 - 3, y0 + 1, "end"]];
     let placed = null;
     for (const [tx, ty, anchor] of spots){
       const r = anchor === "start" ? [tx, ty, tx + w, ty + h] : [tx - w, ty, tx, ty + h];
       if (hit(r)) continue;
-      placed = [name, tx, ty + 9, anchor, text]; taken.push(r); break;
+      placed = [name, tx, ty + 10, anchor, text]; taken.push(r); break;
     }
     if (placed) out.push(placed);
   }
@@ -323,7 +323,7 @@ function init(root){
         (b.count > 1 ? '<rect class="stack" x="' + f1(cx - bw / 2 + 4) + '" y="' + f1(cy - bh / 2 - 4) + '" width="' + f1(bw) + '" height="' + bh + '" rx="5" fill="' + FILL[kind] + '" stroke="' + stroke + '"/>' : '') +
         '<rect class="body" x="' + f1(cx - bw / 2) + '" y="' + f1(cy - bh / 2) + '" width="' + f1(bw) + '" height="' + bh + '" rx="5" fill="' + FILL[kind] + '" stroke="' + stroke + '"' + extra + '/>' +
         '<text class="t" x="' + f1(cx) + '" y="' + f1(cy - 3) + '" text-anchor="middle">' + esc(t) + '</text>' +
-        '<text class="s" x="' + f1(cx) + '" y="' + f1(cy + 10) + '" text-anchor="middle">' + esc(s) + '</text>' +
+        '<text class="s" x="' + f1(cx) + '" y="' + f1(cy + 11) + '" text-anchor="middle">' + esc(s) + '</text>' +
         (b.flags.includes("in-place") ? '<circle cx="' + f1(cx + bw / 2 - 5) + '" cy="' + f1(cy - bh / 2 + 5) + '" r="3" fill="#c26a00"/>' : "") + '</g>');
     });
     p.push('</svg>');

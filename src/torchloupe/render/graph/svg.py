@@ -24,8 +24,8 @@ RESIDUAL = "#5d6678"  # a block's input added back: neutral
 
 STYLE = """
 .tl-graph text{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;pointer-events:none}
-.tl-graph .t{font-size:11px;font-weight:600;fill:#1d2433}
-.tl-graph .s{font-size:9px;fill:#3f4859}
+.tl-graph .t{font-size:12px;font-weight:600;fill:#1d2433}
+.tl-graph .s{font-size:10px;fill:#3f4859}
 .tl-graph .e{fill:none;stroke:#6b7487;stroke-width:1.1;stroke-linejoin:round}
 .tl-graph .ah{fill:#6b7487}
 .tl-graph .e:hover{stroke:#c26a00;stroke-width:2.5}
@@ -36,7 +36,7 @@ STYLE = """
 .tl-graph .box.hit rect.body{stroke:#0a84ff;stroke-width:3.5}
 .tl-graph rect.frame{fill:#5a78c8;fill-opacity:.05;stroke:#5a78c8;stroke-opacity:.45;stroke-dasharray:4 3;pointer-events:none}
 .tl-graph rect.frame.folded{stroke:#3b4f99;stroke-opacity:.8;stroke-dasharray:none;stroke-width:1.5}
-.tl-graph text.fl{font-size:9px;fill:#2d3c80;pointer-events:auto;cursor:pointer}
+.tl-graph text.fl{font-size:10px;fill:#2d3c80;pointer-events:auto;cursor:pointer}
 .tl-graph text.fl:hover,.tl-graph text.fl:focus{text-decoration:underline;outline:none;font-weight:600}
 """
 
@@ -113,14 +113,14 @@ def place_labels(frames, rects) -> list[tuple[str, float, float, str, str]]:
     taken = [tuple(r) for r in rects]
     out = []
     for name, x0, y0, x1, y1, text in frames:
-        w, h = len(text) * 5.6 + 4, 11
+        w, h = len(text) * 6.2 + 4, 12
         for tx, ty, anchor in ((x0 + 3, y0 + 1, "start"), (x1 - 3, y0 + 1, "end"),
                                (x0 + 3, y1 - h - 1, "start"), (x1 - 3, y1 - h - 1, "end"),
                                (x1 + 3, y0 + 1, "start"), (x0 - 3, y0 + 1, "end")):  # then beside the frame
             r = (tx, ty, tx + w, ty + h) if anchor == "start" else (tx - w, ty, tx, ty + h)
             if any(r[0] < t[2] and t[0] < r[2] and r[1] < t[3] and t[1] < r[3] for t in taken):
                 continue
-            out.append((name, tx, ty + 9, anchor, text))
+            out.append((name, tx, ty + 10, anchor, text))
             taken.append(r)
             break
     return out
@@ -190,7 +190,7 @@ def render_svg(graph: ModelGraph, lay: Layout, *, standalone: bool = True, edges
             f'<rect class="body" x="{cx - bw / 2:.1f}" y="{cy - bh / 2:.1f}" width="{bw:.1f}" height="{bh:.1f}" rx="5" '
             f'fill="{FILL[kind]}" stroke="{stroke}"{extra}/>'
             f'<text class="t" x="{cx:.1f}" y="{cy - 3:.1f}" text-anchor="middle">{escape(title)}</text>'
-            f'<text class="s" x="{cx:.1f}" y="{cy + 10:.1f}" text-anchor="middle">{escape(sub)}</text>'
+            f'<text class="s" x="{cx:.1f}" y="{cy + 11:.1f}" text-anchor="middle">{escape(sub)}</text>'
         )
         if "in-place" in box.flags:
             parts.append(f'<circle cx="{cx + bw / 2 - 5:.1f}" cy="{cy - bh / 2 + 5:.1f}" r="3" fill="#c26a00"/>')
