@@ -390,8 +390,11 @@ def test_edge_styles(cnn_graph):
     paths = [re.findall(r'class="e" d="([^"]+)"', svg) for svg in (curved, straight, ortho)]
     assert len(paths[0]) == len(two.edges) == 8
     assert any(" C" in d for d in paths[0]) and not any(" C" in d for d in paths[1] + paths[2])
-    # orthogonal: every segment is vertical or horizontal
+    # orthogonal: an edge between adjacent layers has only vertical and horizontal segments (a skip
+    # over layers is an arc: a right-angled skip beside a column of boxes read as the outline of a box)
     for d in paths[2]:
+        if " C" in d:
+            continue
         pts = [tuple(map(float, p.split(","))) for p in re.findall(r"[-\d.]+,[-\d.]+", d)]
         assert all(a[0] == b[0] or a[1] == b[1] for a, b in zip(pts, pts[1:])), d
     assert "<title>(1, 4, 8, 8)</title>" in ortho  # an edge names the shape it carries
@@ -435,3 +438,29 @@ def test_nested_frame_labels_take_opposite_corners_by_nesting_not_dots():
     svg = render_svg(g, layout(collapse(g, None)))
     anchors = dict(re.findall(r'<text class="fl" data-frame="([^"]+)" [^>]*text-anchor="(\w+)"', svg))
     assert anchors["encoder"] != anchors["encoder.layer.0"]
+
+
+def test_edges_never_stack_into_a_block_lanes_and_arcs():
+    # The iterative-fusion demo: two branches crossing at every stage. Horizontal runs of different
+    # edges used to share one y in a gap and draw as a filled black block.
+    from torchloupe.demo.fusion_data import IterativeFusion
+    from torchloupe.render.graph.layout import layout
+
+    g = trace(IterativeFusion().eval(), torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    lay = layout(collapse(g, None))
+    runs = []  # (y, x0, x1, source box) of every horizontal run of an edge between adjacent layers
+    for (a, _, _), route, way in zip(lay.view.edges, lay.routes, lay.waypoints):
+        if len(way) > 2:
+            continue
+        for (x0, y0), (x1, y1) in zip(route, route[1:]):
+            if y0 == y1 and x0 != x1:
+                runs.append((y0, min(x0, x1), max(x0, x1), a))
+    assert runs
+    for i, (y, lo, hi, src) in enumerate(runs):
+        for y2, lo2, hi2, src2 in runs[i + 1:]:
+            if src != src2 and abs(y - y2) < 1:
+                assert hi < lo2 or hi2 < lo, "two edges share a horizontal run"
+    skips = [way for way in lay.waypoints if len(way) > 2]
+    assert skips  # the stage's input skips the 1x1 projection to the add
+    svg = g.to_svg(depth=None)
+    assert svg.count(' C') >= len(skips) and svg.count('class="ah"') == len(lay.view.edges)

@@ -305,8 +305,16 @@ function init(root){
       p.push('<text class="fl" tabindex="0" role="button" aria-label="collapse ' + esc(name) + '" data-frame="' + esc(name) + '" x="' + f1(tx) + '" y="' + f1(ty) + '" text-anchor="' + anchor + '">' + esc(text) + '</text>');
     lay.routes.forEach((pts, i) => {
       const sh = view.edges[i][2], tip = sh ? '<title>' + esc(shp(sh)) + '</title>' : '';
-      const d = pathD(D.edgeStyle, pts, lay.ways[i]), end = D.edgeStyle === "orthogonal" ? pts : lay.ways[i];
-      p.push('<path class="e" d="' + d + '">' + tip + '</path><path class="ah" d="' + arrowHead(end) + '"/>');
+      const way = lay.ways[i];
+      let d, tail;
+      if (D.edgeStyle === "orthogonal" && way.length <= 2){ d = pathD("orthogonal", pts, way); tail = pts.slice(-2); }
+      else if (D.edgeStyle === "straight"){ d = pathD("straight", pts, way); tail = way.slice(-2); }
+      else {  // a skip over layers: an arc through its waypoints, never the outline of a box
+        d = pathD("curved", pts, way);
+        const [x0, y0] = way[way.length-2], [x1, y1] = way[way.length-1];
+        tail = Math.abs(x1 - x0) >= 0.5 ? [[x1, (y0 + y1) / 2], [x1, y1]] : way.slice(-2);
+      }
+      p.push('<path class="e" d="' + d + '">' + tip + '</path><path class="ah" d="' + arrowHead(tail) + '"/>');
     });
     view.nodes.forEach((b, i) => {
       const [cx, cy] = lay.pos[i], [bw, bh] = lay.size[i], [t, s] = boxText(b), kind = b.kind in FILL ? b.kind : "module";

@@ -65,6 +65,22 @@ def _path(pts: list[tuple[float, float]], style: str = "orthogonal") -> str:
     return d
 
 
+def edge_path(route: list[tuple[float, float]], way: list[tuple[float, float]], style: str):
+    """``(d, tail)``: the path of one edge and the two points its arrowhead follows.
+
+    ``"orthogonal"`` draws an edge between adjacent layers with right angles in its own lane and
+    an edge skipping layers as a smooth arc through its waypoints (a skip, never the outline of a
+    box); ``"curved"`` arcs every edge; ``"straight"`` joins the waypoints.
+    """
+    if style == "orthogonal" and len(way) <= 2:
+        return _path(route, "orthogonal"), route[-2:]
+    if style == "straight":
+        return _path(way, "straight"), way[-2:]
+    (x0, y0), (x1, y1) = way[-2], way[-1]
+    tail = [(x1, (y0 + y1) / 2), (x1, y1)] if abs(x1 - x0) >= 0.5 else way[-2:]
+    return _path(way, "curved"), tail
+
+
 def _arrow(pts: list[tuple[float, float]]) -> str:
     """A filled arrowhead at the end of ``pts`` pointing along its last segment (no marker, no id)."""
     (x0, y0), (x1, y1) = pts[-2], pts[-1]
@@ -163,9 +179,9 @@ def render_svg(graph: ModelGraph, lay: Layout, *, standalone: bool = True, edges
             f"{escape(text)}</text>"
         )
     for route, way, (_, _, shape) in zip(lay.routes, lay.waypoints, lay.view.edges):
-        pts = route if edges == "orthogonal" else way
+        d, tail = edge_path(route, way, edges)
         tip = f"<title>{escape(_shape_text(shape))}</title>" if shape is not None else ""
-        parts.append(f'<path class="e" d="{_path(pts, edges)}">{tip}</path><path class="ah" d="{_arrow(pts)}"/>')
+        parts.append(f'<path class="e" d="{d}">{tip}</path><path class="ah" d="{_arrow(tail)}"/>')
     for i, box in enumerate(lay.view.nodes):
         (cx, cy), (bw, bh) = lay.pos[i], lay.size[i]
         title, sub = box_text(box)
