@@ -294,3 +294,32 @@ def test_print_shows_the_whole_drawing_without_controls(driver, resnet_html):
         assert svg.rect["width"] <= pane.rect["width"] + 1
     finally:
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+
+
+def test_without_scripts_the_static_drawing_shows_and_no_dead_controls(resnet_html):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    from tests.test_browser import CHROME_FLAGS, _find
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = _find(("chromium", "chromium-browser", "google-chrome"), "/usr/bin/chromium")
+    for flag in CHROME_FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument("--window-size=800,900")
+    opts.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
+    d = webdriver.Chrome(service=Service(_find(("chromedriver",), "/usr/bin/chromedriver")), options=opts)
+    try:
+        d.get(resnet_html.as_uri())
+        root = d.find_element(By.CSS_SELECTOR, ".tl-root")
+        assert root.get_attribute("data-ready") is None  # the script did not run
+        assert len(d.find_elements(By.CSS_SELECTOR, ".tl-pane svg g.box")) == 71  # the Python drawing
+        for sel in (".tl-fit", ".tl-search", ".tl-fold", ".tl-side"):
+            assert not d.find_element(By.CSS_SELECTOR, sel).is_displayed(), sel  # no control that does nothing
+        assert d.find_element(By.CSS_SELECTOR, ".tl-legend").is_displayed()
+        pane = d.find_element(By.CSS_SELECTOR, ".tl-pane")
+        assert d.execute_script("return getComputedStyle(arguments[0]).overflow", pane) == "auto"  # it scrolls
+        assert pane.rect["width"] <= 800
+    finally:
+        d.quit()
