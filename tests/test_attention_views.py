@@ -171,3 +171,24 @@ def test_recurrent_section_on_lstm_and_cells():
     blocks = section.build(Subject("cells", Loop(), x), {"quick": True, "seed": 0})
     assert [b.caption for b in blocks if isinstance(b, Figure)][0] == "cell: LSTM cell, 7 calls"
     assert isinstance(section.build(Subject("cnn", tiny_cnn(), torch.rand(1, 3, 8, 8)), {}), NotApplicable)
+
+
+def test_palette_png_keeps_the_picture_at_a_fraction_of_the_size():
+    import io
+
+    from PIL import Image
+
+    from torchloupe.render import to_png
+    from torchloupe.render.attention import layer_figures, palette_png
+
+    fig = layer_figures(_maps(L=1, H=12, T=14), tokens=[f"t{i}" for i in range(14)])[0][1]
+    full = to_png(fig, dpi=100)
+    small, w, h = palette_png(fig)
+    assert len(small) < len(full) / 2
+    a = Image.open(io.BytesIO(full)).convert("RGB")
+    b = Image.open(io.BytesIO(small)).convert("RGB")
+    assert (w, h) == a.size == b.size
+    import numpy as np
+
+    diff = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 12  # no visible change (text edges move a little)

@@ -16,7 +16,7 @@ from ..errors import InputError, InputShapeError, require
 
 Figure = require("matplotlib.figure", "render").Figure
 
-__all__ = ["heads_grid", "layer_figures", "layer_picker_html", "matrix_figure", "patch_overlay", "token_view_html",
+__all__ = ["heads_grid", "layer_figures", "layer_picker_html", "palette_png", "matrix_figure", "patch_overlay", "token_view_html",
            "token_view_assets", "patch_grid", "read_weights_figure"]
 
 
@@ -142,6 +142,22 @@ def layer_figures(maps: Mapping[str, Tensor], sample: int = 0, tokens: Sequence[
     top = max(float(v[sample, :, :max_tokens, :max_tokens].max()) for v in drawn.values()) or 1.0
     return [(name, heads_grid({name: v}, sample, tokens, max_tokens=max_tokens, width=width, vmax=top))
             for name, v in drawn.items()]
+
+
+def palette_png(fig: Figure, dpi: float = 100.0) -> tuple[bytes, int, int]:
+    """``(PNG bytes, width, height)`` of ``fig`` in 256 colours (a third of the full-colour size;
+    heat maps in one colormap and text lose nothing visible)."""
+    import io
+
+    from .png import to_png
+
+    PILImage = require("PIL.Image", "render", package="pillow")
+    with PILImage.open(io.BytesIO(to_png(fig, dpi=dpi))) as im:
+        small = im.convert("RGB").quantize(colors=256, method=PILImage.Quantize.MEDIANCUT,
+                                           dither=PILImage.Dither.NONE)
+        buf = io.BytesIO()
+        small.save(buf, format="PNG", optimize=True)
+        return buf.getvalue(), im.size[0], im.size[1]
 
 
 def layer_picker_html(images: Sequence[tuple[str, str, str, int, int]]) -> str:

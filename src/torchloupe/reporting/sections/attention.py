@@ -103,15 +103,14 @@ def build(subject: Subject, options: dict):
         caption = "attention of sample 0 per layer (rows) and head (columns), one colour scale" + windows
         blocks.append(Figure(draw.heads_grid(maps, tokens=tokens), caption=caption))
     else:  # one layer at a time, its heads large enough for token names, one scale across layers
-        from torchloupe.reporting.blocks import data_uri, figure_png
+        from torchloupe.reporting.blocks import data_uri
 
         images = []
         for name, fig in draw.layer_figures(maps, tokens=tokens):
             a = maps[name]
             alt = (f"{a.shape[1]} heat maps, one per head of {name}: rows are the {a.shape[2]} query tokens, "
                    f"columns the {a.shape[3]} keys, brighter is more attention")
-            png = figure_png(fig)
-            w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")  # the IHDR chunk
+            png, w, h = draw.palette_png(fig)
             images.append((name, data_uri(png, "image/png"), alt, w, h))
         blocks.append(Text(f"Attention of sample 0, one layer at a time (choose the layer above the figure); every "
                            f"head of the layer side by side, all {len(maps)} layers on one colour scale{windows}."))
