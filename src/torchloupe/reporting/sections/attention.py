@@ -100,7 +100,7 @@ def build(subject: Subject, options: dict):
     windows = " (windows folded into the batch: the first window of sample 0)" if any(
         v.shape[0] != n for v in maps.values()) else ""
     if len(maps) <= 2:
-        caption = "attention of sample 0 per layer (rows) and head (columns), one colour scale" + windows
+        caption = "attention of sample 0 per layer (rows) and head (columns)" + windows
         blocks.append(Figure(draw.heads_grid(maps, tokens=tokens), caption=caption))
     else:  # one layer at a time, its heads large enough for token names, one scale across layers
         from torchloupe.reporting.blocks import data_uri
