@@ -464,3 +464,14 @@ def test_edges_never_stack_into_a_block_lanes_and_arcs():
     assert skips  # the stage's input skips the 1x1 projection to the add
     svg = g.to_svg(depth=None)
     assert svg.count(' C') >= len(skips) and svg.count('class="ah"') == len(lay.view.edges)
+
+
+def test_legend_names_the_marks_the_graph_has():
+    from torchloupe.demo.fusion_data import IterativeFusion
+    from torchloupe.render.graph.html import legend
+
+    two = trace(IterativeFusion().eval(), torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    assert "fusion: separate branches or inputs meet" in legend(two)  # a to_shape projection added to a branch
+    plain = legend(trace(tiny_cnn(), torch.rand(1, 3, 16, 16)))
+    assert "fusion" not in plain and "module call" in plain and "input" in plain
+    assert "residual add" in legend()  # the full key

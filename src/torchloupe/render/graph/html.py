@@ -100,8 +100,13 @@ def _swatch(fill: str, stroke: str, width: float = 1.2, dash: str = "", count: b
             f'height="11" rx="2" fill="{fill}" stroke="{stroke}" stroke-width="{width}"{d}/></svg>')
 
 
-def legend() -> str:
-    """The key to the drawing's colours and marks."""
+def legend(graph: ModelGraph | None = None) -> str:
+    """The key to the drawing's colours and marks (of ``graph``: only the kinds and marks it has)."""
+    if graph is None:
+        kinds, flags = set(FILL), {"fusion", "residual", "data-dependent", "in-place"}
+    else:
+        kinds = {n.kind for n in graph.nodes}
+        flags = {f.partition(":")[0] for n in graph.nodes for f in node_flags(n)}
     items = [
         (_swatch(FILL["input"], STROKE["input"]), "input"),
         (_swatch(FILL["output"], STROKE["output"]), "output"),
@@ -117,8 +122,13 @@ def legend() -> str:
          'fill="#c26a00"/></svg>', "in-place write"),
         (_swatch("#fff", "#111", 3), "selected"),
     ]
+    needs = {"input": "input" in kinds, "output": "output" in kinds, "module call": "module" in kinds,
+             "function (op)": "op" in kinds, "parameter read": "param" in kinds,
+             "fusion: separate branches or inputs meet": "fusion" in flags,
+             "residual add: a block's input added back": "residual" in flags,
+             "data-dependent: Python read its values": "data-dependent" in flags, "in-place write": "in-place" in flags}
     return ('<ul class="tl-legend" aria-label="legend">'
-            + "".join(f"<li>{mark}{escape(text)}</li>" for mark, text in items) + "</ul>")
+            + "".join(f"<li>{mark}{escape(text)}</li>" for mark, text in items if needs.get(text, True)) + "</ul>")
 
 
 def fragment(graph: ModelGraph, depth: int | None = None, edges: str = "orthogonal") -> str:
@@ -140,7 +150,7 @@ def fragment(graph: ModelGraph, depth: int | None = None, edges: str = "orthogon
         f'<button type="button" class="tl-reset tl-ctl" title="back to full size">100 %</button>'
         f'<span class="tl-count tl-ctl"></span></div>'
         f'<div class="tl-stage"><div class="tl-pane">{svg}</div><div class="tl-mini" hidden aria-label="minimap: click to move there"></div></div>'
-        f"{legend()}"
+        f"{legend(graph)}"
         f'<div class="tl-side tl-ctl"><div class="tl-details" aria-live="polite">Click a box (or Tab to it and press Enter) for '
         f"its details; a collapsed block opens, a container frame's label closes it, as do the entries of the module list. "
         f"Arrow keys move between boxes; Ctrl + wheel zooms, drag pans, the minimap moves the view.</div>"
