@@ -277,7 +277,8 @@ def test_one_script_for_many_graphs_and_small_models_get_small_panes(driver, tmp
     assert panes[0].rect["width"] > 1300  # as wide as the page
     legend = roots[0].find_element(By.CSS_SELECTOR, ".tl-legend").text  # the marks this CNN has, no more
     assert "module call" in legend and "×k" in legend and "collapsed block" in legend
-    assert "fusion" not in legend and "parameter read" not in legend and "in-place" not in legend
+    assert "in-place write" in legend  # its ReLUs write into their input
+    assert "fusion" not in legend and "parameter read" not in legend and "residual" not in legend
     assert _errors(driver) == []
 
 
