@@ -274,8 +274,8 @@ def read_weights_figure(weights: Tensor, truth: Tensor | None = None, n: int = 8
         ax.bar(range(w.shape[1]), w[i].numpy(), color=colors)
         ax.set_ylim(0, 1)
         ax.set_xticks(range(w.shape[1]))
-        ax.tick_params(labelsize=7)
-        ax.set_title(f"sample {i}", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.set_title(f"sample {i}", fontsize=9)
     fig.suptitle("read weight per memory slot" + (" (orange: the slot holding the answer)" if truth is not None else ""), fontsize=9)
     return fig
 
