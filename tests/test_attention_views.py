@@ -192,3 +192,16 @@ def test_palette_png_keeps_the_picture_at_a_fraction_of_the_size():
 
     diff = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
     assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 12  # no visible change (text edges move a little)
+
+
+def test_shared_assets_once_per_page_and_never_twice():
+    from torchloupe.render.attention import token_view_html
+    from torchloupe.reporting.assets import inline_shared_assets
+
+    view = token_view_html(_maps(), list("abcde"), assets=False)
+    page = f"<html><head></head><body>{view}{view}</body></html>"
+    once = inline_shared_assets(page)
+    assert once.count("window.torchloupeTokens = {") == 1 and once.count("<style>") == 1
+    assert "torchloupeGraph" not in once  # no graph on the page: no graph script
+    assert inline_shared_assets(once) == once  # a page that has them gets no second copy
+    assert inline_shared_assets("<html><head></head><body><p>x</p></body></html>").count("<script") == 0

@@ -10,13 +10,14 @@ from __future__ import annotations
 def shared_assets(page: str) -> tuple[str, str]:
     """``(css, js)`` for the interactive views found in ``page`` (empty strings when there are none)."""
     css, js = [], []
-    if 'class="tl-root"' in page:
+    # a page whose template already holds a view's script (window.torchloupeGraph / ...Tokens) gets no second copy
+    if 'class="tl-root"' in page and "window.torchloupeGraph" not in page:
         from ..render.graph.html import assets
 
         c, j = assets()
         css.append(c)
         js.append(j)
-    if 'class="tl-token-view"' in page:
+    if ('class="tl-token-view"' in page or 'class="tl-layer-picker"' in page) and "window.torchloupeTokens" not in page:
         from ..render.attention import token_view_assets
 
         c, j = token_view_assets()
