@@ -274,11 +274,11 @@ function init(root){
     const boxes = new Map();
     v.nodes.forEach((b, i) => {
       if (b.kind === "input" || b.kind === "output") return;
-      let scope;
-      if (b.kind === "container"){
-        const parts = b.name.split("."); scope = [];
-        for (let q = 1; q < parts.length; q++){ const s = parts.slice(0, q).join("."); if (s in D.modules) scope.push(s); }
-      } else scope = D.nodes[b.members[0]].scope;
+      let scope = D.nodes[b.members[0]].scope;
+      if (b.kind === "container"){  // the containers around it that ran (not a ModuleList holding it)
+        const at = scope.indexOf(b.name);
+        scope = at >= 0 ? scope.slice(0, at) : [];
+      }
       for (const c of scope){ if (!boxes.has(c)) boxes.set(c, []); boxes.get(c).push(i); }
     });
     const out = [];

@@ -101,12 +101,9 @@ def _frames(graph: ModelGraph, lay: Layout) -> list[tuple[str, float, float, flo
     for i, box in enumerate(lay.view.nodes):
         if box.kind in ("input", "output"):
             continue
-        if box.kind == "container":
-            chain = box.name.split(".")
-            scope = [".".join(chain[:k]) for k in range(1, len(chain))]
-            scope = [s for s in scope if s in graph.modules]
-        else:
-            scope = list(graph.nodes[box.members[0]].scope)
+        scope = list(graph.nodes[box.members[0]].scope)
+        if box.kind == "container":  # the containers around it that ran (not a ModuleList holding it)
+            scope = scope[:scope.index(box.name)] if box.name in scope else []
         for c in scope:
             boxes.setdefault(c, []).append(i)
     out = []
