@@ -523,7 +523,10 @@ def test_vit_b_16_once():
     assert cat.merge is None  # the class token does not come from the input: not a fusion
     depth = fit_depth(g)
     view = collapse(g, depth)
-    folded = [b for b in view.nodes if b.count > 1]
+    # the 12 encoder blocks fold into one drawn copy (a frame marked ×12 when expanded, a box when collapsed)
+    assert [(r.head, r.count) for r in view.folds.values()] == [("encoder.layers.encoder_layer_0", 12)]
+    boxed = collapse(g, 2)
+    folded = [b for b in boxed.nodes if b.count > 1]
     assert len(folded) == 1 and folded[0].count == 12 and folded[0].type == "EncoderBlock"
     assert len(view) <= 90
     assert g.find(name="encoder.layers.encoder_layer_0.self_attention")[0].macs == \

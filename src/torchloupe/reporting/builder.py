@@ -310,6 +310,7 @@ def build_report(
     """
     tqdm = require("tqdm", "render").tqdm
 
+    from .assets import inline_shared_assets
     from .template import render_html
 
     subjects = _check_subjects(subjects)
@@ -431,6 +432,7 @@ def build_report(
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         version=__version__,
     )
+    html = inline_shared_assets(html)  # the graph's and the token view's script and style, once
     data = html.encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=path.parent)
