@@ -13,6 +13,7 @@ the traceback folded away, and the report goes on.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import re
@@ -376,14 +377,15 @@ def build_report(
         disable=not progress, dynamic_ncols=True, leave=True,
     )
     try:
-        for g, (done, load) in run_jobs(job, order, workers):
-            for t, result in done:
-                results[tasks[t]] = result
-            a, b = tasks[groups[g][0]]
-            if load is not None:
-                loads[b] = load
-            bar.set_postfix_str(f"{chosen[a].key} · {subjects[b].name}"[:60], refresh=False)
-            bar.update(len(done))
+        with contextlib.closing(run_jobs(job, order, workers)) as finished:  # closed (workers stopped) on any exit
+            for g, (done, load) in finished:
+                for t, result in done:
+                    results[tasks[t]] = result
+                a, b = tasks[groups[g][0]]
+                if load is not None:
+                    loads[b] = load
+                bar.set_postfix_str(f"{chosen[a].key} · {subjects[b].name}"[:60], refresh=False)
+                bar.update(len(done))
     finally:
         bar.close()
     model_names = [type(s.model).__name__ if isinstance(s, Subject) else (loads.get(b, (None,))[0] or "not loaded")

@@ -1,0 +1,265 @@
+"""Hardening of processes and foreign code (issue 21, findings 1, 2, 13, 15, 16).
+
+Kill tests start real ``loupe`` runs in subprocesses, signal them once their report workers are
+forked, then look for survivors by pid in the process table. They clean up what they started
+by pid, whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from torchloupe.app.cli import main
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="report workers fork only on Linux")
+
+SLOW_MODEL = """
+import time
+
+import torch
+from torch import nn
+
+
+class Slow(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        time.sleep(0.2)  # every forward is slow: the sections keep both workers busy for minutes
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def build():
+    return Slow()
+"""
+
+
+# -- the process table -----------------------------------------------------------------------
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (psutil when installed, else /proc)."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            return [c.pid for c in psutil.Process(pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_gone(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        left = [p for p in pids if _alive(p)]
+        if not left:
+            return []
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+def _cleanup(pids: list[int]) -> None:
+    for p in pids:
+        if _alive(p):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _env(**extra: str) -> dict[str, str]:
+    path = os.pathsep.join([SRC, str(Path(__file__).resolve().parents[1])] +
+                           ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def _loupe(args: list[str], cwd: Path, **env: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "torchloupe", *args], cwd=cwd, env=_env(**env),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _workers(proc: subprocess.Popen, n: int = 2, within: float = 120.0) -> list[int]:
+    """The pids of ``n`` forked workers of ``proc`` once they exist (the test fails if they never do)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and proc.poll() is None:
+        kids = _children(proc.pid)
+        if len(kids) >= n:
+            return kids
+        time.sleep(0.05)
+    pytest.fail(f"loupe never forked {n} workers (exit status {proc.poll()}): {proc.stderr.read().decode()[-800:]}")
+
+
+def _read_to_eof(stream, seconds: float) -> bytes | None:
+    """All of ``stream`` if it ends (every writer closed it) within ``seconds``, else None."""
+    got: list[bytes] = []
+    t = threading.Thread(target=lambda: got.append(stream.read()), daemon=True)
+    t.start()
+    t.join(seconds)
+    return got[0] if got else None
+
+
+@pytest.fixture()
+def slow_run(tmp_path):
+    """(start, cleanup) of ``loupe report --jobs 2`` on a model whose forward sleeps."""
+    (tmp_path / "slow.py").write_text(SLOW_MODEL)
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (200, 40, 90)).save(tmp_path / "img.png")
+    started: list[int] = []
+
+    def start() -> subprocess.Popen:
+        proc = _loupe(["report", "--model", "slow.py:build", "--input", "img.png", "--out", "out", "--jobs", "2",
+                       "--no-progress"], tmp_path)
+        started.append(proc.pid)
+        return proc
+
+    yield start, started
+    for pid in list(started):
+        _cleanup(_children(pid) + [pid])
+
+
+# -- finding 1: killed runs leave no workers -------------------------------------------------
+
+@linux
+@pytest.mark.parametrize("sig, status, line", [
+    (signal.SIGTERM, 143, "loupe: stopped by SIGTERM"),
+    (signal.SIGINT, 130, "loupe: interrupted"),
+])
+def test_report_stopped_by_a_signal_stops_its_workers_and_leaves_nothing(slow_run, tmp_path, sig, status, line):
+    start, started = slow_run
+    proc = start()
+    workers = _workers(proc)
+    started.extend(workers)
+    time.sleep(0.3)  # the workers are inside their first sections
+    os.kill(proc.pid, sig)
+    t0 = time.monotonic()
+    out, err = proc.communicate(timeout=20)
+    assert time.monotonic() - t0 < 10, "the parent took too long to stop its workers"
+    assert proc.returncode == status
+    assert err.decode().strip() == line  # one line, no traceback
+    assert _wait_gone(workers, 3) == []
+    out_dir = tmp_path / "out"
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []  # no report, no temporary file
+
+
+@linux
+def test_sigkill_of_the_parent_takes_the_workers_down_and_frees_its_stdout(slow_run):
+    start, started = slow_run
+    proc = start()
+    workers = _workers(proc)
+    started.extend(workers)
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait(5)
+    # `loupe report | tee log` ends: no worker holds the pipe the parent wrote to
+    assert _read_to_eof(proc.stdout, 5) is not None, "a worker still holds the dead parent's stdout open"
+    assert _wait_gone(workers, 5) == []
+
+
+@linux
+def test_report_workers_ignore_ctrl_c_and_die_with_their_parent():
+    from torchloupe.reporting import parallel as par
+
+    def job(i):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        sig = ctypes.c_int(0)
+        libc.prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG
+        return os.getpid(), sig.value, signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+
+    out = dict(par.run_jobs(job, [0, 1], 2))
+    for pid, death, on_int, on_term in out.values():
+        assert pid != os.getpid()
+        assert death == signal.SIGTERM and on_int == signal.SIG_IGN and on_term == signal.SIG_DFL
+
+
+@linux
+def test_leaving_run_jobs_early_terminates_busy_workers_at_once():
+    from torchloupe.reporting import parallel as par
+
+    parent = os.getpid()
+
+    def job(i):
+        if os.getpid() != parent and i > 0:
+            time.sleep(60)  # a long section
+        return os.getpid()
+
+    gen = par.run_jobs(job, [0, 1, 2], 2)
+    worker = next(gen)[1]
+    assert worker != parent
+    t0 = time.monotonic()
+    gen.close()  # what an exception in the caller's loop (KeyboardInterrupt) does
+    assert time.monotonic() - t0 < 5
+    assert not _alive(worker)
+
+
+def test_ctrl_c_during_start_up_is_one_line(tmp_path):
+    """SIGINT while Python still imports torch and builds the parser: one line, status 130."""
+    for delay in (0.4, 1.2):
+        proc = _loupe(["graph", "--model", "torchvision:resnet18", "--input-shape", "1,3,32,32",
+                       "--out", str(tmp_path / "g")], tmp_path)
+        try:
+            time.sleep(delay)
+            assert proc.poll() is None, "loupe ended before the signal"
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            _cleanup([proc.pid])
+        assert (proc.returncode, err.decode()) == (130, "loupe: interrupted\n"), delay
+
+
+@linux
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_demo_leaves_no_workers_and_its_pipe_ends(tmp_path, sig):
+    """``loupe demo | tee log`` killed while its workers train: the pipe ends, nobody survives."""
+    cache = tmp_path / "cache"
+    proc = _loupe(["demo", "--models", "fusion", "--quick", "--jobs", "2", "--no-progress", "--out", "out"],
+                  tmp_path, XDG_CACHE_HOME=str(cache), TORCHLOUPE_CACHE=str(cache / "torchloupe"))
+    workers: list[int] = []
+    try:
+        workers = _workers(proc)
+        time.sleep(0.3)
+        os.kill(proc.pid, sig)
+        assert _read_to_eof(proc.stdout, 8) is not None, "a worker still holds the demo's stdout open"
+        proc.wait(10)
+        assert _wait_gone(workers, 5) == []
+        if sig == signal.SIGTERM:
+            assert proc.returncode == 143
+            assert proc.stderr.read().decode().strip().splitlines()[-1] == "loupe: stopped by SIGTERM"
+            assert not (tmp_path / "out" / "report.html").exists()
+            assert [p.name for p in (tmp_path / "out").glob("*")] == []
+    finally:
+        _cleanup(workers + [proc.pid])
