@@ -263,3 +263,138 @@ def test_killed_demo_leaves_no_workers_and_its_pipe_ends(tmp_path, sig):
             assert [p.name for p in (tmp_path / "out").glob("*")] == []
     finally:
         _cleanup(workers + [proc.pid])
+
+
+# -- finding 2: no foreign code without consent ----------------------------------------------
+
+CUSTOM_CODE = """
+import pathlib
+
+pathlib.Path({marker!r}).write_text("the folder's code ran")
+
+import torch
+from transformers import PretrainedConfig, PreTrainedModel
+
+
+class EvilConfig(PretrainedConfig):
+    model_type = "evilnet"
+
+
+class EvilModel(PreTrainedModel):
+    config_class = EvilConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.fc = torch.nn.Linear(4, 2)
+        self.post_init()
+
+    def forward(self, x):
+        return self.fc(x)
+"""
+
+
+@pytest.fixture()
+def custom_code_folder(tmp_path):
+    pytest.importorskip("transformers")
+    from safetensors.torch import save_file
+
+    folder, marker = tmp_path / "evil", tmp_path / "MARKER"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "evilnet", "architectures": ["EvilModel"], '
+                                        '"auto_map": {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel"}}')
+    (folder / "evil.py").write_text(CUSTOM_CODE.format(marker=str(marker)))
+    save_file({"fc.weight": torch.ones(2, 4), "fc.bias": torch.zeros(2)}, str(folder / "model.safetensors"))
+    return folder, marker
+
+
+def test_hf_folder_code_is_refused_without_consent_even_with_yes_on_stdin(custom_code_folder, tmp_path):
+    folder, marker = custom_code_folder
+    env = _env(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    run = subprocess.run([sys.executable, "-m", "torchloupe", "graph", "--model", f"hf:{folder}", "--input-shape",
+                          "1,4", "--format", "txt", "--out", str(tmp_path / "g")],
+                         input=b"y\ny\n", capture_output=True, env=env, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.decode() == (
+        f"loupe: error: model spec 'hf:{folder}': the folder ships its own Python code (evil.EvilConfig, "
+        f"evil.EvilModel), which loading it would run; not run. Pass --trust-remote-code (trust_remote_code=True) "
+        f"to run it, only for a folder you trust\n")
+    assert not marker.exists()
+    assert not (tmp_path / "g" / "graph.txt").exists()
+
+
+def test_trust_remote_code_runs_the_folder_code_with_a_warning(custom_code_folder, tmp_path):
+    folder, marker = custom_code_folder
+    env = _env(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    run = subprocess.run([sys.executable, "-m", "torchloupe", "graph", "--model", f"hf:{folder}", "--input-shape",
+                          "1,4", "--format", "txt", "--out", str(tmp_path / "g"), "--trust-remote-code",
+                          "--no-progress"], stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr.decode()
+    assert run.stderr.decode().startswith(f"loupe: warning: --trust-remote-code: running the Python code of "
+                                          f"'{folder}' (evil.EvilConfig, evil.EvilModel)")
+    assert marker.read_text() == "the folder's code ran"
+    assert "EvilModel" in (tmp_path / "g" / "graph.txt").read_text()
+
+
+def test_every_hugging_face_load_says_trust_remote_code_false(monkeypatch, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from torchloupe.app import models
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("trust_remote_code", "not given"))
+        raise OSError("stop here")
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", spy)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", spy)
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "vocab.txt").write_text("[UNK]\n")
+    from torchloupe.errors import InputFileError
+
+    with pytest.raises(InputFileError):
+        models.load_model(f"hf:{tmp_path}")
+    with pytest.raises(InputFileError):
+        models.tokenizer_for(f"hf:{tmp_path}")
+    assert calls == [False, False]
+
+
+# -- finding 15: model specs run the user's code, and only what they name --------------------
+
+def test_a_missing_factory_fails_before_the_file_runs(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    (tmp_path / "f.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('top level ran')\n\n"
+                                   f"def build():\n    import torch\n    return torch.nn.Linear(2, 2)\n")
+    code = main(["graph", "--model", f"{tmp_path / 'f.py'}:missing", "--input-shape", "1,2", "--out",
+                 str(tmp_path / "g")])
+    assert code == 2
+    assert capsys.readouterr().err == (f"loupe: error: model file '{tmp_path / 'f.py'}' has no attribute 'missing'; "
+                                       f"callables there: build (checked without running the file)\n")
+    assert not marker.exists()
+    from torchloupe.app.models import load_model
+
+    assert isinstance(load_model(f"{tmp_path / 'f.py'}:build"), torch.nn.Linear)  # the right name runs it
+    assert marker.read_text() == "top level ran"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("os:abort", "loupe: error: model spec 'os:abort': 'abort' is defined in posix, not in 'os'; expected a function "
+                 "or class of 'os' that returns an nn.Module\n"),
+    ("os:getcwd", "loupe: error: model spec 'os:getcwd': 'getcwd' is defined in posix, not in 'os'; expected a "
+                  "function or class of 'os' that returns an nn.Module\n"),
+    ("sys:exit", "loupe: error: calling 'sys:exit' exited (SystemExit: None) instead of returning an nn.Module\n"),
+    ("torch.nn:Linear", "loupe: error: 'torch.nn:Linear' takes arguments (in_features, out_features); expected a "
+                        "function that builds the model with none, returning an nn.Module\n"),
+    ("collections:OrderedDict", "loupe: error: 'collections:OrderedDict' returned a OrderedDict, expected an "
+                                "nn.Module\n"),
+])
+def test_module_specs_name_a_model_factory_of_that_module(spec, message, tmp_path, capsys):
+    code = main(["graph", "--model", spec, "--input-shape", "1,2", "--out", str(tmp_path / "g")])
+    assert (code, capsys.readouterr().err) == (2, message)
+
+
+def test_help_says_specs_run_code():
+    from torchloupe.app.commands._common import MODEL_HELP
+
+    assert "this runs your own code" in MODEL_HELP and "--trust-remote-code" in MODEL_HELP
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "runs that file's code" in readme and "--trust-remote-code" in readme

@@ -249,7 +249,7 @@ def _text_subject(args: argparse.Namespace, model):
     from ...errors import UsageError
     from ...reporting import Subject
 
-    tokenizer = models.tokenizer_for(args.model)
+    tokenizer = models.tokenizer_for(args.model, trust_remote_code=getattr(args, "trust_remote_code", False))
     if tokenizer is None:
         raise UsageError(f"--text needs a text model with a tokenizer (minilm, or hf:DIR for a Hugging Face "
                          f"model folder); {args.model!r} has none: give it images with --input")
