@@ -18,7 +18,6 @@ import datetime as _dt
 import os
 import re
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Iterable, Sequence
@@ -30,7 +29,8 @@ import torch
 from torch import nn
 
 from .parallel import run_jobs, worker_count
-from ..errors import InputTypeError, UnsupportedModelError, UsageError, require
+from ..errors import InputTypeError, OutputError, UnsupportedModelError, UsageError, require
+from ..files import atomic_write
 from . import base
 from .base import DeferredSubject, NotApplicable, Section, Subject
 from .blocks import block_view
@@ -216,21 +216,6 @@ def _run_one(section: Section, subject: Subject, options: dict) -> tuple[str, An
         return "error", (line, "".join(traceback.format_exception(exc)))
 
 
-def _umask() -> int:
-    """The process umask, read without changing it where Linux reports it (setting it to read it
-    would briefly affect files other threads create)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _weight(subject: Subject | DeferredSubject) -> float:
     """How heavy a subject's sections tend to be: log10 of its parameter count plus input size
     (a deferred subject, not loaded yet, counts as heavy: its load is why it was deferred)."""
@@ -289,6 +274,15 @@ def _load(deferred: DeferredSubject) -> Subject:
         what = type(subject.model).__name__ if isinstance(subject, Subject) else type(subject).__name__
         raise TypeError(f"deferred subject {deferred.name!r}: load() must return a Subject with an nn.Module model, got {what}")
     return subject
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (a file name that was not UTF-8, read by Python with
+    ``surrogateescape``) becomes U+FFFD instead of failing the report after all its work."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode("utf-8")
 
 
 def build_report(
@@ -435,17 +429,12 @@ def build_report(
         version=__version__,
     )
     html = inline_shared_assets(html)  # the graph's and the token view's script and style, once
-    data = html.encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=path.parent)
+    data = _utf8(html)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); a report is a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write '{path}': cannot make its folder ({exc.strerror or exc})", exc.errno) from exc
+    atomic_write(path, data)  # complete or not at all; a symbolic link there is replaced, not followed
     total = time.perf_counter() - start
     return ReportInfo(path=path, size=len(data), seconds=total, runs=tuple(runs), import_errors=tuple(import_errors),
                       write_seconds=total - seconds,

@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ... import distributed as D
-    from ._common import load_model_from, made, model_inputs, normalization, output_file
+    from ._common import load_model_from, model_inputs, normalization, output_file
+    from ..output import atomic_write, make_folder
     from ...synthesis import exemplars
 
     save, out = output_file(args.save, "--save"), output_file(args.out, "--out")  # before any of the work
@@ -154,8 +155,9 @@ def run(args: argparse.Namespace) -> int:
                                   for i, v in zip(ex.indices[row], ex.values[row]) if i >= 0)
                 print(f"  channel {c}: {items}")
             if args.save:
-                torch.save({f: getattr(ex, f) for f in ("layer", "channels", "values", "indices", "locations",
-                                                         "boxes", "reduce", "negative", "k", "seen")}, made(save))
+                saved = {f: getattr(ex, f) for f in ("layer", "channels", "values", "indices", "locations",
+                                                     "boxes", "reduce", "negative", "k", "seen")}
+                atomic_write(make_folder(save.parent) / save.name, lambda f: torch.save(saved, f))
                 print(f"wrote {args.save}")
             if args.out:
                 from ...render.png import figure_to_png
@@ -163,8 +165,9 @@ def run(args: argparse.Namespace) -> int:
 
                 if shown is None and ex.crops is None:
                     shown = _drawable(data, ex.indices)
-                made(out).write_bytes(figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)),
-                                                                     dataset_images=shown, names=named)))
+                atomic_write(make_folder(out.parent) / out.name,
+                             figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)), dataset_images=shown,
+                                                            names=named)))
                 print(f"wrote {args.out}")
     return 0
 

@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         given = Inputs(tuple(made), {})
         check_forward(model, given, spec=args.model, batched=False)
     inputs, kwargs = list(given.args), dict(given.kwargs)
-    os.makedirs(args.out, exist_ok=True)
+    from ..output import atomic_write, make_folder
+
+    make_folder(args.out)
     graph = trace(model, *inputs, expand=args.expand, **kwargs)
     written, failed = [], []
     for fmt in formats:
@@ -106,12 +108,10 @@ def run(args: argparse.Namespace) -> int:
             graph.to_svg(path, depth=args.depth, edges=args.edges)
         elif fmt == "txt":
             path = os.path.join(args.out, "graph.txt")
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(graph.summary(depth=args.depth))
+            atomic_write(path, graph.summary(depth=args.depth))
         elif fmt == "dot":
             path = os.path.join(args.out, "graph.dot")
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(graph.to_dot(depth=args.depth))
+            atomic_write(path, graph.to_dot(depth=args.depth))
         elif fmt == "onnx":
             try:
                 path = export_onnx(model, *inputs, path=os.path.join(args.out, "model.onnx"), **kwargs)

@@ -185,6 +185,7 @@ def _input_subject(args: argparse.Namespace, model):
     from ...reporting import Subject
 
     from ...errors import UsageError
+    from ..output import display_name
 
     try:
         loaded = model_inputs(args, model)
@@ -195,7 +196,7 @@ def _input_subject(args: argparse.Namespace, model):
     subject = Subject(
         name=args.model, model=model, inputs=loaded.plain(), labels=labels_for(args, model), images=loaded.image(0),
         layers=list(args.layers) if args.layers else None, output=output_key(args),
-        extras={"files": [str(f) for files in loaded.files.values() for f in files]},
+        extras={"files": [display_name(f) for files in loaded.files.values() for f in files]},  # text, always
     )
     return subject, loaded.output
 

@@ -14,7 +14,6 @@ search by name, folding of repeated blocks (``×12``) and a legend of colours an
 from __future__ import annotations
 
 import json
-import os
 from html import escape
 
 from .script import SCRIPT
@@ -175,8 +174,9 @@ def to_html(graph: ModelGraph, path=None, depth: int | None = None, *, fragment:
         f"<body style=\"margin:12px\">{body}<script>{js}</script></body></html>"
     )
     if path is not None:
-        with open(os.fspath(path), "w", encoding="utf-8") as fh:
-            fh.write(page)
+        from ...files import atomic_write
+
+        atomic_write(path, page)  # complete or not at all; a symbolic link there is replaced, not followed
     return page
 
 

@@ -7,7 +7,6 @@ interactive HTML view can hang its click handlers on this same markup.
 
 from __future__ import annotations
 
-import os
 from html import escape
 
 from ...errors import UsageError
@@ -222,6 +221,7 @@ def to_svg(graph: ModelGraph, path=None, depth: int | None = None, view: View | 
         view = collapse(graph, depth if depth is not None else fit_depth(graph))
     svg = render_svg(graph, layout(view), edges=edges)
     if path is not None:
-        with open(os.fspath(path), "w", encoding="utf-8") as fh:
-            fh.write(svg)
+        from ...files import atomic_write
+
+        atomic_write(path, svg)  # complete or not at all; a symbolic link there is replaced, not followed
     return svg

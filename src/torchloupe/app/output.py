@@ -1,0 +1,64 @@
+"""What the subcommands write, written one way: complete files or none (:mod:`torchloupe.files`),
+folders made with one-line errors, and file names fit for pages and messages.
+
+- :func:`atomic_write` (from :mod:`torchloupe.files`): bytes, text or a writer function to a
+  temporary file in the target folder, renamed into place; a symbolic link at the target is
+  replaced, never followed; any ``OSError`` (full disk, read-only folder) is one
+  :class:`~torchloupe.errors.OutputError` line, exit status 2.
+- :func:`make_folder`: ``--out`` made (after the checks of
+  :func:`~torchloupe.app.commands._common.output_folder`), or one line saying why not.
+- :func:`display_name` / :func:`safe_stem`: a path's name as text that encodes (a file name that is
+  not UTF-8 shows U+FFFD where its odd bytes were), and as a name for an output file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import OutputError
+from ..files import atomic_path, atomic_write
+
+__all__ = ["atomic_write", "atomic_path", "make_folder", "display_name", "safe_stem", "unique_stems"]
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a folder, made with its parents if missing."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot make the output folder {display_name(folder)!r}: {exc.strerror or exc}",
+                          exc.errno) from exc
+    return folder
+
+
+def display_name(path: str | os.PathLike) -> str:
+    """``path`` as text that can be written anywhere: bytes of a file name that are not UTF-8 (held
+    by Python as lone surrogates) become U+FFFD."""
+    return os.fsencode(os.fspath(path)).decode("utf-8", "replace")
+
+
+def safe_stem(path: str | os.PathLike) -> str:
+    """The stem of ``path`` (its name without the suffix) as valid UTF-8 text, for output file names."""
+    return display_name(Path(path).stem)
+
+
+def unique_stems(paths) -> list[str]:
+    """:func:`safe_stem` of each path, made unique: a repeated stem gets ``-2``, ``-3``... skipping
+    stems other inputs have (``x/img.png``, ``y/img.png``, ``z/img-2.png`` -> ``img``, ``img-3``, ``img-2``)."""
+    stems = [safe_stem(p) for p in paths]
+    taken: set[str] = set()
+    first = {}
+    for i, s in enumerate(stems):
+        first.setdefault(s, i)
+    out = []
+    for i, stem in enumerate(stems):
+        name, k = stem, 1
+        if first[stem] != i:  # a repeat: the first of the same stem keeps it
+            while name in taken or name in first:
+                k += 1
+                name = f"{stem}-{k}"
+        taken.add(name)
+        out.append(name)
+    return out
