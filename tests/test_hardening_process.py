@@ -398,3 +398,61 @@ def test_help_says_specs_run_code():
     assert "this runs your own code" in MODEL_HELP and "--trust-remote-code" in MODEL_HELP
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "runs that file's code" in readme and "--trust-remote-code" in readme
+
+
+# -- finding 13: the demo's fusion cache heals -----------------------------------------------
+
+def _plant(path: Path, kind: str, good: bytes) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    if kind == "garbage":
+        path.write_bytes(b"\x00not a torch file at all\xff" * 10)
+    elif kind == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    else:
+        path.mkdir()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "empty", "directory"])
+def test_a_bad_fusion_cache_file_is_reported_and_retrained(monkeypatch, tmp_path, capsys, kind):
+    from torchloupe.demo import fusion_data as fd
+
+    monkeypatch.setenv("TORCHLOUPE_CACHE", str(tmp_path / "cache"))
+    fresh, fresh_hist = fd.train_fusion_model("early", steps=20, every=10)
+    (path,) = (tmp_path / "cache" / "fusion").glob("early-*.pt")
+    good = path.read_bytes()
+    capsys.readouterr()
+    _plant(path, kind, good)
+    model, hist = fd.train_fusion_model("early", steps=20, every=10)
+    err = capsys.readouterr().err
+    assert err.startswith(f"torchloupe: demo cache: {path.name} cannot be used (") and err.count("\n") == 1, err
+    assert err.endswith("); training it again\n")
+    # retrained: the same weights and share history as the first training (same seed)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+    assert hist.steps == fresh_hist.steps
+    if kind != "directory":  # healed: the next run loads it, silently
+        fd.train_fusion_model("early", steps=20, every=10)
+        assert capsys.readouterr().err == ""
+
+
+def test_a_bad_fusion_cache_file_keeps_the_family_in_the_demo(monkeypatch, tmp_path, capsys):
+    """Before: a broken cache file dropped the fusion models on every run (exit 0)."""
+    from torchloupe.app.subjects import fusion
+    from torchloupe.demo import fusion_data as fd
+
+    monkeypatch.setenv("TORCHLOUPE_CACHE", str(tmp_path / "cache"))
+    real = fd.train_fusion_model
+    monkeypatch.setattr(fd, "train_fusion_model", lambda kind, seed=0, **kw: real(kind, seed=seed, steps=20, every=10))
+    first = fusion.fusion_subject("late", 0, 8)
+    (path,) = (tmp_path / "cache" / "fusion").glob("late-*.pt")
+    path.write_bytes(b"garbage")
+    capsys.readouterr()
+    again = fusion.fusion_subject("late", 0, 8)
+    assert capsys.readouterr().err.count("cannot be used") == 1
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
