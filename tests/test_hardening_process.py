@@ -456,3 +456,78 @@ def test_a_bad_fusion_cache_file_keeps_the_family_in_the_demo(monkeypatch, tmp_p
     again = fusion.fusion_subject("late", 0, 8)
     assert capsys.readouterr().err.count("cannot be used") == 1
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
+
+
+# -- finding 16: one-line errors from add_graph(method="torch") and WeightHistory.load ---------
+
+def test_add_graph_torch_on_a_model_with_backward_hooks_is_one_line(tmp_path):
+    pytest.importorskip("tensorboard")
+    from torch import nn
+    from torch.utils.tensorboard import SummaryWriter
+
+    from torchloupe.errors import UnsupportedModelError
+    from torchloupe.integrations.tensorboard import add_graph
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    handle = model[0].register_full_backward_hook(lambda *a: None)
+    writer = SummaryWriter(str(tmp_path))
+    try:
+        with pytest.raises(UnsupportedModelError) as info:
+            add_graph(writer, model, torch.rand(2, 4), method="torch")
+        assert str(info.value) == ("SummaryWriter.add_graph (torch.jit.trace) cannot trace Sequential: backward hooks "
+                                   "on '0'; use method='auto' or 'torchloupe' for torchloupe's graph")
+        assert len(model[0]._backward_hooks) == 1  # the user's hook is still there
+        assert add_graph(writer, model, torch.rand(2, 4)) == "torchloupe"  # auto draws it
+    finally:
+        handle.remove()
+        writer.close()
+
+
+def test_add_graph_torch_error_is_one_line_with_the_cause_chained(tmp_path):
+    pytest.importorskip("tensorboard")
+    from torch import nn
+    from torch.utils.tensorboard import SummaryWriter
+
+    from torchloupe.errors import UnsupportedModelError
+    from torchloupe.integrations.tensorboard import add_graph
+
+    class DictOut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return {"logits": self.fc(x)}
+
+    writer = SummaryWriter(str(tmp_path))
+    try:
+        with pytest.raises(UnsupportedModelError) as info:
+            add_graph(writer, DictOut(), torch.rand(2, 4), method="torch")
+    finally:
+        writer.close()
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith("SummaryWriter.add_graph (torch.jit.trace) failed on DictOut: RuntimeError: Encountering a "
+                          "dict at the output of the tracer")
+    assert msg.endswith("; method='auto' or 'torchloupe' draws torchloupe's graph instead")
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+class _NotATensor:
+    pass
+
+
+def test_weight_history_load_of_a_pickle_is_one_line(tmp_path):
+    from torchloupe.errors import CheckpointError
+    from torchloupe.weights.history import WeightHistory
+
+    path = tmp_path / "history.pt"
+    torch.save({"torchloupe": "{}", "tensors": {}, "extra": _NotATensor()}, path)
+    with pytest.raises(CheckpointError) as info:
+        WeightHistory.load(path)
+    assert str(info.value) == (
+        f"{path}: cannot read a WeightHistory (it holds a {__name__}._NotATensor object (unpickling it could run "
+        f"code), not loaded; a file from WeightHistory.save holds only tensors; for a file you trust: "
+        f"WeightHistory.load(path, unsafe=True), which is torch.load(weights_only=False))")
+    with pytest.raises(CheckpointError, match="not a torchloupe WeightHistory file"):
+        WeightHistory.load(path, unsafe=True)  # read with weights_only=False: then its metadata is checked

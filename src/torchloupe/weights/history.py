@@ -23,6 +23,22 @@ STATS = ("norm", "mean", "std", "min", "max", "update_ratio", "grad_norm")
 FORMAT_VERSION = 1
 
 
+def _load_reason(exc: BaseException) -> str:
+    """One line for why ``torch.load`` failed: torch's several-paragraph ``weights_only`` text
+    becomes the object it met and what to do."""
+    import re
+
+    text = str(exc)
+    if "weights_only" in text or "Weights only load failed" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f"a {found.group(1)} object" if found else "Python objects other than tensors"
+        return (f"it holds {what} (unpickling it could run code), not loaded; a file from WeightHistory.save "
+                f"holds only tensors; for a file you trust: WeightHistory.load(path, unsafe=True), which "
+                f"is torch.load(weights_only=False)")
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 @dataclass(frozen=True)
 class Record:
     """What one recorded step adds, as handed to sinks (``sink.on_record(tracker, record)``).
@@ -153,8 +169,12 @@ class WeightHistory:
             torch.save({"torchloupe": meta, "tensors": self._tensors()}, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "WeightHistory":
-        """Read a file written by :meth:`save` (``torch.load(weights_only=True)`` or safetensors)."""
+    def load(cls, path: str | os.PathLike, unsafe: bool = False) -> "WeightHistory":
+        """Read a file written by :meth:`save` (``torch.load(weights_only=True)`` or safetensors).
+
+        A file holding Python objects other than tensors is refused in one line (unpickling them
+        could run code); ``unsafe=True`` loads it with ``weights_only=False``, only for a file you trust.
+        """
         path = os.fspath(path)
         try:
             if path.endswith(".safetensors"):
@@ -167,14 +187,14 @@ class WeightHistory:
                     meta_s = (f.metadata() or {}).get("torchloupe")
                 tensors = st.load_file(path)
             else:
-                obj = torch.load(path, map_location="cpu", weights_only=True)
+                obj = torch.load(path, map_location="cpu", weights_only=not unsafe)
                 if not isinstance(obj, dict) or "torchloupe" not in obj:
                     raise CheckpointError(f"{path}: not a torchloupe WeightHistory file")
                 meta_s, tensors = obj["torchloupe"], obj["tensors"]
         except CheckpointError:
             raise
         except Exception as exc:
-            raise CheckpointError(f"{path}: cannot read a WeightHistory ({exc})") from exc
+            raise CheckpointError(f"{path}: cannot read a WeightHistory ({_load_reason(exc)})") from exc
         if meta_s is None:
             raise CheckpointError(f"{path}: not a torchloupe WeightHistory file (no metadata)")
         meta = json.loads(meta_s)
