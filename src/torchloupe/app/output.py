@@ -5,6 +5,8 @@ folders made with one-line errors, and file names fit for pages and messages.
   temporary file in the target folder, renamed into place; a symbolic link at the target is
   replaced, never followed; any ``OSError`` (full disk, read-only folder) is one
   :class:`~torchloupe.errors.OutputError` line, exit status 2.
+- :func:`output_set`: the files of one command, removed again (those it created) when the command
+  fails or is stopped half-way.
 - :func:`make_folder`: ``--out`` made (after the checks of
   :func:`~torchloupe.app.commands._common.output_folder`), or one line saying why not.
 - :func:`display_name` / :func:`safe_stem`: a path's name as text that encodes (a file name that is
@@ -13,13 +15,15 @@ folders made with one-line errors, and file names fit for pages and messages.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import OutputError
 from ..files import atomic_path, atomic_write
 
-__all__ = ["atomic_write", "atomic_path", "make_folder", "display_name", "safe_stem", "unique_stems"]
+__all__ = ["atomic_write", "atomic_path", "make_folder", "output_set", "display_name", "safe_stem", "unique_stems"]
 
 
 def make_folder(path: str | os.PathLike) -> Path:
@@ -62,3 +66,27 @@ def unique_stems(paths) -> list[str]:
         taken.add(name)
         out.append(name)
     return out
+
+
+@contextlib.contextmanager
+def output_set() -> Iterator[Callable[..., Path]]:
+    """``with output_set() as write: write(path, data)``: :func:`atomic_write` for each file of one
+    command's output; when the block ends by an exception (a full disk, Ctrl-C, SIGTERM) the files it
+    created are removed again, so a stopped run leaves none of its new files behind (files it
+    replaced stay replaced: they are whole either way)."""
+    made: list[Path] = []
+
+    def write(path: str | os.PathLike, data) -> Path:
+        new = not os.path.lexists(path)
+        atomic_write(path, data)
+        if new:
+            made.append(Path(path))
+        return Path(path)
+
+    try:
+        yield write
+    except BaseException:
+        for p in reversed(made):
+            with contextlib.suppress(OSError):
+                p.unlink()
+        raise

@@ -178,9 +178,12 @@ def animate(history, path: str | os.PathLike, what: str = "auto", fps: float = 4
         draw.text((left + 125, 21), f"+{scale:.2g}", fill=(0, 0, 0), font=font)
         images.append(canvas)
     path = os.fspath(path)
-    images[0].save(
-        path, save_all=True, append_images=images[1:], duration=max(20, int(1000 / fps)), loop=0, optimize=False
-    )
+    from ..files import atomic_path
+
+    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "GIF")
+    with atomic_path(path) as tmp:  # complete or not at all; a symbolic link there is replaced, not followed
+        images[0].save(tmp, format=fmt, save_all=True, append_images=images[1:], duration=max(20, int(1000 / fps)),
+                       loop=0, optimize=False)
     return path
 
 

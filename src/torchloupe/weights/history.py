@@ -158,15 +158,18 @@ class WeightHistory:
     def save(self, path: str | os.PathLike) -> None:
         """Write to ``path``: safetensors when it ends in ``.safetensors``, else ``torch.save``
         of tensors, strings and numbers only (readable with ``weights_only=True``)."""
+        from ..files import atomic_write
+
         path = os.fspath(path)
         meta = json.dumps(self._meta())
         if path.endswith(".safetensors"):
             from ..errors import require
 
             st = require("safetensors.torch", "hf", "safetensors")
-            st.save_file(self._tensors(), path, metadata={"torchloupe": meta})
-        else:
-            torch.save({"torchloupe": meta, "tensors": self._tensors()}, path)
+            atomic_write(path, st.save(self._tensors(), metadata={"torchloupe": meta}))
+        else:  # written whole or not at all
+            blob = {"torchloupe": meta, "tensors": self._tensors()}
+            atomic_write(path, lambda f: torch.save(blob, f))
 
     @classmethod
     def load(cls, path: str | os.PathLike, unsafe: bool = False) -> "WeightHistory":

@@ -94,44 +94,45 @@ def run(args: argparse.Namespace) -> int:
         given = Inputs(tuple(made), {})
         check_forward(model, given, spec=args.model, batched=False)
     inputs, kwargs = list(given.args), dict(given.kwargs)
-    from ..output import atomic_write, make_folder
+    from ..output import make_folder, output_set
 
     make_folder(args.out)
     graph = trace(model, *inputs, expand=args.expand, **kwargs)
     written, failed = [], []
-    for fmt in formats:
-        if fmt == "html":
-            path = os.path.join(args.out, "graph.html")
-            graph.to_html(path, depth=args.depth, edges=args.edges)
-        elif fmt == "svg":
-            path = os.path.join(args.out, "graph.svg")
-            graph.to_svg(path, depth=args.depth, edges=args.edges)
-        elif fmt == "txt":
-            path = os.path.join(args.out, "graph.txt")
-            atomic_write(path, graph.summary(depth=args.depth))
-        elif fmt == "dot":
-            path = os.path.join(args.out, "graph.dot")
-            atomic_write(path, graph.to_dot(depth=args.depth))
-        elif fmt == "onnx":
-            try:
-                path = export_onnx(model, *inputs, path=os.path.join(args.out, "model.onnx"), **kwargs)
-            except (UnsupportedModelError, MissingDependencyError) as exc:
-                if len(formats) == 1:
-                    raise  # nothing else asked for: the one-line error, exit status 2
-                failed.append(f"onnx not written: {exc}")  # the other formats are still written
-                continue
-        else:
-            from torch.utils.tensorboard import SummaryWriter
+    with output_set() as write:  # a failed or stopped run leaves none of its new files
+        for fmt in formats:
+            if fmt == "html":
+                path = os.path.join(args.out, "graph.html")
+                write(path, graph.to_html(None, depth=args.depth, edges=args.edges))
+            elif fmt == "svg":
+                path = os.path.join(args.out, "graph.svg")
+                write(path, graph.to_svg(None, depth=args.depth, edges=args.edges))
+            elif fmt == "txt":
+                path = os.path.join(args.out, "graph.txt")
+                write(path, graph.summary(depth=args.depth))
+            elif fmt == "dot":
+                path = os.path.join(args.out, "graph.dot")
+                write(path, graph.to_dot(depth=args.depth))
+            elif fmt == "onnx":
+                try:
+                    path = export_onnx(model, *inputs, path=os.path.join(args.out, "model.onnx"), **kwargs)
+                except (UnsupportedModelError, MissingDependencyError) as exc:
+                    if len(formats) == 1:
+                        raise  # nothing else asked for: the one-line error, exit status 2
+                    failed.append(f"onnx not written: {exc}")  # the other formats are still written
+                    continue
+            else:
+                from torch.utils.tensorboard import SummaryWriter
 
-            from ...integrations.tensorboard import add_graph
+                from ...integrations.tensorboard import add_graph
 
-            path = os.path.join(args.out, "tensorboard")
-            writer = SummaryWriter(path)
-            try:
-                add_graph(writer, model, *inputs, **kwargs)
-            finally:
-                writer.close()
-        written.append(path)
+                path = os.path.join(args.out, "tensorboard")
+                writer = SummaryWriter(path)
+                try:
+                    add_graph(writer, model, *inputs, **kwargs)
+                finally:
+                    writer.close()
+            written.append(path)
     print(f"{graph.model_type}: {len(graph.nodes)} nodes, {len(graph.edges)} edges, "
           f"{graph.total_params:,} parameters" + (" (meta device: no weights allocated)" if meta else ""))
     for path in written:
