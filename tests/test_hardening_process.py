@@ -419,23 +419,39 @@ def _plant(path: Path, kind: str, good: bytes) -> None:
         path.mkdir()
 
 
-@pytest.mark.parametrize("kind", ["garbage", "truncated", "empty", "directory"])
-def test_a_bad_fusion_cache_file_is_reported_and_retrained(monkeypatch, tmp_path, capsys, kind):
+@pytest.fixture(scope="module")
+def fusion_fresh(tmp_path_factory):
+    """The early-fusion demo model trained once (20 steps) into a cache: (state, steps, file name, bytes)."""
     from torchloupe.demo import fusion_data as fd
 
+    cache = tmp_path_factory.mktemp("fusion-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TORCHLOUPE_CACHE", str(cache))
+    try:
+        model, hist = fd.train_fusion_model("early", steps=20, every=10)
+    finally:
+        mp.undo()
+    (path,) = (cache / "fusion").glob("early-*.pt")
+    return model.state_dict(), list(hist.steps), path.name, path.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "empty", "directory"])
+def test_a_bad_fusion_cache_file_is_reported_and_retrained(monkeypatch, tmp_path, capsys, fusion_fresh, kind):
+    from torchloupe.demo import fusion_data as fd
+
+    state, steps, name, good = fusion_fresh
     monkeypatch.setenv("TORCHLOUPE_CACHE", str(tmp_path / "cache"))
-    fresh, fresh_hist = fd.train_fusion_model("early", steps=20, every=10)
-    (path,) = (tmp_path / "cache" / "fusion").glob("early-*.pt")
-    good = path.read_bytes()
-    capsys.readouterr()
+    path = tmp_path / "cache" / "fusion" / name
+    path.parent.mkdir(parents=True)
     _plant(path, kind, good)
+    capsys.readouterr()
     model, hist = fd.train_fusion_model("early", steps=20, every=10)
     err = capsys.readouterr().err
-    assert err.startswith(f"torchloupe: demo cache: {path.name} cannot be used (") and err.count("\n") == 1, err
+    assert err.startswith(f"torchloupe: demo cache: {name} cannot be used (") and err.count("\n") == 1, err
     assert err.endswith("); training it again\n")
-    # retrained: the same weights and share history as the first training (same seed)
-    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
-    assert hist.steps == fresh_hist.steps
+    # retrained: the same weights and share history as a first training (same seed)
+    assert all(torch.equal(a, b) for a, b in zip(state.values(), model.state_dict().values()))
+    assert list(hist.steps) == steps
     if kind != "directory":  # healed: the next run loads it, silently
         fd.train_fusion_model("early", steps=20, every=10)
         assert capsys.readouterr().err == ""
