@@ -6,7 +6,6 @@ import sys
 
 import argparse
 import html
-from pathlib import Path
 
 from ...cam import METHODS
 from ._common import (add_explain_arguments, add_image_arguments, add_model_arguments, add_progress_argument,
