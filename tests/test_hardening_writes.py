@@ -130,6 +130,7 @@ def full_disk(monkeypatch):
 @pytest.mark.parametrize("command, written", [
     (["graph", "--input-shape", "1,3,8,8", "--format", "html,svg,txt,dot", "--out", "{out}"], "graph.html"),
     (["graph", "--input-shape", "1,3,8,8", "--format", "html,svg,txt,dot", "--out", "{out}"], "graph.svg"),
+    (["graph", "--input-shape", "1,3,8,8", "--format", "onnx,txt", "--out", "{out}"], "graph.txt"),
     (["cam", "--input", "{cat}", "--out", "{out}"], "grid.png"),
     (["cam", "--input", "{cat}", "--out", "{out}"], "index.html"),
     (["cam", "--input", "{cat}", "--save", "{out}/maps.pt", "--out", "{out}"], "maps.pt"),

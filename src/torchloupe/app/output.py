@@ -73,15 +73,23 @@ def output_set() -> Iterator[Callable[..., Path]]:
     """``with output_set() as write: write(path, data)``: :func:`atomic_write` for each file of one
     command's output; when the block ends by an exception (a full disk, Ctrl-C, SIGTERM) the files it
     created are removed again, so a stopped run leaves none of its new files behind (files it
-    replaced stay replaced: they are whole either way)."""
+    replaced stay replaced: they are whole either way). ``with write.writing(path):`` covers a file
+    some other code writes (atomically) inside the block, e.g. an ONNX export."""
     made: list[Path] = []
 
     def write(path: str | os.PathLike, data) -> Path:
-        new = not os.path.lexists(path)
-        atomic_write(path, data)
-        if new:
-            made.append(Path(path))
+        with writing(path):
+            atomic_write(path, data)
         return Path(path)
+
+    @contextlib.contextmanager
+    def writing(path: str | os.PathLike) -> Iterator[Path]:
+        new = not os.path.lexists(path)
+        yield Path(path)
+        if new and os.path.lexists(path):
+            made.append(Path(path))
+
+    write.writing = writing  # type: ignore[attr-defined]
 
     try:
         yield write

@@ -115,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
                 write(path, graph.to_dot(depth=args.depth))
             elif fmt == "onnx":
                 try:
-                    path = export_onnx(model, *inputs, path=os.path.join(args.out, "model.onnx"), **kwargs)
+                    with write.writing(os.path.join(args.out, "model.onnx")) as onnx_path:
+                        path = export_onnx(model, *inputs, path=onnx_path, **kwargs)
                 except (UnsupportedModelError, MissingDependencyError) as exc:
                     if len(formats) == 1:
                         raise  # nothing else asked for: the one-line error, exit status 2
