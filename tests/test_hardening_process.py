@@ -206,6 +206,33 @@ def test_report_workers_ignore_ctrl_c_and_die_with_their_parent():
         assert death == signal.SIGTERM and on_int == signal.SIG_IGN and on_term == signal.SIG_DFL
 
 
+WATCHDOG = """
+import os, sys, time
+from torchloupe.reporting import parallel as par
+
+parent = os.getpid()
+pid = os.fork()
+if pid == 0:
+    sys.platform = "darwin"  # as off Linux: no prctl, the watchdog thread instead
+    par._die_with_parent(parent)
+    time.sleep(60)
+    os._exit(0)
+print(pid, flush=True)
+time.sleep(0.5)
+os._exit(0)  # the parent dies; its child must follow
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_the_watchdog_ends_a_worker_whose_parent_died_where_there_is_no_prctl(tmp_path):
+    run = subprocess.run([sys.executable, "-c", WATCHDOG], capture_output=True, env=_env(), timeout=120)
+    child = int(run.stdout.decode().split()[0])
+    try:
+        assert _wait_gone([child], 5) == []
+    finally:
+        _cleanup([child])
+
+
 @linux
 def test_leaving_run_jobs_early_terminates_busy_workers_at_once():
     from torchloupe.reporting import parallel as par
