@@ -36,9 +36,14 @@ from .base import DeferredSubject, NotApplicable, Section, Subject
 from .blocks import block_view
 
 
-DEFAULT_OPTIONS = {"quick": False, "seed": 0}
+DEFAULT_OPTIONS = {"quick": False, "seed": 0, "precision": "fp32"}
 #: The largest report file (bytes) :meth:`ReportInfo._repr_html_` inlines into a notebook.
 INLINE_LIMIT = 20 * 1024 * 1024
+
+#: The sections that only read the model (no gradients): ``options["precision"]`` ("bf16", "fp16")
+#: runs them under autocast on the subject's device (:func:`torchloupe.devices.autocast`); the
+#: others (gradients, perturbations, optimisation) keep the model's own dtype.
+READ_ONLY_SECTIONS = frozenset({"architecture", "feature_maps", "attention", "exemplars"})
 
 
 @dataclass(frozen=True)
@@ -197,10 +202,21 @@ def _unique_slugs(names: Sequence[str]) -> list[str]:
     return out
 
 
+def _precision(section: Section, subject: Subject, options: dict):
+    """Autocast of ``options["precision"]`` on the subject's device for a read-only section."""
+    from ..devices import autocast
+
+    precision = str(options.get("precision", "fp32"))
+    if section.key not in READ_ONLY_SECTIONS:
+        precision = "fp32"
+    device = next((p.device for p in subject.model.parameters()), torch.device("cpu"))
+    return autocast(device, precision)
+
+
 def _run_one(section: Section, subject: Subject, options: dict) -> tuple[str, Any]:
     """Run one section; returns ("ok", blocks) | ("not-applicable", reason) | ("error", (line, traceback))."""
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _precision(section, subject, options):
             torch.manual_seed(int(options.get("seed", 0)))
             result = section.build(subject, dict(options))
         if isinstance(result, NotApplicable):
@@ -296,7 +312,10 @@ def build_report(
 ) -> ReportInfo:
     """Run ``sections`` on every subject and write one self-contained HTML file to ``path``.
 
-    ``options`` reaches every section (``quick``, ``seed`` and anything a section documents).
+    ``options`` reaches every section (``quick``, ``seed`` and anything a section documents);
+    ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) runs the sections that only read the model
+    (:data:`READ_ONLY_SECTIONS`) under autocast on the model's device. Subjects' models and inputs
+    may be on any device (the sections compute there and draw from the CPU).
     ``jobs``: processes to run the sections in (``"auto"``: one per CPU, at most 4). More than
     one forks this process (Linux only, and not once CUDA is in use: then it runs in order),
     so call it from a script rather than from a process holding locks or open connections;
@@ -311,6 +330,9 @@ def build_report(
     subjects = _check_subjects(subjects)
     chosen, import_errors = _resolve(sections)
     opts = {**DEFAULT_OPTIONS, **(options or {})}
+    from ..devices import check_precision
+
+    check_precision(opts["precision"])  # a bad name: one line, before any section runs
     path = Path(path)
     if path.exists() and path.is_dir():
         raise UsageError(f"report path '{path}' is a directory; expected a file path such as '{path / 'report.html'}'")

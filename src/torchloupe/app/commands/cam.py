@@ -8,8 +8,9 @@ import argparse
 import html
 
 from ...cam import METHODS
-from ._common import (add_explain_arguments, add_image_arguments, add_model_arguments, add_progress_argument,
-                      labels_for, load_model_from, model_inputs, output_folder, output_key, wrt_of)
+from ._common import (add_device_arguments, add_explain_arguments, add_image_arguments, add_model_arguments,
+                      add_progress_argument, labels_for, load_model_from, model_inputs, on_cpu, output_folder, output_key,
+                      place_model, resolve_device, wrt_of)
 
 
 def register(subparsers) -> None:
@@ -28,6 +29,7 @@ def register(subparsers) -> None:
     add_progress_argument(p)
     p.add_argument("--save", metavar="PT", help="also save the maps (torch.save dict: method -> maps, raw, targets)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_device_arguments(p, precision="model")
     p.set_defaults(func=run)
 
 
@@ -69,12 +71,13 @@ def run(args: argparse.Namespace) -> int:
     methods = _methods(args.method)
     out = output_folder(args.out)
     save = output_file(args.save, "--save")
-    model = load_model_from(args)
+    device = resolve_device(args)  # a device this machine lacks: one line, before loading the model
+    model = place_model(args, load_model_from(args), device)
     layer = args.layer if args.layer is None or len(args.layer) > 1 else args.layer[0]
     cams = {m: METHODS[m](model, layer) for m in methods}  # bad layer names fail here, before any forward
     loaded = model_inputs(args, model)  # one trial forward: a model that cannot take them is one line
     wrt = wrt_of(args)
-    inputs = loaded.inputs
+    inputs = loaded.inputs.to(device)
     explained = inputs.get(wrt)  # a bad --wrt is one line naming the inputs
     images = loaded.image(wrt)
     if images is None:  # tensor files: draw on the input itself when it is (N, C, H, W) with 1 or 3 channels
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                              f"shows saliency over other inputs)")
         lo = explained.amin((1, 2, 3), keepdim=True)
         hi = explained.amax((1, 2, 3), keepdim=True)
-        images = ((explained - lo) / (hi - lo).clamp_min(1e-12)).float()
+        images = ((explained - lo) / (hi - lo).clamp_min(1e-12)).float().cpu()
     if args.layer is None:  # the default layer, found now: a model without a spatial map is one line
         from ...errors import TorchLoupeError
 
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         from ...probe import eval_forward
 
         scores = Target(None, output).scores_of(eval_forward(model, inputs))
-    probs = scores.float().softmax(dim=1)
+    probs = scores.float().softmax(dim=1).cpu()
     target = args.target if args.target is not None else probs.argmax(dim=1)
     # one forward and backward for all; a method that cannot apply (CAM without GAP + Linear) is left out
     from ...cam import compare
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     results = compare(model, inputs, methods, layer, target, wrt=wrt, output=output)
     for method, why in getattr(results, "skipped", {}).items():
         print(f"loupe cam: {method} skipped: {why}", file=sys.stderr)
-    results = dict(results)
+    results = {m: on_cpu(r) for m, r in dict(results).items()}  # drawn and saved from the CPU, in float32
     make_folder(out)
     with output_set() as write:  # a failed or stopped run leaves none of its new files
         if save is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from ._common import add_image_arguments, add_model_arguments, positive_int
+    from ._common import add_device_arguments, add_image_arguments, add_model_arguments, positive_int
 
     p = subparsers.add_parser(
         "exemplars",
@@ -38,6 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--save", metavar="PT", help="save the result (torch.save dict) for later merging")
     p.add_argument("--out", metavar="PNG", help="write exemplar crops to this PNG (rank 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_device_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -107,13 +108,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ... import distributed as D
-    from ._common import load_model_from, model_inputs, normalization, output_file
+    from ._common import (load_model_from, model_inputs, normalization, on_cpu, output_file, place_model,
+                          precision_context, resolve_device)
     from ..output import atomic_write, make_folder
     from ...synthesis import exemplars
 
     save, out = output_file(args.save, "--save"), output_file(args.out, "--out")  # before any of the work
+    device = _rank_device(resolve_device(args))  # a device this machine lacks: one line, before loading the model
     torch.manual_seed(0)
-    model = load_model_from(args)
+    model = place_model(args, load_model_from(args), device)
     target, shown = model, None
     if args.input:
         from ..bound import Indexed, index_dataset
@@ -139,9 +142,11 @@ def run(args: argparse.Namespace) -> int:
 
         with warnings.catch_warnings():  # said below in one line
             warnings.simplefilter("ignore", SkippedFilesWarning)
-            ex = exemplars(target, _loader(data, args.batch_size, args.workers, device), args.layer, k=args.k,
-                           reduce=args.reduce, negative=args.negative, channels=args.channels,
-                           batch_size=args.batch_size, progress=not args.no_progress)
+            with precision_context(args, device):  # batches go to the model's device (exemplars moves them)
+                ex = exemplars(target, _loader(data, args.batch_size, args.workers, device), args.layer, k=args.k,
+                               reduce=args.reduce, negative=args.negative, channels=args.channels,
+                               batch_size=args.batch_size, progress=not args.no_progress)
+        ex = on_cpu(ex)  # printed, saved and drawn from the CPU
         rank = D.rank()
         skipped = skipped_message(data) if rank == 0 else None  # every rank's skips (merged by exemplars)
         if skipped is not None:
@@ -170,6 +175,18 @@ def run(args: argparse.Namespace) -> int:
                                                             names=named)))
                 print(f"wrote {args.out}")
     return 0
+
+
+def _rank_device(device):
+    """Under torchrun each rank takes its own GPU: ``cuda`` becomes ``cuda:LOCAL_RANK``."""
+    import os
+
+    import torch
+
+    local = os.environ.get("LOCAL_RANK")
+    if device.type == "cuda" and device.index is None and local is not None and local.isdigit():
+        return torch.device("cuda", int(local) % max(1, torch.cuda.device_count()))
+    return device
 
 
 def _drawable(data, indices):

@@ -9,7 +9,8 @@ import sys
 import torch
 
 from ...errors import MissingDependencyError, UnsupportedModelError, UsageError
-from ._common import add_image_arguments, add_model_arguments, add_progress_argument, load_model_from, output_folder
+from ._common import (add_device_arguments, add_image_arguments, add_model_arguments, add_progress_argument,
+                      load_model_from, output_folder, place_model, precision_context, resolve_device)
 
 
 FORMATS = ("html", "svg", "txt", "dot", "onnx", "tensorboard")
@@ -40,6 +41,7 @@ def register(subparsers) -> None:
                    help="build the model on the meta device: shapes, parameter counts and the graph without "
                         "allocating weights (for models too large to load; hf-config:PATH always is)")
     add_progress_argument(p)
+    add_device_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     shapes = [_shape(s) for s in args.input_shape] if args.input_shape else []
     output_folder(args.out, "--out", into="the graph")
-    model = load_model_from(args, meta_ok=True)
+    device = resolve_device(args)  # a device this machine lacks: one line, before loading the model
+    model = place_model(args, load_model_from(args, meta_ok=True), device)  # a meta model stays on meta
     from ..models import is_meta
 
     meta = is_meta(model)
@@ -93,11 +96,14 @@ def run(args: argparse.Namespace) -> int:
             made = [torch.rand(s, generator=gen, dtype=dtype) for s in shapes]
         given = Inputs(tuple(made), {})
         check_forward(model, given, spec=args.model, batched=False)
+    if not meta:  # generated on the CPU with its generator: the same values on every device
+        given = given.to(device)
     inputs, kwargs = list(given.args), dict(given.kwargs)
     from ..output import make_folder, output_set
 
     make_folder(args.out)
-    graph = trace(model, *inputs, expand=args.expand, **kwargs)
+    with precision_context(args, device if not meta else "cpu"):
+        graph = trace(model, *inputs, expand=args.expand, **kwargs)
     written, failed = [], []
     with output_set() as write:  # a failed or stopped run leaves none of its new files
         for fmt in formats:

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import (add_explain_arguments, add_image_arguments, add_model_arguments, labels_for, load_model_from,
-                      model_inputs, output_folder, output_key)
+from ._common import (add_device_arguments, add_explain_arguments, add_image_arguments, add_model_arguments,
+                      labels_for, load_model_from, model_inputs, output_folder, output_key, place_model,
+                      resolve_device, to_device)
 
 
 def section_list(values: list[str] | None) -> list[str] | str:
@@ -26,6 +27,13 @@ def add_report_options(p: argparse.ArgumentParser) -> None:
         "--jobs", type=_jobs, default="auto", metavar="N",
         help="worker processes for the sections (default: auto, one per CPU up to 4; 1 runs them in order)",
     )
+    add_device_arguments(p)
+
+
+def report_options(args: argparse.Namespace) -> dict:
+    """The options every section gets from the command line: ``quick``, ``seed`` and ``precision``
+    (autocast of the sections that only read the model, see :func:`torchloupe.reporting.build_report`)."""
+    return {"quick": args.quick, "seed": args.seed, "precision": args.precision}
 
 
 def _jobs(text: str) -> int | str:
@@ -86,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
         raise UsageError("--data holds images and --text sentences; give one of them")
     sections = select_sections(section_list(args.sections))  # unknown keys fail before any work
-    model = load_model_from(args)
+    device = resolve_device(args)  # a device this machine lacks: one line, before loading the model
+    model = place_model(args, load_model_from(args), device)
     if args.layers:
         find_layers(model, list(args.layers))  # wrong names fail now, naming the closest real ones
     branches = parse_branches(args.branches, model)
@@ -98,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         subject, out = _input_subject(args, model)  # loading ran the model once on the inputs
         if data is not None:
             _add_data(subject, data, args, out)
+    subject.inputs = to_device(subject.inputs, device)  # the display images stay on the CPU
     _add_explain(subject, args, branches)
     _warn_label_count(subject.scores(out) if out is not None else None, subject.labels)
     import warnings
@@ -107,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():  # unreadable --data files: said once below, in one line
         warnings.simplefilter("ignore", SkippedFilesWarning)
         info = build_report(
-            [subject], path, sections=sections, options={"quick": args.quick, "seed": args.seed},
-            progress=not args.no_progress, title=args.title or f"torchloupe report: {args.model}", jobs=args.jobs,
+            [subject], path, sections=sections, options=report_options(args),
+            progress=not args.no_progress, title=args.title or f"torchloupe report: {args.model}",
+            jobs=args.jobs if device.type == "cpu" else 1,  # no forking next to a GPU
         )
     print(info.summary())
     warn_failures(info)
