@@ -323,7 +323,7 @@ class Engine:
                 point = (base.unsqueeze(0) + al * (z0 - base).unsqueeze(0)).reshape(_r * self.B, *z0.shape[1:])
                 leaf = point.detach().requires_grad_(True)
                 leaves[b] = leaf
-                return leaf
+                return leaf.clone()  # the model may add to it in place next (resnet's out += identity)
 
             with _replace_hooks(self.model, self.specs, fn, branch_no_grad=True), torch.enable_grad():
                 y = self.scores(self.rep(r))
