@@ -338,12 +338,17 @@ def test_eigencam_runs_on_a_bf16_model():
 def test_nothing_left_on_the_gpu_but_what_the_user_holds():
     model = tiny_cnn(0).cuda()
     x = torch.rand(2, 3, 16, 16, device="cuda")
+
+    def calls():
+        return (tl.cam.GradCAM(model, "features.3")(x), tl.saliency.guided_backprop(model, x),
+                tl.features.feature_maps(model, x, "features.3"))
+
+    warm = calls()  # the first calls make the cuBLAS / cuDNN workspaces, which stay for the process
+    del warm
     torch.cuda.synchronize()
     before_state = model_state(model)
     held = torch.cuda.memory_allocated()
-    res = tl.cam.GradCAM(model, "features.3")(x)
-    sal = tl.saliency.guided_backprop(model, x)
-    fm = tl.features.feature_maps(model, x, "features.3")
+    res, sal, fm = calls()
     results = res.maps.numel() + res.raw.numel() + res.targets.numel() + res.scores.numel()
     assert res.maps.device.type == sal.device.type == fm.maps.device.type == "cuda"
     del res, sal, fm
