@@ -88,8 +88,7 @@ def _commands(files, out):
         "exemplars": ["exemplars", *m, "--data", str(files / "data.pt"), "--layer", "2", "--k", "2", "--no-progress"],
         "report": ["report", *m, *imgs, "--sections", "overview", "feature_maps", "--no-progress", "--jobs", "1",
                    "--out", str(out / "report")],
-        "demo": ["demo", "--models", "shapes", "--quick", "--sections", "overview", "--no-progress", "--jobs", "1",
-                 "--out", str(out / "demo")],
+        "demo": ["demo", "--quick", "--sections", "overview", "--no-progress", "--jobs", "1", "--out", str(out / "demo")],
     }
 
 
@@ -130,11 +129,31 @@ def test_device_cpu_runs_each_subcommand(command, files, tmp_path, capsys):
         assert "<h2>Feature maps</h2>" in html and "<h2>Overview</h2>" in html
 
 
-def test_device_cpu_runs_the_demo(files, tmp_path, capsys):
-    code = main([*_commands(files, tmp_path)["demo"], "--device", "cpu"])
+DEMO_FAMILY = """
+import torch
+from tests.helpers import tiny_cnn
+from torchloupe.reporting import Subject
+
+def subjects(options):
+    return [Subject("tiny", tiny_cnn(), torch.rand(2, 3, 16, 16))]
+"""
+
+
+def test_device_cpu_runs_the_demo(files, tmp_path, capsys, monkeypatch):
+    pkg = tmp_path / "device_demo_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "tiny.py").write_text(DEMO_FAMILY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("torchloupe.app.commands.demo.PACKAGE", "device_demo_pkg")  # no demo training in a test
+    argv = ["demo", "--quick", "--sections", "overview", "feature_maps", "--no-progress", "--jobs", "1",
+            "--out", str(tmp_path / "demo"), "--device", "cpu", "--precision", "bf16"]
+    code = main(argv)
     stdout, stderr = capsys.readouterr()
     assert code == 0, stderr
-    assert "<h2>Overview</h2>" in (tmp_path / "demo" / "report.html").read_text()
+    assert stdout.startswith("prepared tiny: 1 model in ")
+    html = (tmp_path / "demo" / "report.html").read_text()
+    assert "<h2>Overview</h2>" in html and "<h2>Feature maps</h2>" in html
 
 
 @pytest.mark.parametrize("command", ["cam", "graph", "maximize", "exemplars", "report", "demo"])
