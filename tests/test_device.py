@@ -383,3 +383,12 @@ def test_cuda_results_equal_cpu_ones():
     ref = tl.cam.GradCAM(model, "features.3")(x)
     got = tl.cam.GradCAM(copy.deepcopy(model).cuda(), "features.3")(x.cuda())
     torch.testing.assert_close(got.maps.cpu(), ref.maps, rtol=1e-4, atol=1e-4)
+
+
+def test_graph_precision_bf16_traces_the_same_graph(files, tmp_path, capsys):
+    argv = _commands(files, tmp_path)["graph"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    fp32 = capsys.readouterr().out.splitlines()[0]
+    assert main([*argv, "--device", "cpu", "--precision", "bf16"]) == 0
+    bf16 = capsys.readouterr().out.splitlines()[0]
+    assert bf16 == fp32 == "Sequential: 9 nodes, 8 edges, 355 parameters"  # 3*4*9+4 + 4*6*9+6 + 6*3+3
