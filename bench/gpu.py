@@ -542,7 +542,7 @@ def speed(check: Checks, dev: torch.device, quick: bool) -> None:
                                              / (out["tl_s"] / max(1, out["tl_masked_forwards"])), 2)
         return out
 
-    @check(f"speed: exemplars resnet50 layer4 over {images} images at 128 px vs a bare forward loop")
+    @check(f"speed: exemplars resnet50 layer4 over {images} images at {64 if quick else 128} px vs a bare forward loop")
     def _():
         torch.manual_seed(0)
         m = torchvision.models.resnet50(weights=None).eval().to(dev)
