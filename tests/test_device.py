@@ -392,3 +392,37 @@ def test_graph_precision_bf16_traces_the_same_graph(files, tmp_path, capsys):
     assert main([*argv, "--device", "cpu", "--precision", "bf16"]) == 0
     bf16 = capsys.readouterr().out.splitlines()[0]
     assert bf16 == fp32 == "Sequential: 9 nodes, 8 edges, 355 parameters"  # 3*4*9+4 + 4*6*9+6 + 6*3+3
+
+
+class _AddsInPlace(nn.Module):
+    """Two branches joined as torchvision's ResNet joins them: ``out += identity``."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(3, 4, 1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        out = self.a(x)
+        out += self.b(x)
+        return self.fc(torch.relu(out).mean((2, 3)))
+
+
+def test_fusion_gradients_on_a_branch_added_to_in_place():
+    """Found by bench/gpu.py (the report's fusion section on resnet18): the replaced branch output
+    was the gradient's leaf, and ``out += ...`` wrote into it."""
+    model = _AddsInPlace().eval()
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    res = tl.fusion.contributions(model, x, branches={"a": "a", "b": "b"}, target=[0, 1],
+                                  method="gradient_x_activation")
+    # gradient x activation of a sum into a linear head: d score / d a == d score / d b, so each
+    # branch's value is sum(g * z) with the same g; a float64 reference by hand
+    za, zb = model.a(x).detach().double(), model.b(x).detach().double()
+    z = (za + zb).requires_grad_(True)
+    w = model.fc.weight.detach().double()
+    score = (torch.relu(z).mean((2, 3)) @ w.T + model.fc.bias.double()).gather(1, torch.tensor([[0], [1]]))
+    (g,) = torch.autograd.grad(score.sum(), [z])
+    torch.testing.assert_close(res.values["a"].double(), (g * za).sum((1, 2, 3)), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(res.values["b"].double(), (g * zb).sum((1, 2, 3)), rtol=1e-4, atol=1e-5)
