@@ -76,7 +76,8 @@ def shares_figure(results: Mapping[str, object], labels: Tensor, class_names: Se
         res = results[m]
         left = torch.zeros(len(classes))
         for bi, b in enumerate(branches):
-            vals = torch.stack([res.shares[b][labels == c].float().mean() for c in classes])
+            share = res.shares[b].detach().float().cpu()  # results of a CUDA model are drawn from the CPU
+            vals = torch.stack([share[labels.cpu() == c].mean() for c in classes])
             ax.barh(range(len(classes)), vals.numpy(), left=left.numpy(), color=_colour(bi), label=b, height=0.75)
             for ci, v in enumerate(vals.tolist()):
                 if v > 0.12:
@@ -107,7 +108,7 @@ def sample_shares_figure(results: Mapping[str, object], n: int = 16, names: Sequ
         res = results[m]
         left = torch.zeros(B)
         for bi, b in enumerate(branches):
-            v = res.shares[b][:B].float()
+            v = res.shares[b][:B].detach().float().cpu()
             ax.barh(range(B), v.numpy(), left=left.numpy(), color=_colour(bi), label=b, height=0.8)
             left += v
         ax.set_xlim(0, 1)
@@ -203,7 +204,7 @@ def provenance_figure(fused: Tensor, ranges: Mapping[str, tuple[int, int]], per_
 
 def cka_figure(result, title: str = "linear CKA (similarity, not contribution)") -> Figure:
     """Heatmap of the CKA matrix between branch outputs and the fused features."""
-    mat = result.matrix.float().numpy()
+    mat = result.matrix.detach().float().cpu().numpy()
     k = len(result.names)
     fig = Figure(figsize=(1.0 * k + 1.6, 0.9 * k + 0.9))
     ax = fig.add_subplot(1, 1, 1)
@@ -229,7 +230,7 @@ def share_curves_figure(history, groups: Mapping[str, Tensor] | None = None, tit
     axes = fig.subplots(1, len(groups), sharey=True, squeeze=False)[0]
     for ax, (g, mask) in zip(axes, groups.items()):
         for bi, (b, v) in enumerate(history.mean_shares(mask).items()):
-            ax.plot(history.steps, v.numpy(), color=_colour(bi), label=b, lw=1.8)
+            ax.plot(history.steps, v.detach().float().cpu().numpy(), color=_colour(bi), label=b, lw=1.8)
         ax.set_ylim(0, 1)
         ax.set_title(g, fontsize=9)
         ax.set_xlabel("training step", fontsize=8)
