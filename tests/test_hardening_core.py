@@ -117,3 +117,44 @@ def test_a_model_that_rejects_channels_last_still_gets_its_metric():
         o = m(_x() * _maps()[:, None]).softmax(1).gather(1, t[:, None])[:, 0]
     want = (torch.clamp(y - o, min=0) / y) * 100
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+# --- 6. layer names holding glob characters ------------------------------------------------------
+class _GlobNames(nn.Module):
+    """ModuleDict keys with ``[``, ``]``, ``*`` and ``?``; also a plain ``a0`` the glob ``a[0]`` would match."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.blocks = nn.ModuleDict({"a[0]": nn.Conv2d(3, 4, 3, padding=1), "a0": nn.Identity(),
+                                     "b*": nn.Conv2d(4, 4, 3, padding=1), "c?": nn.ReLU()})
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.blocks["c?"](self.blocks["b*"](self.blocks["a0"](self.blocks["a[0]"](x))))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_a_layer_name_with_glob_characters_is_found_exactly_first():
+    m = _GlobNames()
+    assert tl.find_layer(m, "blocks.a[0]") is m.blocks["a[0]"]
+    assert tl.find_layer(m, "blocks.b*") is m.blocks["b*"]
+    assert tl.find_layer(m, "blocks.c?") is m.blocks["c?"]
+    from torchloupe.layers import find_layers
+
+    # exact=False: always a glob ("a[0]" is the character class [0] -> "a0")
+    assert [n for n, _ in find_layers(m, "blocks.a[0]", exact=False)] == ["blocks.a0"]
+    # a glob naming no module exactly still globs; exact=True refuses it
+    assert [n for n, _ in find_layers(m, "blocks.[ab]*")] == ["blocks.a[0]", "blocks.a0", "blocks.b*"]
+    with pytest.raises(errors.LayerNotFoundError, match="blocks.\\[ab\\]\\*"):
+        find_layers(m, "blocks.[ab]*", exact=True)
+    acts = tl.activations(m, _x(), ["blocks.a[0]", "blocks.b*"])
+    torch.testing.assert_close(acts["blocks.a[0]"], m.blocks["a[0]"](_x()))
+
+
+def test_report_on_a_model_whose_layer_names_hold_glob_characters(tmp_path):
+    info = tl.report(_GlobNames(), _x(), tmp_path / "r.html", progress=False,
+                     sections=["feature_maps", "feature_vis", "cam", "saliency", "architecture"])
+    status = {r.section: r.status for r in info.runs}
+    assert status == dict.fromkeys(status, "ok") and len(status) == 5, [(r.section, r.message) for r in info.runs]
+    assert "blocks.a[0]" in (tmp_path / "r.html").read_text(encoding="utf-8")
