@@ -158,3 +158,165 @@ def test_report_on_a_model_whose_layer_names_hold_glob_characters(tmp_path):
     status = {r.section: r.status for r in info.runs}
     assert status == dict.fromkeys(status, "ok") and len(status) == 5, [(r.section, r.message) for r in info.runs]
     assert "blocks.a[0]" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+# --- 10. common mistakes: one typed line, never a raw PyTorch error --------------------------------
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+_NET = _Net()
+_IMG = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+_MAPS = torch.rand(2, 16, 16, generator=torch.Generator().manual_seed(1))
+IMAGE_ENTRY_POINTS = {
+    "activations": lambda v: tl.activations(_NET, v, "features.0"),
+    "feature_maps": lambda v: tl.features.feature_maps(_NET, v, "features.0"),
+    "GradCAM": lambda v: tl.cam.GradCAM(_NET, "features.2")(v),
+    "ScoreCAM": lambda v: tl.cam.ScoreCAM(_NET, "features.2")(v),
+    "gradient": lambda v: tl.saliency.gradient(_NET, v),
+    "guided_backprop": lambda v: tl.saliency.guided_backprop(_NET, v),
+    "deconvnet": lambda v: tl.saliency.deconvnet(_NET, v),
+    "smoothgrad": lambda v: tl.saliency.smoothgrad(tl.saliency.gradient, 2)(_NET, v),
+    "deletion": lambda v: tl.evaluate.deletion(_NET, v, _MAPS, steps=4),
+    "average_drop": lambda v: tl.evaluate.average_drop(_NET, v, _MAPS),
+    "road": lambda v: tl.evaluate.road(_NET, v, _MAPS, percentages=(50,)),
+    "fusion": lambda v: tl.fusion.contributions(_NET, v, {"a": "features.0", "b": "features.2"}),
+    "maximize-init": lambda v: tl.synthesis.maximize(_NET, "features.2:1", steps=1, inputs=v),
+}
+
+
+@pytest.mark.parametrize("name", list(IMAGE_ENTRY_POINTS))
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
+def test_an_integer_image_is_one_line_with_the_conversion_hint(name, dtype):
+    v = (_IMG * 255).to(dtype)
+    before = v.clone()
+    with pytest.raises(errors.InputDtypeError) as info:
+        IMAGE_ENTRY_POINTS[name](v)
+    msg = str(info.value)
+    assert "\n" not in msg and str(dtype) in msg
+    assert ("x.float() / 255" in msg) == (dtype == torch.uint8) and "x.float()" in msg
+    assert torch.equal(v, before)
+
+
+NOT_TENSORS = {"list": [[0.5, 0.25], [1.0, 0.0]], "numpy": _IMG.numpy(), "None": None, "str": "cat.png"}
+
+
+@pytest.mark.parametrize("kind", list(NOT_TENSORS))
+@pytest.mark.parametrize("name", ["activations", "feature_maps", "GradCAM", "gradient", "deletion"])
+def test_a_value_that_is_not_a_tensor_is_one_typed_line(name, kind):
+    with pytest.raises(errors.InputTypeError) as info:
+        IMAGE_ENTRY_POINTS[name](NOT_TENSORS[kind])
+    msg = str(info.value)
+    assert "\n" not in msg and "expected a tensor" in msg
+    if kind == "numpy":
+        assert "torch.from_numpy" in msg and "(2, 3, 16, 16)" in msg
+
+
+def test_common_mistakes_name_the_value():
+    from torch.utils.data import TensorDataset
+
+    with pytest.raises(errors.UnsupportedModelError, match="expected an nn.Module, got NoneType"):
+        tl.activations(None, _IMG, "fc")
+    with pytest.raises(errors.UnsupportedModelError, match="expected an nn.Module, got NoneType"):
+        tl.cam.GradCAM(None, "fc")(_IMG)
+    with pytest.raises(errors.LayerNotFoundError, match="no layer given"):
+        tl.synthesis.exemplars(_NET, TensorDataset(_IMG), layer=[])
+    with pytest.raises(errors.UsageError, match="kernel_size must be an odd int.*got 0"):
+        tl.evaluate.gaussian_blur(_IMG, kernel_size=0)
+    enc = nn.Sequential(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)).eval()
+    with pytest.raises(errors.InputShapeError, match=r"\(2, 4, 5\).* wants 8 features"):
+        tl.attention.capture(enc, torch.rand(2, 4, 5))
+    assert set(tl.attention.capture(enc, torch.rand(2, 4, 8))) == {"0.self_attn"}
+
+
+# --- 11. values that were silently accepted --------------------------------------------------------
+class _Two(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b, self.fc = nn.Conv2d(3, 4, 3), nn.Conv2d(3, 4, 3), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(torch.cat([self.a(x), self.b(x)], 1).mean((2, 3)))
+
+
+def _enc_cls():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), nn.Flatten(), nn.Linear(32, 3)).eval()
+
+
+BAD_VALUES = {
+    "maximize lr=nan": (lambda: tl.synthesis.maximize(_NET, "fc:1", steps=1, lr=float("nan"), input_shape=(3, 16, 16)),
+                        errors.UsageError, "lr must be a finite number above 0.*nan"),
+    "maximize lr=-1": (lambda: tl.synthesis.maximize(_NET, "fc:1", steps=1, lr=-1, input_shape=(3, 16, 16)),
+                       errors.UsageError, "lr must be.*-1"),
+    "channel fc:-1": (lambda: tl.synthesis.maximize(_NET, "fc:-1", steps=1, input_shape=(3, 16, 16)),
+                      errors.ObjectiveSpecError, "'fc:-1': channel -1 is negative"),
+    "channel(-1)": (lambda: tl.synthesis.objectives.channel("fc", -1), errors.ChannelError, "channel -1 of layer 'fc'"),
+    "relevance target=1.5": (lambda: tl.attention.relevance(_enc_cls(), torch.rand(2, 4, 8), target=1.5),
+                             errors.TargetError, "got 1.5"),
+    "relevance target=True": (lambda: tl.attention.relevance(_enc_cls(), torch.rand(2, 4, 8), target=True),
+                              errors.TargetError, "got True"),
+    "blur even kernel": (lambda: tl.evaluate.gaussian_blur(_IMG, kernel_size=16), errors.UsageError, "odd int.*16"),
+    "blur sigma<0": (lambda: tl.evaluate.gaussian_blur(_IMG, sigma=-1.0), errors.UsageError, "sigma.*-1.0"),
+    "pointing masks of another size": (lambda: tl.evaluate.pointing_game(_MAPS, torch.rand(2, 16, 32) > 0.5),
+                                       errors.InputError, r"\(2, 16, 16\) and masks \(2, 16, 32\)"),
+    "image_grid ncols=0": (lambda: __import__("torchloupe.render.image", fromlist=["x"]).image_grid(_IMG, ncols=0),
+                           errors.UsageError, "ncols.*got 0"),
+    "smoothgrad chunk=0": (lambda: tl.saliency.smoothgrad(tl.saliency.gradient, 2, chunk=0), errors.UsageError,
+                           "chunk.*got 0"),
+    "fusion max_steps=0": (lambda: tl.fusion.contributions(_Two(), _IMG, _BR, max_steps=0), errors.UsageError,
+                           "max_steps.*got 0"),
+    "trace expand typo": (lambda: tl.trace(_NET, _IMG, expand=["featurs"]), errors.LayerNotFoundError,
+                          "'featurs' is neither.*closest: 'features'"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_VALUES))
+def test_a_bad_value_is_refused_in_one_line(name):
+    fn, kind, pattern = BAD_VALUES[name]
+    with pytest.raises(kind, match=pattern) as info:
+        fn()
+    assert "\n" not in str(info.value)
+
+
+def test_gaussian_blur_keeps_the_size_and_pointing_game_resizes_maps_of_the_masks_aspect():
+    y = tl.evaluate.gaussian_blur(_IMG, kernel_size=5, sigma=1.0)
+    assert y.shape == _IMG.shape
+    k = torch.exp(-(torch.arange(5.0) - 2) ** 2 / 2)
+    k = k / k.sum()
+    ref = torch.nn.functional.conv2d(_IMG[:, :1], (k[:, None] * k[None, :])[None, None], padding=2)
+    torch.testing.assert_close(y[:, :1], ref, rtol=1e-5, atol=1e-6)
+    maps = torch.zeros(1, 4, 4)
+    maps[0, 3, 3] = 1.0  # the maximum in the bottom-right quarter
+    masks = torch.zeros(1, 8, 8, dtype=torch.bool)
+    masks[0, 6:, 6:] = True
+    assert tl.evaluate.pointing_game(maps, masks, tolerance=0).tolist() == [True]
+    assert tl.evaluate.pointing_game(maps, ~masks, tolerance=0).tolist() == [False]
+
+
+def _cli(argv, capsys):
+    from torchloupe.app.cli import main
+
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_cli_refuses_a_negative_depth_a_typo_in_expand_and_a_maximize_out_not_png(tmp_path, capsys):
+    model = ["--model", "tests.cli_models:make_lenet"]
+    with pytest.raises(SystemExit) as info:
+        _cli(["graph", *model, "--input-shape", "1,1,32,32", "--out", str(tmp_path / "g"), "--depth", "-1"], capsys)
+    assert info.value.code == 2 and "-1 is negative" in capsys.readouterr().err
+    code, err = _cli(["graph", *model, "--input-shape", "1,1,32,32", "--out", str(tmp_path / "g"),
+                      "--format", "txt", "--expand", "conv11"], capsys)
+    assert code == 2 and "'conv11' is neither" in err and "closest: 'conv1'" in err and "Traceback" not in err
+    code, err = _cli(["maximize", *model, "conv1:0", "--steps", "1", "--out", str(tmp_path / "x.txt")],
+                     capsys)
+    assert code == 2 and "does not end in .png" in err and not (tmp_path / "x.txt").exists()

@@ -20,7 +20,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from .errors import InputError, InputShapeError, NonFiniteInputError, UnsupportedModelError
+from .errors import InputDtypeError, InputError, InputShapeError, InputTypeError, NonFiniteInputError, UnsupportedModelError
 
 __all__ = ["Inputs", "InputsLike", "first_layer", "check_input", "check_inputs", "check_finite", "expected_input",
            "trial_forward", "takes_shape", "flattens_first", "standard_layout"]
@@ -53,6 +53,33 @@ def _leaves(value: Any, key: str) -> Iterator[tuple[str, Tensor]]:
             yield from _leaves(v, f"{key}[{k!r}]")
 
 
+def _what(x: Any) -> str:
+    """A short description of a wrong input for messages: its type, a string's start, an array's shape."""
+    if isinstance(x, str):
+        return f"the str {x[:40]!r}"
+    shape = getattr(x, "shape", None)
+    if shape is not None and not isinstance(x, Tensor):
+        return f"a {type(x).__module__.split('.')[0]}.{type(x).__name__} of shape {tuple(shape)}"
+    return "None" if x is None else f"a {type(x).__name__}"
+
+
+def _hint_for(x: Any) -> str:
+    if type(x).__module__.split(".")[0] == "numpy":
+        return "; convert it with torch.from_numpy(a)"
+    if isinstance(x, (str, bytes)) or hasattr(x, "__fspath__"):
+        return "; read the file into a tensor first (an image: torchvision.io.read_image(path).float() / 255)"
+    return ""
+
+
+def dtype_hint(x: Tensor) -> str:
+    """How to make a non-floating image tensor what a model's first layer takes."""
+    if x.dtype == torch.uint8:
+        return "convert with x.float() / 255 (uint8 images hold 0..255)"
+    if x.dtype == torch.bool:
+        return "convert with x.float()"
+    return "convert with x.float() (scaled as the model was trained, e.g. / 255 for 8-bit values)"
+
+
 @dataclass(frozen=True, eq=False)
 class Inputs:
     """What one call ``model(*args, **kwargs)`` takes, as one value.
@@ -80,9 +107,13 @@ class Inputs:
         if isinstance(x, (tuple, list)):
             if not x:
                 raise InputError("inputs are an empty tuple; expected a tensor, a tuple of tensors or a dict")
+            if not any(True for _ in _leaves(list(x), "")):
+                raise InputTypeError(f"inputs are {_what(x)} holding no tensor; expected a "
+                                     f"tensor, a tuple of tensors (positional) or a dict (keywords): make it one "
+                                     f"with torch.tensor(...) or torch.stack([...])")
             return cls(tuple(x), {})
-        raise InputError(f"inputs must be a tensor, a tuple of tensors (positional) or a dict (keywords), "
-                         f"got {type(x).__name__}")
+        raise InputTypeError(f"inputs are {_what(x)}; expected a tensor, a tuple of tensors (positional) or a dict "
+                             f"(keywords){_hint_for(x)}")
 
     # -- what it holds ---------------------------------------------------------------------
     def tensors(self) -> list[tuple[str, Tensor]]:
@@ -357,10 +388,10 @@ def check_input(model: nn.Module, x: Tensor, *, name: str = "input") -> Tensor:
     through the model, and an input it takes as a batch is accepted as it is.
     """
     if not isinstance(x, Tensor):
-        raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise InputTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}{_hint_for(x)}")
     try:
         return _check_input(model, x, name)
-    except InputShapeError:
+    except (InputShapeError, InputDtypeError):
         if x.dim() >= 1 and x.shape[0] > 0 and trial_forward(model, x)[0]:
             return x
         raise
@@ -372,6 +403,10 @@ def _check_input(model: nn.Module, x: Tensor, name: str) -> Tensor:
     if found is None:
         return x
     lname, layer = found
+    if isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) and not (x.is_floating_point() or x.is_complex()):
+        raise InputDtypeError(
+            f"{name} holds {x.dtype} values, but the first layer {lname!r} ({type(layer).__name__}) takes "
+            f"floating-point ones; {dtype_hint(x)}")
     for cls, dims in _CONV_DIMS.items():
         if isinstance(layer, cls):
             want = dims + 2

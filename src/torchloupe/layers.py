@@ -102,8 +102,14 @@ def find_layers(model: nn.Module, spec: LayerSpec | Sequence[LayerSpec], *,
 
     Raises :class:`LayerNotFoundError` when any spec matches nothing.
     """
+    from .probe import require_module  # probe finds layers with this module: imported on use
+
+    require_module(model)
     specs: Iterable[LayerSpec]
     if isinstance(spec, (list, tuple)):
+        if not spec:
+            raise LayerNotFoundError(f"no layer given (an empty {type(spec).__name__}); expected a name, glob, "
+                                     f"module type or module, or a list of them", spec)
         specs = spec
     else:
         specs = [spec]

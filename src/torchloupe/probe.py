@@ -446,10 +446,9 @@ def activations(
     :class:`~torchloupe.errors.LayerNotFoundError` naming it, never a missing key.
     """
     found = find_layers(model, layers)
-    if isinstance(x, Tensor):
-        x = check_input(model, x)
+    inputs = Inputs((check_input(model, x),), {}) if isinstance(x, Tensor) else Inputs.of(x)
     with session(model) as run, capture(model, [m for _, m in found]) as rec, torch.no_grad():
-        run(Inputs.of(x).map(Tensor.clone))  # copies: a model may edit its input in place
+        run(inputs.map(Tensor.clone))  # copies: a model may edit its input in place
     missing = [n for n in rec.names if not rec._calls[n]]
     if missing:
         ran = [n for n in rec.names if rec._calls[n]]

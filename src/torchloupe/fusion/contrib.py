@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError, UnsupportedModelError
+from ..errors import InputError, UnsupportedModelError, UsageError
 from ..inputs import Inputs, InputsLike, check_finite, check_inputs
 from ..layers import find_layer
 from ..probe import Session, hooks, require_module, session
@@ -420,6 +420,13 @@ def contributions(
     """
     if method not in METHODS:
         raise UnsupportedModelError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 8:
+        raise UsageError(f"max_steps must be an int of at least 8 (integrated gradients starts with 8 nodes), "
+                         f"got {max_steps!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+        raise UsageError(f"tol must be a finite number of at least 0, got {tol!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise UsageError(f"batch_size must be None or an int of at least 1, got {batch_size!r}")
     require_module(model)
     tgt, output = class_target(target, output)
     inputs = as_inputs(model, x)  # an unbatched input becomes a batch of one; channels checked

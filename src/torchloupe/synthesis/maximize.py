@@ -18,6 +18,8 @@ driven above its random baseline is flagged in ``failed``.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputError, InputShapeError, ObjectiveSpecError, ParamError, TorchLoupeError, UnsupportedModelError, UsageError
-from ..inputs import Inputs, check_finite, check_input, first_layer, standard_layout
+from ..errors import InputDtypeError, InputError, InputShapeError, ObjectiveSpecError, ParamError, TorchLoupeError, UnsupportedModelError, UsageError
+from ..inputs import Inputs, check_finite, check_input, dtype_hint, first_layer, standard_layout
 from ..layers import find_layers, layout_of
 from ..probe import hooks, intercept, require_module, session
 from . import objectives as O
@@ -283,6 +285,10 @@ def maximize(
         raise UsageError(f"steps must be a positive int, got {steps!r}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise UsageError(f"batch must be a positive int, got {batch!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise UsageError(f"lr must be a finite number above 0 (the Adam step size), got {lr!r}")
+    if isinstance(redirect_steps, bool) or not isinstance(redirect_steps, int) or redirect_steps < 0:
+        raise UsageError(f"redirect_steps must be an int of at least 0, got {redirect_steps!r}")
     if baseline_samples < 1:
         raise UsageError(f"baseline_samples must be at least 1, got {baseline_samples}")
     fixed: Inputs | None = None
@@ -290,8 +296,10 @@ def maximize(
         fixed = Inputs.of(inputs)
         held = fixed.get(wrt)
         if not isinstance(held, Tensor) or not held.is_floating_point() or held.dim() < 1:
-            raise InputError(f"input {wrt!r} to optimize must be a floating-point tensor with a batch axis, "
-                             f"got {held.dtype if isinstance(held, Tensor) else type(held).__name__}")
+            hint = f"; {dtype_hint(held)}" if isinstance(held, Tensor) and held.dim() >= 1 else ""
+            raise InputDtypeError(f"input {fixed.resolve(wrt)!r} to optimize must be a floating-point tensor with a "
+                                  f"batch axis, got {held.dtype if isinstance(held, Tensor) else type(held).__name__}"
+                                  f"{hint}")
         for key, t in fixed.tensors():
             check_finite(t, f"input {key}")
         fixed = fixed.slice(0, 1).to(_device_of(model))

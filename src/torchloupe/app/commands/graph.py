@@ -30,7 +30,7 @@ def register(subparsers) -> None:
                    help="dtype of the generated inputs (int64: token ids in [0, 100))")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--format", default="html,svg,txt", help=f"comma-separated, any of: {', '.join(FORMATS)}")
-    p.add_argument("--depth", type=int, default=None, help="collapse containers below this depth (default: fit)")
+    p.add_argument("--depth", type=_depth, default=None, help="collapse containers below this depth (default: fit)")
     p.add_argument("--edges", default="orthogonal", choices=("orthogonal", "straight", "curved"),
                    help="how edges are drawn in html and svg (default: orthogonal)")
     p.add_argument("--expand", action="append", default=[], metavar="NAME",
@@ -38,6 +38,17 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the generated inputs (default: 0)")
     add_progress_argument(p)
     p.set_defaults(func=run)
+
+
+def _depth(text: str) -> int:
+    """argparse type of --depth: an int of at least 0 (argparse makes the error one line, exit 2)."""
+    try:
+        depth = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected a depth of at least 0") from None
+    if depth < 0:
+        raise argparse.ArgumentTypeError(f"{depth} is negative; expected a depth of at least 0 (0: the top level)")
+    return depth
 
 
 def _shape(text: str) -> tuple[int, ...]:

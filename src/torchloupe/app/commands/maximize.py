@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     from ...synthesis import maximize
 
     out = output_file(args.out, "--out")  # before any of the work
+    if out is not None and out.suffix.lower() != ".png":
+        raise UsageError(f"--out '{out}' does not end in .png; the images are written as one PNG (e.g. --out units.png)")
     torch.manual_seed(args.seed)  # model construction (random init) is the only global draw
     model = load_model_from(args)
     shape = tuple(args.shape) if args.shape else None
