@@ -20,6 +20,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
+from ._limits import check_memory
 from .errors import InputDtypeError, InputError, InputShapeError, InputTypeError, NonFiniteInputError, UnsupportedModelError
 
 __all__ = ["Inputs", "InputsLike", "first_layer", "check_input", "check_inputs", "check_finite", "expected_input",
@@ -273,6 +274,7 @@ def check_inputs(model: nn.Module, x: InputsLike, *, wrt: int | str | None = Non
     tensors = inputs.tensors()
     if not tensors:
         raise InputError("the inputs hold no tensor; expected at least one batched tensor")
+    check_work_memory([t for _, t in tensors])
     for key, t in tensors:
         check_finite(t, f"input {key}")
     inputs.get(wrt)  # wrt names an input
@@ -397,7 +399,22 @@ def check_input(model: nn.Module, x: Tensor, *, name: str = "input") -> Tensor:
         raise
 
 
+#: Bytes an explanation holds per byte of its inputs, at least (copies, gradients, maps, activations).
+INPUT_WORK_FACTOR = 4
+
+
+def check_work_memory(tensors: Sequence[Tensor], factor: int = INPUT_WORK_FACTOR, what: str = "the work on inputs") -> None:
+    """:class:`~torchloupe.errors.ResourceLimitError` when ``factor`` times the inputs' bytes cannot fit
+    in the memory of their device (:mod:`torchloupe._limits`), before any forward."""
+    if not tensors:
+        return
+    need = sum(t.numel() * t.element_size() for t in tensors) * factor
+    shapes = ", ".join(str(tuple(t.shape)) for t in tensors[:3]) + (", ..." if len(tensors) > 3 else "")
+    check_memory(need, f"{what} of shape {shapes}", device=tensors[0].device, hint="use a smaller batch or size")
+
+
 def _check_input(model: nn.Module, x: Tensor, name: str) -> Tensor:
+    check_work_memory([x])
     check_finite(x, name)
     found = first_layer(model)
     if found is None:

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from ..errors import InputDtypeError, InputError, InputShapeError, ObjectiveSpecError, ParamError, TorchLoupeError, UnsupportedModelError, UsageError
 from ..inputs import Inputs, check_finite, check_input, dtype_hint, first_layer, standard_layout
+from .._limits import check_memory, tensor_bytes
 from ..layers import find_layers, layout_of
 from ..probe import hooks, intercept, require_module, session
 from . import objectives as O
@@ -221,6 +222,19 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 # --- main entry -----------------------------------------------------------------------------
+#: Bytes held per byte of the synthesized images, at least: the parameterization, Adam's two moments,
+#: the gradient, the transformed copies and the model's activations on them (a lower bound).
+SYNTHESIS_MEMORY_FACTOR = 12
+
+
+def check_synthesis_size(n: int, shape: Sequence[int], device: torch.device | str | None = None) -> None:
+    """Refuse (:class:`~torchloupe.errors.ResourceLimitError`, one line) ``n`` synthesized inputs of
+    ``shape`` whose memory cannot fit, before anything is allocated."""
+    need = tensor_bytes((n, *shape)) * SYNTHESIS_MEMORY_FACTOR
+    check_memory(need, f"maximize of {n} input(s) of shape {tuple(int(s) for s in shape)}", device=device,
+                 hint="use a smaller input shape or batch")
+
+
 def standard_transforms_for(model: nn.Module, input_shape: Sequence[int]) -> str:
     """``"standard-resized"`` for a model that takes images of ``input_shape`` but not of the size
     the standard transforms make (a ViT's patch grid, a flatten before a linear layer), else
@@ -306,6 +320,9 @@ def maximize(
         if input_shape is None:
             input_shape = tuple(held.shape[1:])
     shape = tuple(int(s) for s in (input_shape if input_shape is not None else _default_shape(model)))
+    if not shape or any(s < 1 for s in shape):
+        raise UsageError(f"input_shape must be positive sizes without the batch, e.g. (3, 64, 64), got {shape}")
+    check_synthesis_size(len(objs) * batch, shape, _device_of(model))  # before any image is made
     # The shape against the model's first layer, before any step (a typed error naming both).
     found = first_layer(model)
     if fixed is None and found is not None and isinstance(found[1], nn.Embedding):

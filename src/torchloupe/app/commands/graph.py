@@ -72,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
     from ...inputs import Inputs
 
     shapes = [_shape(s) for s in args.input_shape] if args.input_shape else []
+    if shapes:  # generated inputs and one traced forward over them: refused in one line when they cannot fit
+        from ..._limits import check_memory, tensor_bytes
+
+        dtype = getattr(torch, args.input_dtype)
+        check_memory(sum(tensor_bytes(s, dtype) for s in shapes) * 4,
+                     f"--input-shape {' '.join(','.join(map(str, s)) for s in shapes)}", hint="use a smaller shape")
     output_folder(args.out, "--out", into="the graph")
     model = load_model_from(args)
     if args.input:
