@@ -320,3 +320,168 @@ def test_cli_refuses_a_negative_depth_a_typo_in_expand_and_a_maximize_out_not_pn
     code, err = _cli(["maximize", *model, "conv1:0", "--steps", "1", "--out", str(tmp_path / "x.txt")],
                      capsys)
     assert code == 2 and "does not end in .png" in err and not (tmp_path / "x.txt").exists()
+
+
+# --- 4. sizes: refused in one line, before allocating, within a second -----------------------------
+def _refused_fast(fn, pattern: str):
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(errors.ResourceLimitError, match=pattern) as info:
+        fn()
+    took = time.perf_counter() - t0
+    assert took < 1.0, f"refused after {took:.2f} s"
+    assert "\n" not in str(info.value) and info.value.needed > info.value.available > 0
+    return info.value
+
+
+HUGE = {
+    "maximize batch=10**7": (lambda: tl.synthesis.maximize(_NET, "fc:1", steps=2, batch=10**7),
+                             r"maximize of 10000000 input\(s\) of shape \(3, 128, 128\) needs about .* TB"),
+    "maximize 3x60000x60000": (lambda: tl.synthesis.maximize(_NET, "fc:1", steps=2, input_shape=(3, 60000, 60000)),
+                               r"shape \(3, 60000, 60000\) needs about .* GB"),
+    "exemplars k=10**9": (lambda: tl.synthesis.exemplars(_NET, __import__("torch.utils.data").utils.data.TensorDataset(
+        _IMG), "features.2", k=10**9), "exemplars with k=1000000000 for 16 channels"),
+}
+
+
+@pytest.mark.parametrize("name", list(HUGE))
+def test_a_huge_size_is_refused_before_allocating(name, monkeypatch):
+    monkeypatch.setenv("TORCHLOUPE_MEMORY_LIMIT", "4G")  # the same answer on any machine (never above it)
+    fn, pattern = HUGE[name]
+    err = _refused_fast(fn, pattern)
+    assert err.available == 4 * 2**30 and "set by TORCHLOUPE_MEMORY_LIMIT" in str(err)
+
+
+def test_inputs_whose_work_cannot_fit_are_refused_and_the_limit_can_be_lifted(monkeypatch):
+    x = torch.rand(4, 3, 32, 32)  # 48 KiB; the work on it about 4x that
+    monkeypatch.setenv("TORCHLOUPE_MEMORY_LIMIT", "100K")
+    for fn in (lambda: tl.cam.GradCAM(_NET, "features.2")(x), lambda: tl.saliency.gradient(_NET, x),
+               lambda: tl.activations(_NET, x, "fc"), lambda: tl.evaluate.average_drop(_NET, x, torch.rand(4, 32, 32))):
+        err = _refused_fast(fn, r"the work on inputs of shape \(4, 3, 32, 32\) needs about 192.0 KB")
+        assert err.needed == 4 * x.numel() * 4 and err.available == 100 * 1024
+    monkeypatch.setenv("TORCHLOUPE_MEMORY_LIMIT", "off")
+    assert tl.cam.GradCAM(_NET, "features.2")(x).maps.shape == (4, 32, 32)
+    monkeypatch.setenv("TORCHLOUPE_MEMORY_LIMIT", "lots")
+    with pytest.raises(errors.ResourceLimitError, match="'lots' is not a size"):
+        tl.saliency.gradient(_NET, x)
+
+
+def test_available_memory_reads_psutil_then_meminfo(monkeypatch):
+    import builtins
+    import os
+
+    from torchloupe import _limits
+
+    real_import = builtins.__import__
+
+    def no_psutil(name, *a, **kw):
+        if name == "psutil":
+            raise ImportError(name)
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_psutil)
+    got = _limits.available_memory()
+    if os.path.exists("/proc/meminfo"):
+        with open("/proc/meminfo") as fh:
+            want = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
+        assert abs(got - want) < 256 * 2**20  # read a moment apart
+    else:
+        assert got is None or got > 0
+    assert _limits._parse_size("1.5G", "X") == int(1.5 * 2**30) and _limits._parse_size("512MiB", "X") == 512 * 2**20
+    assert _limits._parse_size("0", "X") is None and _limits._parse_size("123", "X") == 123
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header says ``width x height`` (RGB, 8 bits) and whose pixels are missing: enough for
+    ``Image.open`` to read its size, and a decode would fail (so a refusal proves nothing was decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+def test_a_144_megapixel_image_is_refused_from_its_header(tmp_path, monkeypatch):
+    from torchloupe.app.images import load_images
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header(12000, 12000))
+    err = _refused_fast(lambda: load_images([bomb]), r"'.*bomb.png' is 12000 x 12000 = 144 megapixels, more than the 89")
+    assert "TORCHLOUPE_MAX_IMAGE_PIXELS" in str(err)
+    monkeypatch.setenv("TORCHLOUPE_MAX_IMAGE_PIXELS", "200000000")  # allowed: then Pillow tries to decode it
+    with pytest.raises(errors.InputFileError, match="bomb.png"):
+        load_images([bomb])
+
+
+def test_cli_refuses_huge_sizes_in_one_line_within_a_second(tmp_path, capsys, monkeypatch):
+    import time
+
+    from PIL import Image
+
+    monkeypatch.setenv("TORCHLOUPE_MEMORY_LIMIT", "4G")  # below any real machine: refusals only
+    img = tmp_path / "cat.png"
+    Image.new("L", (32, 32), 128).save(img)
+    model = ["--model", "tests.cli_models:make_lenet"]
+    runs = {
+        "report --size 20000": (["report", *model, "--input", str(img), "--size", "20000", "--out", str(tmp_path / "r")],
+                                "1 image(s) at --size 20000 needs about"),
+        "graph --input-shape": (["graph", *model, "--input-shape", "1,3,100000,100000", "--out", str(tmp_path / "g")],
+                                "--input-shape 1,3,100000,100000 needs about"),
+        "maximize --shape": (["maximize", *model, "conv1:0", "--shape", "3", "60000", "60000"],
+                             "shape (3, 60000, 60000) needs about"),
+    }
+    from torchloupe.app.cli import main
+
+    for name, (argv, said) in runs.items():
+        t0 = time.perf_counter()
+        code = main(argv)
+        took = time.perf_counter() - t0
+        err = capsys.readouterr().err
+        assert code == 2 and said in err and "Traceback" not in err, (name, err)
+        assert len(err.strip().splitlines()) == 1 and took < 1.0, (name, took)
+    with pytest.raises(SystemExit) as info:  # argparse: one line, exit 2
+        main(["exemplars", *model, "--layer", "conv1", "--data", "demo:shapes", "--k", "1e9"])
+    assert info.value.code == 2 and "--k" in capsys.readouterr().err
+
+
+# --- 7. tl.report checks its inputs and path before any section -------------------------------------
+REPORT_BAD = {
+    "None": (None, errors.InputTypeError, "inputs are None"),
+    "str": ("cat.png", errors.InputTypeError, "inputs are str 'cat.png'.*loupe report --input"),
+    "list": ([[0.5, 0.5]], errors.InputTypeError, "a list holding no tensor"),
+    "uint8": ((_IMG * 255).to(torch.uint8), errors.InputDtypeError, r"torch.uint8.*convert with x.float\(\) / 255"),
+    "nan": (torch.full((1, 3, 8, 8), float("nan")), errors.NonFiniteInputError, "NaN"),
+}
+
+
+@pytest.mark.parametrize("name", list(REPORT_BAD))
+def test_report_refuses_bad_inputs_before_any_section(name, tmp_path, monkeypatch):
+    from torchloupe.reporting import builder
+
+    def no_sections(*a, **kw):
+        raise AssertionError("a section ran")
+
+    monkeypatch.setattr(builder, "build_report", no_sections)
+    value, kind, pattern = REPORT_BAD[name]
+    with pytest.raises(kind, match=pattern) as info:
+        tl.report(_NET, value, tmp_path / "r.html", progress=False)
+    assert "\n" not in str(info.value) and not (tmp_path / "r.html").exists()
+
+
+def test_report_refuses_an_unwritable_path_before_any_section(tmp_path, monkeypatch):
+    from torchloupe.reporting import builder
+
+    monkeypatch.setattr(builder, "build_report", lambda *a, **kw: pytest.fail("a section ran"))
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    for path, pattern in ((a_file / "r.html", "cannot make its folder .*is a file"),
+                          (tmp_path, "is a folder"), ("", "is empty"), (3, "must be a file path")):
+        with pytest.raises(errors.UsageError, match=pattern):
+            tl.report(_NET, _IMG, path, progress=False)
+    monkeypatch.setenv("TORCHLOUPE_MEMORY_LIMIT", "50K")  # 6 KiB of inputs, a report holds about 16x that
+    with pytest.raises(errors.ResourceLimitError, match=r"a report on inputs of shape \(2, 3, 16, 16\)"):
+        tl.report(_NET, _IMG, tmp_path / "r.html", progress=False)
