@@ -485,3 +485,75 @@ def test_report_refuses_an_unwritable_path_before_any_section(tmp_path, monkeypa
     monkeypatch.setenv("TORCHLOUPE_MEMORY_LIMIT", "50K")  # 6 KiB of inputs, a report holds about 16x that
     with pytest.raises(errors.ResourceLimitError, match=r"a report on inputs of shape \(2, 3, 16, 16\)"):
         tl.report(_NET, _IMG, tmp_path / "r.html", progress=False)
+
+
+# --- 14. strings in figures and the report ---------------------------------------------------------
+def test_a_label_with_dollars_draws_as_it_is_in_a_cam_figure():
+    import matplotlib.text as mtext
+
+    from torchloupe.render.cam import method_grid, plot_cam
+    from torchloupe.render.png import figure_to_png
+
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    res = tl.cam.GradCAM(m, "0")(_IMG, target=[0, 1])
+    labels = [r"$\frac{a$", "$x$ cost"]
+    fig = plot_cam(res, _IMG, labels=labels)
+    png = figure_to_png(fig)  # mathtext would raise on the first label
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = {t.get_text(): t.get_parse_math() for t in fig.findobj(mtext.Text) if "$" in t.get_text()}
+    assert any(r"$\frac{a$" in s for s in drawn) and any("$x$ cost" in s for s in drawn)
+    assert not any(drawn.values())
+    grid = method_grid({"Grad-CAM": res}, _IMG, row_titles=labels)
+    assert figure_to_png(grid)[:4] == b"\x89PNG"
+
+
+def test_number_ticks_keep_their_mathtext_and_string_ticks_lose_it():
+    import matplotlib.text as mtext
+
+    from torchloupe.render.plain import figure_class
+    from torchloupe.render.png import figure_to_png
+
+    fig = figure_class()(figsize=(3, 2))
+    ax = fig.add_subplot(1, 2, 1)
+    ax.set_yscale("log")
+    ax.plot([1, 2], [0.01, 10])
+    ax.set_title(r"layer $\frac{a$")
+    bx = fig.add_subplot(1, 2, 2)
+    bx.bar([0, 1], [1, 2])
+    bx.set_xticks([0, 1], [r"$\frac{b$", "c"])
+    figure_to_png(fig)
+    ticks = {t.get_text(): t.get_parse_math() for t in ax.yaxis.get_majorticklabels() if t.get_text()}
+    assert ticks and all(ticks.values()) and any("10^" in s for s in ticks)  # log ticks: still math
+    assert bx.xaxis.get_majorticklabels()[0].get_parse_math() is False
+    assert ax.title.get_parse_math() is False
+    assert all(not t.get_parse_math() for t in fig.findobj(mtext.Text) if "frac" in t.get_text())
+
+
+class _BidiNames(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.blocks = nn.ModuleDict({"conv\u202egnp_exe": nn.Conv2d(3, 4, 3, padding=1), "b\u2066x\u2069": nn.ReLU()})
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.blocks["b\u2066x\u2069"](self.blocks["conv\u202egnp_exe"](x))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_bidirectional_controls_in_layer_names_never_reach_the_report_raw(tmp_path):
+    import re
+
+    info = tl.report(_BidiNames(), _x(), tmp_path / "r.html", progress=False,
+                     sections=["overview", "architecture", "feature_maps", "weights"], labels=["a\u202eb", "c", "d"])
+    assert all(r.status == "ok" for r in info.runs), [(r.section, r.message) for r in info.runs]
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert not re.search("[\u200e\u200f\u202a-\u202e\u2066-\u2069]", page)
+    assert "conv\\u202egnp_exe" in page  # shown as visible text where the page names the layer
+
+
+def test_the_escaping_filter_makes_bidi_controls_visible():
+    from torchloupe.reporting.template import render_fragment
+
+    out = render_fragment("<p>{{ name }}</p>", name="<i>\u202eexe.txt\u200f</i>")
+    assert out == "<p>&lt;i&gt;\\u202eexe.txt\\u200f&lt;/i&gt;</p>"
