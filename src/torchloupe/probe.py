@@ -103,6 +103,12 @@ def _restore(snap: _Snapshot) -> None:
     for module, flag in snap.is_full_backward_hook:
         if module.__dict__.get("_is_full_backward_hook") is not flag:
             module.__dict__["_is_full_backward_hook"] = flag
+    # A module whose class overrides train() (Hugging Face's PreTrainedModel keeps kernels_mode there)
+    # gets its mode back through train(mode), outermost first, so that side state follows; then every
+    # flag is set as it was (train(mode) sets a whole subtree, and the subtree may have been mixed).
+    for module, training in snap.training:
+        if module.training != training and type(module).train is not nn.Module.train:
+            module.train(training)
     for module, training in snap.training:
         if module.training != training:
             module.training = training
@@ -124,6 +130,9 @@ def require_module(model: Any, what: str = "model") -> nn.Module:
 @contextlib.contextmanager
 def preserved(model: nn.Module) -> Iterator[nn.Module]:
     """Restore train/eval flags, hooks, child modules, ``requires_grad`` and ``.grad`` on exit.
+
+    A module whose class has its own ``train()`` (Hugging Face models: it keeps side state such as
+    ``kernels_mode``) gets its mode back through ``module.train(mode)``, not by assignment.
 
     Parameter *values* are never written by torchloupe, so they are not copied
     (that would double the memory of large models); the invariant test suite
