@@ -43,11 +43,14 @@ def plain_text(fig: Any) -> Any:
     return fig
 
 
-@functools.lru_cache(maxsize=1)
 def figure_class() -> type:
-    """``matplotlib.figure.Figure`` whose :meth:`draw` first applies :func:`plain_text`."""
-    base = require("matplotlib.figure", "render").Figure
+    """``matplotlib.figure.Figure`` whose :meth:`draw` first applies :func:`plain_text` (a missing
+    matplotlib is one line naming the pip command, as everywhere in render)."""
+    return _plain_class(require("matplotlib.figure", "render").Figure)
 
+
+@functools.lru_cache(maxsize=2)
+def _plain_class(base: type) -> type:
     class PlainFigure(base):
         """A matplotlib ``Figure`` that draws its strings without mathtext (see :mod:`torchloupe.render.plain`)."""
 
