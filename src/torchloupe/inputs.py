@@ -264,11 +264,31 @@ class Inputs:
         return ", ".join(parts)
 
 
+def check_arity(model: nn.Module, inputs: Inputs) -> None:
+    """:class:`InputError` when ``model.forward`` cannot take these arguments (two tensors for a
+    ``forward(self, x)``, an unknown keyword), before the forward; a forward without a readable
+    signature passes."""
+    import inspect
+
+    forward = getattr(model, "forward", None)
+    try:
+        sig = inspect.signature(forward)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*inputs.args, **inputs.kwargs)
+    except TypeError as exc:
+        raise InputError(f"{type(model).__name__}.forward{sig} cannot take the inputs given "
+                         f"({len(inputs.args)} positional{', keywords ' + ', '.join(inputs.kwargs) if inputs.kwargs else ''}): "
+                         f"{exc}") from None
+
+
 def check_inputs(model: nn.Module, x: InputsLike, *, wrt: int | str | None = None) -> Inputs:
     """:class:`Inputs` checked for ``model`` before any expensive work: the explained input
     through :func:`check_input` when it is one tensor the first layer reads (a batch of one made
     of an unbatched tensor), every floating tensor finite, and one batch size throughout."""
     inputs = Inputs.of(x)
+    check_arity(model, inputs)
     if inputs.single:
         return Inputs((check_input(model, inputs.args[0]),), {})
     tensors = inputs.tensors()
@@ -424,6 +444,12 @@ def _check_input(model: nn.Module, x: Tensor, name: str) -> Tensor:
         raise InputDtypeError(
             f"{name} holds {x.dtype} values, but the first layer {lname!r} ({type(layer).__name__}) takes "
             f"floating-point ones; {dtype_hint(x)}")
+    weight = getattr(layer, "weight", None)
+    if isinstance(weight, Tensor) and weight.is_floating_point() and x.is_floating_point() and x.dtype != weight.dtype:
+        raise InputDtypeError(
+            f"{name} holds {x.dtype} values, but the first layer {lname!r} ({type(layer).__name__}) has "
+            f"{weight.dtype} weights; convert with x.to({str(weight.dtype).replace('torch.', 'torch.')}) "
+            f"(or the model with model.to(x.dtype))")
     for cls, dims in _CONV_DIMS.items():
         if isinstance(layer, cls):
             want = dims + 2

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputDtypeError, InputError, InputShapeError, ObjectiveSpecError, ParamError, TorchLoupeError, UnsupportedModelError, UsageError
-from ..inputs import Inputs, check_finite, check_input, dtype_hint, first_layer, standard_layout
+from ..inputs import Inputs, check_finite, check_input, dtype_hint, first_layer, standard_layout, takes_shape
 from .._limits import check_memory, tensor_bytes
 from ..layers import find_layers, layout_of
 from ..probe import hooks, intercept, require_module, session
@@ -337,6 +337,9 @@ def maximize(
                 f"{type(model).__name__}.forward takes {len(needed)} inputs ({', '.join(needed)}); pass inputs= "
                 f"(a tuple or dict of example values) and wrt= (the one to optimize; the others stay fixed)")
         check_input(model, torch.zeros(1, *shape, device=_device_of(model)), name=f"an input of input_shape {shape}")
+        if input_shape is None and fixed is None and not takes_shape(model, shape):
+            raise InputShapeError(f"{type(model).__name__} does not run on inputs of shape {shape}, the default "
+                                  f"read off its first layer (a model of one input size?); pass input_shape=")
     dom = _domain(domain)
     units = [o.unit for o in objs]
     if any(u is None for u in units):
