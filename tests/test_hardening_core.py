@@ -276,6 +276,7 @@ BAD_VALUES = {
                            "max_steps.*got 0"),
     "trace expand typo": (lambda: tl.trace(_NET, _IMG, expand=["featurs"]), errors.LayerNotFoundError,
                           "'featurs' is neither.*closest: 'features'"),
+    "graph depth=-1": (lambda: tl.trace(_NET, _IMG).summary(depth=-1), errors.UsageError, "depth=-1: expected None"),
 }
 
 

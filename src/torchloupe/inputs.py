@@ -288,9 +288,10 @@ def check_inputs(model: nn.Module, x: InputsLike, *, wrt: int | str | None = Non
     through :func:`check_input` when it is one tensor the first layer reads (a batch of one made
     of an unbatched tensor), every floating tensor finite, and one batch size throughout."""
     inputs = Inputs.of(x)
-    check_arity(model, inputs)
     if inputs.single:
-        return Inputs((check_input(model, inputs.args[0]),), {})
+        checked = Inputs((check_input(model, inputs.args[0]),), {})
+        check_arity(model, checked)
+        return checked
     tensors = inputs.tensors()
     if not tensors:
         raise InputError("the inputs hold no tensor; expected at least one batched tensor")
@@ -316,6 +317,7 @@ def check_inputs(model: nn.Module, x: InputsLike, *, wrt: int | str | None = Non
                 raise InputShapeError(f"input {key} has {t.shape[0]} samples ({tuple(t.shape)}) but input "
                                       f"{inputs.resolve(wrt)!r} has {n} ({tuple(explained.shape)}); expected one "
                                       f"batch size for every batched input")
+    check_arity(model, inputs)
     return inputs
 
 _CONV_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
