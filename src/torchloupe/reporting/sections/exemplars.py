@@ -27,7 +27,7 @@ def build(subject: Subject, options: dict):
     channels = list(range(min(3 if quick else 4, width)))
     ex = subject_exemplars(subject, layer, channels, quick)
     return [
-        Figure(exemplars_figure(ex, rows=len(channels), k=5),
+        Figure(exemplars_figure(ex, rows=len(channels), k=5, names=getattr(subject.dataset, "name", None)),
                caption=f"{layer}: top-5 of the first {ex.seen} samples per channel, receptive-field crops, "
                        f"value = channel mean"),
         Text(f"Exact: a running top-{ex.k} over {ex.seen} samples, ties broken by lower index; the same "
