@@ -14,12 +14,18 @@ from torch import Tensor
 
 from .. import data as _data
 from ..inputs import standard_layout
-from ..errors import InputFileError, UsageError, require
+from .._limits import check_image_pixels, check_memory, tensor_bytes
+from ..errors import InputFileError, TorchLoupeError, UsageError, require
 
 
 # The pixel rules live in the compute core (:mod:`torchloupe.data`), shared with datasets from disk.
 NORMALIZATIONS = _data.NORMALIZATIONS
 normalize_images = _data.normalize_images
+
+
+#: Bytes held per byte of the loaded image batch, at least, by the work done on it (copies, maps at
+#: input size, gradients, perturbed batches): the pre-flight estimate of :func:`load_images`.
+IMAGE_WORK_FACTOR = 16
 
 
 def load_images(
@@ -44,6 +50,9 @@ def load_images(
         raise UsageError("no input images given; expected at least one image file")
     if size is not None and (not isinstance(size, int) or size < 1):
         raise UsageError(f"image size must be a positive integer, got {size!r}")
+    if size is not None:  # before any file is decoded: the batch and what a report or explanation holds of it
+        check_memory(tensor_bytes((len(paths), 3 if mode == "RGB" else 1, size, size)) * IMAGE_WORK_FACTOR,
+                     f"{len(paths)} image(s) at --size {size}", hint="use a smaller --size")
     images = [read_image(p, lambda im: im.convert(mode)) for p in paths]
     sizes = {im.size for im in images}
     if size is None and len(sizes) > 1:
@@ -106,8 +115,11 @@ def read_image(path: str | Path, read: Any) -> Any:
     if not p.exists():
         raise InputFileError(f"cannot read image '{p}': no such file")
     try:
-        with pil.open(p) as im:
+        with pil.open(p) as im:  # reads the header only: the size is known before any pixel is decoded
+            check_image_pixels(im.size[0], im.size[1], str(p))
             return read(im)
+    except TorchLoupeError:
+        raise
     except Exception as exc:
         reason = "not an image Pillow can read" if isinstance(exc, pil.UnidentifiedImageError) else str(exc)
         raise InputFileError(f"cannot read image '{p}': {reason}") from exc

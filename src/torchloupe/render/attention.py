@@ -12,9 +12,10 @@ import torch
 from torch import Tensor
 
 from ..attention import as_heads
+from .plain import figure_class
 from ..errors import InputError, InputShapeError, require
 
-Figure = require("matplotlib.figure", "render").Figure
+Figure = figure_class()  # strings drawn without mathtext
 
 __all__ = ["heads_grid", "layer_figures", "layer_picker_html", "palette_png", "matrix_figure", "patch_overlay", "token_view_html",
            "token_view_assets", "patch_grid", "read_weights_figure"]

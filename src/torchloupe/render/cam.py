@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .plain import figure_class
 from ..errors import require
 from .image import overlay
 
@@ -48,7 +49,7 @@ def _to_hwc(img: Tensor) -> np.ndarray:
 def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | None = None, cmap: str = "jet",
              alpha: float = 0.5, size: float = 2.4):
     """One row of panels: each sample's map over its image (or the map alone)."""
-    Figure = require("matplotlib.figure", "render").Figure
+    Figure = figure_class()  # strings drawn without mathtext
 
     from ..cam import title_of
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from .image import to_rgb
+from .plain import figure_class
 from ..errors import InputShapeError, UsageError, require
 
 __all__ = [
@@ -37,7 +38,7 @@ def new_figure(width: float, height: float, dpi: int = 100, layout: str | None =
     ``layout=None`` skips the (slow) constrained layout for figures placed by hand.
     """
     FigureCanvasAgg = require("matplotlib.backends.backend_agg", "render").FigureCanvasAgg
-    Figure = require("matplotlib.figure", "render").Figure
+    Figure = figure_class()  # strings drawn without mathtext
 
     fig = Figure(figsize=(width, height), dpi=dpi, layout=layout)
     FigureCanvasAgg(fig)

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .plain import figure_class
 from ..errors import require
 
-Figure = require("matplotlib.figure", "render").Figure
+Figure = figure_class()  # strings drawn without mathtext
 _patches = require("matplotlib.patches", "render")
 FancyArrowPatch, FancyBboxPatch = _patches.FancyArrowPatch, _patches.FancyBboxPatch
 

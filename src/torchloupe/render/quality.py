@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..cam import METHODS, title_of
+from .plain import figure_class
 from ..errors import require
 from ..evaluate.perturbation import CurveResult
 from ..evaluate.randomization import RandomizationResult
 
-Figure = require("matplotlib.figure", "render").Figure
+Figure = figure_class()  # strings drawn without mathtext
 
 _STYLE = {"linewidth": 1.8}
 

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
+from .plain import figure_class
 from ..errors import require
 
-Figure = require("matplotlib.figure", "render").Figure
+Figure = figure_class()  # strings drawn without mathtext
 
 __all__ = ["states_figure", "saturation_figure", "units_figure"]
 

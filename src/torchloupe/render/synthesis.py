@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from .plain import figure_class
 from ..errors import require
 
 __all__ = ["units_figure", "curves_figure", "to_display"]
@@ -81,7 +82,7 @@ def _unit_label(result, i: int) -> tuple[str, bool]:
 
 def _units_grid(result, title: str | None, max_cols: int = 6, channels_first: bool = False):
     """Synthesized images alone (no exemplars to pair with): a compact grid, labels above each."""
-    Figure = require("matplotlib.figure", "render").Figure
+    Figure = figure_class()  # strings drawn without mathtext
 
     n = result.images.shape[0]
     cols = max(1, min(n, max_cols))
@@ -114,7 +115,7 @@ def units_figure(result, exemplars=None, k: int = 5, title: str | None = None, c
     in red) and, when ``exemplars`` covers its channel, the top-``k`` exemplar crops with values.
     ``channels_first``: sequence inputs are ``(C, L)`` (a Conv1d's), drawn as channels x steps;
     else ``(T, F)``."""
-    Figure = require("matplotlib.figure", "render").Figure
+    Figure = figure_class()  # strings drawn without mathtext
 
     n = result.images.shape[0]
     ex_rows: dict[int, int] = {}
@@ -161,7 +162,7 @@ def units_figure(result, exemplars=None, k: int = 5, title: str | None = None, c
 
 def curves_figure(result):
     """Objective per image against step."""
-    Figure = require("matplotlib.figure", "render").Figure
+    Figure = figure_class()  # strings drawn without mathtext
 
     curve = result.objective_curve.detach().cpu()
     legend = 0 < curve.shape[1] <= 8
@@ -181,7 +182,7 @@ def curves_figure(result):
 def exemplars_figure(exemplars, rows: int = 8, k: int = 6, dataset_images=None, names=None):
     """Grid: one row per channel, its top-``k`` crops (or full inputs from ``dataset_images``).
     ``names``: ``index -> str`` (e.g. a file name) shown above each sample with its value."""
-    Figure = require("matplotlib.figure", "render").Figure
+    Figure = figure_class()  # strings drawn without mathtext
 
     rows = min(rows, len(exemplars.channels))
     k = min(k, exemplars.k)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .plain import figure_class
 from ..errors import TrackerError, require
 from ..weights.learned import class_similarity, kernel_tensor, pick_steps, template_tensor
 from .colormaps import colorize
@@ -191,7 +192,7 @@ def animate(history, path: str | os.PathLike, what: str = "auto", fps: float = 4
 
 
 def _figure(w: float, h: float):
-    Figure = require("matplotlib.figure", "render").Figure
+    Figure = figure_class()  # strings drawn without mathtext
 
     return Figure(figsize=(w, h), dpi=100, layout="constrained")
 

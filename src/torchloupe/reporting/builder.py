@@ -485,12 +485,9 @@ def report(
     which a notebook shows as the report itself (a sandboxed ``<iframe>``) and whose ``.open()`` opens
     the file in a web browser.
     """
-    from ..inputs import check_input
-    from ..probe import require_module
+    from .preflight import check_report_call
 
-    require_module(model)
-    if isinstance(inputs, torch.Tensor):
-        inputs = check_input(model, inputs)
+    inputs = check_report_call(model, inputs, path)  # model, inputs and path: one line each, before any section
     if labels is not None:
         labels = [str(x) for x in labels]
     subject = Subject(name=name or type(model).__name__, model=model, inputs=inputs, labels=labels, **subject_kwargs)

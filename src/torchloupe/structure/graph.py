@@ -16,6 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import UsageError
+
+
+def check_depth(depth: Any) -> None:
+    """``depth`` of a graph view: ``None`` (fit) or an int of at least 0; else one :class:`UsageError`."""
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
+        raise UsageError(f"depth={depth!r}: expected None (fit the view) or an int of at least 0 (0: the top level)")
+
 
 Shape = tuple[int, ...]
 
@@ -222,18 +230,21 @@ class ModelGraph:
         """A collapsed view (see :func:`torchloupe.render.graph.layout.collapse`)."""
         from ..render.graph.layout import collapse
 
+        check_depth(depth)
         return collapse(self, depth=depth, collapsed=collapsed, expanded=expanded, fold_repeats=fold_repeats)
 
     def summary(self, depth: int | None = None) -> str:
         """A text table: name, type, output shape, params, mult-adds; totals and notes."""
         from ..render.graph.text import summary
 
+        check_depth(depth)
         return summary(self, depth=depth)
 
     def to_dot(self, depth: int | None = None) -> str:
         """Graphviz ``dot`` text (for those who have Graphviz)."""
         from ..render.graph.dot import to_dot
 
+        check_depth(depth)
         return to_dot(self, depth=depth)
 
     def to_svg(self, path=None, depth: int | None = None, edges: str = "orthogonal") -> str:
@@ -244,12 +255,14 @@ class ModelGraph:
         """
         from ..render.graph.svg import to_svg
 
+        check_depth(depth)
         return to_svg(self, path, depth=depth, edges=edges)
 
     def to_html(self, path=None, depth: int | None = None, edges: str = "orthogonal") -> str:
         """One self-contained interactive HTML page; written to ``path`` if given."""
         from ..render.graph.html import to_html
 
+        check_depth(depth)
         return to_html(self, path, depth=depth, edges=edges)
 
     def _repr_html_(self) -> str:

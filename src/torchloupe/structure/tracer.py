@@ -543,6 +543,26 @@ def trace(model: nn.Module, *inputs: Any, expand: Sequence[str] = (), **kwargs: 
     return record(model, inputs, kwargs, expand=expand)[0]
 
 
+def _check_expand(model: nn.Module, expand: set) -> None:
+    """Every ``expand`` entry names a module of ``model`` or the class of one of its modules; else one
+    line naming the closest names (a typo would silently expand nothing)."""
+    import difflib
+
+    from ..errors import LayerNotFoundError
+
+    names = {n for n, _ in model.named_modules() if n}
+    classes = {type(m).__name__ for m in model.modules()}
+    for e in sorted(expand, key=str):
+        if not isinstance(e, str):
+            raise LayerNotFoundError(f"expand entry {e!r} ({type(e).__name__}) is not a module name or class name", e)
+        if e in names or e in classes:
+            continue
+        close = difflib.get_close_matches(e, sorted(names | classes), n=3, cutoff=0.5)
+        hint = f"; closest: {', '.join(map(repr, close))}" if close else ""
+        raise LayerNotFoundError(f"expand {e!r} is neither a module nor a module class of {type(model).__name__}"
+                                 f"{hint}", e, tuple(close))
+
+
 def record(model: nn.Module, inputs: tuple, kwargs: dict | None = None, expand: Sequence[str] = (),
            keep_values: bool = False) -> tuple[ModelGraph, dict[int, Tensor]]:
     """:func:`trace` with the model's inputs as a tuple and keyword dict (no name clash with ``expand``).
@@ -553,6 +573,7 @@ def record(model: nn.Module, inputs: tuple, kwargs: dict | None = None, expand: 
     probe.require_module(model, "the model to trace")
     kwargs = kwargs or {}
     expand_set = {expand} if isinstance(expand, str) else set(expand)
+    _check_expand(model, expand_set)
     rec = _Recorder(model, expand_set, keep_values)
     named_inputs = _input_names(model, inputs, kwargs)
     for key, value in named_inputs:

@@ -32,6 +32,7 @@ from .. import distributed as D
 from ..data import warn_skipped
 from ..errors import ChannelError, InputError, TorchLoupeError, UsageError
 from ..inputs import Inputs, check_finite, check_input
+from .._limits import check_memory, tensor_bytes
 from ..layers import Layout, find_layers, layout_of
 from ..probe import hooks, intercept, require_module, session
 
@@ -518,6 +519,12 @@ def exemplars(
 
 def _empty(c: int, k: int, a: Tensor, x: Any, spatial: int, rf: _Field | None, want_crops: bool) -> _State:
     dev = a.device
+    per = 4 + 4 + 8 + 8 * spatial  # score, value, index, location of one (channel, rank)
+    if want_crops:
+        per += 16 * len(rf.size) + tensor_bytes((x.shape[1], *[min(r, i) for r, i in zip(rf.size, x.shape[2:])]),
+                                                x.dtype)
+    check_memory(c * k * per * 2, f"exemplars with k={k} for {c} channels", device=dev,  # the state and a merge
+                 hint="use a smaller k, fewer channels (channels=...) or crops=False")
     loc = torch.zeros(c, k, spatial, dtype=torch.long, device=dev) if spatial > 0 else None
     boxes = crops_ = None
     if want_crops:

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
                    help="dtype of the generated inputs (int64: token ids in [0, 100))")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--format", default="html,svg,txt", help=f"comma-separated, any of: {', '.join(FORMATS)}")
-    p.add_argument("--depth", type=int, default=None, help="collapse containers below this depth (default: fit)")
+    p.add_argument("--depth", type=_depth, default=None, help="collapse containers below this depth (default: fit)")
     p.add_argument("--edges", default="orthogonal", choices=("orthogonal", "straight", "curved"),
                    help="how edges are drawn in html and svg (default: orthogonal)")
     p.add_argument("--expand", action="append", default=[], metavar="NAME",
@@ -43,6 +43,17 @@ def register(subparsers) -> None:
     add_progress_argument(p)
     add_device_arguments(p)
     p.set_defaults(func=run)
+
+
+def _depth(text: str) -> int:
+    """argparse type of --depth: an int of at least 0 (argparse makes the error one line, exit 2)."""
+    try:
+        depth = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected a depth of at least 0") from None
+    if depth < 0:
+        raise argparse.ArgumentTypeError(f"{depth} is negative; expected a depth of at least 0 (0: the top level)")
+    return depth
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -66,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
     from ...inputs import Inputs
 
     shapes = [_shape(s) for s in args.input_shape] if args.input_shape else []
+    if shapes:  # generated inputs and one traced forward over them: refused in one line when they cannot fit
+        from ..._limits import check_memory, tensor_bytes
+
+        dtype = getattr(torch, args.input_dtype)
+        check_memory(sum(tensor_bytes(s, dtype) for s in shapes) * 4,
+                     f"--input-shape {' '.join(','.join(map(str, s)) for s in shapes)}", hint="use a smaller shape")
     output_folder(args.out, "--out", into="the graph")
     device = resolve_device(args)  # a device this machine lacks: one line, before loading the model
     model = place_model(args, load_model_from(args, meta_ok=True), device)  # a meta model stays on meta

@@ -83,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
     from ...synthesis import maximize
 
     out = output_file(args.out, "--out")  # before any of the work
+    if args.shape:  # a shape that cannot fit: one line before the model is even loaded
+        from ...synthesis.maximize import check_synthesis_size
+
+        check_synthesis_size(len(expand(args.objectives)), args.shape)
+    if out is not None and out.suffix.lower() != ".png":
+        raise UsageError(f"--out '{out}' does not end in .png; the images are written as one PNG (e.g. --out units.png)")
     device = resolve_device(args)  # a device this machine lacks: one line, before loading the model
     torch.manual_seed(args.seed)  # model construction (random init) is the only global draw
     model = place_model(args, load_model_from(args), device)
