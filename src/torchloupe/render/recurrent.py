@@ -8,13 +8,14 @@ from collections.abc import Mapping
 from torch import Tensor
 
 from ..errors import require
+from .colormaps import SIGNED
 
 Figure = require("matplotlib.figure", "render").Figure
 
 __all__ = ["states_figure", "saturation_figure", "units_figure"]
 
 
-def _heat(ax, m: Tensor, title: str, cmap: str = "RdBu_r") -> None:
+def _heat(ax, m: Tensor, title: str, cmap: str = SIGNED) -> None:
     m = m.detach().float().cpu()
     lim = float(m.abs().max()) or 1.0
     im = ax.imshow(m.T.numpy(), aspect="auto", cmap=cmap, vmin=-lim, vmax=lim, interpolation="nearest")
@@ -61,7 +62,7 @@ def saturation_figure(sat: Mapping[str, Tensor], layer: int = -1, direction: int
         ax.set_title(g, fontsize=9)
         ax.set_xlabel("fraction left-saturated", fontsize=8)
         ax.set_ylabel("fraction right-saturated", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
     fig.suptitle("gate saturation: one point per unit", fontsize=9)
     return fig
 
