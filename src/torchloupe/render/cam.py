@@ -12,13 +12,12 @@ import torch
 from torch import Tensor
 
 from ..errors import require
+from .colormaps import CAM
+from .figures import PAGE_WIDTH  # widest a grid is drawn: the report's column less a margin
 from .image import overlay
 
 __all__ = ["overlay", "plot_cam", "method_grid", "saliency_image", "plot_saliency"]
 
-#: Widest a grid is drawn, in inches at 100 dpi: the report's column (1,260 px) less a margin, so a
-#: figure shows at the size it was drawn for and its 9 pt labels stay 12 px on the page.
-PAGE_WIDTH = 12.4
 
 CAM_SCALE = "relevance (each map scaled to 0-1)"
 SALIENCY_SCALE = "gradient / 99th pct of |gradient|"
@@ -45,7 +44,7 @@ def _to_hwc(img: Tensor) -> np.ndarray:
     return np.clip(a, 0, 1)
 
 
-def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | None = None, cmap: str = "jet",
+def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | None = None, cmap: str = CAM,
              alpha: float = 0.5, size: float = 2.4):
     """One row of panels: each sample's map over its image (or the map alone)."""
     Figure = require("matplotlib.figure", "render").Figure
@@ -77,7 +76,7 @@ def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | No
 
 
 def method_grid(results: Mapping[str, object], images: Tensor, *, row_titles: Sequence[str] | None = None,
-                cmap: str = "jet", alpha: float = 0.5, size: float = 1.9):
+                cmap: str = CAM, alpha: float = 0.5, size: float = 1.9):
     """Rows = samples, columns = the image then one overlay per method (``{title: CAMResult}``)."""
 
     names = list(results)
