@@ -540,3 +540,10 @@ def test_figure_file_sizes_stay_small():
         fig = FIGURES[name][0]()
         dpi = min(float(fig.dpi), MAX_WIDTH / fig.get_figwidth())
         assert len(figure_to_png(fig, dpi=dpi)) < 400_000, name
+
+
+def test_provenance_leaves_no_blank_column():
+    """Branches of 4 channels each: 4 columns (not the 8 asked for), every tile a channel."""
+    fig = f_fusion_provenance()
+    boxes = fig.axes[0].tile_boxes
+    assert len({x for _, x, _, _ in boxes}) == 4 and len(boxes) == 8

@@ -188,11 +188,13 @@ def grid_figure(
     vmax: float | None = None,
     colorbar: bool = False,
     fontsize: float = 8,
+    colorbar_label: str | None = None,
 ) -> Any:
     """A grid of images with a title each.
 
     ``images``: ``(N, 3, H, W)`` RGB in [0, 1], or ``(N, H, W)`` / ``(N, 1, H, W)`` scalar
-    maps drawn with ``cmap`` (shared ``vmin``/``vmax`` when given; ``colorbar`` adds one).
+    maps drawn with ``cmap`` (shared ``vmin``/``vmax`` when given; ``colorbar`` adds one, titled
+    ``colorbar_label``).
     """
     n = int(images.shape[0])
     if n == 0:
@@ -234,6 +236,7 @@ def grid_figure(
         suptitle=suptitle,
         suptitle_size=fontsize + 2,
         colorbar=mappable,
+        colorbar_label=colorbar_label if mappable is not None else None,
     )
 
 
@@ -533,7 +536,8 @@ def class_template_figure(
                                     row_labels=names)
     if t.dim() == 4 and t.shape[1] == 3:
         scale = t.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-        return grid_figure(t / (2 * scale) + 0.5, names, ncols=ncols or min(k, 10), suptitle=title or "class templates")
+        return grid_figure(t / (2 * scale) + 0.5, names, ncols=ncols or min(k, 10),
+                           suptitle=(title or "class templates") + " (each on its own scale, mid-gray = 0)")
     if t.dim() == 4 and t.shape[1] == 1:
         t = t[:, 0]
     if t.dim() != 3:
@@ -547,6 +551,7 @@ def class_template_figure(
         vmin=-v,
         vmax=v,
         colorbar=True,
+        colorbar_label="weight",
         suptitle=title or "class templates (red: evidence for the class, blue: against)",
         tile=1.1,
     )

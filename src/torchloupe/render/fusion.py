@@ -179,6 +179,7 @@ def provenance_figure(fused: Tensor, ranges: Mapping[str, tuple[int, int]], per_
     lo = 0.0 if float(fused.min()) >= 0 else -top
     k = max(1, -(-48 // max(fused.shape[-2:])))  # enlarge small maps first so the frame stays thin
     blank = torch.ones(3, fused.shape[-2] * k, fused.shape[-1] * k)
+    per_branch = max(1, min(per_branch, max(e - s for s, e in ranges.values())))  # no column left blank
     tiles, titles = [], []
     for bi, b in enumerate(branches):
         s, e = ranges[b]
@@ -221,7 +222,7 @@ def cka_figure(result, title: str = "linear CKA (similarity, not contribution)")
         for j in range(k):
             ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=8,
                     color="black" if mat[i, j] > 0.5 else "white")
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="linear CKA")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -22,7 +22,7 @@ def _heat(ax, m: Tensor, title: str, cmap: str = SIGNED) -> None:
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("time step")
     ax.set_ylabel("unit")
-    ax.figure.colorbar(im, ax=ax, shrink=0.85)
+    ax.figure.colorbar(im, ax=ax, shrink=0.85, label="state (0 = white)")
 
 
 def states_figure(tr, sample: int = 0, layer: int = -1, direction: int = 0, max_units: int = 64, signal: Tensor | None = None) -> Figure:
