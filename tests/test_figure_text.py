@@ -66,7 +66,8 @@ def colour_bars(fig) -> list:
 
 
 def scalar_images(fig) -> list:
-    """Images and meshes drawn from scalar values through a colormap (not RGB pictures), colour bars excluded."""
+    """Images and meshes drawn from scalar values through a colormap, colour bars excluded; neither RGB
+    pictures nor gray pictures of a one-channel input (``gray`` over the input's range [0, 1])."""
     from matplotlib.collections import QuadMesh
     from matplotlib.image import AxesImage
 
@@ -77,7 +78,8 @@ def scalar_images(fig) -> list:
         for im in ax.get_children():
             if isinstance(im, (AxesImage, QuadMesh)) and im.get_visible():
                 a = im.get_array()
-                if a is not None and a.ndim == 2 if isinstance(im, AxesImage) else a is not None:
+                picture = im.get_cmap().name == "gray" and tuple(im.get_clim()) == (0.0, 1.0)
+                if a is not None and not picture and (a.ndim == 2 or not isinstance(im, AxesImage)):
                     out.append(im)
     return out
 
@@ -208,6 +210,16 @@ def f_units_alone():
 
     res, _ = _synthesis(with_exemplars=False)
     return units_figure(res, None)
+
+
+def f_units_gray():  # digits: one-channel synthesized inputs are pictures, drawn in gray
+    from torchloupe.render.synthesis import units_figure
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    res = tl.synthesis.maximize(model, ["3:0", "3:1", "3:2"], steps=3, input_shape=(1, 8, 8), seed=0,
+                                param="pixel", baseline_samples=4, transforms=None)
+    return units_figure(res)
 
 
 def f_units_sequence():
@@ -444,6 +456,7 @@ FIGURES = {
     "synthesis with exemplars": (f_units_with_exemplars, None),
     "synthesis alone": (f_units_alone, None),
     "synthesis of sequences": (f_units_sequence, cmaps.SIGNED),
+    "synthesis of gray images": (f_units_gray, None),
     "synthesis curves": (f_synthesis_curves, None),
     "exemplars": (f_exemplars, None),
     "exemplars with names": (f_exemplars_named, None),
@@ -508,6 +521,21 @@ def test_the_rule_by_hand(monkeypatch):
         fig.text(5.0, 0.5, "outside the canvas", fontsize=2)
         (text, px), = drawn_texts(fig, monkeypatch)
         assert text == "label" and px == pytest.approx(want)
+
+
+def test_the_heat_map_check_by_hand():
+    """A viridis heat map is found and has no bar until one is added; a gray picture in [0, 1] and an
+    RGB picture are not heat maps."""
+    from torchloupe.render.figures import new_figure
+
+    fig = new_figure(6, 2)
+    a, b, c = fig.subplots(1, 3)
+    im = a.imshow(torch.rand(4, 4).numpy(), cmap=cmaps.MAGNITUDE)
+    b.imshow(torch.rand(4, 4).numpy(), cmap="gray", vmin=0, vmax=1)
+    c.imshow(torch.rand(4, 4, 3).numpy())
+    assert scalar_images(fig) == [im] and colour_bars(fig) == []
+    fig.colorbar(im, ax=a)
+    assert [bar.cmap.name for bar in colour_bars(fig)] == [cmaps.MAGNITUDE] and scalar_images(fig) == [im]
 
 
 def test_feature_map_mosaics_fill_their_grid():
