@@ -18,6 +18,7 @@ pytest.importorskip("matplotlib")
 
 import torchloupe as tl  # noqa: E402
 from torchloupe.render import colormaps as cmaps  # noqa: E402
+from torchloupe.render.figures import PAGE_WIDTH  # noqa: E402
 
 CELL = 1260.0  # the content column at a 1,400 px window
 MAX_WIDTH = 1800.0  # the report's widest rendered figure, in pixels
@@ -539,17 +540,18 @@ def test_the_heat_map_check_by_hand():
 
 
 def test_feature_map_mosaics_fill_their_grid():
-    """Columns are chosen from the tile count and aspect: 13 tiles (12 channels and the input) leave
-    at most one row part-empty, with at most cols - 1 blanks, and no column count leaves more."""
-    for channels in (3, 8, 12, 16):
+    """Columns are chosen from the tile count and aspect: the last row lacks at most max(1, n // 6)
+    tiles, and the grid is wide and short (about 3:1) as the page is. With the input tile: 4 tiles in
+    one row, 9 as 5 + 4, 13 as 7 + 6, 17 as 6 + 6 + 5 (8 columns would leave 7 blanks)."""
+    for channels, (want_cols, want_rows) in ((3, (4, 1)), (8, (5, 2)), (12, (7, 2)), (16, (6, 3))):
         fig = f_feature_maps(channels)
-        ax = fig.axes[0]
-        boxes = ax.tile_boxes
+        boxes = fig.axes[0].tile_boxes
         n = len(boxes)
         cols = len({x for _, x, _, _ in boxes})
         rows = len({y for y, _, _, _ in boxes})
-        assert rows * cols - n < cols, (channels, rows, cols)
-        assert rows * cols - n <= max(1, n // 6), (channels, rows, cols)
+        assert (cols, rows) == (want_cols, want_rows), channels
+        assert rows * cols - n <= max(1, n // 6)
+        assert fig.get_figwidth() <= PAGE_WIDTH + 1e-6
 
 
 def test_colormap_names_are_matplotlib_maps():

@@ -305,16 +305,17 @@ def feature_map_figure(
 
 
 def _full_columns(n: int, aspect: float, widest: int = 8) -> int:
-    """Columns for ``n`` tiles of height/width ``aspect``: the fewest blank cells in the last row, then
-    the grid closest to 2:1 (wide, as the page is), at most ``widest`` columns."""
+    """Columns for ``n`` tiles of height/width ``aspect`` (each cell also holds a two-line title):
+    among the grids whose last row lacks at most ``max(1, n // 6)`` tiles (else the fewest), the one
+    closest to 3:1 (wide and short, as the page is; each blank counts against), at most ``widest``
+    columns. 9 tiles: 5 + 4; 12: 6 + 6; 13: 7 + 6; 16: 8 + 8."""
     if n <= widest:
         return max(1, n)
-
-    def cost(c: int) -> tuple[int, float]:
-        r = math.ceil(n / c)
-        return r * c - n, abs(math.log(c / (r * aspect) / 2.0))
-
-    return min(range(max(2, math.ceil(math.sqrt(n))), widest + 1), key=cost)
+    cell = (aspect * _TILE + 0.42) / (_TILE + 0.1)  # height / width of a tile with its title band
+    options = range(max(2, math.ceil(math.sqrt(n))), widest + 1)
+    blanks = {c: math.ceil(n / c) * c - n for c in options}
+    allowed = [c for c in options if blanks[c] <= max(1, n // 6)] or [min(options, key=blanks.__getitem__)]
+    return min(allowed, key=lambda c: abs(math.log(c / (math.ceil(n / c) * cell) / 3.0)) + 0.15 * blanks[c])
 
 
 def _scale(cmap: str, lo: float, hi: float) -> Any:
