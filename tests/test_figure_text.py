@@ -123,6 +123,12 @@ def f_plot_saliency():
     return tl.render.plot_saliency(x, {"Gradient": g, "Guided backprop": g.relu(), "Deconvnet": -g})
 
 
+def f_plot_saliency_gray():  # one-channel inputs (digits): the signed colormap, white = 0
+    x = _images(2, c=1)
+    g = torch.randn(2, 1, 16, 16)
+    return tl.render.plot_saliency(x, {"Gradient": g, "Guided backprop": g.relu()})
+
+
 def f_sequence_panels():
     g = torch.randn(12, 40)
     from torchloupe.render.figures import sequence_panels_figure
@@ -444,6 +450,7 @@ def f_wl_similarity():
 FIGURES = {
     "cam method grid": (f_method_grid, cmaps.CAM),
     "saliency grid": (f_plot_saliency, "gray"),
+    "saliency grid, one channel": (f_plot_saliency_gray, cmaps.SIGNED),
     "saliency of a sequence": (f_sequence_panels, cmaps.SIGNED),
     "feature maps": (f_feature_maps, cmaps.MAGNITUDE),
     "feature maps, 3 channels": (lambda: f_feature_maps(3), cmaps.MAGNITUDE),
@@ -556,6 +563,19 @@ def test_feature_map_mosaics_fill_their_grid():
         assert (cols, rows) == (want_cols, want_rows), channels
         assert rows * cols - n <= max(1, n // 6)
         assert fig.get_figwidth() <= PAGE_WIDTH + 1e-6
+
+
+def test_one_channel_saliency_in_the_signed_colormap():
+    """+q (the 99th percentile of |g|) and beyond -> the map's red end, -q -> blue, 0 -> its middle."""
+    from torchloupe.render.cam import saliency_image
+    from torchloupe.render.colormaps import colorize
+
+    g = torch.zeros(1, 1, 10, 10)
+    g[0, 0, 0, 0], g[0, 0, 0, 1] = 2.0, -2.0
+    ends = colorize(torch.tensor([[1.0, -1.0, 0.0]]), cmaps.SIGNED, -1, 1)[:, 0]
+    img = saliency_image(g)[0]
+    assert torch.allclose(img[:, 0, 0], ends[:, 0]) and torch.allclose(img[:, 0, 1], ends[:, 1])
+    assert torch.allclose(img[:, 5, 5], ends[:, 2])
 
 
 def test_colormap_names_are_matplotlib_maps():

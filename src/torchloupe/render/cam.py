@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..errors import require
-from .colormaps import CAM
+from .colormaps import CAM, SIGNED
 from .figures import PAGE_WIDTH  # widest a grid is drawn: the report's column less a margin
 from .image import overlay
 
@@ -105,13 +105,16 @@ def _grid(images: Tensor, names: list[str], pics: Mapping[str, Tensor], row_titl
 
 
 def saliency_image(grad: Tensor) -> Tensor:
-    """``(N, C, H, W)`` input gradients -> ``(N, 3, H, W)`` in [0, 1]: each sample centred on 0.5,
-    scaled by its 99th percentile of |value|."""
+    """``(N, C, H, W)`` input gradients -> ``(N, 3, H, W)`` in [0, 1], each sample scaled by its 99th
+    percentile of |value|: a one-channel gradient in the signed colormap (:data:`~.colormaps.SIGNED`,
+    white = 0), several channels as colour (mid-gray = 0)."""
     g = grad.detach().float().cpu()
-    if g.shape[1] == 1:
-        g = g.expand(-1, 3, -1, -1)
     flat = g.reshape(g.shape[0], -1).abs()
     q = torch.quantile(flat, 0.99, dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    if g.shape[1] == 1:
+        from .colormaps import colorize
+
+        return colorize((g / q)[:, 0], SIGNED, -1.0, 1.0)
     return (0.5 + 0.5 * (g / q)).clamp(0, 1)
 
 
@@ -121,4 +124,6 @@ def plot_saliency(images: Tensor, columns: Mapping[str, Tensor], *, row_titles: 
 
     names = list(columns)
     pics = {k: saliency_image(v) for k, v in columns.items()}
-    return _grid(images, names, pics, row_titles, size, _scale("gray", -1.0, 1.0), SALIENCY_SCALE)
+    signed = all(v.shape[1] == 1 for v in columns.values())  # one channel: drawn in SIGNED, else RGB around gray
+    return _grid(images, names, pics, row_titles, size, _scale(SIGNED if signed else "gray", -1.0, 1.0),
+                 SALIENCY_SCALE)
