@@ -13,13 +13,12 @@ from torch import Tensor
 
 from .plain import figure_class
 from ..errors import require
+from .colormaps import CAM, SIGNED
+from .figures import PAGE_WIDTH  # widest a grid is drawn: the report's column less a margin
 from .image import overlay
 
 __all__ = ["overlay", "plot_cam", "method_grid", "saliency_image", "plot_saliency"]
 
-#: Widest a grid is drawn, in inches at 100 dpi: the report's column (1,260 px) less a margin, so a
-#: figure shows at the size it was drawn for and its 9 pt labels stay 12 px on the page.
-PAGE_WIDTH = 12.4
 
 CAM_SCALE = "relevance (each map scaled to 0-1)"
 SALIENCY_SCALE = "gradient / 99th pct of |gradient|"
@@ -46,7 +45,7 @@ def _to_hwc(img: Tensor) -> np.ndarray:
     return np.clip(a, 0, 1)
 
 
-def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | None = None, cmap: str = "jet",
+def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | None = None, cmap: str = CAM,
              alpha: float = 0.5, size: float = 2.4):
     """One row of panels: each sample's map over its image (or the map alone)."""
     Figure = figure_class()  # strings drawn without mathtext
@@ -78,7 +77,7 @@ def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | No
 
 
 def method_grid(results: Mapping[str, object], images: Tensor, *, row_titles: Sequence[str] | None = None,
-                cmap: str = "jet", alpha: float = 0.5, size: float = 1.9):
+                cmap: str = CAM, alpha: float = 0.5, size: float = 1.9):
     """Rows = samples, columns = the image then one overlay per method (``{title: CAMResult}``)."""
 
     names = list(results)
@@ -107,13 +106,16 @@ def _grid(images: Tensor, names: list[str], pics: Mapping[str, Tensor], row_titl
 
 
 def saliency_image(grad: Tensor) -> Tensor:
-    """``(N, C, H, W)`` input gradients -> ``(N, 3, H, W)`` in [0, 1]: each sample centred on 0.5,
-    scaled by its 99th percentile of |value|."""
+    """``(N, C, H, W)`` input gradients -> ``(N, 3, H, W)`` in [0, 1], each sample scaled by its 99th
+    percentile of |value|: a one-channel gradient in the signed colormap (:data:`~.colormaps.SIGNED`,
+    white = 0), several channels as colour (mid-gray = 0)."""
     g = grad.detach().float().cpu()
-    if g.shape[1] == 1:
-        g = g.expand(-1, 3, -1, -1)
     flat = g.reshape(g.shape[0], -1).abs()
     q = torch.quantile(flat, 0.99, dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    if g.shape[1] == 1:
+        from .colormaps import colorize
+
+        return colorize((g / q)[:, 0], SIGNED, -1.0, 1.0)
     return (0.5 + 0.5 * (g / q)).clamp(0, 1)
 
 
@@ -123,4 +125,6 @@ def plot_saliency(images: Tensor, columns: Mapping[str, Tensor], *, row_titles: 
 
     names = list(columns)
     pics = {k: saliency_image(v) for k, v in columns.items()}
-    return _grid(images, names, pics, row_titles, size, _scale("gray", -1.0, 1.0), SALIENCY_SCALE)
+    signed = all(v.shape[1] == 1 for v in columns.values())  # one channel: drawn in SIGNED, else RGB around gray
+    return _grid(images, names, pics, row_titles, size, _scale(SIGNED if signed else "gray", -1.0, 1.0),
+                 SALIENCY_SCALE)

@@ -70,8 +70,8 @@ def curves_figure(deletion: Mapping[str, CurveResult], insertion: Mapping[str, C
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), title="method (mean AUC)",
-                  title_fontsize=7, frameon=False)
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), title="method (mean AUC)",
+                  title_fontsize=8, frameon=False)
     return fig
 
 
@@ -96,7 +96,7 @@ def randomization_figure(results: Mapping[str, RandomizationResult]) -> Figure:
     if labels:
         ax.set_xlim(-0.3, len(labels) + 0.75)
         ax.set_xticks(range(len(labels) + 1))
-        ax.set_xticklabels(["trained"] + [f"+ {lab}" for lab in labels], rotation=35, ha="right", fontsize=7)
+        ax.set_xticklabels(["trained"] + [f"+ {lab}" for lab in labels], rotation=35, ha="right", fontsize=8)
         ax.axhline(next(iter(results.values())).threshold, color="0.4", linestyle=":", linewidth=1)
     ax.set_ylabel("rank correlation\nwith the trained map")
     ax.set_title("Sanity check: layers re-initialised from the output down (cumulative); lines: the mean over images,\n"
@@ -105,5 +105,5 @@ def randomization_figure(results: Mapping[str, RandomizationResult]) -> Figure:
     low = min([min(y) for y in ys.values()] + [float(r.similarity.min()) for r in results.values()], default=0.0)
     ax.set_ylim(min(-0.35, low - 0.08), 1.05)  # every line stays inside the axes
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig

@@ -29,7 +29,8 @@ from torch import Tensor
 from .plain import figure_class
 from ..errors import TrackerError, require
 from ..weights.learned import class_similarity, kernel_tensor, pick_steps, template_tensor
-from .colormaps import colorize
+from .colormaps import MAGNITUDE, SIGNED, colorize
+from .figures import PAGE_WIDTH
 
 __all__ = [
     "plot_norms",
@@ -59,7 +60,7 @@ def _as_images(t: Tensor) -> Tensor:
 
 
 #: The one colormap of signed weights, in still figures and animations alike (blue < 0 < red).
-DIVERGING = "RdBu_r"
+DIVERGING = SIGNED
 
 
 def _diverging(x: Tensor) -> Tensor:
@@ -228,7 +229,7 @@ def plot_norms(history, names: Sequence[str] | None = None):
     positive = norms[norms > 0]
     if positive.numel() and float(positive.max() / positive.min()) <= 30:  # a decade or so: label minor ticks too
         ax_n.yaxis.set_minor_formatter(plain)
-        ax_n.tick_params(axis="y", which="minor", labelsize=7)
+        ax_n.tick_params(axis="y", which="minor", labelsize=8)
     ax_n.set_title("weight norm ‖W‖")
     ratios = history.stats[1:, :, 5]
     if bool(((ratios > 0) & ratios.isfinite()).any()):
@@ -241,7 +242,7 @@ def plot_norms(history, names: Sequence[str] | None = None):
     for ax in (ax_n, ax_r):
         ax.set_xlabel("step")
         ax.grid(True, which="major", alpha=0.3)
-    ax_r.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax_r.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig
 
 
@@ -261,7 +262,7 @@ def plot_histograms(history, name: str | None = None, rows: int = 96):
     ax = fig.subplots()
     steps = history.steps.numpy()
     x_edges = np.concatenate([steps, [steps[-1] + max(1, history.every)]]) if len(steps) else np.array([0, 1])
-    mesh = ax.pcolormesh(x_edges, grid, np.log1p(heat), cmap="magma", shading="flat")
+    mesh = ax.pcolormesh(x_edges, grid, np.log1p(heat), cmap=MAGNITUDE, shading="flat")
     fig.colorbar(mesh, ax=ax, label="log(1 + count)")
     ax.set_xlabel("step")
     ax.set_ylabel("weight value")
@@ -317,7 +318,7 @@ def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence
             ax.set_title(f"{head} at step {snap_steps[i]}", fontsize=9)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("class")
-            ax.set_yticks(range(w.shape[0]), [_label(labels, c) for c in range(w.shape[0])], fontsize=7)
+            ax.set_yticks(range(w.shape[0]), [_label(labels, c) for c in range(w.shape[0])], fontsize=8)
         fig.colorbar(im, ax=list(axes), shrink=0.8)
         return fig
     _, what = first
@@ -332,7 +333,8 @@ def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence
     title = "effective input-space templates (W_L···W_1)" if what == "effective" else "class templates (head rows)"
     return mosaic_figure(tiles, None, n_cls, tile_w=1.0, tile_h=1.0, title_h=0.08, fontsize=9, suptitle=title,
                           col_titles=[_label(labels, c) for c in range(n_cls)],
-                          row_titles=[f"step {snap_steps[i]}\n±{v:.2g}" for i, v in zip(idx, scales)])
+                          row_titles=[f"step {snap_steps[i]}\n±{v:.2g}" for i, v in zip(idx, scales)],
+                          **_row_scale_bar())
 
 
 def plot_kernels(history, steps: Sequence[int] | None = None, max_kernels: int = 16):
@@ -358,7 +360,18 @@ def plot_kernels(history, steps: Sequence[int] | None = None, max_kernels: int =
     return mosaic_figure(tiles, None, n, tile_w=0.65, tile_h=0.65, title_h=0.08, fontsize=8,
                           suptitle=f"{name}: {what} over time",
                           col_titles=[str(c) for c in range(n)] if linear else None,
-                          row_titles=[f"step {snap_steps[i]}\n±{v:.2g}" for i, v in zip(idx, scales)])
+                          row_titles=[f"step {snap_steps[i]}\n±{v:.2g}" for i, v in zip(idx, scales)],
+                          **_row_scale_bar())
+
+
+def _row_scale_bar() -> dict:
+    """The colour bar of a steps x tiles mosaic: blue - white - red from minus to plus each row's own
+    scale (the ±value in its label)."""
+    ScalarMappable = require("matplotlib.cm", "render").ScalarMappable
+    Normalize = require("matplotlib.colors", "render").Normalize
+
+    return {"colorbar": ScalarMappable(Normalize(-1.0, 1.0), DIVERGING), "colorbar_label": "weight / the row's ±scale",
+            "colorbar_ticks": {-1.0: "-1", 0.0: "0", 1.0: "+1"}}
 
 
 def plot_similarity(history, steps: Sequence[int] | None = None, labels: Sequence[str] | None = None):
@@ -372,7 +385,8 @@ def plot_similarity(history, steps: Sequence[int] | None = None, labels: Sequenc
     idx = list(steps) if steps is not None else pick_steps(history)
     k = sim.shape[-1]
     snap_steps = history.snapshot_steps.numpy()
-    fig = _figure(3.3 * len(idx) + 3.6, 3.3)
+    side = min(3.3, (PAGE_WIDTH - 3.6) / max(1, len(idx)))  # the square maps, all within the page column
+    fig = _figure(side * len(idx) + 3.6, 3.3)
     fig.set_layout_engine("compressed")  # plain constrained layout clipped the square maps' row labels
     axes = fig.subplots(1, len(idx) + 1, width_ratios=[1] * len(idx) + [1.3])
     ticks = [_label(labels, c) for c in range(k)]
@@ -381,8 +395,8 @@ def plot_similarity(history, steps: Sequence[int] | None = None, labels: Sequenc
         im = ax.imshow(sim[i].numpy(), cmap=DIVERGING, vmin=-1, vmax=1, interpolation="nearest")
         ax.set_title(f"step {snap_steps[i]}", fontsize=9)
         if k <= 20:  # class names on both axes; the rows' only on the first matrix (they are shared)
-            ax.set_xticks(range(k), ticks, fontsize=8 if short else 6, rotation=0 if short else 90)
-            ax.set_yticks(range(k), ticks if j == 0 else [], fontsize=8 if short else 6)
+            ax.set_xticks(range(k), ticks, fontsize=8, rotation=0 if short else 90)
+            ax.set_yticks(range(k), ticks if j == 0 else [], fontsize=8)
             ax.tick_params(length=2, pad=1)
         else:
             ax.set_xticks([])
@@ -400,6 +414,6 @@ def plot_similarity(history, steps: Sequence[int] | None = None, labels: Sequenc
     ax.set_xlabel("step")
     ax.set_ylabel("cosine similarity")
     ax.set_title("class similarity over time", fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=8, frameon=False)
     ax.grid(True, alpha=0.3)
     return fig
