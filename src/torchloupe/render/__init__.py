@@ -31,6 +31,7 @@ _EXPORTS = {
     # encoding
     "to_png": "png",
     "figure_to_png": "png",
+    "web_image": "png",
     # matplotlib figures
     "new_figure": "figures",
     "grid_figure": "figures",
