@@ -18,12 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 from torch import Tensor, nn
-
-if TYPE_CHECKING:
-    from .context import SubjectContext
 
 
 @dataclass
@@ -53,7 +50,7 @@ class Subject:
     output: Any = None
 
     @property
-    def shared(self) -> "SubjectContext":
+    def shared(self) -> Any:
         """What several sections of this subject use, computed once: the predictions and the CAM
         layer (:class:`~torchloupe.reporting.context.SubjectContext`)."""
         ctx = self.__dict__.get("_shared")
