@@ -40,6 +40,7 @@ _EXPORTS = {
     "sequence_panels_figure": "figures",
     "kernel_figure": "figures",
     "weight_matrix_figure": "figures",
+    "matrix_summary_figure": "figures",
     "class_template_figure": "figures",
     # class activation maps and saliency
     "plot_cam": "cam",

@@ -12,7 +12,7 @@
   function showModel(slug) {
     root.setAttribute("data-show", slug);
     $$(".switcher button").forEach(function (b) {
-      b.setAttribute("aria-pressed", String(b.getAttribute("data-model") === slug));
+      b.setAttribute("aria-pressed", String(b.getAttribute("data-pick") === slug));
     });
     schedule();
   }
@@ -59,6 +59,8 @@
     var big = box.querySelector("img"), b = box.querySelector(".lb-size");
     var fit = big.classList.toggle("fit");
     b.textContent = fit ? "Actual size" : "Fit to window";
+    var w = big.naturalWidth, small = w > 0 && w < 400;  // small images fit enlarged, pixels crisp
+    big.style.width = fit && small ? Math.min(4 * w, window.innerWidth * 0.9) + "px" : "";
   }
 
   // --- animations: a still first frame and a play / pause toggle -----------------------------
@@ -75,7 +77,7 @@
     var t = e.target;
     if (!(t instanceof Element)) { return; }
     var b = t.closest(".switcher button");
-    if (b) { showModel(b.getAttribute("data-model")); return; }
+    if (b) { showModel(b.getAttribute("data-pick")); return; }
     if (t.closest(".play")) { togglePlay(t.closest(".play")); return; }
     if (t.closest("#lightbox")) {
       if (t.closest(".lb-size")) { toggleSize(); return; }
@@ -122,7 +124,7 @@
     if (a) { a.classList.add("active"); keepVisible(a); }
     marked[kind] = a;
   }
-  function visible(el) { return el.offsetParent !== null || el.getClientRects().length > 0; }
+  function visible(el) { return el.checkVisibility ? el.checkVisibility() : el.getClientRects().length > 0; }
   // The reading position: the last section (and model entry in it) whose top has passed a line a
   // quarter down the window; at the end of the page, where short sections never reach that line,
   // the section a contents link just went to, or else the last one whose top is in the window.

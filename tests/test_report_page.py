@@ -1,0 +1,243 @@
+"""The report page as a reader uses it, in a real headless Chromium: the summary's links, the model
+switcher, collapsing sections, the lightbox dialog, animations, shared scripts, size and length.
+
+Needs /usr/bin/chromium and chromedriver (``make browser``); a missing browser fails, as in
+tests/test_browser.py.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+import torch
+
+from tests import report_fixtures as fx
+from tests.test_browser import chrome_driver
+from torchloupe.reporting import Figure, Finding, Html, Image, Section, Subject, Text, available_sections, build_report
+
+pytestmark = pytest.mark.browser
+
+# A block script as the graph and token views write theirs: it finds its root through
+# document.currentScript and counts its runs there.
+COUNTER = ("<div class='counted' data-runs='0'><script>(function(){var r = document.currentScript.parentElement;"
+           "r.setAttribute('data-runs', String(+r.getAttribute('data-runs') + 1));})();</script>"
+           "<style>.counted{min-height:40px}</style></div>")
+
+
+def _figure(title: str):
+    from matplotlib.figure import Figure as MplFigure
+
+    fig = MplFigure(figsize=(3, 2), dpi=100)
+    ax = fig.add_subplot()
+    ax.plot([0, 1, 4, 9])
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    return fig
+
+
+def gif_bytes() -> bytes:
+    """Three frames of different colours (a GIF of identical frames is saved as one frame)."""
+    import io
+
+    from PIL import Image as PILImage
+
+    frames = [PILImage.new("RGB", (24, 16), c) for c in ((200, 30, 30), (30, 200, 30), (30, 30, 200))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buf.getvalue()
+
+
+def findings(subject: Subject, options: dict):
+    fig = Figure(_figure(f"curve of {subject.name}"), caption="a curve")
+    return [Text("a paragraph"), fig, Finding(f"{subject.name} rises steadily.", fig),
+            Image(gif_bytes(), mime="image/gif", caption="three frames")]
+
+
+def scripted(subject: Subject, options: dict):
+    return [Html(COUNTER), Html(COUNTER)]
+
+
+def filler(subject: Subject, options: dict):
+    return [Figure(_figure(f"filler {i}"), caption=f"filler {i}") for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    overview = next(s for s in available_sections() if s.key == "overview")
+    secs = [overview,
+            Section("findings", "Findings", "A figure and what to conclude from it.", 30, findings),
+            Section("filler", "Filler", "Room between the sections.", 40, filler),
+            Section("scripted", "Scripted", "Two blocks with the same script.", 50, scripted)]
+    path = tmp_path_factory.mktemp("page") / "report.html"
+    subjects = fx.subjects()
+    subjects[0].name = "first"  # plain names: the hostile ones are tested in test_report.py
+    build_report(subjects, path, sections=secs, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def page(report):
+    driver = chrome_driver(1400, 900)
+    try:
+        driver.get(report.resolve().as_uri())
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _shown(driver, selector: str) -> list[str]:
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]))"
+        ".filter(e => e.checkVisibility()).map(e => e.id || e.getAttribute('data-model'));", selector)
+
+
+def test_page_is_quiet_offline_and_has_unique_ids(page, report):
+    logs = page.get_log("browser")
+    assert [e for e in logs if e.get("level") in ("SEVERE", "ERROR", "WARNING")] == [], logs
+    requests = page.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert [r for r in requests if not r.startswith("data:")] == []
+    ids = page.execute_script("return Array.from(document.querySelectorAll('[id]')).map(e => e.id)")
+    assert len(ids) == len(set(ids))
+    html = report.read_text(encoding="utf-8")
+    assert "<noscript>" in html and html.index('<script>') < html.index("<body>")  # the page script is in <head>
+    first = page.execute_script("return document.querySelector('a[href]').getAttribute('href')")
+    assert first == "#content"  # the skip link is the first stop
+
+
+def test_switcher_shows_one_model_or_all(page):
+    from selenium.webdriver.common.by import By
+
+    assert _shown(page, "article.subject") == ["s-overview--first", "s-findings--first", "s-filler--first",
+                                               "s-scripted--first"]
+    plain = page.find_element(By.CSS_SELECTOR, ".switcher button[data-pick='plain']")
+    plain.click()
+    assert plain.get_attribute("aria-pressed") == "true"
+    assert _shown(page, "article.subject") == ["s-overview--plain", "s-findings--plain", "s-filler--plain",
+                                               "s-scripted--plain"]
+    assert _shown(page, ".sum-model") == ["plain"]
+    page.find_element(By.CSS_SELECTOR, ".switcher button[data-pick='all']").click()
+    assert len(_shown(page, "article.subject")) == 8
+    page.find_element(By.CSS_SELECTOR, ".switcher button[data-pick='first']").click()
+    assert len(_shown(page, "article.subject")) == 4
+
+
+def test_sections_collapse_and_open(page):
+    from selenium.webdriver.common.by import By
+
+    summary = page.find_element(By.CSS_SELECTOR, "#s-filler > details > summary")
+    page.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", summary)
+    high = page.execute_script("return document.getElementById('s-filler').offsetHeight")
+    summary.click()
+    assert page.execute_script("return document.querySelector('#s-filler > details').open") is False
+    low = page.execute_script("return document.getElementById('s-filler').offsetHeight")
+    assert low < 80 < high
+    assert "s-filler--first" not in _shown(page, "article.subject")
+    summary.click()
+    assert "s-filler--first" in _shown(page, "article.subject")
+
+
+def test_summary_links_land_on_their_figures(page):
+    hrefs = page.execute_script("return Array.from(document.querySelectorAll('.summary a')).map(a => a.getAttribute('href'))")
+    # one finding from the overview (its cards) and one from the findings section (its figure), per model
+    assert hrefs == ["#fig-overview--first-1", "#fig-findings--first-1", "#fig-overview--plain-1",
+                     "#fig-findings--plain-1"]
+    page.execute_script("document.querySelector('.switcher button[data-pick=\"all\"]').click()")
+    for href in hrefs:
+        page.execute_script("window.scrollTo(0, 0); document.querySelector(`.summary a[href='${arguments[0]}']`).click()",
+                            href)
+        time.sleep(0.6)  # smooth scrolling
+        top, height, visible = page.execute_script(
+            "const e = document.getElementById(arguments[0]); const r = e.getBoundingClientRect();"
+            "return [r.top, r.height, e.getClientRects().length > 0]", href[1:])
+        assert visible and height > 20 and 0 <= top < 900 - 20, (href, top)
+    # a link to a model the switcher hides shows that model first
+    page.execute_script("document.querySelector('.switcher button[data-pick=\"first\"]').click();"
+                        "document.querySelector('.sum-model[data-model=\"plain\"] a').click()")
+    assert page.execute_script("return document.documentElement.getAttribute('data-show')") == "plain"
+    assert page.execute_script("return document.getElementById('fig-overview--plain-1').getClientRects().length") > 0
+    page.execute_script("document.querySelector('.switcher button[data-pick=\"first\"]').click()")
+    texts = page.execute_script("return Array.from(document.querySelectorAll('#s-findings--first .conclude li'))"
+                                ".map(l => l.textContent)")
+    assert texts == ["first rises steadily. see the figure"]
+
+
+def test_lightbox_is_a_dialog_with_focus_trap_and_full_size(page):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    img = page.find_element(By.CSS_SELECTOR, "#fig-findings--first-1 img")
+    page.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", img)
+    img.send_keys(Keys.ENTER)
+    box = page.find_element(By.ID, "lightbox")
+    assert box.is_displayed() and box.get_attribute("role") == "dialog" and box.get_attribute("aria-modal") == "true"
+    active = "return document.activeElement.className"
+    assert page.execute_script(active) == "lb-close"
+    for _ in range(3):  # Tab stays inside the dialog
+        page.switch_to.active_element.send_keys(Keys.TAB)
+        assert page.execute_script("return document.getElementById('lightbox').contains(document.activeElement)")
+    big = page.execute_script("return [document.querySelector('#lightbox img').naturalWidth, arguments[0].naturalWidth]",
+                              img)
+    assert big[0] == big[1] == 300  # the same pixels as the page's figure
+    page.find_element(By.CSS_SELECTOR, "#lightbox .lb-size").click()
+    assert page.execute_script("return document.querySelector('#lightbox img').getBoundingClientRect().width") == 300
+    assert page.execute_script("return document.querySelector('#lightbox .lb-cap').textContent") == "a curve"
+    page.switch_to.active_element.send_keys(Keys.ESCAPE)
+    assert not box.is_displayed()
+    assert page.execute_script("return document.activeElement === arguments[0]", img)  # focus back on the figure
+    img.click()
+    page.find_element(By.CSS_SELECTOR, "#lightbox .lb-close").click()
+    assert not box.is_displayed()
+
+
+def test_animation_is_still_until_played(page):
+    from selenium.webdriver.common.by import By
+
+    fig = page.find_element(By.CSS_SELECTOR, "#s-findings--first figure:has(.play)")
+    img, button = fig.find_element(By.TAG_NAME, "img"), fig.find_element(By.CSS_SELECTOR, ".play")
+    still = img.get_attribute("src")
+    assert still.startswith("data:image/") and not still.startswith("data:image/gif")
+    page.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", button)
+    button.click()
+    assert img.get_attribute("src").startswith("data:image/gif") and button.get_attribute("aria-pressed") == "true"
+    button.click()
+    assert img.get_attribute("src") == still and button.get_attribute("aria-pressed") == "false"
+
+
+def test_block_scripts_once_in_the_file_run_once_per_block(page, report):
+    html = report.read_text(encoding="utf-8")
+    assert html.count("r.setAttribute('data-runs'") == 1 and html.count(".counted{min-height:40px}") == 1
+    page.execute_script("document.querySelector('.switcher button[data-pick=\"all\"]').click();"
+                        "document.getElementById('s-scripted').scrollIntoView()")
+    time.sleep(0.3)
+    runs = page.execute_script("return Array.from(document.querySelectorAll('.counted')).map(e => e.getAttribute('data-runs'))")
+    assert runs == ["1", "1", "1", "1"]
+    assert page.execute_script("return getComputedStyle(document.querySelector('.counted')).minHeight") == "40px"
+
+
+def test_small_report_size_and_length(report, tmp_path):
+    assert report.stat().st_size < 160_000
+    driver = chrome_driver(1400, 900)
+    try:
+        driver.get(report.resolve().as_uri())
+        screens = driver.execute_script("return document.documentElement.scrollHeight / window.innerHeight")
+        # figures side by side: the three small filler figures share one row at 1400 px
+        tops = driver.execute_script("return Array.from(document.querySelectorAll('#s-filler--first figure'))"
+                                     ".map(f => Math.round(f.getBoundingClientRect().top))")
+    finally:
+        driver.quit()
+    assert len(set(tops)) == 1, tops
+    assert screens < 4.5, screens
+
+
+def test_images_are_webp_and_decoded_lazily(report):
+    html = report.read_text(encoding="utf-8")
+    imgs = re.findall(r"<img [^>]*>", html)
+    assert imgs and all('loading="lazy"' in i and 'decoding="async"' in i for i in imgs)
+    imgs = re.findall(r"<figure[^>]*>\s*<img [^>]*>", html)
+    kinds = {re.search(r'src="data:(image/[a-z+]+)', i).group(1) for i in imgs}
+    assert kinds == {"image/webp"}, kinds
+    # the alt text says what the figure shows, not the caption again
+    alts = re.findall(r'alt="([^"]*)"', html)
+    assert "1 panel (curve of first), axes: step" in alts
