@@ -176,7 +176,10 @@ def _prediction_sentence(p: Tensor, c: Tensor, labels: Any, targets: Tensor | No
     for k in c.tolist():
         counts[_label(labels, int(k))] = counts.get(_label(labels, int(k)), 0) + 1
     picked = sorted(counts.items(), key=lambda kv: -kv[1])
-    listed = ", ".join(f"{name} ({count})" for name, count in picked[:4]) + (", ..." if len(picked) > 4 else "")
+    if len(picked) > 3 and picked[0][1] == 1:  # every input a different class: the count says it
+        listed = f"{len(picked)} different classes"
+    else:
+        listed = ", ".join(f"{name} ({count})" for name, count in picked[:4]) + (", ..." if len(picked) > 4 else "")
     low = int(p.argmin())
     head = (f"Top-1 correct on {int((c == targets).sum())} of {n} inputs" if targets is not None
             else f"Predicts {listed} over {n} input{'s' if n != 1 else ''}")
