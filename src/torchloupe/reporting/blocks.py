@@ -237,8 +237,12 @@ def block_view(block: Any, options: dict | None = None) -> dict[str, Any]:
             for c, cell in enumerate(row):
                 cell["num"] = c < len(numeric_cols) and numeric_cols[c]
         nbytes = sum(len(c["text"]) + 9 for row in rows for c in row)
+        # about 8 px a character at 13.5 px, 24 px of padding a cell: how wide the table lays out
+        chars = [max([len(str(c))] + [len(row[i]["text"]) for row in rows if i < len(row)])
+                 for i, c in enumerate(block.columns)]
+        width = sum(8 * min(n, 60) + 24 for n in chars)
         return {"kind": "table", "columns": [str(c) for c in block.columns], "rows": rows,
-                "caption": block.caption, "numeric": numeric_cols, "bytes": nbytes}
+                "caption": block.caption, "numeric": numeric_cols, "bytes": nbytes, "width": width}
     if isinstance(block, Text):
         return {"kind": "text", "text": str(block.text), "bytes": len(str(block.text))}
     if isinstance(block, Html):

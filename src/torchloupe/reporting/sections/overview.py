@@ -41,6 +41,7 @@ def _shape(x: Any) -> str:
 def _thumbs(images: Tensor, n: int) -> list[tuple[str, tuple[int, int], bool]]:
     """(data URI, (w, h), pixelated) per image; RGB or gray ``(N, C, H, W)`` in [0, 1]."""
     PILImage = require("PIL.Image", "render", package="pillow")
+    from ...render.png import web_image
 
     x = images[:n].detach().float().cpu().clamp(0, 1)
     if x.shape[1] == 1:
@@ -55,8 +56,9 @@ def _thumbs(images: Tensor, n: int) -> list[tuple[str, tuple[int, int], bool]]:
             s = THUMB_PX / max(w, h)
             im = im.resize((max(1, round(w * s)), max(1, round(h * s))), PILImage.LANCZOS)
         buf = io.BytesIO()
-        im.save(buf, format="PNG", optimize=True)
-        out.append((data_uri(buf.getvalue(), "image/png"), im.size, pixelated))
+        im.save(buf, format="PNG")
+        data, mime, _ = web_image(buf.getvalue(), "lineart" if pixelated else "auto")
+        out.append((data_uri(data, mime), im.size, pixelated))
     return out
 
 
