@@ -305,7 +305,8 @@ def build_report(
 ) -> ReportInfo:
     """Run ``sections`` on every subject and write one self-contained HTML file to ``path``.
 
-    ``options`` reaches every section (``quick``, ``seed`` and anything a section documents).
+    ``options`` reaches every section (``quick``, ``seed`` and anything a section documents), with
+    ``report_sections``: the keys of the sections this subject appears in.
     ``jobs``: processes to run the sections in (``"auto"``: one per CPU, at most 4). More than
     one forks this process (Linux only, and not once CUDA is in use: then it runs in order),
     so call it from a script rather than from a process holding locks or open connections;
@@ -368,7 +369,9 @@ def build_report(
         out = []
         for t in groups[g]:
             t0 = time.perf_counter()
-            status, payload = _run_one(chosen[tasks[t][0]], subject, opts)
+            b = tasks[t][1]  # the sections this subject appears in: a section can leave to another what it shows
+            keys = tuple(chosen[a].key for a, bb in tasks if bb == b)
+            status, payload = _run_one(chosen[tasks[t][0]], subject, {**opts, "report_sections": keys})
             out.append((t, (status, payload, time.perf_counter() - t0)))
         return out, load
 
