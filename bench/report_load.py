@@ -4,7 +4,8 @@ Opens a blank page and the report alternately (``--reps`` times each, after one 
 each) in one headless Chromium and compares the medians of the load event
 (``loadEventEnd - startTime`` of the navigation entry), so load from other processes hits
 both alike. Also measures, at 1400 x 900 px: the page height in screens for every model
-shown alone (the model switcher) and for all models, the DOM size, and the file size.
+shown alone (the model switcher) and for all models, the pages it prints to (A4), the DOM size,
+and the file size.
 
 Usage: python bench/report_load.py REPORT.html [--reps 7] [--width 1400] [--height 900]
 Needs selenium and chromedriver (as tests/test_browser.py does).
@@ -49,18 +50,29 @@ def load_times(d, url: str) -> tuple[float, float]:
     return tuple(d.execute_script(_LOAD))
 
 
-def screens(d, url: str) -> dict:
-    """Document height / window height with each model shown alone and with all of them."""
+def printed_pages(d) -> int:
+    """Pages of the page as Chromium prints it (A4, default margins), counted in the PDF."""
+    import base64
+    import re
+
+    pdf = base64.b64decode(d.execute_cdp_cmd("Page.printToPDF", {"paperWidth": 8.27, "paperHeight": 11.69})["data"])
+    return len(re.findall(rb"/Type\s*/Page(?!s)", pdf))
+
+
+def screens(d, url: str, pages: bool = True) -> tuple[dict, dict]:
+    """Document height / window height, and printed pages, with each model shown alone and with all."""
     d.get(url)
     models = d.execute_script("return Array.from(document.querySelectorAll('.switcher button'))"
                               ".map(b => b.getAttribute('data-pick'))")
-    out = {}
+    tall, printed = {}, {}
     for m in models or ["all"]:
         if models:
             d.execute_script("document.querySelector(`.switcher button[data-pick='${arguments[0]}']`).click()", m)
-        out[m] = round(d.execute_script(
+        tall[m] = round(d.execute_script(
             "return document.documentElement.scrollHeight / window.innerHeight"), 1)
-    return out
+        if pages:
+            printed[m] = printed_pages(d)
+    return tall, printed
 
 
 def main(argv=None) -> dict:
@@ -69,6 +81,7 @@ def main(argv=None) -> dict:
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--width", type=int, default=1400)
     p.add_argument("--height", type=int, default=900)
+    p.add_argument("--no-print", action="store_true", help="skip counting printed pages")
     args = p.parse_args(argv)
     report = args.report.resolve()
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,7 +100,7 @@ def main(argv=None) -> dict:
             med = {k: (statistics.median(t[0] for t in v), statistics.median(t[1] for t in v))
                    for k, v in times.items()}
             nodes = d.execute_script("return document.getElementsByTagName('*').length")
-            tall = screens(d, urls["report"])
+            tall, printed = screens(d, urls["report"], pages=not args.no_print)
         finally:
             d.quit()
     result = {
@@ -95,7 +108,8 @@ def main(argv=None) -> dict:
         "blank_load_ms": round(med["blank"][1], 1),
         "report_domcontentloaded_ms": round(med["report"][0], 1), "report_load_ms": round(med["report"][1], 1),
         "load_ratio": round(med["report"][1] / max(med["blank"][1], 1e-3), 1),
-        "dom_nodes": nodes, "screens": tall, "window": [args.width, args.height], "reps": args.reps,
+        "dom_nodes": nodes, "screens": tall, "printed_pages": printed, "window": [args.width, args.height],
+        "reps": args.reps,
     }
     print(json.dumps(result, indent=1))
     return result

@@ -157,10 +157,12 @@
     }
     mark("section", sec && sec.id);
     mark("subject", sub && sub.id);
+    runNear();
   }
   var pending = false;
   function schedule() { if (!pending) { pending = true; window.requestAnimationFrame(update); } }
   window.addEventListener("scroll", schedule, { passive: true });
+  document.addEventListener("toggle", schedule, true);  // a section opened: its blocks may be in view now
   window.addEventListener("wheel", function () { marked.pin = null; }, { passive: true });
   window.addEventListener("keydown", function (e) { if (/Arrow|Page|Home|End| /.test(e.key)) { marked.pin = null; } });
 
@@ -172,17 +174,17 @@
     s.textContent = code.textContent;
     ph.parentNode.replaceChild(s, ph);  // runs now; document.currentScript is s, in the block
   }
-  function startScripts() {
-    var waiting = $$("script[type='text/x-tl-run']");
-    if (!("IntersectionObserver" in window)) { waiting.forEach(run); return; }
-    var io = new IntersectionObserver(function (entries) {
-      entries.forEach(function (en) {
-        if (!en.isIntersecting) { return; }
-        io.unobserve(en.target);
-        $$("script[type='text/x-tl-run']", en.target).forEach(run);
-      });
-    }, { rootMargin: "800px 0px" });
-    waiting.forEach(function (ph) { io.observe(ph.parentElement); });
+  // Checked on every scroll frame (not an IntersectionObserver: a fast scroll past a block, or a
+  // long script holding up frames, would skip it): every waiting block above the bottom of the
+  // window plus a margin runs, those the reader jumped over included.
+  var started = false;
+  function runNear() {
+    if (!started) { return; }
+    var limit = window.innerHeight + 800;
+    $$("script[type='text/x-tl-run']").forEach(function (ph) {
+      var el = ph.parentElement;
+      if (el && visible(el) && el.getBoundingClientRect().top < limit) { run(ph); }
+    });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
@@ -197,7 +199,7 @@
       var el = document.getElementById(location.hash.slice(1));
       if (el) { reveal(el); el.scrollIntoView(); }
     }
-    startScripts();
+    started = true;
     update();
   });
   window.addEventListener("beforeprint", function () {
