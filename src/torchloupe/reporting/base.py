@@ -132,7 +132,7 @@ class Figure:
     ``alt``: what the figure shows, for a reader who cannot see it (not the caption again; the
     default says the figure's size in panels). ``kind``: how its pixels are encoded:
     ``"photo"`` lossy WebP, ``"lineart"`` lossless, ``"auto"`` by content
-    (:func:`torchloupe.render.png.web_image`).
+    (:func:`torchloupe.render.png.web_image`); ``quality``: the lossy quality (None: the page's).
     """
 
     figure: Any
@@ -140,6 +140,7 @@ class Figure:
     format: str = "png"  # or "svg"
     alt: str = ""
     kind: str = "auto"
+    quality: int | None = None
 
 
 @dataclass
@@ -151,6 +152,7 @@ class Image:
     caption: str = ""
     alt: str = ""
     kind: str = "auto"
+    quality: int | None = None
 
 
 @dataclass

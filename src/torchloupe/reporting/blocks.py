@@ -92,7 +92,8 @@ def _svg_size(data: bytes) -> tuple[int, int]:
     return round(float(m.group(1)) * factor), round(float(m.group(3)) * factor)
 
 
-def _image_view(data: bytes, mime: str, caption: str, alt: str, kind: str = "auto") -> dict[str, Any]:
+def _image_view(data: bytes, mime: str, caption: str, alt: str, kind: str = "auto",
+                quality: int | None = None) -> dict[str, Any]:
     from ..render.png import web_image
 
     anim = None
@@ -108,7 +109,7 @@ def _image_view(data: bytes, mime: str, caption: str, alt: str, kind: str = "aut
             anim = data_uri(data, mime)
             data, mime = _first_frame(data), "image/png"
         if mime == "image/png":
-            data, mime, _ = web_image(data, kind)
+            data, mime, _ = web_image(data, kind, quality)
     nbytes = len(data) * 4 // 3 + (len(anim) if anim else 0)
     return {
         "kind": "image",
@@ -205,7 +206,7 @@ def block_view(block: Any, options: dict | None = None) -> dict[str, Any]:
             return _image_view(_figure_svg(block.figure), "image/svg+xml", block.caption, alt)
         if fmt != "png":
             raise UsageError(f"figure format {block.format!r} is not supported; expected 'png' or 'svg'")
-        return _image_view(figure_png(block.figure), "image/png", block.caption, alt, block.kind)
+        return _image_view(figure_png(block.figure), "image/png", block.caption, alt, block.kind, block.quality)
     if isinstance(block, Image):
         mime = block.mime.lower()
         if mime not in ("image/png", "image/gif", "image/svg+xml", "image/jpeg", "image/webp"):
@@ -214,7 +215,7 @@ def block_view(block: Any, options: dict | None = None) -> dict[str, Any]:
         if not alt:
             what = {"image/gif": "animation", "image/svg+xml": "drawing"}.get(mime, "image")
             alt = f"{what}: {block.caption}" if block.caption else what
-        return _image_view(bytes(block.data), mime, block.caption, alt, block.kind)
+        return _image_view(bytes(block.data), mime, block.caption, alt, block.kind, block.quality)
     if isinstance(block, Finding):
         return {"kind": "finding", "text": str(block.text), "ref": None, "bytes": len(str(block.text))}
     if isinstance(block, Details):

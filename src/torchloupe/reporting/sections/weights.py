@@ -112,6 +112,7 @@ def build(subject: Subject, options: dict):
 # A matrix with more cells than a figure has pixels to show them reads as noise: above these
 # sizes it is summarised (a readable crop, row norms, a histogram), the whole matrix on demand.
 _READABLE_ROWS, _READABLE_COLS = 128, 256
+_FULL_QUALITY = 60
 
 
 def _too_large(rows: int, cols: int) -> bool:
@@ -132,8 +133,9 @@ def _matrix_blocks(W, name: str, ylabel: str, xlabel: str, what: str) -> list:
             f"map, a line of the L2 norm of each of the {rows} rows, and a histogram of all {rows * cols:,} values.",
         kind="lineart")
     full = Figure(weight_matrix_figure(W, title=f"{name}: {rows}x{cols}", ylabel=ylabel, xlabel=xlabel),
-                  caption=f"The whole {name} matrix (averaged down where it has more cells than pixels).",
-                  kind="photo")
+                  caption=f"The whole {name} matrix (averaged down where it has more cells than pixels; "
+                          f"WebP at quality {_FULL_QUALITY}: noise-like, it would be the largest image of the page).",
+                  kind="photo", quality=_FULL_QUALITY)
     return [summary, Details(f"Show the whole {rows}x{cols} {name} matrix", [full])]
 
 
