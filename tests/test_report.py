@@ -170,7 +170,7 @@ def test_overview_predictions_hand_computed(built):
                                "\"><img src=x onerror=\"document.title='PWNED'\">66.5%")
     assert cards[1].endswith("zero9.0%")
     # what to conclude, under the cards and in the summary at the top, linked to the cards
-    finding = ("Top-1 correct on 1 of 2 inputs (predicted: zero (1), \"><img src=x onerror=\"document.title='PWNED'\"> (1)); "
+    finding = ("Top-1 correct on 1 of 2 inputs (predicted: zero, \"><img src=x onerror=\"document.title='PWNED'\">); "
                "least confident: input 1, \"><img src=x onerror=\"document.title='PWNED'\"> at 66.5%.")
     assert page.text["div.conclude"][0] == "What to conclude " + finding + " see the figure"
     assert page.text["div.sum-model"][0] == "net <script>document.title='PWNED'</script>Sequential " + finding + " Overview →"

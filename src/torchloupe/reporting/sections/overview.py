@@ -180,6 +180,8 @@ def _prediction_sentence(p: Tensor, c: Tensor, labels: Any, targets: Tensor | No
     picked = sorted(counts.items(), key=lambda kv: -kv[1])
     if len(picked) > 3 and picked[0][1] == 1:  # every input a different class: the count says it
         listed = f"{len(picked)} different classes"
+    elif picked[0][1] == 1:
+        listed = ", ".join(name for name, _ in picked)
     else:
         listed = ", ".join(f"{name} ({count})" for name, count in picked[:4]) + (", ..." if len(picked) > 4 else "")
     low = int(p.argmin())
