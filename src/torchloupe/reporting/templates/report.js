@@ -202,7 +202,27 @@
     started = true;
     update();
   });
+  // Printing: every drawing pane (the graph views pan and zoom inside a window-sized SVG) gets a
+  // viewBox around its whole content, so the page prints the whole graph; restored afterwards.
+  var printed = [];
   window.addEventListener("beforeprint", function () {
-    $$("script[type='text/x-tl-run']").forEach(run);
+    $$(".tl-pane svg").forEach(function (svg) {
+      if (!svg.getBBox) { return; }
+      var bb = svg.getBBox();
+      if (!bb.width || !bb.height) { return; }
+      printed.push([svg, svg.getAttribute("viewBox"), svg.getAttribute("height")]);
+      var g = svg.querySelector("g.viewport, :scope > g[transform]");
+      if (g) { printed.push([g, g.getAttribute("transform")]); g.removeAttribute("transform"); bb = svg.getBBox(); }
+      svg.setAttribute("viewBox", [bb.x - 4, bb.y - 4, bb.width + 8, bb.height + 8].join(" "));
+      svg.removeAttribute("height");
+    });
+  });
+  window.addEventListener("afterprint", function () {
+    printed.forEach(function (p) {
+      if (p.length === 2) { p[0].setAttribute("transform", p[1]); return; }
+      if (p[1] === null) { p[0].removeAttribute("viewBox"); } else { p[0].setAttribute("viewBox", p[1]); }
+      if (p[2] !== null) { p[0].setAttribute("height", p[2]); }
+    });
+    printed = [];
   });
 })();
