@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -281,3 +282,35 @@ def test_print_has_whole_graphs_and_no_controls(report):
                                      ".getAttribute('viewBox')") is None
     finally:
         driver.quit()
+
+
+def test_contents_mark_a_short_last_section_when_its_link_is_followed(page):
+    # The last section is too short to reach the reading line: following its link marks it anyway.
+    page.execute_script("document.querySelector('.switcher button[data-pick=\"first\"]').click();"
+                        "window.scrollTo({top: 0, behavior: 'instant'});"
+                        "document.querySelector('nav.toc a[href=\"#s-scripted\"]').click()")
+    _settle(page)
+    active = page.execute_script("return Array.from(document.querySelectorAll('nav.toc a.active')).map(a => a.getAttribute('href'))")
+    assert active == ["#s-scripted", "#s-scripted--first"]
+
+
+def test_text_contrast_is_wcag_aa():
+    # The colours the page writes small text in, against the backgrounds they sit on (WCAG 2 formula).
+    css = (Path(__file__).parents[1] / "src/torchloupe/reporting/templates/report.css").read_text()
+    var = dict(re.findall(r"--([a-z-]+): (#[0-9a-f]{6})", css))
+
+    def lum(h):
+        c = [int(h[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        c = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in c]
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+
+    def ratio(a, b):
+        hi, lo = sorted((lum(a), lum(b)), reverse=True)
+        return (hi + 0.05) / (lo + 0.05)
+
+    tree = re.search(r"\.tl-tree \.tl-item span \{ color: (#[0-9a-f]{6})", css).group(1)
+    pairs = {"muted on page": (var["muted"], var["bg"]), "muted on card": (var["muted"], var["card"]),
+             "faint on card": (var["faint"], var["card"]), "tree label": (tree, "#ffffff"),
+             "link on soft accent": (var["accent"], var["accent-soft"])}
+    low = {k: round(ratio(*v), 2) for k, v in pairs.items() if ratio(*v) < 4.5}
+    assert low == {}
