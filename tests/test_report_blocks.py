@@ -140,3 +140,13 @@ def test_a_block_that_fails_to_draw_keeps_the_others(tmp_path):
     assert [r.status for r in info.runs] == ["ok"]
     assert "computed: 42" in html and "This figure could not be drawn (broken plot): RuntimeError: the canvas broke" in html
     assert 'id="fig-s--tiny-2"' in html and 'href="#fig-s--tiny-2"' in html  # the finding links to the table
+
+
+def test_feature_map_mosaics_fill_their_rows():
+    from torchloupe.reporting.sections.feature_maps import mosaic_columns
+
+    assert mosaic_columns(13) == 7  # 12 channels and the input: 7 + 6, not 4 + 4 + 4 + 1
+    assert mosaic_columns(17) == 6 and mosaic_columns(8) == 4 and mosaic_columns(3) == 3
+    for n in range(5, 40):  # no choice from 4 to 7 columns leaves fewer empty places
+        c = mosaic_columns(n)
+        assert (-n) % c == min((-n) % k for k in range(4, 8))
