@@ -102,13 +102,14 @@ def test_alt_text_says_what_the_figure_plots():
 
     fig = MplFigure()
     a, b = fig.subplots(1, 2)
+    a.plot([3, 2, 1])
     a.set_title("loss")
     a.set_xlabel("step")
     im = b.imshow(np.zeros((2, 2)))
     b.set_title("weights")
     fig.colorbar(im, ax=b)
     fig.suptitle("training")
-    assert figure_alt(fig) == "training: 2 panels (loss; weights), axes: step, with a colour bar"
+    assert figure_alt(fig) == "training: 1 line plot, 1 image (loss; weights), axes: step, with a colour bar"
 
 
 def _tiny_subject() -> Subject:

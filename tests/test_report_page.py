@@ -255,7 +255,7 @@ def test_images_are_webp_and_decoded_lazily(report):
     assert kinds == {"image/webp"}, kinds
     # the alt text says what the figure shows, not the caption again
     alts = re.findall(r'alt="([^"]*)"', html)
-    assert "1 panel (curve of first), axes: step" in alts
+    assert "1 line plot (curve of first), axes: step" in alts
 
 
 def test_print_has_whole_graphs_and_no_controls(report):

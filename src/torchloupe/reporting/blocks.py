@@ -148,8 +148,15 @@ def figure_alt(fig: Any) -> str:
     titles = [t for t in (ax.get_title() or ax.get_title("left") for ax in axes) if t]
     labels = sorted({lbl for ax in axes for lbl in (ax.get_xlabel(), ax.get_ylabel()) if lbl})
     bars = sum(1 for ax in fig.get_axes() if ax.get_label() == "<colorbar>")
+    if not title and not titles:  # a figure titled in free text (a mosaic's heading)
+        title = "; ".join(t.get_text() for t in fig.texts if t.get_text().strip())[:200]
+    kinds: dict[str, int] = {}
+    for ax in axes:
+        kind = ("image" if ax.images else "bar chart" if ax.patches else "line plot" if ax.lines
+                else "scatter plot" if ax.collections else "panel")
+        kinds[kind] = kinds.get(kind, 0) + 1
     parts = [f"{title}: " if title else ""]
-    parts.append(f"{len(axes)} panel{'s' if len(axes) != 1 else ''}")
+    parts.append(", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in kinds.items()) or "an empty figure")
     if titles:
         shown = titles[:12]
         parts.append(" (" + "; ".join(shown) + ("; ..." if len(titles) > len(shown) else "") + ")")
