@@ -41,7 +41,7 @@ def _tokens(subject: Subject, T: int) -> list[str] | None:
 @register(
     "attention",
     "Attention",
-    "where each layer and head looks, token to token, and how attention composes through the layers",
+    "Where each layer and head looks, token to token, and how attention composes through the layers.",
     70,
     cost=2,
 )

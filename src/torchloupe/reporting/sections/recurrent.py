@@ -20,7 +20,7 @@ _CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 @register(
     "recurrent",
     "Recurrent memory",
-    "hidden and cell states over time, gate saturation, and the units that track a signal",
+    "What a recurrent layer remembers: hidden and cell states over time, gate saturation, and the units that track a signal.",
     75,
     cost=1.5,
 )
