@@ -151,3 +151,18 @@ def test_feature_map_mosaics_fill_their_rows():
     for n in range(5, 40):  # no choice from 4 to 7 columns leaves fewer empty places
         c = mosaic_columns(n)
         assert (-n) % c == min((-n) % k for k in range(4, 8))
+
+
+def test_scripts_inside_details_are_written_once_too(tmp_path):
+    from torchloupe.reporting import Details, Html
+
+    markup = "<div><script>window.ran = (window.ran || 0) + 1;</script></div>"
+
+    def build(subject, options):
+        return [Html(markup), Details("more", [Html(markup)])]
+
+    info = build_report([_tiny_subject()], tmp_path / "r.html", sections=[Section("s", "S", "b", 1, build)],
+                        progress=False)
+    html = info.path.read_text()
+    assert html.count("window.ran = (window.ran || 0) + 1;") == 1
+    assert html.count('<script type="text/x-tl-run"') == 2 and html.count('<script type="text/plain" id="tl-asset-') == 1

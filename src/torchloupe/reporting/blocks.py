@@ -208,12 +208,13 @@ def block_view(block: Any, options: dict | None = None) -> dict[str, Any]:
     """The template's view of one block (raises TypeError for anything that is not a block)."""
     if isinstance(block, Figure):
         fmt = (block.format or "png").lower()
+        if fmt not in ("png", "svg"):
+            raise UsageError(f"figure format {block.format!r} is not supported; expected 'png' or 'svg'")
+        data = _figure_svg(block.figure) if fmt == "svg" else figure_png(block.figure)  # drawn: the alt reads it
         alt = block.alt or figure_alt(block.figure)
         if fmt == "svg":
-            return _image_view(_figure_svg(block.figure), "image/svg+xml", block.caption, alt)
-        if fmt != "png":
-            raise UsageError(f"figure format {block.format!r} is not supported; expected 'png' or 'svg'")
-        return _image_view(figure_png(block.figure), "image/png", block.caption, alt, block.kind, block.quality)
+            return _image_view(data, "image/svg+xml", block.caption, alt)
+        return _image_view(data, "image/png", block.caption, alt, block.kind, block.quality)
     if isinstance(block, Image):
         mime = block.mime.lower()
         if mime not in ("image/png", "image/gif", "image/svg+xml", "image/jpeg", "image/webp"):

@@ -219,6 +219,15 @@ def _views(blocks: list, options: dict) -> list[dict[str, Any]]:
     return views
 
 
+def _collect_assets(views: list[dict[str, Any]], into: dict[str, tuple[str, str]]) -> None:
+    """Move the scripts and styles of the Html views (also inside Details) into ``into``: one copy each."""
+    for v in views:
+        if v["kind"] == "html":
+            into.update(v.pop("assets", {}))
+        elif v["kind"] == "details":
+            _collect_assets(v["blocks"], into)
+
+
 def _umask() -> int:
     """The process umask, read without changing it where Linux reports it (setting it to read it
     would briefly affect files other threads create)."""
@@ -412,9 +421,8 @@ def build_report(
             if status == "ok":
                 item["blocks"] = [v for v in payload if v["kind"] != "finding"]
                 item["findings"] = []
+                _collect_assets(payload, assets)
                 for i, v in enumerate(payload):
-                    if v["kind"] == "html":
-                        assets.update(v.pop("assets", {}))
                     if v["kind"] == "finding":
                         href = item["anchor"]
                         if v["ref"] is not None and payload[v["ref"]]["kind"] != "finding":
