@@ -24,7 +24,8 @@ and what was expected, and are raised before any expensive work.
     ├── TrackerError            (ValueError)    a bad weight-tracker setting or history request
     ├── ParamError              (ValueError)    an unknown or ill-fitting image parameterization
     ├── ObjectiveSpecError      (ValueError)    an objective string that does not parse
-    └── MissingDependencyError  (ImportError)   an optional extra is not installed
+    ├── MissingDependencyError  (ImportError)   an optional extra is not installed
+    └── OutputError             (OSError)       an output file cannot be written (full disk, read-only folder)
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = [
     "TrackerError",
     "ParamError",
     "ObjectiveSpecError",
+    "OutputError",
     "require",
 ]
 
@@ -138,6 +140,15 @@ class ParamError(TorchLoupeError, ValueError):
 
 class ObjectiveSpecError(TorchLoupeError, ValueError):
     """An objective string that does not parse, e.g. ``'layer3:x'``."""
+
+
+class OutputError(TorchLoupeError, OSError):
+    """An output file that cannot be written (full disk, read-only folder, a folder in the way);
+    nothing was left at its path. ``.errno`` is the operating system's error number."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
 
 
 def require(module: str, extra: str, package: str | None = None):

@@ -61,6 +61,18 @@ class FeatureMaps:
         pos = self.order[sample, :k]
         return [int(self.channels[p]) for p in pos]
 
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from .render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from .render.notebook import png_of
+
+        return png_of(self)
+
 
 def arrange(output: Tensor, token_layout: bool | None = None) -> tuple[Tensor, str]:
     """A layer output as ``(N, C, h, w)`` maps and the name of the arrangement used."""

@@ -302,7 +302,7 @@ def expected_input(model: nn.Module) -> str | None:
 
 def check_finite(x: Tensor, name: str = "input") -> Tensor:
     """``x`` unchanged; :class:`NonFiniteInputError` naming the count of NaN / infinite values."""
-    if (x.is_floating_point() or x.is_complex()) and x.numel() and not bool(torch.isfinite(x).all()):
+    if (x.is_floating_point() or x.is_complex()) and x.numel() and not x.is_meta and not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
         kinds = []
         if bool(torch.isnan(x).any()):

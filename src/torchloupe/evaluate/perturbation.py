@@ -39,6 +39,18 @@ class CurveResult:
     def summary(self) -> dict[str, float]:
         return {f"{self.kind}_auc_mean": float(self.auc.mean()) if self.auc.numel() else float("nan")}
 
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import png_of
+
+        return png_of(self)
+
 
 def gaussian_blur(x: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor:
     """Separable Gaussian blur of ``(N, C, H, W)`` with zero padding (the RISE paper's substrate)."""

@@ -67,6 +67,18 @@ class FusionResult:
         """``(B, K)`` shares in branch order."""
         return torch.stack([self.shares[b] for b in self.values], dim=1)
 
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import png_of
+
+        return png_of(self)
+
 
 # ---------------------------------------------------------------------------------------------
 # branches and inputs

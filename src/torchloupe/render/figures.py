@@ -82,13 +82,14 @@ def mosaic_figure(
     col_titles: Sequence[str] | None = None,
     row_titles: Sequence[str] | None = None,
     row_colors: Sequence[Any] | None = None,
+    colorbar_label: str | None = None,
 ) -> Any:
     """Tiles drawn as ONE composed image on one axes (fast: one ``imshow``, no per-tile axes).
 
     ``tiles``: ``(3, H, W)`` RGB in [0, 1] (any sizes: each is resized to the largest with
     nearest neighbours); ``titles`` are drawn as text above their tiles; ``tile_w`` x
     ``tile_h`` inches per tile plus ``title_h`` inches of title band. ``colorbar``: a
-    ``ScalarMappable`` drawn as a colour bar on the right. ``col_titles`` head the columns
+    ``ScalarMappable`` drawn as a colour bar on the right (``colorbar_label`` beside it). ``col_titles`` head the columns
     (above the first row), ``row_titles`` label the rows on the left (rotated; in ``row_colors`` when given).
     """
     import torch.nn.functional as F
@@ -115,7 +116,7 @@ def mosaic_figure(
     bottom = side = 0.06
     left = side + (0.25 * max(1, max((str(t).count("\n") + 1 for t in row_titles), default=1)) if row_titles
                    else 0.0)
-    cbar = 0.8 if colorbar is not None else 0.0
+    cbar = (1.05 if colorbar_label else 0.8) if colorbar is not None else 0.0
     grid_w = cols * (tile_w + 0.1)
     grid_h = rows * (tile_h + title_h)
     width, height = grid_w + left + side + cbar, grid_h + top + bottom
@@ -146,7 +147,10 @@ def mosaic_figure(
     if colorbar is not None:
         cax = fig.add_axes(((grid_w + left + side + 0.05) / width, (bottom + 0.12 * grid_h) / height, 0.14 / width,
                             0.76 * grid_h / height))
-        fig.colorbar(colorbar, cax=cax)
+        bar = fig.colorbar(colorbar, cax=cax)
+        bar.ax.tick_params(labelsize=fontsize)
+        if colorbar_label:
+            bar.set_label(colorbar_label, fontsize=fontsize)
     if suptitle:
         fig.suptitle(suptitle, fontsize=suptitle_size, y=1 - 0.06 / height, va="top")
     return fig

@@ -178,8 +178,9 @@ def curves_figure(result):
     return fig
 
 
-def exemplars_figure(exemplars, rows: int = 8, k: int = 6, dataset_images=None):
-    """Grid: one row per channel, its top-``k`` crops (or full inputs from ``dataset_images``)."""
+def exemplars_figure(exemplars, rows: int = 8, k: int = 6, dataset_images=None, names=None):
+    """Grid: one row per channel, its top-``k`` crops (or full inputs from ``dataset_images``).
+    ``names``: ``index -> str`` (e.g. a file name) shown above each sample with its value."""
     Figure = require("matplotlib.figure", "render").Figure
 
     rows = min(rows, len(exemplars.channels))
@@ -199,7 +200,12 @@ def exemplars_figure(exemplars, rows: int = 8, k: int = 6, dataset_images=None):
                 _show(ax, dataset_images[idx])
             else:
                 ax.axis("off")
-            ax.set_title(f"#{idx}: {float(exemplars.values[r, j]):.3g}", fontsize=7)
+            if names is not None:
+                name = str(names(idx))
+                name = name if len(name) <= 22 else "…" + name[-21:]
+                ax.set_title(f"{name}\n{float(exemplars.values[r, j]):.3g}", fontsize=6)
+            else:
+                ax.set_title(f"#{idx}: {float(exemplars.values[r, j]):.3g}", fontsize=7)
             if j == 0:
                 ax.set_ylabel(f"{exemplars.layer}:{exemplars.channels[r]}", fontsize=7)
     fig.tight_layout()

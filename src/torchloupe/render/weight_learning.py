@@ -28,6 +28,7 @@ from torch import Tensor
 
 from ..errors import TrackerError, require
 from ..weights.learned import class_similarity, kernel_tensor, pick_steps, template_tensor
+from .colormaps import colorize
 
 __all__ = [
     "plot_norms",
@@ -56,20 +57,27 @@ def _as_images(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], 1, 1, -1)
 
 
+#: The one colormap of signed weights, in still figures and animations alike (blue < 0 < red).
+DIVERGING = "RdBu_r"
+
+
 def _diverging(x: Tensor) -> Tensor:
-    """``(N, 1, H, W)`` in [-1, 1] -> ``(N, 3, H, W)`` RGB: blue (neg) - white (0) - red (pos)."""
-    pos, neg = x.clamp(min=0), (-x).clamp(min=0)
-    return torch.cat([1 - neg, 1 - x.abs(), 1 - pos], dim=1).clamp(0, 1)
+    """``(N, 1, H, W)`` in [-1, 1] -> ``(N, 3, H, W)`` RGB in :data:`DIVERGING`: blue (neg) - white (0) - red (pos)."""
+    return colorize(x[:, 0].float(), DIVERGING, -1.0, 1.0)
 
 
-def _tiles(t: Tensor) -> Tensor:
-    """Weights ``(N, *shape)`` -> ``(N, 3, H, W)`` in [0, 1]: gray-level maps diverging around 0,
-    RGB kernels centred at 0.5; one scale per call so tiles compare."""
+def _scaled_tiles(t: Tensor) -> tuple[Tensor, float]:
+    """Weights ``(N, *shape)`` -> ``(N, 3, H, W)`` in [0, 1] and the scale used (max |w|): one-channel
+    maps in :data:`DIVERGING` around 0, RGB kernels centred at 0.5; one scale per call so tiles compare."""
     imgs = _as_images(t.detach().double().cpu())
     scale = imgs.abs().amax().clamp_min(1e-12)
     if imgs.shape[1] == 3:
-        return (0.5 + imgs / (2 * scale)).float().clamp(0, 1)
-    return _diverging(imgs / scale).float()
+        return (0.5 + imgs / (2 * scale)).float().clamp(0, 1), float(scale)
+    return _diverging(imgs / scale).float(), float(scale)
+
+
+def _tiles(t: Tensor) -> Tensor:
+    return _scaled_tiles(t)[0]
 
 
 def _grid(tiles: Tensor, ncol: int, pad: int = 1, value: float = 1.0) -> Tensor:
@@ -89,6 +97,12 @@ def frame_images(history, what: str = "auto", max_tiles: int = 32, min_tile: int
     input-shaped or the model is an MLP, else kernels). Tiles are upscaled (nearest) to at
     least ``min_tile`` pixels.
     """
+    frames, what, _ = _frames(history, what, max_tiles, min_tile)
+    return frames, what
+
+
+def _frames(history, what: str, max_tiles: int, min_tile: int) -> tuple[list[Tensor], str, list[float]]:
+    """:func:`frame_images` with each frame's scale (the max |w| its colours span)."""
     if what not in ("auto", "templates", "kernels"):
         raise TrackerError(f"what={what!r}: expected 'auto', 'templates' or 'kernels'")
     s = len(history.snapshot_steps)
@@ -104,17 +118,18 @@ def frame_images(history, what: str = "auto", max_tiles: int = 32, min_tile: int
             f"nothing to draw as {what!r}: the snapshots ({', '.join(history.snapshots)}) hold neither "
             f"input-shaped class templates nor kernels; pass input_shape= to the tracker or snapshot a conv layer"
         )
-    frames = []
+    frames, scales = [], []
     for i in range(s):
         t = get(i)[:max_tiles]
-        tiles = _tiles(t)
+        tiles, scale = _scaled_tiles(t)
+        scales.append(scale)
         h, w = tiles.shape[-2:]
         k = max(1, math.ceil(min_tile / max(h, w)))
         if k > 1:
             tiles = tiles.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1)
         ncol = min(len(tiles), 10 if what == "templates" else 8)
         frames.append(_grid(tiles, ncol, pad=max(1, k // 2)))
-    return frames, what
+    return frames, what, scales
 
 
 def _label_font(size: int):
@@ -144,20 +159,31 @@ def animate(history, path: str | os.PathLike, what: str = "auto", fps: float = 4
             snapshot_steps=history.snapshot_steps[keep],
             snapshots={k: v[keep] for k, v in history.snapshots.items()},
         )
-    frames, what = frame_images(history, what, **kwargs)
-    font, head = _label_font(14), 20
+    frames, what, scales = _frames(history, what, kwargs.get("max_tiles", 32), kwargs.get("min_tile", 48))
+    font, head = _label_font(14), 40
+    key = (_diverging(torch.linspace(-1, 1, 120).reshape(1, 1, 1, 120))[0].repeat(1, 10, 1) * 255)
+    key = Image.fromarray(key.round().byte().permute(1, 2, 0).numpy(), "RGB")
     images = []
-    for step, f in zip(history.snapshot_steps.tolist(), frames):
+    for step, f, scale in zip(history.snapshot_steps.tolist(), frames, scales):
         arr = (f.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
         body = Image.fromarray(arr, "RGB")
-        canvas = Image.new("RGB", (body.width, body.height + head), "white")
+        canvas = Image.new("RGB", (max(body.width, 330), body.height + head), "white")
         canvas.paste(body, (0, head))
-        ImageDraw.Draw(canvas).text((3, 2), f"{what} at step {step}", fill=(0, 0, 0), font=font)
+        draw = ImageDraw.Draw(canvas)
+        draw.text((3, 2), f"{what} at step {step}", fill=(0, 0, 0), font=font)
+        # the scale of this frame: the colour strip spans -max|w| .. +max|w|
+        draw.text((3, 21), f"-{scale:.2g}", fill=(0, 0, 0), font=font)
+        left = 3 + int(draw.textlength(f"-{scale:.2g}", font=font)) + 5
+        canvas.paste(key, (left, 25))
+        draw.text((left + 125, 21), f"+{scale:.2g}", fill=(0, 0, 0), font=font)
         images.append(canvas)
     path = os.fspath(path)
-    images[0].save(
-        path, save_all=True, append_images=images[1:], duration=max(20, int(1000 / fps)), loop=0, optimize=False
-    )
+    from ..files import atomic_path
+
+    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "GIF")
+    with atomic_path(path) as tmp:  # complete or not at all; a symbolic link there is replaced, not followed
+        images[0].save(tmp, format=fmt, save_all=True, append_images=images[1:], duration=max(20, int(1000 / fps)),
+                       loop=0, optimize=False)
     return path
 
 
@@ -255,7 +281,7 @@ def _row_tiles(imgs: Tensor) -> tuple[list[Tensor], float]:
 
     imgs = imgs.float()
     v = float(torch.quantile(imgs.abs().flatten(), 0.99)) or float(imgs.abs().max()) or 1.0
-    return [(0.5 + img / (2 * v)).clamp(0, 1) if img.shape[0] == 3 else colorize(img[0], "RdBu_r", -v, v)
+    return [(0.5 + img / (2 * v)).clamp(0, 1) if img.shape[0] == 3 else colorize(img[0], DIVERGING, -v, v)
             for img in imgs], v
 
 
@@ -286,7 +312,7 @@ def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence
         v = float(history[head][idx].abs().max()) or 1.0  # one scale for all steps: the colorbar holds for each
         for ax, i in zip(axes, idx):
             w = history[head][i].double().numpy()
-            im = ax.imshow(w, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto", interpolation="nearest")
+            im = ax.imshow(w, cmap=DIVERGING, vmin=-v, vmax=v, aspect="auto", interpolation="nearest")
             ax.set_title(f"{head} at step {snap_steps[i]}", fontsize=9)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("class")
@@ -351,7 +377,7 @@ def plot_similarity(history, steps: Sequence[int] | None = None, labels: Sequenc
     ticks = [_label(labels, c) for c in range(k)]
     short = max((len(t) for t in ticks), default=0) <= 3
     for j, (ax, i) in enumerate(zip(axes[:-1], idx)):
-        im = ax.imshow(sim[i].numpy(), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        im = ax.imshow(sim[i].numpy(), cmap=DIVERGING, vmin=-1, vmax=1, interpolation="nearest")
         ax.set_title(f"step {snap_steps[i]}", fontsize=9)
         if k <= 20:  # class names on both axes; the rows' only on the first matrix (they are shared)
             ax.set_xticks(range(k), ticks, fontsize=8 if short else 6, rotation=0 if short else 90)

@@ -13,11 +13,11 @@ the traceback folded away, and the report goes on.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import re
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Iterable, Sequence
@@ -29,13 +29,16 @@ import torch
 from torch import nn
 
 from .parallel import run_jobs, worker_count
-from ..errors import InputTypeError, UnsupportedModelError, UsageError, require
+from ..errors import InputTypeError, OutputError, UnsupportedModelError, UsageError, require
+from ..files import atomic_write
 from . import base
 from .base import DeferredSubject, NotApplicable, Section, Subject
 from .blocks import block_view
 
 
 DEFAULT_OPTIONS = {"quick": False, "seed": 0}
+#: The largest report file (bytes) :meth:`ReportInfo._repr_html_` inlines into a notebook.
+INLINE_LIMIT = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,32 @@ class ReportInfo:
             lines.append(f"failed: section module {module}: {message}")
         lines.append(f"wrote {self.path} ({_human_size(self.size)})")
         return "\n".join(lines)
+
+    def open(self) -> bool:
+        """Open the report in the default web browser (:func:`webbrowser.open` on its ``file://`` URI);
+        returns what ``webbrowser`` returns (``False`` when no browser could be started)."""
+        import webbrowser
+
+        return webbrowser.open(Path(self.path).resolve().as_uri())
+
+    def _repr_html_(self) -> str:
+        """The report inline in a notebook: the file in a sandboxed ``<iframe srcdoc>`` (scripts run, but
+        not with the notebook's origin), under a line with its path and size. Over
+        :data:`INLINE_LIMIT` bytes, or when the file is gone, the line says so and points to :meth:`open`."""
+        import html
+
+        head = (f'<div style="font:13px sans-serif;margin:2px 0 4px">torchloupe report: '
+                f'{html.escape(str(self.path))} ({_human_size(self.size)}); .open() shows it in a browser</div>')
+        try:
+            size = Path(self.path).stat().st_size
+            text = Path(self.path).read_text(encoding="utf-8") if size <= INLINE_LIMIT else None
+        except OSError as exc:
+            return head + f'<div style="font:12px sans-serif">not shown inline: {html.escape(str(exc))}</div>'
+        if text is None:
+            return head + (f'<div style="font:12px sans-serif">not shown inline: {_human_size(size)} is over the '
+                           f'{_human_size(INLINE_LIMIT)} a notebook output should carry</div>')
+        return head + (f'<iframe srcdoc="{html.escape(text, quote=True)}" sandbox="allow-scripts" '
+                       f'style="width:100%;height:640px;border:1px solid #ccc" title="torchloupe report"></iframe>')
 
 
 def _photo_quality() -> int:
@@ -228,21 +257,6 @@ def _collect_assets(views: list[dict[str, Any]], into: dict[str, tuple[str, str]
             _collect_assets(v["blocks"], into)
 
 
-def _umask() -> int:
-    """The process umask, read without changing it where Linux reports it (setting it to read it
-    would briefly affect files other threads create)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _weight(subject: Subject | DeferredSubject) -> float:
     """How heavy a subject's sections tend to be: log10 of its parameter count plus input size
     (a deferred subject, not loaded yet, counts as heavy: its load is why it was deferred)."""
@@ -303,6 +317,15 @@ def _load(deferred: DeferredSubject) -> Subject:
     return subject
 
 
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (a file name that was not UTF-8, read by Python with
+    ``surrogateescape``) becomes U+FFFD instead of failing the report after all its work."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode("utf-8")
+
+
 def build_report(
     subjects: Sequence[Subject | DeferredSubject] | Subject | DeferredSubject,
     path: str | os.PathLike,
@@ -324,6 +347,7 @@ def build_report(
     """
     tqdm = require("tqdm", "render").tqdm
 
+    from .assets import inline_shared_assets
     from .template import render_html
 
     subjects = _check_subjects(subjects)
@@ -391,14 +415,15 @@ def build_report(
         disable=not progress, dynamic_ncols=True, leave=True,
     )
     try:
-        for g, (done, load) in run_jobs(job, order, workers):
-            for t, result in done:
-                results[tasks[t]] = result
-            a, b = tasks[groups[g][0]]
-            if load is not None:
-                loads[b] = load
-            bar.set_postfix_str(f"{chosen[a].key} · {subjects[b].name}"[:60], refresh=False)
-            bar.update(len(done))
+        with contextlib.closing(run_jobs(job, order, workers)) as finished:  # closed (workers stopped) on any exit
+            for g, (done, load) in finished:
+                for t, result in done:
+                    results[tasks[t]] = result
+                a, b = tasks[groups[g][0]]
+                if load is not None:
+                    loads[b] = load
+                bar.set_postfix_str(f"{chosen[a].key} · {subjects[b].name}"[:60], refresh=False)
+                bar.update(len(done))
     finally:
         bar.close()
     model_names = [type(s.model).__name__ if isinstance(s, Subject) else (loads.get(b, (None,))[0] or "not loaded")
@@ -464,17 +489,13 @@ def build_report(
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         version=__version__,
     )
-    data = html.encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=path.parent)
+    html = inline_shared_assets(html)  # the graph's and the token view's script and style, once
+    data = _utf8(html)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); a report is a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write '{path}': cannot make its folder ({exc.strerror or exc})", exc.errno) from exc
+    atomic_write(path, data)  # complete or not at all; a symbolic link there is replaced, not followed
     total = time.perf_counter() - start
     return ReportInfo(path=path, size=len(data), seconds=total, runs=tuple(runs), import_errors=tuple(import_errors),
                       write_seconds=total - seconds,
@@ -499,7 +520,9 @@ def report(
 
     ``inputs``: a batch ``(N, C, H, W)`` (or a tuple / dict of model inputs); ``labels``:
     class names; further keywords become :class:`Subject` fields (``images``, ``masks``,
-    ``dataset``, ``layers``, ``extras``). ``jobs``: see :func:`build_report`. Returns :class:`ReportInfo`.
+    ``dataset``, ``layers``, ``extras``). ``jobs``: see :func:`build_report`. Returns :class:`ReportInfo`,
+    which a notebook shows as the report itself (a sandboxed ``<iframe>``) and whose ``.open()`` opens
+    the file in a web browser.
     """
     from ..inputs import check_input
     from ..probe import require_module

@@ -525,7 +525,7 @@ def _module_infos(model: nn.Module, rec: _Recorder) -> dict[str, ModuleInfo]:
 def _freeze(model: nn.Module, rec: _Recorder) -> ModelGraph:
     nodes = [Node(**d) for d in rec.nodes]
     for m in merges(nodes):  # the same labelling as torchloupe.fusion.find
-        nodes[m.node] = dataclasses.replace(nodes[m.node], merge="fusion" if m.fusion else "skip", fusion=m.fusion)
+        nodes[m.node] = dataclasses.replace(nodes[m.node], merge=m.merge, fusion=m.fusion, join=m.join)
     edges = [Edge(s, d, tuple(sh), tuple(dt)) for (s, d), (sh, dt) in rec.edges.items()]
     return ModelGraph(nodes=nodes, edges=edges, modules=_module_infos(model, rec), branches=list(rec.branches),
                       model_type=type(model).__name__, module_outputs=dict(rec.module_outputs))
@@ -605,4 +605,7 @@ def _trace_error(model: nn.Module, rec: _Recorder, exc: Exception) -> TraceError
     good = [n for n in partial.nodes if n.kind in ("module", "op") and n.output_shapes][-3:]
     last = ", ".join(f"{n.qualname} -> {n.output_shape}" for n in good) or "none"
     msg = f"{type(model).__name__} raised in {where}: {type(exc).__name__}: {first}; last good nodes: {last}"
+    if "meta tensors" in first:
+        msg += ("; the forward reads tensor values (its path depends on the data), which a model on the meta "
+                "device cannot give: trace it with real weights")
     return TraceError(msg, module=module, partial=partial)

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSampler
 
 from .. import distributed as D
+from ..data import warn_skipped
 from ..errors import ChannelError, InputError, TorchLoupeError, UsageError
 from ..inputs import Inputs, check_finite, check_input
 from ..layers import Layout, find_layers, layout_of
@@ -68,6 +69,18 @@ class ExemplarResult:
 
     def merge(self, *others: "ExemplarResult") -> "ExemplarResult":
         return merge(self, *others)
+
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import png_of
+
+        return png_of(self)
 
 
 # --- ordering -------------------------------------------------------------------------------
@@ -149,9 +162,12 @@ def _inputs(batch: Any) -> Inputs:
 
 
 def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int, world: int
-             ) -> tuple[Iterator[tuple[int, Inputs]], int | None, Any]:
-    """``(global index of first sample, input batch)`` for this rank's batches; their count; and
-    ``(dataset, collate_fn)`` when samples can be fetched again by index (else ``None``)."""
+             ) -> tuple[Iterator[tuple[int, Inputs, Tensor | None]], int | None, Any]:
+    """``(global index of first sample, input batch, dataset indices of its samples or None)`` for
+    this rank's batches; their count; and ``(dataset, collate_fn)`` when samples can be fetched
+    again by index (else ``None``). A collated batch may name its samples' dataset indices in
+    ``batch.indices`` (a collate function that dropped unreadable files:
+    :meth:`torchloupe.data.ImageFiles.collate_fn`, which a dataset given alone brings along)."""
     loader_kw: dict[str, Any] = {}
     dataset = None
     if isinstance(data, DataLoader):
@@ -161,6 +177,8 @@ def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int
             loader_kw = {"collate_fn": data.collate_fn, "num_workers": data.num_workers, "pin_memory": data.pin_memory}
     elif isinstance(data, Dataset) and not isinstance(data, IterableDataset) and hasattr(data, "__len__"):
         dataset = data
+        if callable(getattr(data, "collate_fn", None)):
+            loader_kw = {"collate_fn": data.collate_fn}
     if dataset is not None:
         n = len(dataset)
         end = n if stop is None else min(stop, n)
@@ -169,7 +187,7 @@ def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int
         sampler = [list(range(s, min(s + batch_size, end))) for s in mine]
         loader = DataLoader(dataset, batch_sampler=sampler, generator=torch.Generator(), **loader_kw)
         collate = loader_kw.get("collate_fn") or torch.utils.data.default_collate
-        return ((s, _inputs(b)) for s, b in zip(mine, loader)), len(mine), (dataset, collate)
+        return ((s, _inputs(b), getattr(b, "indices", None)) for s, b in zip(mine, loader)), len(mine), (dataset, collate)
     if isinstance(data, IterableDataset):
         data = DataLoader(data, batch_size=batch_size, generator=torch.Generator())
     if not isinstance(data, Iterable):
@@ -186,7 +204,7 @@ def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int
             if count <= start or j % world != rank:
                 continue
             lo, hi = max(start - first, 0), x.batch_size if stop is None else min(x.batch_size, stop - first)
-            yield first + lo, x.slice(lo, hi)
+            yield first + lo, x.slice(lo, hi), None
 
     return gen(), None, None
 
@@ -347,7 +365,9 @@ def exemplars(
     (``(x, label)``, ``TensorDataset``'s ``(x,)``) has the model input first, and that input is a
     tensor, a tuple of tensors (positional inputs: an item ``((x1, x2), y)`` calls
     ``model(x1, x2)``) or a dict (keyword inputs); a dict item is the keyword inputs themselves
-    (``model(**item)``). Dataset indices count samples in iteration order.
+    (``model(**item)``). Dataset indices count samples in iteration order. Image files from disk
+    (:func:`torchloupe.data.images`): unreadable files are left out, indices stay file indices
+    (``ds.paths[i]``), and one :class:`~torchloupe.data.SkippedFilesWarning` counts them at the end.
     ``reduce``: ``"mean"`` or ``"max"`` over the layer's positions; ``negative``: the samples
     that drive the channel lowest. ``channels``: restrict to these channels.
     The channel axis comes from the layer's :class:`~torchloupe.layers.Layout` (``channel_dim=``
@@ -379,7 +399,7 @@ def exemplars(
     head = next(batches, None)
     if head is not None:
         head[1].get(wrt)  # wrt names an input
-        if head[1].single:
+        if head[1].single and head[1].batch_size:
             check_input(model, head[1].first.to(device), name=f"the data batch at sample {head[0]}")
         batches = itertools.chain([head], batches)
     sign = -1.0 if negative else 1.0
@@ -411,7 +431,7 @@ def exemplars(
         bar = tqdm(total=total, desc=f"exemplars {name}", leave=False)
     with session(model) as run:
         with hooks(forward={module: hook}), torch.no_grad():
-            for first_index, inputs in batches:
+            for first_index, inputs, given_index in batches:
                 inputs = inputs.to(device)
                 n = inputs.batch_size
                 if n == 0:
@@ -461,7 +481,8 @@ def exemplars(
                 vals = flat.mean(-1) if reduce == "mean" else (flat.amin(-1) if negative else flat.amax(-1))
                 vals = vals.T  # (C, n)
                 scores = torch.nan_to_num(vals * sign, nan=-math.inf)
-                idx = (first_index + torch.arange(n, device=a.device)).expand_as(vals)
+                idx = (first_index + torch.arange(n, device=a.device) if given_index is None
+                       else given_index.to(a.device)).expand_as(vals)
                 cand = _State(scores, vals, idx, None, None, None)
                 if state.locations is not None:
                     arg = (flat.argmin(-1) if negative else flat.argmax(-1)).T  # (C, n)
@@ -491,6 +512,7 @@ def exemplars(
     if want_crops and source is not None:
         boxes, crop_t = _crops_by_index(source, result.indices, result.locations, rf, wrt, example.device)
         result = replace(result, boxes=boxes, crops=crop_t.to(example.dtype))
+    warn_skipped(data, use_dist)  # image files that could not be read: the count and the first few, once
     return result
 
 

@@ -17,9 +17,11 @@ from pathlib import Path
 from ...errors import UsageError
 
 MODEL_HELP = (
-    "the model: torchvision:NAME (random init; weights from --weights), path/file.py:factory, "
-    "package.module:factory, hf:DIR (a Hugging Face model folder, offline), or a built-in name "
-    "(efficientnet-lite0, minilm)"
+    "the model: torchvision:NAME (random init; weights from --weights), path/file.py:factory or "
+    "package.module:factory (imports that Python code and calls factory(), which must return an nn.Module: "
+    "this runs your own code), hf:DIR (a Hugging Face model folder, offline; Python files it ships run only "
+    "with --trust-remote-code), hf-config:PATH (a config.json: the architecture without weights, graph only), "
+    "or a built-in name (efficientnet-lite0, minilm)"
 )
 
 
@@ -31,13 +33,22 @@ def add_model_arguments(parser) -> None:
                         help="checkpoint (.pt/.pth state dict or .safetensors) to load, with weights_only=True")
     parser.add_argument("--unsafe-pickle", action="store_true",
                         help="load a checkpoint holding arbitrary Python objects (runs its code: only for files you trust)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let an hf:DIR folder run the Python code it ships (its config's auto_map); only for "
+                             "folders you trust")
 
 
-def load_model_from(args):
-    """The model named by the parsed ``--model / --weights / --unsafe-pickle`` options."""
+def load_model_from(args, meta_ok: bool = False):
+    """The model named by the parsed ``--model / --weights / --unsafe-pickle`` (and ``--meta``) options.
+    ``meta_ok``: whether the command can use a model without weights (only ``loupe graph`` can)."""
     from ..models import load_model
 
-    return load_model(args.model, weights=args.weights, unsafe_pickle=args.unsafe_pickle)
+    meta = bool(getattr(args, "meta", False))
+    if not meta_ok and args.model.strip().startswith("hf-config:"):
+        raise UsageError(f"--model {args.model}: hf-config: builds the architecture without weights, which only "
+                         f"loupe graph can show; use hf:DIR for a saved model")
+    return load_model(args.model, weights=args.weights, unsafe_pickle=args.unsafe_pickle, meta=meta,
+                      trust_remote_code=getattr(args, "trust_remote_code", False))
 
 
 # -- inputs ----------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import sys
 
 import argparse
 import html
-from pathlib import Path
 
 from ...cam import METHODS
 from ._common import (add_explain_arguments, add_image_arguments, add_model_arguments, add_progress_argument,
@@ -46,13 +45,10 @@ def _methods(spec: str) -> list[str]:
 
 def _unique_stems(paths) -> list[str]:
     """File stems for the overlay names, made unique (``img``, ``img-2``...) so that images of the
-    same name in different folders do not overwrite each other's overlays."""
-    out, seen = [], {}
-    for p in paths:
-        stem = Path(p).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        out.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
-    return out
+    same name in different folders do not overwrite each other's overlays; valid UTF-8 always."""
+    from ..output import unique_stems
+
+    return unique_stems(paths)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
     from ...render.png import figure_to_png, to_png
     from ...targets import Target
 
-    from ._common import made, output_file
+    from urllib.parse import quote
+
+    from ._common import output_file
+    from ..output import display_name, make_folder, output_set
 
     methods = _methods(args.method)
     out = output_folder(args.out)
@@ -109,37 +108,38 @@ def run(args: argparse.Namespace) -> int:
     for method, why in getattr(results, "skipped", {}).items():
         print(f"loupe cam: {method} skipped: {why}", file=sys.stderr)
     results = dict(results)
-    out.mkdir(parents=True, exist_ok=True)
-    if save is not None:
-        torch.save({m: {"maps": r.maps, "raw": r.raw, "targets": r.targets, "layer": r.layer}
-                    for m, r in results.items()}, made(save))
-    stems = _unique_stems(loaded.files[wrt if not isinstance(wrt, int) else wrt % max(1, len(inputs.args))]
-                          if loaded.files else [])
-    if len(stems) != len(images):  # one tensor file of N samples: one overlay per sample
-        stems = [f"{_unique_stems(next(iter(loaded.files.values())))[0]}-{i}" for i in range(len(images))]
-    rows = []
-    for i, stem in enumerate(stems):
-        t = int(next(iter(results.values())).targets[i])
-        name = labels[t] if labels is not None and 0 <= t < len(labels) else f"class {t}"
-        cells = []
-        for m, res in results.items():
-            fname = f"{stem}_{m.replace('+', 'p')}.png"
-            (out / fname).write_bytes(to_png(overlay(images[i : i + 1], res.maps[i : i + 1])[0]))
-            cells.append(f'<td><img src="{html.escape(fname)}" width="224" alt="{html.escape(title_of(m))}"></td>')
-        rows.append(
-            f"<tr><th>{html.escape(stem)}<br>{html.escape(str(name))}<br>p = {float(probs[i, t]):.3f}</th>"
-            + "".join(cells) + "</tr>"
+    make_folder(out)
+    with output_set() as write:  # a failed or stopped run leaves none of its new files
+        if save is not None:
+            saved = {m: {"maps": r.maps, "raw": r.raw, "targets": r.targets, "layer": r.layer} for m, r in results.items()}
+            write(make_folder(save.parent) / save.name, lambda f: torch.save(saved, f))
+        stems = _unique_stems(loaded.files[wrt if not isinstance(wrt, int) else wrt % max(1, len(inputs.args))]
+                              if loaded.files else [])
+        if len(stems) != len(images):  # one tensor file of N samples: one overlay per sample
+            stems = [f"{_unique_stems(next(iter(loaded.files.values())))[0]}-{i}" for i in range(len(images))]
+        rows = []
+        for i, stem in enumerate(stems):
+            t = int(next(iter(results.values())).targets[i])
+            name = labels[t] if labels is not None and 0 <= t < len(labels) else f"class {t}"
+            cells = []
+            for m, res in results.items():
+                fname = f"{stem}_{m.replace('+', 'p')}.png"
+                write(out / fname, to_png(overlay(images[i : i + 1], res.maps[i : i + 1])[0]))
+                cells.append(f'<td><img src="{html.escape(quote(fname))}" width="224" alt="{html.escape(title_of(m))}"></td>')
+            rows.append(
+                f"<tr><th>{html.escape(stem)}<br>{html.escape(str(name))}<br>p = {float(probs[i, t]):.3f}</th>"
+                + "".join(cells) + "</tr>"
+            )
+        fig = method_grid({title_of(m): r for m, r in results.items()}, images)
+        write(out / "grid.png", figure_to_png(fig))
+        layer_name = next(iter(results.values())).layer
+        head = "".join(f"<th>{html.escape(title_of(m))}</th>" for m in results)
+        page = (
+            "<!doctype html><html><head><meta charset='utf-8'><title>torchloupe CAMs</title>"
+            "<style>body{font-family:sans-serif}td,th{padding:4px;text-align:center}</style></head><body>"
+            f"<h1>Class activation maps: {html.escape(display_name(args.model))}</h1><p>layer {html.escape(layer_name)}</p>"
+            f"<table><tr><th>image</th>{head}</tr>{''.join(rows)}</table></body></html>"
         )
-    fig = method_grid({title_of(m): r for m, r in results.items()}, images)
-    (out / "grid.png").write_bytes(figure_to_png(fig))
-    layer_name = next(iter(results.values())).layer
-    head = "".join(f"<th>{html.escape(title_of(m))}</th>" for m in results)
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>torchloupe CAMs</title>"
-        "<style>body{font-family:sans-serif}td,th{padding:4px;text-align:center}</style></head><body>"
-        f"<h1>Class activation maps: {html.escape(args.model)}</h1><p>layer {html.escape(layer_name)}</p>"
-        f"<table><tr><th>image</th>{head}</tr>{''.join(rows)}</table></body></html>"
-    )
-    (out / "index.html").write_text(page, encoding="utf-8")
+        write(out / "index.html", page)  # a symbolic link planted there is replaced, not followed
     print(f"wrote {len(stems) * len(results)} overlays, grid.png and index.html to {out} (layer {layer_name})")
     return 0

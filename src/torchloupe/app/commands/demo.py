@@ -104,9 +104,14 @@ def collect_subjects(options: dict, package: str | None = None, log=print, jobs:
     pool, training = _start_training(package, names, options, jobs)
     try:
         found_all = {name: _family(package, name, options, training.get(name), log) for name in names}
-    finally:
+    except BaseException:  # Ctrl-C, SIGTERM (see cli.main), an error: stop the workers now, not after their jobs
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            from ...reporting.parallel import stop_workers
+
+            stop_workers(pool)
+        raise
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
     subjects = [s for found in found_all.values() if found for s in found]
     if not subjects:
         failed = [name for name, found in found_all.items() if found is None]

@@ -73,7 +73,7 @@ def domain_for(spec: str, normalize: str, channels: int = 3):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ._common import load_model_from, made, model_inputs, output_file, wrt_of
+    from ._common import load_model_from, model_inputs, output_file, wrt_of
     from ..bound import Held
     from ..loading import required_arguments, square_side_for
     from ...errors import UsageError
@@ -133,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         from ...render.png import figure_to_png
         from ...render.synthesis import units_figure
 
-        made(out).write_bytes(figure_to_png(units_figure(res)))
+        from ..output import atomic_write, make_folder
+
+        atomic_write(make_folder(out.parent) / out.name, figure_to_png(units_figure(res)))
         print(f"wrote {args.out}")
     return 0

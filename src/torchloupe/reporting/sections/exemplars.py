@@ -37,7 +37,7 @@ def build(subject: Subject, options: dict):
                   caption=f"{layer}: top-{ex.k} samples per channel"),
         ]
     return [
-        Figure(exemplars_figure(ex, rows=len(channels), k=5),
+        Figure(exemplars_figure(ex, rows=len(channels), k=5, names=getattr(subject.dataset, "name", None)),
                caption=f"{layer}: top-5 of the first {ex.seen} samples per channel, receptive-field crops, "
                        f"value = channel mean"),
         Text(f"Exact: a running top-{ex.k} over {ex.seen} samples, ties broken by lower index; the same "
