@@ -121,9 +121,12 @@ def test_two_token_views_made_in_two_worker_processes_each_work(tmp_path):
     driver = chrome_driver()
     try:
         _open(driver, path)
+        # the report shows one model at a time: show both
+        driver.execute_script("document.querySelector('.switcher button[data-pick=\"all\"]').click()")
         views = driver.find_elements("css selector", ".tl-token-view")
         assert len(views) == 2 and [v.get_attribute("data-ready") for v in views] == ["1", "1"]
         for view in views:
+            driver.execute_script("arguments[0].scrollIntoView({behavior: 'instant'})", view)
             toks = view.find_elements("css selector", ".tl-tok")
             toks[3].click()
             assert [t.get_attribute("aria-pressed") for t in toks] == ["false", "false", "false", "true"]

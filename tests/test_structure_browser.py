@@ -101,6 +101,7 @@ def test_report_architecture_section_is_interactive(driver, tmp_path):
                 Subject("stack", Stack(n=3), torch.rand(2, 5))]
     build_report(subjects, path, sections=["architecture"], progress=False)
     driver.get(path.as_uri())
+    driver.find_element(By.CSS_SELECTOR, ".switcher button[data-pick='all']").click()  # both models, not the first only
     roots = driver.find_elements(By.CSS_SELECTOR, ".tl-root")
     assert [r.get_attribute("data-ready") for r in roots] == ["1", "1"]  # one graph per subject, both live
     pane = roots[0].find_element(By.CSS_SELECTOR, ".tl-pane")

@@ -557,3 +557,39 @@ def class_template_figure(
         suptitle=title or "class templates (red: evidence for the class, blue: against)",
         tile=1.1,
     )
+
+
+def matrix_summary_figure(W: Tensor, *, title: str | None = None, xlabel: str = "input feature",
+                          ylabel: str = "output unit", crop: tuple[int, int] = (24, 48)) -> Any:
+    """A weight matrix ``(out, in)`` too large to read cell by cell, summarised in three panels:
+    its top-left ``crop`` (rows x columns) at a readable size, the L2 norm of every row, and the
+    histogram of its values (the same diverging colormap and symmetric scale as
+    :func:`weight_matrix_figure`)."""
+    m = W.detach().float().cpu()
+    if m.dim() != 2:
+        raise InputShapeError(f"a weight matrix must be 2-D (out, in), got shape {tuple(W.shape)}")
+    out_f, in_f = m.shape
+    r, c = min(crop[0], out_f), min(crop[1], in_f)
+    v = _sym(m)
+    fig = new_figure(11.0, 3.4)
+    grid = fig.add_gridspec(1, 3, width_ratios=[1.6, 1.0, 1.0])
+    ax = fig.add_subplot(grid[0])
+    im = ax.imshow(m[:r, :c].numpy(), cmap=_DIVERGING, vmin=-v, vmax=v, interpolation="nearest", aspect="auto")
+    ax.set_title(f"rows 0-{r - 1}, columns 0-{c - 1} of {out_f} x {in_f}", fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
+    ax = fig.add_subplot(grid[1])
+    norms = m.norm(dim=1)
+    ax.plot(range(out_f), norms.numpy(), lw=0.8, color="#2f55d4")
+    ax.set_title(f"L2 norm of each row (mean {float(norms.mean()):.3g})", fontsize=10)
+    ax.set_xlabel(ylabel)
+    ax.set_ylabel("norm")
+    ax = fig.add_subplot(grid[2])
+    ax.hist(m.flatten().numpy(), bins=80, color="#5b6474")
+    ax.set_title(f"values: mean {float(m.mean()):.2g}, std {float(m.std()):.2g}", fontsize=10)
+    ax.set_xlabel("weight")
+    ax.set_ylabel("count")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig

@@ -133,6 +133,12 @@ class ReportInfo:
                        f'style="width:100%;height:640px;border:1px solid #ccc" title="torchloupe report"></iframe>')
 
 
+def _photo_quality() -> int:
+    from ..render.png import PHOTO_QUALITY
+
+    return PHOTO_QUALITY
+
+
 def _human_size(n: int) -> str:
     if n < 1024:
         return f"{n} B"
@@ -223,13 +229,48 @@ def _run_one(section: Section, subject: Subject, options: dict) -> tuple[str, An
             return "not-applicable", result.reason
         if result is None:
             raise TypeError(f"section {section.key!r} returned None; expected a list of blocks or NotApplicable")
-        views = [block_view(b, options) for b in result]
-        return "ok", views
+        return "ok", _views(list(result), options)
     except UnsupportedModelError as exc:
         return "not-applicable", _first_line(exc)
     except Exception as exc:  # isolate: one failing view never kills the report
         line = f"{type(exc).__name__}: {_first_line(exc)}"
         return "error", (line, "".join(traceback.format_exception(exc)))
+
+
+_BLOCKS = (base.Figure, base.Image, base.Table, base.Text, base.Html, base.Details, base.Finding)
+
+
+def _views(blocks: list, options: dict) -> list[dict[str, Any]]:
+    """The views of a section's blocks, each on its own: a block that fails to render becomes an
+    error view naming it, and the other blocks (the section's computed data) are kept. A
+    :class:`~torchloupe.reporting.base.Finding`'s ``ref`` becomes the index of the block it names."""
+    index = {id(b): i for i, b in enumerate(blocks)}
+    views = []
+    for b in blocks:
+        try:
+            view = block_view(b, options)
+        except UsageError:  # a bad block (unknown format): the section's own fault, said as such
+            raise
+        except Exception as exc:
+            if not isinstance(b, _BLOCKS):  # not a block at all
+                raise
+            line = f"{type(exc).__name__}: {_first_line(exc)}"
+            what = getattr(b, "caption", "") or type(b).__name__
+            view = {"kind": "error", "text": f"This {type(b).__name__.lower()} could not be drawn ({what}): {line}",
+                    "traceback": "".join(traceback.format_exception(exc)), "bytes": 0}
+        if view["kind"] == "finding" and isinstance(b, base.Finding) and b.ref is not None:
+            view["ref"] = index.get(id(b.ref))
+        views.append(view)
+    return views
+
+
+def _collect_assets(views: list[dict[str, Any]], into: dict[str, tuple[str, str]]) -> None:
+    """Move the scripts and styles of the Html views (also inside Details) into ``into``: one copy each."""
+    for v in views:
+        if v["kind"] == "html":
+            into.update(v.pop("assets", {}))
+        elif v["kind"] == "details":
+            _collect_assets(v["blocks"], into)
 
 
 def _weight(subject: Subject | DeferredSubject) -> float:
@@ -312,7 +353,8 @@ def build_report(
 ) -> ReportInfo:
     """Run ``sections`` on every subject and write one self-contained HTML file to ``path``.
 
-    ``options`` reaches every section (``quick``, ``seed`` and anything a section documents);
+    ``options`` reaches every section (``quick``, ``seed`` and anything a section documents), with
+    ``report_sections``: the keys of the sections this subject appears in;
     ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) runs the sections that only read the model
     (:data:`READ_ONLY_SECTIONS`) under autocast on the model's device. Subjects' models and inputs
     may be on any device (the sections compute there and draw from the CPU).
@@ -382,7 +424,9 @@ def build_report(
         out = []
         for t in groups[g]:
             t0 = time.perf_counter()
-            status, payload = _run_one(chosen[tasks[t][0]], subject, opts)
+            b = tasks[t][1]  # the sections this subject appears in: a section can leave to another what it shows
+            keys = tuple(chosen[a].key for a, bb in tasks if bb == b)
+            status, payload = _run_one(chosen[tasks[t][0]], subject, {**opts, "report_sections": keys})
             out.append((t, (status, payload, time.perf_counter() - t0)))
         return out, load
 
@@ -407,6 +451,8 @@ def build_report(
     model_names = [type(s.model).__name__ if isinstance(s, Subject) else (loads.get(b, (None,))[0] or "not loaded")
                    for b, s in enumerate(subjects)]
 
+    assets: dict[str, tuple[str, str]] = {}  # one copy of each script and style of the Html blocks
+    findings: list[list[dict[str, str]]] = [[] for _ in subjects]
     for a, (section, sslug) in enumerate(zip(chosen, section_slugs)):
         sview: dict[str, Any] = {
             "key": section.key, "title": section.title, "blurb": section.blurb,
@@ -417,20 +463,31 @@ def build_report(
                 continue
             status, payload, secs = results[a, b]
             sview["seconds"] += secs
-            item = {"subject": subject.name, "model": model_names[b],
+            item = {"subject": subject.name, "model": model_names[b], "slug": subslug,
                     "anchor": f"s-{sslug}--{subslug}", "status": status}
             if status == "ok":
-                item["blocks"] = payload
+                item["blocks"] = [v for v in payload if v["kind"] != "finding"]
+                item["findings"] = []
+                _collect_assets(payload, assets)
+                for i, v in enumerate(payload):
+                    if v["kind"] == "finding":
+                        href = item["anchor"]
+                        if v["ref"] is not None and payload[v["ref"]]["kind"] != "finding":
+                            href = payload[v["ref"]]["id"] = f"fig-{item['anchor'][2:]}-{v['ref']}"
+                        finding = {"text": v["text"], "href": href, "section": section.title}
+                        item["findings"].append(finding)
+                        findings[b].append(finding)
                 nbytes = sum(v.get("bytes", 0) for v in payload)
                 sview["entries"].append(item)
                 runs.append(SectionRun(section.key, subject.name, status, secs, nbytes))
             elif status == "not-applicable":
-                sview["na"].append({"subject": subject.name, "reason": payload})
+                sview["na"].append({"subject": subject.name, "reason": payload, "slug": subslug})
                 runs.append(SectionRun(section.key, subject.name, status, secs, 0, payload))
             else:
                 item["error"], item["traceback"] = payload
                 sview["entries"].append(item)
                 runs.append(SectionRun(section.key, subject.name, status, secs, 0, payload[0]))
+        sview["models"] = " ".join([e["slug"] for e in sview["entries"]] + [n["slug"] for n in sview["na"]])
         views.append(sview)
 
     seconds = time.perf_counter() - start
@@ -442,7 +499,11 @@ def build_report(
     html = render_html(
         title=title,
         sections=views,
-        subjects=[{"name": s.name, "model": model_names[b]} for b, s in enumerate(subjects)],
+        subjects=[{"name": s.name, "model": model_names[b], "slug": subject_slugs[b], "findings": findings[b]}
+                  for b, s in enumerate(subjects)],
+        styles=[text for kind, text in assets.values() if kind == "style"],
+        scripts=[(key, text) for key, (kind, text) in assets.items() if kind == "script"],
+        photo_quality=_photo_quality(),
         loads=[{"subject": subjects[b].name, "seconds": secs, "error": err} for b, (_, secs, err) in sorted(loads.items())],
         import_errors=import_errors,
         runs=runs,

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from torchloupe import attention
 from torchloupe.inputs import Inputs
-from torchloupe.reporting.base import Figure, Html, NotApplicable, Subject, Table, Text, register
+from torchloupe.reporting.base import Figure, Finding, Html, NotApplicable, Subject, Table, Text, register
 
 
 def _call_capture(subject: Subject, **kw: Any) -> dict[str, Tensor]:
@@ -49,7 +49,7 @@ def _all_tokens(subject: Subject, T: int) -> list[list[str]] | list[str]:
 @register(
     "attention",
     "Attention",
-    "where each layer and head looks, token to token, and how attention composes through the layers",
+    "Where each layer and head looks, token to token, and how attention composes through the layers.",
     70,
     cost=2,
 )
@@ -79,10 +79,12 @@ def build(subject: Subject, options: dict):
             t = torch.as_tensor(truth)
             if t.shape != (w.shape[0],) or int(t.max()) >= w.shape[1]:
                 t = None  # the truth is about another read
-        blocks.append(Figure(draw.read_weights_figure(w, t), caption=f"read weights of {name}"))
+        fig = Figure(draw.read_weights_figure(w, t), caption=f"read weights of {name}")
+        blocks.append(fig)
         if t is not None:
             hit = float((w.argmax(-1).cpu() == t).float().mean())
-            blocks.append(Text(f"The read weight of {name} peaks on the slot holding the answer in {hit:.1%} of {w.shape[0]} samples."))
+            blocks.append(Finding(f"The read weight of {name} peaks on the slot holding the answer in {hit:.1%} of "
+                                  f"{w.shape[0]} samples.", fig))
     if not maps:
         if blocks:
             return blocks

@@ -38,7 +38,7 @@ from ...fusion.points import branch_specs, points as fusion_points
 from ...inputs import Inputs
 from ...structure.merges import ancestors
 from ...structure.tracer import record
-from ..base import Figure, NotApplicable, Subject, Table, Text, register
+from ..base import Figure, Finding, NotApplicable, Subject, Table, Text, register
 
 
 def _draw(blocks: list, what: str, make: Callable[[], object], caption: str) -> None:
@@ -175,8 +175,14 @@ def build(subject: Subject, options: dict):
         note = ""
         if ig is not None and ig.completeness is not None:
             note = f" Integrated gradients used {ig.steps} steps; largest completeness gap {float(ig.completeness.max()):.2e}."
-        blocks.append(Table(cols, rows, caption=f"Per-class mean share of |contribution| to the class score, "
-                                                f"{len(labels)} samples.{note}"))
+        table = Table(cols, rows, caption=f"Per-class mean share of |contribution| to the class score, "
+                                          f"{len(labels)} samples.{note}")
+        blocks.append(table)
+        shares = {b: float(first.shares[b].float().mean()) for b in branches}
+        top = max(shares, key=shares.get)
+        listed = ", ".join(f"{b} {100 * v:.0f}%" for b, v in sorted(shares.items(), key=lambda kv: -kv[1]))
+        blocks.append(Finding(f"Branch {top} carries the most evidence for the class score: mean shares {listed} "
+                              f"({first.method.replace('_', ' ')}, {len(labels)} samples).", table))
         methods = " (left) and integrated gradients (right)" if len(results) == 2 else ""
         _draw(blocks, "branch shares", lambda: draw.shares_figure(results, labels, class_names),
               f"Mean branch share per class, {first.method}{methods}; baseline '{first.baseline}' in branch-output "
