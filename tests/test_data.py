@@ -477,3 +477,14 @@ def test_pinned_batches_keep_their_indices_and_reach_the_gpu(tmp_path):
         cpu = tl.synthesis.exemplars(_red_detector(), ds, "0", k=3, batch_size=6)
     assert torch.equal(gpu.indices.cpu(), cpu.indices)
     torch.testing.assert_close(gpu.values.cpu(), cpu.values)
+
+
+def test_a_huge_worker_count_is_refused_before_forking(capsys):
+    from torchloupe.app.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as stopped:  # argparse's own one-line usage error
+        cli_main(["exemplars", "--model", "torchvision:resnet18", "--data", "demo:shapes:8", "--layer", "layer1",
+                  "--workers", "100000"])
+    code = stopped.value.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "100000 worker processes" in err[0] and "at most" in err[0]

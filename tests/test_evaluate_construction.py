@@ -11,6 +11,12 @@ import torchloupe as tl
 import torchloupe.evaluate as ev
 
 
+def shown_table(blocks):
+    from torchloupe.reporting.base import Table as ShownTable
+
+    return next(b for b in blocks if isinstance(b, ShownTable))
+
+
 @pytest.fixture(scope="module")
 def shapes():
     model = tl.demo.train_shapes_model(seed=0)
@@ -76,7 +82,7 @@ def test_quality_section_table_on_shapes(shapes):
     pointing game of tl.evaluate, the sanity verdict of a separate randomization check per method
     (the section checks the CAMs from one shared pass per randomized copy), and the best cell of
     each scored column highlighted."""
-    from torchloupe.reporting.base import Figure, Subject, Table, Text, registered
+    from torchloupe.reporting.base import Figure, Finding, Subject, Table, Text, registered
     from torchloupe.reporting.sections.quality import explainers
 
     model, x, masks = shapes
@@ -114,7 +120,7 @@ def test_quality_section_table_on_shapes(shapes):
         assert row[4] == f"{verdict} ({int(alone.passed.sum())}/2)", row[0]
     assert table.rows[-1][4] == "—" and table.rows[-1][5] == "—"
     assert dict(zip(names, (r[4] for r in table.rows)))["Grad-CAM"] == "pass (2/2)"
-    conclusions = next(b.text for b in blocks if isinstance(b, Text) and b.text.startswith("What to conclude"))
+    conclusions = " ".join(b.text for b in blocks if isinstance(b, Finding) and b.ref is shown_table(blocks))
     for col in (1, 2, 3):
         marked = sorted(r for r, c in table.highlight if c == col)
         values = [r[col] for r in table.rows[:-1]]  # as shown, 3 decimals

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -51,7 +52,15 @@ def _workers(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number of worker processes (0 or more), got {text!r}")
+    most = MAX_WORKERS_PER_CPU * (os.cpu_count() or 1)
+    if value > most:  # each worker is a process holding a copy of the dataset object: hundreds would swamp the machine
+        raise argparse.ArgumentTypeError(f"{value} worker processes on {os.cpu_count() or 1} CPUs: at most {most} "
+                                         f"({MAX_WORKERS_PER_CPU} per CPU); decoding rarely needs more than one per CPU")
     return value
+
+
+#: ``--workers`` above this many per CPU is refused (a typo such as 100000 would fork that many processes).
+MAX_WORKERS_PER_CPU = 4
 
 
 def is_file_data(spec: str) -> bool:

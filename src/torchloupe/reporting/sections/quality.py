@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import TorchLoupeError
-from ..base import Figure, NotApplicable, Subject, Table, Text, register
+from ..base import Figure, Finding, NotApplicable, Subject, Table, Text, register
 
 # Thresholds below which the section says "too few to conclude" instead of giving a verdict.
 MIN_RANK_IMAGES = 4  # images before a column of scores names a best method
@@ -296,10 +296,10 @@ def build(subject: Subject, options: dict):
     ]
     table = judge(scores, images=n, steps=steps, sanity_images=k, groups=len(groups), threshold=threshold, given=x0,
                   layer=layer)
+    shown = Table(table.columns, table.rows, caption=table.caption, highlight=table.highlight)
     blocks = [
         Text(GUIDE),
-        Table(table.columns, table.rows, caption=table.caption, highlight=table.highlight),
-        Text("What to conclude: " + " ".join(table.conclusions)),
+        shown,
         Figure(curves_figure(dels, inss), caption="Mean target probability over the images as pixels are deleted / inserted."),
     ]
     if rands:
@@ -308,4 +308,6 @@ def build(subject: Subject, options: dict):
             f"at the right are each image's final value: a method passes only when all of them are below the dotted "
             f"line.")))
     blocks.extend(Text(t) for t in notes)
+    # what to conclude, read from the table: at the end of the section and in the report's summary
+    blocks.extend(Finding(line, shown) for line in table.conclusions)
     return blocks
