@@ -220,6 +220,12 @@ class ImageFiles(Dataset):
         # why each file was skipped (0: it was not), in memory DataLoader workers share
         self._status = torch.zeros(len(self.paths), dtype=torch.uint8).share_memory_()
         self.size = (size, size) if size is not None else self._first_size()
+        from ._limits import check_memory, tensor_bytes
+
+        # decoding, resizing and the float copy hold several copies of one image: refuse a size that cannot fit
+        w, h = self.size
+        check_memory(8 * tensor_bytes((1 if mode == "L" else 3, h, w)), f"one image at {w}x{h} pixels",
+                     hint="pass a smaller size")
 
     def _first_size(self) -> tuple[int, int]:
         """``(width, height)`` of the first readable file (its header only)."""

@@ -106,6 +106,14 @@ def _loader(dataset, batch_size: int, workers: int, device):
     """``dataset`` streamed by ``workers`` processes, pinned for a CUDA model (what exemplars reads)."""
     from torch.utils.data import DataLoader
 
+    from ..._limits import check_memory, tensor_bytes
+
+    size = getattr(dataset, "size", None)
+    if isinstance(size, tuple) and len(size) == 2:  # image files: one batch of decoded images must fit, twice
+        check_memory(2 * batch_size * tensor_bytes((3, size[1], size[0])),
+                     f"a batch of {batch_size} images at {size[0]}x{size[1]} pixels",
+                     hint="pass a smaller --size or --batch-size")
+
     if workers == 0 and (device is None or device.type != "cuda"):
         return dataset
     kw = {"collate_fn": dataset.collate_fn} if callable(getattr(dataset, "collate_fn", None)) else {}
