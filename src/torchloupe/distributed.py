@@ -21,11 +21,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["is_active", "rank", "world_size", "session", "all_gather", "shard", "default_backend"]
+__all__ = ["is_active", "rank", "world_size", "session", "all_gather", "all_gather_object", "shard",
+           "default_backend"]
 
 
 def is_active() -> bool:
@@ -111,3 +113,17 @@ def all_gather(tensor: Tensor) -> list[Tensor]:
     out = [torch.empty_like(work) for _ in range(dist.get_world_size())]
     dist.all_gather(out, work)
     return [t.to(device) for t in out]
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's picklable ``obj`` (any size, ``None`` included), in rank order; one process: ``[obj]``.
+
+    Tensors inside should be on the CPU (a CUDA tensor would be unpickled on the sender's device index).
+    """
+    if not is_active():
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
