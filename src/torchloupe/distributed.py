@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["is_active", "rank", "world_size", "session", "all_gather", "all_gather_object", "shard",
-           "default_backend"]
+           "default_backend", "local_device"]
 
 
 def is_active() -> bool:
@@ -127,3 +127,12 @@ def all_gather_object(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def local_device(device: torch.device | str) -> torch.device:
+    """Where this process works: ``cuda:LOCAL_RANK`` for a CUDA ``device`` under ``torchrun`` with
+    several processes (one GPU per rank, as NCCL needs), else ``device`` itself."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return dev
