@@ -12,7 +12,8 @@ repetitions and its range. Every exemplars call is cold: the receptive field kep
 call is forgotten first, so each call pays its measurement as a one-off run would. Materializing the
 full ``crops`` tensor (every channel's ``k`` crops; 3.6 GB for ``layer4`` at 128 px) is timed apart,
 once, in the last repetition: the result cuts crops on use (``ex.crop(c, j)``, or ``ex.crops`` whole).
-The load average is printed before and after: on a shared machine, read the ratios.
+Wall-clock and CPU-time (this process's, ``time.process_time``) ratios are both given; under other
+jobs' load the CPU-time ratio is the steadier one. The load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -64,27 +65,31 @@ def main() -> None:
         runs[f"{layer} crops"] = ours(layer, True)
         runs[f"{layer} no crops"] = ours(layer, False)
     times: dict[str, list[float]] = {key: [] for key in runs}
+    cpu: dict[str, list[float]] = {key: [] for key in runs}  # this process's CPU seconds: steadier under load
     cut: dict[str, list[float]] = {layer: [] for layer in args.layers}
     keys = list(runs)
     for rep in range(args.reps):
         order = keys[rep % len(keys):] + keys[:rep % len(keys)]
         for key in order:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             res = runs[key]()
             times[key].append(time.perf_counter() - t)
+            cpu[key].append(time.process_time() - c)
             if key.endswith(" crops") and not key.endswith("no crops") and rep == args.reps - 1:
                 t = time.perf_counter()
                 full = res.crops
                 cut[key.split()[0]].append(time.perf_counter() - t)
                 del full
             del res
-        line = ", ".join(f"{key} {times[key][-1]:.2f}s" for key in keys)
+        line = ", ".join(f"{key} {times[key][-1]:.2f}s ({cpu[key][-1]:.1f} CPU s)" for key in keys)
         print(f"rep {rep}: {line}; load {os.getloadavg()[0]:.1f}", flush=True)
     print(f"bare loop: {args.n / statistics.median(times['bare']):.1f} samples/s (median)")
     for key in keys[1:]:
         ratios = [b / t for b, t in zip(times["bare"], times[key])]
-        print(f"exemplars {key:16s} {statistics.median(ratios):.2f}x bare (median; range {min(ratios):.2f}-"
-              f"{max(ratios):.2f}), {args.n / statistics.median(times[key]):.1f} samples/s")
+        cratios = [b / t for b, t in zip(cpu["bare"], cpu[key])]
+        print(f"exemplars {key:16s} wall {statistics.median(ratios):.2f}x bare (median; range {min(ratios):.2f}-"
+              f"{max(ratios):.2f}), CPU time {statistics.median(cratios):.2f}x (range {min(cratios):.2f}-"
+              f"{max(cratios):.2f}), {args.n / statistics.median(times[key]):.1f} samples/s")
     for layer, ts in cut.items():
         print(f"{layer}: materializing the full crops tensor afterwards (last rep): {ts[-1]:.2f}s")
     print(f"load average after: {os.getloadavg()}")
