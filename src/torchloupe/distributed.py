@@ -5,7 +5,9 @@ batches; rank ``r`` of ``W`` takes batches ``r, r + W, r + 2W, ...`` (the batche
 themselves are the ones a single process would make, so every sample is computed
 in the same company and the result is bit-identical); each rank reduces its
 share to a small partial result; :func:`all_gather` hands every rank every
-partial, and every rank merges them the same way.
+partial (:func:`all_gather_object` for partials of any size, ``None`` from a rank that
+got no batch), and every rank merges them the same way. Under ``torchrun`` a CUDA model
+runs on ``cuda:LOCAL_RANK`` (:func:`local_device`) with NCCL; on CPU the backend is gloo.
 
 ::
 

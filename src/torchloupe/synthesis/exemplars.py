@@ -11,9 +11,10 @@ layer (a step, a pixel, a voxel or a token, read through the layer's
 receptive field (a window of steps for 1-D convolutions, a box for 2-D, a block for 3-D,
 the token's patch for tokens of an image).
 
-Under ``torchrun`` each rank takes every ``world``-th batch and the ranks merge
-with ``all_gather``; every rank gets the single-process result
-(see :mod:`torchloupe.distributed`).
+Under ``torchrun`` each rank takes every ``world``-th batch and the ranks exchange their
+partial results (``all_gather_object``; a rank left without a batch sends nothing) and merge
+them; every rank gets the single-process result exactly (see :mod:`torchloupe.distributed`).
+Crops are cut on use from the winners' inputs, kept once each (see :class:`ExemplarResult`).
 """
 
 from __future__ import annotations
