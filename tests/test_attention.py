@@ -13,7 +13,7 @@ from torch import nn
 
 import torchloupe as tl
 from tests.reference import ref_attention
-from torchloupe.errors import InputError, LayerNotFoundError, TargetError, UsageError
+from torchloupe.errors import InputError, InputShapeError, LayerNotFoundError, TargetError, UsageError
 
 
 def _encoder(seed=0, layers=2, d=16, heads=4):
@@ -67,8 +67,16 @@ def test_fastpath_flag_restored_when_it_was_off_and_on_error():
         assert torch.backends.mha.get_fastpath_enabled() is False
     finally:
         torch.backends.mha.set_fastpath_enabled(True)
-    with pytest.raises(AssertionError):  # torch's own error for a wrong width, raised mid-forward
-        tl.attention.capture(enc, torch.randn(1, 3, 7))  # wrong width raises inside the model
+    with pytest.raises(InputShapeError, match="wants 16 features"):  # a wrong width: one line, before any forward
+        tl.attention.capture(enc, torch.randn(1, 3, 7))
+    assert torch.backends.mha.get_fastpath_enabled() is True
+    last = [m for m in enc.modules() if next(m.children(), None) is None][-1]
+    handle = last.register_forward_hook(lambda *a: (_ for _ in ()).throw(RuntimeError("raised mid-forward")))
+    try:
+        with pytest.raises(RuntimeError, match="raised mid-forward"):
+            tl.attention.capture(enc, x)
+    finally:
+        handle.remove()
     assert torch.backends.mha.get_fastpath_enabled() is True
 
 

@@ -4,6 +4,7 @@ nothing is found; softmax=True results drawn."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import warnings
@@ -260,8 +261,10 @@ def test_heads_grid_draws_softmax_results_of_any_attention_shape():
     assert (images[0] == raw["attention"][0].numpy()).all()
     assert images[2].shape == (1, 5) and (images[2][0] == raw["memory"][0].numpy()).all()
     html = token_view_html(raw, [f"t{i}" for i in range(10)])
-    layers = re.findall(r'<option value="\d+">([^<]+)</option>', html)
-    assert layers == ["attention", "block", "head 0"]  # the two (B, T, T) layers, then their one head
+    select = re.search(r'<select class="tl-layer">(.*?)</select>', html).group(1)
+    assert re.findall(r'<option value="\d+">([^<]+)</option>', select) == ["attention", "block"]  # the (B, T, T) layers
+    data = json.loads(re.search(r'class="tl-data">(.*?)</script>', html, re.S).group(1))
+    assert [len(h) for h in data["samples"][0]["heads"]] == [1, 1]  # one head each
 
 
 # -- Hugging Face BERT from a tiny config: equal to its own output_attentions ---------------------------
@@ -329,7 +332,7 @@ def test_report_section_shows_multihead_attention_and_memory_reads_together():
 def test_report_section_on_windowed_attention_says_how_the_batch_is_folded():
     from torchvision.models.maxvit import MaxVit
 
-    from torchloupe.reporting.base import Figure, Subject, Text
+    from torchloupe.reporting.base import Figure, Html, Subject, Text
     from torchloupe.reporting.sections import attention as section
 
     torch.manual_seed(0)
@@ -337,7 +340,11 @@ def test_report_section_on_windowed_attention_says_how_the_batch_is_folded():
                    head_dim=4, stochastic_depth_prob=0.0, num_classes=3).eval()
     blocks = section.build(Subject("maxvit", model, torch.rand(2, 3, 32, 32)), {"quick": True, "seed": 0})
     captions = [b.caption for b in blocks if isinstance(b, Figure)]
-    assert captions == ["attention of sample 0 per layer (rows) and head (columns) (windows folded into the batch: "
-                        "the first window of sample 0)"]  # no rollout across differently folded layers
+    assert captions == []  # no rollout across differently folded layers
+    # six layers: one at a time in a layer picker, the folding said above it
+    texts = " ".join(b.text for b in blocks if isinstance(b, Text))
+    assert "(windows folded into the batch: the first window of sample 0)" in texts
+    picker = next(b.markup for b in blocks if isinstance(b, Html))
+    assert picker.count("<img") == 6 and 'class="tl-layer-picker"' in picker
     assert blocks[0].text.startswith("6 attention layers × 2–4 heads, 4 queries × 4 keys")
     assert isinstance(blocks[0], Text)

@@ -56,8 +56,9 @@ def opened(path):
     driver = chrome_driver()
     try:
         driver.get(path.resolve().as_uri())
-        driver.execute_async_script(
+        driver.execute_async_script(  # images load lazily: ask for every one now, then wait for them
             "const done = arguments[arguments.length - 1];"
+            "document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; });"
             "Promise.all(Array.from(document.images).map(i => i.decode().catch(() => null))).then(done);"
         )
         yield driver
@@ -95,7 +96,8 @@ def test_toc_links_resolve_and_headings_present(page):
         ".map(a => a.getAttribute('href').slice(1)).filter(id => !document.getElementById(id));"
     )
     assert missing == []
-    headings = page.execute_script("return Array.from(document.querySelectorAll('h2')).map(h => h.textContent.trim());")
+    headings = page.execute_script(
+        "return Array.from(document.querySelectorAll('section.section h2')).map(h => h.textContent.trim());")
     assert headings == list(fx.SUBJECTS_TITLES)
 
 
@@ -104,7 +106,7 @@ def test_zoom_opens_and_closes(page):
     from selenium.webdriver.common.keys import Keys
 
     img = page.find_element(By.CSS_SELECTOR, "figure.fig img")
-    page.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();", img)
+    page.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'}); arguments[0].click();", img)
     box = page.find_element(By.ID, "lightbox")
     assert box.is_displayed()
     assert page.execute_script("return document.querySelector('#lightbox img').src") == img.get_attribute("src")
@@ -179,6 +181,7 @@ def test_demo_report_in_browser(demo):
         ".map(a => a.getAttribute('href').slice(1)).filter(id => !document.getElementById(id));"
     )
     assert missing == []
-    headings = demo.execute_script("return Array.from(document.querySelectorAll('h2')).map(h => h.textContent.trim());")
+    headings = demo.execute_script(
+        "return Array.from(document.querySelectorAll('section.section h2')).map(h => h.textContent.trim());")
     assert headings == [s.title for s in available_sections()]
     assert demo.execute_script("return document.querySelectorAll('div.error').length") == 0

@@ -146,7 +146,8 @@ def test_unknown_model_spec_lists_the_forms(files, tmp_path, capsys):
     builtins = f", or a built-in name ({', '.join(sorted(BUILTIN_MODELS))})" if BUILTIN_MODELS else ""
     assert err == ("loupe: error: unknown model spec 'resnet18'; expected one of: torchvision:NAME "
                    f"(e.g. torchvision:resnet18), path/file.py:factory, package.module:factory, "
-                   f"hf:DIR (a Hugging Face model folder){builtins}\n")
+                   f"hf:DIR (a Hugging Face model folder), "
+                   f"hf-config:PATH (a Hugging Face config.json, built without weights){builtins}\n")
     assert {"efficientnet-lite0", "minilm"} <= set(BUILTIN_MODELS)  # the built-in records, their packages installed
 
 

@@ -88,7 +88,7 @@ def test_report(name, data, tmp_path, capsys):
         assert "Not applicable" not in _section(html, title)
     if name in ("convnet", "lenet"):  # one-channel images through the model's own x.view(-1, ...)
         cam = _section(html, "Class activation maps")
-        assert "Not applicable" not in cam and cam.count("data:image/png;base64,") >= 1
+        assert "Not applicable" not in cam and cam.count("data:image/webp;base64,") >= 1
     if name == "mlp":  # 28 x 28 gray images flattened to the 784 features of fc1
         assert "(3, 784)" in html
     if name == "seq":

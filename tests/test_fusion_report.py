@@ -203,9 +203,11 @@ def test_residual_adds_are_not_fusion():
 
     model, x = Res(), torch.rand(4, 3, 8, 8)
     res = section.build(Subject("res", model, x), {"quick": True, "seed": 0})
-    assert isinstance(res, NotApplicable) and "residual" in res.reason
+    assert isinstance(res, NotApplicable)
+    assert "Res has no fusion point: its joins are 1 residual add(s) x + f(x)" in res.reason
     points = tl.fusion.find(model, x)
-    assert [p.joins_branches for p in points] == [False] and tl.fusion.branch_specs(model, points) is None
+    assert points == [] and tl.fusion.branch_specs(model, points) is None
+    assert [(p.name, p.join) for p in tl.fusion.residuals(model, x)] == [("add", "residual")]
     with pytest.raises(UnsupportedModelError, match="residual adds are not fusion"):
         tl.fusion.contributions(model, x)
 

@@ -90,7 +90,7 @@ def test_structure_title_toc_sections_subjects(built):
         assert f"#{sid}" in hrefs
     # subjects: one subheading per subject that ran (attn: only "plain"; the other is in the NA line)
     assert page.text["h3"][:2] == ["net <script>document.title='PWNED'</script>Sequential", "plainSequential"]
-    subject_ids = [i for i in page.ids if "--" in i]
+    subject_ids = [i for i in page.ids if i.startswith("s-") and "--" in i]
     assert subject_ids == [
         "s-overview--net-script-document-title-pwned-script", "s-overview--plain",
         "s-fixed--net-script-document-title-pwned-script", "s-fixed--plain",
@@ -138,9 +138,9 @@ def test_hostile_strings_are_escaped_everywhere(built):
 
 def test_not_applicable_collapsed_into_one_line(built):
     _, html, page = built
-    assert page.text["p.na"] == [
-        "Not applicable to: net <script>document.title='PWNED'</script> (no attention layers in "
-        "<script>document.title='PWNED'</script>)"
+    assert page.text["ul.na"] == [
+        "Not applicable to net <script>document.title='PWNED'</script>: no attention layers in "
+        "<script>document.title='PWNED'</script>"
     ]
     # the TOC shows the NA section without a link for the NA subject
     assert 'href="#s-attn--net' not in html
@@ -152,8 +152,10 @@ def test_failing_section_is_isolated(built):
     assert len(errors) == 2
     assert errors[0].startswith("This view failed: ValueError: boom <script>document.title='PWNED'</script> Traceback")
     assert "second line" not in errors[0].split("Traceback")[0]  # one line in the box, the rest folded
-    details = [a for t, a in page.tags if t == "details"]
+    details = [a for t, a in page.tags if t == "details" and a.get("class") != "sec"]
     assert len(details) == 3 and not any("open" in a for a in details)  # 2 tracebacks + build times, closed
+    sections = [a for t, a in page.tags if t == "details" and a.get("class") == "sec"]
+    assert len(sections) == 5 and all("open" in a for a in sections)  # each section collapses, open at first
     assert "Traceback (most recent call last)" in html and "always_broken" in html
     assert page.text["h2"][-1] == "After the broken one" and "still here" in page.text["p.text"]
 
@@ -167,7 +169,13 @@ def test_overview_predictions_hand_computed(built):
     assert cards[1].startswith("input 1 · true: <script>document.title='PWNED'</script> "
                                "\"><img src=x onerror=\"document.title='PWNED'\">66.5%")
     assert cards[1].endswith("zero9.0%")
-    assert "Top-1 correct on 1 of 2 inputs." in page.text["p.text"]
+    # what to conclude, under the cards and in the summary at the top, linked to the cards
+    finding = ("Top-1 correct on 1 of 2 inputs (predicted: zero, \"><img src=x onerror=\"document.title='PWNED'\">); "
+               "least confident: input 1, \"><img src=x onerror=\"document.title='PWNED'\"> at 66.5%.")
+    assert page.text["div.conclude"][0] == "What to conclude " + finding + " see the figure"
+    assert page.text["div.sum-model"][0] == "net <script>document.title='PWNED'</script>Sequential " + finding + " Overview →"
+    assert 'href="#fig-overview--net-script-document-title-pwned-script-1"' in html
+    assert 'id="fig-overview--net-script-document-title-pwned-script-1"' in html
     assert 'class="truth good"' in html and 'class="truth bad"' in html
     # the unlabeled subject names classes by index
     assert cards[2].startswith("input 0 ") and "class " in cards[2]
@@ -346,7 +354,7 @@ def test_errors_before_work(tmp_path, overview):
 def test_section_returning_non_blocks_is_an_error_box(tmp_path):
     bad = Section("bad", "Bad", "Returns junk.", 1, lambda s, o: ["not a block"])
     info = build_report([fx.subjects()[1]], tmp_path / "r.html", sections=[bad], progress=False)
-    assert info.errors[0].message == "TypeError: a section returned a str; expected Figure, Image, Table, Text or Html blocks"
+    assert info.errors[0].message == "TypeError: a section returned a str; expected Figure, Image, Table, Text, Html, Details or Finding blocks"
 
 
 def test_overview_on_non_class_output(tmp_path, overview):
@@ -387,7 +395,7 @@ def test_unsupported_model_error_reads_as_not_applicable(tmp_path):
     sec = Section("rnn", "Recurrent", "Memory.", 75, build)
     info = build_report([fx.subjects()[1]], tmp_path / "r.html", sections=[sec], progress=False)
     assert [r.status for r in info.runs] == ["not-applicable"] and not info.errors
-    assert Page(info.path.read_text()).text["p.na"] == ["Not applicable to: plain (no LSTM layers)"]
+    assert Page(info.path.read_text()).text["ul.na"] == ["Not applicable to plain: no LSTM layers"]
 
 
 def test_progress_bar_on_stderr(tmp_path, capsys, overview):

@@ -65,11 +65,11 @@ def test_resnet18_residual_adds(resnet):
             assert skip.name == f"{scope}.downsample.1"
         else:  # identity shortcut: the block's input, an ancestor of bn2
             assert skip.type in ("ReLU", "MaxPool2d")
-        # every residual add fuses the residual path (learned layers the shortcut does not see) with the
-        # shortcut, one stage of many: the same labelling as tl.fusion.find
-        assert add.merge == "fusion" and add.fusion == "iterative"
+        # every add is a residual (the block's input, or its projection, meets a learned function of
+        # it), not a fusion point: the same labelling as tl.fusion.residuals
+        assert (add.merge, add.join, add.fusion) == ("residual", "residual", None)
         assert [g.nodes[s] for s in add.sources] == preds
-    assert g.fusion_points == adds
+    assert g.fusion_points == [] and g.residuals == adds
 
 
 def test_resnet18_shared_relu_and_inplace(resnet):
@@ -497,9 +497,9 @@ def test_densenet121_dense_concatenations():
     for size in (6, 12, 24, 16):
         blocks.append(list(range(1, size + 2)))
     assert fan_in == [k for b in blocks for k in b]
-    # dense concatenations are fusion points (each new layer's features meet the earlier ones), as in
-    # tl.fusion.find; a cat of one tensor is no merge
-    assert all(c.merge == "fusion" and c.fusion == "iterative" for c in cats if len(g.predecessors(c.id)) > 1)
+    # dense concatenations are residual joins (the earlier features meet a learned function of themselves),
+    # not fusion points, as in tl.fusion.residuals; a cat of one tensor is no merge
+    assert all(c.merge == "residual" and c.join == "dense" for c in cats if len(g.predecessors(c.id)) > 1)
     assert all(c.merge is None for c in cats if len(g.predecessors(c.id)) == 1)
     assert all(c.dim == 1 for c in cats)
     assert g.total_params == 7_978_856
@@ -523,7 +523,10 @@ def test_vit_b_16_once():
     assert cat.merge is None  # the class token does not come from the input: not a fusion
     depth = fit_depth(g)
     view = collapse(g, depth)
-    folded = [b for b in view.nodes if b.count > 1]
+    # the 12 encoder blocks fold into one drawn copy (a frame marked ×12 when expanded, a box when collapsed)
+    assert [(r.head, r.count) for r in view.folds.values()] == [("encoder.layers.encoder_layer_0", 12)]
+    boxed = collapse(g, 2)
+    folded = [b for b in boxed.nodes if b.count > 1]
     assert len(folded) == 1 and folded[0].count == 12 and folded[0].type == "EncoderBlock"
     assert len(view) <= 90
     assert g.find(name="encoder.layers.encoder_layer_0.self_attention")[0].macs == \
@@ -555,7 +558,8 @@ def test_minilm_bert_encoder_offline():
         assert sdpa.macs == 12 * 8 * 8 * (32 + 32)
     residual = [n for n in g.nodes if n.merge]
     assert len(residual) == 12  # two residual adds per layer; the embeddings' adds read buffers, not branches
-    assert all(n.type == "add" and n.merge == "fusion" and n.fusion == "iterative" for n in residual)
+    assert all(n.type == "add" and n.merge == "residual" and n.join == "residual" for n in residual)
+    assert g.fusion_points == []  # the mask reaches each residual add through parameter-free ops only
     assert g.data_dependent  # HF checks the mask's values to decide whether to build one
     assert g.outputs[0].input_shapes == ((1, 8, 384),)
 

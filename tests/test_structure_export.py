@@ -72,8 +72,10 @@ def test_html_is_self_contained(tmp_path, cnn_graph):
                       .group(1))
     assert len(data["nodes"]) == len(g.nodes) and len(data["edges"]) == len(g.edges)
     assert data["modules"]["features"]["params"] == sum(p.numel() for p in TinyCNN().features.parameters())
-    frag = g._repr_html_()
-    assert frag.startswith('<div class="tl-root">') and "<html" not in frag
+    assert page.count("<script>") == 1 and page.count("<style>") == 1  # one copy of the script and style
+    frag = g._repr_html_()  # a notebook cell: the graph with its own style and script, no page around it
+    assert '<div class="tl-root">' in frag and "<html" not in frag and frag.count("<script>") == 1
+    assert "marker" not in page and ' id="' not in page  # arrowheads are paths: no element ids to clash
 
 
 def test_large_graph_default_view_is_collapsed():
@@ -81,7 +83,9 @@ def test_large_graph_default_view_is_collapsed():
     assert len(g.nodes) == 84
     depth = fit_depth(g)
     assert depth is None  # 84 boxes still fit
-    assert fit_depth(g, budget=20) == 1
+    assert fit_depth(g, budget=20) is None  # the 40 expanded blocks fold into one: 6 boxes
+    assert len(collapse(g, None)) == 6 and len(collapse(g, None, fold_repeats=False)) == 84
+    assert fit_depth(g, budget=40) is None and fit_depth(trace(Stack(n=40), torch.rand(2, 5)), budget=5) == 1
     view = collapse(g, 1)
     assert [(b.label, b.count) for b in view.nodes] == [("x", 1), ("stem", 1), ("blocks.0 … 39", 40), ("out", 1),
                                                         ("output", 1)]
@@ -386,8 +390,11 @@ def test_edge_styles(cnn_graph):
     paths = [re.findall(r'class="e" d="([^"]+)"', svg) for svg in (curved, straight, ortho)]
     assert len(paths[0]) == len(two.edges) == 8
     assert any(" C" in d for d in paths[0]) and not any(" C" in d for d in paths[1] + paths[2])
-    # orthogonal: every segment is vertical or horizontal
+    # orthogonal: an edge between adjacent layers has only vertical and horizontal segments (a skip
+    # over layers is an arc: a right-angled skip beside a column of boxes read as the outline of a box)
     for d in paths[2]:
+        if " C" in d:
+            continue
         pts = [tuple(map(float, p.split(","))) for p in re.findall(r"[-\d.]+,[-\d.]+", d)]
         assert all(a[0] == b[0] or a[1] == b[1] for a, b in zip(pts, pts[1:])), d
     assert "<title>(1, 4, 8, 8)</title>" in ortho  # an edge names the shape it carries
@@ -431,3 +438,40 @@ def test_nested_frame_labels_take_opposite_corners_by_nesting_not_dots():
     svg = render_svg(g, layout(collapse(g, None)))
     anchors = dict(re.findall(r'<text class="fl" data-frame="([^"]+)" [^>]*text-anchor="(\w+)"', svg))
     assert anchors["encoder"] != anchors["encoder.layer.0"]
+
+
+def test_edges_never_stack_into_a_block_lanes_and_arcs():
+    # The iterative-fusion demo: two branches crossing at every stage. Horizontal runs of different
+    # edges used to share one y in a gap and draw as a filled black block.
+    from torchloupe.demo.fusion_data import IterativeFusion
+    from torchloupe.render.graph.layout import layout
+
+    g = trace(IterativeFusion().eval(), torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    lay = layout(collapse(g, None))
+    runs = []  # (y, x0, x1, source box) of every horizontal run of an edge between adjacent layers
+    for (a, _, _), route, way in zip(lay.view.edges, lay.routes, lay.waypoints):
+        if len(way) > 2:
+            continue
+        for (x0, y0), (x1, y1) in zip(route, route[1:]):
+            if y0 == y1 and x0 != x1:
+                runs.append((y0, min(x0, x1), max(x0, x1), a))
+    assert runs
+    for i, (y, lo, hi, src) in enumerate(runs):
+        for y2, lo2, hi2, src2 in runs[i + 1:]:
+            if src != src2 and abs(y - y2) < 1:
+                assert hi < lo2 or hi2 < lo, "two edges share a horizontal run"
+    skips = [way for way in lay.waypoints if len(way) > 2]
+    assert skips  # the stage's input skips the 1x1 projection to the add
+    svg = g.to_svg(depth=None)
+    assert svg.count(' C') >= len(skips) and svg.count('class="ah"') == len(lay.view.edges)
+
+
+def test_legend_names_the_marks_the_graph_has():
+    from torchloupe.demo.fusion_data import IterativeFusion
+    from torchloupe.render.graph.html import legend
+
+    two = trace(IterativeFusion().eval(), torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    assert "fusion: separate branches or inputs meet" in legend(two)  # a to_shape projection added to a branch
+    plain = legend(trace(tiny_cnn(), torch.rand(1, 3, 16, 16)))
+    assert "fusion" not in plain and "module call" in plain and "input" in plain
+    assert "residual add" in legend()  # the full key

@@ -45,6 +45,26 @@ def test_exemplars_section_and_not_applicable_without_data():
     assert isinstance(na, NotApplicable) and "dataset" in na.reason and "loupe exemplars --data" in na.reason
 
 
+def test_exemplars_drawn_once_when_feature_vis_draws_them():
+    # With the feature visualization in the same report, its figure already holds the crops: the
+    # exemplars section lists the samples behind them instead of drawing the same grid again.
+    from torchloupe.reporting import Table, Text
+
+    subject = _subject()
+    drawn = _sections()["exemplars"].build(subject, {"quick": True, "seed": 0})
+    listed = _sections()["exemplars"].build(subject, {"quick": True, "seed": 0,
+                                                      "report_sections": ("feature_vis", "exemplars")})
+    assert isinstance(listed[0], Text) and isinstance(listed[1], Table)
+    assert not any(isinstance(b, Figure) for b in listed)
+    from torchloupe.reporting.sections.feature_vis import pick_layer, subject_exemplars
+
+    layer = pick_layer(subject)[0]
+    ex = subject_exemplars(subject, layer, [0, 1, 2], True)  # what both sections read (computed once, cached)
+    assert listed[1].rows[0][0] == f"{layer}:0" and len(listed[1].rows) == 3
+    assert listed[1].rows[0][1] == ", ".join(str(int(i)) for i in ex.indices[0])
+    assert isinstance(drawn[0], Figure)
+
+
 class _RunningSum(nn.Module):
     """(B, T, 1) -> (B, T): output t is the sum of inputs 0..t (weights set, so the truth is known)."""
 

@@ -13,8 +13,13 @@ from typing import Any
 
 from . import errors
 from .errors import LayerNotFoundError, TorchLoupeError
-from .layers import find_layer, find_layers, layer_names
-from .probe import activations, capture, preserved
+
+# Functions re-exported from the compute core, imported on first use like the subpackages below, so
+# that ``import torchloupe`` does not load torch before the command line can catch a Ctrl-C.
+_LAZY_NAMES = {
+    "find_layer": "layers", "find_layers": "layers", "layer_names": "layers",
+    "activations": "probe", "capture": "probe", "preserved": "probe",
+}
 
 from ._version import __version__
 
@@ -22,6 +27,7 @@ from ._version import __version__
 _LAZY = (
     "attention",
     "cam",
+    "data",
     "demo",
     "distributed",
     "evaluate",
@@ -58,6 +64,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
     if name in _LAZY:
         module = importlib.import_module(f".{name}", __name__)
         globals()[name] = module

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import InputError, UnsupportedModelError, UsageError, require
-from .inputs import Inputs, check_finite
+from .inputs import Inputs, check_finite, check_input
 from .layers import LayerSpec, find_layers
 from .probe import functions, hooks, require_module, session
 from .targets import OutputSpec, Target, TargetLike
@@ -352,6 +352,8 @@ def _run(
     data = inputs.args[0] if inputs.args else None
     if isinstance(data, Tensor):  # the data (token ids are integers: not checked);
         check_finite(data)  # later arguments may be additive masks, where -inf is meaningful
+        if data.is_floating_point():  # its width against the first layer (embed_dim), before any forward
+            check_input(model, data)
     if within is not None and not softmax:
         raise UsageError(f"within={within!r} names where softmaxes are recorded; pass softmax=True with it")
     within_mods = find_layers(model, within) if within is not None else []

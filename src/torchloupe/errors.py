@@ -13,6 +13,7 @@ and what was expected, and are raised before any expensive work.
     │   ├── InputShapeError                     shape does not fit the model
     │   │   └── TemplateShapeError              input_shape does not match a linear layer's inputs
     │   ├── InputTypeError      (TypeError)     not a tensor (or figure) where one is expected
+    │   │   └── InputDtypeError                 integer / bool values where the model takes floats
     │   └── NonFiniteInputError                 NaN or infinite values
     ├── TargetError             (ValueError)    class index / target out of range
     ├── ChannelError            (ValueError)    channel index out of range
@@ -24,7 +25,9 @@ and what was expected, and are raised before any expensive work.
     ├── TrackerError            (ValueError)    a bad weight-tracker setting or history request
     ├── ParamError              (ValueError)    an unknown or ill-fitting image parameterization
     ├── ObjectiveSpecError      (ValueError)    an objective string that does not parse
-    └── MissingDependencyError  (ImportError)   an optional extra is not installed
+    ├── MissingDependencyError  (ImportError)   an optional extra is not installed
+    ├── OutputError             (OSError)       an output file cannot be written (full disk, read-only folder)
+    └── ResourceLimitError      (ValueError)    a size whose memory would pass the limit (see torchloupe._limits)
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ __all__ = [
     "TrackerError",
     "ParamError",
     "ObjectiveSpecError",
+    "OutputError",
+    "InputDtypeError",
+    "ResourceLimitError",
     "require",
 ]
 
@@ -138,6 +144,30 @@ class ParamError(TorchLoupeError, ValueError):
 
 class ObjectiveSpecError(TorchLoupeError, ValueError):
     """An objective string that does not parse, e.g. ``'layer3:x'``."""
+
+
+class OutputError(TorchLoupeError, OSError):
+    """An output file that cannot be written (full disk, read-only folder, a folder in the way);
+    nothing was left at its path. ``.errno`` is the operating system's error number."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
+
+
+class InputDtypeError(InputTypeError):
+    """Integer or bool values (a ``uint8`` image) where the model's first layer takes floating-point ones."""
+
+
+class ResourceLimitError(TorchLoupeError, ValueError):
+    """A size (input, image, batch, ``k``, dataset) whose estimated memory passes what is available.
+
+    ``.needed`` and ``.available`` are the bytes compared. ``TORCHLOUPE_MEMORY_LIMIT`` (bytes, or with
+    a ``K``/``M``/``G``/``T`` suffix; ``0`` or ``off``: no limit) overrides the available memory."""
+
+    def __init__(self, message: str, needed: int = 0, available: int = 0):
+        super().__init__(message)
+        self.needed, self.available = int(needed), int(available)
 
 
 def require(module: str, extra: str, package: str | None = None):

@@ -37,7 +37,8 @@ __all__ = ["FeatureMaps", "feature_maps", "feature_maps_of", "arrange", "layers_
 class FeatureMaps:
     """A layer's output for a batch, as maps.
 
-    ``maps``: ``(N, C, h, w)`` detached (only the selected channels when ``channels`` or
+    ``maps``: ``(N, C, h, w)`` detached, on the model's device, in the output's floating dtype
+    (float32 for integer, bfloat16 and float16 outputs) (only the selected channels when ``channels`` or
     ``top`` was given; ``channels`` lists which). ``order``: ``(N, C)`` positions into
     ``maps``' channel dimension, sorted by mean activation descending, per sample.
     ``stats``: ``"mean"``, ``"max"``, ``"std"`` each ``(N, C)``. ``kind``: how the output
@@ -60,6 +61,18 @@ class FeatureMaps:
         """Channel numbers (of the layer) of the ``k`` most active channels of ``sample``."""
         pos = self.order[sample, :k]
         return [int(self.channels[p]) for p in pos]
+
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from .render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from .render.notebook import png_of
+
+        return png_of(self)
 
 
 def arrange(output: Tensor, token_layout: bool | None = None) -> tuple[Tensor, str]:
@@ -163,7 +176,9 @@ def _from_output(name: str, module: nn.Module, out: Any, top: int | None, channe
         maps, kind = out.detach().transpose(1, 2)[:, :, None, :], "tokens"
     else:
         maps, kind = arrange(out.detach(), token_layout)
-    maps = maps.float() if not maps.is_floating_point() else maps
+    # integer outputs, and bfloat16 / float16 ones (a half model, autocast), in float32: their
+    # means over thousands of positions would lose the ranking in half precision
+    maps = maps.float() if not maps.is_floating_point() or maps.dtype in (torch.bfloat16, torch.float16) else maps
     n, c = maps.shape[:2]
     index = torch.arange(c, device=maps.device)
     if channels is not None:

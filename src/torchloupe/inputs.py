@@ -20,7 +20,8 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from .errors import InputError, InputShapeError, NonFiniteInputError, UnsupportedModelError
+from ._limits import check_memory
+from .errors import InputDtypeError, InputError, InputShapeError, InputTypeError, NonFiniteInputError, UnsupportedModelError
 
 __all__ = ["Inputs", "InputsLike", "first_layer", "check_input", "check_inputs", "check_finite", "expected_input",
            "trial_forward", "takes_shape", "flattens_first", "standard_layout"]
@@ -53,6 +54,33 @@ def _leaves(value: Any, key: str) -> Iterator[tuple[str, Tensor]]:
             yield from _leaves(v, f"{key}[{k!r}]")
 
 
+def _what(x: Any) -> str:
+    """A short description of a wrong input for messages: its type, a string's start, an array's shape."""
+    if isinstance(x, str):
+        return f"the str {x[:40]!r}"
+    shape = getattr(x, "shape", None)
+    if shape is not None and not isinstance(x, Tensor):
+        return f"a {type(x).__module__.split('.')[0]}.{type(x).__name__} of shape {tuple(shape)}"
+    return "None" if x is None else f"a {type(x).__name__}"
+
+
+def _hint_for(x: Any) -> str:
+    if type(x).__module__.split(".")[0] == "numpy":
+        return "; convert it with torch.from_numpy(a)"
+    if isinstance(x, (str, bytes)) or hasattr(x, "__fspath__"):
+        return "; read the file into a tensor first (an image: torchvision.io.read_image(path).float() / 255)"
+    return ""
+
+
+def dtype_hint(x: Tensor) -> str:
+    """How to make a non-floating image tensor what a model's first layer takes."""
+    if x.dtype == torch.uint8:
+        return "convert with x.float() / 255 (uint8 images hold 0..255)"
+    if x.dtype == torch.bool:
+        return "convert with x.float()"
+    return "convert with x.float() (scaled as the model was trained, e.g. / 255 for 8-bit values)"
+
+
 @dataclass(frozen=True, eq=False)
 class Inputs:
     """What one call ``model(*args, **kwargs)`` takes, as one value.
@@ -80,9 +108,13 @@ class Inputs:
         if isinstance(x, (tuple, list)):
             if not x:
                 raise InputError("inputs are an empty tuple; expected a tensor, a tuple of tensors or a dict")
+            if not any(True for _ in _leaves(list(x), "")):
+                raise InputTypeError(f"inputs are {_what(x)} holding no tensor; expected a "
+                                     f"tensor, a tuple of tensors (positional) or a dict (keywords): make it one "
+                                     f"with torch.tensor(...) or torch.stack([...])")
             return cls(tuple(x), {})
-        raise InputError(f"inputs must be a tensor, a tuple of tensors (positional) or a dict (keywords), "
-                         f"got {type(x).__name__}")
+        raise InputTypeError(f"inputs are {_what(x)}; expected a tensor, a tuple of tensors (positional) or a dict "
+                             f"(keywords){_hint_for(x)}")
 
     # -- what it holds ---------------------------------------------------------------------
     def tensors(self) -> list[tuple[str, Tensor]]:
@@ -232,16 +264,38 @@ class Inputs:
         return ", ".join(parts)
 
 
+def check_arity(model: nn.Module, inputs: Inputs) -> None:
+    """:class:`InputError` when ``model.forward`` cannot take these arguments (two tensors for a
+    ``forward(self, x)``, an unknown keyword), before the forward; a forward without a readable
+    signature passes."""
+    import inspect
+
+    forward = getattr(model, "forward", None)
+    try:
+        sig = inspect.signature(forward)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*inputs.args, **inputs.kwargs)
+    except TypeError as exc:
+        raise InputError(f"{type(model).__name__}.forward{sig} cannot take the inputs given "
+                         f"({len(inputs.args)} positional{', keywords ' + ', '.join(inputs.kwargs) if inputs.kwargs else ''}): "
+                         f"{exc}") from None
+
+
 def check_inputs(model: nn.Module, x: InputsLike, *, wrt: int | str | None = None) -> Inputs:
     """:class:`Inputs` checked for ``model`` before any expensive work: the explained input
     through :func:`check_input` when it is one tensor the first layer reads (a batch of one made
     of an unbatched tensor), every floating tensor finite, and one batch size throughout."""
     inputs = Inputs.of(x)
     if inputs.single:
-        return Inputs((check_input(model, inputs.args[0]),), {})
+        checked = Inputs((check_input(model, inputs.args[0]),), {})
+        check_arity(model, checked)
+        return checked
     tensors = inputs.tensors()
     if not tensors:
         raise InputError("the inputs hold no tensor; expected at least one batched tensor")
+    check_work_memory([t for _, t in tensors])
     for key, t in tensors:
         check_finite(t, f"input {key}")
     inputs.get(wrt)  # wrt names an input
@@ -263,6 +317,7 @@ def check_inputs(model: nn.Module, x: InputsLike, *, wrt: int | str | None = Non
                 raise InputShapeError(f"input {key} has {t.shape[0]} samples ({tuple(t.shape)}) but input "
                                       f"{inputs.resolve(wrt)!r} has {n} ({tuple(explained.shape)}); expected one "
                                       f"batch size for every batched input")
+    check_arity(model, inputs)
     return inputs
 
 _CONV_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
@@ -302,7 +357,7 @@ def expected_input(model: nn.Module) -> str | None:
 
 def check_finite(x: Tensor, name: str = "input") -> Tensor:
     """``x`` unchanged; :class:`NonFiniteInputError` naming the count of NaN / infinite values."""
-    if (x.is_floating_point() or x.is_complex()) and x.numel() and not bool(torch.isfinite(x).all()):
+    if (x.is_floating_point() or x.is_complex()) and x.numel() and not x.is_meta and not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
         kinds = []
         if bool(torch.isnan(x).any()):
@@ -357,21 +412,46 @@ def check_input(model: nn.Module, x: Tensor, *, name: str = "input") -> Tensor:
     through the model, and an input it takes as a batch is accepted as it is.
     """
     if not isinstance(x, Tensor):
-        raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise InputTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}{_hint_for(x)}")
     try:
         return _check_input(model, x, name)
-    except InputShapeError:
+    except (InputShapeError, InputDtypeError):
         if x.dim() >= 1 and x.shape[0] > 0 and trial_forward(model, x)[0]:
             return x
         raise
 
 
+#: Bytes an explanation holds per byte of its inputs, at least (copies, gradients, maps, activations).
+INPUT_WORK_FACTOR = 4
+
+
+def check_work_memory(tensors: Sequence[Tensor], factor: int = INPUT_WORK_FACTOR, what: str = "the work on inputs") -> None:
+    """:class:`~torchloupe.errors.ResourceLimitError` when ``factor`` times the inputs' bytes cannot fit
+    in the memory of their device (:mod:`torchloupe._limits`), before any forward."""
+    if not tensors:
+        return
+    need = sum(t.numel() * t.element_size() for t in tensors) * factor
+    shapes = ", ".join(str(tuple(t.shape)) for t in tensors[:3]) + (", ..." if len(tensors) > 3 else "")
+    check_memory(need, f"{what} of shape {shapes}", device=tensors[0].device, hint="use a smaller batch or size")
+
+
 def _check_input(model: nn.Module, x: Tensor, name: str) -> Tensor:
+    check_work_memory([x])
     check_finite(x, name)
     found = first_layer(model)
     if found is None:
         return x
     lname, layer = found
+    if isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) and not (x.is_floating_point() or x.is_complex()):
+        raise InputDtypeError(
+            f"{name} holds {x.dtype} values, but the first layer {lname!r} ({type(layer).__name__}) takes "
+            f"floating-point ones; {dtype_hint(x)}")
+    weight = getattr(layer, "weight", None)
+    if isinstance(weight, Tensor) and weight.is_floating_point() and x.is_floating_point() and x.dtype != weight.dtype:
+        raise InputDtypeError(
+            f"{name} holds {x.dtype} values, but the first layer {lname!r} ({type(layer).__name__}) has "
+            f"{weight.dtype} weights; convert with x.to({str(weight.dtype).replace('torch.', 'torch.')}) "
+            f"(or the model with model.to(x.dtype))")
     for cls, dims in _CONV_DIMS.items():
         if isinstance(layer, cls):
             want = dims + 2

@@ -2,8 +2,8 @@
 
 A *layer spec* is one of:
 
-- a dotted module name, ``"layer4.1.conv2"`` (``""`` is the model itself);
-- a glob over dotted names, ``"layer*.0.conv?"`` (:mod:`fnmatch` rules);
+- a dotted module name, ``"layer4.1.conv2"`` (``""`` is the model itself), looked up exactly first;
+- a glob over dotted names, ``"layer*.0.conv?"`` (:mod:`fnmatch` rules), when no name is exactly it;
 - a module class, ``nn.Conv2d`` (every module of that type, in registration order);
 - a module object that is part of the model.
 
@@ -91,13 +91,25 @@ def _not_found(model: nn.Module, spec: object) -> LayerNotFoundError:
     )
 
 
-def find_layers(model: nn.Module, spec: LayerSpec | Sequence[LayerSpec]) -> list[tuple[str, nn.Module]]:
+def find_layers(model: nn.Module, spec: LayerSpec | Sequence[LayerSpec], *,
+                exact: bool | None = None) -> list[tuple[str, nn.Module]]:
     """Every ``(name, module)`` matching ``spec`` (or a list of specs), in model order, no duplicates.
+
+    A string is looked up as an exact name first: ``nn.ModuleDict`` keys may hold ``[``, ``]``,
+    ``*`` or ``?`` (``"blocks.a[0]"``), and such a name finds its module. Only a string that names
+    no module and holds one of those characters is read as a glob. ``exact=True``: names only,
+    never globs; ``exact=False``: always a glob (``"a[0]"`` then matches ``"a0"``).
 
     Raises :class:`LayerNotFoundError` when any spec matches nothing.
     """
+    from .probe import require_module  # probe finds layers with this module: imported on use
+
+    require_module(model)
     specs: Iterable[LayerSpec]
     if isinstance(spec, (list, tuple)):
+        if not spec:
+            raise LayerNotFoundError(f"no layer given (an empty {type(spec).__name__}); expected a name, glob, "
+                                     f"module type or module, or a list of them", spec)
         specs = spec
     else:
         specs = [spec]
@@ -106,10 +118,9 @@ def find_layers(model: nn.Module, spec: LayerSpec | Sequence[LayerSpec]) -> list
     for s in specs:
         hits: list[tuple[str, nn.Module]]
         if isinstance(s, str):
-            if any(c in _GLOB_CHARS for c in s):
+            hits = [] if exact is False else [(n, m) for n, m in named if n == s]
+            if not hits and exact is not True and any(c in _GLOB_CHARS for c in s):
                 hits = [(n, m) for n, m in named if n and fnmatch.fnmatchcase(n, s)]
-            else:
-                hits = [(n, m) for n, m in named if n == s]
         elif isinstance(s, type) and issubclass(s, nn.Module):
             hits = [(n, m) for n, m in named if isinstance(m, s)]
         elif isinstance(s, nn.Module):
@@ -124,14 +135,15 @@ def find_layers(model: nn.Module, spec: LayerSpec | Sequence[LayerSpec]) -> list
     return sorted(found.items(), key=lambda item: order[item[0]])
 
 
-def find_layer(model: nn.Module, spec: LayerSpec) -> nn.Module:
-    """The one module named by ``spec``.
+def find_layer(model: nn.Module, spec: LayerSpec, *, exact: bool | None = None) -> nn.Module:
+    """The one module named by ``spec`` (an exact name first, then a glob; ``exact``: see
+    :func:`find_layers`).
 
     A glob or type that matches several modules returns the first one in model order.
     """
     from .probe import require_module  # probe finds layers with this module: imported on use
 
-    return find_layers(require_module(model), spec)[0][1]
+    return find_layers(require_module(model), spec, exact=exact)[0][1]
 
 
 def name_of(model: nn.Module, module: nn.Module) -> str:

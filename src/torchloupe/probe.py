@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import LayerNotFoundError, UnsupportedModelError
-from .inputs import Inputs, InputsLike, check_input
+from .inputs import Inputs, InputsLike, check_input, check_inputs
 from .layers import LayerSpec, find_layers
 
 __all__ = [
@@ -103,6 +103,12 @@ def _restore(snap: _Snapshot) -> None:
     for module, flag in snap.is_full_backward_hook:
         if module.__dict__.get("_is_full_backward_hook") is not flag:
             module.__dict__["_is_full_backward_hook"] = flag
+    # A module whose class overrides train() (Hugging Face's PreTrainedModel keeps kernels_mode there)
+    # gets its mode back through train(mode), outermost first, so that side state follows; then every
+    # flag is set as it was (train(mode) sets a whole subtree, and the subtree may have been mixed).
+    for module, training in snap.training:
+        if module.training != training and type(module).train is not nn.Module.train:
+            module.train(training)
     for module, training in snap.training:
         if module.training != training:
             module.training = training
@@ -124,6 +130,9 @@ def require_module(model: Any, what: str = "model") -> nn.Module:
 @contextlib.contextmanager
 def preserved(model: nn.Module) -> Iterator[nn.Module]:
     """Restore train/eval flags, hooks, child modules, ``requires_grad`` and ``.grad`` on exit.
+
+    A module whose class has its own ``train()`` (Hugging Face models: it keeps side state such as
+    ``kernels_mode``) gets its mode back through ``module.train(mode)``, not by assignment.
 
     Parameter *values* are never written by torchloupe, so they are not copied
     (that would double the memory of large models); the invariant test suite
@@ -446,10 +455,9 @@ def activations(
     :class:`~torchloupe.errors.LayerNotFoundError` naming it, never a missing key.
     """
     found = find_layers(model, layers)
-    if isinstance(x, Tensor):
-        x = check_input(model, x)
+    inputs = check_inputs(model, x)  # type, dtype, shape, finite values, memory: one line, before the forward
     with session(model) as run, capture(model, [m for _, m in found]) as rec, torch.no_grad():
-        run(Inputs.of(x).map(Tensor.clone))  # copies: a model may edit its input in place
+        run(inputs.map(Tensor.clone))  # copies: a model may edit its input in place
     missing = [n for n in rec.names if not rec._calls[n]]
     if missing:
         ran = [n for n in rec.names if rec._calls[n]]

@@ -71,6 +71,18 @@ class RecurrentTrace:
     def num_directions(self) -> int:
         return self.h.shape[1]
 
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from .render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from .render.notebook import png_of
+
+        return png_of(self)
+
 
 def _kind(module: nn.Module) -> str:
     if isinstance(module, nn.LSTM):
@@ -337,6 +349,18 @@ class CellTrace:
             c_n=None if self.c is None else self.c[:, -1][None],
             batch_first=True,
         )
+
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from .render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from .render.notebook import png_of
+
+        return png_of(self)
 
 
 def _cell_kind(m: nn.Module) -> str | None:

@@ -23,6 +23,7 @@ when no rectifier was guided at all.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 
@@ -235,10 +236,13 @@ def smoothgrad(
     clean input's prediction. Copies run batched, ``chunk`` samples per call; noise from a
     ``torch.Generator`` seeded with ``seed`` (the global RNG is not touched).
     """
-    if n < 1:
-        raise UsageError(f"n must be >= 1, got {n}")
-    if sigma < 0:
-        raise UsageError(f"sigma must be >= 0, got {sigma}")
+    if not callable(fn):
+        raise UsageError(f"smoothgrad smooths a saliency function (model, x, target) -> map, got {type(fn).__name__}")
+    for key, v in (("n", n), ("chunk", chunk)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UsageError(f"{key} must be an int of at least 1, got {v!r}")
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+        raise UsageError(f"sigma must be a finite number of at least 0, got {sigma!r}")
 
     def smoothed(model: nn.Module, x: InputsLike, target: TargetLike = None, *, wrt: int | str | None = None,
                  output: OutputSpec = None, **kw) -> Tensor:

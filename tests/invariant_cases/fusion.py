@@ -35,6 +35,23 @@ def _inputs():
 _B = {"a": "a", "b": "b"}
 
 
+class _Residual(nn.Module):
+    """x + f(x) with a BN inside f, in train mode: a residual join, not fusion."""
+
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU())
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head((x + self.f(x)).mean((2, 3)))
+
+
+def _make_residual():
+    torch.manual_seed(0)
+    return _Residual().train()
+
+
 def _tracker(m, x):
     tr = tl.fusion.ShareTracker(m, x, _B, every=1)
     tr.step()
@@ -43,6 +60,7 @@ def _tracker(m, x):
 
 CASES = [
     Case("find-fusion", lambda m, x: tl.fusion.find(m, x), make=_make, inputs=_inputs),
+    Case("residuals", lambda m, x: tl.fusion.residuals(m, x), make=_make_residual, inputs=_inputs),
     Case("branch_specs", lambda m, x: tl.fusion.branch_specs(m, tl.fusion.find(m, x)), make=_make, inputs=_inputs),
     *[
         Case(f"contributions-{meth}", lambda m, x, meth=meth: tl.fusion.contributions(m, x, _B, method=meth, baseline="mean"),

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from ..errors import TorchLoupeError
@@ -42,7 +44,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread so that ``finally`` blocks run: forked workers
+    are stopped and reaped, temporary files removed. Not an ``Exception``: nothing swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum, frame) -> None:
+    _quiet_signals()  # a second signal must not interrupt the clean-up of the first
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Stopped(signum)
+
+
+_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def _quiet_signals() -> None:
+    for sig in _SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _catch_signals() -> dict | None:
+    """Route SIGINT, SIGTERM and SIGHUP through :func:`_stop`; the previous handlers, to restore
+    (``None`` off the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+    for sig in _SIGNALS:
+        if previous[sig] is not signal.SIG_IGN:  # nohup / a shell's background job keeps ignoring them
+            signal.signal(sig, _stop)
+    return previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``loupe`` command; its exit status. SIGINT exits 130, SIGTERM 143 (128 + the
+    signal), after stopping any worker process and removing partial output, with one line."""
+    previous = _catch_signals()
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print("loupe: interrupted", file=sys.stderr)
+        return 130
+    except Stopped as stop:
+        print(f"loupe: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return 128 + stop.signum
+    finally:
+        if previous is not None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -55,9 +111,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"loupe: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("loupe: interrupted", file=sys.stderr)
-        return 130
     except Exception as exc:  # anything else (the model's own code, a bug): one line too; --debug shows it
         if args.debug:
             raise

@@ -12,42 +12,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import data as _data
 from ..inputs import standard_layout
-from ..errors import InputFileError, UsageError, require
+from .._limits import check_image_pixels, check_memory, tensor_bytes
+from ..errors import InputFileError, TorchLoupeError, UsageError, require
 
 
-#: Named input normalizations: (mean, std) per RGB channel.
-NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
+# The pixel rules live in the compute core (:mod:`torchloupe.data`), shared with datasets from disk.
+NORMALIZATIONS = _data.NORMALIZATIONS
+normalize_images = _data.normalize_images
 
 
-def normalize_images(x: Tensor, normalize: str | tuple | None) -> Tensor:
-    """``(x - mean) / std`` per channel, as a new tensor; ``normalize`` is a name in
-    :data:`NORMALIZATIONS`, a ``(mean, std)`` pair of 3-tuples, or ``None`` (returns ``x``)."""
-    if normalize is None or normalize == "none":
-        return x
-    if isinstance(normalize, str):
-        if normalize not in NORMALIZATIONS:
-            raise UsageError(
-                f"unknown normalization {normalize!r}; expected one of: none, {', '.join(NORMALIZATIONS)}"
-            )
-        mean, std = NORMALIZATIONS[normalize]
-    else:
-        try:
-            mean, std = normalize
-            mean_t = torch.as_tensor(mean, dtype=x.dtype).reshape(-1)
-            std_t = torch.as_tensor(std, dtype=x.dtype).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"normalization must be a name or a (mean, std) pair, got {normalize!r}") from exc
-        if mean_t.numel() != x.shape[1] or std_t.numel() != x.shape[1] or bool((std_t <= 0).any()):
-            raise UsageError(
-                f"normalization {normalize!r} needs {x.shape[1]} means and {x.shape[1]} positive stds"
-            )
-        mean, std = mean_t.tolist(), std_t.tolist()
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - m) / s
+#: Bytes held per byte of the loaded image batch, at least, by the work done on it (copies, maps at
+#: input size, gradients, perturbed batches): the pre-flight estimate of :func:`load_images`.
+IMAGE_WORK_FACTOR = 16
 
 
 def load_images(
@@ -72,12 +50,15 @@ def load_images(
         raise UsageError("no input images given; expected at least one image file")
     if size is not None and (not isinstance(size, int) or size < 1):
         raise UsageError(f"image size must be a positive integer, got {size!r}")
+    if size is not None:  # before any file is decoded: the batch and what a report or explanation holds of it
+        check_memory(tensor_bytes((len(paths), 3 if mode == "RGB" else 1, size, size)) * IMAGE_WORK_FACTOR,
+                     f"{len(paths)} image(s) at --size {size}", hint="use a smaller --size")
     images = [read_image(p, lambda im: im.convert(mode)) for p in paths]
     sizes = {im.size for im in images}
     if size is None and len(sizes) > 1:
         size = min(min(im.size) for im in images)
     if size is not None:
-        images = [_resize_crop(im, size, pil) for im in images]
+        images = [_data.resize_crop(im, size) for im in images]
     import numpy as np
 
     arrays = np.stack([np.asarray(im, dtype=np.uint8).reshape(im.size[1], im.size[0], -1) for im in images])
@@ -88,16 +69,6 @@ def load_images(
     return standard_layout(normalize_images(x, normalize))
 
 
-
-
-def _resize_crop(im: Any, size: int, pil: Any) -> Any:
-    w, h = im.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    if (nw, nh) != (w, h):
-        im = im.resize((nw, nh), pil.Resampling.BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return im.crop((left, top, left + size, top + size))
 
 
 def load_labels(path: str | Path) -> list[str]:
@@ -144,8 +115,11 @@ def read_image(path: str | Path, read: Any) -> Any:
     if not p.exists():
         raise InputFileError(f"cannot read image '{p}': no such file")
     try:
-        with pil.open(p) as im:
+        with pil.open(p) as im:  # reads the header only: the size is known before any pixel is decoded
+            check_image_pixels(im.size[0], im.size[1], str(p))
             return read(im)
+    except TorchLoupeError:
+        raise
     except Exception as exc:
         reason = "not an image Pillow can read" if isinstance(exc, pil.UnidentifiedImageError) else str(exc)
         raise InputFileError(f"cannot read image '{p}': {reason}") from exc

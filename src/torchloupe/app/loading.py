@@ -441,6 +441,9 @@ def check_forward(model: nn.Module, inputs: Inputs, *, spec: str, batched: bool 
     trial = inputs.slice(0, min(n, 2)).map(Tensor.clone) if batched else inputs.map(Tensor.clone)
     if batched and n == 1:  # two samples, so that a model that mixes the batch up shows it
         trial = trial.map_batched(lambda t: torch.cat([t, t]))
+    device = next((p.device for p in model.parameters()), None)
+    if device is not None:  # the CLI moved the model to --device; the inputs are read on the CPU
+        trial = trial.to(device)
     shapes = inputs.describe()
     wants = describe_wants(model)
     hint = f"; its first layers: {wants}" if wants else ""

@@ -44,7 +44,9 @@ class CAMResult:
     """What a CAM call returns.
 
     ``maps`` ``(N, H, W)`` in [0, 1] at input size (``(N, T)`` on the tokens of a ``(N, T, F)``
-    sequence input); ``raw`` ``(N, h, w)`` the method's map at
+    sequence input), on the model's device, in the layer output's floating dtype, except float32
+    for a bfloat16 / float16 model (the maps are computed in float32 from its activations and
+    gradients); ``raw`` ``(N, h, w)`` the method's map at
     layer resolution after its ReLU, before upsampling and normalisation (first layer when
     several were fused; all of them in ``raws``); ``targets`` ``(N,)`` class indices used
     (``-1`` for a callable target); ``scores`` ``(N,)`` the target scores of the model's output;
@@ -72,6 +74,18 @@ class CAMResult:
         from ..render.cam import plot_cam
 
         return plot_cam(self, images, **kwargs)
+
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import png_of
+
+        return png_of(self)
 
 
 @dataclass
@@ -328,9 +342,11 @@ def run_cams(cams: Sequence[BaseCAM], x: InputsLike, target: TargetLike = None, 
             for c in cams:
                 raws = []
                 for i, (nm, m) in enumerate(layers):
-                    acts = to_map(outs[i], size, c.reshape, layout=layouts[i])
-                    g = None if grads[i] is None or not c.uses_gradients else to_map(grads[i], size, c.reshape,
-                                                                                      layout=layouts[i])
+                    # a half-precision model's activations and gradients are combined, upsampled and
+                    # normalised in float32: bfloat16 sums over channels lose two digits
+                    acts = working(to_map(outs[i], size, c.reshape, layout=layouts[i]))
+                    g = None if grads[i] is None or not c.uses_gradients else working(
+                        to_map(grads[i], size, c.reshape, layout=layouts[i]))
                     run = Run(model, inputs, wrt, detached, targets, tgt, m, nm)
                     raw = c.cam_map(acts, g, run)
                     raws.append(F.relu(raw) if c.relu else raw)
@@ -353,6 +369,12 @@ def run_cams(cams: Sequence[BaseCAM], x: InputsLike, target: TargetLike = None, 
                 layouts=tuple(layouts),
             ))
     return results
+
+
+def working(t: Tensor) -> Tensor:
+    """``t`` in the dtype CAM arithmetic runs in: float32 for bfloat16 / float16 tensors (a
+    half-precision model), else its own floating dtype."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
 def detach_output(output: Any) -> Any:

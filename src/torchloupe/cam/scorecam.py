@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..errors import UnsupportedModelError, UsageError, require
 from ..layers import LayerSpec
-from .base import BaseCAM, Run, normalize_maps, upsample
+from .base import BaseCAM, Run, normalize_maps, upsample, working
 
 
 class ScoreCAM(BaseCAM):
@@ -128,9 +128,9 @@ class ScoreCAM(BaseCAM):
                 masked = inputs.select(who).replace(run.wrt, x[who] * masks.unsqueeze(1).to(x.dtype))
                 out = masked.call(self.model)
                 if run.target.is_callable:
-                    s = run.target.resolve(out, who.numel())[1](out)
+                    s = working(run.target.resolve(out, who.numel())[1](out))
                 else:
-                    probs = run.target.scores_of(out).softmax(dim=1)
+                    probs = working(run.target.scores_of(out)).softmax(dim=1)  # float32 for a half model
                     s = probs.gather(1, run.targets.to(probs.device)[who][:, None]).squeeze(1)
                 scores[sl] = s.to(scores.dtype).to(scores.device)
                 self.forwards += int(who.numel())

@@ -27,6 +27,7 @@ import contextlib
 import os
 import pickle
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,7 +40,7 @@ from ..errors import CheckpointError
 
 __all__ = [
     "cache_dir", "cache_path", "load_or_train", "save_state", "save_tensors", "load_state",
-    "NotCached", "cached_only", "check_training_allowed",
+    "NotCached", "cached_only", "check_training_allowed", "load_blob", "report_unusable",
 ]
 
 M = TypeVar("M", bound=nn.Module)
@@ -113,17 +114,43 @@ def save_state(model: nn.Module, path: Path) -> None:
     save_tensors({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
 
 
+_READ_ERRORS = (OSError, RuntimeError, EOFError, KeyError, IndexError, ValueError, TypeError, AttributeError,
+                pickle.UnpicklingError)
+
+
+def load_blob(path: Path) -> Any:
+    """What :func:`save_tensors` wrote to ``path`` (``torch.load(weights_only=True)``); a
+    :class:`~torchloupe.errors.CheckpointError` in one line when it cannot be read (garbage,
+    truncated, empty, a folder, Python objects other than tensors)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except _READ_ERRORS as exc:
+        raise CheckpointError(f"cached weights {str(path)!r} cannot be loaded: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def report_unusable(path: Path, exc: BaseException) -> None:
+    """Say on stderr, in one line, that the cache file ``path`` cannot be used and is retrained."""
+    why = str(exc).split(": ", 1)[-1] if isinstance(exc, CheckpointError) else _first_line(exc)
+    print(f"torchloupe: demo cache: {path.name} cannot be used ({why.strip()}); training it again",
+          file=sys.stderr)
+
+
 def load_state(model: M, path: Path) -> M:
     """Load a state dict saved by :func:`save_state` into ``model`` (``weights_only=True``).
 
     Raises :class:`~torchloupe.errors.CheckpointError` when the file is unreadable or does
     not fit the model.
     """
+    state = load_blob(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-    except (OSError, RuntimeError, EOFError, KeyError, IndexError, ValueError, TypeError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"cached weights {str(path)!r} cannot be loaded: {exc}") from exc
+    except _READ_ERRORS as exc:
+        raise CheckpointError(f"cached weights {str(path)!r} cannot be loaded: {_first_line(exc)}") from exc
     return model
 
 
@@ -146,7 +173,9 @@ def load_or_train(
     if path.exists() and not retrain:
         try:
             return load_state(model, path).eval()
-        except CheckpointError:
+        except CheckpointError as exc:
+            check_training_allowed(key)  # (in cached_only(): the worker that trains it reports it)
+            report_unusable(path, exc)
             model = build()
     check_training_allowed(key)
     train(model)

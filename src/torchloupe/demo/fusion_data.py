@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import CheckpointError
+
 
 FUSION_CLASSES = ("circle", "square", "red", "blue", "triangle+green", "triangle+yellow", "cross+green",
                   "cross+yellow")
@@ -182,11 +184,19 @@ def train_fusion_model(kind: str, seed: int = 0, steps: int = 400, every: int = 
     torch.manual_seed(seed)
     model = MODELS[kind]()
     if cache and path.exists():
-        blob = torch.load(path, weights_only=True)
-        model.load_state_dict(blob["state"])
-        hist = ShareHistory(steps=list(blob["steps"]), records=[dict(r) for r in blob["records"]], method=blob["method"],
-                            targets=two_view_data(64, seed=seed + 1000)[2])
-        return model.eval(), hist
+        from .cache import load_blob, report_unusable
+
+        try:
+            blob = load_blob(path)
+            model.load_state_dict(blob["state"])
+            hist = ShareHistory(steps=list(blob["steps"]), records=[dict(r) for r in blob["records"]],
+                                method=blob["method"], targets=two_view_data(64, seed=seed + 1000)[2])
+            return model.eval(), hist
+        except (CheckpointError, KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            _check_training_allowed(path.name)  # (in cached_only(): the worker that trains it reports it)
+            report_unusable(path, exc)  # garbage, truncated, empty, a folder: retrained, like the other models
+            torch.manual_seed(seed)
+            model = MODELS[kind]()
     if cache:
         _check_training_allowed(path.name)
     sv, cv, y, _ = two_view_data(1600, seed=seed + 1)
@@ -211,11 +221,13 @@ def train_fusion_model(kind: str, seed: int = 0, steps: int = 400, every: int = 
     model.eval()
     hist = tracker.history
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"state": model.state_dict(), "steps": hist.steps, "records": hist.records,
-                    "method": hist.method}, tmp)
-        os.replace(tmp, path)
+        from .cache import save_tensors
+
+        try:
+            save_tensors({"state": model.state_dict(), "steps": hist.steps, "records": hist.records,
+                          "method": hist.method}, path)
+        except OSError:
+            pass  # a read-only cache (or a folder in the way) only costs a retrain next time
     return model, hist
 
 

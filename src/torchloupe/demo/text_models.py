@@ -26,7 +26,7 @@ def minilm():
     transformers = require("transformers", "hf")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with quiet_loading(transformers):
-        return transformers.AutoModel.from_pretrained(minilm_folder(), local_files_only=True).eval()
+        return transformers.AutoModel.from_pretrained(minilm_folder(), local_files_only=True, trust_remote_code=False).eval()
 
 
 @contextlib.contextmanager
@@ -45,4 +45,5 @@ def quiet_loading(transformers):
 def minilm_tokenizer():
     transformers = require("transformers", "hf")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return transformers.AutoTokenizer.from_pretrained(minilm_folder(), local_files_only=True)
+    return transformers.AutoTokenizer.from_pretrained(minilm_folder(), local_files_only=True,
+                                                      trust_remote_code=False)

@@ -44,6 +44,24 @@ def chunk_size(sample: Tensor, budget: int) -> int:
 
 _CONTIGUOUS_ONLY: weakref.WeakSet = weakref.WeakSet()  # models whose forward rejects channels-last inputs
 
+#: What PyTorch says when a forward cannot take a channels-last tensor: ``x.view(...)`` on its strides,
+#: or an operation that wants contiguous memory. The only errors :class:`Scorer` answers by running
+#: the same chunk again in the standard layout.
+_LAYOUT_MESSAGES = (
+    "view size is not compatible with input tensor's size and stride",
+    "must be contiguous",
+    "is not contiguous",
+)
+
+
+def rejects_channels_last(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a forward of a channels-last batch, says the model cannot take that
+    memory layout (and nothing else): out of memory and every other error of the model are not."""
+    if isinstance(exc, torch.OutOfMemoryError) or not isinstance(exc, RuntimeError):
+        return False
+    text = str(exc)
+    return any(m in text for m in _LAYOUT_MESSAGES)
+
 HEAP_KEEP_BYTES = 16 * 2**20
 _heap_kept = [False]
 
@@ -77,7 +95,9 @@ class Scorer:
     On CPU, image batches go in as channels-last: the convolutions then run 1.3-1.7x faster
     (EfficientNet-Lite0 and the shapes CNN, one thread) with the same results to float
     rounding. A model that cannot take that layout (``x.view`` on a conv output raises) gets
-    contiguous batches instead, from then on (remembered by a weak reference to the model).
+    contiguous batches instead, from then on (remembered by a weak reference to the model). Only that
+    error is answered so (:func:`rejects_channels_last`: PyTorch's ``view`` / contiguity messages); any
+    other error of the model, out of memory included, reaches the caller as it was raised.
     """
 
     def __init__(self, run: Session, inputs: Inputs, wrt: int | str, output: OutputSpec, chunk: int):
@@ -121,7 +141,9 @@ class Scorer:
                 if fast:
                     try:
                         out = self.run(self.feed(xb.contiguous(memory_format=torch.channels_last), rb))
-                    except RuntimeError:
+                    except RuntimeError as exc:
+                        if not rejects_channels_last(exc):
+                            raise  # the model's own error (or out of memory): never re-run
                         fast = False
                         _CONTIGUOUS_ONLY.add(model)
                 if out is None:

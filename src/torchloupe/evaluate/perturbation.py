@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..inputs import InputsLike
 from ..probe import session
 from ..targets import OutputSpec
@@ -39,9 +39,32 @@ class CurveResult:
     def summary(self) -> dict[str, float]:
         return {f"{self.kind}_auc_mean": float(self.auc.mean()) if self.auc.numel() else float("nan")}
 
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import png_of
+
+        return png_of(self)
+
 
 def gaussian_blur(x: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor:
-    """Separable Gaussian blur of ``(N, C, H, W)`` with zero padding (the RISE paper's substrate)."""
+    """Separable Gaussian blur of ``(N, C, H, W)`` with zero padding (the RISE paper's substrate).
+
+    ``kernel_size``: an odd int of at least 1 (the output keeps the input's size); ``sigma`` > 0."""
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise UsageError(f"kernel_size must be an odd int of at least 1 (the output keeps the input's size), "
+                         f"got {kernel_size!r}")
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
+        raise UsageError(f"sigma must be a finite number above 0, got {sigma!r}")
+    if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
+        raise InputError(f"gaussian_blur takes a floating (N, C, H, W) tensor, got "
+                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
+                         + (f" of {x.dtype}" if isinstance(x, Tensor) else ""))
     half = kernel_size // 2
     t = torch.arange(kernel_size, device=x.device, dtype=x.dtype) - half
     k = torch.exp(-(t**2) / (2 * sigma**2))

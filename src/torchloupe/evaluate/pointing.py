@@ -4,6 +4,8 @@ within ``tolerance`` pixels of the object mask.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -26,6 +28,14 @@ def pointing_game(maps: Tensor, masks: Tensor, tolerance: float = 15) -> Tensor:
         raise InputError(
             f"maps {tuple(maps.shape)} and masks {tuple(masks.shape)} must both be (N, H, W) with the same N"
         )
+    mh, mw = masks.shape[-2:]
+    ph, pw = maps.shape[-2:]
+    if mh * pw != mw * ph or not (mh and mw and ph and pw):
+        raise InputError(
+            f"maps {tuple(maps.shape)} and masks {tuple(masks.shape)} have different aspect ratios: the maps "
+            f"would be stretched onto the masks; expected masks of the maps' size (or of their aspect)")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance):
+        raise InputError(f"tolerance must be a finite number of pixels, got {tolerance!r}")
     if tolerance < 0:
         raise InputError(f"tolerance must be >= 0 pixels, got {tolerance}")
     masks = masks.to(device=maps.device).bool()

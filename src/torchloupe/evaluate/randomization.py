@@ -39,6 +39,18 @@ class RandomizationResult:
     threshold: float
     passed: Tensor
 
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import png_of
+
+        return png_of(self)
+
 
 def _as_maps(m: Tensor) -> Tensor:
     if m.dim() == 4:  # gradients shaped like the input: magnitude summed over channels

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError, UnsupportedModelError
+from ..errors import InputError, UnsupportedModelError, UsageError
 from ..inputs import Inputs, InputsLike, check_finite, check_inputs
 from ..layers import find_layer
 from ..probe import Session, hooks, require_module, session
@@ -66,6 +66,18 @@ class FusionResult:
     def share_matrix(self) -> Tensor:
         """``(B, K)`` shares in branch order."""
         return torch.stack([self.shares[b] for b in self.values], dim=1)
+
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import png_of
+
+        return png_of(self)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,6 +187,19 @@ class _NoExpand(Exception):
     """Expand mode does not apply to this model (see :meth:`Engine.masked`)."""
 
 
+#: Words of PyTorch's shape errors (``torch.cat``, broadcasting, ``view`` / ``reshape``, matmul).
+_SHAPE_WORDS = ("size", "shape", "dimension", "must match", "mat1 and mat2")
+
+
+def _expansion_error(exc: BaseException) -> bool:
+    """Whether ``exc`` reads as a shape mismatch (what replicas meeting the original batch give);
+    never out of memory."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return False
+    text = str(exc).lower()
+    return any(w in text for w in _SHAPE_WORDS)
+
+
 class Engine:
     """Runs the model (in a :func:`~torchloupe.probe.session`, ``run``) on ``inputs`` with branch
     outputs replaced; the replicas of the batch run in chunks. ``output`` selects the ``(B, classes)``
@@ -267,9 +292,22 @@ class Engine:
         return torch.cat(out, 0)
 
     def _expand_forward(self, fn, r: int) -> Tensor | None:
+        """The expand-mode forward, or ``None`` when this model cannot take it (then replicate mode,
+        for good). It cannot when its output batch does not follow the replicas, when the full
+        coalition does not reproduce a plain forward, or when it raises a shape error
+        (:func:`_expansion_error`) *after* a branch returned its expanded replicas: what follows the
+        branches met a tensor of the original batch. Any other error is the model's own and reaches
+        the caller as it was raised, without a second forward."""
         clean = dict(self.clean)
+        expanded = [False]
+
+        def fn_seen(b, z):
+            out = fn(b, z)
+            expanded[0] = expanded[0] or out.shape[0] != z.shape[0]
+            return out
+
         try:
-            with _replace_hooks(self.model, self.specs, fn), torch.no_grad():
+            with _replace_hooks(self.model, self.specs, fn_seen), torch.no_grad():
                 y = self.scores(self.inputs)
             if y.shape[0] != r * self.B:
                 raise _NoExpand("output batch does not follow the replicas")
@@ -280,10 +318,14 @@ class Engine:
                     raise _NoExpand("the full coalition does not reproduce the plain forward")
                 self.mode = "expand"
             return y
-        except (RuntimeError, ValueError, UnsupportedModelError, _NoExpand):
-            self.mode = "replicate"  # the replicated forward below raises the model's own error, if any
-            self.clean = clean
-            return None
+        except (RuntimeError, ValueError) as exc:
+            if not (expanded[0] and _expansion_error(exc)):
+                raise
+        except _NoExpand:
+            pass
+        self.mode = "replicate"
+        self.clean = clean
+        return None
 
     def gradients(self, alphas: Tensor, target: Any) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """Gradients of the target score at ``z' + a (z - z')`` for each ``a`` in ``alphas``.
@@ -311,7 +353,7 @@ class Engine:
                 point = (base.unsqueeze(0) + al * (z0 - base).unsqueeze(0)).reshape(_r * self.B, *z0.shape[1:])
                 leaf = point.detach().requires_grad_(True)
                 leaves[b] = leaf
-                return leaf
+                return leaf.clone()  # the model may add to it in place next (resnet's out += identity)
 
             with _replace_hooks(self.model, self.specs, fn, branch_no_grad=True), torch.enable_grad():
                 y = self.scores(self.rep(r))
@@ -390,6 +432,13 @@ def contributions(
     """
     if method not in METHODS:
         raise UnsupportedModelError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 8:
+        raise UsageError(f"max_steps must be an int of at least 8 (integrated gradients starts with 8 nodes), "
+                         f"got {max_steps!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+        raise UsageError(f"tol must be a finite number of at least 0, got {tol!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise UsageError(f"batch_size must be None or an int of at least 1, got {batch_size!r}")
     require_module(model)
     tgt, output = class_target(target, output)
     inputs = as_inputs(model, x)  # an unbatched input becomes a batch of one; channels checked

@@ -29,6 +29,18 @@ class BranchMaps:
     raw: dict[str, Tensor]
     targets: Tensor
 
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import png_of
+
+        return png_of(self)
+
 
 def branch_maps(model: nn.Module, x: InputsLike, branches: Mapping[str, str] | None = None, target: TargetLike = None,
                 size: tuple[int, int] | None = None, batch_size: int | None = None, *,

@@ -1,9 +1,12 @@
-"""Find the fusion points of a model: where tensors from different branches meet.
+"""Find the fusion points of a model: where separate branches or separate inputs meet.
 
 Built on the traced graph (:func:`torchloupe.trace`): a fusion point is a node the graph marks
 ``merge == "fusion"``, by the one definition in :mod:`torchloupe.structure.merges` (a ``cat`` /
-``stack`` / ``add`` / ``mul``... whose arguments come from different branches; kinds early / late /
-iterative). This module adds what the fusion tools need: the modules feeding each argument, the
+``stack`` / ``add`` / ``mul``... whose arguments come from separate inputs, ``join == "input"``, or
+separate learned branches, ``join == "branch"``; kinds early / late / iterative). Residual joins, a
+tensor meeting a learned function of itself (``x + f(x)`` in a ResNet, EfficientNet or BERT, a
+DenseNet concatenation, a squeeze-and-excitation gate), are not fusion points: :func:`residuals`
+lists them. This module adds what the fusion tools need: the modules feeding each argument, the
 branch a hook can replace, and the channel range of each argument in a ``cat``.
 """
 
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..errors import InputError
 from ..probe import require_module
 from ..structure.graph import ModelGraph, Node
 from ..structure.merges import MERGE_OPS, ancestors, bits, learned_mask, merges
@@ -63,15 +67,19 @@ class FusionInput:
 
 @dataclass(frozen=True)
 class FusionPoint:
-    """A node where branches meet. ``name`` is ``<enclosing module>:<op>``; ``kind`` is early / late / iterative."""
+    """A node where branches meet. ``name`` is ``<enclosing module>:<op>``; ``kind`` is early / late /
+    iterative; ``join`` is ``"input"`` (an argument carries a model input the others do not see) or
+    ``"branch"`` (separate learned branches of the same inputs). :func:`residuals` gives the same
+    record for residual joins, with ``kind`` ``None`` and ``join`` ``"residual" | "dense" | "gate"``."""
 
     name: str
     op: str
-    kind: str
+    kind: str | None
     inputs: tuple[FusionInput, ...]
     output_shape: tuple[int, ...] | None
     dim: int | None
     node: int  # the node's id in the traced graph (execution order)
+    join: str = "branch"
 
     @property
     def branches(self) -> dict[str, str]:
@@ -130,15 +138,18 @@ def _through_ops(nodes, p: int, limit: int = 32) -> str | None:
     return q.returned_by or None
 
 
-def points(graph: ModelGraph) -> list[FusionPoint]:
-    """The fusion points of a traced graph, in execution order (the nodes marked ``merge == "fusion"``)."""
+def points(graph: ModelGraph, merge: str = "fusion") -> list[FusionPoint]:
+    """The fusion points of a traced graph, in execution order (the nodes marked ``merge == "fusion"``);
+    with ``merge="residual"``, its residual joins instead (``graph.residuals``)."""
+    if merge not in ("fusion", "residual"):
+        raise InputError(f"merge must be 'fusion' or 'residual', got {merge!r}")
     nodes = graph.nodes
     anc = ancestors(nodes)
     learned = learned_mask(nodes)
     input_index = {n.id: i for i, n in enumerate(graph.inputs)}
     out = []
     for m in merges(nodes, anc):
-        if m.fusion is None:
+        if m.merge != merge:
             continue
         node = nodes[m.node]
         offsets = None
@@ -164,7 +175,7 @@ def points(graph: ModelGraph) -> list[FusionPoint]:
                                       shape=node.input_shapes[k], channels=offsets[k] if offsets else None,
                                       through=None if module is not None else _through_ops(nodes, p)))
         out.append(FusionPoint(name=label(node), op=node.type, kind=m.fusion, inputs=tuple(inputs),
-                               output_shape=node.output_shape, dim=node.dim, node=node.id))
+                               output_shape=node.output_shape, dim=node.dim, node=node.id, join=m.join))
     return out
 
 
@@ -173,7 +184,17 @@ def find(model: nn.Module, *inputs, **kwargs) -> list[FusionPoint]:
 
     Traces the model (:func:`torchloupe.trace`; eval mode, no gradients; the model comes back as it
     went in) and reads the fusion points off the graph: ``find(model, x)`` lists exactly the nodes
-    ``tl.trace(model, x).fusion_points``. An error inside the model raises :class:`TraceError`.
+    ``tl.trace(model, x).fusion_points``: joins of separate branches or inputs, never a residual add
+    (:func:`residuals` lists those). An error inside the model raises :class:`TraceError`.
     """
     require_module(model)
     return points(record(model, inputs, kwargs)[0])
+
+
+def residuals(model: nn.Module, *inputs, **kwargs) -> list[FusionPoint]:
+    """The residual joins of ``model`` on one forward, in execution order: where a tensor meets a learned
+    function of itself (``x + f(x)`` and projection shortcuts, ``join == "residual"``; ``cat([x, f(x)])``,
+    ``"dense"``; ``x * g(x)``, ``"gate"``), exactly the nodes ``tl.trace(model, x).residuals``. Each
+    record is a :class:`FusionPoint` with ``kind`` ``None``. Not fusion: :func:`find` leaves them out."""
+    require_module(model)
+    return points(record(model, inputs, kwargs)[0], merge="residual")

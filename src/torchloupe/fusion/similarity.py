@@ -69,6 +69,18 @@ class CKAResult:
     matrix: Tensor
     point: str
 
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import png_of
+
+        return png_of(self)
+
 
 def _fusion_of(model: nn.Module, x: Any, branches: Mapping[str, str] | None):
     """Trace one forward keeping the values; the branches' specs, the node values, the branches' root nodes

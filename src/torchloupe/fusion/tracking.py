@@ -45,6 +45,18 @@ class ShareHistory:
             out[b] = (s[:, mask] if mask is not None else s).mean(1)
         return out
 
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import png_of
+
+        return png_of(self)
+
 
 class ShareTracker:
     """Records per-branch shares on a fixed probe batch every ``every`` calls of :meth:`step`."""

@@ -14,7 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .. import probe
-from ..errors import InputTypeError, UsageError, require
+from ..errors import InputTypeError, UnsupportedModelError, UsageError, require
 from ..structure.graph import ModelGraph
 
 
@@ -76,7 +76,8 @@ def add_graph(writer, model: nn.Module, *inputs: Any, method: str = "auto", **kw
     """Write the graph of ``model(*inputs, **kwargs)`` to the ``SummaryWriter`` ``writer``.
 
     ``method``: ``"auto"`` (``SummaryWriter.add_graph`` when it can show this model faithfully,
-    else torchloupe's graph), ``"torch"`` (only ``add_graph``; its error propagates) or
+    else torchloupe's graph), ``"torch"`` (only ``add_graph``: where it cannot trace the model, an
+    :class:`~torchloupe.errors.UnsupportedModelError` in one line, the cause chained) or
     ``"torchloupe"``. Returns the method used: ``"torch"`` or ``"torchloupe"``.
     """
     from ..structure.tracer import trace
@@ -94,6 +95,7 @@ def add_graph(writer, model: nn.Module, *inputs: Any, method: str = "auto", **kw
             if _torch_add_graph(writer, model, inputs, raise_errors=False):
                 return "torch"
     elif method == "torch":
+        _check_traceable(model)
         _torch_add_graph(writer, model, inputs, raise_errors=True)
         return "torch"
     if graph is None:
@@ -101,6 +103,23 @@ def add_graph(writer, model: nn.Module, *inputs: Any, method: str = "auto", **kw
     writer._get_file_writer().add_graph(graph_def(graph))
     writer.flush()
     return "torchloupe"
+
+
+def _check_traceable(model: nn.Module) -> None:
+    """What ``torch.jit.trace`` refuses, said before it runs: modules with backward hooks."""
+    probe.require_module(model, "the model to graph")
+    hooked = [name or type(model).__name__ for name, m in model.named_modules()
+              if getattr(m, "_backward_hooks", None) or getattr(m, "_backward_pre_hooks", None)]
+    if hooked:
+        raise UnsupportedModelError(
+            f"SummaryWriter.add_graph (torch.jit.trace) cannot trace {type(model).__name__}: backward hooks on "
+            f"{', '.join(repr(n) for n in hooked[:3])}{' ...' if len(hooked) > 3 else ''}; use method='auto' or "
+            f"'torchloupe' for torchloupe's graph")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _torch_add_graph(writer, model: nn.Module, inputs: tuple, raise_errors: bool) -> bool:
@@ -114,9 +133,12 @@ def _torch_add_graph(writer, model: nn.Module, inputs: tuple, raise_errors: bool
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
                 writer.add_graph(model, inputs[0] if len(inputs) == 1 else tuple(inputs))
-        except Exception:  # torch.jit.trace raises many kinds; auto mode falls back to our graph
+        except Exception as exc:  # torch.jit.trace raises many kinds; auto mode falls back to our graph
             if raise_errors:
-                raise
+                raise UnsupportedModelError(
+                    f"SummaryWriter.add_graph (torch.jit.trace) failed on {type(model).__name__}: "
+                    f"{type(exc).__name__}: {_first_line(exc)}; method='auto' or 'torchloupe' draws torchloupe's "
+                    f"graph instead") from exc
             return False
     writer.flush()
     return True

@@ -31,6 +31,7 @@ _EXPORTS = {
     # encoding
     "to_png": "png",
     "figure_to_png": "png",
+    "web_image": "png",
     # matplotlib figures
     "new_figure": "figures",
     "grid_figure": "figures",
@@ -39,6 +40,7 @@ _EXPORTS = {
     "sequence_panels_figure": "figures",
     "kernel_figure": "figures",
     "weight_matrix_figure": "figures",
+    "matrix_summary_figure": "figures",
     "class_template_figure": "figures",
     # class activation maps and saliency
     "plot_cam": "cam",

@@ -11,10 +11,24 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .plain import figure_class
 from ..errors import require
+from .colormaps import CAM, SIGNED
+from .figures import PAGE_WIDTH  # widest a grid is drawn: the report's column less a margin
 from .image import overlay
 
 __all__ = ["overlay", "plot_cam", "method_grid", "saliency_image", "plot_saliency"]
+
+
+CAM_SCALE = "relevance (each map scaled to 0-1)"
+SALIENCY_SCALE = "gradient / 99th pct of |gradient|"
+
+
+def _scale(cmap: str, lo: float = 0.0, hi: float = 1.0):
+    """A colour-bar mappable for values in [lo, hi] drawn with ``cmap``."""
+    cm = require("matplotlib.cm", "render")
+    colors = require("matplotlib.colors", "render")
+    return cm.ScalarMappable(norm=colors.Normalize(lo, hi), cmap=cmap)
 
 
 def _to_hwc(img: Tensor) -> np.ndarray:
@@ -31,15 +45,16 @@ def _to_hwc(img: Tensor) -> np.ndarray:
     return np.clip(a, 0, 1)
 
 
-def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | None = None, cmap: str = "jet",
+def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | None = None, cmap: str = CAM,
              alpha: float = 0.5, size: float = 2.4):
     """One row of panels: each sample's map over its image (or the map alone)."""
-    Figure = require("matplotlib.figure", "render").Figure
+    Figure = figure_class()  # strings drawn without mathtext
 
     from ..cam import title_of
 
     n = result.maps.shape[0]
-    fig = Figure(figsize=(size * max(n, 1), size + 0.4), layout="constrained")
+    size = min(size, (PAGE_WIDTH - 1.0) / max(n, 1))
+    fig = Figure(figsize=(size * max(n, 1) + 1.0, size + 0.4), layout="constrained")
     axes = fig.subplots(1, max(n, 1), squeeze=False)[0]
     pics = overlay(images, result.maps, cmap, alpha) if images is not None else None
     for i, ax in enumerate(axes):
@@ -54,41 +69,53 @@ def plot_cam(result, images: Tensor | None = None, *, labels: Sequence[str] | No
         name = labels[t] if labels is not None and 0 <= t < len(labels) else (str(t) if t >= 0 else "score")
         ax.set_title(f"{title_of(result.method)}: {name}", fontsize=9)
         ax.axis("off")
+    bar = fig.colorbar(_scale(cmap), ax=list(axes), shrink=0.85, pad=0.02)
+    bar.set_label(CAM_SCALE, fontsize=8)
+    bar.ax.tick_params(labelsize=8)
     fig.suptitle(f"layer {result.layer}", fontsize=9)
     return fig
 
 
 def method_grid(results: Mapping[str, object], images: Tensor, *, row_titles: Sequence[str] | None = None,
-                cmap: str = "jet", alpha: float = 0.5, size: float = 1.9):
+                cmap: str = CAM, alpha: float = 0.5, size: float = 1.9):
     """Rows = samples, columns = the image then one overlay per method (``{title: CAMResult}``)."""
 
     names = list(results)
     pics = {k: overlay(images, results[k].maps, cmap, alpha) for k in names}
-    return _grid(images, names, pics, row_titles, size)
+    return _grid(images, names, pics, row_titles, size, _scale(cmap), CAM_SCALE)
 
 
-def _grid(images: Tensor, names: list[str], pics: Mapping[str, Tensor], row_titles, size: float):
-    """Rows = samples, columns = the input then ``pics[name]``: one composed image (no axes per panel)."""
+def _grid(images: Tensor, names: list[str], pics: Mapping[str, Tensor], row_titles, size: float,
+          scale=None, scale_label: str | None = None):
+    """Rows = samples, columns = the input then ``pics[name]``: one composed image (no axes per panel),
+    at most :data:`PAGE_WIDTH` wide (tiles shrink to fit, the text does not), with ``scale`` as a colour bar."""
     from .figures import mosaic_figure
 
     n = images.shape[0]
+    cols = len(names) + 1
+    extra = 0.37 + (1.05 if scale is not None else 0.0)  # row titles and margins, the colour bar
+    size = max(0.6, min(size, (PAGE_WIDTH - extra) / cols - 0.1))
     tiles = []
     for i in range(n):
         tiles.append(torch.from_numpy(_to_hwc(images[i])).permute(2, 0, 1))
         tiles.extend(pics[k][i].detach().float().cpu() for k in names)
-    return mosaic_figure(tiles, None, len(names) + 1, tile_w=size, tile_h=size, title_h=0.06, fontsize=9,
-                          col_titles=["input", *names],
-                          row_titles=[str(t) for t in row_titles] if row_titles is not None else None)
+    return mosaic_figure(tiles, None, cols, tile_w=size, tile_h=size, title_h=0.06, fontsize=9,
+                         col_titles=["input", *names],
+                         row_titles=[str(t) for t in row_titles] if row_titles is not None else None,
+                         colorbar=scale, colorbar_label=scale_label)
 
 
 def saliency_image(grad: Tensor) -> Tensor:
-    """``(N, C, H, W)`` input gradients -> ``(N, 3, H, W)`` in [0, 1]: each sample centred on 0.5,
-    scaled by its 99th percentile of |value|."""
+    """``(N, C, H, W)`` input gradients -> ``(N, 3, H, W)`` in [0, 1], each sample scaled by its 99th
+    percentile of |value|: a one-channel gradient in the signed colormap (:data:`~.colormaps.SIGNED`,
+    white = 0), several channels as colour (mid-gray = 0)."""
     g = grad.detach().float().cpu()
-    if g.shape[1] == 1:
-        g = g.expand(-1, 3, -1, -1)
     flat = g.reshape(g.shape[0], -1).abs()
     q = torch.quantile(flat, 0.99, dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    if g.shape[1] == 1:
+        from .colormaps import colorize
+
+        return colorize((g / q)[:, 0], SIGNED, -1.0, 1.0)
     return (0.5 + 0.5 * (g / q)).clamp(0, 1)
 
 
@@ -98,4 +125,6 @@ def plot_saliency(images: Tensor, columns: Mapping[str, Tensor], *, row_titles: 
 
     names = list(columns)
     pics = {k: saliency_image(v) for k, v in columns.items()}
-    return _grid(images, names, pics, row_titles, size)
+    signed = all(v.shape[1] == 1 for v in columns.values())  # one channel: drawn in SIGNED, else RGB around gray
+    return _grid(images, names, pics, row_titles, size, _scale(SIGNED if signed else "gray", -1.0, 1.0),
+                 SALIENCY_SCALE)

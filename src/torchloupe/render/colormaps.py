@@ -54,3 +54,12 @@ def colorize(maps: Tensor, cmap: str = "viridis", vmin: float | None = None, vma
     index = (m * 255.0).round().long()
     out = colormap_table(cmap, device=m.device)[index].permute(0, 3, 1, 2).contiguous()
     return out[0] if squeeze else out
+
+
+#: One colormap per kind of quantity, in every still figure and animation:
+#: signed values centred at 0 (weights, signed gradients, hidden states): blue < 0 < red;
+SIGNED = "RdBu_r"
+#: non-negative values (activations, histograms, similarities in [0, 1]): one sequential map;
+MAGNITUDE = "viridis"
+#: class activation maps (relevance scaled to [0, 1]), always with their colour bar.
+CAM = "jet"

@@ -13,7 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .colormaps import MAGNITUDE, SIGNED
 from .image import to_rgb
+from .plain import figure_class
 from ..errors import InputShapeError, UsageError, require
 
 __all__ = [
@@ -28,7 +30,13 @@ __all__ = [
 ]
 
 _TILE = 1.35  # inches per grid tile
-_DIVERGING = "RdBu_r"
+_DIVERGING = SIGNED
+
+#: Widest a figure is drawn, in inches at 100 dpi: the report's column (1,260 px) less a margin, so a
+#: figure shows at the size it was drawn for and its text (8 pt and up: 11 px) is not shrunk.
+PAGE_WIDTH = 12.4
+#: The smallest text in a figure, in points: 10.4 px when the figure shows at 100 dpi unshrunk.
+SMALL = 7.5
 
 
 def new_figure(width: float, height: float, dpi: int = 100, layout: str | None = "constrained") -> Any:
@@ -37,7 +45,7 @@ def new_figure(width: float, height: float, dpi: int = 100, layout: str | None =
     ``layout=None`` skips the (slow) constrained layout for figures placed by hand.
     """
     FigureCanvasAgg = require("matplotlib.backends.backend_agg", "render").FigureCanvasAgg
-    Figure = require("matplotlib.figure", "render").Figure
+    Figure = figure_class()  # strings drawn without mathtext
 
     fig = Figure(figsize=(width, height), dpi=dpi, layout=layout)
     FigureCanvasAgg(fig)
@@ -64,7 +72,7 @@ def _show(ax, tile: Tensor, cmap: str | None, vmin=None, vmax=None):
         return ax.imshow(t.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
     if t.dim() == 3:
         t = t[0]
-    return ax.imshow(t.numpy(), cmap=cmap or "viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
+    return ax.imshow(t.numpy(), cmap=cmap or MAGNITUDE, vmin=vmin, vmax=vmax, interpolation="nearest")
 
 
 def mosaic_figure(
@@ -82,19 +90,31 @@ def mosaic_figure(
     col_titles: Sequence[str] | None = None,
     row_titles: Sequence[str] | None = None,
     row_colors: Sequence[Any] | None = None,
+    colorbar_label: str | None = None,
+    colorbar_ticks: dict[float, str] | None = None,
 ) -> Any:
     """Tiles drawn as ONE composed image on one axes (fast: one ``imshow``, no per-tile axes).
 
     ``tiles``: ``(3, H, W)`` RGB in [0, 1] (any sizes: each is resized to the largest with
     nearest neighbours); ``titles`` are drawn as text above their tiles; ``tile_w`` x
     ``tile_h`` inches per tile plus ``title_h`` inches of title band. ``colorbar``: a
-    ``ScalarMappable`` drawn as a colour bar on the right. ``col_titles`` head the columns
+    ``ScalarMappable`` drawn as a colour bar on the right (``colorbar_label`` beside it). ``col_titles`` head the columns
     (above the first row), ``row_titles`` label the rows on the left (rotated; in ``row_colors`` when given).
+    ``colorbar_ticks``: ``{value: label}`` in place of the bar's numbers (a stated scale such as "max").
+    A grid wider than :data:`PAGE_WIDTH` is drawn with smaller tiles (the text keeps its size).
     """
     import torch.nn.functional as F
 
     n = len(tiles)
     rows = math.ceil(n / cols)
+    top = (0.32 if suptitle else 0.02) + (0.25 if col_titles else 0.0)
+    bottom = side = 0.06
+    left = side + (0.25 * max(1, max((str(t).count("\n") + 1 for t in row_titles), default=1)) if row_titles
+                   else 0.0)
+    cbar = (1.05 if colorbar_label else 0.8) if colorbar is not None else 0.0
+    fit = (PAGE_WIDTH - left - side - cbar) / cols - 0.1
+    if tile_w > fit:  # shrink the tiles, never the text, to keep the figure within the page column
+        tile_h, tile_w = tile_h * max(fit, 0.3) / tile_w, max(fit, 0.3)
     h = max(int(t.shape[-2]) for t in tiles)
     w = max(int(t.shape[-1]) for t in tiles)
     # Small tiles (kernels) are enlarged by an integer factor so gaps and title bands come out at the right size.
@@ -111,11 +131,6 @@ def mosaic_figure(
         r, c = divmod(i, cols)
         y, x = r * cell_h + gy, c * cell_w + gx // 2
         mosaic[:, y : y + h, x : x + w] = t.clamp(0, 1)
-    top = (0.32 if suptitle else 0.02) + (0.25 if col_titles else 0.0)
-    bottom = side = 0.06
-    left = side + (0.25 * max(1, max((str(t).count("\n") + 1 for t in row_titles), default=1)) if row_titles
-                   else 0.0)
-    cbar = 0.8 if colorbar is not None else 0.0
     grid_w = cols * (tile_w + 0.1)
     grid_h = rows * (tile_h + title_h)
     width, height = grid_w + left + side + cbar, grid_h + top + bottom
@@ -146,7 +161,12 @@ def mosaic_figure(
     if colorbar is not None:
         cax = fig.add_axes(((grid_w + left + side + 0.05) / width, (bottom + 0.12 * grid_h) / height, 0.14 / width,
                             0.76 * grid_h / height))
-        fig.colorbar(colorbar, cax=cax)
+        bar = fig.colorbar(colorbar, cax=cax)
+        bar.ax.tick_params(labelsize=fontsize)
+        if colorbar_ticks:
+            bar.set_ticks(list(colorbar_ticks), labels=list(colorbar_ticks.values()))
+        if colorbar_label:
+            bar.set_label(colorbar_label, fontsize=fontsize)
     if suptitle:
         fig.suptitle(suptitle, fontsize=suptitle_size, y=1 - 0.06 / height, va="top")
     return fig
@@ -169,11 +189,13 @@ def grid_figure(
     vmax: float | None = None,
     colorbar: bool = False,
     fontsize: float = 8,
+    colorbar_label: str | None = None,
 ) -> Any:
     """A grid of images with a title each.
 
     ``images``: ``(N, 3, H, W)`` RGB in [0, 1], or ``(N, H, W)`` / ``(N, 1, H, W)`` scalar
-    maps drawn with ``cmap`` (shared ``vmin``/``vmax`` when given; ``colorbar`` adds one).
+    maps drawn with ``cmap`` (shared ``vmin``/``vmax`` when given; ``colorbar`` adds one, titled
+    ``colorbar_label``).
     """
     n = int(images.shape[0])
     if n == 0:
@@ -190,7 +212,7 @@ def grid_figure(
             x = x[:, 0]
         from .colormaps import colorize
 
-        name = cmap or "viridis"
+        name = cmap or MAGNITUDE
         tiles = []
         for m in x:
             lo = float(torch.nan_to_num(m, nan=0.0).min()) if vmin is None else vmin
@@ -215,6 +237,7 @@ def grid_figure(
         suptitle=suptitle,
         suptitle_size=fontsize + 2,
         colorbar=mappable,
+        colorbar_label=colorbar_label if mappable is not None else None,
     )
 
 
@@ -224,7 +247,7 @@ def feature_map_figure(
     max_channels: int = 16,
     *,
     image: Tensor | None = None,
-    cmap: str = "viridis",
+    cmap: str = MAGNITUDE,
     ncols: int | None = None,
 ) -> Any:
     """The ``max_channels`` most active channels of one sample of a :class:`~torchloupe.features.FeatureMaps`.
@@ -250,9 +273,9 @@ def feature_map_figure(
         tiles.append(m)
         titles.append(f"ch {int(fm.channels[pos])}\nmean {float(mean[pos]):.2g} max {float(peak[pos]):.2g}")
     n = len(tiles)
-    rows, cols = _grid_shape(n, ncols or min(8, max(4, math.ceil(math.sqrt(n)))))
     h, w = maps.shape[-2:]
     aspect = max(0.35, min(1.0, h / max(w, 1)))
+    cols = ncols or _full_columns(n, aspect)
     from .colormaps import colorize
 
     rgb = []
@@ -272,11 +295,36 @@ def feature_map_figure(
         tile_w=_TILE,
         tile_h=_TILE * aspect,
         title_h=0.42,
-        fontsize=7,
+        fontsize=8,
         suptitle=(f"{fm.layer}: {k} most active of {maps.shape[1]} channels" if k < maps.shape[1]
                   else f"{fm.layer}: all {k} channels, most active first") + f" ({h}x{w}{kind}), sample {sample}",
         suptitle_size=10,
+        colorbar=_scale(cmap, 0.0, 1.0),
+        colorbar_label="each tile on its own scale",
+        colorbar_ticks={0.0: "min", 1.0: "max"},
     )
+
+
+def _full_columns(n: int, aspect: float, widest: int = 8) -> int:
+    """Columns for ``n`` tiles of height/width ``aspect`` (each cell also holds a two-line title):
+    among the grids whose last row lacks at most ``max(1, n // 6)`` tiles (else the fewest), the one
+    closest to 3:1 (wide and short, as the page is; each blank counts against), at most ``widest``
+    columns. 9 tiles: 5 + 4; 12: 6 + 6; 13: 7 + 6; 16: 8 + 8."""
+    if n <= widest:
+        return max(1, n)
+    cell = (aspect * _TILE + 0.42) / (_TILE + 0.1)  # height / width of a tile with its title band
+    options = range(max(2, math.ceil(math.sqrt(n))), widest + 1)
+    blanks = {c: math.ceil(n / c) * c - n for c in options}
+    allowed = [c for c in options if blanks[c] <= max(1, n // 6)] or [min(options, key=blanks.__getitem__)]
+    return min(allowed, key=lambda c: abs(math.log(c / (math.ceil(n / c) * cell) / 3.0)) + 0.15 * blanks[c])
+
+
+def _scale(cmap: str, lo: float, hi: float) -> Any:
+    """A colour-bar mappable for values in [lo, hi] drawn with ``cmap``."""
+    ScalarMappable = require("matplotlib.cm", "render").ScalarMappable
+    Normalize = require("matplotlib.colors", "render").Normalize
+
+    return ScalarMappable(Normalize(lo, hi), cmap)
 
 
 def sequence_map_figure(
@@ -315,9 +363,9 @@ def sequence_map_figure(
         top = _sym(v)
         im = ax.imshow(v.numpy(), cmap=_DIVERGING, vmin=-top, vmax=top, aspect="auto", interpolation="nearest")
     else:
-        im = ax.imshow(v.numpy(), cmap="viridis", aspect="auto", interpolation="nearest")
+        im = ax.imshow(v.numpy(), cmap=MAGNITUDE, aspect="auto", interpolation="nearest")
     if len(labels) <= 32:
-        ax.set_yticks(range(len(labels)), labels, fontsize=7 if len(labels) > 16 else 8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=SMALL if len(labels) > 16 else 8)
     ax.set_xlabel(f"{xlabel} ({v.shape[1]})")
     ax.set_ylabel(f"{ylabel} ({values.shape[0]})")
     fig.colorbar(im, ax=ax, shrink=0.9)
@@ -350,8 +398,8 @@ def sequence_panels_figure(
         ax.set_ylabel(f"{ylabel} ({v.shape[0]})", fontsize=8)
         labels = list(row_labels) if row_labels is not None else None
         if labels is not None and len(labels) == v.shape[0] and v.shape[0] <= 24:
-            ax.set_yticks(range(len(labels)), labels, fontsize=7)
-        ax.tick_params(labelsize=7)
+            ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.tick_params(labelsize=8)
     axes[-1].set_xlabel(f"{xlabel} ({t})", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -408,8 +456,8 @@ def kernel_figure(weight: Tensor, *, max_out: int | None = None, max_in: int = 8
 
     cmap = colormaps[_DIVERGING].with_extremes(bad="white")
     im = ax.imshow(mosaic.numpy(), cmap=cmap, vmin=-v, vmax=v, interpolation="nearest")
-    ax.set_xticks([c * (kw + gap) + (kw - 1) / 2 for c in range(cols)], [str(c) for c in range(cols)], fontsize=7)
-    ax.set_yticks([r * (kh + gap) + (kh - 1) / 2 for r in range(rows)], [str(r) for r in range(rows)], fontsize=7)
+    ax.set_xticks([c * (kw + gap) + (kw - 1) / 2 for c in range(cols)], [str(c) for c in range(cols)], fontsize=8)
+    ax.set_yticks([r * (kh + gap) + (kh - 1) / 2 for r in range(rows)], [str(r) for r in range(rows)], fontsize=8)
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
@@ -433,11 +481,13 @@ def weight_matrix_figure(
     xlabel: str = "input feature",
     ylabel: str = "output unit",
     row_labels: Sequence[str] | None = None,
-    max_size: int = 1024,
+    max_size: int = 256,
 ) -> Any:
     """A weight matrix ``(out, in)`` as a heat map: diverging colormap centred at 0, colour bar.
 
-    Larger matrices are averaged down to ``max_size`` per side for display (noted in the title).
+    Larger matrices are averaged down to ``max_size`` per side for display (noted in the title): at
+    most 11 in wide, a 256-cell side gives each shown value about 3 px, a pattern the eye can follow,
+    where a 1,000 x 1,280 matrix drawn whole is one pixel of noise per weight (and a 1.5 MB PNG).
     ``row_labels`` (e.g. class names) label the rows when there are at most 40.
     """
     m = W.detach().float().cpu()
@@ -488,7 +538,8 @@ def class_template_figure(
                                     row_labels=names)
     if t.dim() == 4 and t.shape[1] == 3:
         scale = t.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-        return grid_figure(t / (2 * scale) + 0.5, names, ncols=ncols or min(k, 10), suptitle=title or "class templates")
+        return grid_figure(t / (2 * scale) + 0.5, names, ncols=ncols or min(k, 10),
+                           suptitle=(title or "class templates") + " (each on its own scale, mid-gray = 0)")
     if t.dim() == 4 and t.shape[1] == 1:
         t = t[:, 0]
     if t.dim() != 3:
@@ -502,6 +553,43 @@ def class_template_figure(
         vmin=-v,
         vmax=v,
         colorbar=True,
+        colorbar_label="weight",
         suptitle=title or "class templates (red: evidence for the class, blue: against)",
         tile=1.1,
     )
+
+
+def matrix_summary_figure(W: Tensor, *, title: str | None = None, xlabel: str = "input feature",
+                          ylabel: str = "output unit", crop: tuple[int, int] = (24, 48)) -> Any:
+    """A weight matrix ``(out, in)`` too large to read cell by cell, summarised in three panels:
+    its top-left ``crop`` (rows x columns) at a readable size, the L2 norm of every row, and the
+    histogram of its values (the same diverging colormap and symmetric scale as
+    :func:`weight_matrix_figure`)."""
+    m = W.detach().float().cpu()
+    if m.dim() != 2:
+        raise InputShapeError(f"a weight matrix must be 2-D (out, in), got shape {tuple(W.shape)}")
+    out_f, in_f = m.shape
+    r, c = min(crop[0], out_f), min(crop[1], in_f)
+    v = _sym(m)
+    fig = new_figure(11.0, 3.4)
+    grid = fig.add_gridspec(1, 3, width_ratios=[1.6, 1.0, 1.0])
+    ax = fig.add_subplot(grid[0])
+    im = ax.imshow(m[:r, :c].numpy(), cmap=_DIVERGING, vmin=-v, vmax=v, interpolation="nearest", aspect="auto")
+    ax.set_title(f"rows 0-{r - 1}, columns 0-{c - 1} of {out_f} x {in_f}", fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
+    ax = fig.add_subplot(grid[1])
+    norms = m.norm(dim=1)
+    ax.plot(range(out_f), norms.numpy(), lw=0.8, color="#2f55d4")
+    ax.set_title(f"L2 norm of each row (mean {float(norms.mean()):.3g})", fontsize=10)
+    ax.set_xlabel(ylabel)
+    ax.set_ylabel("norm")
+    ax = fig.add_subplot(grid[2])
+    ax.hist(m.flatten().numpy(), bins=80, color="#5b6474")
+    ax.set_title(f"values: mean {float(m.mean()):.2g}, std {float(m.std()):.2g}", fontsize=10)
+    ax.set_xlabel("weight")
+    ax.set_ylabel("count")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig

@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .plain import figure_class
 from ..errors import require
+from .colormaps import CAM, MAGNITUDE
 
-Figure = require("matplotlib.figure", "render").Figure
+Figure = figure_class()  # strings drawn without mathtext
 _patches = require("matplotlib.patches", "render")
 FancyArrowPatch, FancyBboxPatch = _patches.FancyArrowPatch, _patches.FancyBboxPatch
 
@@ -48,7 +50,7 @@ def points_figure(points: Sequence, title: str = "", max_points: int = 12) -> Fi
         ax.text(7.0, centre, p.op, ha="center", va="center", color="white", fontsize=9, weight="bold")
         shape = "x".join(str(s) for s in p.output_shape[1:]) if p.output_shape else ""
         ax.text(7.85, centre + 0.12, f"{p.kind}", color=kc, fontsize=8, va="center", weight="bold")
-        ax.text(7.85, centre - 0.18, f"{p.name}  {shape}", fontsize=7, va="center", color="#333333")
+        ax.text(7.85, centre - 0.18, f"{p.name}  {shape}", fontsize=8, va="center", color="#333333")
         for k, inp in enumerate(p.inputs):
             yy = y - k * (n - 1) / max(1, len(p.inputs) - 1) if len(p.inputs) > 1 else centre
             label = inp.label
@@ -76,11 +78,12 @@ def shares_figure(results: Mapping[str, object], labels: Tensor, class_names: Se
         res = results[m]
         left = torch.zeros(len(classes))
         for bi, b in enumerate(branches):
-            vals = torch.stack([res.shares[b][labels == c].float().mean() for c in classes])
+            share = res.shares[b].detach().float().cpu()  # results of a CUDA model are drawn from the CPU
+            vals = torch.stack([share[labels.cpu() == c].mean() for c in classes])
             ax.barh(range(len(classes)), vals.numpy(), left=left.numpy(), color=_colour(bi), label=b, height=0.75)
             for ci, v in enumerate(vals.tolist()):
                 if v > 0.12:
-                    ax.text(float(left[ci]) + v / 2, ci, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white")
+                    ax.text(float(left[ci]) + v / 2, ci, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white")
             left += vals
         ax.set_xlim(0, 1)
         ax.set_title(res.method.replace("_", " "), fontsize=9)
@@ -89,7 +92,7 @@ def shares_figure(results: Mapping[str, object], labels: Tensor, class_names: Se
     axes[0].set_yticks(range(len(classes)))
     axes[0].set_yticklabels([class_names[c] for c in classes], fontsize=8)
     axes[0].invert_yaxis()
-    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.8)
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -101,23 +104,23 @@ def sample_shares_figure(results: Mapping[str, object], n: int = 16, names: Sequ
     methods = list(results)
     branches = list(results[methods[0]].shares)
     B = min(n, results[methods[0]].targets.shape[0])
-    fig = Figure(figsize=(3.0 * len(methods) + 1.4, 0.24 * B + 1.1))
+    fig = Figure(figsize=(3.0 * len(methods) + 1.4, 0.26 * B + 1.2))
     axes = fig.subplots(1, len(methods), sharey=True, squeeze=False)[0]
     for ax, m in zip(axes, methods):
         res = results[m]
         left = torch.zeros(B)
         for bi, b in enumerate(branches):
-            v = res.shares[b][:B].float()
+            v = res.shares[b][:B].detach().float().cpu()
             ax.barh(range(B), v.numpy(), left=left.numpy(), color=_colour(bi), label=b, height=0.8)
             left += v
         ax.set_xlim(0, 1)
         ax.set_title(res.method.replace("_", " "), fontsize=9)
         ax.set_xlabel("share of |contribution|", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
     axes[0].set_yticks(range(B))
-    axes[0].set_yticklabels([f"#{i} {names[i]}" if names is not None else f"#{i}" for i in range(B)], fontsize=7)
+    axes[0].set_yticklabels([f"#{i} {names[i]}" if names is not None else f"#{i}" for i in range(B)], fontsize=8)
     axes[0].invert_yaxis()
-    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -147,23 +150,23 @@ def branch_maps_figure(backgrounds: Mapping[str, Tensor | None], maps: Mapping[s
             m = maps[b][i].detach().float().cpu()
             view = backgrounds.get(b)
             if view is None:
-                tiles.append(colorize(m.clamp(0, 1), "jet"))
+                tiles.append(colorize(m.clamp(0, 1), CAM))
                 continue
             bg = torch.from_numpy(_img(view[i])).permute(2, 0, 1)
             if tuple(m.shape[-2:]) != tuple(bg.shape[-2:]):
                 m = F.interpolate(m.reshape(1, 1, *m.shape[-2:]), size=bg.shape[-2:], mode="bilinear")[0, 0]
             # The map over the view in gray: over a coloured view the heat map's hue would shift.
             gray = (0.299 * bg[0] + 0.587 * bg[1] + 0.114 * bg[2]).expand(3, -1, -1)
-            tiles += [bg, (0.4 * gray + 0.6 * colorize(m.clamp(0, 1), "jet")).clamp(0, 1)]
+            tiles += [bg, (0.4 * gray + 0.6 * colorize(m.clamp(0, 1), CAM)).clamp(0, 1)]
     heads = [f"{b} {what}" for b in branches
              for what in (("view", "map") if backgrounds.get(b) is not None else ("map",))]
     ScalarMappable = require("matplotlib.cm", "render").ScalarMappable
     Normalize = require("matplotlib.colors", "render").Normalize
 
-    scale = ScalarMappable(Normalize(0.0, 1.0), "jet")
+    scale = ScalarMappable(Normalize(0.0, 1.0), CAM)
     return mosaic_figure(tiles, None, len(heads), tile_w=1.9, tile_h=1.9, title_h=0.06, fontsize=8,
                           col_titles=heads, row_titles=[str(r) for r in row_names[:N]] if row_names is not None else None,
-                          colorbar=scale)
+                          colorbar=scale, colorbar_label="relevance (jointly scaled per sample)")
 
 
 def provenance_figure(fused: Tensor, ranges: Mapping[str, tuple[int, int]], per_branch: int = 8, title: str = "") -> Figure:
@@ -178,6 +181,7 @@ def provenance_figure(fused: Tensor, ranges: Mapping[str, tuple[int, int]], per_
     lo = 0.0 if float(fused.min()) >= 0 else -top
     k = max(1, -(-48 // max(fused.shape[-2:])))  # enlarge small maps first so the frame stays thin
     blank = torch.ones(3, fused.shape[-2] * k, fused.shape[-1] * k)
+    per_branch = max(1, min(per_branch, max(e - s for s, e in ranges.values())))  # no column left blank
     tiles, titles = [], []
     for bi, b in enumerate(branches):
         s, e = ranges[b]
@@ -187,7 +191,7 @@ def provenance_figure(fused: Tensor, ranges: Mapping[str, tuple[int, int]], per_
         for j in range(per_branch):
             if j < len(order):
                 c = int(order[j])
-                t = F.pad(colorize(acts[c], "viridis", lo, top).repeat_interleave(k, 1).repeat_interleave(k, 2),
+                t = F.pad(colorize(acts[c], MAGNITUDE, lo, top).repeat_interleave(k, 1).repeat_interleave(k, 2),
                           (2, 2, 2, 2))
                 t[:, :2], t[:, -2:], t[:, :, :2], t[:, :, -2:] = frame, frame, frame, frame
                 tiles.append(t)
@@ -195,19 +199,23 @@ def provenance_figure(fused: Tensor, ranges: Mapping[str, tuple[int, int]], per_
             else:
                 tiles.append(F.pad(blank, (2, 2, 2, 2), value=1.0))
                 titles.append("")
-    return mosaic_figure(tiles, titles, per_branch, tile_w=0.95, tile_h=0.95, title_h=0.22, fontsize=7,
+    ScalarMappable = require("matplotlib.cm", "render").ScalarMappable
+    Normalize = require("matplotlib.colors", "render").Normalize
+
+    return mosaic_figure(tiles, titles, per_branch, tile_w=0.95, tile_h=0.95, title_h=0.25, fontsize=8,
                           suptitle=(title + "; " if title else "") + "one colour scale for all channels",
+                          colorbar=ScalarMappable(Normalize(lo, top), MAGNITUDE), colorbar_label="activation",
                           suptitle_size=9, row_titles=[f"{b}\n[{ranges[b][0]}:{ranges[b][1]})" for b in branches],
                           row_colors=[_colour(bi) for bi in range(len(branches))])
 
 
 def cka_figure(result, title: str = "linear CKA (similarity, not contribution)") -> Figure:
     """Heatmap of the CKA matrix between branch outputs and the fused features."""
-    mat = result.matrix.float().numpy()
+    mat = result.matrix.detach().float().cpu().numpy()
     k = len(result.names)
     fig = Figure(figsize=(1.0 * k + 1.6, 0.9 * k + 0.9))
     ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(mat, cmap="magma", vmin=0, vmax=1)
+    im = ax.imshow(mat, cmap=MAGNITUDE, vmin=0, vmax=1)
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
     ax.set_xticklabels(result.names, fontsize=8, rotation=30, ha="right")
@@ -215,9 +223,9 @@ def cka_figure(result, title: str = "linear CKA (similarity, not contribution)")
     for i in range(k):
         for j in range(k):
             ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="black" if mat[i, j] > 0.6 else "white")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    ax.set_title(title, fontsize=8)
+                    color="black" if mat[i, j] > 0.5 else "white")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="linear CKA")
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -229,14 +237,14 @@ def share_curves_figure(history, groups: Mapping[str, Tensor] | None = None, tit
     axes = fig.subplots(1, len(groups), sharey=True, squeeze=False)[0]
     for ax, (g, mask) in zip(axes, groups.items()):
         for bi, (b, v) in enumerate(history.mean_shares(mask).items()):
-            ax.plot(history.steps, v.numpy(), color=_colour(bi), label=b, lw=1.8)
+            ax.plot(history.steps, v.detach().float().cpu().numpy(), color=_colour(bi), label=b, lw=1.8)
         ax.set_ylim(0, 1)
         ax.set_title(g, fontsize=9)
         ax.set_xlabel("training step", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean share", fontsize=8)
-    axes[-1].legend(fontsize=7)
+    axes[-1].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -97,10 +97,14 @@ def image_grid(images: Tensor, ncols: int = 8, padding: int = 2, pad_value: floa
         images = images.unsqueeze(1)
     if images.dim() != 4:
         raise InputShapeError(f"images must be (N, C, H, W) or (N, H, W), got shape {tuple(images.shape)}")
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise UsageError(f"ncols must be an int of at least 1, got {ncols!r}")
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise UsageError(f"padding must be an int of at least 0, got {padding!r}")
     n, c, h, w = images.shape
     if n == 0:
         return images.new_full((c, 0, 0), pad_value)
-    ncols = max(1, min(ncols, n))
+    ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
     out = images.new_full((c, nrows * (h + padding) + padding, ncols * (w + padding) + padding), pad_value)
     for i in range(n):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..cam import METHODS, title_of
+from .plain import figure_class
 from ..errors import require
 from ..evaluate.perturbation import CurveResult
 from ..evaluate.randomization import RandomizationResult
 
-Figure = require("matplotlib.figure", "render").Figure
+Figure = figure_class()  # strings drawn without mathtext
 
 _STYLE = {"linewidth": 1.8}
 
@@ -69,8 +70,8 @@ def curves_figure(deletion: Mapping[str, CurveResult], insertion: Mapping[str, C
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), title="method (mean AUC)",
-                  title_fontsize=7, frameon=False)
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), title="method (mean AUC)",
+                  title_fontsize=8, frameon=False)
     return fig
 
 
@@ -82,20 +83,27 @@ def randomization_figure(results: Mapping[str, RandomizationResult]) -> Figure:
     labels: tuple[str, ...] = ()
     ys = {name: [1.0] + results[name].similarity.mean(0).tolist() for name in names}
     same = _same_as(ys)
-    for color, name in zip(_colors(names), names):
+    for j, (color, name) in enumerate(zip(_colors(names), names)):
         labels = results[name].layers
         y = ys[name]
         ax.plot(range(len(y)), y, marker="o", markersize=3, color=color, label=name + (f" (= {same[name]})" if name in same else ""),
                 linestyle=":" if name in same else "-", **_STYLE)
+        # each image's final value, just right of the last step, spread a little per method: the verdict
+        # (every image below the line) can be read off the figure, not only the mean
+        final = results[name].similarity[:, -1].tolist()
+        ax.plot([len(y) - 1 + 0.12 + 0.5 * j / max(1, len(names))] * len(final), final, linestyle="none", marker="D",
+                markersize=3.5, markerfacecolor="none", markeredgecolor=color, markeredgewidth=1.0)
     if labels:
+        ax.set_xlim(-0.3, len(labels) + 0.75)
         ax.set_xticks(range(len(labels) + 1))
-        ax.set_xticklabels(["trained"] + [f"+ {lab}" for lab in labels], rotation=35, ha="right", fontsize=7)
+        ax.set_xticklabels(["trained"] + [f"+ {lab}" for lab in labels], rotation=35, ha="right", fontsize=8)
         ax.axhline(next(iter(results.values())).threshold, color="0.4", linestyle=":", linewidth=1)
     ax.set_ylabel("rank correlation\nwith the trained map")
-    ax.set_title("Sanity check: layers re-initialised from the output down (cumulative).\n"
-                 "A method that depends on the weights falls below the dotted line.", fontsize=10)
-    low = min((min(y) for y in ys.values()), default=0.0)
+    ax.set_title("Sanity check: layers re-initialised from the output down (cumulative); lines: the mean over images,\n"
+                 "open diamonds: each image's final value. A method passes when every diamond is below the dotted line.",
+                 fontsize=10)
+    low = min([min(y) for y in ys.values()] + [float(r.similarity.min()) for r in results.values()], default=0.0)
     ax.set_ylim(min(-0.35, low - 0.08), 1.05)  # every line stays inside the axes
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig

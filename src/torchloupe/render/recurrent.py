@@ -7,21 +7,23 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
+from .plain import figure_class
 from ..errors import require
+from .colormaps import SIGNED
 
-Figure = require("matplotlib.figure", "render").Figure
+Figure = figure_class()  # strings drawn without mathtext
 
 __all__ = ["states_figure", "saturation_figure", "units_figure"]
 
 
-def _heat(ax, m: Tensor, title: str, cmap: str = "RdBu_r") -> None:
+def _heat(ax, m: Tensor, title: str, cmap: str = SIGNED) -> None:
     m = m.detach().float().cpu()
     lim = float(m.abs().max()) or 1.0
     im = ax.imshow(m.T.numpy(), aspect="auto", cmap=cmap, vmin=-lim, vmax=lim, interpolation="nearest")
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("time step")
     ax.set_ylabel("unit")
-    ax.figure.colorbar(im, ax=ax, shrink=0.85)
+    ax.figure.colorbar(im, ax=ax, shrink=0.85, label="state (0 = white)")
 
 
 def states_figure(tr, sample: int = 0, layer: int = -1, direction: int = 0, max_units: int = 64, signal: Tensor | None = None) -> Figure:
@@ -61,7 +63,7 @@ def saturation_figure(sat: Mapping[str, Tensor], layer: int = -1, direction: int
         ax.set_title(g, fontsize=9)
         ax.set_xlabel("fraction left-saturated", fontsize=8)
         ax.set_ylabel("fraction right-saturated", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
     fig.suptitle("gate saturation: one point per unit", fontsize=9)
     return fig
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from .plain import figure_class
 from ..errors import require
+from .colormaps import SIGNED
+from .figures import SMALL
 
 __all__ = ["units_figure", "curves_figure", "to_display"]
 
@@ -49,17 +52,17 @@ def _show_sequence(ax, v: Tensor, rows: str = "feature") -> None:
     ax.axis("on")
     if v.dim() == 2 and v.shape[1] > 1:
         top = float(v.abs().max()) or 1.0
-        im = ax.imshow(v.t().numpy(), cmap="RdBu_r", vmin=-top, vmax=top, aspect="auto", interpolation="nearest")
-        ax.set_ylabel(rows, fontsize=6, labelpad=1)
+        im = ax.imshow(v.t().numpy(), cmap=SIGNED, vmin=-top, vmax=top, aspect="auto", interpolation="nearest")
+        ax.set_ylabel(rows, fontsize=8, labelpad=1)
         bar = ax.figure.colorbar(im, ax=ax, fraction=0.05, pad=0.02)  # which colour is high, which low
-        bar.ax.tick_params(labelsize=5.5, length=2, pad=1)
+        bar.ax.tick_params(labelsize=SMALL, length=2, pad=1)
     else:
         values = v.reshape(-1).numpy()
         ax.bar(range(len(values)), values, width=0.8, color="#4c72b0")
         ax.axhline(0.0, color="#888888", lw=0.6)
         ax.set_xlim(-0.6, len(values) - 0.4)
-    ax.set_xlabel("step" if v.dim() == 2 else "feature", fontsize=6, labelpad=1)
-    ax.tick_params(labelsize=5.5, length=2, pad=1)
+    ax.set_xlabel("step" if v.dim() == 2 else "feature", fontsize=8, labelpad=1)
+    ax.tick_params(labelsize=SMALL, length=2, pad=1)
     ticker = require("matplotlib.ticker", "render")
     ax.xaxis.set_major_locator(ticker.MaxNLocator(6, integer=True))  # a 300-feature axis: 6 ticks, not 300
     ax.yaxis.set_major_locator(ticker.MaxNLocator(5, integer=True))
@@ -79,17 +82,17 @@ def _unit_label(result, i: int) -> tuple[str, bool]:
     return label, failed
 
 
-def _units_grid(result, title: str | None, max_cols: int = 6, channels_first: bool = False):
+def _units_grid(result, title: str | None, max_cols: int | None = None, channels_first: bool = False):
     """Synthesized images alone (no exemplars to pair with): a compact grid, labels above each."""
-    Figure = require("matplotlib.figure", "render").Figure
+    Figure = figure_class()  # strings drawn without mathtext
 
     n = result.images.shape[0]
-    cols = max(1, min(n, max_cols))
-    rows = -(-n // cols)
     sequences = result.images.dim() in (2, 3)
     # a sequence is a heat map of features x steps (or bars): it needs room for its axes to be read
-    w, h = (3.0, 2.6) if sequences else (1.6, 1.95)
-    fig = Figure(figsize=(w * cols + 0.2, h * rows + 0.4), dpi=90)
+    w, h = (3.0, 2.6) if sequences else (1.8, 2.15)
+    cols = max(1, min(n, max_cols or (4 if sequences else 6)))  # at most the page column wide
+    rows = -(-n // cols)
+    fig = Figure(figsize=(w * cols + 0.2, h * rows + 0.4), dpi=100)
     axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -97,9 +100,9 @@ def _units_grid(result, title: str | None, max_cols: int = 6, channels_first: bo
             continue
         _show(ax, result.images[i], channels_first)
         label, failed = _unit_label(result, i)
-        ax.set_title(label, fontsize=7, color="#c0392b" if failed else "black")
+        ax.set_title(label, fontsize=8, color="#c0392b" if failed else "black")
     if title:
-        fig.suptitle(title, fontsize=8)
+        fig.suptitle(title, fontsize=9)
     if sequences:  # room for ticks and labels
         fig.subplots_adjust(left=0.12 / cols, right=1 - 0.35 / (w * cols), bottom=0.16 / rows, top=1 - 0.75 / (h * rows + 0.4),
                             wspace=0.35, hspace=0.9)
@@ -114,7 +117,7 @@ def units_figure(result, exemplars=None, k: int = 5, title: str | None = None, c
     in red) and, when ``exemplars`` covers its channel, the top-``k`` exemplar crops with values.
     ``channels_first``: sequence inputs are ``(C, L)`` (a Conv1d's), drawn as channels x steps;
     else ``(T, F)``."""
-    Figure = require("matplotlib.figure", "render").Figure
+    Figure = figure_class()  # strings drawn without mathtext
 
     n = result.images.shape[0]
     ex_rows: dict[int, int] = {}
@@ -128,14 +131,14 @@ def units_figure(result, exemplars=None, k: int = 5, title: str | None = None, c
     if not ex_rows:
         return _units_grid(result, title, channels_first=channels_first)
     cols = 1 + k
-    height = 1.85 * n + 0.55
-    fig = Figure(figsize=(1.55 * cols + 0.2, height), dpi=90)
+    height = 2.1 * n + 0.6
+    fig = Figure(figsize=(1.75 * cols + 0.2, height), dpi=100)
     axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         ax = axes[i, 0]
         _show(ax, result.images[i], channels_first)
         label, failed = _unit_label(result, i)
-        ax.set_title(label, fontsize=7, color="#c0392b" if failed else "black")
+        ax.set_title(label, fontsize=8, color="#c0392b" if failed else "black")
         for j in range(1, cols):
             ax = axes[i, j]
             ax.axis("off")
@@ -148,12 +151,12 @@ def units_figure(result, exemplars=None, k: int = 5, title: str | None = None, c
                 if crop is not None:
                     _show(ax, crop)
                     ax.axis("on")
-                ax.set_title(f"#{idx}: {float(exemplars.values[row, j - 1]):.3g}", fontsize=7)
+                ax.set_title(f"#{idx}: {float(exemplars.values[row, j - 1]):.3g}", fontsize=8)
     if ex_rows:
         note = "left: synthesized input; right: dataset exemplars (receptive-field crops, #index: value)"
         title = f"{title}\n{note}" if title else note
     if title:
-        fig.suptitle(title, fontsize=8)
+        fig.suptitle(title, fontsize=9)
     top = 1 - 0.95 / height
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=top, wspace=0.12, hspace=0.62)
     return fig
@@ -161,30 +164,31 @@ def units_figure(result, exemplars=None, k: int = 5, title: str | None = None, c
 
 def curves_figure(result):
     """Objective per image against step."""
-    Figure = require("matplotlib.figure", "render").Figure
+    Figure = figure_class()  # strings drawn without mathtext
 
     curve = result.objective_curve.detach().cpu()
     legend = 0 < curve.shape[1] <= 8
-    fig = Figure(figsize=(6.0 if legend else 4.8, 2.8), dpi=90)
+    fig = Figure(figsize=(6.5 if legend else 5.2, 3.0), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
     lines = [ax.plot(range(1, curve.shape[0] + 1), curve[:, i].numpy(), lw=1.2)[0] for i in range(curve.shape[1])]
     ax.set_xlabel("step")
     ax.set_ylabel("objective (transformed images)")
     if legend:  # handles and labels given: names such as "_conv_head:0" would otherwise be left out
-        ax.legend(lines, [str(n) for n in result.names], fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5),
+        ax.legend(lines, [str(n) for n in result.names], fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5),
                   frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def exemplars_figure(exemplars, rows: int = 8, k: int = 6, dataset_images=None):
-    """Grid: one row per channel, its top-``k`` crops (or full inputs from ``dataset_images``)."""
-    Figure = require("matplotlib.figure", "render").Figure
+def exemplars_figure(exemplars, rows: int = 8, k: int = 6, dataset_images=None, names=None):
+    """Grid: one row per channel, its top-``k`` crops (or full inputs from ``dataset_images``).
+    ``names``: ``index -> str`` (e.g. a file name) shown above each sample with its value."""
+    Figure = figure_class()  # strings drawn without mathtext
 
     rows = min(rows, len(exemplars.channels))
     k = min(k, exemplars.k)
-    fig = Figure(figsize=(1.5 * k + 0.9, 1.55 * rows), dpi=90)
+    fig = Figure(figsize=(1.7 * k + 0.9, 1.8 * rows + 0.1), dpi=100)
     axes = fig.subplots(rows, k, squeeze=False)
     for r in range(rows):
         for j in range(k):
@@ -200,9 +204,14 @@ def exemplars_figure(exemplars, rows: int = 8, k: int = 6, dataset_images=None):
                 _show(ax, dataset_images[idx])
             else:
                 ax.axis("off")
-            ax.set_title(f"#{idx}: {float(exemplars.values[r, j]):.3g}", fontsize=7)
+            if names is not None:
+                name = str(names(idx))
+                name = name if len(name) <= 22 else "…" + name[-21:]
+                ax.set_title(f"{name}\n{float(exemplars.values[r, j]):.3g}", fontsize=SMALL)
+            else:
+                ax.set_title(f"#{idx}: {float(exemplars.values[r, j]):.3g}", fontsize=8)
             if j == 0:
-                ax.set_ylabel(f"{exemplars.layer}:{exemplars.channels[r]}", fontsize=7)
+                ax.set_ylabel(f"{exemplars.layer}:{exemplars.channels[r]}", fontsize=8)
     fig.tight_layout()
     return fig
 

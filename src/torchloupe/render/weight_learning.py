@@ -26,8 +26,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .plain import figure_class
 from ..errors import TrackerError, require
 from ..weights.learned import class_similarity, kernel_tensor, pick_steps, template_tensor
+from .colormaps import MAGNITUDE, SIGNED, colorize
+from .figures import PAGE_WIDTH
 
 __all__ = [
     "plot_norms",
@@ -56,20 +59,27 @@ def _as_images(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], 1, 1, -1)
 
 
+#: The one colormap of signed weights, in still figures and animations alike (blue < 0 < red).
+DIVERGING = SIGNED
+
+
 def _diverging(x: Tensor) -> Tensor:
-    """``(N, 1, H, W)`` in [-1, 1] -> ``(N, 3, H, W)`` RGB: blue (neg) - white (0) - red (pos)."""
-    pos, neg = x.clamp(min=0), (-x).clamp(min=0)
-    return torch.cat([1 - neg, 1 - x.abs(), 1 - pos], dim=1).clamp(0, 1)
+    """``(N, 1, H, W)`` in [-1, 1] -> ``(N, 3, H, W)`` RGB in :data:`DIVERGING`: blue (neg) - white (0) - red (pos)."""
+    return colorize(x[:, 0].float(), DIVERGING, -1.0, 1.0)
 
 
-def _tiles(t: Tensor) -> Tensor:
-    """Weights ``(N, *shape)`` -> ``(N, 3, H, W)`` in [0, 1]: gray-level maps diverging around 0,
-    RGB kernels centred at 0.5; one scale per call so tiles compare."""
+def _scaled_tiles(t: Tensor) -> tuple[Tensor, float]:
+    """Weights ``(N, *shape)`` -> ``(N, 3, H, W)`` in [0, 1] and the scale used (max |w|): one-channel
+    maps in :data:`DIVERGING` around 0, RGB kernels centred at 0.5; one scale per call so tiles compare."""
     imgs = _as_images(t.detach().double().cpu())
     scale = imgs.abs().amax().clamp_min(1e-12)
     if imgs.shape[1] == 3:
-        return (0.5 + imgs / (2 * scale)).float().clamp(0, 1)
-    return _diverging(imgs / scale).float()
+        return (0.5 + imgs / (2 * scale)).float().clamp(0, 1), float(scale)
+    return _diverging(imgs / scale).float(), float(scale)
+
+
+def _tiles(t: Tensor) -> Tensor:
+    return _scaled_tiles(t)[0]
 
 
 def _grid(tiles: Tensor, ncol: int, pad: int = 1, value: float = 1.0) -> Tensor:
@@ -89,6 +99,12 @@ def frame_images(history, what: str = "auto", max_tiles: int = 32, min_tile: int
     input-shaped or the model is an MLP, else kernels). Tiles are upscaled (nearest) to at
     least ``min_tile`` pixels.
     """
+    frames, what, _ = _frames(history, what, max_tiles, min_tile)
+    return frames, what
+
+
+def _frames(history, what: str, max_tiles: int, min_tile: int) -> tuple[list[Tensor], str, list[float]]:
+    """:func:`frame_images` with each frame's scale (the max |w| its colours span)."""
     if what not in ("auto", "templates", "kernels"):
         raise TrackerError(f"what={what!r}: expected 'auto', 'templates' or 'kernels'")
     s = len(history.snapshot_steps)
@@ -104,17 +120,18 @@ def frame_images(history, what: str = "auto", max_tiles: int = 32, min_tile: int
             f"nothing to draw as {what!r}: the snapshots ({', '.join(history.snapshots)}) hold neither "
             f"input-shaped class templates nor kernels; pass input_shape= to the tracker or snapshot a conv layer"
         )
-    frames = []
+    frames, scales = [], []
     for i in range(s):
         t = get(i)[:max_tiles]
-        tiles = _tiles(t)
+        tiles, scale = _scaled_tiles(t)
+        scales.append(scale)
         h, w = tiles.shape[-2:]
         k = max(1, math.ceil(min_tile / max(h, w)))
         if k > 1:
             tiles = tiles.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1)
         ncol = min(len(tiles), 10 if what == "templates" else 8)
         frames.append(_grid(tiles, ncol, pad=max(1, k // 2)))
-    return frames, what
+    return frames, what, scales
 
 
 def _label_font(size: int):
@@ -144,20 +161,31 @@ def animate(history, path: str | os.PathLike, what: str = "auto", fps: float = 4
             snapshot_steps=history.snapshot_steps[keep],
             snapshots={k: v[keep] for k, v in history.snapshots.items()},
         )
-    frames, what = frame_images(history, what, **kwargs)
-    font, head = _label_font(14), 20
+    frames, what, scales = _frames(history, what, kwargs.get("max_tiles", 32), kwargs.get("min_tile", 48))
+    font, head = _label_font(14), 40
+    key = (_diverging(torch.linspace(-1, 1, 120).reshape(1, 1, 1, 120))[0].repeat(1, 10, 1) * 255)
+    key = Image.fromarray(key.round().byte().permute(1, 2, 0).numpy(), "RGB")
     images = []
-    for step, f in zip(history.snapshot_steps.tolist(), frames):
+    for step, f, scale in zip(history.snapshot_steps.tolist(), frames, scales):
         arr = (f.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
         body = Image.fromarray(arr, "RGB")
-        canvas = Image.new("RGB", (body.width, body.height + head), "white")
+        canvas = Image.new("RGB", (max(body.width, 330), body.height + head), "white")
         canvas.paste(body, (0, head))
-        ImageDraw.Draw(canvas).text((3, 2), f"{what} at step {step}", fill=(0, 0, 0), font=font)
+        draw = ImageDraw.Draw(canvas)
+        draw.text((3, 2), f"{what} at step {step}", fill=(0, 0, 0), font=font)
+        # the scale of this frame: the colour strip spans -max|w| .. +max|w|
+        draw.text((3, 21), f"-{scale:.2g}", fill=(0, 0, 0), font=font)
+        left = 3 + int(draw.textlength(f"-{scale:.2g}", font=font)) + 5
+        canvas.paste(key, (left, 25))
+        draw.text((left + 125, 21), f"+{scale:.2g}", fill=(0, 0, 0), font=font)
         images.append(canvas)
     path = os.fspath(path)
-    images[0].save(
-        path, save_all=True, append_images=images[1:], duration=max(20, int(1000 / fps)), loop=0, optimize=False
-    )
+    from ..files import atomic_path
+
+    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "GIF")
+    with atomic_path(path) as tmp:  # complete or not at all; a symbolic link there is replaced, not followed
+        images[0].save(tmp, format=fmt, save_all=True, append_images=images[1:], duration=max(20, int(1000 / fps)),
+                       loop=0, optimize=False)
     return path
 
 
@@ -165,7 +193,7 @@ def animate(history, path: str | os.PathLike, what: str = "auto", fps: float = 4
 
 
 def _figure(w: float, h: float):
-    Figure = require("matplotlib.figure", "render").Figure
+    Figure = figure_class()  # strings drawn without mathtext
 
     return Figure(figsize=(w, h), dpi=100, layout="constrained")
 
@@ -201,7 +229,7 @@ def plot_norms(history, names: Sequence[str] | None = None):
     positive = norms[norms > 0]
     if positive.numel() and float(positive.max() / positive.min()) <= 30:  # a decade or so: label minor ticks too
         ax_n.yaxis.set_minor_formatter(plain)
-        ax_n.tick_params(axis="y", which="minor", labelsize=7)
+        ax_n.tick_params(axis="y", which="minor", labelsize=8)
     ax_n.set_title("weight norm ‖W‖")
     ratios = history.stats[1:, :, 5]
     if bool(((ratios > 0) & ratios.isfinite()).any()):
@@ -214,7 +242,7 @@ def plot_norms(history, names: Sequence[str] | None = None):
     for ax in (ax_n, ax_r):
         ax.set_xlabel("step")
         ax.grid(True, which="major", alpha=0.3)
-    ax_r.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax_r.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return fig
 
 
@@ -234,7 +262,7 @@ def plot_histograms(history, name: str | None = None, rows: int = 96):
     ax = fig.subplots()
     steps = history.steps.numpy()
     x_edges = np.concatenate([steps, [steps[-1] + max(1, history.every)]]) if len(steps) else np.array([0, 1])
-    mesh = ax.pcolormesh(x_edges, grid, np.log1p(heat), cmap="magma", shading="flat")
+    mesh = ax.pcolormesh(x_edges, grid, np.log1p(heat), cmap=MAGNITUDE, shading="flat")
     fig.colorbar(mesh, ax=ax, label="log(1 + count)")
     ax.set_xlabel("step")
     ax.set_ylabel("weight value")
@@ -255,7 +283,7 @@ def _row_tiles(imgs: Tensor) -> tuple[list[Tensor], float]:
 
     imgs = imgs.float()
     v = float(torch.quantile(imgs.abs().flatten(), 0.99)) or float(imgs.abs().max()) or 1.0
-    return [(0.5 + img / (2 * v)).clamp(0, 1) if img.shape[0] == 3 else colorize(img[0], "RdBu_r", -v, v)
+    return [(0.5 + img / (2 * v)).clamp(0, 1) if img.shape[0] == 3 else colorize(img[0], DIVERGING, -v, v)
             for img in imgs], v
 
 
@@ -286,11 +314,11 @@ def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence
         v = float(history[head][idx].abs().max()) or 1.0  # one scale for all steps: the colorbar holds for each
         for ax, i in zip(axes, idx):
             w = history[head][i].double().numpy()
-            im = ax.imshow(w, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto", interpolation="nearest")
+            im = ax.imshow(w, cmap=DIVERGING, vmin=-v, vmax=v, aspect="auto", interpolation="nearest")
             ax.set_title(f"{head} at step {snap_steps[i]}", fontsize=9)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("class")
-            ax.set_yticks(range(w.shape[0]), [_label(labels, c) for c in range(w.shape[0])], fontsize=7)
+            ax.set_yticks(range(w.shape[0]), [_label(labels, c) for c in range(w.shape[0])], fontsize=8)
         fig.colorbar(im, ax=list(axes), shrink=0.8)
         return fig
     _, what = first
@@ -305,7 +333,8 @@ def plot_templates(history, steps: Sequence[int] | None = None, labels: Sequence
     title = "effective input-space templates (W_L···W_1)" if what == "effective" else "class templates (head rows)"
     return mosaic_figure(tiles, None, n_cls, tile_w=1.0, tile_h=1.0, title_h=0.08, fontsize=9, suptitle=title,
                           col_titles=[_label(labels, c) for c in range(n_cls)],
-                          row_titles=[f"step {snap_steps[i]}\n±{v:.2g}" for i, v in zip(idx, scales)])
+                          row_titles=[f"step {snap_steps[i]}\n±{v:.2g}" for i, v in zip(idx, scales)],
+                          **_row_scale_bar())
 
 
 def plot_kernels(history, steps: Sequence[int] | None = None, max_kernels: int = 16):
@@ -331,7 +360,18 @@ def plot_kernels(history, steps: Sequence[int] | None = None, max_kernels: int =
     return mosaic_figure(tiles, None, n, tile_w=0.65, tile_h=0.65, title_h=0.08, fontsize=8,
                           suptitle=f"{name}: {what} over time",
                           col_titles=[str(c) for c in range(n)] if linear else None,
-                          row_titles=[f"step {snap_steps[i]}\n±{v:.2g}" for i, v in zip(idx, scales)])
+                          row_titles=[f"step {snap_steps[i]}\n±{v:.2g}" for i, v in zip(idx, scales)],
+                          **_row_scale_bar())
+
+
+def _row_scale_bar() -> dict:
+    """The colour bar of a steps x tiles mosaic: blue - white - red from minus to plus each row's own
+    scale (the ±value in its label)."""
+    ScalarMappable = require("matplotlib.cm", "render").ScalarMappable
+    Normalize = require("matplotlib.colors", "render").Normalize
+
+    return {"colorbar": ScalarMappable(Normalize(-1.0, 1.0), DIVERGING), "colorbar_label": "weight / the row's ±scale",
+            "colorbar_ticks": {-1.0: "-1", 0.0: "0", 1.0: "+1"}}
 
 
 def plot_similarity(history, steps: Sequence[int] | None = None, labels: Sequence[str] | None = None):
@@ -345,17 +385,18 @@ def plot_similarity(history, steps: Sequence[int] | None = None, labels: Sequenc
     idx = list(steps) if steps is not None else pick_steps(history)
     k = sim.shape[-1]
     snap_steps = history.snapshot_steps.numpy()
-    fig = _figure(3.3 * len(idx) + 3.6, 3.3)
+    side = min(3.3, (PAGE_WIDTH - 3.6) / max(1, len(idx)))  # the square maps, all within the page column
+    fig = _figure(side * len(idx) + 3.6, 3.3)
     fig.set_layout_engine("compressed")  # plain constrained layout clipped the square maps' row labels
     axes = fig.subplots(1, len(idx) + 1, width_ratios=[1] * len(idx) + [1.3])
     ticks = [_label(labels, c) for c in range(k)]
     short = max((len(t) for t in ticks), default=0) <= 3
     for j, (ax, i) in enumerate(zip(axes[:-1], idx)):
-        im = ax.imshow(sim[i].numpy(), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        im = ax.imshow(sim[i].numpy(), cmap=DIVERGING, vmin=-1, vmax=1, interpolation="nearest")
         ax.set_title(f"step {snap_steps[i]}", fontsize=9)
         if k <= 20:  # class names on both axes; the rows' only on the first matrix (they are shared)
-            ax.set_xticks(range(k), ticks, fontsize=8 if short else 6, rotation=0 if short else 90)
-            ax.set_yticks(range(k), ticks if j == 0 else [], fontsize=8 if short else 6)
+            ax.set_xticks(range(k), ticks, fontsize=8, rotation=0 if short else 90)
+            ax.set_yticks(range(k), ticks if j == 0 else [], fontsize=8)
             ax.tick_params(length=2, pad=1)
         else:
             ax.set_xticks([])
@@ -373,6 +414,6 @@ def plot_similarity(history, steps: Sequence[int] | None = None, labels: Sequenc
     ax.set_xlabel("step")
     ax.set_ylabel("cosine similarity")
     ax.set_title("class similarity over time", fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=8, frameon=False)
     ax.grid(True, alpha=0.3)
     return fig

@@ -11,7 +11,9 @@ from __future__ import annotations
 from .base import (
     Block,
     DeferredSubject,
+    Details,
     Figure,
+    Finding,
     Html,
     Image,
     NotApplicable,
@@ -40,6 +42,8 @@ __all__ = [
     "Table",
     "Text",
     "Html",
+    "Details",
+    "Finding",
     "NotApplicable",
     "register",
     "registered",

@@ -49,6 +49,17 @@ class Subject:
     sections: Sequence[str] | None = None
     output: Any = None
 
+    @property
+    def shared(self) -> Any:
+        """What several sections of this subject use, computed once: the predictions and the CAM
+        layer (:class:`~torchloupe.reporting.context.SubjectContext`)."""
+        ctx = self.__dict__.get("_shared")
+        if ctx is None:
+            from .context import SubjectContext
+
+            ctx = self.__dict__["_shared"] = SubjectContext(self)
+        return ctx
+
     def scores(self, out: Any) -> Tensor | None:
         """The ``(N, classes)`` scores in an output of this model, by :mod:`torchloupe.targets`' rules
         (``output``: a key, an index or a callable for models that return a dict, a tuple or a
@@ -116,21 +127,32 @@ class DeferredSubject:
 
 @dataclass
 class Figure:
-    """A matplotlib ``Figure`` (rendered to inline PNG or SVG), with a caption."""
+    """A matplotlib ``Figure`` (rendered to an inline image or SVG), with a caption.
+
+    ``alt``: what the figure shows, for a reader who cannot see it (not the caption again; the
+    default says the figure's size in panels). ``kind``: how its pixels are encoded:
+    ``"photo"`` lossy WebP, ``"lineart"`` lossless, ``"auto"`` by content
+    (:func:`torchloupe.render.png.web_image`); ``quality``: the lossy quality (None: the page's).
+    """
 
     figure: Any
     caption: str = ""
     format: str = "png"  # or "svg"
+    alt: str = ""
+    kind: str = "auto"
+    quality: int | None = None
 
 
 @dataclass
 class Image:
-    """Already encoded image bytes (PNG, GIF, SVG) with a caption."""
+    """Already encoded image bytes (PNG, GIF, SVG, JPEG, WebP) with a caption; ``kind`` as for :class:`Figure`."""
 
     data: bytes
     mime: str = "image/png"
     caption: str = ""
     alt: str = ""
+    kind: str = "auto"
+    quality: int | None = None
 
 
 @dataclass
@@ -158,13 +180,31 @@ class Html:
 
 
 @dataclass
+class Finding:
+    """What to conclude from a section, in one sentence: listed at the end of the section and in
+    the summary at the top of the report, linked to ``ref`` (a block of the same section: the
+    figure or table the sentence is read from; None: the section's entry)."""
+
+    text: str
+    ref: Any = None
+
+
+@dataclass
+class Details:
+    """Blocks shown on demand (a closed ``<details>``): a full-size matrix under its summary."""
+
+    summary: str
+    blocks: Sequence[Any] = ()
+
+
+@dataclass
 class NotApplicable:
     """The section does not apply to this subject; ``reason`` is shown in one line."""
 
     reason: str
 
 
-Block = Union[Figure, Image, Table, Text, Html]
+Block = Union[Figure, Image, Table, Text, Html, Details, Finding]
 
 
 @dataclass(frozen=True)

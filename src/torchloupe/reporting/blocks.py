@@ -3,12 +3,23 @@
 Figures are rendered to PNG by the render core (or SVG when asked); images wider
 than :data:`MAX_WIDTH` pixels are downscaled so the file stays small. The display
 width honours the image's DPI, so a figure rendered at 200 dpi shows at the size
-it was drawn for, twice as sharp.
+it was drawn for, twice as sharp. Pixels go into the page as WebP
+(:func:`torchloupe.render.png.web_image`: lossy at a stated quality for photo-like
+images, lossless for the rest); an animated GIF as its first frame, with the
+animation behind a play button.
+
+Scripts and styles inside :class:`Html` blocks are kept once per page: each plain
+``<style>`` and ``<script>`` element becomes an *asset* (keyed by a hash of its text)
+that the page writes once; in the block a script is replaced by an inert placeholder
+the page script runs, where it stood, when the block nears the window (so
+``document.currentScript.parentElement`` is still the block's root). Data islands
+(``<script type="application/json">``) stay where they are.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import math
 import re
@@ -18,7 +29,7 @@ from typing import Any
 from torch import Tensor
 
 from ..errors import UsageError, require
-from .base import Figure, Html, Image, Table, Text
+from .base import Details, Figure, Finding, Html, Image, Table, Text
 
 
 MAX_WIDTH = 1800  # pixels; wider images are downscaled
@@ -81,7 +92,11 @@ def _svg_size(data: bytes) -> tuple[int, int]:
     return round(float(m.group(1)) * factor), round(float(m.group(3)) * factor)
 
 
-def _image_view(data: bytes, mime: str, caption: str, alt: str) -> dict[str, Any]:
+def _image_view(data: bytes, mime: str, caption: str, alt: str, kind: str = "auto",
+                quality: int | None = None) -> dict[str, Any]:
+    from ..render.png import web_image
+
+    anim = None
     if mime == "image/svg+xml":
         w, h = _svg_size(data)
         display_w = w
@@ -90,16 +105,83 @@ def _image_view(data: bytes, mime: str, caption: str, alt: str) -> dict[str, Any
         display_w = round(w * scale)
         if 0 < w <= _TINY:  # a few pixels wide (an 8x8 digit): show it larger, pixels crisp
             display_w = w * max(1, _TINY_DISPLAY // w)
+        if mime == "image/gif" and _animated(data):  # a still first frame; the animation on demand
+            anim = data_uri(data, mime)
+            data, mime = _first_frame(data), "image/png"
+        if mime == "image/png":
+            data, mime, _ = web_image(data, kind, quality)
+    nbytes = len(data) * 4 // 3 + (len(anim) if anim else 0)
     return {
         "kind": "image",
         "src": data_uri(data, mime),
+        "anim": anim,
         "width": display_w or None,
         "pixel_size": (w, h),
         "caption": caption,
         "alt": alt or caption or "figure",
         "small": 0 < w <= _TINY and mime != "image/svg+xml",
-        "bytes": len(data) * 4 // 3,
+        "bytes": nbytes,
     }
+
+
+def _animated(data: bytes) -> bool:
+    PILImage = require("PIL.Image", "render", package="pillow")
+    with PILImage.open(io.BytesIO(data)) as im:
+        return getattr(im, "n_frames", 1) > 1
+
+
+def _first_frame(data: bytes) -> bytes:
+    PILImage = require("PIL.Image", "render", package="pillow")
+    with PILImage.open(io.BytesIO(data)) as im:
+        im.seek(0)
+        frame = im.convert("RGBA")
+    buf = io.BytesIO()
+    frame.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def figure_alt(fig: Any) -> str:
+    """What a matplotlib figure shows, read off it: its title and its panels' titles and axis
+    labels (a reader who cannot see the figure learns what it plots; the caption says why)."""
+    title = getattr(getattr(fig, "_suptitle", None), "get_text", lambda: "")()
+    axes = [ax for ax in fig.get_axes() if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    titles = [t for t in (ax.get_title() or ax.get_title("left") for ax in axes) if t]
+    labels = sorted({lbl for ax in axes for lbl in (ax.get_xlabel(), ax.get_ylabel()) if lbl})
+    bars = sum(1 for ax in fig.get_axes() if ax.get_label() == "<colorbar>")
+    if not title and not titles:  # a figure titled in free text (a mosaic's heading)
+        title = "; ".join(t.get_text() for t in fig.texts if t.get_text().strip())[:200]
+    kinds: dict[str, int] = {}
+    for ax in axes:
+        kind = ("image" if ax.images else "bar chart" if ax.patches else "line plot" if ax.lines
+                else "scatter plot" if ax.collections else "panel")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    parts = [f"{title}: " if title else ""]
+    parts.append(", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in kinds.items()) or "an empty figure")
+    if titles:
+        shown = titles[:12]
+        parts.append(" (" + "; ".join(shown) + ("; ..." if len(titles) > len(shown) else "") + ")")
+    if labels:
+        parts.append(", axes: " + ", ".join(labels[:6]))
+    if bars:
+        parts.append(f", with {'a colour bar' if bars == 1 else f'{bars} colour bars'}")
+    return "".join(parts)
+
+
+_ASSET = re.compile(r"<(style|script)>(.*?)</\1>", re.S)
+
+
+def hoist_assets(markup: str) -> tuple[str, dict[str, tuple[str, str]]]:
+    """``(markup, {id: (kind, text)})``: plain ``<style>`` / ``<script>`` elements taken out of
+    ``markup`` (see the module doc); a script leaves ``<script type="text/x-tl-run" data-asset=id>``."""
+    assets: dict[str, tuple[str, str]] = {}
+
+    def take(m: re.Match) -> str:
+        kind, text = m.group(1), m.group(2)
+        key = "tl-asset-" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+        assets[key] = (kind, text)
+        return "" if kind == "style" else f'<script type="text/x-tl-run" data-asset="{key}"></script>'
+
+    return _ASSET.sub(take, markup), assets
 
 
 def format_cell(value: Any) -> tuple[str, bool]:
@@ -126,16 +208,28 @@ def block_view(block: Any, options: dict | None = None) -> dict[str, Any]:
     """The template's view of one block (raises TypeError for anything that is not a block)."""
     if isinstance(block, Figure):
         fmt = (block.format or "png").lower()
-        if fmt == "svg":
-            return _image_view(_figure_svg(block.figure), "image/svg+xml", block.caption, block.caption)
-        if fmt != "png":
+        if fmt not in ("png", "svg"):
             raise UsageError(f"figure format {block.format!r} is not supported; expected 'png' or 'svg'")
-        return _image_view(figure_png(block.figure), "image/png", block.caption, block.caption)
+        data = _figure_svg(block.figure) if fmt == "svg" else figure_png(block.figure)  # drawn: the alt reads it
+        alt = block.alt or figure_alt(block.figure)
+        if fmt == "svg":
+            return _image_view(data, "image/svg+xml", block.caption, alt)
+        return _image_view(data, "image/png", block.caption, alt, block.kind, block.quality)
     if isinstance(block, Image):
         mime = block.mime.lower()
         if mime not in ("image/png", "image/gif", "image/svg+xml", "image/jpeg", "image/webp"):
             raise UsageError(f"image type {block.mime!r} is not supported; expected PNG, GIF, SVG, JPEG or WebP")
-        return _image_view(bytes(block.data), mime, block.caption, block.alt)
+        alt = block.alt
+        if not alt:
+            what = {"image/gif": "animation", "image/svg+xml": "drawing"}.get(mime, "image")
+            alt = f"{what}: {block.caption}" if block.caption else what
+        return _image_view(bytes(block.data), mime, block.caption, alt, block.kind, block.quality)
+    if isinstance(block, Finding):
+        return {"kind": "finding", "text": str(block.text), "ref": None, "bytes": len(str(block.text))}
+    if isinstance(block, Details):
+        inner = [block_view(b, options) for b in block.blocks]
+        return {"kind": "details", "summary": str(block.summary), "blocks": inner,
+                "bytes": sum(v.get("bytes", 0) for v in inner)}
     if isinstance(block, Table):
         highlight = {(int(r), int(c)) for r, c in block.highlight}
         rows = []
@@ -152,10 +246,16 @@ def block_view(block: Any, options: dict | None = None) -> dict[str, Any]:
             for c, cell in enumerate(row):
                 cell["num"] = c < len(numeric_cols) and numeric_cols[c]
         nbytes = sum(len(c["text"]) + 9 for row in rows for c in row)
+        # about 8 px a character at 13.5 px, 24 px of padding a cell: how wide the table lays out
+        chars = [max([len(str(c))] + [len(row[i]["text"]) for row in rows if i < len(row)])
+                 for i, c in enumerate(block.columns)]
+        width = sum(8 * min(n, 60) + 24 for n in chars)
         return {"kind": "table", "columns": [str(c) for c in block.columns], "rows": rows,
-                "caption": block.caption, "numeric": numeric_cols, "bytes": nbytes}
+                "caption": block.caption, "numeric": numeric_cols, "bytes": nbytes, "width": width}
     if isinstance(block, Text):
         return {"kind": "text", "text": str(block.text), "bytes": len(str(block.text))}
     if isinstance(block, Html):
-        return {"kind": "html", "markup": str(block.markup), "bytes": len(str(block.markup))}
-    raise TypeError(f"a section returned a {type(block).__name__}; expected Figure, Image, Table, Text or Html blocks")
+        markup, assets = hoist_assets(str(block.markup))
+        return {"kind": "html", "markup": markup, "assets": assets, "bytes": len(markup)}
+    raise TypeError(f"a section returned a {type(block).__name__}; expected Figure, Image, Table, Text, Html, "
+                    f"Details or Finding blocks")

@@ -13,11 +13,11 @@ the traceback folded away, and the report goes on.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import re
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Iterable, Sequence
@@ -29,13 +29,21 @@ import torch
 from torch import nn
 
 from .parallel import run_jobs, worker_count
-from ..errors import InputTypeError, UnsupportedModelError, UsageError, require
+from ..errors import InputTypeError, OutputError, UnsupportedModelError, UsageError, require
+from ..files import atomic_write
 from . import base
 from .base import DeferredSubject, NotApplicable, Section, Subject
 from .blocks import block_view
 
 
-DEFAULT_OPTIONS = {"quick": False, "seed": 0}
+DEFAULT_OPTIONS = {"quick": False, "seed": 0, "precision": "fp32"}
+#: The largest report file (bytes) :meth:`ReportInfo._repr_html_` inlines into a notebook.
+INLINE_LIMIT = 20 * 1024 * 1024
+
+#: The sections that only read the model (no gradients): ``options["precision"]`` ("bf16", "fp16")
+#: runs them under autocast on the subject's device (:func:`torchloupe.devices.autocast`); the
+#: others (gradients, perturbations, optimisation) keep the model's own dtype.
+READ_ONLY_SECTIONS = frozenset({"architecture", "feature_maps", "attention", "exemplars"})
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,38 @@ class ReportInfo:
             lines.append(f"failed: section module {module}: {message}")
         lines.append(f"wrote {self.path} ({_human_size(self.size)})")
         return "\n".join(lines)
+
+    def open(self) -> bool:
+        """Open the report in the default web browser (:func:`webbrowser.open` on its ``file://`` URI);
+        returns what ``webbrowser`` returns (``False`` when no browser could be started)."""
+        import webbrowser
+
+        return webbrowser.open(Path(self.path).resolve().as_uri())
+
+    def _repr_html_(self) -> str:
+        """The report inline in a notebook: the file in a sandboxed ``<iframe srcdoc>`` (scripts run, but
+        not with the notebook's origin), under a line with its path and size. Over
+        :data:`INLINE_LIMIT` bytes, or when the file is gone, the line says so and points to :meth:`open`."""
+        import html
+
+        head = (f'<div style="font:13px sans-serif;margin:2px 0 4px">torchloupe report: '
+                f'{html.escape(str(self.path))} ({_human_size(self.size)}); .open() shows it in a browser</div>')
+        try:
+            size = Path(self.path).stat().st_size
+            text = Path(self.path).read_text(encoding="utf-8") if size <= INLINE_LIMIT else None
+        except OSError as exc:
+            return head + f'<div style="font:12px sans-serif">not shown inline: {html.escape(str(exc))}</div>'
+        if text is None:
+            return head + (f'<div style="font:12px sans-serif">not shown inline: {_human_size(size)} is over the '
+                           f'{_human_size(INLINE_LIMIT)} a notebook output should carry</div>')
+        return head + (f'<iframe srcdoc="{html.escape(text, quote=True)}" sandbox="allow-scripts" '
+                       f'style="width:100%;height:640px;border:1px solid #ccc" title="torchloupe report"></iframe>')
+
+
+def _photo_quality() -> int:
+    from ..render.png import PHOTO_QUALITY
+
+    return PHOTO_QUALITY
 
 
 def _human_size(n: int) -> str:
@@ -168,18 +208,28 @@ def _unique_slugs(names: Sequence[str]) -> list[str]:
     return out
 
 
+def _precision(section: Section, subject: Subject, options: dict):
+    """Autocast of ``options["precision"]`` on the subject's device for a read-only section."""
+    from ..devices import autocast
+
+    precision = str(options.get("precision", "fp32"))
+    if section.key not in READ_ONLY_SECTIONS:
+        precision = "fp32"
+    device = next((p.device for p in subject.model.parameters()), torch.device("cpu"))
+    return autocast(device, precision)
+
+
 def _run_one(section: Section, subject: Subject, options: dict) -> tuple[str, Any]:
     """Run one section; returns ("ok", blocks) | ("not-applicable", reason) | ("error", (line, traceback))."""
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _precision(section, subject, options):
             torch.manual_seed(int(options.get("seed", 0)))
             result = section.build(subject, dict(options))
         if isinstance(result, NotApplicable):
             return "not-applicable", result.reason
         if result is None:
             raise TypeError(f"section {section.key!r} returned None; expected a list of blocks or NotApplicable")
-        views = [block_view(b, options) for b in result]
-        return "ok", views
+        return "ok", _views(list(result), options)
     except UnsupportedModelError as exc:
         return "not-applicable", _first_line(exc)
     except Exception as exc:  # isolate: one failing view never kills the report
@@ -187,19 +237,40 @@ def _run_one(section: Section, subject: Subject, options: dict) -> tuple[str, An
         return "error", (line, "".join(traceback.format_exception(exc)))
 
 
-def _umask() -> int:
-    """The process umask, read without changing it where Linux reports it (setting it to read it
-    would briefly affect files other threads create)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+_BLOCKS = (base.Figure, base.Image, base.Table, base.Text, base.Html, base.Details, base.Finding)
+
+
+def _views(blocks: list, options: dict) -> list[dict[str, Any]]:
+    """The views of a section's blocks, each on its own: a block that fails to render becomes an
+    error view naming it, and the other blocks (the section's computed data) are kept. A
+    :class:`~torchloupe.reporting.base.Finding`'s ``ref`` becomes the index of the block it names."""
+    index = {id(b): i for i, b in enumerate(blocks)}
+    views = []
+    for b in blocks:
+        try:
+            view = block_view(b, options)
+        except UsageError:  # a bad block (unknown format): the section's own fault, said as such
+            raise
+        except Exception as exc:
+            if not isinstance(b, _BLOCKS):  # not a block at all
+                raise
+            line = f"{type(exc).__name__}: {_first_line(exc)}"
+            what = getattr(b, "caption", "") or type(b).__name__
+            view = {"kind": "error", "text": f"This {type(b).__name__.lower()} could not be drawn ({what}): {line}",
+                    "traceback": "".join(traceback.format_exception(exc)), "bytes": 0}
+        if view["kind"] == "finding" and isinstance(b, base.Finding) and b.ref is not None:
+            view["ref"] = index.get(id(b.ref))
+        views.append(view)
+    return views
+
+
+def _collect_assets(views: list[dict[str, Any]], into: dict[str, tuple[str, str]]) -> None:
+    """Move the scripts and styles of the Html views (also inside Details) into ``into``: one copy each."""
+    for v in views:
+        if v["kind"] == "html":
+            into.update(v.pop("assets", {}))
+        elif v["kind"] == "details":
+            _collect_assets(v["blocks"], into)
 
 
 def _weight(subject: Subject | DeferredSubject) -> float:
@@ -262,6 +333,15 @@ def _load(deferred: DeferredSubject) -> Subject:
     return subject
 
 
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (a file name that was not UTF-8, read by Python with
+    ``surrogateescape``) becomes U+FFFD instead of failing the report after all its work."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode("utf-8")
+
+
 def build_report(
     subjects: Sequence[Subject | DeferredSubject] | Subject | DeferredSubject,
     path: str | os.PathLike,
@@ -273,7 +353,11 @@ def build_report(
 ) -> ReportInfo:
     """Run ``sections`` on every subject and write one self-contained HTML file to ``path``.
 
-    ``options`` reaches every section (``quick``, ``seed`` and anything a section documents).
+    ``options`` reaches every section (``quick``, ``seed`` and anything a section documents), with
+    ``report_sections``: the keys of the sections this subject appears in;
+    ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) runs the sections that only read the model
+    (:data:`READ_ONLY_SECTIONS`) under autocast on the model's device. Subjects' models and inputs
+    may be on any device (the sections compute there and draw from the CPU).
     ``jobs``: processes to run the sections in (``"auto"``: one per CPU, at most 4). More than
     one forks this process (Linux only, and not once CUDA is in use: then it runs in order),
     so call it from a script rather than from a process holding locks or open connections;
@@ -282,11 +366,15 @@ def build_report(
     """
     tqdm = require("tqdm", "render").tqdm
 
+    from .assets import inline_shared_assets
     from .template import render_html
 
     subjects = _check_subjects(subjects)
     chosen, import_errors = _resolve(sections)
     opts = {**DEFAULT_OPTIONS, **(options or {})}
+    from ..devices import check_precision
+
+    check_precision(opts["precision"])  # a bad name: one line, before any section runs
     path = Path(path)
     if path.exists() and path.is_dir():
         raise UsageError(f"report path '{path}' is a directory; expected a file path such as '{path / 'report.html'}'")
@@ -336,7 +424,9 @@ def build_report(
         out = []
         for t in groups[g]:
             t0 = time.perf_counter()
-            status, payload = _run_one(chosen[tasks[t][0]], subject, opts)
+            b = tasks[t][1]  # the sections this subject appears in: a section can leave to another what it shows
+            keys = tuple(chosen[a].key for a, bb in tasks if bb == b)
+            status, payload = _run_one(chosen[tasks[t][0]], subject, {**opts, "report_sections": keys})
             out.append((t, (status, payload, time.perf_counter() - t0)))
         return out, load
 
@@ -347,19 +437,22 @@ def build_report(
         disable=not progress, dynamic_ncols=True, leave=True,
     )
     try:
-        for g, (done, load) in run_jobs(job, order, workers):
-            for t, result in done:
-                results[tasks[t]] = result
-            a, b = tasks[groups[g][0]]
-            if load is not None:
-                loads[b] = load
-            bar.set_postfix_str(f"{chosen[a].key} · {subjects[b].name}"[:60], refresh=False)
-            bar.update(len(done))
+        with contextlib.closing(run_jobs(job, order, workers)) as finished:  # closed (workers stopped) on any exit
+            for g, (done, load) in finished:
+                for t, result in done:
+                    results[tasks[t]] = result
+                a, b = tasks[groups[g][0]]
+                if load is not None:
+                    loads[b] = load
+                bar.set_postfix_str(f"{chosen[a].key} · {subjects[b].name}"[:60], refresh=False)
+                bar.update(len(done))
     finally:
         bar.close()
     model_names = [type(s.model).__name__ if isinstance(s, Subject) else (loads.get(b, (None,))[0] or "not loaded")
                    for b, s in enumerate(subjects)]
 
+    assets: dict[str, tuple[str, str]] = {}  # one copy of each script and style of the Html blocks
+    findings: list[list[dict[str, str]]] = [[] for _ in subjects]
     for a, (section, sslug) in enumerate(zip(chosen, section_slugs)):
         sview: dict[str, Any] = {
             "key": section.key, "title": section.title, "blurb": section.blurb,
@@ -370,20 +463,31 @@ def build_report(
                 continue
             status, payload, secs = results[a, b]
             sview["seconds"] += secs
-            item = {"subject": subject.name, "model": model_names[b],
+            item = {"subject": subject.name, "model": model_names[b], "slug": subslug,
                     "anchor": f"s-{sslug}--{subslug}", "status": status}
             if status == "ok":
-                item["blocks"] = payload
+                item["blocks"] = [v for v in payload if v["kind"] != "finding"]
+                item["findings"] = []
+                _collect_assets(payload, assets)
+                for i, v in enumerate(payload):
+                    if v["kind"] == "finding":
+                        href = item["anchor"]
+                        if v["ref"] is not None and payload[v["ref"]]["kind"] != "finding":
+                            href = payload[v["ref"]]["id"] = f"fig-{item['anchor'][2:]}-{v['ref']}"
+                        finding = {"text": v["text"], "href": href, "section": section.title}
+                        item["findings"].append(finding)
+                        findings[b].append(finding)
                 nbytes = sum(v.get("bytes", 0) for v in payload)
                 sview["entries"].append(item)
                 runs.append(SectionRun(section.key, subject.name, status, secs, nbytes))
             elif status == "not-applicable":
-                sview["na"].append({"subject": subject.name, "reason": payload})
+                sview["na"].append({"subject": subject.name, "reason": payload, "slug": subslug})
                 runs.append(SectionRun(section.key, subject.name, status, secs, 0, payload))
             else:
                 item["error"], item["traceback"] = payload
                 sview["entries"].append(item)
                 runs.append(SectionRun(section.key, subject.name, status, secs, 0, payload[0]))
+        sview["models"] = " ".join([e["slug"] for e in sview["entries"]] + [n["slug"] for n in sview["na"]])
         views.append(sview)
 
     seconds = time.perf_counter() - start
@@ -395,7 +499,11 @@ def build_report(
     html = render_html(
         title=title,
         sections=views,
-        subjects=[{"name": s.name, "model": model_names[b]} for b, s in enumerate(subjects)],
+        subjects=[{"name": s.name, "model": model_names[b], "slug": subject_slugs[b], "findings": findings[b]}
+                  for b, s in enumerate(subjects)],
+        styles=[text for kind, text in assets.values() if kind == "style"],
+        scripts=[(key, text) for key, (kind, text) in assets.items() if kind == "script"],
+        photo_quality=_photo_quality(),
         loads=[{"subject": subjects[b].name, "seconds": secs, "error": err} for b, (_, secs, err) in sorted(loads.items())],
         import_errors=import_errors,
         runs=runs,
@@ -403,17 +511,13 @@ def build_report(
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         version=__version__,
     )
-    data = html.encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=path.parent)
+    html = inline_shared_assets(html)  # the graph's and the token view's script and style, once
+    data = _utf8(html)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); a report is a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write '{path}': cannot make its folder ({exc.strerror or exc})", exc.errno) from exc
+    atomic_write(path, data)  # complete or not at all; a symbolic link there is replaced, not followed
     total = time.perf_counter() - start
     return ReportInfo(path=path, size=len(data), seconds=total, runs=tuple(runs), import_errors=tuple(import_errors),
                       write_seconds=total - seconds,
@@ -438,14 +542,13 @@ def report(
 
     ``inputs``: a batch ``(N, C, H, W)`` (or a tuple / dict of model inputs); ``labels``:
     class names; further keywords become :class:`Subject` fields (``images``, ``masks``,
-    ``dataset``, ``layers``, ``extras``). ``jobs``: see :func:`build_report`. Returns :class:`ReportInfo`.
+    ``dataset``, ``layers``, ``extras``). ``jobs``: see :func:`build_report`. Returns :class:`ReportInfo`,
+    which a notebook shows as the report itself (a sandboxed ``<iframe>``) and whose ``.open()`` opens
+    the file in a web browser.
     """
-    from ..inputs import check_input
-    from ..probe import require_module
+    from .preflight import check_report_call
 
-    require_module(model)
-    if isinstance(inputs, torch.Tensor):
-        inputs = check_input(model, inputs)
+    inputs = check_report_call(model, inputs, path)  # model, inputs and path: one line each, before any section
     if labels is not None:
         labels = [str(x) for x in labels]
     subject = Subject(name=name or type(model).__name__, model=model, inputs=inputs, labels=labels, **subject_kwargs)

@@ -9,12 +9,23 @@ job's result (strings and bytes) comes back.
 Forking is only safe in some processes, so :func:`worker_count` falls back to 1 (run in this
 process, in order) when it is not: off Linux (macOS frameworks are not fork-safe), once CUDA
 is initialised (a forked child cannot use it), or when ``jobs`` asks for 1.
+
+Workers never outlive this process: each asks the kernel for SIGTERM when its parent dies
+(``prctl(PR_SET_PDEATHSIG)`` on Linux; elsewhere a thread polling ``os.getppid()``), so a
+SIGKILL of the parent takes them down within a moment instead of leaving orphans that hold its
+stdout open. They ignore SIGINT (a Ctrl-C reaches the whole process group: the parent decides)
+and take SIGTERM the default way. When the parent leaves the pool by an exception
+(``KeyboardInterrupt``, or a SIGTERM the command line turns into one) :func:`forked_pool`
+terminates and reaps its workers instead of waiting for their jobs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -60,20 +71,83 @@ def _fork_is_safe() -> bool:
     return not (torch.cuda.is_available() and torch.cuda.is_initialized())
 
 
-def _init_worker(threads: int) -> None:
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a forked worker: end this process when ``parent`` dies (SIGTERM from the kernel on
+    Linux, else a daemon thread polling ``os.getppid()`` twice a second)."""
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+        def watch() -> None:
+            import time
+
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="torchloupe-parent-watchdog", daemon=True).start()
+
+
+def _init_worker(threads: int, parent: int | None = None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, inherited through fork
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the workers
+    if parent is not None:
+        _die_with_parent(parent)
     torch.set_num_threads(threads)
 
 
 def fork_executor(workers: int):
     """A ``ProcessPoolExecutor`` of ``workers`` forked processes, ``cpus // workers`` torch threads
-    each. Submit module-level functions; for closures over data in memory use :func:`run_jobs`."""
+    each, that die with this process. Submit module-level functions; for closures over data in
+    memory use :func:`run_jobs`. Prefer :func:`forked_pool`, which also stops them on an error."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     return ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-        initializer=_init_worker, initargs=(max(1, available_cpus() // workers),),
+        initializer=_init_worker, initargs=(max(1, available_cpus() // workers), os.getpid()),
     )
+
+
+def stop_workers(pool, grace: float = 2.0) -> list[int]:
+    """Terminate the worker processes of ``pool`` (SIGTERM, then SIGKILL after ``grace`` seconds),
+    reap them and shut the pool down without waiting for its jobs; returns their pids."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(grace)
+        if p.is_alive():
+            p.kill()
+            p.join(grace)
+    pool.shutdown(wait=False, cancel_futures=True)
+    return [p.pid for p in procs]
+
+
+@contextlib.contextmanager
+def forked_pool(workers: int) -> Iterator[Any]:
+    """:func:`fork_executor` as a ``with`` block: on a normal exit the pool is shut down after its
+    jobs; when the block raises (an error, ``KeyboardInterrupt``, ``SystemExit``) the workers are
+    terminated and reaped at once and the exception goes on."""
+    pool = fork_executor(workers)
+    try:
+        yield pool
+    except BaseException:
+        stop_workers(pool)
+        raise
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _call(index: int) -> tuple[int, Any]:
@@ -101,20 +175,19 @@ def run_jobs(fn: Callable[[int], T], order: Sequence[int], workers: int) -> Iter
     global _JOB
     done: set[int] = set()
     _JOB = fn
-    pool = fork_executor(workers)
     try:
-        with warnings.catch_warnings():  # Python 3.12+ warns about forking a threaded process
-            warnings.simplefilter("ignore", DeprecationWarning)
-            futures = [pool.submit(_call, i) for i in order]
-        try:
-            for fut in as_completed(futures):
-                i, result = fut.result()
-                done.add(i)
-                yield i, result
-        except BrokenProcessPool:
-            pass
+        with forked_pool(workers) as pool:
+            with warnings.catch_warnings():  # Python 3.12+ warns about forking a threaded process
+                warnings.simplefilter("ignore", DeprecationWarning)
+                futures = [pool.submit(_call, i) for i in order]
+            try:
+                for fut in as_completed(futures):
+                    i, result = fut.result()
+                    done.add(i)
+                    yield i, result
+            except BrokenProcessPool:
+                pass
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         _JOB = None
     for i in order:  # after a broken pool: finish here
         if i not in done:

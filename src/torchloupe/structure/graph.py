@@ -16,6 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import UsageError
+
+
+def check_depth(depth: Any) -> None:
+    """``depth`` of a graph view: ``None`` (fit) or an int of at least 0; else one :class:`UsageError`."""
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
+        raise UsageError(f"depth={depth!r}: expected None (fit the view) or an int of at least 0 (0: the top level)")
+
 
 Shape = tuple[int, ...]
 
@@ -63,11 +71,14 @@ class Node:
     linear, matmul, attention, recurrent layers), else ``None``. ``activation_bytes``: bytes of
     the node's output tensors. ``inplace``: it wrote into one of its inputs. ``opaque``: a
     module whose internals are hidden (``LSTM``, ``MultiheadAttention``) unless expanded.
-    ``merge``: ``"fusion"`` (a fusion point: inputs from different branches, exactly what
-    :func:`torchloupe.fusion.find` reports; residual adds and dense concatenations included),
-    ``"skip"`` (a ``cat`` / ``add`` / ``mul``... of one branch with itself, such as ``h + relu(h)``)
-    or ``None`` (see :mod:`torchloupe.structure.merges`); ``fusion``: ``"early" | "late" |
-    "iterative"`` for fusion points. ``data_dependent``: Python looked at this node's output values
+    ``merge``: ``"fusion"`` (a fusion point: separate branches or inputs meet, exactly what
+    :func:`torchloupe.fusion.find` reports), ``"residual"`` (a tensor meets a learned function of
+    itself: ``x + f(x)``, a projection shortcut, DenseNet's ``cat([x, f(x)])``, a gate ``x * g(x)``),
+    ``"skip"`` (a ``cat`` / ``add`` / ``mul``... of one branch with itself with no learned layer in
+    between, such as ``h + relu(h)``) or ``None`` (see :mod:`torchloupe.structure.merges`);
+    ``join``: the finer kind of a merge: ``"input" | "branch"`` for fusion points, ``"residual" |
+    "dense" | "gate"`` for residuals, ``"skip"``; ``fusion``: ``"early" | "late" | "iterative"``
+    for fusion points. ``data_dependent``: Python looked at this node's output values
     (``bool()``, ``.item()``) to choose a path. ``sources``: the producer node of each tensor
     argument, in argument order (``None`` where the tensor was not recorded); ``input_shapes``
     follows the same order. ``dim``: the ``dim`` of a ``cat`` / ``stack``, normalized to be
@@ -98,6 +109,7 @@ class Node:
     sources: tuple[int | None, ...] = ()
     dim: int | None = None
     returned_by: str = ""
+    join: str | None = None
 
     @property
     def output_shape(self) -> Shape | None:
@@ -200,7 +212,17 @@ class ModelGraph:
 
     @property
     def fusion_points(self) -> list[Node]:
+        """Nodes where separate branches or separate inputs meet (``merge == "fusion"``; ``join``
+        says ``"input"`` or ``"branch"``). Residual adds are not among them (they are in
+        :attr:`residuals`); a single-input ResNet, EfficientNet or BERT has none."""
         return [n for n in self.nodes if n.merge == "fusion"]
+
+    @property
+    def residuals(self) -> list[Node]:
+        """Nodes where a tensor meets a learned function of itself (``merge == "residual"``; ``join``
+        says ``"residual"`` for ``x + f(x)`` and projection shortcuts, ``"dense"`` for
+        ``cat([x, f(x)])``, ``"gate"`` for ``x * g(x)``)."""
+        return [n for n in self.nodes if n.merge == "residual"]
 
     # ---- views ----------------------------------------------------------------------------
     def view(self, depth: int | None = None, collapsed: set[str] | None = None, expanded: set[str] | None = None,
@@ -208,18 +230,21 @@ class ModelGraph:
         """A collapsed view (see :func:`torchloupe.render.graph.layout.collapse`)."""
         from ..render.graph.layout import collapse
 
+        check_depth(depth)
         return collapse(self, depth=depth, collapsed=collapsed, expanded=expanded, fold_repeats=fold_repeats)
 
     def summary(self, depth: int | None = None) -> str:
         """A text table: name, type, output shape, params, mult-adds; totals and notes."""
         from ..render.graph.text import summary
 
+        check_depth(depth)
         return summary(self, depth=depth)
 
     def to_dot(self, depth: int | None = None) -> str:
         """Graphviz ``dot`` text (for those who have Graphviz)."""
         from ..render.graph.dot import to_dot
 
+        check_depth(depth)
         return to_dot(self, depth=depth)
 
     def to_svg(self, path=None, depth: int | None = None, edges: str = "orthogonal") -> str:
@@ -230,12 +255,14 @@ class ModelGraph:
         """
         from ..render.graph.svg import to_svg
 
+        check_depth(depth)
         return to_svg(self, path, depth=depth, edges=edges)
 
     def to_html(self, path=None, depth: int | None = None, edges: str = "orthogonal") -> str:
         """One self-contained interactive HTML page; written to ``path`` if given."""
         from ..render.graph.html import to_html
 
+        check_depth(depth)
         return to_html(self, path, depth=depth, edges=edges)
 
     def _repr_html_(self) -> str:

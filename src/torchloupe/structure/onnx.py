@@ -119,16 +119,20 @@ def export_onnx(model: nn.Module, *inputs: Any, path: str | os.PathLike, opset: 
     extra = {} if opset is None else {"opset_version": opset}
     kwargs = _hf_without_cache(model, dict(kwargs))
     tries = [False, True] if dynamo is None else [bool(dynamo)]
-    with probe.session(model, fastpath=False):
+    from ..files import atomic_path
+
+    with probe.session(model, fastpath=False), atomic_path(path) as tmp:  # no half-written file, ever
         for i, use_dynamo in enumerate(tries):
             try:
                 with torch.no_grad(), _math_attention(), warnings.catch_warnings(), _quiet(), \
                         contextlib.redirect_stdout(io.StringIO()):
                     # the exporters' deprecation notices, tracer warnings and progress lines are not the user's concern
                     warnings.simplefilter("ignore")
-                    torch.onnx.export(model, tuple(inputs), path, kwargs=kwargs or None, dynamo=use_dynamo,
+                    torch.onnx.export(model, tuple(inputs), str(tmp), kwargs=kwargs or None, dynamo=use_dynamo,
                                       **({"verbose": False} if use_dynamo else {}), **extra)
                 break
+            except OSError:  # a full disk, a read-only folder: the write failed, not the exporter
+                raise
             except Exception as exc:  # the exporters' errors are many and untyped: translate them, keep the cause
                 limit = any(s in "\n".join(map(str, _chain(exc))) for s in _TRACER_LIMITS)
                 if i + 1 < len(tries) and limit:

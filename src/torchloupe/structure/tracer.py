@@ -525,7 +525,7 @@ def _module_infos(model: nn.Module, rec: _Recorder) -> dict[str, ModuleInfo]:
 def _freeze(model: nn.Module, rec: _Recorder) -> ModelGraph:
     nodes = [Node(**d) for d in rec.nodes]
     for m in merges(nodes):  # the same labelling as torchloupe.fusion.find
-        nodes[m.node] = dataclasses.replace(nodes[m.node], merge="fusion" if m.fusion else "skip", fusion=m.fusion)
+        nodes[m.node] = dataclasses.replace(nodes[m.node], merge=m.merge, fusion=m.fusion, join=m.join)
     edges = [Edge(s, d, tuple(sh), tuple(dt)) for (s, d), (sh, dt) in rec.edges.items()]
     return ModelGraph(nodes=nodes, edges=edges, modules=_module_infos(model, rec), branches=list(rec.branches),
                       model_type=type(model).__name__, module_outputs=dict(rec.module_outputs))
@@ -543,6 +543,26 @@ def trace(model: nn.Module, *inputs: Any, expand: Sequence[str] = (), **kwargs: 
     return record(model, inputs, kwargs, expand=expand)[0]
 
 
+def _check_expand(model: nn.Module, expand: set) -> None:
+    """Every ``expand`` entry names a module of ``model`` or the class of one of its modules; else one
+    line naming the closest names (a typo would silently expand nothing)."""
+    import difflib
+
+    from ..errors import LayerNotFoundError
+
+    names = {n for n, _ in model.named_modules() if n}
+    classes = {type(m).__name__ for m in model.modules()}
+    for e in sorted(expand, key=str):
+        if not isinstance(e, str):
+            raise LayerNotFoundError(f"expand entry {e!r} ({type(e).__name__}) is not a module name or class name", e)
+        if e in names or e in classes:
+            continue
+        close = difflib.get_close_matches(e, sorted(names | classes), n=3, cutoff=0.5)
+        hint = f"; closest: {', '.join(map(repr, close))}" if close else ""
+        raise LayerNotFoundError(f"expand {e!r} is neither a module nor a module class of {type(model).__name__}"
+                                 f"{hint}", e, tuple(close))
+
+
 def record(model: nn.Module, inputs: tuple, kwargs: dict | None = None, expand: Sequence[str] = (),
            keep_values: bool = False) -> tuple[ModelGraph, dict[int, Tensor]]:
     """:func:`trace` with the model's inputs as a tuple and keyword dict (no name clash with ``expand``).
@@ -553,6 +573,7 @@ def record(model: nn.Module, inputs: tuple, kwargs: dict | None = None, expand: 
     probe.require_module(model, "the model to trace")
     kwargs = kwargs or {}
     expand_set = {expand} if isinstance(expand, str) else set(expand)
+    _check_expand(model, expand_set)
     rec = _Recorder(model, expand_set, keep_values)
     named_inputs = _input_names(model, inputs, kwargs)
     for key, value in named_inputs:
@@ -605,4 +626,7 @@ def _trace_error(model: nn.Module, rec: _Recorder, exc: Exception) -> TraceError
     good = [n for n in partial.nodes if n.kind in ("module", "op") and n.output_shapes][-3:]
     last = ", ".join(f"{n.qualname} -> {n.output_shape}" for n in good) or "none"
     msg = f"{type(model).__name__} raised in {where}: {type(exc).__name__}: {first}; last good nodes: {last}"
+    if "meta tensors" in first:
+        msg += ("; the forward reads tensor values (its path depends on the data), which a model on the meta "
+                "device cannot give: trace it with real weights")
     return TraceError(msg, module=module, partial=partial)

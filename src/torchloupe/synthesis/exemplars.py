@@ -33,8 +33,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSampler
 
 from .. import distributed as D
+from ..data import warn_skipped
 from ..errors import ChannelError, InputError, InputShapeError, TorchLoupeError, UsageError
 from ..inputs import Inputs, check_finite, check_input
+from .._limits import check_memory
 from ..layers import Layout, find_layers, layout_of
 from ..probe import hooks, intercept, require_module, session
 
@@ -99,6 +101,18 @@ class ExemplarResult:
 
     def merge(self, *others: "ExemplarResult") -> "ExemplarResult":
         return merge(self, *others)
+
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import png_of
+
+        return png_of(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain tensors, numbers and strings (``torch.save`` it; :meth:`from_dict` reads it back
@@ -295,9 +309,12 @@ def _inputs(batch: Any) -> Inputs:
 
 
 def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int, world: int
-             ) -> tuple[Iterator[tuple[int, Inputs]], int | None, Any]:
-    """``(global index of first sample, input batch)`` for this rank's batches; their count; and
-    ``(dataset, collate_fn)`` when samples can be fetched again by index (else ``None``)."""
+             ) -> tuple[Iterator[tuple[int, Inputs, Tensor | None]], int | None, Any]:
+    """``(global index of first sample, input batch, dataset indices of its samples or None)`` for
+    this rank's batches; their count; and ``(dataset, collate_fn)`` when samples can be fetched
+    again by index (else ``None``). A collated batch may name its samples' dataset indices in
+    ``batch.indices`` (a collate function that dropped unreadable files:
+    :meth:`torchloupe.data.ImageFiles.collate_fn`, which a dataset given alone brings along)."""
     loader_kw: dict[str, Any] = {}
     dataset = None
     if isinstance(data, DataLoader):
@@ -307,6 +324,8 @@ def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int
             loader_kw = {"collate_fn": data.collate_fn, "num_workers": data.num_workers, "pin_memory": data.pin_memory}
     elif isinstance(data, Dataset) and not isinstance(data, IterableDataset) and hasattr(data, "__len__"):
         dataset = data
+        if callable(getattr(data, "collate_fn", None)):
+            loader_kw = {"collate_fn": data.collate_fn}
     if dataset is not None:
         n = len(dataset)
         end = n if stop is None else min(stop, n)
@@ -315,7 +334,7 @@ def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int
         sampler = [list(range(s, min(s + batch_size, end))) for s in mine]
         loader = DataLoader(dataset, batch_sampler=sampler, generator=torch.Generator(), **loader_kw)
         collate = loader_kw.get("collate_fn") or torch.utils.data.default_collate
-        return ((s, _inputs(b)) for s, b in zip(mine, loader)), len(mine), (dataset, collate)
+        return ((s, _inputs(b), getattr(b, "indices", None)) for s, b in zip(mine, loader)), len(mine), (dataset, collate)
     if isinstance(data, IterableDataset):
         data = DataLoader(data, batch_size=batch_size, generator=torch.Generator())
     if not isinstance(data, Iterable):
@@ -332,7 +351,7 @@ def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int
             if count <= start or j % world != rank:
                 continue
             lo, hi = max(start - first, 0), x.batch_size if stop is None else min(x.batch_size, stop - first)
-            yield first + lo, x.slice(lo, hi)
+            yield first + lo, x.slice(lo, hi), None
 
     return gen(), None, None
 
@@ -487,13 +506,14 @@ class _Store:
         self.rows = 0
         self.kept = 0
 
-    def add(self, x: Tensor, first_index: int, slots: Tensor, offset: int) -> Tensor:
-        """``slots`` ``>= offset`` name rows ``offset + b`` of batch ``x``: store those, renumber them."""
+    def add(self, x: Tensor, ids: Tensor, slots: Tensor, offset: int) -> Tensor:
+        """``slots`` ``>= offset`` name rows ``offset + b`` of batch ``x`` (dataset indices ``ids``):
+        store those, renumber them."""
         new = slots >= offset
         b = torch.unique(slots[new]) - offset
         if b.numel():
             self.chunks.append(x[b])
-            self.index.append(b + first_index)
+            self.index.append(ids[b])
             renum = self.rows + torch.searchsorted(b, (slots - offset).clamp_min(0))
             slots = torch.where(new, renum, slots)
             self.rows += b.numel()
@@ -561,7 +581,9 @@ def exemplars(
     (``(x, label)``, ``TensorDataset``'s ``(x,)``) has the model input first, and that input is a
     tensor, a tuple of tensors (positional inputs: an item ``((x1, x2), y)`` calls
     ``model(x1, x2)``) or a dict (keyword inputs); a dict item is the keyword inputs themselves
-    (``model(**item)``). Dataset indices count samples in iteration order.
+    (``model(**item)``). Dataset indices count samples in iteration order. Image files from disk
+    (:func:`torchloupe.data.images`): unreadable files are left out, indices stay file indices
+    (``ds.paths[i]``), and one :class:`~torchloupe.data.SkippedFilesWarning` counts them at the end.
     ``reduce``: ``"mean"`` or ``"max"`` over the layer's positions; ``negative``: the samples
     that drive the channel lowest. ``channels``: restrict to these channels.
     The channel axis comes from the layer's :class:`~torchloupe.layers.Layout` (``channel_dim=``
@@ -593,7 +615,7 @@ def exemplars(
     head = next(batches, None)
     if head is not None:
         head[1].get(wrt)  # wrt names an input
-        if head[1].single:
+        if head[1].single and head[1].batch_size:
             check_input(model, head[1].first.to(device), name=f"the data batch at sample {head[0]}")
         batches = itertools.chain([head], batches)
     sign = -1.0 if negative else 1.0
@@ -627,7 +649,7 @@ def exemplars(
         bar = tqdm(total=total, desc=f"exemplars {name}", leave=False)
     with session(model) as run:
         with hooks(forward={module: hook}), torch.no_grad():
-            for first_index, inputs in batches:
+            for first_index, inputs, given_index in batches:
                 inputs = inputs.to(device)
                 n = inputs.batch_size
                 if n == 0:
@@ -684,7 +706,8 @@ def exemplars(
                 vals = vals.T  # (C, n)
                 scores = torch.nan_to_num(vals * sign, nan=-math.inf)
                 pos = torch.arange(n, device=a.device)
-                idx = (first_index + pos).expand_as(vals)
+                ids = first_index + pos if given_index is None else given_index.to(a.device)
+                idx = ids.expand_as(vals)
                 cand = _State(scores, vals, idx, None)
                 if state.locations is not None:
                     arg = (flat.argmin(-1) if negative else flat.argmax(-1)).T  # (C, n)
@@ -697,9 +720,9 @@ def exemplars(
                     cand.slots = (store.rows + pos).expand_as(vals)
                 state = _select([state, cand], k)
                 if state.slots is not None:
-                    state.slots = store.add(x, first_index, state.slots, store.rows)
+                    state.slots = store.add(x, ids, state.slots, store.rows)
                 seen += n
-                spans.append((first_index, first_index + n))
+                spans.append((first_index, first_index + n if given_index is None else int(ids.max()) + 1))
                 if bar is not None:
                     bar.update(1)
     if bar is not None:
@@ -735,11 +758,17 @@ def exemplars(
         rows = torch.searchsorted(ids, result.indices.to(samples.device).clamp_min(0)).to(result.indices.device)
         result = replace(result, **dict(zip(("samples", "sample_of"), _canonical(
             samples, ids, torch.where(keep, rows, torch.full_like(rows, -1))))))
+    warn_skipped(data, use_dist)  # image files that could not be read: the count and the first few, once
     return result
 
 
 def _empty(c: int, k: int, a: Tensor, spatial: int, store: bool) -> _State:
     dev = a.device
+    # score, value, index, location (and store row) of one (channel, rank); crops are not held: they
+    # are cut on use from the winners' inputs, at most one per sample seen
+    per = 4 + 4 + 8 + 8 * spatial + (8 if store else 0)
+    check_memory(c * k * per * 2, f"exemplars with k={k} for {c} channels", device=dev,  # the state and a merge
+                 hint="use a smaller k or fewer channels (channels=...)")
     loc = torch.zeros(c, k, spatial, dtype=torch.long, device=dev) if spatial > 0 else None
     slots = torch.full((c, k), -1, dtype=torch.long, device=dev) if store else None
     return _State(torch.full((c, k), -math.inf, device=dev), torch.full((c, k), math.nan, device=dev),

@@ -18,6 +18,8 @@ driven above its random baseline is flagged in ``failed``.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputError, InputShapeError, ObjectiveSpecError, ParamError, TorchLoupeError, UnsupportedModelError, UsageError
-from ..inputs import Inputs, check_finite, check_input, first_layer, standard_layout
+from ..errors import InputDtypeError, InputError, InputShapeError, ObjectiveSpecError, ParamError, TorchLoupeError, UnsupportedModelError, UsageError
+from ..inputs import Inputs, check_finite, check_input, dtype_hint, first_layer, standard_layout, takes_shape
+from .._limits import check_memory, tensor_bytes
 from ..layers import find_layers, layout_of
 from ..probe import hooks, intercept, require_module, session
 from . import objectives as O
@@ -73,6 +76,18 @@ class SynthesisResult:
             for n, f, b, d, x in zip(self.names, self.final_activation, self.baseline_activation,
                                      self.dataset_top1, self.failed)
         ]
+
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import png_of
+
+        return png_of(self)
 
 
 # --- redirected ReLU ------------------------------------------------------------------------
@@ -219,6 +234,19 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 # --- main entry -----------------------------------------------------------------------------
+#: Bytes held per byte of the synthesized images, at least: the parameterization, Adam's two moments,
+#: the gradient, the transformed copies and the model's activations on them (a lower bound).
+SYNTHESIS_MEMORY_FACTOR = 12
+
+
+def check_synthesis_size(n: int, shape: Sequence[int], device: torch.device | str | None = None) -> None:
+    """Refuse (:class:`~torchloupe.errors.ResourceLimitError`, one line) ``n`` synthesized inputs of
+    ``shape`` whose memory cannot fit, before anything is allocated."""
+    need = tensor_bytes((n, *shape)) * SYNTHESIS_MEMORY_FACTOR
+    check_memory(need, f"maximize of {n} input(s) of shape {tuple(int(s) for s in shape)}", device=device,
+                 hint="use a smaller input shape or batch")
+
+
 def standard_transforms_for(model: nn.Module, input_shape: Sequence[int]) -> str:
     """``"standard-resized"`` for a model that takes images of ``input_shape`` but not of the size
     the standard transforms make (a ViT's patch grid, a flatten before a linear layer), else
@@ -283,6 +311,10 @@ def maximize(
         raise UsageError(f"steps must be a positive int, got {steps!r}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise UsageError(f"batch must be a positive int, got {batch!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise UsageError(f"lr must be a finite number above 0 (the Adam step size), got {lr!r}")
+    if isinstance(redirect_steps, bool) or not isinstance(redirect_steps, int) or redirect_steps < 0:
+        raise UsageError(f"redirect_steps must be an int of at least 0, got {redirect_steps!r}")
     if baseline_samples < 1:
         raise UsageError(f"baseline_samples must be at least 1, got {baseline_samples}")
     fixed: Inputs | None = None
@@ -290,14 +322,19 @@ def maximize(
         fixed = Inputs.of(inputs)
         held = fixed.get(wrt)
         if not isinstance(held, Tensor) or not held.is_floating_point() or held.dim() < 1:
-            raise InputError(f"input {wrt!r} to optimize must be a floating-point tensor with a batch axis, "
-                             f"got {held.dtype if isinstance(held, Tensor) else type(held).__name__}")
+            hint = f"; {dtype_hint(held)}" if isinstance(held, Tensor) and held.dim() >= 1 else ""
+            raise InputDtypeError(f"input {fixed.resolve(wrt)!r} to optimize must be a floating-point tensor with a "
+                                  f"batch axis, got {held.dtype if isinstance(held, Tensor) else type(held).__name__}"
+                                  f"{hint}")
         for key, t in fixed.tensors():
             check_finite(t, f"input {key}")
         fixed = fixed.slice(0, 1).to(_device_of(model))
         if input_shape is None:
             input_shape = tuple(held.shape[1:])
     shape = tuple(int(s) for s in (input_shape if input_shape is not None else _default_shape(model)))
+    if not shape or any(s < 1 for s in shape):
+        raise UsageError(f"input_shape must be positive sizes without the batch, e.g. (3, 64, 64), got {shape}")
+    check_synthesis_size(len(objs) * batch, shape, _device_of(model))  # before any image is made
     # The shape against the model's first layer, before any step (a typed error naming both).
     found = first_layer(model)
     if fixed is None and found is not None and isinstance(found[1], nn.Embedding):
@@ -312,6 +349,9 @@ def maximize(
                 f"{type(model).__name__}.forward takes {len(needed)} inputs ({', '.join(needed)}); pass inputs= "
                 f"(a tuple or dict of example values) and wrt= (the one to optimize; the others stay fixed)")
         check_input(model, torch.zeros(1, *shape, device=_device_of(model)), name=f"an input of input_shape {shape}")
+        if input_shape is None and fixed is None and not takes_shape(model, shape):
+            raise InputShapeError(f"{type(model).__name__} does not run on inputs of shape {shape}, the default "
+                                  f"read off its first layer (a model of one input size?); pass input_shape=")
     dom = _domain(domain)
     units = [o.unit for o in objs]
     if any(u is None for u in units):

@@ -192,8 +192,16 @@ def check_channel(acts: Tensor, layer: str, n: int) -> None:
         )
 
 
+def _index(n: object, layer: str) -> int:
+    """``n`` as a channel index: an int of at least 0 (``-1`` is not read as "the last")."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ChannelError(f"channel {n!r} of layer {layer!r}: expected an int of at least 0")
+    return n
+
+
 def channel(layer: str, n: int) -> Objective:
     """Mean over positions of channel ``n`` of ``layer`` (its value for a ``(B, C)`` layer)."""
+    n = _index(n, layer)
 
     def fn(ctx: Context) -> Tensor:
         a = ctx.view(layer)
@@ -206,6 +214,7 @@ def channel(layer: str, n: int) -> Objective:
 
 def neuron(layer: str, n: int, at: Sequence[int] | None = None) -> Objective:
     """Channel ``n`` of ``layer`` at one position ``at`` (the centre when ``None``)."""
+    n = _index(n, layer)
 
     def fn(ctx: Context) -> Tensor:
         a = ctx.view(layer)
@@ -307,6 +316,9 @@ def parse(spec: str) -> Objective:
             f"'layer:channel@(i,j)' or 'fc:7'"
         )
     layer, n = m.group("layer"), int(m.group("n"))
+    if n < 0:
+        raise ObjectiveSpecError(f"objective {spec!r}: channel {n} is negative; channels count from 0 "
+                                 f"(e.g. '{layer}:0')")
     if m.group("at") is not None:
         at = [int(p) for p in m.group("at").replace(" ", "").split(",") if p]
         if not at:

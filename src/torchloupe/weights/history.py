@@ -23,6 +23,22 @@ STATS = ("norm", "mean", "std", "min", "max", "update_ratio", "grad_norm")
 FORMAT_VERSION = 1
 
 
+def _load_reason(exc: BaseException) -> str:
+    """One line for why ``torch.load`` failed: torch's several-paragraph ``weights_only`` text
+    becomes the object it met and what to do."""
+    import re
+
+    text = str(exc)
+    if "weights_only" in text or "Weights only load failed" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f"a {found.group(1)} object" if found else "Python objects other than tensors"
+        return (f"it holds {what} (unpickling it could run code), not loaded; a file from WeightHistory.save "
+                f"holds only tensors; for a file you trust: WeightHistory.load(path, unsafe=True), which "
+                f"is torch.load(weights_only=False)")
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 @dataclass(frozen=True)
 class Record:
     """What one recorded step adds, as handed to sinks (``sink.on_record(tracker, record)``).
@@ -142,19 +158,26 @@ class WeightHistory:
     def save(self, path: str | os.PathLike) -> None:
         """Write to ``path``: safetensors when it ends in ``.safetensors``, else ``torch.save``
         of tensors, strings and numbers only (readable with ``weights_only=True``)."""
+        from ..files import atomic_write
+
         path = os.fspath(path)
         meta = json.dumps(self._meta())
         if path.endswith(".safetensors"):
             from ..errors import require
 
             st = require("safetensors.torch", "hf", "safetensors")
-            st.save_file(self._tensors(), path, metadata={"torchloupe": meta})
-        else:
-            torch.save({"torchloupe": meta, "tensors": self._tensors()}, path)
+            atomic_write(path, st.save(self._tensors(), metadata={"torchloupe": meta}))
+        else:  # written whole or not at all
+            blob = {"torchloupe": meta, "tensors": self._tensors()}
+            atomic_write(path, lambda f: torch.save(blob, f))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "WeightHistory":
-        """Read a file written by :meth:`save` (``torch.load(weights_only=True)`` or safetensors)."""
+    def load(cls, path: str | os.PathLike, unsafe: bool = False) -> "WeightHistory":
+        """Read a file written by :meth:`save` (``torch.load(weights_only=True)`` or safetensors).
+
+        A file holding Python objects other than tensors is refused in one line (unpickling them
+        could run code); ``unsafe=True`` loads it with ``weights_only=False``, only for a file you trust.
+        """
         path = os.fspath(path)
         try:
             if path.endswith(".safetensors"):
@@ -167,14 +190,14 @@ class WeightHistory:
                     meta_s = (f.metadata() or {}).get("torchloupe")
                 tensors = st.load_file(path)
             else:
-                obj = torch.load(path, map_location="cpu", weights_only=True)
+                obj = torch.load(path, map_location="cpu", weights_only=not unsafe)
                 if not isinstance(obj, dict) or "torchloupe" not in obj:
                     raise CheckpointError(f"{path}: not a torchloupe WeightHistory file")
                 meta_s, tensors = obj["torchloupe"], obj["tensors"]
         except CheckpointError:
             raise
         except Exception as exc:
-            raise CheckpointError(f"{path}: cannot read a WeightHistory ({exc})") from exc
+            raise CheckpointError(f"{path}: cannot read a WeightHistory ({_load_reason(exc)})") from exc
         if meta_s is None:
             raise CheckpointError(f"{path}: not a torchloupe WeightHistory file (no metadata)")
         meta = json.loads(meta_s)
@@ -235,3 +258,15 @@ class WeightHistory:
             return math.prod(self.input_shape) == shape[1]
         weights = [n for n, s in self.shapes.items() if n.endswith("weight") and len(s) >= 2]
         return bool(weights) and weights[0] == name
+
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from ..render.notebook import png_of
+
+        return png_of(self)

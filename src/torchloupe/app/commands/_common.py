@@ -17,9 +17,11 @@ from pathlib import Path
 from ...errors import UsageError
 
 MODEL_HELP = (
-    "the model: torchvision:NAME (random init; weights from --weights), path/file.py:factory, "
-    "package.module:factory, hf:DIR (a Hugging Face model folder, offline), or a built-in name "
-    "(efficientnet-lite0, minilm)"
+    "the model: torchvision:NAME (random init; weights from --weights), path/file.py:factory or "
+    "package.module:factory (imports that Python code and calls factory(), which must return an nn.Module: "
+    "this runs your own code), hf:DIR (a Hugging Face model folder, offline; Python files it ships run only "
+    "with --trust-remote-code), hf-config:PATH (a config.json: the architecture without weights, graph only), "
+    "or a built-in name (efficientnet-lite0, minilm)"
 )
 
 
@@ -31,13 +33,22 @@ def add_model_arguments(parser) -> None:
                         help="checkpoint (.pt/.pth state dict or .safetensors) to load, with weights_only=True")
     parser.add_argument("--unsafe-pickle", action="store_true",
                         help="load a checkpoint holding arbitrary Python objects (runs its code: only for files you trust)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let an hf:DIR folder run the Python code it ships (its config's auto_map); only for "
+                             "folders you trust")
 
 
-def load_model_from(args):
-    """The model named by the parsed ``--model / --weights / --unsafe-pickle`` options."""
+def load_model_from(args, meta_ok: bool = False):
+    """The model named by the parsed ``--model / --weights / --unsafe-pickle`` (and ``--meta``) options.
+    ``meta_ok``: whether the command can use a model without weights (only ``loupe graph`` can)."""
     from ..models import load_model
 
-    return load_model(args.model, weights=args.weights, unsafe_pickle=args.unsafe_pickle)
+    meta = bool(getattr(args, "meta", False))
+    if not meta_ok and args.model.strip().startswith("hf-config:"):
+        raise UsageError(f"--model {args.model}: hf-config: builds the architecture without weights, which only "
+                         f"loupe graph can show; use hf:DIR for a saved model")
+    return load_model(args.model, weights=args.weights, unsafe_pickle=args.unsafe_pickle, meta=meta,
+                      trust_remote_code=getattr(args, "trust_remote_code", False))
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -223,4 +234,107 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+# -- device and precision (issue 19) ---------------------------------------------------------
+
+DEVICE_HELP = ("where the model runs: auto (CUDA when available, else the CPU), cpu, cuda, cuda:N or mps "
+               "(default: auto)")
+
+
+def add_device_arguments(parser, precision: str | None = "autocast") -> None:
+    """``--device`` and, unless ``precision`` is None, ``--precision fp32|bf16|fp16``:
+    ``"autocast"`` for the commands that only read the model (autocast on the device, see
+    :func:`torchloupe.devices.autocast`), ``"model"`` for gradient commands (the model, which the
+    command loaded itself, is converted to that dtype and its inputs follow)."""
+    parser.add_argument("--device", default="auto", metavar="DEV", help=DEVICE_HELP)
+    if precision == "autocast":
+        parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                            help="compute precision of the views that only read the model: autocast on the "
+                                 "device in bfloat16 or float16 (default fp32: none)")
+    elif precision == "model":
+        parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                            help="run the model converted to bfloat16 or float16 (default fp32: the model's "
+                                 "own dtype); maps come back in float32")
+        parser.set_defaults(precision_converts=True)
+
+
+def resolve_device(args: argparse.Namespace):
+    """The ``torch.device`` of ``--device``, checked against this machine before the model is
+    loaded: a device not here is one line naming it and the available ones (exit status 2)."""
+    from ...devices import parse_device
+
+    return parse_device(getattr(args, "device", "auto"))
+
+
+def place_model(args: argparse.Namespace, model, device):
+    """The model the command loaded, moved to ``device`` (and, for ``--precision`` of gradient
+    commands, converted to that dtype). Only for models the CLI loaded: the API never moves a
+    user's model."""
+    from ...devices import PRECISIONS
+
+    if any(p.is_meta for p in model.parameters()):  # no weights to move (loupe graph --meta)
+        return model
+    model = model.to(device)
+    dtype = PRECISIONS.get(getattr(args, "precision", "fp32"))
+    if dtype is not None and _converts(args):
+        model = model.to(dtype)
+    return model
+
+
+def _converts(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "precision_converts", False))
+
+
+def to_device(value, device):
+    """Tensors of ``value`` (a tensor, an :class:`~torchloupe.inputs.Inputs`, a tuple / list / dict
+    of them) on ``device``; anything else as it is."""
+    import torch
+
+    from ...inputs import Inputs
+
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, Inputs):
+        return value.to(device)
+    if isinstance(value, tuple):
+        return tuple(to_device(v, device) for v in value)
+    if isinstance(value, list):
+        return [to_device(v, device) for v in value]
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def precision_context(args: argparse.Namespace, device):
+    """Autocast of ``--precision`` on ``device`` for the views that only read the model (a no-op
+    for fp32 and for commands whose ``--precision`` converts the model instead)."""
+    from ...devices import autocast
+
+    precision = getattr(args, "precision", "fp32")
+    return autocast(device, "fp32" if _converts(args) else precision)
+
+
+def on_cpu(value):
+    """``value`` with every tensor on the CPU and floating ones in float32 (bfloat16 has no numpy
+    form), for drawing and saving: a tensor, a tuple / list / dict of them, or a result dataclass
+    (its tensor fields replaced, frozen ones included). Anything else as it is."""
+    import dataclasses
+
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        t = value.detach()
+        return (t.float() if t.is_floating_point() and t.dtype != torch.float64 else t).cpu()
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(on_cpu(v) for v in value)
+    if isinstance(value, list):
+        return [on_cpu(v) for v in value]
+    if isinstance(value, dict):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: on_cpu(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init
+                   and isinstance(getattr(value, f.name), (torch.Tensor, tuple, list, dict))}
+        return dataclasses.replace(value, **changes) if changes else value
     return value

@@ -8,7 +8,7 @@ import pkgutil
 import sys
 import time
 
-from .report import add_report_options, output_path, section_list, warn_failures
+from .report import add_report_options, output_path, report_options, section_list, warn_failures
 
 
 PACKAGE = "torchloupe.app.subjects"
@@ -104,9 +104,14 @@ def collect_subjects(options: dict, package: str | None = None, log=print, jobs:
     pool, training = _start_training(package, names, options, jobs)
     try:
         found_all = {name: _family(package, name, options, training.get(name), log) for name in names}
-    finally:
+    except BaseException:  # Ctrl-C, SIGTERM (see cli.main), an error: stop the workers now, not after their jobs
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            from ...reporting.parallel import stop_workers
+
+            stop_workers(pool)
+        raise
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
     subjects = [s for found in found_all.values() if found for s in found]
     if not subjects:
         failed = [name for name, found in found_all.items() if found is None]
@@ -135,18 +140,41 @@ def _family(package: str, name: str, options: dict, training, log) -> list | Non
     return found
 
 
+def on_device(subject, device):
+    """A demo subject with its model and inputs on ``device`` (its display images, masks, dataset and
+    extras stay where they are: sections move what they compute with to the model's device); a
+    deferred one moves them once loaded. The demo built these models itself, so moving them is fine."""
+    import dataclasses
+
+    from ._common import to_device
+    from ...reporting import DeferredSubject
+
+    if device.type == "cpu":
+        return subject
+    if isinstance(subject, DeferredSubject):
+        load = subject.load
+        return dataclasses.replace(subject, load=lambda: on_device(load(), device))
+    subject.model = subject.model.to(device)
+    subject.inputs = to_device(subject.inputs, device)
+    return subject
+
+
 def run(args: argparse.Namespace) -> int:
     from ...reporting import build_report, select_sections
+    from ._common import resolve_device
 
     t0 = time.perf_counter()
     path = output_path(args.out)
     sections = select_sections(section_list(args.sections))
     families = _chosen_families(args.models, PACKAGE)
-    options = {"quick": args.quick, "seed": args.seed}
-    subjects = collect_subjects({**options, "progress": not args.no_progress}, jobs=args.jobs, families=families)
+    device = resolve_device(args)  # a device this machine lacks: one line, before training anything
+    options = report_options(args)
+    train = {"quick": args.quick, "seed": args.seed, "progress": not args.no_progress}
+    subjects = collect_subjects(train, jobs=args.jobs, families=families)  # trained on the CPU (and cached)
+    subjects = [on_device(s, device) for s in subjects]
     info = build_report(
         subjects, path, sections=sections, options=options, progress=not args.no_progress,
-        title="torchloupe demo report", jobs=args.jobs,
+        title="torchloupe demo report", jobs=args.jobs if device.type == "cpu" else 1,  # no forking next to a GPU
     )
     print(info.summary())
     print(f"demo finished in {time.perf_counter() - t0:.1f} s")

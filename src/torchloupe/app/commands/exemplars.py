@@ -8,11 +8,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from ._common import add_image_arguments, add_model_arguments, positive_int
+    from ._common import add_device_arguments, add_image_arguments, add_model_arguments, positive_int
 
     p = subparsers.add_parser(
         "exemplars",
@@ -23,19 +25,24 @@ def register(subparsers) -> None:
     add_model_arguments(p)
     given = p.add_mutually_exclusive_group(required=True)
     given.add_argument("--data", metavar="DATA",
-                       help="demo:shapes[:N], demo:digits, or a .pt file holding an (N, ...) input tensor")
+                       help="a folder of images (searched recursively; class sub-folders give labels), a quoted "
+                            "glob ('photos/**/*.jpg'), a .txt list of image paths, a .pt / .npy file holding an "
+                            "(N, ...) input tensor (memory-mapped), demo:shapes[:N] or demo:digits")
     _add_resume_arguments(p, given)
-    p.add_argument("--layer", help="layer name")
+    p.add_argument("--layer", help="layer name (required unless --merge)")
     p.add_argument("--k", type=positive_int, default=9)
     p.add_argument("--reduce", default="mean", choices=["mean", "max"])
     p.add_argument("--negative", action="store_true", help="samples that drive the channels lowest")
     p.add_argument("--channels", type=int, nargs="+", metavar="C", help="only these channels")
     p.add_argument("--batch-size", type=positive_int, default=64)
     add_image_arguments(p, inputs=given)  # --input: the dataset as files (one --input per model argument)
-    p.set_defaults(normalize="none")
+    p.set_defaults(normalize=None)  # image files: auto (the model's own); tensors and --input: none
+    p.add_argument("--workers", type=_workers, default=0, metavar="N",
+                   help="processes reading and decoding --data files (default: 0, in this process)")
     p.add_argument("--save", metavar="PT", help="save the result (torch.save dict) for later merging")
     p.add_argument("--out", metavar="PNG", help="write exemplar crops to this PNG (rank 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_device_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -56,15 +63,37 @@ def _add_resume_arguments(p, given) -> None:
     next(a for a in p._actions if a.dest == "model").required = False
 
 
-def load_data(spec: str, normalize: str | None):
-    import warnings
+def _workers(text: str) -> int:
+    import argparse
 
-    import torch
-    from torch.utils.data import TensorDataset
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of worker processes (0 or more), got {text!r}")
+    most = MAX_WORKERS_PER_CPU * (os.cpu_count() or 1)
+    if value > most:  # each worker is a process holding a copy of the dataset object: hundreds would swamp the machine
+        raise argparse.ArgumentTypeError(f"{value} worker processes on {os.cpu_count() or 1} CPUs: at most {most} "
+                                         f"({MAX_WORKERS_PER_CPU} per CPU); decoding rarely needs more than one per CPU")
+    return value
 
+
+#: ``--workers`` above this many per CPU is refused (a typo such as 100000 would fork that many processes).
+MAX_WORKERS_PER_CPU = 4
+
+
+def is_file_data(spec: str) -> bool:
+    """``--data`` names image files (a folder, a glob, a .txt list), not tensors nor a demo set."""
+    return not spec.startswith("demo:") and Path(spec).suffix.lower() not in (".pt", ".pth", ".npy")
+
+
+def load_data(spec: str, normalize: str | None, size: int | None = None):
+    """The dataset ``--data`` names: image files (:func:`torchloupe.data.images`, resized to
+    ``size``), a memory-mapped tensor file (:func:`torchloupe.data.tensors`) or a demo set."""
+    from ... import data
     from ...errors import InputFileError
     from ..checkpoints import weights_only_reason
-    from ..images import normalize_images
 
     if spec.startswith("demo:shapes"):
         from ...demo import shapes_dataset
@@ -78,32 +107,39 @@ def load_data(spec: str, normalize: str | None):
         from ...demo import digits_dataset
 
         return digits_dataset()
-    path = Path(spec)
-    if not path.is_file():
-        raise InputFileError(f"data {spec!r} is not a file nor demo:shapes / demo:digits")
+    if is_file_data(spec):
+        return data.images(spec, size=size, normalize=normalize)
     try:
-        with warnings.catch_warnings():  # torch notes pickle protocols it did not write; not the user's concern
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            x = torch.load(path, map_location="cpu", weights_only=True)  # never runs code a file holds
-    except Exception as exc:
-        text = str(exc)
+        return data.tensors(spec, normalize=normalize)
+    except InputFileError as exc:
+        cause = exc.__cause__
+        if cause is None or spec.lower().endswith(".npy"):
+            raise
+        text = str(cause)
         why = ("it holds Python objects other than tensors (not loaded: that could run code)" if "GLOBAL" in text
                else f"not a file torch.save wrote (a plain pickle, which could run code, or damaged data: "
                     f"{weights_only_reason(text)}); not loaded")
-        raise InputFileError(f"cannot read data '{spec}': {why}") from exc
-    if not isinstance(x, torch.Tensor):
-        raise InputFileError(f"{spec!r} holds a {type(x).__name__}; expected one (N, ...) tensor")
-    if normalize is not None and x.dim() == 4:
-        x = normalize_images(x, normalize)
-    return TensorDataset(x)
+        raise InputFileError(f"cannot read data '{spec}': {why}") from cause
+
+
+def _loader(dataset, batch_size: int, workers: int, device):
+    """``dataset`` streamed by ``workers`` processes, pinned for a CUDA model (what exemplars reads)."""
+    from torch.utils.data import DataLoader
+
+    if workers == 0 and (device is None or device.type != "cuda"):
+        return dataset
+    kw = {"collate_fn": dataset.collate_fn} if callable(getattr(dataset, "collate_fn", None)) else {}
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                      pin_memory=device is not None and device.type == "cuda", **kw)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from ... import distributed as D
-    from ...errors import UsageError
-    from ._common import load_model_from, model_inputs, normalization, output_file
+    from ._common import (load_model_from, model_inputs, normalization, on_cpu, output_file, place_model,
+                          precision_context, resolve_device)
+    from ..output import atomic_write, make_folder
     from ...synthesis import exemplars
 
     save, out = output_file(args.save, "--save"), output_file(args.out, "--out")  # before any of the work
@@ -111,12 +147,12 @@ def run(args: argparse.Namespace) -> int:
         return _merge(args, save, out)
     missing = [flag for flag, value in (("--model", args.model), ("--layer", args.layer)) if value is None]
     if missing:
+        from ...errors import UsageError
+
         raise UsageError(f"{' and '.join(missing)} required (only --merge runs without a model)")
+    device = _rank_device(resolve_device(args))  # a device this machine lacks: one line, before loading the model
     torch.manual_seed(0)
-    model = load_model_from(args)
-    here = next((p.device for p in model.parameters()), torch.device("cpu"))
-    if D.local_device(here) != here:  # under torchrun a CUDA model runs on cuda:LOCAL_RANK, one GPU a rank
-        model = model.to(D.local_device(here))
+    model = place_model(args, load_model_from(args), device)
     target, shown = model, None
     if args.input:
         from ..bound import Indexed, index_dataset
@@ -129,14 +165,51 @@ def run(args: argparse.Namespace) -> int:
         else:  # several inputs: stream sample indices through a view of the model that gathers them
             target, data = Indexed(model, loaded.inputs), index_dataset(loaded.inputs.batch_size)
     else:
-        data = load_data(args.data, normalization(args.model, args.normalize))
+        files = is_file_data(args.data)
+        normalize = normalization(args.model, args.normalize or ("auto" if files else "none"))
+        size = args.size if args.size is not None else (224 if files and normalize == "imagenet" else None)
+        data = load_data(args.data, normalize, size)
         _check_data(model, data, args.model)
-    with D.session(device=next((p.device for p in model.parameters()), None)):
-        ex = exemplars(target, data, args.layer, k=args.k, reduce=args.reduce, negative=args.negative,
-                       channels=args.channels, batch_size=args.batch_size, start=args.start, stop=args.stop,
-                       progress=not args.no_progress)
-        if D.rank() == 0:
-            _report(ex, args, save, out, shown, data, D.world_size())
+    device = next((p.device for p in model.parameters()), None)
+    with D.session(device=device):
+        import warnings
+
+        from ...data import SkippedFilesWarning, skipped_message
+
+        with warnings.catch_warnings():  # said below in one line
+            warnings.simplefilter("ignore", SkippedFilesWarning)
+            with precision_context(args, device):  # batches go to the model's device (exemplars moves them)
+                ex = exemplars(target, _loader(data, args.batch_size, args.workers, device), args.layer, k=args.k,
+                               reduce=args.reduce, negative=args.negative, channels=args.channels,
+                               batch_size=args.batch_size, start=args.start, stop=args.stop,
+                               progress=not args.no_progress)
+        ex = on_cpu(ex)  # printed, saved and drawn from the CPU
+        rank = D.rank()
+        skipped = skipped_message(data) if rank == 0 else None  # every rank's skips (merged by exemplars)
+        if skipped is not None:
+            print(f"loupe: warning: {skipped}", file=sys.stderr)
+        named = getattr(data, "name", None)
+        if rank == 0:
+            print(f"{ex.layer}: top-{min(ex.k, ex.seen)} of {ex.seen} samples, reduce={ex.reduce}"
+                  f"{', negative' if ex.negative else ''}, {D.world_size()} process(es)")
+            for row, c in enumerate(ex.channels):
+                items = ", ".join(f"#{int(i)}{' ' + named(int(i)) if named else ''} ({float(v):.4g})"
+                                  for i, v in zip(ex.indices[row], ex.values[row]) if i >= 0)
+                print(f"  channel {c}: {items}")
+            if args.save:
+                saved = ex.to_dict()  # everything, the winners' inputs included: loupe exemplars --merge reads it
+                atomic_write(make_folder(save.parent) / save.name, lambda f: torch.save(saved, f))
+                print(f"wrote {args.save}")
+            if args.out:
+                from ...render.png import figure_to_png
+                from ...render.synthesis import exemplars_figure
+
+                if shown is None and ex.samples is None:
+                    shown = _drawable(data, ex.indices)
+                atomic_write(make_folder(out.parent) / out.name,
+                             figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)), dataset_images=shown,
+                                                            names=named)))
+                print(f"wrote {args.out}")
     return 0
 
 
@@ -148,7 +221,7 @@ def _merge(args: argparse.Namespace, save, out) -> int:
     parts = [ExemplarResult.from_dict(_read_result(path)) for path in args.merge]
     if args.layer is not None and parts[0].layer != args.layer:
         raise InputFileError(f"{args.merge[0]} holds exemplars of layer {parts[0].layer!r}, not --layer {args.layer!r}")
-    _report(merge(*parts), args, save, out, None, None, None)
+    _report(merge(*parts), args, save, out)
     return 0
 
 
@@ -174,43 +247,62 @@ def _read_result(path: str) -> dict:
     return d
 
 
-def _report(ex, args, save, out, shown, data, world: int | None) -> None:
-    """Print the top-k per channel; write ``--save`` (the result, mergeable) and ``--out`` (a PNG)."""
+def _report(ex, args, save, out) -> None:
+    """The merged result: printed, written to ``--save`` (mergeable again) and drawn to ``--out``."""
     import torch
 
-    from ._common import made
+    from ..output import atomic_write, make_folder
 
     ranges = ", ".join(f"[{a}, {b})" for a, b in ex.spans)
-    who = f", {world} process(es)" if world is not None else f", merged from {len(args.merge)} files: samples {ranges}"
     print(f"{ex.layer}: top-{min(ex.k, ex.seen)} of {ex.seen} samples, reduce={ex.reduce}"
-          f"{', negative' if ex.negative else ''}{who}")
+          f"{', negative' if ex.negative else ''}, merged from {len(args.merge)} files: samples {ranges}")
     for row, c in enumerate(ex.channels):
         items = ", ".join(f"#{int(i)} ({float(v):.4g})" for i, v in zip(ex.indices[row], ex.values[row]) if i >= 0)
         print(f"  channel {c}: {items}")
     if save is not None:
-        torch.save(ex.to_dict(), made(save))
+        saved = ex.to_dict()
+        atomic_write(make_folder(save.parent) / save.name, lambda f: torch.save(saved, f))
         print(f"wrote {args.save}")
     if out is not None:
         from ...render.png import figure_to_png
         from ...render.synthesis import exemplars_figure
 
-        if shown is None and ex.samples is None and data is not None:
-            shown = _drawable(data)
-        made(out).write_bytes(figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)),
-                                                             dataset_images=shown)))
+        atomic_write(make_folder(out.parent) / out.name,
+                     figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)))))
         print(f"wrote {args.out}")
 
 
-def _drawable(data):
-    """The dataset's inputs when they are images (``(N, 1 or 3, H, W)``), else ``None``."""
+def _rank_device(device):
+    """Under torchrun each rank takes its own GPU: ``cuda`` becomes ``cuda:LOCAL_RANK``."""
+    import os
+
     import torch
 
-    tensors = getattr(data, "tensors", None)
-    x = tensors[0] if tensors else None
-    if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] in (1, 3) and x.is_floating_point():
-        lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
-        return (x - lo) / (hi - lo).clamp_min(1e-12)
-    return None
+    local = os.environ.get("LOCAL_RANK")
+    if device.type == "cuda" and device.index is None and local is not None and local.isdigit():
+        return torch.device("cuda", int(local) % max(1, torch.cuda.device_count()))
+    return device
+
+
+def _drawable(data, indices):
+    """``{index: image in [0, 1]}`` of the exemplars (``indices``) when the dataset's inputs are
+    images (``(1 or 3, H, W)``), else ``None``; read one by one, never the whole dataset."""
+    import torch
+
+    from ...data import ImageFiles
+
+    shown = {}
+    for i in sorted({int(i) for i in indices.flatten().tolist() if i >= 0}):
+        if isinstance(data, ImageFiles):
+            shown[i] = data.image(i)
+            continue
+        item = data[i]
+        x = item[0] if isinstance(item, (tuple, list)) else item
+        if not (isinstance(x, torch.Tensor) and x.dim() == 3 and x.shape[0] in (1, 3) and x.is_floating_point()):
+            return None
+        lo, hi = x.min(), x.max()
+        shown[i] = (x - lo) / (hi - lo).clamp_min(1e-12)
+    return shown
 
 
 def _check_data(model, data, spec: str) -> None:
@@ -220,7 +312,15 @@ def _check_data(model, data, spec: str) -> None:
     from ...inputs import Inputs
     from ..loading import check_forward
 
-    first = [data[i] for i in range(min(2, len(data)))] if hasattr(data, "__len__") and len(data) else []
+    from ...data import Skipped
+
+    first = []
+    for i in range(min(64, len(data)) if hasattr(data, "__len__") else 0):  # two readable samples
+        item = data[i]
+        if not isinstance(item, Skipped):
+            first.append(item)
+        if len(first) == 2:
+            break
     if not first:
         return
     xs = [item[0] if isinstance(item, (tuple, list)) else item for item in first]

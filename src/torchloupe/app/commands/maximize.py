@@ -6,7 +6,8 @@ import argparse
 
 
 def register(subparsers) -> None:
-    from ._common import add_image_arguments, add_model_arguments, add_progress_argument, positive_float, positive_int
+    from ._common import (add_device_arguments, add_image_arguments, add_model_arguments, add_progress_argument,
+                          positive_float, positive_int)
 
     p = subparsers.add_parser(
         "maximize",
@@ -33,6 +34,7 @@ def register(subparsers) -> None:
     add_progress_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", metavar="PNG", help="write the images (with values) to this PNG")
+    add_device_arguments(p, precision=None)  # gradient ascent: in the model's own dtype
     p.set_defaults(func=run)
 
 
@@ -73,7 +75,7 @@ def domain_for(spec: str, normalize: str, channels: int = 3):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ._common import load_model_from, made, model_inputs, output_file, wrt_of
+    from ._common import load_model_from, model_inputs, on_cpu, output_file, place_model, resolve_device, wrt_of
     from ..bound import Held
     from ..loading import required_arguments, square_side_for
     from ...errors import UsageError
@@ -81,12 +83,20 @@ def run(args: argparse.Namespace) -> int:
     from ...synthesis import maximize
 
     out = output_file(args.out, "--out")  # before any of the work
+    if args.shape:  # a shape that cannot fit: one line before the model is even loaded
+        from ...synthesis.maximize import check_synthesis_size
+
+        check_synthesis_size(len(expand(args.objectives)), args.shape)
+    if out is not None and out.suffix.lower() != ".png":
+        raise UsageError(f"--out '{out}' does not end in .png; the images are written as one PNG (e.g. --out units.png)")
+    device = resolve_device(args)  # a device this machine lacks: one line, before loading the model
     torch.manual_seed(args.seed)  # model construction (random init) is the only global draw
-    model = load_model_from(args)
+    model = place_model(args, load_model_from(args), device)
     shape = tuple(args.shape) if args.shape else None
     target, flat = model, None
     if args.input:
         loaded = model_inputs(args, model)  # one trial forward: a model that cannot take them is one line
+        loaded.inputs = loaded.inputs.to(device)
         wrt = wrt_of(args)
         x = loaded.inputs.get(wrt)
         images = loaded.image(wrt)
@@ -125,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
                    input_shape=shape, transforms=transforms,
                    domain=domain_for(args.model, args.normalize, channels), seed=args.seed,
                    progress=not args.no_progress)
+    res = on_cpu(res)  # printed and drawn from the CPU
     width = max(len(n) for n in res.names)
     print(f"{'objective':{width}s}  {'reached':>10s}  {'random best':>11s}  status")
     for name, f, b, _, status in res.rows():
@@ -133,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
         from ...render.png import figure_to_png
         from ...render.synthesis import units_figure
 
-        made(out).write_bytes(figure_to_png(units_figure(res)))
+        from ..output import atomic_write, make_folder
+
+        atomic_write(make_folder(out.parent) / out.name, figure_to_png(units_figure(res)))
         print(f"wrote {args.out}")
     return 0

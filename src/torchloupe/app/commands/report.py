@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import (add_explain_arguments, add_image_arguments, add_model_arguments, labels_for, load_model_from,
-                      model_inputs, output_folder, output_key)
+from ._common import (add_device_arguments, add_explain_arguments, add_image_arguments, add_model_arguments,
+                      labels_for, load_model_from, model_inputs, output_folder, output_key, place_model,
+                      resolve_device, to_device)
 
 
 def section_list(values: list[str] | None) -> list[str] | str:
@@ -26,6 +27,13 @@ def add_report_options(p: argparse.ArgumentParser) -> None:
         "--jobs", type=_jobs, default="auto", metavar="N",
         help="worker processes for the sections (default: auto, one per CPU up to 4; 1 runs them in order)",
     )
+    add_device_arguments(p)
+
+
+def report_options(args: argparse.Namespace) -> dict:
+    """The options every section gets from the command line: ``quick``, ``seed`` and ``precision``
+    (autocast of the sections that only read the model, see :func:`torchloupe.reporting.build_report`)."""
+    return {"quick": args.quick, "seed": args.seed, "precision": args.precision}
 
 
 def _jobs(text: str) -> int | str:
@@ -48,10 +56,14 @@ def register(subparsers) -> None:
                     "(or, with --text, sentences for a text model).",
     )
     add_model_arguments(p)
-    given = p.add_mutually_exclusive_group(required=True)
+    given = p.add_mutually_exclusive_group()  # --input, --text, or --data alone (checked in run)
     add_image_arguments(p, inputs=given)
     given.add_argument("--text", nargs="+", metavar="TEXT",
                        help="sentences for a text model (minilm, hf:DIR), each one argument in quotes")
+    p.add_argument("--data", metavar="DATA",
+                   help="a dataset of images for the exemplars section: a folder (recursive; class sub-folders "
+                        "give labels), a quoted glob or a .txt list of paths; without --input its first 8 "
+                        "readable images are also the report's inputs")
     p.add_argument("--layers", nargs="+", metavar="LAYER", help="layers to show (names or globs)")
     p.add_argument("--title", help="report title")
     add_explain_arguments(p, wrt=False)
@@ -73,8 +85,17 @@ def run(args: argparse.Namespace) -> int:
     from ...reporting import build_report, select_sections
 
     path = output_path(args.out)
+    if not (args.input or args.text or args.data):
+        from ...errors import UsageError
+
+        raise UsageError("give the report inputs: --input FILE..., --text SENTENCE... or --data DIR")
+    if args.text and args.data:
+        from ...errors import UsageError
+
+        raise UsageError("--data holds images and --text sentences; give one of them")
     sections = select_sections(section_list(args.sections))  # unknown keys fail before any work
-    model = load_model_from(args)
+    device = resolve_device(args)  # a device this machine lacks: one line, before loading the model
+    model = place_model(args, load_model_from(args), device)
     if args.layers:
         find_layers(model, list(args.layers))  # wrong names fail now, naming the closest real ones
     branches = parse_branches(args.branches, model)
@@ -82,22 +103,100 @@ def run(args: argparse.Namespace) -> int:
         subject = _text_subject(args, model)
         out = _check_runs(model, subject, args)  # a model that cannot take these inputs: one line, before the work
     else:
+        data = _data_files(args)
         subject, out = _input_subject(args, model)  # loading ran the model once on the inputs
+        if data is not None:
+            _add_data(subject, data, args, out)
+    subject.inputs = to_device(subject.inputs, device)  # the display images stay on the CPU
     _add_explain(subject, args, branches)
     _warn_label_count(subject.scores(out) if out is not None else None, subject.labels)
-    info = build_report(
-        [subject], path, sections=sections, options={"quick": args.quick, "seed": args.seed},
-        progress=not args.no_progress, title=args.title or f"torchloupe report: {args.model}", jobs=args.jobs,
-    )
+    import warnings
+
+    from ...data import SkippedFilesWarning
+
+    with warnings.catch_warnings():  # unreadable --data files: said once below, in one line
+        warnings.simplefilter("ignore", SkippedFilesWarning)
+        info = build_report(
+            [subject], path, sections=sections, options=report_options(args),
+            progress=not args.no_progress, title=args.title or f"torchloupe report: {args.model}",
+            jobs=args.jobs if device.type == "cpu" else 1,  # no forking next to a GPU
+        )
     print(info.summary())
     warn_failures(info)
+    if subject.dataset is not None:
+        from ...data import skipped_message
+
+        skipped = skipped_message(subject.dataset)
+        if skipped is not None:
+            print(f"loupe: warning: {skipped}", file=sys.stderr)
     return 0
+
+
+def _data_files(args: argparse.Namespace):
+    """``--data``: ``(paths, labels, classes, root)`` of its image files (none opened, see
+    :func:`torchloupe.data.find_images`); without ``--input`` its first 8 readable files become the
+    inputs (``args.input``), loaded like ``--input`` files. ``None`` without ``--data``."""
+    from ... import data
+    from ...errors import InputFileError
+    from ..images import read_image
+
+    if args.data is None:
+        return None
+    found = data.find_images(args.data)
+    if not args.input:
+        first, i = [], 0
+        while len(first) < 8 and i < len(found[0]):
+            try:
+                read_image(found[0][i], lambda im: im.load())
+                first.append(str(found[0][i]))
+            except InputFileError:
+                pass
+            i += 1
+        if not first:
+            raise InputFileError(f"--data '{args.data}': none of its first {i} image files can be read")
+        args.input = [first]
+    return found
+
+
+def _add_data(subject, found, args: argparse.Namespace, out) -> None:
+    """``subject.dataset``: the ``--data`` files at the inputs' size, colour mode and normalization.
+    Class folders whose count is the model's output width also name the classes (unless
+    ``--labels`` or the model's own do) and give the inputs' true classes when they came from ``--data``."""
+    import torch
+
+    from ... import data
+    from ._common import normalization
+
+    x = subject.inputs
+    if not (isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] in (1, 3)):
+        from ...errors import UsageError
+
+        raise UsageError(f"--data '{args.data}' holds images, but the report's inputs are not an (N, 1 or 3, H, W) "
+                         f"image batch; give --input images of the same kind")
+    gray = x.shape[1] == 1
+    normalize = None if gray else normalization(args.model, args.normalize)
+    h, w = x.shape[-2:]
+    paths, labels, classes, root = found
+    subject.dataset = data.ImageFiles(paths, labels, classes, size=None if h != w else int(h),
+                                      normalize=normalize, mode="L" if gray else "RGB", root=root)
+    if subject.dataset.size != (w, h):  # not square: every file resized and cropped to the inputs' size
+        subject.dataset.size = (int(w), int(h))
+    files = subject.dataset
+    scores = subject.scores(out) if out is not None else None
+    if classes and isinstance(scores, torch.Tensor) and scores.dim() == 2 and scores.shape[-1] == len(classes):
+        if subject.labels is None:
+            subject.labels = list(classes)
+        given = subject.extras.get("files") or []
+        index = {p: i for i, p in enumerate(files.paths)}
+        if given and all(f in index for f in given) and args.target is None:
+            subject.extras["targets"] = torch.tensor([files.labels[index[f]] for f in given], dtype=torch.long)
 
 
 def _input_subject(args: argparse.Namespace, model):
     from ...reporting import Subject
 
     from ...errors import UsageError
+    from ..output import display_name
 
     try:
         loaded = model_inputs(args, model)
@@ -108,7 +207,7 @@ def _input_subject(args: argparse.Namespace, model):
     subject = Subject(
         name=args.model, model=model, inputs=loaded.plain(), labels=labels_for(args, model), images=loaded.image(0),
         layers=list(args.layers) if args.layers else None, output=output_key(args),
-        extras={"files": [str(f) for files in loaded.files.values() for f in files]},
+        extras={"files": [display_name(f) for files in loaded.files.values() for f in files]},  # text, always
     )
     return subject, loaded.output
 
@@ -162,7 +261,7 @@ def _text_subject(args: argparse.Namespace, model):
     from ...errors import UsageError
     from ...reporting import Subject
 
-    tokenizer = models.tokenizer_for(args.model)
+    tokenizer = models.tokenizer_for(args.model, trust_remote_code=getattr(args, "trust_remote_code", False))
     if tokenizer is None:
         raise UsageError(f"--text needs a text model with a tokenizer (minilm, or hf:DIR for a Hugging Face "
                          f"model folder); {args.model!r} has none: give it images with --input")

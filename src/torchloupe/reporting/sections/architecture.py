@@ -18,6 +18,43 @@ def _first_sample(inputs):
     return None
 
 
+_RESIDUAL_WORDS = {"residual": ("residual add", "x + f(x)"), "dense": ("dense concatenation", "cat([x, f(x)])"),
+                   "gate": ("gate", "x * g(x)")}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "es" if word.endswith(("sh", "ch", "s", "x")) else "s")
+
+
+def joins_text(graph) -> str | None:
+    """One sentence on where tensors meet: residual joins named as such, and fusion only where separate
+    branches or inputs meet (a single-input ResNet is never told that it fuses branches); ``None`` for
+    a model with no join at all."""
+    res, fusion = graph.residuals, graph.fusion_points
+    if not res and not fusion:
+        return None
+    parts = []
+    for kind, (word, form) in _RESIDUAL_WORDS.items():
+        n = sum(1 for r in res if r.join == kind)
+        if n:
+            parts.append(f"{_plural(n, word)} ({form})")
+    if fusion:
+        counts = [(len([n for n in fusion if n.join == j]), "inputs" if j == "input" else "branches")
+                  for j in ("input", "branch")]
+        counts = [(n, w) for n, w in counts if n]
+        names = ", ".join(n.qualname for n in fusion[:4]) + (" ..." if len(fusion) > 4 else "")
+        if len(counts) == 1:
+            fused = f"{_plural(len(fusion), 'fusion point')} where separate {counts[0][1]} meet ({names})"
+        else:
+            fused = (f"{_plural(len(fusion), 'fusion point')}: "
+                     + ", ".join(f"{n} where separate {w} meet" for n, w in counts) + f" ({names})")
+    else:
+        fused = "no fusion point (no op joins separate branches or inputs)"
+    if parts:
+        return f"Joins: {', '.join(parts)}, each a tensor meeting a learned function of itself, not fusion; {fused}."
+    return f"Joins: {fused}."
+
+
 @register(
     "architecture",
     "Architecture",
@@ -56,6 +93,9 @@ def build(subject: Subject, options: dict):
     if rows:
         blocks.append(Table(["module", "type", "output shape", "params", "mult-adds"], rows,
                             caption="Top-level modules (one sample)"))
+    joins = joins_text(graph)
+    if joins:
+        blocks.append(Text(joins))
     lines = notes(graph)
     if lines:
         blocks.append(Text("Noticed while tracing: " + "; ".join(lines)))

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from torchloupe import attention
 from torchloupe.inputs import Inputs
-from torchloupe.reporting.base import Figure, Html, NotApplicable, Subject, Table, Text, register
+from torchloupe.reporting.base import Figure, Finding, Html, NotApplicable, Subject, Table, Text, register
 
 
 def _call_capture(subject: Subject, **kw: Any) -> dict[str, Tensor]:
@@ -38,10 +38,18 @@ def _tokens(subject: Subject, T: int) -> list[str] | None:
     return [str(t) for t in first][:T]
 
 
+def _all_tokens(subject: Subject, T: int) -> list[list[str]] | list[str]:
+    """The tokens per sample (``extras["tokens"]`` as a list per sample, or one list for all)."""
+    toks = subject.extras.get("tokens")
+    if toks and isinstance(toks[0], (list, tuple)):
+        return [[str(t) for t in seq][:T] for seq in toks]
+    return [str(t) for t in toks][:T]
+
+
 @register(
     "attention",
     "Attention",
-    "where each layer and head looks, token to token, and how attention composes through the layers",
+    "Where each layer and head looks, token to token, and how attention composes through the layers.",
     70,
     cost=2,
 )
@@ -71,10 +79,12 @@ def build(subject: Subject, options: dict):
             t = torch.as_tensor(truth)
             if t.shape != (w.shape[0],) or int(t.max()) >= w.shape[1]:
                 t = None  # the truth is about another read
-        blocks.append(Figure(draw.read_weights_figure(w, t), caption=f"read weights of {name}"))
+        fig = Figure(draw.read_weights_figure(w, t), caption=f"read weights of {name}")
+        blocks.append(fig)
         if t is not None:
             hit = float((w.argmax(-1).cpu() == t).float().mean())
-            blocks.append(Text(f"The read weight of {name} peaks on the slot holding the answer in {hit:.1%} of {w.shape[0]} samples."))
+            blocks.append(Finding(f"The read weight of {name} peaks on the slot holding the answer in {hit:.1%} of "
+                                  f"{w.shape[0]} samples.", fig))
     if not maps:
         if blocks:
             return blocks
@@ -88,14 +98,28 @@ def build(subject: Subject, options: dict):
     head_text = f"{H} heads" if len(heads) == 1 else f"{heads[0]}–{heads[-1]} heads"
     size_text = f"{T} queries × {S} keys" if len(shapes) == 1 else "queries × keys varying by layer"
     blocks.append(Text(f"{len(maps)} attention layers × {head_text}, {size_text}; captured in eval mode (no dropout)."))
-    caption = "attention of sample 0 per layer (rows) and head (columns)"
     n = Inputs.of(subject.inputs).batch_size  # the capture above ran on these inputs
-    if any(v.shape[0] != n for v in maps.values()):
-        caption += " (windows folded into the batch: the first window of sample 0)"
-    blocks.append(Figure(draw.heads_grid(maps, tokens=tokens), caption=caption))
+    windows = " (windows folded into the batch: the first window of sample 0)" if any(
+        v.shape[0] != n for v in maps.values()) else ""
+    if len(maps) <= 2:
+        caption = "attention of sample 0 per layer (rows) and head (columns)" + windows
+        blocks.append(Figure(draw.heads_grid(maps, tokens=tokens), caption=caption))
+    else:  # one layer at a time, its heads large enough for token names, one scale across layers
+        from torchloupe.reporting.blocks import data_uri
+
+        images = []
+        for name, fig in draw.layer_figures(maps, tokens=tokens):
+            a = maps[name]
+            alt = (f"{a.shape[1]} heat maps, one per head of {name}: rows are the {a.shape[2]} query tokens, "
+                   f"columns the {a.shape[3]} keys, brighter is more attention")
+            png, w, h = draw.palette_png(fig)
+            images.append((name, data_uri(png, "image/png"), alt, w, h))
+        blocks.append(Text(f"Attention of sample 0, one layer at a time (choose the layer above the figure); every "
+                           f"head of the layer side by side, all {len(maps)} layers on one colour scale{windows}."))
+        blocks.append(Html(draw.layer_picker_html(images)))
     self_attn = {k: v for k, v in maps.items() if v.shape[-1] == v.shape[-2] and v.shape[-1] == T}
     if tokens is not None and self_attn:
-        blocks.append(Html(draw.token_view_html(self_attn, tokens)))
+        blocks.append(Html(draw.token_view_html(self_attn, _all_tokens(subject, T), assets=False)))
     back = subject.extras.get("attend_back")
     same = len({tuple(v.shape) for v in maps.values()}) == 1
     if back is not None and T > back and same:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ...errors import TorchLoupeError
-from ..base import Figure, NotApplicable, Subject, Table, Text, register
+from ..base import Figure, Finding, NotApplicable, Subject, Table, Text, register
 
 MAX_IMAGES = 4
 MASKED_MAX_FORWARDS = 512  # methods running one forward per channel and image (Score-CAM): skipped above this
@@ -34,7 +34,13 @@ def _first(x):
     return x if isinstance(x, torch.Tensor) else x.get(0)
 
 
-def cam_layer(subject: Subject, x: torch.Tensor) -> str:
+def cam_layer(subject: Subject, x: torch.Tensor | None = None) -> str:
+    """The layer the CAMs of a subject read, found once per subject (``subject.shared``) by
+    :func:`find_cam_layer` on its whole batch (``x`` is not needed; kept for callers passing it)."""
+    return subject.shared.cam_layer()
+
+
+def find_cam_layer(subject: Subject, x: torch.Tensor) -> str:
     """The layer the CAMs of a subject read: ``extras["cam_layer"]``, else the last of the subject's
     ``layers`` (``loupe report --layers``) whose output is a spatial map, else the default (the last
     spatial layer of the model, see :func:`torchloupe.cam.default_layer`)."""
@@ -72,14 +78,13 @@ def build(subject: Subject, options: dict):
         return setup
     x, images, layer = setup
     from ... import cam
-    from ...probe import eval_forward
     from ...render.cam import method_grid
 
-    scores = subject.scores(eval_forward(subject.model, x))
-    if scores is None:
+    preds = subject.shared.predictions()
+    if preds.scores is None:
         return NotApplicable(subject.no_scores())
-    probs = scores.float().softmax(dim=1)
-    targets = probs.argmax(dim=1)
+    n = _first(x).shape[0]
+    probs, targets = preds.probs[:n], preds.top[:n]
     results, notes, keys = {}, [], []
     for key, cls in cam.METHODS.items():  # every registered method
         if getattr(cls, "forward_per_channel", False):  # Score-CAM: one masked forward per channel and image
@@ -102,15 +107,44 @@ def build(subject: Subject, options: dict):
                 notes.append(f"{cam.title_of(cls)} does not apply: {exc}")
     rows = [_label(subject, int(t)) + f" (p = {float(probs[i, t]):.2f})" for i, t in enumerate(targets)]
     fig = method_grid(results, images, row_titles=rows)
+    grid = Figure(fig, caption=f"Layer {layer}; each row: one image and its predicted class with the softmax score.",
+                  alt=f"A grid of heat maps over {n} input images, one column per CAM method ({', '.join(results)}): "
+                      f"red where the method finds evidence for the predicted class, blue where it finds none.")
     blocks = [
-        Figure(fig, caption=f"Layer {layer}; each row: one image and its predicted class with the softmax score."),
+        grid,
         Table(
             ["image", "predicted class", "score"],
             [[i, _label(subject, int(t)), round(float(probs[i, t]), 4)] for i, t in enumerate(targets)],
         ),
     ]
     blocks.extend(Text(n) for n in notes)
+    finding = agreement(results)
+    if finding:
+        blocks.append(Finding(finding, grid))
     return blocks
+
+
+def agreement(results: dict) -> str:
+    """One sentence on where the CAM methods agree: the mean pairwise Pearson correlation of their
+    maps over the images, and the method farthest from the others ("" with fewer than 2 methods)."""
+    names = list(results)
+    if len(names) < 2:
+        return ""
+    maps = torch.stack([results[k].maps.detach().float().cpu().flatten(1) for k in names])  # (M, B, P)
+    maps = maps - maps.mean(dim=2, keepdim=True)
+    maps = maps / maps.norm(dim=2, keepdim=True).clamp_min(1e-12)
+    corr = torch.einsum("mbp,nbp->mnb", maps, maps).mean(dim=2)  # (M, M): mean over images
+    m = len(names)
+    off = corr[~torch.eye(m, dtype=torch.bool)].reshape(m, m - 1)
+    overall = float(off.mean())
+    each = off.mean(dim=1)
+    worst = int(each.argmin())
+    level = "agree closely" if overall >= 0.8 else "mostly agree" if overall >= 0.5 else "disagree"
+    text = (f"The {m} CAM methods {level} on where the evidence is: mean pairwise correlation of their maps "
+            f"{overall:.2f} over {results[names[0]].maps.shape[0]} images")
+    if m > 2 and float(each[worst]) < overall - 0.1:
+        text += f"; {names[worst]} differs most ({float(each[worst]):.2f} on average with the others)"
+    return text + "."
 
 
 def _shape_of(model, x, layer):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..base import Figure, NotApplicable, Subject, Text, register
+from ..base import Figure, NotApplicable, Subject, Table, Text, register
 from .feature_vis import pick_layer, subject_exemplars
 
 
@@ -26,8 +26,18 @@ def build(subject: Subject, options: dict):
     quick = bool(options.get("quick", False))
     channels = list(range(min(3 if quick else 4, width)))
     ex = subject_exemplars(subject, layer, channels, quick)
+    if "feature_vis" in options.get("report_sections", ()):  # the same crops are drawn there: once is enough
+        rows = [[f"{layer}:{c}", ", ".join(str(int(i)) for i in ex.indices[j]),
+                 ", ".join(f"{float(v):.3g}" for v in ex.values[j])] for j, c in enumerate(channels)]
+        return [
+            Text(f"The top-5 crops of these channels are drawn beside their synthesized images in the feature "
+                 f"visualization section; here are the dataset samples behind them (first {ex.seen} samples, "
+                 f"exact running top-{ex.k}, ties broken by lower index)."),
+            Table(["channel", "dataset indices, highest first", "channel mean"], rows,
+                  caption=f"{layer}: top-{ex.k} samples per channel"),
+        ]
     return [
-        Figure(exemplars_figure(ex, rows=len(channels), k=5),
+        Figure(exemplars_figure(ex, rows=len(channels), k=5, names=getattr(subject.dataset, "name", None)),
                caption=f"{layer}: top-5 of the first {ex.seen} samples per channel, receptive-field crops, "
                        f"value = channel mean"),
         Text(f"Exact: a running top-{ex.k} over {ex.seen} samples, ties broken by lower index; the same "

@@ -116,7 +116,16 @@ def _input_image(subject: Subject, images, fed: list[int] | None, s: int):
 def _figure(fm, sample, channels, image):
     from ...render import feature_map_figure
 
-    return feature_map_figure(fm, sample, channels, image=image)
+    n = min(channels, fm.maps.shape[1]) + (image is not None)
+    return feature_map_figure(fm, sample, channels, image=image, ncols=mosaic_columns(n))
+
+
+def mosaic_columns(n: int, widest: int = 7) -> int:
+    """Columns for ``n`` tiles that leave the fewest empty places in the last row (then the fewest
+    rows), from 4 to ``widest``: 13 tiles as 7 + 6, not 4 + 4 + 4 + 1 (a mosaic without blank space)."""
+    if n <= 4:
+        return max(1, n)
+    return min(range(4, widest + 1), key=lambda c: ((-n) % c, -(-n // c), -c))
 
 
 def _sequence_figure(name, fm, sample):

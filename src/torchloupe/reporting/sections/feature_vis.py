@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from ...inputs import takes_shape
 from ...layers import find_layers, layout_of
-from ..base import Figure, NotApplicable, Subject, Table, Text, register
+from ..base import Figure, Finding, NotApplicable, Subject, Table, Text, register
 
 _CACHE: dict = {}
 
@@ -122,15 +122,20 @@ def build(subject: Subject, options: dict):
 
     first = first_layer(subject.model)
     channels_first = len(shape) == 2 and first is not None and isinstance(first[1], nn.Conv1d)
+    table = Table(["unit", "reached", "best of 32 random", "dataset top-1", "status"], rows,
+                  caption="Reached value of each unit on its synthesized input (no transforms) against random inputs.",
+                  highlight=[(i, 4) for i, r in enumerate(rows) if r[4] == "FAILED"])
     blocks = [
         Figure(units_figure(res, ex, channels_first=channels_first),
                caption=f"{layer}: channels {channels[0]}..{channels[-1]}, {param} parameterization, {steps} steps, "
                        f"seed {seed}" + _sequence_note(shape, channels_first)),
-        Table(["unit", "reached", "best of 32 random", "dataset top-1", "status"], rows,
-              caption="Reached value of each unit on its synthesized input (no transforms) against random inputs.",
-              highlight=[(i, 4) for i, r in enumerate(rows) if r[4] == "FAILED"]),
+        table,
         Figure(curves_figure(res), caption="Objective per step (on the randomly transformed images)."),
     ]
+    driven = len(rows) - failed
+    blocks.append(Finding(f"{driven} of {len(rows)} units of {layer} were driven above the best of 32 random inputs "
+                          f"in {steps} steps" + ("; their images show what each prefers." if not failed else
+                                                 f"; the other {failed} show nothing the unit prefers."), table))
     if failed:
         blocks.append(Text(f"{failed} of {len(rows)} units could not be driven above random inputs in "
                            f"{steps} steps; their images show nothing the unit prefers."))

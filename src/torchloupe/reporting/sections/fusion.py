@@ -4,8 +4,8 @@ channel provenance at the ``cat``, CKA similarity and shares over training.
 The branches are found from the traced fusion points when none are declared: those of the last
 fusion point where separate branches or inputs meet (:func:`torchloupe.fusion.branch_specs`, what
 ``tl.fusion.contributions(branches=None)`` uses), so ``tl.report(model, (x1, x2))`` shows a two-input
-model's branches with no extras. Residual adds (``x + f(x)``) are not fusion and are passed over;
-a model whose only joins are residual says so.
+model's branches with no extras. Residual joins (``x + f(x)``, ``graph.residuals``) are not fusion
+points at all; a model whose only joins are residual says so, naming them.
 
 Reads ``subject.extras["fusion"]`` when given, a dict with, all optional:
 
@@ -38,7 +38,7 @@ from ...fusion.points import branch_specs, points as fusion_points
 from ...inputs import Inputs
 from ...structure.merges import ancestors
 from ...structure.tracer import record
-from ..base import Figure, NotApplicable, Subject, Table, Text, register
+from ..base import Figure, Finding, NotApplicable, Subject, Table, Text, register
 
 
 def _draw(blocks: list, what: str, make: Callable[[], object], caption: str) -> None:
@@ -48,6 +48,20 @@ def _draw(blocks: list, what: str, make: Callable[[], object], caption: str) -> 
     except Exception as exc:  # a figure that cannot be drawn must not take the computed numbers with it
         blocks.append(Text(f"The {what} figure could not be drawn ({type(exc).__name__}: {exc}); "
                            f"the numbers above are unaffected."))
+
+
+def _no_fusion_reason(graph, points) -> str:
+    """Why no branches were found: the model's joins are residual (named by kind), or there are none."""
+    kinds = {"residual": "residual add(s) x + f(x)", "dense": "dense concatenation(s) cat([x, f(x)])",
+             "gate": "gate(s) x * g(x)"}
+    counts = {k: sum(1 for n in graph.residuals if n.join == k) for k in kinds}
+    parts = [f"{c} {kinds[k]}" for k, c in counts.items() if c]
+    if parts:
+        return (f"its joins are {', '.join(parts)}: one branch meeting a function of itself, which is not "
+                f"fusion of separate branches or inputs")
+    if points:
+        return "its fusion points do not have two arguments that come down branches of their own"
+    return "no op joins tensors from separate branches or inputs"
 
 
 def _image_like(t) -> bool:
@@ -103,15 +117,14 @@ def build(subject: Subject, options: dict):
     else:
         found = branch_specs(subject.model, points)
         if found is None:
-            residual = sum(1 for p in points if not p.joins_branches)
-            why = (f"its {residual} join(s) are residual adds (x + f(x)) of one branch, not fusion"
-                   if residual else "no op joins tensors from separate branches or inputs")
+            why = _no_fusion_reason(graph, points)
             return NotApplicable(
                 f"{type(subject.model).__name__} has no fusion point: {why} (to name branches from Python: "
                 f"Subject(..., extras={{'fusion': {{'branches': {{name: module path or 'input:i'}}}}}}); "
                 f"tl.fusion.find lists a model's fusion points)")
         branches, point = found
-        found_note = (f"Branches found from the traced fusion point {point.name} ({point.kind}): "
+        found_note = (f"Branches found from the traced fusion point {point.name} ({point.kind}, joining "
+                      f"{'separate inputs' if point.join == 'input' else 'separate branches'}): "
                       f"{', '.join(branches)}. Declare others with extras={{'fusion': {{'branches': ...}}}} "
                       f"(command line: --branches).")
     B = xs.batch_size
@@ -124,10 +137,11 @@ def build(subject: Subject, options: dict):
         blocks.append(Text(spec["about"]))
     if found_note:
         blocks.append(Text(found_note))
-    joins = [p for p in points if p.joins_branches]
+    joins = points  # every fusion point joins separate branches or inputs (residual joins are not among them)
     _draw(blocks, "fusion points", lambda: draw.points_figure(joins, title=f"{len(joins)} fusion point(s)"),
           "Fusion points in execution order: the op, its kind (early / late / iterative) and the modules (or "
-          "inputs) feeding it, with each branch's channel range in a cat. Residual adds are not listed.")
+          "inputs) feeding it, with each branch's channel range in a cat. Residual joins (x + f(x)) are not "
+          "fusion and are not listed.")
 
     # -- contributions: numbers first (a table), then the figures drawn from them
     results: dict = {}
@@ -161,8 +175,14 @@ def build(subject: Subject, options: dict):
         note = ""
         if ig is not None and ig.completeness is not None:
             note = f" Integrated gradients used {ig.steps} steps; largest completeness gap {float(ig.completeness.max()):.2e}."
-        blocks.append(Table(cols, rows, caption=f"Per-class mean share of |contribution| to the class score, "
-                                                f"{len(labels)} samples.{note}"))
+        table = Table(cols, rows, caption=f"Per-class mean share of |contribution| to the class score, "
+                                          f"{len(labels)} samples.{note}")
+        blocks.append(table)
+        shares = {b: float(first.shares[b].float().mean()) for b in branches}
+        top = max(shares, key=shares.get)
+        listed = ", ".join(f"{b} {100 * v:.0f}%" for b, v in sorted(shares.items(), key=lambda kv: -kv[1]))
+        blocks.append(Finding(f"Branch {top} carries the most evidence for the class score: mean shares {listed} "
+                              f"({first.method.replace('_', ' ')}, {len(labels)} samples).", table))
         methods = " (left) and integrated gradients (right)" if len(results) == 2 else ""
         _draw(blocks, "branch shares", lambda: draw.shares_figure(results, labels, class_names),
               f"Mean branch share per class, {first.method}{methods}; baseline '{first.baseline}' in branch-output "

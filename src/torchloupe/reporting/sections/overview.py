@@ -18,8 +18,7 @@ from torch import Tensor, nn
 
 from ...errors import require
 from ...inputs import check_input
-from ...probe import eval_forward
-from ..base import Html, NotApplicable, Subject, Table, Text, register
+from ..base import Finding, Html, NotApplicable, Subject, Table, Text, register
 from ..blocks import data_uri
 from ..template import render_template
 
@@ -42,6 +41,7 @@ def _shape(x: Any) -> str:
 def _thumbs(images: Tensor, n: int) -> list[tuple[str, tuple[int, int], bool]]:
     """(data URI, (w, h), pixelated) per image; RGB or gray ``(N, C, H, W)`` in [0, 1]."""
     PILImage = require("PIL.Image", "render", package="pillow")
+    from ...render.png import web_image
 
     x = images[:n].detach().float().cpu().clamp(0, 1)
     if x.shape[1] == 1:
@@ -56,8 +56,9 @@ def _thumbs(images: Tensor, n: int) -> list[tuple[str, tuple[int, int], bool]]:
             s = THUMB_PX / max(w, h)
             im = im.resize((max(1, round(w * s)), max(1, round(h * s))), PILImage.LANCZOS)
         buf = io.BytesIO()
-        im.save(buf, format="PNG", optimize=True)
-        out.append((data_uri(buf.getvalue(), "image/png"), im.size, pixelated))
+        im.save(buf, format="PNG")
+        data, mime, _ = web_image(buf.getvalue(), "lineart" if pixelated else "auto")
+        out.append((data_uri(data, mime), im.size, pixelated))
     return out
 
 
@@ -105,9 +106,10 @@ def build(subject: Subject, options: dict) -> list | NotApplicable:
     model, inputs = subject.model, subject.inputs
     if isinstance(inputs, Tensor):
         inputs = check_input(model, inputs)
-    output = eval_forward(model, inputs)
+    preds = subject.shared.predictions()
+    output = preds.output
     blocks: list = [_model_table(model, inputs, output)]
-    logits = subject.scores(output)
+    logits = preds.scores
     if logits is None or logits.shape[1] < 2:
         what = _shape(output)
         hint = "" if isinstance(output, Tensor) or subject.output is not None else (
@@ -124,7 +126,7 @@ def build(subject: Subject, options: dict) -> list | NotApplicable:
     if n == 0:
         blocks.append(Text("The batch is empty, so there are no predictions to list."))
         return blocks
-    probs = torch.softmax(logits.detach().float(), dim=1).cpu()
+    probs = preds.probs
     k = min(TOP_K, classes)
     top_p, top_i = probs.topk(k, dim=1)
     labels = subject.labels
@@ -157,13 +159,35 @@ def build(subject: Subject, options: dict) -> list | NotApplicable:
             t = int(targets[i])
             card["truth"], card["correct"] = _label(labels, t), t == int(top_i[i, 0])
         cards.append(card)
-    blocks.append(Html(render_template("predictions.html.j2", cards=cards)))
+    cards_block = Html(render_template("predictions.html.j2", cards=cards))
+    blocks.append(cards_block)
     notes = []
-    if targets is not None:
-        correct = int((top_i[:, 0] == targets).sum())
-        notes.append(f"Top-1 correct on {correct} of {n} inputs.")
     if shown < n:
         notes.append(f"Showing the first {shown} of {n} inputs.")
     if notes:
         blocks.append(Text(" ".join(notes)))
+    blocks.append(Finding(_prediction_sentence(top_p[:, 0], top_i[:, 0], labels, targets), cards_block))
     return blocks
+
+
+def _prediction_sentence(p: Tensor, c: Tensor, labels: Any, targets: Tensor | None) -> str:
+    """What the model predicts, in one sentence: accuracy when the true classes are known, the
+    classes it picks, and its least confident input."""
+    n = len(c)
+    counts: dict[str, int] = {}
+    for k in c.tolist():
+        counts[_label(labels, int(k))] = counts.get(_label(labels, int(k)), 0) + 1
+    picked = sorted(counts.items(), key=lambda kv: -kv[1])
+    if len(picked) > 3 and picked[0][1] == 1:  # every input a different class: the count says it
+        listed = f"{len(picked)} different classes"
+    elif picked[0][1] == 1:
+        listed = ", ".join(name for name, _ in picked)
+    else:
+        listed = ", ".join(f"{name} ({count})" for name, count in picked[:4]) + (", ..." if len(picked) > 4 else "")
+    low = int(p.argmin())
+    head = (f"Top-1 correct on {int((c == targets).sum())} of {n} inputs" if targets is not None
+            else f"Predicts {listed} over {n} input{'s' if n != 1 else ''}")
+    tail = f"; least confident: input {low}, {_label(labels, int(c[low]))} at {_percent(float(p[low]))}"
+    if targets is not None:
+        head += f" (predicted: {listed})"
+    return head + tail + "."

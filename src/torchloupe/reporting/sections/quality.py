@@ -8,20 +8,144 @@ randomization sanity check, and the time per image. Curves of both tests are plo
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
 from ...errors import TorchLoupeError
-from ..base import Figure, NotApplicable, Subject, Table, Text, register
+from ..base import Figure, Finding, NotApplicable, Subject, Table, Text, register
+
+# Thresholds below which the section says "too few to conclude" instead of giving a verdict.
+MIN_RANK_IMAGES = 4  # images before a column of scores names a best method
+MIN_RANK_STEPS = 10  # deletion / insertion steps before those curves name a best method
+MIN_SANITY_IMAGES = 2  # images checked before the randomization check says pass / fail
+DECIMALS = 3  # scores are shown, compared and tied at this many decimals
+RANDOM = "Random maps"
 
 GUIDE = (
     "Reading guide: a good explanation points at the object (pointing game, higher is better), "
     "its most salient pixels matter to the model (deletion AUC low, insertion AUC high), and it "
     "changes when the weights are randomized (sanity check 'pass'). Random maps are the reference "
-    "row; note that deleting scattered random pixels also wrecks fine texture, so on large natural "
-    "images random maps can score a low deletion AUC: compare the methods among themselves there. "
-    "The best value of each column is in bold."
+    "row: a column marks its best method in bold (every method tied with it at the three decimals "
+    "shown too) only when that method does better than random maps, not every method ties, and the "
+    f"table rests on at least {MIN_RANK_IMAGES} images and {MIN_RANK_STEPS} deletion / insertion steps. "
+    "Deleting scattered random pixels also wrecks fine texture, so on large natural images random "
+    "maps can score a low deletion AUC; the column then names no best."
 )
+
+
+@dataclass(frozen=True)
+class MethodScores:
+    """One method's measured quality: mean pointing game (``None`` without object masks), mean deletion
+    and insertion AUC, the sanity check per image checked (``True``: the rank correlation with the
+    trained model's map fell below the threshold once every layer group was randomized; ``None``: not
+    checked) and milliseconds per image (``None`` for random maps)."""
+
+    name: str
+    pointing: float | None
+    deletion: float
+    insertion: float
+    sanity: tuple[bool, ...] | None = None
+    ms: float | None = None
+
+
+@dataclass(frozen=True)
+class QualityTable:
+    """What the section shows, decided from :class:`MethodScores` alone (no model): the table's columns,
+    formatted rows, the (row, column) cells in bold, its caption and one sentence per conclusion."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    highlight: list[tuple[int, int]]
+    caption: str
+    conclusions: list[str]
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:.{DECIMALS}f}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _sanity_cell(checks: tuple[bool, ...] | None) -> str:
+    if checks is None:
+        return "—"
+    if len(checks) < MIN_SANITY_IMAGES:
+        return f"too few images ({len(checks)})"
+    return f"{'pass' if all(checks) else 'fail'} ({sum(checks)}/{len(checks)})"
+
+
+def judge(scores: list[MethodScores], *, images: int, steps: int, sanity_images: int, groups: int,
+          threshold: float = 0.5, given: int | None = None, layer: str = "") -> QualityTable:
+    """The table, its bold cells, caption and conclusions, by the rules the caption states.
+
+    - Sanity check: ``pass`` only when the method's map decorrelates (rank correlation below
+      ``threshold`` after all ``groups`` layer groups are randomized) on *every* image checked; a
+      method that passes on some images fails, and the cell shows the count (``fail (1/2)``). With
+      fewer than ``MIN_SANITY_IMAGES`` images checked the cell says so instead of a verdict.
+    - Best of a scored column: the methods whose value, shown at ``DECIMALS`` decimals, equals the
+      best one (ties all marked), unless every method ties, random maps do as well as the best, or
+      the table rests on fewer than ``MIN_RANK_IMAGES`` images (and, for deletion / insertion, fewer
+      than ``MIN_RANK_STEPS`` steps): then nothing is marked and a conclusion says why.
+    """
+    masks = any(s.pointing is not None for s in scores)
+    metrics = ([("pointing", "pointing game ↑", "pointing game", True)] if masks else []) + [
+        ("deletion", "deletion AUC ↓", "deletion AUC", False), ("insertion", "insertion AUC ↑", "insertion AUC", True)]
+    columns = ["method"] + [m[1] for m in metrics] + ["sanity check", "ms / image"]
+    rows = [[s.name] + [_fmt(getattr(s, m[0])) for m in metrics] + [_sanity_cell(s.sanity),
+            "—" if s.ms is None else f"{s.ms:.1f}"] for s in scores]
+    real = [i for i, s in enumerate(scores) if s.name != RANDOM]
+    rand = next((s for s in scores if s.name == RANDOM), None)
+    highlight: list[tuple[int, int]] = []
+    conclusions: list[str] = []
+    few = []
+    if images < MIN_RANK_IMAGES:
+        few.append(f"{_plural(images, 'image')} (at least {MIN_RANK_IMAGES} needed)")
+    few_steps = steps < MIN_RANK_STEPS
+    for col, (attr, _, label, higher) in enumerate(metrics, start=1):
+        vals = {i: round(getattr(scores[i], attr), DECIMALS) for i in real if getattr(scores[i], attr) is not None}
+        if not vals:
+            continue
+        why = few + ([f"{steps} steps (at least {MIN_RANK_STEPS} needed)"] if few_steps and attr != "pointing" else [])
+        if why:
+            conclusions.append(f"{label}: too few to rank the methods ({', '.join(why)}); no best is marked.")
+            continue
+        best = max(vals.values()) if higher else min(vals.values())
+        tied = [i for i, v in vals.items() if v == best]
+        r = None if rand is None or getattr(rand, attr) is None else round(getattr(rand, attr), DECIMALS)
+        if r is not None and (r >= best if higher else r <= best):
+            conclusions.append(f"{label}: random maps ({r:.{DECIMALS}f}) do as well as or better than every method "
+                               f"(best {best:.{DECIMALS}f}); this test does not tell the methods apart here, so no "
+                               f"best is marked.")
+        elif len(tied) == len(vals) and len(vals) > 1:
+            conclusions.append(f"{label}: all {len(vals)} methods tie at {best:.{DECIMALS}f}; no best is marked.")
+        else:
+            highlight.extend((i, col) for i in tied)
+            who = ", ".join(scores[i].name for i in tied)
+            ref = "" if r is None else f", random maps {r:.{DECIMALS}f}"
+            conclusions.append(f"{label}: best {who} ({best:.{DECIMALS}f}{ref})"
+                               + (f", {len(tied)} methods tied" if len(tied) > 1 else "") + ".")
+    checked = [s for s in scores if s.sanity is not None]
+    if checked:
+        if sanity_images < MIN_SANITY_IMAGES:
+            conclusions.append(f"Sanity check: too few images to conclude ({_plural(sanity_images, 'image')} "
+                               f"checked, at least {MIN_SANITY_IMAGES} needed); no verdict is given.")
+        else:
+            passed = [s.name for s in checked if all(s.sanity)]
+            failed = [s.name for s in checked if not all(s.sanity)]
+            line = (f"Sanity check: {len(passed)} of {len(checked)} methods pass on all {sanity_images} images"
+                    + (f"; fail: {', '.join(failed)}" if failed else "") + ".")
+            conclusions.append(line)
+    what = f"{_plural(images, 'image')}{_first_of(images, given or images)}"
+    rule = (f"pass when the rank correlation with the trained model's map is below {threshold:g} after all {groups} "
+            f"groups are randomized, on all {_plural(sanity_images, 'image')} (a method passing on some of them "
+            f"fails); (k/n): the images where it is below" if sanity_images >= MIN_SANITY_IMAGES else
+            f"too few images for a verdict (at least {MIN_SANITY_IMAGES} needed)")
+    caption = (f"{what}{f', layer {layer} for the CAMs' if layer else ''}, {steps} deletion / insertion steps onto a "
+               f"blurred copy. Sanity check on {_plural(sanity_images, 'image')} and {groups} layer groups: {rule}.")
+    return QualityTable(columns, rows, highlight, caption, conclusions)
 
 
 def _normalize(m: torch.Tensor) -> torch.Tensor:
@@ -108,8 +232,8 @@ def build(subject: Subject, options: dict):
     g = torch.Generator().manual_seed(int(options.get("seed", 0)))
     random_maps = torch.rand(n, *x.shape[-2:], generator=g)
 
-    rows, maps_of, times, rands, notes = [], {}, {}, {}, []
-    for name, fn in list(methods.items()) + [("Random maps", None)]:
+    maps_of, times, rands, notes = {}, {}, {}, []
+    for name, fn in list(methods.items()) + [(RANDOM, None)]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -146,6 +270,11 @@ def build(subject: Subject, options: dict):
     # Every method's maps in one batch per test: fewer, fuller forwards than one call per method.
     names = list(maps_of)
     stacked = torch.cat([maps_of[m].reshape(n, *maps_of[m].shape[-2:]).float().cpu() for m in names]) if names else None
+    # Pixels are ranked on maps rounded to 1e-5 of their [0, 1] range: methods equal in exact arithmetic
+    # (CAM, Grad-CAM, HiResCAM after global average pooling and a linear layer) differ by ~1e-7 of
+    # float rounding, which would otherwise reorder near-tied pixels and draw them as different curves.
+    if stacked is not None:
+        stacked = _normalize(stacked).mul(1e5).round().div(1e5)
     dels, inss = {}, {}
     if names:
         xs, ts = x.repeat(len(names), 1, 1, 1), targets.repeat(len(names))
@@ -155,35 +284,30 @@ def build(subject: Subject, options: dict):
             part = slice(j * n, (j + 1) * n)
             dels[name] = _part(d, part)
             inss[name] = _part(i, part)
-    for name in names:
-        sanity = "—"
-        if name in rands:
-            sanity = "pass" if bool(rands[name].passed.float().mean() >= 0.5) else "fail"
-        pg = float(ev.pointing_game(maps_of[name], masks).float().mean()) if masks is not None else None
-        rows.append([name, pg, float(dels[name].auc.mean()), float(inss[name].auc.mean()), sanity,
-                     None if name == "Random maps" else times[name]])
-    columns = ["method", "pointing game ↑", "deletion AUC ↓", "insertion AUC ↑", "sanity check", "ms / image"]
-    if masks is None:
-        columns.pop(1)
-        rows = [r[:1] + r[2:] for r in rows]
-    highlight = []
-    real = [i for i, r in enumerate(rows) if r[0] != "Random maps"]
-    for col, name in enumerate(columns):
-        if "↑" in name or "↓" in name:
-            vals = [(rows[i][col], i) for i in real if rows[i][col] is not None]
-            if vals:
-                best = (max if "↑" in name else min)(vals)[1]
-                highlight.append((best, col))
-    fmt = [[r[0]] + [("—" if v is None else f"{v:.3f}" if isinstance(v, float) and c != len(r) - 1
-                      else f"{v:.1f}" if isinstance(v, float) else v) for c, v in enumerate(r[1:], 1)] for r in rows]
+    threshold = next(iter(rands.values())).threshold if rands else 0.5
+    scores = [
+        MethodScores(
+            name,
+            float(ev.pointing_game(maps_of[name], masks).float().mean()) if masks is not None else None,
+            float(dels[name].auc.mean()), float(inss[name].auc.mean()),
+            tuple(bool(v) for v in rands[name].passed.tolist()) if name in rands else None,
+            None if name == RANDOM else times[name])
+        for name in names
+    ]
+    table = judge(scores, images=n, steps=steps, sanity_images=k, groups=len(groups), threshold=threshold, given=x0,
+                  layer=layer)
+    shown = Table(table.columns, table.rows, caption=table.caption, highlight=table.highlight)
     blocks = [
         Text(GUIDE),
-        Table(columns, fmt, caption=f"{n} image{'s' if n != 1 else ''}{_first_of(n, x0)}, layer {layer} for the CAMs, {steps} deletion / insertion steps onto a blurred copy, "
-              f"sanity check on {len(groups)} layer groups (pass: rank correlation below 0.5 after all are randomized).",
-              highlight=highlight),
+        shown,
         Figure(curves_figure(dels, inss), caption="Mean target probability over the images as pixels are deleted / inserted."),
     ]
     if rands:
-        blocks.append(Figure(randomization_figure(rands), caption="Mean rank correlation with the trained model's map."))
+        blocks.append(Figure(randomization_figure(rands), caption=(
+            f"Mean rank correlation with the trained model's map over the {_plural(k, 'image')} checked; the markers "
+            f"at the right are each image's final value: a method passes only when all of them are below the dotted "
+            f"line.")))
     blocks.extend(Text(t) for t in notes)
+    # what to conclude, read from the table: at the end of the section and in the report's summary
+    blocks.extend(Finding(line, shown) for line in table.conclusions)
     return blocks

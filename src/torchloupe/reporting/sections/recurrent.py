@@ -11,7 +11,7 @@ from torch import nn
 
 from torchloupe import recurrent
 from torchloupe.probe import capture, session
-from torchloupe.reporting.base import Figure, NotApplicable, Subject, Text, register
+from torchloupe.reporting.base import Figure, Finding, NotApplicable, Subject, Text, register
 
 _RNNS = (nn.LSTM, nn.GRU, nn.RNN)
 _CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
@@ -20,7 +20,7 @@ _CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 @register(
     "recurrent",
     "Recurrent memory",
-    "hidden and cell states over time, gate saturation, and the units that track a signal",
+    "What a recurrent layer remembers: hidden and cell states over time, gate saturation, and the units that track a signal.",
     75,
     cost=1.5,
 )
@@ -52,7 +52,15 @@ def build(subject: Subject, options: dict):
             if sig is not None:
                 state = "c" if tr.c is not None else "h"
                 corr = recurrent.correlate(tr, sig, state=state)
-                blocks.append(Figure(draw.units_figure(tr, sig, corr, state=state), caption=f"{name}: the units most correlated with the signal"))
+                fig = Figure(draw.units_figure(tr, sig, corr, state=state), caption=f"{name}: the units most correlated with the signal")
+                blocks.append(fig)
+                flat = corr.detach().float().cpu().flatten()
+                if flat.numel():
+                    r = float(flat[int(flat.abs().argmax())])
+                    strong = sum(1 for v in flat.tolist() if abs(v) >= 0.8)
+                    blocks.append(Finding(f"{name}: the unit that tracks the signal best has correlation r = {r:.2f} "
+                                          f"with it over {B} samples × {T} steps; {strong} of {flat.numel()} units "
+                                          f"reach |r| ≥ 0.8.", fig))
             else:
                 blocks.append(Text("Give subject.extras['signal'] as a (B, T) tensor to see the units that track it."))
     if cells:

@@ -60,12 +60,12 @@ def _gradients(subject: Subject, x):
     """``(targets, {method: gradient}, notes)``: the predicted classes of ``x`` and the plain, guided and
     deconvnet gradients of them (the notes name rectifiers without a guided rule); or why not."""
     from ... import saliency
-    from ...probe import eval_forward
 
-    scores = subject.scores(eval_forward(subject.model, x))
-    if scores is None:
+    preds = subject.shared.predictions()  # x is the first inputs of the subject's batch
+    if preds.scores is None:
         return NotApplicable(subject.no_scores())
-    targets, out = scores.argmax(dim=1), subject.output
+    n = x.shape[0] if isinstance(x, torch.Tensor) else x.batch_size
+    targets, out = preds.top[:n], subject.output
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", saliency.GuidedFallbackWarning)
         columns = {

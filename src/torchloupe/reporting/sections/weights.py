@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ...inputs import first_layer
 from ...weights.static import class_templates, effective_templates, fc_matrix, kernels
-from ..base import Figure, NotApplicable, Subject, Table, register
+from ..base import Details, Figure, NotApplicable, Subject, Table, register
 
 _CONV2D = (nn.Conv2d,)
 
@@ -52,6 +52,9 @@ def build(subject: Subject, options: dict):
     shown = convs[:1] + (convs[-1:] if len(convs) > 1 and not quick else [])
     for name, m in shown:
         k = kernels(m)
+        if k.shape[-2:] == (1, 1) and _too_large(k.shape[0], k.shape[1]):  # a 1x1 conv: a channel matrix
+            blocks.extend(_matrix_blocks(k[:, :, 0, 0], name, "output channel", "input channel", "1x1 kernels"))
+            continue
         blocks.append(Figure(kernel_figure(k, title=f"{name}: kernels {'x'.join(str(s) for s in k.shape)}"),
                              caption=f"{name} kernels" + (" as colour tiles (gray = 0)" if k.shape[1] == 3 else
                                                           " (1x1: a matrix over channels)" if k.shape[-2:] == (1, 1) else
@@ -67,6 +70,9 @@ def build(subject: Subject, options: dict):
         is_head = (labels is not None and W.shape[0] == len(labels)) or (bool(chain) and m is chain[-1][1])
         reads_input = first is not None and m is first[1]
         inner = id(m) in index and not reads_input
+        if _too_large(*W.shape) and not (is_head and labels is not None and len(labels) <= 40):
+            blocks.extend(_matrix_blocks(W, name, "class" if is_head else "output unit", "input feature", "weight matrix"))
+            continue
         blocks.append(Figure(
             weight_matrix_figure(W, title=f"{name}: {W.shape[0]}x{W.shape[1]}",
                                  ylabel="class" if is_head else "hidden unit" if id(m) in index else "output unit",
@@ -101,6 +107,36 @@ def build(subject: Subject, options: dict):
                                       title=f"{name}: input templates of {k} of {t.shape[0]} hidden units"),
                 caption=f"rows of {name}.weight reshaped to the input {image}: what each hidden unit looks for"))
     return blocks
+
+
+# A matrix with more cells than a figure has pixels to show them reads as noise: above these
+# sizes it is summarised (a readable crop, row norms, a histogram), the whole matrix on demand.
+_READABLE_ROWS, _READABLE_COLS = 128, 256
+_FULL_QUALITY = 60
+
+
+def _too_large(rows: int, cols: int) -> bool:
+    return rows > _READABLE_ROWS or cols > _READABLE_COLS
+
+
+def _matrix_blocks(W, name: str, ylabel: str, xlabel: str, what: str) -> list:
+    """A large matrix as its summary figure, the whole matrix in a closed ``<details>``."""
+    from ...render import matrix_summary_figure, weight_matrix_figure
+
+    rows, cols = W.shape
+    summary = Figure(
+        matrix_summary_figure(W, title=f"{name}: {rows}x{cols} {what}", ylabel=ylabel, xlabel=xlabel),
+        caption=f"{name}: {rows}x{cols} is too many cells to read one by one, so: a readable corner, the norm "
+                f"of each row (rows with unusually large or small weights stand out) and the distribution of the "
+                f"values. Red positive, blue negative.",
+        alt=f"Three panels about the {rows} by {cols} {what} of {name}: the top-left corner as a red-blue heat "
+            f"map, a line of the L2 norm of each of the {rows} rows, and a histogram of all {rows * cols:,} values.",
+        kind="lineart")
+    full = Figure(weight_matrix_figure(W, title=f"{name}: {rows}x{cols}", ylabel=ylabel, xlabel=xlabel),
+                  caption=f"The whole {name} matrix (averaged down where it has more cells than pixels; "
+                          f"WebP at quality {_FULL_QUALITY}: noise-like, it would be the largest image of the page).",
+                  kind="photo", quality=_FULL_QUALITY)
+    return [summary, Details(f"Show the whole {rows}x{cols} {name} matrix", [full])]
 
 
 def _chain(linears: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
