@@ -359,6 +359,9 @@ def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int
 def _fetch(source, ids: list[int], wrt, device) -> Tensor:
     """Input ``wrt`` of dataset samples ``ids``, fetched again from a map-style dataset, in order."""
     dataset, collate = source
+    if (isinstance(dataset, torch.utils.data.TensorDataset) and collate is torch.utils.data.default_collate
+            and wrt in (None, 0)):  # what collating its items would give, without a Python loop over them
+        return dataset.tensors[0][torch.tensor(ids, dtype=torch.long)].to(device)
     parts = [_inputs(collate([dataset[i] for i in ids[j:j + 64]])).get(wrt) for j in range(0, len(ids), 64)]
     return torch.cat(parts).to(device)
 
