@@ -1,10 +1,8 @@
-"""exemplars: exact equality with brute force, merging, data forms, crops, torchrun with 2 ranks."""
+"""exemplars: exact equality with brute force and with main before the speed work, merging, resuming, data
+forms, crops, the command line's --save / --merge / --start / --stop (torchrun: tests/test_distributed.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import torchloupe as tl
 from tests.helpers import assert_same_state, model_state, tiny_cnn
-from torchloupe.errors import ChannelError, InputError, LayerNotFoundError, UnsupportedModelError, UsageError
+from torchloupe.errors import (ChannelError, InputError, InputShapeError, LayerNotFoundError, UnsupportedModelError,
+                               UsageError)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,32 +146,11 @@ def test_errors_and_no_global_rng(setup):
     other = tl.synthesis.exemplars(model, [data[:4]], "features.3", k=3)
     with pytest.raises(UsageError, match="merge needs at least one ExemplarResult"):
         tl.synthesis.merge()
-    with pytest.raises(UsageError, match=r"cannot merge exemplars of 'features.3' \(reduce=mean, negative=False, k=3\)"):
+    with pytest.raises(UsageError, match=r"cannot merge exemplars with k=3 into exemplars with k=2; merged results need the same layer"):
         tl.synthesis.merge(one, other)
     state = torch.get_rng_state()
     tl.synthesis.exemplars(model, TensorDataset(data), "features.3", k=2)
     assert torch.equal(torch.get_rng_state(), state)
-
-
-def test_torchrun_two_ranks_equal_single_process(setup, tmp_path):
-    model, _ = setup
-    data = TensorDataset(torch.rand(53, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
-    single = tl.synthesis.exemplars(tiny_cnn(seed=0), data, "features.3", k=4, reduce="max", batch_size=8)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "tests" / "_dist_exemplars.py"), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for rank in (0, 1):
-        got = torch.load(tmp_path / f"rank{rank}.pt")
-        assert got["multi"] is True and got["world"] == 2
-        assert torch.equal(got["indices"], single.indices)
-        assert torch.equal(got["values"], single.values)
-        assert torch.equal(got["locations"], single.locations)
-        assert torch.equal(got["crops"], single.crops)
-        assert got["seen"] == 53
 
 
 def test_receptive_field_covering_the_input_crops_whole_samples():
@@ -341,3 +319,168 @@ def test_multi_input_tuple_and_dict_items_equal_brute_force():
         assert torch.equal(ex.crops[1, 0], img[int(ex.indices[1, 0]), :, y0:y1, x0:x1])
     with pytest.raises(InputError, match="wrt=2"):
         tl.synthesis.exemplars(model, Pairs(), "a", k=3, wrt=2)
+
+
+# --- the same answers as before, faster; merging and resuming -----------------------------
+def _main_cases():
+    """The cases of tests/data/exemplars_main.pt: written by main at d28f63c, before crops were cut on
+    demand (every field of every case, crops included, as that code computed them)."""
+    model = tiny_cnn(seed=0)
+    data = torch.rand(53, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    for reduce in ("mean", "max"):
+        for neg in (False, True):
+            kw = dict(k=4, reduce=reduce, negative=neg)
+            yield f"ds-{reduce}-{neg}", lambda kw=kw: tl.synthesis.exemplars(model, TensorDataset(data), "features.3",
+                                                                              batch_size=8, **kw)
+            yield f"it-{reduce}-{neg}", lambda kw=kw: tl.synthesis.exemplars(model, data.split(7), "features.3", **kw)
+    small = torch.rand(9, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    yield "whole-ds", lambda: tl.synthesis.exemplars(model, TensorDataset(small), "features.3", k=3, batch_size=4)
+    yield "whole-it", lambda: tl.synthesis.exemplars(model, small.split(4), "features.3", k=3)
+    yield "few", lambda: tl.synthesis.exemplars(model, TensorDataset(data[:3]), "features.3", k=5, channels=[3, 1],
+                                                batch_size=2)
+    vit = TinyViT()
+    with torch.no_grad():
+        vit.cls.fill_(0.6)  # the class token wins some rows: zero crops among real ones
+    x = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    yield "vit-ds", lambda: tl.synthesis.exemplars(vit, TensorDataset(x), "proj", k=3, reduce="max", batch_size=5)
+    yield "vit-it", lambda: tl.synthesis.exemplars(vit, x.split(5), "proj", k=3, reduce="max")
+
+
+def test_bit_identical_to_main_before_the_speed_work():
+    want = torch.load(ROOT / "tests" / "data" / "exemplars_main.pt", weights_only=True)
+    names = []
+    for name, run in _main_cases():
+        ex = run()
+        names.append(name)
+        for field, w in want[name].items():
+            got = getattr(ex, field)
+            if not isinstance(w, torch.Tensor):
+                assert got == w, (name, field)
+                continue
+            assert got.dtype == w.dtype and got.shape == w.shape, (name, field)
+            assert torch.equal(got.isnan(), w.isnan()) and torch.equal(got.nan_to_num(), w.nan_to_num()), (name, field)
+    assert sorted(names) == sorted(want)
+    vit = want["vit-it"]
+    assert (vit["indices"] >= 0).all() and not vit["crops"].flatten(2).any(-1).all()  # some zero crops, by design
+
+
+def test_crops_are_cut_from_the_winners_inputs_once_each(setup):
+    model, data = setup
+    ex = tl.synthesis.exemplars(model, TensorDataset(data), "features.3", k=4, batch_size=10)
+    used = torch.unique(ex.indices)
+    assert ex.samples.shape == (len(used), 3, 16, 16)  # each winner's input once, by dataset index
+    assert torch.equal(ex.samples, data[used]) and torch.equal(used[ex.sample_of], ex.indices)
+    for c, j in ((0, 0), (5, 3), (15, 2)):
+        assert torch.equal(ex.crop(c, j), ex.crops[c, j])
+    off = tl.synthesis.exemplars(model, TensorDataset(data), "features.3", k=4, batch_size=10, crops=False)
+    assert off.crops is None and off.samples is None and off.crop(0, 0) is None
+    assert torch.equal(off.indices, ex.indices)
+
+
+def test_merge_of_ranges_equals_the_full_run_and_refuses_what_does_not_fit(setup):
+    model, data = setup
+    ds = TensorDataset(data)
+    full = tl.synthesis.exemplars(model, ds, "features.3", k=4, batch_size=10)
+    parts = [tl.synthesis.exemplars(model, ds, "features.3", k=4, batch_size=10, start=a, stop=b)
+             for a, b in ((30, 53), (0, 10), (10, 30))]
+    m = tl.synthesis.merge(*parts)
+    for f in ("values", "indices", "locations", "boxes", "samples", "sample_of", "crops"):
+        assert torch.equal(getattr(m, f), getattr(full, f)), f
+    assert m.spans == full.spans == ((0, 53),) and m.seen == 53 and m.model == full.model
+    back = tl.synthesis.ExemplarResult.from_dict(torch.load(_saved(full), weights_only=True))
+    assert torch.equal(back.crops, full.crops) and back.layout == full.layout and back.spans == full.spans
+    with pytest.raises(UsageError, match=r"share samples \[5, 10\); each sample must be in one result"):
+        tl.synthesis.merge(parts[1], tl.synthesis.exemplars(model, ds, "features.3", k=4, batch_size=10, start=5,
+                                                            stop=20))
+    other = tiny_cnn(seed=1)
+    theirs = tl.synthesis.exemplars(other, ds, "features.3", k=4, batch_size=10, start=30)
+    with pytest.raises(UsageError, match=r"cannot merge exemplars with model='TinyCNN \(1,508 parameters, [0-9a-f]+\)'"):
+        tl.synthesis.merge(parts[1], theirs)
+    with pytest.raises(UsageError, match="cannot merge exemplars with layer='features.0'"):
+        tl.synthesis.merge(parts[1], tl.synthesis.exemplars(model, ds, "features.0", k=4, start=30))
+    with pytest.raises(UsageError, match="cannot merge exemplars with reduce='max'"):
+        tl.synthesis.merge(parts[1], tl.synthesis.exemplars(model, ds, "features.3", k=4, start=30, reduce="max"))
+    with pytest.raises(UsageError, match="cannot merge a result with crops and one without"):
+        tl.synthesis.merge(parts[1], tl.synthesis.exemplars(model, ds, "features.3", k=4, start=30, crops=False))
+
+
+def _saved(ex):
+    import io
+
+    buf = io.BytesIO()
+    torch.save(ex.to_dict(), buf)
+    buf.seek(0)
+    return buf
+
+
+def test_receptive_field_is_measured_again_when_the_weights_change():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3, padding=1, bias=False), torch.nn.Flatten())
+    data = TensorDataset(torch.rand(6, 1, 9, 9, generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].weight[0, 0, 1, 1] = 1.0  # only the centre tap: each position sees one pixel
+    one = tl.synthesis.exemplars(model, data, "0", k=2, reduce="max")
+    assert one.crop_size == (1, 1)
+    with torch.no_grad():
+        model[0].weight.fill_(0.5)  # in place, the same tensor: all nine taps
+    three = tl.synthesis.exemplars(model, data, "0", k=2, reduce="max")
+    assert three.crop_size == (3, 3)
+    for ex, r in ((one, 0), (three, 1)):  # the box: the position and r pixels around it, inside the 9 x 9 input
+        y, x = ex.locations[0, 0].tolist()
+        y0, x0 = min(max(y - r, 0), 8 - 2 * r), min(max(x - r, 0), 8 - 2 * r)
+        assert ex.boxes[0, 0].tolist() == [y0, x0, y0 + 2 * r + 1, x0 + 2 * r + 1]
+        i = int(ex.indices[0, 0])
+        assert torch.equal(ex.crop(0, 0), data.tensors[0][i, :, y0:y0 + 2 * r + 1, x0:x0 + 2 * r + 1])
+
+
+def test_batches_of_another_input_shape_with_crops_are_one_line():
+    model = tiny_cnn(seed=0)
+    batches = [torch.rand(4, 3, 16, 16), torch.rand(4, 3, 12, 12)]
+    with pytest.raises(InputShapeError, match=r"the data batch at sample 4 has inputs of shape \(3, 12, 12\) but "
+                                              r"the first had \(3, 16, 16\); crops need one input shape"):
+        tl.synthesis.exemplars(model, batches, "features.3", k=2)
+    ex = tl.synthesis.exemplars(model, batches, "features.3", k=2, crops=False)  # no crops: any size
+    assert ex.seen == 8
+
+
+# --- the command line: --start / --stop / --save / --merge ------------------------------
+MODEL = """
+import torch
+from torch import nn
+
+def factory():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.Conv2d(4, 5, 3),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3))
+"""
+
+
+def test_cli_ranges_saved_then_merged_equal_the_full_run(tmp_path, capsys):
+    from torchloupe.app.cli import main
+
+    (tmp_path / "m.py").write_text(MODEL)
+    spec = f"{tmp_path / 'm.py'}:factory"
+    torch.save(torch.rand(23, 3, 10, 10, generator=torch.Generator().manual_seed(0)), tmp_path / "d.pt")
+    base = ["exemplars", "--model", spec, "--data", str(tmp_path / "d.pt"), "--layer", "2", "--k", "3",
+            "--batch-size", "4", "--no-progress"]
+    for name, rng in (("all", []), ("a", ["--stop", "10"]), ("b", ["--start", "10", "--stop", "17"]),
+                      ("c", ["--start", "17"])):
+        assert main([*base, *rng, "--save", str(tmp_path / f"{name}.pt")]) == 0
+    capsys.readouterr()
+    assert main(["exemplars", "--merge", *(str(tmp_path / f"{n}.pt") for n in "cab"), "--save",
+                 str(tmp_path / "m.pt"), "--out", str(tmp_path / "m.png")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "2: top-3 of 23 samples, reduce=mean, merged from 3 files: samples [0, 23)"
+    full, merged = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("all", "m"))
+    for f in ("values", "indices", "locations", "boxes", "samples", "sample_of", "seen", "spans", "model"):
+        w, g = full[f], merged[f]
+        assert torch.equal(w, g) if isinstance(w, torch.Tensor) else w == g, f
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["exemplars", "--merge", str(tmp_path / "a.pt"), str(tmp_path / "all.pt")]) == 2
+    assert "share samples [0, 10)" in capsys.readouterr().err
+    torch.save({"x": torch.zeros(1)}, tmp_path / "junk.pt")
+    assert main(["exemplars", "--merge", str(tmp_path / "junk.pt")]) == 2
+    assert capsys.readouterr().err.strip() == (f"loupe: error: --merge {str(tmp_path / 'junk.pt')!r} is not a result "
+                                               f"loupe exemplars --save wrote")
+    assert main(["exemplars", "--data", str(tmp_path / "d.pt"), "--layer", "2"]) == 2
+    assert "--model required (only --merge runs without a model)" in capsys.readouterr().err

@@ -5,7 +5,9 @@ batches; rank ``r`` of ``W`` takes batches ``r, r + W, r + 2W, ...`` (the batche
 themselves are the ones a single process would make, so every sample is computed
 in the same company and the result is bit-identical); each rank reduces its
 share to a small partial result; :func:`all_gather` hands every rank every
-partial, and every rank merges them the same way.
+partial (:func:`all_gather_object` for partials of any size, ``None`` from a rank that
+got no batch), and every rank merges them the same way. Under ``torchrun`` a CUDA model
+runs on ``cuda:LOCAL_RANK`` (:func:`local_device`) with NCCL; on CPU the backend is gloo.
 
 ::
 
@@ -21,11 +23,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["is_active", "rank", "world_size", "session", "all_gather", "shard", "default_backend"]
+__all__ = ["is_active", "rank", "world_size", "session", "all_gather", "all_gather_object", "shard",
+           "default_backend", "local_device"]
 
 
 def is_active() -> bool:
@@ -111,3 +115,26 @@ def all_gather(tensor: Tensor) -> list[Tensor]:
     out = [torch.empty_like(work) for _ in range(dist.get_world_size())]
     dist.all_gather(out, work)
     return [t.to(device) for t in out]
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's picklable ``obj`` (any size, ``None`` included), in rank order; one process: ``[obj]``.
+
+    Tensors inside should be on the CPU (a CUDA tensor would be unpickled on the sender's device index).
+    """
+    if not is_active():
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def local_device(device: torch.device | str) -> torch.device:
+    """Where this process works: ``cuda:LOCAL_RANK`` for a CUDA ``device`` under ``torchrun`` with
+    several processes (one GPU per rank, as NCCL needs), else ``device`` itself."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return dev

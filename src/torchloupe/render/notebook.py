@@ -77,7 +77,7 @@ def _features(r) -> Any:
 def _exemplars(r) -> Any | None:
     from .synthesis import exemplars_figure
 
-    if r.crops is None:
+    if r.samples is None:  # no crops (not `r.crops`: that would cut every channel's)
         return None  # vector layers: the table in the HTML says it all
     return exemplars_figure(r, rows=min(8, len(r.channels)), k=min(6, r.k))
 

@@ -147,7 +147,7 @@ def units_figure(result, exemplars=None, k: int = 5, title: str | None = None, c
                 idx = int(exemplars.indices[row, j - 1])
                 if idx < 0:
                     continue
-                crop = exemplars.crops[row, j - 1] if exemplars.crops is not None else None
+                crop = exemplars.crop(row, j - 1)  # one crop cut, not every channel's
                 if crop is not None:
                     _show(ax, crop)
                     ax.axis("on")
@@ -197,8 +197,9 @@ def exemplars_figure(exemplars, rows: int = 8, k: int = 6, dataset_images=None, 
             if idx < 0:
                 ax.axis("off")
                 continue
-            if exemplars.crops is not None:
-                _show(ax, exemplars.crops[r, j])
+            crop = exemplars.crop(r, j)  # one crop cut, not every channel's
+            if crop is not None:
+                _show(ax, crop)
             elif dataset_images is not None:
                 _show(ax, dataset_images[idx])
             else:

@@ -1,6 +1,8 @@
 """``loupe exemplars``: exact top-k dataset samples per channel; runs under ``torchrun`` too.
 
     torchrun --nproc_per_node 4 -m torchloupe exemplars --model M --data demo:shapes --layer features.relu4
+    loupe exemplars --model M --data D --layer L --start 0 --stop 5000 --save part0.pt   # a shard, or a day
+    loupe exemplars --merge part0.pt part1.pt --save all.pt --out all.png                # the whole run
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def register(subparsers) -> None:
                        help="a folder of images (searched recursively; class sub-folders give labels), a quoted "
                             "glob ('photos/**/*.jpg'), a .txt list of image paths, a .pt / .npy file holding an "
                             "(N, ...) input tensor (memory-mapped), demo:shapes[:N] or demo:digits")
-    p.add_argument("--layer", required=True, help="layer name")
+    _add_resume_arguments(p, given)
+    p.add_argument("--layer", help="layer name (required unless --merge)")
     p.add_argument("--k", type=positive_int, default=9)
     p.add_argument("--reduce", default="mean", choices=["mean", "max"])
     p.add_argument("--negative", action="store_true", help="samples that drive the channels lowest")
@@ -41,6 +44,23 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_device_arguments(p)
     p.set_defaults(func=run)
+
+
+def _add_resume_arguments(p, given) -> None:
+    """``--merge`` (with ``--data`` / ``--input``: one of them), ``--start`` / ``--stop``; ``--model`` and
+    ``--layer`` are required unless merging (checked in :func:`run`)."""
+
+    def index(text: str) -> int:
+        if not text.isdigit():
+            raise argparse.ArgumentTypeError(f"expected a sample index (an integer >= 0), got {text!r}")
+        return int(text)
+
+    given.add_argument("--merge", nargs="+", metavar="PT",
+                       help="combine results written by --save (shards, nodes, or runs over --start/--stop ranges) "
+                            "into one, without running a model")
+    p.add_argument("--start", type=index, default=0, metavar="I", help="first sample index (default 0)")
+    p.add_argument("--stop", type=index, metavar="I", help="stop before this sample index (default: the end)")
+    next(a for a in p._actions if a.dest == "model").required = False
 
 
 def _workers(text: str) -> int:
@@ -131,6 +151,13 @@ def run(args: argparse.Namespace) -> int:
     from ...synthesis import exemplars
 
     save, out = output_file(args.save, "--save"), output_file(args.out, "--out")  # before any of the work
+    if args.merge:
+        return _merge(args, save, out)
+    missing = [flag for flag, value in (("--model", args.model), ("--layer", args.layer)) if value is None]
+    if missing:
+        from ...errors import UsageError
+
+        raise UsageError(f"{' and '.join(missing)} required (only --merge runs without a model)")
     device = _rank_device(resolve_device(args))  # a device this machine lacks: one line, before loading the model
     torch.manual_seed(0)
     model = place_model(args, load_model_from(args), device)
@@ -162,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
             with precision_context(args, device):  # batches go to the model's device (exemplars moves them)
                 ex = exemplars(target, _loader(data, args.batch_size, args.workers, device), args.layer, k=args.k,
                                reduce=args.reduce, negative=args.negative, channels=args.channels,
-                               batch_size=args.batch_size, progress=not args.no_progress)
+                               batch_size=args.batch_size, start=args.start, stop=args.stop,
+                               progress=not args.no_progress)
         ex = on_cpu(ex)  # printed, saved and drawn from the CPU
         rank = D.rank()
         skipped = skipped_message(data) if rank == 0 else None  # every rank's skips (merged by exemplars)
@@ -177,21 +205,79 @@ def run(args: argparse.Namespace) -> int:
                                   for i, v in zip(ex.indices[row], ex.values[row]) if i >= 0)
                 print(f"  channel {c}: {items}")
             if args.save:
-                saved = {f: getattr(ex, f) for f in ("layer", "channels", "values", "indices", "locations",
-                                                     "boxes", "reduce", "negative", "k", "seen")}
+                saved = ex.to_dict()  # everything, the winners' inputs included: loupe exemplars --merge reads it
                 atomic_write(make_folder(save.parent) / save.name, lambda f: torch.save(saved, f))
                 print(f"wrote {args.save}")
             if args.out:
                 from ...render.png import figure_to_png
                 from ...render.synthesis import exemplars_figure
 
-                if shown is None and ex.crops is None:
+                if shown is None and ex.samples is None:
                     shown = _drawable(data, ex.indices)
                 atomic_write(make_folder(out.parent) / out.name,
                              figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)), dataset_images=shown,
                                                             names=named)))
                 print(f"wrote {args.out}")
     return 0
+
+
+def _merge(args: argparse.Namespace, save, out) -> int:
+    """``--merge A.pt B.pt ...``: one result from the files ``--save`` wrote."""
+    from ...errors import InputFileError
+    from ...synthesis import ExemplarResult, merge
+
+    parts = [ExemplarResult.from_dict(_read_result(path)) for path in args.merge]
+    if args.layer is not None and parts[0].layer != args.layer:
+        raise InputFileError(f"{args.merge[0]} holds exemplars of layer {parts[0].layer!r}, not --layer {args.layer!r}")
+    _report(merge(*parts), args, save, out)
+    return 0
+
+
+def _read_result(path: str) -> dict:
+    import warnings
+
+    import torch
+
+    from ...errors import InputFileError
+    from ..checkpoints import weights_only_reason
+
+    if not Path(path).is_file():
+        raise InputFileError(f"--merge {path!r} is not a file")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            d = torch.load(path, map_location="cpu", weights_only=True)  # never runs code a file holds
+    except Exception as exc:
+        raise InputFileError(f"cannot read --merge {path!r}: not a result loupe exemplars --save wrote "
+                             f"({weights_only_reason(str(exc))})") from exc
+    if not isinstance(d, dict) or d.get("format") != "torchloupe.exemplars/1":
+        raise InputFileError(f"--merge {path!r} is not a result loupe exemplars --save wrote")
+    return d
+
+
+def _report(ex, args, save, out) -> None:
+    """The merged result: printed, written to ``--save`` (mergeable again) and drawn to ``--out``."""
+    import torch
+
+    from ..output import atomic_write, make_folder
+
+    ranges = ", ".join(f"[{a}, {b})" for a, b in ex.spans)
+    print(f"{ex.layer}: top-{min(ex.k, ex.seen)} of {ex.seen} samples, reduce={ex.reduce}"
+          f"{', negative' if ex.negative else ''}, merged from {len(args.merge)} files: samples {ranges}")
+    for row, c in enumerate(ex.channels):
+        items = ", ".join(f"#{int(i)} ({float(v):.4g})" for i, v in zip(ex.indices[row], ex.values[row]) if i >= 0)
+        print(f"  channel {c}: {items}")
+    if save is not None:
+        saved = ex.to_dict()
+        atomic_write(make_folder(save.parent) / save.name, lambda f: torch.save(saved, f))
+        print(f"wrote {args.save}")
+    if out is not None:
+        from ...render.png import figure_to_png
+        from ...render.synthesis import exemplars_figure
+
+        atomic_write(make_folder(out.parent) / out.name,
+                     figure_to_png(exemplars_figure(ex, rows=min(8, len(ex.channels)))))
+        print(f"wrote {args.out}")
 
 
 def _rank_device(device):
