@@ -9,6 +9,7 @@ import errno
 import html.parser
 import io
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +315,17 @@ def test_same_named_inputs_get_their_own_overlays_and_rows(files, capsys):
         # the overlay of a one-colour input leans to that colour: its own input, in its own row
         assert int(shown.mean((0, 1)).argmax()) == int(np.argmax(rgb)), (header, rel)
     assert [h for h, _ in rows] == ["img", "img-3", "img-2"]
+
+
+def test_a_device_or_pipe_at_the_output_path_is_refused_not_replaced(tmp_path):
+    from torchloupe.errors import OutputError
+    from torchloupe.files import atomic_write
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError, match="device, a pipe or a socket"):
+        atomic_write(fifo, b"data")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still the pipe
+    with pytest.raises(OutputError, match="not a file"):
+        atomic_write("/dev/null", b"data")
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from .errors import OutputError
 
-__all__ = ["atomic_write", "atomic_path"]
+__all__ = ["atomic_write", "atomic_path", "check_replaceable"]
 
 
 def _umask() -> int:
@@ -50,6 +50,23 @@ def _shown(path: Path) -> str:
     return repr(os.fsencode(path).decode("utf-8", "backslashreplace"))
 
 
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Refuse an output path that holds something other than a regular file, a symbolic link or
+    nothing: renaming over a device (``/dev/full``), a pipe or a socket would replace it with a file."""
+    import stat
+
+    path = Path(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise _error(path, exc) from exc
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+        raise OutputError(f"cannot write {_shown(path)}: it is a device, a pipe or a socket, not a file; "
+                          f"give the path of a file to create or replace")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path in ``path``'s folder to write to; renamed to ``path`` when the block ends
@@ -59,6 +76,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ...     torch.onnx.export(model, x, tmp)
     """
     path = Path(path)
+    check_replaceable(path)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
