@@ -488,3 +488,25 @@ def test_a_huge_worker_count_is_refused_before_forking(capsys):
     code = stopped.value.code
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "100000 worker processes" in err[0] and "at most" in err[0]
+
+
+def test_exemplars_of_a_file_whose_name_is_not_utf8(tmp_path, capsys):
+    """The file name reaches the listing and the figure as text (U+FFFD for the bad byte)."""
+    from PIL import Image as PILImage
+
+    from torchloupe.app.cli import main as cli_main
+
+    folder = os.path.join(os.fsencode(tmp_path), b"d")
+    os.makedirs(folder)
+    rng = np.random.default_rng(0)
+    for name in (b"caf\xe9.png", b"b.png"):
+        PILImage.fromarray((rng.random((16, 16, 3)) * 255).astype("uint8")).save(os.path.join(folder, name))
+    model = tmp_path / "net.py"
+    model.write_text("import torch.nn as nn\n"
+                     "def make():\n    return nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),"
+                     " nn.Flatten(), nn.Linear(2, 2))\n")
+    out = tmp_path / "e.png"
+    code = cli_main(["exemplars", "--model", f"{model}:make", "--data", os.fsdecode(folder), "--layer", "0",
+                     "--k", "2", "--out", str(out), "--no-progress"])
+    said = capsys.readouterr().out
+    assert code == 0 and "caf\ufffd.png" in said and out.stat().st_size > 0

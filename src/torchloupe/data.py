@@ -244,9 +244,11 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def name(self, index: int) -> str:
-        """The file of ``index`` as shown to people: relative to :attr:`root` when there is one."""
+        """The file of ``index`` as shown to people: relative to :attr:`root` when there is one, as
+        text (bytes of a name that are not UTF-8 shown as U+FFFD, so figures and terminals take it)."""
         path = self.paths[index]
-        return os.path.relpath(path, self.root) if self.root is not None else path
+        shown = os.path.relpath(path, self.root) if self.root is not None else path
+        return os.fsencode(shown).decode("utf-8", "replace")
 
     def image(self, index: int) -> Tensor:
         """The image of ``index`` ``(C, H, W)`` in [0, 1], not normalized; an unreadable file is an

@@ -84,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``loupe`` command; its exit status. SIGINT exits 130, SIGTERM 143 (128 + the
     signal), after stopping any worker process and removing partial output, with one line."""
     previous = _catch_signals()
+    for stream in (sys.stdout, sys.stderr):  # a file name the terminal cannot show is escaped, never an error
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            reconfigure(errors="backslashreplace")
     try:
         return _run(argv)
     except KeyboardInterrupt:
