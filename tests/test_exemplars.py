@@ -484,3 +484,20 @@ def test_cli_ranges_saved_then_merged_equal_the_full_run(tmp_path, capsys):
                                                f"loupe exemplars --save wrote")
     assert main(["exemplars", "--data", str(tmp_path / "d.pt"), "--layer", "2"]) == 2
     assert "--model required (only --merge runs without a model)" in capsys.readouterr().err
+
+
+def test_a_plain_tensor_of_samples_is_a_dataset():
+    """``exemplars(model, x)`` with ``x`` of shape (N, ...): the same result as its TensorDataset."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 2))
+    x = torch.randn(10, 3, 8, 8)
+    a = tl.synthesis.exemplars(model, x, "1", k=3, batch_size=4, progress=False)
+    b = tl.synthesis.exemplars(model, TensorDataset(x), "1", k=3, batch_size=4, progress=False)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.values, b.values)
+    brute = model[:2](x).mean((2, 3)).T  # (channels, N): the top-3 per channel by hand
+    assert torch.equal(a.indices, brute.topk(3, dim=1).indices)
+    with pytest.raises(tl.errors.InputShapeError, match="expected \\(N, ...\\)"):
+        tl.synthesis.exemplars(model, torch.randn(10), "1", progress=False)

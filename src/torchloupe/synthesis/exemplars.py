@@ -317,6 +317,13 @@ def _batches(data: Any, batch_size: int, start: int, stop: int | None, rank: int
     :meth:`torchloupe.data.ImageFiles.collate_fn`, which a dataset given alone brings along)."""
     loader_kw: dict[str, Any] = {}
     dataset = None
+    if isinstance(data, Tensor):  # one (N, ...) tensor: its rows are the samples
+        if data.dim() < 2:
+            raise InputShapeError(f"data is a tensor of shape {tuple(data.shape)}; expected (N, ...) samples along "
+                                  f"dimension 0 (a batch of inputs)")
+        from torch.utils.data import TensorDataset
+
+        data = TensorDataset(data)
     if isinstance(data, DataLoader):
         if (not isinstance(data.dataset, IterableDataset) and isinstance(data.sampler, SequentialSampler)
                 and data.batch_size is not None):
@@ -579,7 +586,8 @@ def exemplars(
 ) -> ExemplarResult:
     """Exact top-``k`` samples of ``data`` per channel of ``layer``.
 
-    ``data``: a map-style ``Dataset``, a ``DataLoader``, or any iterable of batches. What an item
+    ``data``: a map-style ``Dataset``, a ``DataLoader``, an ``(N, ...)`` tensor of samples, or any
+    iterable of batches. What an item
     (or a batch) means: a tensor is the model's one input; a tuple or list ``(inputs, *rest)``
     (``(x, label)``, ``TensorDataset``'s ``(x,)``) has the model input first, and that input is a
     tensor, a tuple of tensors (positional inputs: an item ``((x1, x2), y)`` calls
