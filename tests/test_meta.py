@@ -94,7 +94,7 @@ def write_config(folder: Path, **extra) -> Path:
 def test_loupe_graph_hf_config_builds_the_architecture_on_meta(tmp_path, capsys):
     folder = write_config(tmp_path / "cfg")
     out = tmp_path / "out"
-    code = main(["graph", "--model", f"hf-config:{folder}", "--input-shape", "2,10", "--input-dtype", "int64",
+    code = main(["graph", "--model", f"hf-config:{folder}", "--input-shape", "2,10",  # token ids: the default here
                  "--out", str(out), "--format", "html,svg,txt"])
     assert code == 0
     said = capsys.readouterr().out

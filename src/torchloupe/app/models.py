@@ -214,6 +214,10 @@ def _hf_config_model(spec: str) -> nn.Module:
     config_file = path / "config.json" if path.is_dir() else path
     if not config_file.is_file():
         raise InputFileError(f"model spec {spec!r}: '{config_file}' is not a Hugging Face config.json")
+    code = hf_code_files(config_file.parent) if config_file.name == "config.json" else []
+    if code:
+        raise UsageError(f"model spec {spec!r}: the config names its own Python code ({', '.join(code)}), which "
+                         f"hf-config: never runs; only architectures transformers itself defines can be shown")
     try:
         config = transformers.AutoConfig.from_pretrained(str(config_file), local_files_only=True,
                                                          trust_remote_code=False)

@@ -27,8 +27,9 @@ def register(subparsers) -> None:
     given.add_argument("--input-shape", action="append",
                        help="comma-separated shape of one input, e.g. 1,3,224,224 (repeat for several inputs)")
     add_image_arguments(p, inputs=given)  # or real inputs: one --input per model argument
-    p.add_argument("--input-dtype", default="float32", choices=("float32", "float64", "int64"),
-                   help="dtype of the generated inputs (int64: token ids in [0, 100))")
+    p.add_argument("--input-dtype", default=None, choices=("float32", "float64", "int64"),
+                   help="dtype of the generated inputs (int64: token ids in [0, 100)); default: int64 when the "
+                        "model's first layer is an embedding, else float32")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--format", default="html,svg,txt", help=f"comma-separated, any of: {', '.join(FORMATS)}")
     p.add_argument("--depth", type=_depth, default=None, help="collapse containers below this depth (default: fit)")
@@ -80,13 +81,19 @@ def run(args: argparse.Namespace) -> int:
     if shapes:  # generated inputs and one traced forward over them: refused in one line when they cannot fit
         from ..._limits import check_memory, tensor_bytes
 
-        dtype = getattr(torch, args.input_dtype)
+        dtype = getattr(torch, args.input_dtype or "float32")
         check_memory(sum(tensor_bytes(s, dtype) for s in shapes) * 4,
                      f"--input-shape {' '.join(','.join(map(str, s)) for s in shapes)}", hint="use a smaller shape")
     output_folder(args.out, "--out", into="the graph")
     device = resolve_device(args)  # a device this machine lacks: one line, before loading the model
     model = place_model(args, load_model_from(args, meta_ok=True), device)  # a meta model stays on meta
     from ..models import is_meta
+
+    if args.input_dtype is None:  # token ids for a model whose first layer is an embedding, else float32
+        from ...inputs import first_layer
+
+        found = first_layer(model)
+        args.input_dtype = "int64" if found is not None and isinstance(found[1], torch.nn.Embedding) else "float32"
 
     meta = is_meta(model)
     if meta:
