@@ -309,7 +309,7 @@ class MHAMemory(nn.Module):
 
 
 def test_report_section_shows_multihead_attention_and_memory_reads_together():
-    from torchloupe.reporting.base import Figure, Subject, Text
+    from torchloupe.reporting.base import Figure, Finding, Subject, Text
     from torchloupe.reporting.sections import attention as section
 
     torch.manual_seed(4)
@@ -326,7 +326,7 @@ def test_report_section_shows_multihead_attention_and_memory_reads_together():
             w = torch.softmax(h.mean(1) @ model.memory.keys.T, 1)
         hit = float((w.argmax(-1) == slot).float().mean())
         assert f"peaks on the slot holding the answer in {hit:.1%} of 3 samples" in " ".join(
-            b.text for b in blocks if isinstance(b, Text))
+            b.text for b in blocks if isinstance(b, (Text, Finding)))
 
 
 def test_report_section_on_windowed_attention_says_how_the_batch_is_folded():

@@ -65,9 +65,11 @@ def test_frames_are_the_templates_pixel_for_pixel():
     frames, what = wl.frame_images(tracker.history, max_tiles=10, min_tile=28)
     t = _product(model).reshape(10, 1, 28, 28)
     scale = t.abs().amax()
-    red = (1 - (-t / scale).clamp(min=0))[:, 0]  # the diverging map's red channel: 1 - negative part
-    tile3 = frames[-1][0, 1:29, 1 + 3 * 29: 1 + 3 * 29 + 28]  # class 3's tile
-    assert what == "templates" and torch.allclose(tile3, red[3].float(), atol=1e-6)
+    from torchloupe.render.colormaps import SIGNED, colorize
+
+    rgb = colorize((t / scale)[:, 0].float(), SIGNED, -1.0, 1.0)  # the still figures' signed colormap
+    tile3 = frames[-1][:, 1:29, 1 + 3 * 29: 1 + 3 * 29 + 28]  # class 3's tile
+    assert what == "templates" and torch.allclose(tile3, rgb[3], atol=1e-6)
 
 
 def test_budget_too_small_for_the_chain_keeps_first_and_last_and_draws_no_fake_images():
@@ -126,7 +128,9 @@ def test_report_sections_show_effective_templates_labelled_by_class():
         [t for t in texts if t.isdigit()][:10]
     # the static weights section on flat 784 inputs: effective templates at 28x28, hidden units named so
     static = weights.build(Subject("mlp", model, torch.rand(4, 784)), {"quick": False, "seed": 0})
-    figs = {b.caption.split(":")[0]: b.figure for b in static if isinstance(b, Figure)}
+    shown = [b for b in static if isinstance(b, Figure)]  # a large matrix: its summary, the whole one on demand
+    shown += [f for b in static if type(b).__name__ == "Details" for f in b.blocks if isinstance(f, Figure)]
+    figs = {b.caption.split(":")[0]: b.figure for b in shown}
     eff = next(b for b in static if isinstance(b, Figure) and b.caption.startswith("Effective class templates"))
     assert "fc3.W @ fc2.W @ fc1.W" in eff.caption and "(1, 28, 28)" in eff.caption
     texts = [t.get_text() for t in eff.figure.findobj(lambda a: hasattr(a, "get_text")) if t.get_text()]

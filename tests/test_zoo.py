@@ -499,8 +499,10 @@ def e_maximize(z, model, x):
 
 def e_fusion_find(z, model, x):
     pts = tl.fusion.find(model, *x) if isinstance(x, tuple) else tl.fusion.find(model, x)
-    if z.name == "resnet18":
-        need(len(pts) == 8, f"{len(pts)} fusion points; resnet18 has 8 residual adds")
+    if z.name == "resnet18":  # its 8 adds join a block's input with a function of it: residuals, not fusion
+        need(len(pts) == 0, f"{len(pts)} fusion points; resnet18 has none (8 residual adds)")
+        res = tl.fusion.residuals(model, x)
+        need(len(res) == 8 and all(p.join == "residual" for p in res), f"{len(res)} residuals; resnet18 has 8")
     if z.kind == "pair":
         cats = [p for p in pts if "cat" in str(p)]
         need(len(cats) == 1, f"fusion points {pts}: expected the one torch.cat of both branches")

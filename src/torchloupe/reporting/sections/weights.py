@@ -70,13 +70,14 @@ def build(subject: Subject, options: dict):
         is_head = (labels is not None and W.shape[0] == len(labels)) or (bool(chain) and m is chain[-1][1])
         reads_input = first is not None and m is first[1]
         inner = id(m) in index and not reads_input
+        rows = "class" if is_head else "hidden unit" if id(m) in index else "output unit"
+        columns = f"hidden unit of {chain[index[id(m)] - 1][0]}" if inner else "input feature"
         if _too_large(*W.shape) and not (is_head and labels is not None and len(labels) <= 40):
-            blocks.extend(_matrix_blocks(W, name, "class" if is_head else "output unit", "input feature", "weight matrix"))
+            blocks.extend(_matrix_blocks(W, name, rows, columns, "weight matrix"))
             continue
         blocks.append(Figure(
             weight_matrix_figure(W, title=f"{name}: {W.shape[0]}x{W.shape[1]}",
-                                 ylabel="class" if is_head else "hidden unit" if id(m) in index else "output unit",
-                                 xlabel=f"hidden unit of {chain[index[id(m)] - 1][0]}" if inner else "input feature",
+                                 ylabel=rows, xlabel=columns,
                                  row_labels=labels if is_head else None),
             caption=f"{name} weight matrix" + (" (rows are classes)" if is_head else
                                                " (rows are hidden units)" if id(m) in index else "")))
