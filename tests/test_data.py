@@ -287,13 +287,16 @@ def test_pt_is_loaded_with_mmap_and_weights_only(tmp_path, monkeypatch):
 
 
 _SPARSE = textwrap.dedent("""
-    import resource, sys
+    import sys
     import numpy as np
     from torchloupe import data
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    def peak_kib():  # this process's own high-water mark (ru_maxrss would carry the parent's over exec)
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    before = peak_kib()
     ds = data.tensors(sys.argv[1])
     total = sum(float(ds[i][0].sum()) for i in range(0, len(ds), len(ds) // 7))
-    print(len(ds), total, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+    print(len(ds), total, (peak_kib() - before) // 1024)
 """)
 
 
@@ -312,7 +315,7 @@ def test_a_npy_file_larger_than_memory_use_is_read_item_by_item(tmp_path):
 
 # --- bounded memory ---------------------------------------------------------------------------
 _RUN = textwrap.dedent("""
-    import resource, sys, warnings
+    import sys, warnings
     import torch
     from torch import nn
     import torchloupe as tl
@@ -320,10 +323,13 @@ _RUN = textwrap.dedent("""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2))
     ds = tl.data.images(sys.argv[1], size=48)
+    def peak_kib():  # this process's own high-water mark (ru_maxrss would carry the parent's over exec)
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
     ds[0]; tl.synthesis.exemplars(model, [ds[0][0][None]], "2", k=4)  # warm up every allocation path
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kib()
     ex = tl.synthesis.exemplars(model, ds, "2", k=4, batch_size=32)
-    print(ex.seen, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before))
+    print(ex.seen, peak_kib() - before)
 """)
 
 
