@@ -213,6 +213,17 @@ def made(path: Path) -> Path:
 
 # -- argparse types --------------------------------------------------------------------------
 
+def nonnegative_int(text: str, what: str = "a whole number") -> int:
+    """argparse type: an integer of at least 0 (argparse turns the error into one line, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected {what} of at least 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; expected {what} of at least 0")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer of at least 1 (argparse turns the error into one line, exit 2)."""
     try:

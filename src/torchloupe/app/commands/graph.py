@@ -9,7 +9,7 @@ import sys
 import torch
 
 from ...errors import MissingDependencyError, UnsupportedModelError, UsageError
-from ._common import (add_device_arguments, add_image_arguments, add_model_arguments, add_progress_argument,
+from ._common import (nonnegative_int, add_device_arguments, add_image_arguments, add_model_arguments, add_progress_argument,
                       load_model_from, output_folder, place_model, precision_context, resolve_device)
 
 
@@ -47,14 +47,8 @@ def register(subparsers) -> None:
 
 
 def _depth(text: str) -> int:
-    """argparse type of --depth: an int of at least 0 (argparse makes the error one line, exit 2)."""
-    try:
-        depth = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected a depth of at least 0") from None
-    if depth < 0:
-        raise argparse.ArgumentTypeError(f"{depth} is negative; expected a depth of at least 0 (0: the top level)")
-    return depth
+    """argparse type of --depth: an int of at least 0 (0: the top level)."""
+    return nonnegative_int(text, "a depth (0: the top level)")
 
 
 def _shape(text: str) -> tuple[int, ...]:
