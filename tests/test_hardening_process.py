@@ -105,9 +105,17 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
 
 
+def _interruptible() -> None:
+    """In the child before exec: Ctrl-C's default action. A shell starts background jobs (``make test &``,
+    some CI runners) with SIGINT ignored, and Python then keeps it ignored, as a user who ran loupe that
+    way asked; the tests want a terminal's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _loupe(args: list[str], cwd: Path, **env: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "torchloupe", *args], cwd=cwd, env=_env(**env),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_interruptible)
 
 
 def _workers(proc: subprocess.Popen, n: int = 2, within: float = 120.0) -> list[int]:
