@@ -516,3 +516,34 @@ def test_exemplars_of_a_file_whose_name_is_not_utf8(tmp_path, capsys):
                      "--k", "2", "--out", str(out), "--no-progress"])
     said = capsys.readouterr().out
     assert code == 0 and "caf\ufffd.png" in said and out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("factory, layer", [("make_convnet", "conv2"), ("make_mlp", "fc1")])
+def test_exemplars_data_read_as_the_model_reads_images(tmp_path, capsys, factory, layer):
+    """--data follows --input's rule: gray for a 1-channel ConvNet, flat 28 x 28 gray vectors for the
+    784-input MLP; the top sample equals a brute-force pass over the same images."""
+    from PIL import Image as PILImage
+
+    from tests import cli_models
+    from torchloupe.app.cli import main as cli_main
+
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "digits" / "a"
+    folder.mkdir(parents=True)
+    pixels = [(rng.random((28, 28)) * 255).astype("uint8") for _ in range(6)]
+    for i, p in enumerate(pixels):
+        PILImage.fromarray(p, "L").save(folder / f"{i}.png")
+    spec = f"{Path(cli_models.__file__)}:{factory}"
+    code = cli_main(["exemplars", "--model", spec, "--data", str(tmp_path / "digits"), "--layer", layer,
+                     "--k", "1", "--channels", "0", "--no-progress"])
+    said = capsys.readouterr().out
+    assert code == 0, said
+    torch.manual_seed(0)  # the CLI builds the model under seed 0 (its random init)
+    from torchloupe.app.models import load_model
+
+    model = load_model(spec)
+    x = torch.from_numpy(np.stack(pixels)).float().div(255)[:, None]
+    acts = tl.activations(model, x if factory == "make_convnet" else x.flatten(1), [layer])[layer]
+    per_sample = acts[:, 0].flatten(1).mean(1) if acts.dim() > 2 else acts[:, 0]
+    best = int(per_sample.argmax())
+    assert f"channel 0: #{best} a/{best}.png" in said

@@ -88,7 +88,26 @@ def is_file_data(spec: str) -> bool:
     return not spec.startswith("demo:") and Path(spec).suffix.lower() not in (".pt", ".pth", ".npy")
 
 
-def load_data(spec: str, normalize: str | None, size: int | None = None):
+def image_reading(model) -> tuple[str, int | None, bool]:
+    """``(mode, side, flat)``: how the model's first layer reads images, by the rule of ``--input``
+    (:mod:`torchloupe.app.loading`): gray for a 1-channel ``Conv2d``; for a model whose first layer is a
+    ``Linear`` of side² (or 3·side²) features and that has no convolution, square images of that side
+    read as flat vectors (the 784-input MLP of 28 x 28 digits); RGB otherwise."""
+    from torch import nn
+
+    from ..loading import reading_layers, square_side_for
+
+    readers = reading_layers(model)
+    layer = readers[0][1] if readers else None
+    if isinstance(layer, nn.Conv2d):
+        return ("L" if layer.in_channels == 1 else "RGB"), None, False
+    square = square_side_for(layer)
+    if square is not None and not any(isinstance(m, nn.Conv2d) for _, m in readers):
+        return square[1], square[0], True
+    return "RGB", None, False
+
+
+def load_data(spec: str, normalize: str | None, size: int | None = None, mode: str = "RGB"):
     """The dataset ``--data`` names: image files (:func:`torchloupe.data.images`, resized to
     ``size``), a memory-mapped tensor file (:func:`torchloupe.data.tensors`) or a demo set."""
     from ... import data
@@ -108,7 +127,7 @@ def load_data(spec: str, normalize: str | None, size: int | None = None):
 
         return digits_dataset()
     if is_file_data(spec):
-        return data.images(spec, size=size, normalize=normalize)
+        return data.images(spec, size=size, normalize=normalize, mode=mode)
     try:
         return data.tensors(spec, normalize=normalize)
     except InputFileError as exc:
@@ -176,7 +195,13 @@ def run(args: argparse.Namespace) -> int:
         files = is_file_data(args.data)
         normalize = normalization(args.model, args.normalize or ("auto" if files else "none"))
         size = args.size if args.size is not None else (224 if files and normalize == "imagenet" else None)
-        data = load_data(args.data, normalize, size)
+        mode, side, flat = image_reading(model) if files else ("RGB", None, False)
+        if flat:  # images read as the flat vectors the model takes, reshaped by a view of the model
+            from ..bound import Held
+
+            size = size or side
+            target = Held(model, None, 0, ((1 if mode == "L" else 3) * size * size,))
+        data = load_data(args.data, normalize, size, mode)
         _check_data(model, data, args.model)
     device = next((p.device for p in model.parameters()), None)
     with D.session(device=device):
