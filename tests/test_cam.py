@@ -341,7 +341,7 @@ def test_a_method_registered_in_one_line_reaches_compare_the_cli_and_the_report(
            "maxgradcam (default: gradcam)" in help_text
     # the report's CAM section shows every registered method
     subject = Subject(name="tiny", model=tiny_cnn().eval(), inputs=torch.rand(2, 3, 16, 16))
-    blocks = {s.key: s for s in registered()}["cam"].build(subject, {"quick": True, "seed": 0})
+    blocks = {s.key: s for s in registered()}["cam"].build(subject, {"quick": True, "seed": 0}).render()
     fig = [b for b in blocks if isinstance(b, Figure)][0].figure
     assert [t.get_text() for t in fig.axes[0].texts if t.get_rotation() == 0][-2:] == ["Eigen-CAM", "Max-Grad-CAM"]
 

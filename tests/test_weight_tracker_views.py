@@ -136,7 +136,7 @@ def test_demo_run_is_the_demo_model_bit_for_bit_and_cached(tmp_path, monkeypatch
     assert torch.equal(h2.stats.nan_to_num(-1), h.stats.nan_to_num(-1)) and torch.equal(h2["fc.weight"], h["fc.weight"])
     assert torch.equal(model2.fc.weight, model.fc.weight)
     s = digits_subject(0, 10, 0, "digits linear classifier", ["fc"])
-    assert s.extras["tracker"].every == 10 and s.model(s.inputs).shape == (10, 10)
+    assert s.tracker.every == 10 and s.model(s.inputs).shape == (10, 10)
 
 
 def test_tracker_imports_no_matplotlib():

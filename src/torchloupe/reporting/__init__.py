@@ -18,6 +18,7 @@ from .base import (
     Image,
     NotApplicable,
     Section,
+    SectionData,
     Subject,
     Table,
     Text,
@@ -25,10 +26,16 @@ from .base import (
     registered,
 )
 from .builder import ReportInfo, SectionRun, available_sections, build_report, report, select_sections
+from .notebook import section
+from .options import ReportOptions, SectionOptions
 
 __all__ = [
     "report",
     "build_report",
+    "section",
+    "ReportOptions",
+    "SectionOptions",
+    "SectionData",
     "ReportInfo",
     "SectionRun",
     "available_sections",

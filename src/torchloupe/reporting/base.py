@@ -1,26 +1,44 @@
-"""What a report is made of: subjects, sections and blocks.
+"""What a report is made of: subjects, sections, the data sections compute, and blocks.
 
-A *subject* is one model with its inputs (and whatever else a section may use:
-class labels, display images, object masks, a dataset, a weight tracker...).
-A *section* is a function ``build(subject, options) -> list[Block] | NotApplicable``
-registered with :func:`register`; the report runs every section on every
-subject and lays the blocks out. Sections compute with the compute layer and
-draw with :mod:`torchloupe.render`; they never write HTML by string pasting:
-text goes in :class:`Text`, tables in :class:`Table`, and the only raw markup
-(:class:`Html`) is produced by torchloupe's own templates with escaping on.
+A *subject* is one model with its inputs (and whatever else a section may use: class labels,
+display images, object masks, true classes, tokens, a dataset, a weight tracker...).
 
-A new section is one module under ``reporting/sections/`` that calls :func:`register`
-with its key, title and order: the modules are found by :func:`import_sections`, with no list
-to edit.
+A *section* runs in two steps, **compute then render**: ``build(subject, options)`` computes and
+returns a :class:`SectionData` (a small dataclass of tensors and numbers), whose ``render()`` draws
+it as a list of blocks; the report keeps the data when drawing fails (the entry shows the error
+and the data's numbers) and returns it (:attr:`~torchloupe.reporting.ReportInfo.data`), and a
+notebook shows the same object with the same blocks (``_repr_html_``; :func:`torchloupe.reporting.section`
+computes one section for one model). A small section may still return its blocks directly.
+``options`` is the section's typed options object (:mod:`torchloupe.reporting.options`).
+
+Blocks: text goes in :class:`Text`, tables in :class:`Table`, figures in :class:`Figure`, what to
+conclude in :class:`Finding`, and the only raw markup (:class:`Html`) is produced by torchloupe's own
+templates with escaping on. Sections never write HTML by string pasting.
+
+A new section is one module under ``reporting/sections/`` that calls :func:`register`; where it
+stands in the report is its place in :data:`torchloupe.reporting.sections.ORDER` (a section outside
+torchloupe gives ``order``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 from torch import Tensor, nn
+
+from ..errors import UsageError
+from .options import SectionOptions
+
+#: ``Subject(extras={...})`` keys from before subjects had typed fields: where each now lives (a
+#: field of :class:`Subject`, or ``(section, option)``). Read by :meth:`Subject.__post_init__`.
+_EXTRAS = {
+    "targets": "targets", "tokens": "tokens", "tracker": "tracker", "signal": "signal", "files": "files",
+    "cam_layer": "cam_layer", "input_shape": ("weights", "input_shape"), "output": ("overview", "output"),
+    "memory": ("attention", "memory"), "slot": ("attention", "slot"), "attend_back": ("attention", "attend_back"),
+    "fusion": ("fusion", None),
+}
 
 
 @dataclass
@@ -31,10 +49,18 @@ class Subject:
     ``output``: where the class scores are in what the model returns (see :mod:`torchloupe.targets`).
     ``images``: ``(N, 3, H, W)`` in [0, 1] to draw overlays on; defaults to ``inputs``
     when those look like images. ``labels``: class names. ``masks``: ``(N, H, W)`` bool
-    object masks when known. ``dataset``: for dataset-scale views. ``extras``: anything
-    a section documents that it reads (e.g. ``"tracker"``). ``sections``: the keys of the
-    sections this subject appears in (None: every section of the report), so a report
-    on several models can show each where it tells something.
+    object masks when known. ``targets``: ``(N,)`` true class indices when known. ``tokens``: the
+    tokens of a text or sequence input (a list of strings per sample, or one list for all).
+    ``dataset``: for dataset-scale views; ``files``: where the inputs came from (shown with them).
+    ``tracker``: a :class:`~torchloupe.weights.WeightTracker` (or its history) from training.
+    ``signal``: ``(N, T)`` a quantity the recurrent units may track. ``cam_layer``: the layer
+    the class activation maps read (else found). ``sections``: the keys of the sections this
+    subject appears in (None: every section of the report), so a report on several models can
+    show each where it tells something. ``options``: section options for this model only, by
+    section key (see :mod:`torchloupe.reporting.options`), over the report's.
+
+    ``extras`` is the dict of string keys subjects had before these fields; its known keys are moved
+    to their field or section option, and an unknown key is refused naming the closest.
     """
 
     name: str
@@ -48,6 +74,46 @@ class Subject:
     extras: dict[str, Any] = field(default_factory=dict)
     sections: Sequence[str] | None = None
     output: Any = None
+    targets: Any = None
+    tokens: Any = None
+    files: Sequence[str] | None = None
+    tracker: Any = None
+    signal: Tensor | None = None
+    cam_layer: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.options is None:
+            self.options = {}
+        if not isinstance(self.options, dict):
+            raise UsageError(f"subject {self.name!r}: options must be a dict of section options by section key, "
+                             f"got {type(self.options).__name__}")
+        extras, self.extras = dict(self.extras or {}), {}
+        for key, value in extras.items():
+            where = _EXTRAS.get(key)
+            if where is None:
+                import difflib
+
+                close = difflib.get_close_matches(str(key), sorted(_EXTRAS), n=3)
+                hint = ("closest: " + ", ".join(repr(c) for c in close)) if close else "known: " + ", ".join(sorted(_EXTRAS))
+                raise UsageError(f"subject {self.name!r}: unknown extras key {key!r}; {hint} "
+                                 f"(extras are kept for old code: use Subject's fields and options)")
+            if isinstance(where, str):
+                if getattr(self, where) is None:
+                    setattr(self, where, value)
+                continue
+            section, option = where
+            mine = self.options.get(section)
+            mine = dict(mine.given()) if isinstance(mine, SectionOptions) else dict(mine or {})
+            if option is None:  # a dict of the section's options ("fusion"); its "targets" are the subject's
+                value = dict(value or {})
+                if "targets" in value and self.targets is None:
+                    self.targets = value["targets"]
+                value.pop("targets", None)
+                mine = {**value, **mine}
+            else:
+                mine.setdefault(option, value)
+            self.options[section] = {k: v for k, v in mine.items() if k not in ("quick", "seed", "precision", "report_sections")}
 
     @property
     def shared(self) -> Any:
@@ -207,31 +273,136 @@ class NotApplicable:
 Block = Union[Figure, Image, Table, Text, Html, Details, Finding]
 
 
+class SectionData:
+    """What a section computed for one subject, before any drawing (subclasses are dataclasses).
+
+    ``render()`` returns the section's blocks (figures are drawn there, not in ``build``). In a
+    notebook the object shows itself as those blocks (``_repr_html_``); in the report, when
+    ``render()`` fails, the entry shows the error and :meth:`numbers`, and the object itself is in
+    :attr:`~torchloupe.reporting.ReportInfo.data`.
+    """
+
+    section: ClassVar[str] = ""
+
+    def render(self) -> list:
+        raise NotImplementedError(f"{type(self).__name__}.render")
+
+    def numbers(self) -> list[list[str]]:
+        """``[field, value]`` rows: every field, tensors by shape and range (what a failed drawing shows)."""
+        import dataclasses
+
+        rows = []
+        for f in dataclasses.fields(self) if dataclasses.is_dataclass(self) else ():
+            rows.append([f.name, _brief(getattr(self, f.name))])
+        return rows
+
+    def _repr_html_(self) -> str:
+        from .notebook import section_html
+
+        return section_html(self)
+
+
+def _brief(value: Any, limit: int = 160) -> str:
+    """A short plain description of a value: a tensor's shape, dtype and range; else its repr, cut."""
+    if isinstance(value, Tensor):
+        text = f"tensor {tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
+        if value.numel() and value.is_floating_point():
+            v = value.detach().float()
+            text += f" in [{float(v.min()):.4g}, {float(v.max()):.4g}]"
+        elif value.numel() and value.numel() <= 16:
+            text += f" {value.tolist()}"
+        return text
+    if isinstance(value, SectionData):
+        return type(value).__name__
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @dataclass(frozen=True)
 class Section:
+    """A registered section. ``build(subject, options)`` returns a :class:`SectionData` (or blocks,
+    or :class:`NotApplicable`); ``options`` is its options class (:class:`SectionOptions` or a subclass)."""
+
     key: str
     title: str
     blurb: str  # one line: what the reader sees
     order: int
-    build: Callable[[Subject, dict], Union[Sequence[Block], NotApplicable]]
+    build: Callable[[Subject, Any], Union[SectionData, Sequence[Block], NotApplicable]]
     cost: float = 1.0  # relative time, only to start the slow sections first when they run in parallel
+    options: type = SectionOptions
 
 
 _REGISTRY: dict[str, Section] = {}
 
 
-def register(key: str, title: str, blurb: str, order: int, cost: float = 1.0):
+def register(key: str, title: str, blurb: str, order: int | None = None, cost: float = 1.0,
+             options: type = SectionOptions):
     """Decorator registering ``build(subject, options)`` as a report section.
 
-    ``cost``: its time relative to a typical section (measured on the demo); a parallel
-    report starts the costly ones first so no worker is left with a long one at the end.
+    Its place: torchloupe's own sections stand where :data:`torchloupe.reporting.sections.ORDER`
+    lists them (``order`` must then be left out); another section gives ``order``, a number among
+    theirs (10, 20, ...: :func:`order_of` for a key). ``cost``: its time relative to a typical
+    section (measured on the demo); a parallel report starts the costly ones first so no worker is
+    left with a long one at the end. ``options``: the section's options class (a
+    :class:`SectionOptions` subclass whose fields are its knobs).
     """
+    if not (isinstance(options, type) and issubclass(options, SectionOptions)):
+        raise UsageError(f"section {key!r}: options must be a SectionOptions subclass, got {options!r}")
 
     def deco(fn):
-        _REGISTRY[key] = Section(key=key, title=title, blurb=blurb, order=order, build=fn, cost=float(cost))
-        return fn
+        import functools
+
+        from .sections import ORDER
+
+        @functools.wraps(fn)
+        def build(subject, opts=None):
+            if not isinstance(opts, options):  # a dict (or nothing) from a direct call: typed, with the subject's own
+                import dataclasses
+
+                from .options import section_fields
+
+                mine = (getattr(subject, "options", None) or {}).get(key)
+                opts = dataclasses.replace(coerce_options(options, key, opts),
+                                           **section_fields(options, key, mine, f"subject {subject.name!r}"))
+            return fn(subject, opts)
+
+        if key in ORDER and order is not None:
+            raise UsageError(f"section {key!r} stands where sections.ORDER lists it; leave order out")
+        place = order_of(key) if key in ORDER else order
+        if place is None:
+            raise UsageError(f"section {key!r} is not in torchloupe.reporting.sections.ORDER; give order=N "
+                             f"(built-in sections: {', '.join(f'{k}={order_of(k)}' for k in ORDER)})")
+        _REGISTRY[key] = Section(key=key, title=title, blurb=blurb, order=int(place), build=build, cost=float(cost),
+                                 options=options)
+        return build
 
     return deco
+
+
+def coerce_options(cls: type, key: str, opts: Any) -> SectionOptions:
+    """``opts`` as section ``key``'s options class ``cls``: an instance as it is, a dict of common and
+    own fields (unknown ones refused in one line), None for the defaults."""
+    from .options import COMMON, section_fields
+
+    if isinstance(opts, cls):
+        return opts
+    if opts is None:
+        return cls()
+    if isinstance(opts, SectionOptions):  # another class: its common fields, and its own when they fit
+        common = {k: getattr(opts, k) for k in COMMON}
+        return cls(**common, **section_fields(cls, key, {k: v for k, v in opts.given().items() if k not in COMMON},
+                                               "options"))
+    if not isinstance(opts, dict):
+        raise UsageError(f"section {key!r}: options must be a {cls.__name__} or a dict, got {type(opts).__name__}")
+    common = {k: (tuple(v) if k == "report_sections" else v) for k, v in opts.items() if k in COMMON}
+    return cls(**common, **section_fields(cls, key, {k: v for k, v in opts.items() if k not in COMMON}, "options"))
+
+
+def order_of(key: str) -> int:
+    """Where a built-in section stands: 10 for the first in :data:`~torchloupe.reporting.sections.ORDER`, 20 ..."""
+    from .sections import ORDER
+
+    return 10 * (ORDER.index(key) + 1)
 
 
 def import_sections(strict: bool = True) -> list[tuple[str, str]]:

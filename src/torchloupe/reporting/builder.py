@@ -5,10 +5,12 @@ progress bar on stderr), turns the blocks into view data (images as base64 data
 URIs, tables as formatted strings) and renders them through one Jinja2 template
 with autoescaping on. Nothing in the output refers to the network.
 
-A section that returns :class:`NotApplicable` (or raises
-:class:`~torchloupe.errors.UnsupportedModelError`) is listed in one line; a
-section that raises anything else shows a one-line error in its place, with
-the traceback folded away, and the report goes on.
+A section computes, then renders (:class:`~torchloupe.reporting.base.SectionData`): the two steps
+fail apart. A section that returns :class:`NotApplicable` (or raises
+:class:`~torchloupe.errors.UnsupportedModelError`) is listed in one line; one whose computing
+raises shows a one-line error in its place, with the traceback folded away; one whose drawing
+raises shows the error and the numbers it computed, and keeps its data object in
+:attr:`ReportInfo.data`. The report always goes on.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from .parallel import run_jobs, worker_count
 from ..errors import InputTypeError, OutputError, UnsupportedModelError, UsageError, require
 from ..files import atomic_write
 from . import base
-from .base import DeferredSubject, NotApplicable, Section, Subject
+from .base import DeferredSubject, NotApplicable, Section, SectionData, Subject
 from .blocks import block_view
+from .options import ReportOptions, SectionOptions, options_for
 
 
 DEFAULT_OPTIONS = {"quick": False, "seed": 0, "precision": "fp32"}
@@ -69,6 +72,10 @@ class ReportInfo:
     import_errors: tuple[tuple[str, str], ...] = ()
     write_seconds: float = 0.0  # of which: rendering the HTML and writing the file
     loads: tuple[tuple[str, float], ...] = ()  # (name, seconds) of each deferred subject loaded
+    #: What each section computed, by ``(section key, subject name)``: its
+    #: :class:`~torchloupe.reporting.base.SectionData` (shown in a notebook as the report shows it),
+    #: kept also when drawing it failed. Sections that return blocks directly have none.
+    data: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def timings(self) -> dict[str, float]:
@@ -208,39 +215,67 @@ def _unique_slugs(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _precision(section: Section, subject: Subject, options: dict):
-    """Autocast of ``options["precision"]`` on the subject's device for a read-only section."""
+def _precision(section: Section, subject: Subject, options: SectionOptions):
+    """Autocast of ``options.precision`` on the subject's device for a read-only section."""
     from ..devices import autocast
 
-    precision = str(options.get("precision", "fp32"))
+    precision = str(options.precision)
     if section.key not in READ_ONLY_SECTIONS:
         precision = "fp32"
     device = next((p.device for p in subject.model.parameters()), torch.device("cpu"))
     return autocast(device, precision)
 
 
-def _run_one(section: Section, subject: Subject, options: dict) -> tuple[str, Any]:
-    """Run one section; returns ("ok", blocks) | ("not-applicable", reason) | ("error", (line, traceback))."""
+def _run_one(section: Section, subject: Subject, options: SectionOptions) -> tuple[str, Any, Any]:
+    """Run one section: ``(status, payload, data)``: ("ok", views, data) | ("not-applicable", reason, None)
+    | ("error", (line, traceback), data). ``data``: the section's :class:`SectionData` (None when it
+    returned blocks, or failed while computing); when only drawing it failed, the status is "error"
+    and the payload's views show the numbers it holds."""
+    data = None
     try:
         with torch.random.fork_rng(devices=[]), _precision(section, subject, options):
-            torch.manual_seed(int(options.get("seed", 0)))
-            result = section.build(subject, dict(options))
-        if isinstance(result, NotApplicable):
-            return "not-applicable", result.reason
-        if result is None:
-            raise TypeError(f"section {section.key!r} returned None; expected a list of blocks or NotApplicable")
-        return "ok", _views(list(result), options)
+            torch.manual_seed(int(options.seed))
+            result = section.build(subject, options)
+            if isinstance(result, NotApplicable):
+                return "not-applicable", result.reason, None
+            if result is None:
+                raise TypeError(f"section {section.key!r} returned None; expected SectionData, a list of blocks "
+                                f"or NotApplicable")
+            if isinstance(result, SectionData):
+                data = result
+                try:
+                    result = data.render()
+                except Exception as exc:  # drawing failed: the computed numbers are still shown and kept
+                    line = f"{type(exc).__name__}: {_first_line(exc)}"
+                    return "error", (f"drawing failed: {line}", "".join(traceback.format_exception(exc)),
+                                     _views([base.Table(["field", "value"], data.numbers(),
+                                                        caption=f"What {section.title} computed "
+                                                                f"({type(data).__name__}), not drawn")], options)), data
+        return "ok", _views(list(result), options), data
     except UnsupportedModelError as exc:
-        return "not-applicable", _first_line(exc)
+        return "not-applicable", _first_line(exc), None
     except Exception as exc:  # isolate: one failing view never kills the report
         line = f"{type(exc).__name__}: {_first_line(exc)}"
-        return "error", (line, "".join(traceback.format_exception(exc)))
+        return "error", (line, "".join(traceback.format_exception(exc))), data
+
+
+def _portable(data: Any) -> Any:
+    """``data`` if it can travel back from a worker process (pickles), else None (the views still do)."""
+    if data is None:
+        return None
+    import pickle
+
+    try:
+        pickle.dumps(data)
+    except Exception:
+        return None
+    return data
 
 
 _BLOCKS = (base.Figure, base.Image, base.Table, base.Text, base.Html, base.Details, base.Finding)
 
 
-def _views(blocks: list, options: dict) -> list[dict[str, Any]]:
+def _views(blocks: list, options: Any) -> list[dict[str, Any]]:
     """The views of a section's blocks, each on its own: a block that fails to render becomes an
     error view naming it, and the other blocks (the section's computed data) are kept. A
     :class:`~torchloupe.reporting.base.Finding`'s ``ref`` becomes the index of the block it names."""
@@ -346,17 +381,18 @@ def build_report(
     subjects: Sequence[Subject | DeferredSubject] | Subject | DeferredSubject,
     path: str | os.PathLike,
     sections: str | Iterable[str | Section] = "all",
-    options: dict | None = None,
+    options: ReportOptions | dict | None = None,
     progress: bool = True,
     title: str | None = None,
     jobs: int | str = 1,
 ) -> ReportInfo:
     """Run ``sections`` on every subject and write one self-contained HTML file to ``path``.
 
-    ``options`` reaches every section (``quick``, ``seed`` and anything a section documents), with
-    ``report_sections``: the keys of the sections this subject appears in;
-    ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) runs the sections that only read the model
-    (:data:`READ_ONLY_SECTIONS`) under autocast on the model's device. Subjects' models and inputs
+    ``options``: a :class:`~torchloupe.reporting.options.ReportOptions` (or a dict of its fields and
+    of section keys): ``quick``, ``seed``, ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``: runs the
+    sections that only read the model, :data:`READ_ONLY_SECTIONS`, under autocast on the model's
+    device) and each section's own typed options; a subject's ``options`` override them for it.
+    Unknown keys and fields are refused in one line before any section runs. Subjects' models and inputs
     may be on any device (the sections compute there and draw from the CPU).
     ``jobs``: processes to run the sections in (``"auto"``: one per CPU, at most 4). More than
     one forks this process (Linux only, and not once CUDA is in use: then it runs in order),
@@ -371,10 +407,11 @@ def build_report(
 
     subjects = _check_subjects(subjects)
     chosen, import_errors = _resolve(sections)
-    opts = {**DEFAULT_OPTIONS, **(options or {})}
+    ropts = ReportOptions.of(options)
+    ropts.check()
     from ..devices import check_precision
 
-    check_precision(opts["precision"])  # a bad name: one line, before any section runs
+    check_precision(ropts.precision)  # a bad name: one line, before any section runs
     path = Path(path)
     if path.exists() and path.is_dir():
         raise UsageError(f"report path '{path}' is a directory; expected a file path such as '{path / 'report.html'}'")
@@ -387,6 +424,9 @@ def build_report(
     shown = _shown_in(subjects, chosen)
     tasks = [(a, b) for a in range(len(chosen)) for b in range(len(subjects))
              if shown[b] is None or chosen[a].key in shown[b]]
+    for a, b in tasks:  # every subject's section options checked (one line) before any section runs
+        if isinstance(subjects[b], Subject):
+            options_for(chosen[a], ropts, subjects[b])
     # One job per task, except that a deferred subject's tasks form one job, so it loads once.
     groups: list[list[int]] = []
     group_of: dict[int, int] = {}
@@ -410,7 +450,7 @@ def build_report(
     order = sorted(range(len(groups)), key=cost)
     workers = worker_count(jobs, len(groups))
 
-    def job(g: int) -> tuple[list[tuple[int, tuple[str, Any, float]]], tuple[str | None, float, str] | None]:
+    def job(g: int) -> tuple[list[tuple[int, tuple[str, Any, Any, float]]], tuple[str | None, float, str] | None]:
         subject, load = subjects[tasks[groups[g][0]][1]], None
         if isinstance(subject, DeferredSubject):
             t0 = time.perf_counter()
@@ -418,7 +458,7 @@ def build_report(
                 subject = _load(subject)
             except Exception as exc:  # every section of this subject shows the load error
                 line = f"loading the model failed: {type(exc).__name__}: {_first_line(exc)}"
-                failed = ("error", (line, "".join(traceback.format_exception(exc))), 0.0)
+                failed = ("error", (line, "".join(traceback.format_exception(exc))), None, 0.0)
                 return [(t, failed) for t in groups[g]], (None, time.perf_counter() - t0, line)
             load = (type(subject.model).__name__, time.perf_counter() - t0, "")
         out = []
@@ -426,11 +466,16 @@ def build_report(
             t0 = time.perf_counter()
             b = tasks[t][1]  # the sections this subject appears in: a section can leave to another what it shows
             keys = tuple(chosen[a].key for a, bb in tasks if bb == b)
-            status, payload = _run_one(chosen[tasks[t][0]], subject, {**opts, "report_sections": keys})
-            out.append((t, (status, payload, time.perf_counter() - t0)))
+            try:
+                sopts = options_for(chosen[tasks[t][0]], ropts, subject, keys)
+            except UsageError as exc:  # a deferred subject's own options, seen only once it loaded
+                status, payload, data = "error", (f"UsageError: {_first_line(exc)}", ""), None
+            else:
+                status, payload, data = _run_one(chosen[tasks[t][0]], subject, sopts)
+            out.append((t, (status, payload, _portable(data) if workers > 1 else data, time.perf_counter() - t0)))
         return out, load
 
-    results: dict[tuple[int, int], tuple[str, Any, float]] = {}
+    results: dict[tuple[int, int], tuple[str, Any, Any, float]] = {}
     loads: dict[int, tuple[str | None, float, str]] = {}
     bar = tqdm(
         total=len(tasks), desc="report", unit="view", file=sys.stderr,
@@ -453,6 +498,7 @@ def build_report(
 
     assets: dict[str, tuple[str, str]] = {}  # one copy of each script and style of the Html blocks
     findings: list[list[dict[str, str]]] = [[] for _ in subjects]
+    kept: dict[tuple[str, str], Any] = {}
     for a, (section, sslug) in enumerate(zip(chosen, section_slugs)):
         sview: dict[str, Any] = {
             "key": section.key, "title": section.title, "blurb": section.blurb,
@@ -461,7 +507,9 @@ def build_report(
         for b, (subject, subslug) in enumerate(zip(subjects, subject_slugs)):
             if (a, b) not in results:  # the subject is not shown in this section
                 continue
-            status, payload, secs = results[a, b]
+            status, payload, data, secs = results[a, b]
+            if data is not None:
+                kept[section.key, subject.name] = data
             sview["seconds"] += secs
             item = {"subject": subject.name, "model": model_names[b], "slug": subslug,
                     "anchor": f"s-{sslug}--{subslug}", "status": status}
@@ -484,7 +532,9 @@ def build_report(
                 sview["na"].append({"subject": subject.name, "reason": payload, "slug": subslug})
                 runs.append(SectionRun(section.key, subject.name, status, secs, 0, payload))
             else:
-                item["error"], item["traceback"] = payload
+                item["error"], item["traceback"] = payload[0], payload[1]
+                if len(payload) > 2:  # drawing failed: the numbers computed are shown instead
+                    item["blocks"] = payload[2]
                 sview["entries"].append(item)
                 runs.append(SectionRun(section.key, subject.name, status, secs, 0, payload[0]))
         sview["models"] = " ".join([e["slug"] for e in sview["entries"]] + [n["slug"] for n in sview["na"]])
@@ -520,7 +570,7 @@ def build_report(
     atomic_write(path, data)  # complete or not at all; a symbolic link there is replaced, not followed
     total = time.perf_counter() - start
     return ReportInfo(path=path, size=len(data), seconds=total, runs=tuple(runs), import_errors=tuple(import_errors),
-                      write_seconds=total - seconds,
+                      write_seconds=total - seconds, data=kept,
                       loads=tuple((subjects[b].name, secs) for b, (_, secs, err) in sorted(loads.items()) if not err))
 
 

@@ -142,7 +142,7 @@ def _family(package: str, name: str, options: dict, training, log) -> list | Non
 
 def on_device(subject, device):
     """A demo subject with its model and inputs on ``device`` (its display images, masks, dataset and
-    extras stay where they are: sections move what they compute with to the model's device); a
+    other fields stay where they are: sections move what they compute with to the model's device); a
     deferred one moves them once loaded. The demo built these models itself, so moving them is fine."""
     import dataclasses
 

@@ -186,10 +186,10 @@ def _add_data(subject, found, args: argparse.Namespace, out) -> None:
     if classes and isinstance(scores, torch.Tensor) and scores.dim() == 2 and scores.shape[-1] == len(classes):
         if subject.labels is None:
             subject.labels = list(classes)
-        given = subject.extras.get("files") or []
+        given = subject.files or []
         index = {p: i for i, p in enumerate(files.paths)}
         if given and all(f in index for f in given) and args.target is None:
-            subject.extras["targets"] = torch.tensor([files.labels[index[f]] for f in given], dtype=torch.long)
+            subject.targets = torch.tensor([files.labels[index[f]] for f in given], dtype=torch.long)
 
 
 def _input_subject(args: argparse.Namespace, model):
@@ -207,7 +207,7 @@ def _input_subject(args: argparse.Namespace, model):
     subject = Subject(
         name=args.model, model=model, inputs=loaded.plain(), labels=labels_for(args, model), images=loaded.image(0),
         layers=list(args.layers) if args.layers else None, output=output_key(args),
-        extras={"files": [display_name(f) for files in loaded.files.values() for f in files]},  # text, always
+        files=[display_name(f) for files in loaded.files.values() for f in files],  # text, always
     )
     return subject, loaded.output
 
@@ -250,9 +250,9 @@ def _add_explain(subject, args: argparse.Namespace, branches: dict[str, str] | N
     n = Inputs.of(subject.inputs).batch_size
     targets = None if args.target is None else torch.full((n,), int(args.target), dtype=torch.long)
     if targets is not None:
-        subject.extras["targets"] = targets
+        subject.targets = targets
     if branches is not None:
-        subject.extras["fusion"] = {"branches": branches, **({"targets": targets} if targets is not None else {})}
+        subject.options["fusion"] = {"branches": branches}
 
 
 def _text_subject(args: argparse.Namespace, model):
@@ -271,7 +271,7 @@ def _text_subject(args: argparse.Namespace, model):
     inputs, tokens = text_batch(tokenizer, texts)
     return Subject(
         name=args.model, model=model, inputs=inputs, layers=list(args.layers) if args.layers else None,
-        labels=labels_for(args, model), extras={"tokens": tokens},
+        labels=labels_for(args, model), tokens=tokens,
     )
 
 

@@ -28,7 +28,9 @@ def digits_subject(seed: int, n: int, hidden: int, name: str, layers: list[str])
         images=x,
         dataset=TensorDataset(split.x_test, split.y_test),
         layers=layers,
-        extras={"targets": y, "input_shape": (1, 8, 8), "seed": seed, "tracker": history},
+        targets=y,
+        tracker=history,
+        options={"weights": {"input_shape": (1, 8, 8)}},
     )
 
 

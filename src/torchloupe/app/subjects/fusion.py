@@ -23,9 +23,9 @@ def fusion_subject(kind: str, seed: int, n: int) -> Subject:
         labels=list(fd.FUSION_CLASSES),
         images=sv,
         masks=masks,
-        extras={"fusion": {
+        targets=y,
+        options={"fusion": {
             "branches": dict(fd.BRANCHES[kind]),
-            "targets": y,
             "backgrounds": views,
             "history": history,
             "deciding": list(fd.DECIDING_VIEW),

@@ -19,6 +19,6 @@ def subjects(options) -> list[Subject]:
             inputs=x,
             labels=imagenet_data.imagenet_classes(),
             images=display,
-            extras={"files": [f"skimage.data.{n}()" for n in names]},
+            files=[f"skimage.data.{n}()" for n in names],
         )
     ]

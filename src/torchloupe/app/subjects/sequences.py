@@ -29,7 +29,7 @@ def _load_minilm() -> Subject:
         "A river bank is not a money bank.",
     ]
     batch, tokens = text_batch(minilm_tokenizer(), sentences)
-    return Subject(name=MINILM, model=minilm(), inputs=batch, extras={"tokens": tokens}, sections=ATTENTION)
+    return Subject(name=MINILM, model=minilm(), inputs=batch, tokens=tokens, sections=ATTENTION)
 
 
 def _minilm() -> DeferredSubject | None:
@@ -45,19 +45,20 @@ def _copy_subject(seed: int) -> Subject:
     copy = S.train_copy_transformer(seed)
     x, _ = S.copy_data(8, seed=seed + 7)
     return Subject(name=COPY, model=copy, inputs=x, sections=ATTENTION,
-                   extras={"tokens": [[f"{v}" for v in row] for row in x.tolist()], "attend_back": S.COPY_K})
+                   tokens=[[f"{v}" for v in row] for row in x.tolist()], options={"attention": {"attend_back": S.COPY_K}})
 
 
 def _lstm_subject(seed: int) -> Subject:
     lstm = S.train_counting_lstm(seed)
     bits, count = S.counting_data(8, seed=seed + 7)
-    return Subject(name=LSTM, model=lstm, inputs=bits, extras={"signal": count}, sections=RECURRENT)
+    return Subject(name=LSTM, model=lstm, inputs=bits, signal=count, sections=RECURRENT)
 
 
 def _memory_subject(seed: int) -> Subject:
     mem = S.train_memory_network(seed)
     inputs, _, slot = S.memory_data(8, seed=seed + 7)
-    return Subject(name=MEMORY, model=mem, inputs=inputs, sections=ATTENTION, extras={"memory": "memory", "slot": slot})
+    return Subject(name=MEMORY, model=mem, inputs=inputs, sections=ATTENTION,
+                   options={"attention": {"memory": "memory", "slot": slot}})
 
 
 def subjects(options: dict) -> list[Subject | DeferredSubject]:

@@ -27,7 +27,7 @@ def shapes_subject(seed: int = 0, n: int = 8, progress: bool = True) -> Subject:
         masks=masks,
         dataset=held_out,
         layers=["features.relu1", "features.relu2", "features.relu3", "features.relu4"],
-        extras={"targets": labels, "input_shape": (3, 64, 64), "seed": seed},
+        targets=labels,
     )
 
 

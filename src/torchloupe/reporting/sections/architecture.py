@@ -60,7 +60,6 @@ def joins_text(graph) -> str | None:
     "Architecture",
     "How the layers connect: every module call and functional op, the shapes along each edge, parameters "
     "and mult-adds; click a container to collapse or expand it.",
-    20,
 )
 def build(subject: Subject, options: dict):
     from torchloupe.structure import trace

@@ -10,6 +10,10 @@ mean weight on the token k places back).
 
 from __future__ import annotations
 
+from torchloupe.reporting.options import SectionOptions
+
+from dataclasses import dataclass
+
 import warnings
 from typing import Any
 
@@ -31,7 +35,7 @@ def _call_capture(subject: Subject, **kw: Any) -> dict[str, Tensor]:
 
 
 def _tokens(subject: Subject, T: int) -> list[str] | None:
-    toks = subject.extras.get("tokens")
+    toks = subject.tokens
     if toks is None:
         return None
     first = list(toks[0]) if toks and isinstance(toks[0], (list, tuple)) else list(toks)
@@ -39,25 +43,35 @@ def _tokens(subject: Subject, T: int) -> list[str] | None:
 
 
 def _all_tokens(subject: Subject, T: int) -> list[list[str]] | list[str]:
-    """The tokens per sample (``extras["tokens"]`` as a list per sample, or one list for all)."""
-    toks = subject.extras.get("tokens")
+    """The tokens per sample (``subject.tokens`` as a list per sample, or one list for all)."""
+    toks = subject.tokens
     if toks and isinstance(toks[0], (list, tuple)):
         return [[str(t) for t in seq][:T] for seq in toks]
     return [str(t) for t in toks][:T]
 
 
+@dataclass(frozen=True)
+class AttentionOptions(SectionOptions):
+    """``memory``: the layer spec of a memory module (every softmax inside it is shown as it is, also
+    one that multiplies nothing); ``slot``: ``(B,)`` the true slot of each memory read; ``attend_back``:
+    an int k, the table shows each head's mean weight on the token k places back."""
+
+    memory: str | None = None
+    slot: Any = None
+    attend_back: int | None = None
+
 @register(
     "attention",
     "Attention",
     "Where each layer and head looks, token to token, and how attention composes through the layers.",
-    70,
     cost=2,
+    options=AttentionOptions,
 )
 def build(subject: Subject, options: dict):
     from torchloupe.render import attention as draw
 
     model: nn.Module = subject.model
-    memory = subject.extras.get("memory")
+    memory = options.memory
     with warnings.catch_warnings():  # nothing found is said below, in the section
         warnings.filterwarnings("ignore", message="tl.attention.capture found no attention")
         found = _call_capture(subject, softmax=memory is not None, within=memory)
@@ -72,7 +86,7 @@ def build(subject: Subject, options: dict):
         elif v.dim() >= 3:
             maps[name] = attention.as_heads(v)
     blocks: list = []
-    truth = subject.extras.get("slot")
+    truth = options.slot
     for name, w in reads.items():
         t = None
         if truth is not None:
@@ -120,7 +134,7 @@ def build(subject: Subject, options: dict):
     self_attn = {k: v for k, v in maps.items() if v.shape[-1] == v.shape[-2] and v.shape[-1] == T}
     if tokens is not None and self_attn:
         blocks.append(Html(draw.token_view_html(self_attn, _all_tokens(subject, T), assets=False)))
-    back = subject.extras.get("attend_back")
+    back = options.attend_back
     same = len({tuple(v.shape) for v in maps.values()}) == 1
     if back is not None and T > back and same:
         t = torch.arange(back, T)

@@ -1,17 +1,86 @@
-"""Report section "Class activation maps": every CAM method side by side on the subject's images."""
+"""Report section "Class activation maps": every CAM method side by side on the subject's images.
+
+Computed as :class:`CamData` (the maps of every method, the images, the predicted classes and their
+probabilities), drawn by its ``render()``; options: :class:`CamOptions`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
 import torch
 
-from ...errors import TorchLoupeError
-from ..base import Figure, Finding, NotApplicable, Subject, Table, Text, register
+from ...errors import TorchLoupeError, UsageError
+from ..base import Figure, Finding, NotApplicable, SectionData, Subject, Table, Text, register
+from ..options import SectionOptions
 
 MAX_IMAGES = 4
 MASKED_MAX_FORWARDS = 512  # methods running one forward per channel and image (Score-CAM): skipped above this
 
 
-def _setup(subject: Subject):
+@dataclass(frozen=True)
+class CamOptions(SectionOptions):
+    """``images``: how many of the subject's inputs get maps; ``methods``: the CAM methods' keys
+    (None: every registered one, :data:`torchloupe.cam.METHODS`); ``masked_max_forwards``: a method
+    that runs one forward per channel and image (Score-CAM) is skipped when it needs more than this
+    (and in quick mode)."""
+
+    images: int = MAX_IMAGES
+    methods: Sequence[str] | None = None
+    masked_max_forwards: int = MASKED_MAX_FORWARDS
+
+    def check(self) -> None:
+        if not isinstance(self.images, int) or isinstance(self.images, bool) or self.images < 1:
+            raise UsageError(f"cam option images={self.images!r}: expected a positive integer")
+        if not isinstance(self.masked_max_forwards, int) or self.masked_max_forwards < 0:
+            raise UsageError(f"cam option masked_max_forwards={self.masked_max_forwards!r}: expected an integer >= 0")
+        if self.methods is not None:
+            from ... import cam
+
+            for m in self.methods:
+                if m not in cam.METHODS:
+                    raise UsageError(f"cam option methods: unknown method {m!r}; expected some of: "
+                                     f"{', '.join(cam.METHODS)}")
+
+
+@dataclass
+class CamData(SectionData):
+    """Every CAM method's result on the first images: ``results`` by method title
+    (:class:`~torchloupe.cam.CAMResult`), the ``images`` they are drawn on, the ``layer``, the
+    predicted ``targets`` with their softmax ``probs``, their ``names``, and ``notes`` (methods
+    skipped or not applying, and why)."""
+
+    section: ClassVar[str] = "cam"
+    layer: str
+    images: torch.Tensor
+    targets: torch.Tensor
+    probs: torch.Tensor  # (n,) the softmax probability of each target
+    names: list[str]
+    results: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def render(self) -> list:
+        from ...render.cam import method_grid
+
+        n = len(self.names)
+        rows = [f"{name} (p = {float(p):.2f})" for name, p in zip(self.names, self.probs)]
+        grid = Figure(method_grid(self.results, self.images, row_titles=rows),
+                      caption=f"Layer {self.layer}; each row: one image and its predicted class with the softmax score.",
+                      alt=f"A grid of heat maps over {n} input images, one column per CAM method "
+                          f"({', '.join(self.results)}): red where the method finds evidence for the predicted "
+                          f"class, blue where it finds none.")
+        blocks = [grid, Table(["image", "predicted class", "score"],
+                              [[i, name, round(float(p), 4)] for i, (name, p) in enumerate(zip(self.names, self.probs))])]
+        blocks.extend(Text(n) for n in self.notes)
+        finding = agreement(self.results)
+        if finding:
+            blocks.append(Finding(finding, grid))
+        return blocks
+
+
+def _setup(subject: Subject, count: int = MAX_IMAGES):
     """``(inputs, images, layer)``: the first images of the explained input (input 0 of a
     multi-input model, the others alongside), what to draw them on, and the CAM layer."""
     from ...inputs import Inputs
@@ -20,8 +89,8 @@ def _setup(subject: Subject):
     images = subject.display_images
     if not isinstance(first, torch.Tensor) or first.dim() != 4 or images is None:
         return NotApplicable("the inputs are not a batch of images")
-    x = first[:MAX_IMAGES] if isinstance(subject.inputs, torch.Tensor) else Inputs.of(subject.inputs).slice(0, MAX_IMAGES)
-    images = images[:MAX_IMAGES]
+    x = first[:count] if isinstance(subject.inputs, torch.Tensor) else Inputs.of(subject.inputs).slice(0, count)
+    images = images[:count]
     try:
         layer = cam_layer(subject, x)
     except TorchLoupeError as exc:
@@ -41,15 +110,15 @@ def cam_layer(subject: Subject, x: torch.Tensor | None = None) -> str:
 
 
 def find_cam_layer(subject: Subject, x: torch.Tensor) -> str:
-    """The layer the CAMs of a subject read: ``extras["cam_layer"]``, else the last of the subject's
+    """The layer the CAMs of a subject read: ``subject.cam_layer``, else the last of the subject's
     ``layers`` (``loupe report --layers``) whose output is a spatial map, else the default (the last
     spatial layer of the model, see :func:`torchloupe.cam.default_layer`)."""
     from ...cam import default_layer
     from ...layers import find_layers
     from ...probe import activations
 
-    if subject.extras.get("cam_layer"):
-        return subject.extras["cam_layer"]
+    if subject.cam_layer:
+        return subject.cam_layer
     if subject.layers:
         names = [n for n, _ in find_layers(subject.model, list(subject.layers))]
         outs = activations(subject.model, x[:1] if isinstance(x, torch.Tensor) else x.slice(0, 1), names)
@@ -70,15 +139,14 @@ def _label(subject: Subject, t: int) -> str:
     "cam",
     "Class activation maps",
     "Which pixels made the network decide: every CAM method on the same images, for the predicted class.",
-    50,
+    options=CamOptions,
 )
-def build(subject: Subject, options: dict):
-    setup = _setup(subject)
+def build(subject: Subject, options: CamOptions) -> CamData | NotApplicable:
+    setup = _setup(subject, options.images)
     if isinstance(setup, NotApplicable):
         return setup
     x, images, layer = setup
     from ... import cam
-    from ...render.cam import method_grid
 
     preds = subject.shared.predictions()
     if preds.scores is None:
@@ -86,11 +154,12 @@ def build(subject: Subject, options: dict):
     n = _first(x).shape[0]
     probs, targets = preds.probs[:n], preds.top[:n]
     results, notes, keys = {}, [], []
-    for key, cls in cam.METHODS.items():  # every registered method
+    for key in options.methods or list(cam.METHODS):
+        cls = cam.METHODS[key]
         if getattr(cls, "forward_per_channel", False):  # Score-CAM: one masked forward per channel and image
             channels = cam.to_map(_shape_of(subject.model, x, layer), _first(x).shape[2:]).shape[1]
             work = channels * _first(x).shape[0]
-            if options.get("quick") or work > MASKED_MAX_FORWARDS:
+            if options.quick or work > options.masked_max_forwards:
                 notes.append(f"{cam.title_of(cls)} skipped: it needs up to {work:,} masked forwards here.")
                 continue
         keys.append(key)
@@ -105,23 +174,10 @@ def build(subject: Subject, options: dict):
                 results[cam.title_of(cls)] = cls(subject.model, layer)(x, targets, output=subject.output)
             except TorchLoupeError as exc:
                 notes.append(f"{cam.title_of(cls)} does not apply: {exc}")
-    rows = [_label(subject, int(t)) + f" (p = {float(probs[i, t]):.2f})" for i, t in enumerate(targets)]
-    fig = method_grid(results, images, row_titles=rows)
-    grid = Figure(fig, caption=f"Layer {layer}; each row: one image and its predicted class with the softmax score.",
-                  alt=f"A grid of heat maps over {n} input images, one column per CAM method ({', '.join(results)}): "
-                      f"red where the method finds evidence for the predicted class, blue where it finds none.")
-    blocks = [
-        grid,
-        Table(
-            ["image", "predicted class", "score"],
-            [[i, _label(subject, int(t)), round(float(probs[i, t]), 4)] for i, t in enumerate(targets)],
-        ),
-    ]
-    blocks.extend(Text(n) for n in notes)
-    finding = agreement(results)
-    if finding:
-        blocks.append(Finding(finding, grid))
-    return blocks
+    t = targets.cpu()
+    return CamData(layer=layer, images=images.detach().cpu(), targets=t,
+                   probs=probs[torch.arange(n), t].float(), names=[_label(subject, int(k)) for k in t],
+                   results=results, notes=notes)
 
 
 def agreement(results: dict) -> str:

@@ -11,7 +11,6 @@ from .feature_vis import pick_layer, subject_exemplars
     "Dataset exemplars",
     "For a few channels, the dataset samples that drive them highest (mean over positions), cropped "
     "to the receptive field of the strongest position; exact top-k over the first samples.",
-    65,
 )
 def build(subject: Subject, options: dict):
     from ...render.synthesis import exemplars_figure

@@ -33,7 +33,6 @@ def _layers(subject: Subject) -> list[str]:
     "Feature maps",
     "What each layer passes on: the most active channels of several layers for one input, "
     "brighter = stronger activation (each tile on its own scale).",
-    30,
 )
 def build(subject: Subject, options: dict):
     layers = _layers(subject)
@@ -60,8 +59,8 @@ def build(subject: Subject, options: dict):
             image = _input_image(subject, images, fed_by.get(name), s)
             fig = _figure(fm, s, channels, image)
             label = ""
-            if subject.labels is not None and "targets" in subject.extras:
-                label = f" (true class: {subject.labels[int(subject.extras['targets'][s])]})"
+            if subject.labels is not None and subject.targets is not None:
+                label = f" (true class: {subject.labels[int(subject.targets[s])]})"
             blocks.append(Figure(fig, caption=f"{name}, sample {s}{label}: {fm.maps.shape[1]} channels, "
                                               f"{fm.maps.shape[-2]}x{fm.maps.shape[-1]}"))
     if not blocks:

@@ -75,7 +75,6 @@ def _sequence_note(shape: tuple, channels_first: bool = False) -> str:
     "Inputs synthesized to drive single channels as high as possible (gradient ascent from noise), "
     "each with the value it reached against the best of 32 random inputs; FAILED marks a unit that "
     "could not be driven above random inputs.",
-    60,
     cost=3,
 )
 def build(subject: Subject, options: dict):

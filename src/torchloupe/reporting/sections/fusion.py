@@ -7,7 +7,7 @@ fusion point where separate branches or inputs meet (:func:`torchloupe.fusion.br
 model's branches with no extras. Residual joins (``x + f(x)``, ``graph.residuals``) are not fusion
 points at all; a model whose only joins are residual says so, naming them.
 
-Reads ``subject.extras["fusion"]`` when given, a dict with, all optional:
+Options (:class:`FusionOptions`, all optional; true classes are ``subject.targets``):
 
 - ``branches``: ``{name: spec}``, each spec a module path (``"cnn1"``, ``"features.branch_a"``) or
   ``"input:i"`` (positional model input ``i``, for early fusion); what the command line's
@@ -25,6 +25,11 @@ numbers comes before the figure drawn from them, so a drawing error never loses 
 """
 
 from __future__ import annotations
+
+from torchloupe.reporting.options import SectionOptions
+
+from dataclasses import dataclass
+from typing import Any
 
 from collections.abc import Callable
 
@@ -95,13 +100,27 @@ def _backgrounds(subject: Subject, xs: Inputs, specs: dict[str, str], graph, giv
     return out
 
 
+@dataclass(frozen=True)
+class FusionOptions(SectionOptions):
+    """``branches``: ``{name: spec}`` (a module path or ``"input:i"``), else found from the traced fusion
+    points; ``backgrounds``: ``{branch: (N, 1|3, H, W)}`` images to draw each branch's map on;
+    ``history``: a :class:`torchloupe.fusion.ShareHistory`; ``deciding``: per class, the branch that
+    decides it (or ``"both"``); ``about``: one line shown first. True classes are ``Subject.targets``."""
+
+    branches: Any = None
+    backgrounds: Any = None
+    history: Any = None
+    deciding: Any = None
+    about: str | None = None
+
+
 @register("fusion", "Feature fusion",
           "Where the branches meet, how much of each prediction each branch carries, and what each branch looks at.",
-          80, cost=4)
-def build(subject: Subject, options: dict):
+          cost=4, options=FusionOptions)
+def build(subject: Subject, options: FusionOptions):
     from ...render import fusion as draw
 
-    spec = dict((subject.extras or {}).get("fusion") or {})
+    spec = {k: getattr(options, k) for k in FusionOptions.own_names()}
     n = 24 if options.get("quick") else 48
     try:
         xs = Inputs.of(subject.inputs)
@@ -120,15 +139,15 @@ def build(subject: Subject, options: dict):
             why = _no_fusion_reason(graph, points)
             return NotApplicable(
                 f"{type(subject.model).__name__} has no fusion point: {why} (to name branches from Python: "
-                f"Subject(..., extras={{'fusion': {{'branches': {{name: module path or 'input:i'}}}}}}); "
+                f"Subject(..., options={{'fusion': {{'branches': {{name: module path or 'input:i'}}}}}}); "
                 f"tl.fusion.find lists a model's fusion points)")
         branches, point = found
         found_note = (f"Branches found from the traced fusion point {point.name} ({point.kind}, joining "
                       f"{'separate inputs' if point.join == 'input' else 'separate branches'}): "
-                      f"{', '.join(branches)}. Declare others with extras={{'fusion': {{'branches': ...}}}} "
+                      f"{', '.join(branches)}. Declare others with options={{'fusion': {{'branches': ...}}}} "
                       f"(command line: --branches).")
     B = xs.batch_size
-    targets = spec.get("targets")
+    targets = subject.targets
     targets = None if targets is None else torch.as_tensor(targets)[:B]
     names = list(subject.labels) if subject.labels is not None else None
     out = subject.output

@@ -8,6 +8,10 @@ not class scores says so with ``subject.extras["output"] = "values"``.
 
 from __future__ import annotations
 
+from torchloupe.reporting.options import SectionOptions
+
+from dataclasses import dataclass
+
 import os
 
 import io
@@ -72,11 +76,11 @@ def _label(labels: Any, i: int) -> str:
     return f"class {i}"
 
 
-def _values_not_classes(subject: Subject, inputs: Any, logits: Tensor) -> str:
+def _values_not_classes(subject: Subject, inputs: Any, logits: Tensor, options: Any = None) -> str:
     """What the output holds when it is not class scores ("" when it is): a subject may say
     ``extras["output"] = "values"``; a sequence input (N, T, F) whose output is (N, T) gives one
     value per step (a regression over time)."""
-    kind = (subject.extras or {}).get("output")
+    kind = getattr(options, "output", None)
     if kind is not None:
         return "values" if kind == "values" else ""
     if isinstance(inputs, Tensor) and inputs.dim() == 3 and tuple(logits.shape) == tuple(inputs.shape[:2]):
@@ -96,11 +100,17 @@ def _model_table(model: nn.Module, inputs: Any, output: Any) -> Table:
     )
 
 
+@dataclass(frozen=True)
+class OverviewOptions(SectionOptions):
+    """``output``: ``"values"`` for a model whose output is not class scores (a regression), said as such."""
+
+    output: str | None = None
+
 @register(
     "overview",
     "Overview",
     "The model at a glance and what it predicts for each input: its top-3 classes with softmax probabilities.",
-    10,
+    options=OverviewOptions,
 )
 def build(subject: Subject, options: dict) -> list | NotApplicable:
     model, inputs = subject.model, subject.inputs
@@ -117,7 +127,7 @@ def build(subject: Subject, options: dict) -> list | NotApplicable:
         blocks.append(Text(f"The output {what} is not a batch of class scores (N, classes), so no predictions are listed."
                            + hint))
         return blocks
-    kind = _values_not_classes(subject, inputs, logits)
+    kind = _values_not_classes(subject, inputs, logits, options)
     if kind:
         blocks.append(Text(f"The output {_shape(logits)} holds {kind}, not class scores, so no predictions are listed."))
         return blocks
@@ -133,13 +143,13 @@ def build(subject: Subject, options: dict) -> list | NotApplicable:
     if labels is not None and len(labels) != classes:
         blocks.append(Text(f"{len(labels)} class names were given, but the model scores {classes} classes; "
                            f"classes without a name show as 'class i'."))
-    targets = subject.extras.get("targets") if subject.extras else None
+    targets = subject.targets
     if targets is not None:
         targets = torch.as_tensor(targets).reshape(-1).long().cpu()
         if targets.numel() != n:
             targets = None
 
-    limit = QUICK_CARDS if options.get("quick") else MAX_CARDS
+    limit = QUICK_CARDS if options.quick else MAX_CARDS
     shown = min(n, limit)
     images = subject.display_images
     thumbs = _thumbs(images, shown) if isinstance(images, Tensor) and images.dim() == 4 and len(images) >= shown else []
@@ -149,7 +159,7 @@ def build(subject: Subject, options: dict) -> list | NotApplicable:
             {"label": _label(labels, int(c)), "text": _percent(float(p)), "width": f"{100 * float(p):.1f}"}
             for p, c in zip(top_p[i], top_i[i])
         ]
-        files = subject.extras.get("files") or []
+        files = subject.files or []
         name = os.path.basename(str(files[i])) if i < len(files) else f"input {i}"  # loupe report: the file
         card = {"index": i, "name": name, "preds": preds, "thumb": None, "thumb_size": (0, 0), "pixelated": False,
                 "truth": None, "correct": False}

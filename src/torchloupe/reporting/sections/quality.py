@@ -7,8 +7,11 @@ randomization sanity check, and the time per image. Curves of both tests are plo
 
 from __future__ import annotations
 
+from torchloupe.reporting.options import SectionOptions
+
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -191,12 +194,18 @@ def _part(r, part: slice):
     return replace(r, curves=r.curves[part], auc=r.auc[part], targets=r.targets[part])
 
 
+@dataclass(frozen=True)
+class QualityOptions(SectionOptions):
+    """``images``: how many inputs the quality measures run on (None: 8; 4 in quick mode; 1 above 128x128 px)."""
+
+    images: int | None = None
+
 @register(
     "quality",
     "Explanation quality",
     "Is the explanation right? Pointing game, deletion / insertion and a weight-randomization sanity check for every method.",
-    90,
     cost=8,
+    options=QualityOptions,
 )
 def build(subject: Subject, options: dict):
     import warnings
@@ -213,7 +222,7 @@ def build(subject: Subject, options: dict):
     quick = bool(options.get("quick"))
     big = x.shape[-1] * x.shape[-2] > 128 * 128
     x0 = x.shape[0]
-    n = min(x0, int(subject.extras.get("quality_images", 1 if big else 4 if quick else 8)))
+    n = min(x0, int(options.images or (1 if big else 4 if quick else 8)))
     x = x[:n]
     scores = subject.scores(eval_forward(subject.model, x))
     if scores is None:

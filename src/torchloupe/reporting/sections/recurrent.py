@@ -21,7 +21,6 @@ _CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
     "recurrent",
     "Recurrent memory",
     "What a recurrent layer remembers: hidden and cell states over time, gate saturation, and the units that track a signal.",
-    75,
     cost=1.5,
 )
 def build(subject: Subject, options: dict):
@@ -33,7 +32,7 @@ def build(subject: Subject, options: dict):
     if not rnns and not cells:
         return NotApplicable(f"{type(model).__name__} has no LSTM, GRU or RNN")
     blocks: list = []
-    signal = subject.extras.get("signal")
+    signal = subject.signal
     if rnns:
         with session(model) as run, capture(model, [m for _, m in rnns], inputs=True) as rec, torch.no_grad():
             run(subject.inputs)
@@ -62,7 +61,7 @@ def build(subject: Subject, options: dict):
                                           f"with it over {B} samples × {T} steps; {strong} of {flat.numel()} units "
                                           f"reach |r| ≥ 0.8.", fig))
             else:
-                blocks.append(Text("Give subject.extras['signal'] as a (B, T) tensor to see the units that track it."))
+                blocks.append(Text("Give Subject(..., signal=...) as a (B, T) tensor to see the units that track it."))
     if cells:
         x = subject.inputs
         traces = (recurrent.trace_cells(model, **x) if isinstance(x, dict)

@@ -16,7 +16,6 @@ MAX_IMAGES = 4
     "saliency",
     "Guided backpropagation / deconvnet",
     "The predicted class's gradient projected back to the pixels: plain, guided, deconvnet and guided Grad-CAM.",
-    55,
     cost=1.5,
 )
 def build(subject: Subject, options: dict):

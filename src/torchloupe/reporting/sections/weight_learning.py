@@ -13,7 +13,7 @@ from torchloupe.reporting.base import Figure, Image, NotApplicable, Table, Text,
 
 
 def _history(subject):
-    obj = subject.extras.get("tracker") if subject.extras else None
+    obj = subject.tracker
     if obj is None:
         return None
     from torchloupe.weights.tracker import WeightHistory
@@ -25,14 +25,13 @@ def _history(subject):
     "weight_learning",
     "Weight learning",
     "How the weights moved in training: norms, update sizes, value histograms, class templates forming.",
-    45,
     cost=3,
 )
 def build(subject, options):
     h = _history(subject)
     if h is None:
         return NotApplicable("no WeightTracker recorded this model's training (from Python: a "
-                             "tl.weights.WeightTracker in the training loop, given as Subject(..., extras={'tracker': ...}))")
+                             "tl.weights.WeightTracker in the training loop, given as Subject(..., tracker=...))")
     if len(h.steps) < 2:
         return NotApplicable(f"the tracker recorded {len(h.steps)} step; weight learning needs two or more")
     from torchloupe.render import weight_learning as wl

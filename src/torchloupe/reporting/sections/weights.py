@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from torchloupe.reporting.options import SectionOptions
+
+from dataclasses import dataclass
+from typing import Any
+
 import math
 
 from torch import Tensor, nn
@@ -13,8 +18,8 @@ from ..base import Details, Figure, NotApplicable, Subject, Table, register
 _CONV2D = (nn.Conv2d,)
 
 
-def _input_shape(subject: Subject) -> tuple[int, ...] | None:
-    shape = subject.extras.get("input_shape")
+def _input_shape(subject: Subject, options) -> tuple[int, ...] | None:
+    shape = options.input_shape
     if shape is not None:
         return tuple(shape)
     x = subject.inputs
@@ -23,12 +28,19 @@ def _input_shape(subject: Subject) -> tuple[int, ...] | None:
     return None
 
 
+@dataclass(frozen=True)
+class WeightsOptions(SectionOptions):
+    """``input_shape``: the shape of one input sample as an image ``(C, H, W)``, for a model that takes it
+    flat (a first Linear layer's rows are drawn as images of that shape); else the inputs' own shape."""
+
+    input_shape: tuple | None = None
+
 @register(
     "weights",
     "Weights",
     "What the model learned, read off its parameters: convolution kernels (first layer in colour), "
     "fully connected weight matrices (red positive, blue negative) and per-class templates.",
-    40,
+    options=WeightsOptions,
 )
 def build(subject: Subject, options: dict):
     from ...render import class_template_figure, kernel_figure, weight_matrix_figure
