@@ -268,7 +268,7 @@ def test_report_precision_autocasts_only_the_read_only_sections(monkeypatch, tmp
     real = builder._run_one
 
     def spy(section, subject, options):
-        with builder._precision(section, subject, options):
+        with builder.precision_for(section, subject, options):
             seen[section.key] = torch.is_autocast_enabled("cpu")
         return real(section, subject, options)
 

@@ -429,6 +429,11 @@ def import_sections(strict: bool = True) -> list[tuple[str, str]]:
     return failures
 
 
+def section_of(key: str) -> Section | None:
+    """The registered section with this key (None when no module registered it)."""
+    return _REGISTRY.get(key)
+
+
 def known_sections() -> list[Section]:
     """The sections registered so far (by the modules imported), in report order."""
     return sorted(_REGISTRY.values(), key=lambda s: (s.order, s.key))

@@ -215,7 +215,7 @@ def _unique_slugs(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _precision(section: Section, subject: Subject, options: SectionOptions):
+def precision_for(section: Section, subject: Subject, options: SectionOptions):
     """Autocast of ``options.precision`` on the subject's device for a read-only section."""
     from ..devices import autocast
 
@@ -233,7 +233,7 @@ def _run_one(section: Section, subject: Subject, options: SectionOptions) -> tup
     and the payload's views show the numbers it holds."""
     data = None
     try:
-        with torch.random.fork_rng(devices=[]), _precision(section, subject, options):
+        with torch.random.fork_rng(devices=[]), precision_for(section, subject, options):
             torch.manual_seed(int(options.seed))
             result = section.build(subject, options)
             if isinstance(result, NotApplicable):
@@ -248,10 +248,10 @@ def _run_one(section: Section, subject: Subject, options: SectionOptions) -> tup
                 except Exception as exc:  # drawing failed: the computed numbers are still shown and kept
                     line = f"{type(exc).__name__}: {_first_line(exc)}"
                     return "error", (f"drawing failed: {line}", "".join(traceback.format_exception(exc)),
-                                     _views([base.Table(["field", "value"], data.numbers(),
+                                     block_views([base.Table(["field", "value"], data.numbers(),
                                                         caption=f"What {section.title} computed "
                                                                 f"({type(data).__name__}), not drawn")], options)), data
-        return "ok", _views(list(result), options), data
+        return "ok", block_views(list(result), options), data
     except UnsupportedModelError as exc:
         return "not-applicable", _first_line(exc), None
     except Exception as exc:  # isolate: one failing view never kills the report
@@ -275,7 +275,7 @@ def _portable(data: Any) -> Any:
 _BLOCKS = (base.Figure, base.Image, base.Table, base.Text, base.Html, base.Details, base.Finding)
 
 
-def _views(blocks: list, options: Any) -> list[dict[str, Any]]:
+def block_views(blocks: list, options: Any) -> list[dict[str, Any]]:
     """The views of a section's blocks, each on its own: a block that fails to render becomes an
     error view naming it, and the other blocks (the section's computed data) are kept. A
     :class:`~torchloupe.reporting.base.Finding`'s ``ref`` becomes the index of the block it names."""
@@ -299,13 +299,13 @@ def _views(blocks: list, options: Any) -> list[dict[str, Any]]:
     return views
 
 
-def _collect_assets(views: list[dict[str, Any]], into: dict[str, tuple[str, str]]) -> None:
+def collect_assets(views: list[dict[str, Any]], into: dict[str, tuple[str, str]]) -> None:
     """Move the scripts and styles of the Html views (also inside Details) into ``into``: one copy each."""
     for v in views:
         if v["kind"] == "html":
             into.update(v.pop("assets", {}))
         elif v["kind"] == "details":
-            _collect_assets(v["blocks"], into)
+            collect_assets(v["blocks"], into)
 
 
 def _weight(subject: Subject | DeferredSubject) -> float:
@@ -516,7 +516,7 @@ def build_report(
             if status == "ok":
                 item["blocks"] = [v for v in payload if v["kind"] != "finding"]
                 item["findings"] = []
-                _collect_assets(payload, assets)
+                collect_assets(payload, assets)
                 for i, v in enumerate(payload):
                     if v["kind"] == "finding":
                         href = item["anchor"]

@@ -37,14 +37,14 @@ _RUN = re.compile(r'<script type="text/x-tl-run" data-asset="([^"]+)"></script>'
 def blocks_html(blocks: list, title: str = "") -> str:
     """HTML of a list of report blocks (findings listed last, as the report's "What to conclude")."""
     from .assets import shared_assets
-    from .builder import _views
+    from .builder import block_views
     from .template import environment
 
-    views = _views(list(blocks), None)
+    views = block_views(list(blocks), None)
     assets: dict[str, tuple[str, str]] = {}
-    from .builder import _collect_assets
+    from .builder import collect_assets
 
-    _collect_assets(views, assets)
+    collect_assets(views, assets)
     shown = [v for v in views if v["kind"] != "finding"]
     findings = [v["text"] for v in views if v["kind"] == "finding"]
     template = environment().from_string(
@@ -63,9 +63,9 @@ def blocks_html(blocks: list, title: str = "") -> str:
 
 def section_html(data: Any) -> str:
     """A :class:`SectionData` as HTML: its blocks, or the error and its numbers when drawing fails."""
-    from .base import _REGISTRY
+    from .base import section_of
 
-    sec = _REGISTRY.get(getattr(data, "section", ""))
+    sec = section_of(getattr(data, "section", ""))
     title = sec.title if sec is not None else type(data).__name__
     try:
         blocks = data.render()
@@ -92,7 +92,7 @@ def section(key: str, model: Any, inputs: Any = None, *, options: Any = None, **
 
     from ..errors import UnsupportedModelError
     from .base import NotApplicable, SectionData, Subject, import_sections, known_sections
-    from .builder import _precision
+    from .builder import precision_for
     from .options import ReportOptions, SectionOptions, options_for
 
     import_sections(strict=False)
@@ -114,7 +114,7 @@ def section(key: str, model: Any, inputs: Any = None, *, options: Any = None, **
         options = {k: v for k, v in options.items() if k not in common}
     report = ReportOptions(**common, sections={key: options} if options else {})
     opts = options_for(sec, report, subject, (key,))
-    with torch.random.fork_rng(devices=[]), _precision(sec, subject, opts):
+    with torch.random.fork_rng(devices=[]), precision_for(sec, subject, opts):
         torch.manual_seed(int(opts.seed))
         result = sec.build(subject, opts)
     if isinstance(result, NotApplicable):
@@ -135,7 +135,7 @@ class Blocks:
         return list(self.blocks)
 
     def _repr_html_(self) -> str:
-        from .base import _REGISTRY
+        from .base import section_of
 
-        sec = _REGISTRY.get(self.section)
+        sec = section_of(self.section)
         return blocks_html(self.blocks, sec.title if sec is not None else "")
