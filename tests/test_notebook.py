@@ -53,7 +53,7 @@ class TwoBranch(nn.Module):
 """
 
 # name -> (source, what the output must carry): "png" (HTML <img> base64 PNG and image/png),
-# "svg" (HTML with an inline <svg>), "iframe" (the report)
+# "svg" (HTML with an inline <svg>), "iframe" (the report), "section" (one report section's blocks)
 CELLS = {
     "CAMResult": ("tl.cam.GradCAM(model, '2')(x)", "png"),
     "FeatureMaps": ("tl.features.feature_maps(model, x, '0')", "png"),
@@ -68,6 +68,7 @@ CELLS = {
                             "lambda m, i, t: tl.cam.GradCAM(m, '2')(i, t).maps)", "png"),
     "ModelGraph": ("tl.trace(model, x)", "svg"),
     "ReportInfo": ("tl.report(model, x, 'report.html', sections='architecture', progress=False)", "iframe"),
+    "SectionData": ("tl.reporting.section('cam', model, x, options={'methods': ['gradcam', 'layercam']})", "section"),
 }
 
 
@@ -123,6 +124,10 @@ def test_each_result_cell_shows_its_figure(executed, name):
         assert 2_000 < len(png) < 300_000
     elif kind == "svg":
         assert "<svg" in page
+    elif kind == "section":  # the report's own blocks: its figure (as the page encodes it), table, conclusion
+        assert "<h4>Class activation maps</h4>" in page
+        assert page.count('<img src="data:image/') == 1 and "<table>" in page
+        assert "What to conclude" in page and "The 2 CAM methods" in page
     else:
         assert '<iframe srcdoc="' in page and 'sandbox="allow-scripts"' in page
         assert "&lt;!DOCTYPE html&gt;" in page or "&lt;!doctype html&gt;" in page.lower()
