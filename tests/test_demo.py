@@ -270,10 +270,10 @@ def test_subjects(shapes_model):
     assert s.labels == list(SHAPE_CLASSES) and torch.equal(s.display_images, s.inputs)
     assert all(tl.find_layer(s.model, n) is not None for n in s.layers)
     held = s.dataset
-    assert torch.equal(held[3][0], s.inputs[3]) and int(s.extras["targets"][3]) == held[3][1]
+    assert torch.equal(held[3][0], s.inputs[3]) and int(s.targets[3]) == held[3][1]
     d = digits_subjects.digits_subjects(0)
     assert [x.name for x in d] == ["digits MLP", "digits linear classifier"]
-    assert d[0].inputs.shape == (8, 1, 8, 8) and d[0].extras["targets"].tolist() == list(range(8))
+    assert d[0].inputs.shape == (8, 1, 8, 8) and d[0].targets.tolist() == list(range(8))
 
 
 def test_uncached_demo_models_are_deferred_to_the_worker_that_runs_their_sections(monkeypatch, tmp_path):

@@ -73,7 +73,7 @@ def build(subject: Subject, options: dict):
                                                           ", one row per output channel, one column per input")))
     # Fully connected matrices: rows are classes for the head of a classifier, hidden units
     # inside an MLP; columns the input's features for the first layer, hidden units after it.
-    shape = _input_shape(subject)
+    shape = _input_shape(subject, options)
     first = first_layer(model)
     chain = _chain(linears) if not convs else []
     index = {id(m): i for i, (_, m) in enumerate(chain)}
