@@ -80,10 +80,12 @@ class CamData(SectionData):
                           f"class, blue where it finds none.")
         blocks = [grid, Table(["image", "predicted class", "score"],
                               [[i, name, round(float(p), 4)] for i, (name, p) in enumerate(zip(self.names, self.probs))])]
-        blocks.extend(Text(n) for n in self.notes)
+        blocks.extend(Text(note) for note in self.notes)
         finding = agreement(self.results)
-        if finding:
-            blocks.append(Finding(finding, grid))
+        if not finding:  # fewer than two maps: nothing to compare, and the finding says so
+            ran = f"Only {next(iter(self.results))} ran here" if self.results else "No CAM method ran here"
+            finding = f"{ran}, so nothing can be concluded about whether the CAM methods agree."
+        blocks.append(Finding(finding, grid))
         return blocks
 
 
