@@ -31,7 +31,7 @@ MIN_SANITY_IMAGES = 2  # images checked before the randomization check says pass
 DECIMALS = 3  # scores are shown, compared and tied at this many decimals
 RANDOM = "Random maps"
 SUBSTRATE = "blur"  # what deleted pixels become (the caption says "onto a blurred copy")
-# Pixels are ranked on maps rounded to this fraction of their [0, 1] range (see build).
+# Pixels are ranked on maps rounded to 1 / RANK_RESOLUTION of their [0, 1] range (see build).
 RANK_RESOLUTION = 1e5
 
 # --quick on large inputs (ImageNet-size models, where every method costs forwards at full size):
@@ -110,7 +110,7 @@ class QualityOptions(SectionOptions):
 
 
 def _number_word(n: int) -> str:
-    words = ("no", "one", "two", "three", "four", "five", "six")
+    words = ("zero", "one", "two", "three", "four", "five", "six")
     return words[n] if 0 <= n < len(words) else str(n)
 
 
