@@ -14,6 +14,7 @@ from torch import nn
 import torchloupe as tl
 from torchloupe.cam.eigencam import eigen_projection
 from tests.helpers import peer, tiny_cnn
+from tests.section_blocks import blocks_of
 
 
 # -- Eigen-CAM -------------------------------------------------------------------------------------
@@ -250,7 +251,7 @@ def test_report_cam_section_keeps_the_others_and_says_which_does_not_apply():
 
     model = FlatHead().eval()
     x = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(1))
-    blocks = section.build(Subject("flat", model, x, images=x, layers=["relu"]), {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(Subject("flat", model, x, images=x, layers=["relu"]), {"quick": True, "seed": 0}))
     texts = [b.text for b in blocks if isinstance(b, Text)]
     assert any(t.startswith("CAM does not apply: CAM needs a model ending in global average pooling") for t in texts)
     assert blocks[0].caption.startswith("Layer relu;")

@@ -1,4 +1,4 @@
-"""The report sections "Class activation maps" (50) and "Guided backpropagation / deconvnet" (55)."""
+"""The report sections "Class activation maps" and "Guided backpropagation / deconvnet" (next to it)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from torch import nn
 
 from torchloupe.reporting.base import Figure, NotApplicable, Subject, Table, Text, registered
 from tests.helpers import tiny_cnn
+from tests.section_blocks import blocks_of
 
 
 def _sections():
@@ -14,16 +15,20 @@ def _sections():
 
 
 def test_sections_registered_in_order():
+    from torchloupe.reporting.base import order_of
+    from torchloupe.reporting.sections import ORDER
+
     s = _sections()
-    assert (s["cam"].order, s["cam"].title) == (50, "Class activation maps")
-    assert (s["saliency"].order, s["saliency"].title) == (55, "Guided backpropagation / deconvnet")
+    assert (s["cam"].order, s["cam"].title) == (order_of("cam"), "Class activation maps")
+    assert (s["saliency"].order, s["saliency"].title) == (order_of("saliency"), "Guided backpropagation / deconvnet")
+    assert ORDER.index("saliency") == ORDER.index("cam") + 1  # the pixel-level view right after the class maps
 
 
 def test_cam_section_shows_every_method_and_the_prediction():
     model = tiny_cnn().eval()
     x = torch.rand(2, 3, 16, 16)
     subject = Subject(name="tiny", model=model, inputs=x, labels=["a", "b", "c", "d"])
-    blocks = _sections()["cam"].build(subject, {"quick": False, "seed": 0})
+    blocks = blocks_of(_sections()["cam"].build(subject, {"quick": False, "seed": 0}))
     fig = [b for b in blocks if isinstance(b, Figure)][0].figure
     titles = [t.get_text() for t in fig.axes[0].texts if t.get_rotation() == 0]  # column heads (rows: rotated)
     assert titles == ["input", "CAM", "Grad-CAM", "Grad-CAM++", "XGrad-CAM", "LayerCAM", "HiResCAM", "Score-CAM",
@@ -33,7 +38,7 @@ def test_cam_section_shows_every_method_and_the_prediction():
         probs = model(x).softmax(1)
     assert [r[1] for r in table.rows] == [["a", "b", "c", "d"][int(i)] for i in probs.argmax(1)]
     assert [r[2] for r in table.rows] == [round(float(p), 4) for p in probs.max(1).values]
-    quick = _sections()["cam"].build(subject, {"quick": True, "seed": 0})
+    quick = blocks_of(_sections()["cam"].build(subject, {"quick": True, "seed": 0}))
     assert any(isinstance(b, Text) and b.text.startswith("Score-CAM skipped") for b in quick)
 
 
@@ -43,14 +48,14 @@ def test_sections_not_applicable_without_images():
     out = _sections()["cam"].build(subject, {"quick": True, "seed": 0})
     assert isinstance(out, NotApplicable) and out.reason == "the inputs are not a batch of images"
     # saliency applies to flat vectors since issue 17: gradients over the features, not a not-applicable line
-    out = _sections()["saliency"].build(subject, {"quick": True, "seed": 0})
+    out = blocks_of(_sections()["saliency"].build(subject, {"quick": True, "seed": 0}))
     assert not isinstance(out, NotApplicable) and "(4,) inputs" in out[0].caption
 
 
 def test_saliency_section_columns():
     model = tiny_cnn().eval()
     subject = Subject(name="tiny", model=model, inputs=torch.rand(2, 3, 16, 16))
-    blocks = _sections()["saliency"].build(subject, {"quick": True, "seed": 0})
+    blocks = blocks_of(_sections()["saliency"].build(subject, {"quick": True, "seed": 0}))
     fig = blocks[0].figure
     titles = [t.get_text() for t in fig.axes[0].texts if t.get_rotation() == 0]  # column heads (rows: rotated)
     assert titles == ["input", "gradient", "guided backprop", "deconvnet", "guided Grad-CAM"]
@@ -68,5 +73,6 @@ def test_cam_layer_follows_the_subjects_layers():
     assert cam_layer(Subject("r", model, x), x) == "layer4"
     assert cam_layer(Subject("r", model, x, layers=["layer2", "layer3"]), x) == "layer3"
     assert cam_layer(Subject("r", model, x, layers=["layer3", "fc"]), x) == "layer3"  # fc: not a map
-    blocks = _sections()["cam"].build(Subject("r", model, x, images=x, layers=["layer3"]), {"quick": True, "seed": 0})
+    blocks = blocks_of(_sections()["cam"].build(Subject("r", model, x, images=x, layers=["layer3"]),
+                                          {"quick": True, "seed": 0}))
     assert blocks[0].caption.startswith("Layer layer3;")

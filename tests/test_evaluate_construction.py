@@ -9,6 +9,7 @@ from scipy import ndimage
 
 import torchloupe as tl
 import torchloupe.evaluate as ev
+from tests.section_blocks import blocks_of
 
 
 def shown_table(blocks):
@@ -89,7 +90,7 @@ def test_quality_section_table_on_shapes(shapes):
     n = 4
     subject = Subject(name="shapes", model=model, inputs=x[:8], masks=masks[:8])
     section = {s.key: s for s in registered()}["quality"]
-    blocks = section.build(subject, {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(subject, {"quick": True, "seed": 0}))
     table = next(b for b in blocks if isinstance(b, Table))
     assert table.columns == ["method", "pointing game ↑", "deletion AUC ↓", "insertion AUC ↑", "sanity check", "ms / image"]
     names = [r[0] for r in table.rows]
@@ -142,7 +143,7 @@ def test_quick_quality_on_large_inputs_keeps_the_most_used_methods():
     x = torch.rand(2, 3, 136, 136)  # over 128 x 128: an ImageNet-size input
     subject = Subject(name="big", model=tiny_cnn().eval(), inputs=x, images=x)
     section = {s.key: s for s in registered()}["quality"]
-    quick = next(b for b in section.build(subject, {"quick": True, "seed": 0}) if isinstance(b, Table))
+    quick = next(b for b in blocks_of(section.build(subject, {"quick": True, "seed": 0})) if isinstance(b, Table))
     assert [r[0] for r in quick.rows] == [*QUICK_LARGE, "Random maps"]
-    full = next(b for b in section.build(subject, {"quick": False, "seed": 0}) if isinstance(b, Table))
+    full = next(b for b in blocks_of(section.build(subject, {"quick": False, "seed": 0})) if isinstance(b, Table))
     assert len(full.rows) == 11 and "the first of 2 given" in full.caption

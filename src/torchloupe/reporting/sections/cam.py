@@ -34,15 +34,22 @@ class CamOptions(SectionOptions):
     def check(self) -> None:
         if not isinstance(self.images, int) or isinstance(self.images, bool) or self.images < 1:
             raise UsageError(f"cam option images={self.images!r}: expected a positive integer")
-        if not isinstance(self.masked_max_forwards, int) or self.masked_max_forwards < 0:
+        if (not isinstance(self.masked_max_forwards, int) or isinstance(self.masked_max_forwards, bool)
+                or self.masked_max_forwards < 0):
             raise UsageError(f"cam option masked_max_forwards={self.masked_max_forwards!r}: expected an integer >= 0")
         if self.methods is not None:
+            import difflib
+
             from ... import cam
 
+            if isinstance(self.methods, (str, bytes)) or not isinstance(self.methods, Sequence) or not self.methods:
+                raise UsageError(f"cam option methods={self.methods!r}: expected a non-empty list of CAM method keys "
+                                 f"(or None for all: {', '.join(cam.METHODS)})")
             for m in self.methods:
                 if m not in cam.METHODS:
-                    raise UsageError(f"cam option methods: unknown method {m!r}; expected some of: "
-                                     f"{', '.join(cam.METHODS)}")
+                    close = difflib.get_close_matches(str(m), list(cam.METHODS), n=3)
+                    hint = "closest: " + ", ".join(map(repr, close)) if close else "expected some of: " + ", ".join(cam.METHODS)
+                    raise UsageError(f"cam option methods: unknown method {m!r}; {hint}")
 
 
 @dataclass
@@ -73,10 +80,12 @@ class CamData(SectionData):
                           f"class, blue where it finds none.")
         blocks = [grid, Table(["image", "predicted class", "score"],
                               [[i, name, round(float(p), 4)] for i, (name, p) in enumerate(zip(self.names, self.probs))])]
-        blocks.extend(Text(n) for n in self.notes)
+        blocks.extend(Text(note) for note in self.notes)
         finding = agreement(self.results)
-        if finding:
-            blocks.append(Finding(finding, grid))
+        if not finding:  # fewer than two maps: nothing to compare, and the finding says so
+            ran = f"Only {next(iter(self.results))} ran here" if self.results else "No CAM method ran here"
+            finding = f"{ran}, so nothing can be concluded about whether the CAM methods agree."
+        blocks.append(Finding(finding, grid))
         return blocks
 
 
