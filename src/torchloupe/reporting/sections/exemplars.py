@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -83,12 +83,12 @@ class ExemplarsData(SectionData):
             if rows:
                 share = sum(count / n for _, (_, count, n) in rows) / len(rows)
                 each = "; ".join(f"channel {c}: {count} of {n} {self.class_name(cls)!r}" for c, (cls, count, n) in rows)
-                among = f" among {len(self.class_names)} classes" if self.class_names else ""
+                among = f"; the dataset has {len(self.class_names)} classes" if self.class_names else ""
                 verdict = ("each channel's strongest samples are mostly one class" if share >= 0.8 else
                            "their strongest samples span several classes: the channels respond to something "
                            "the classes share" if share <= 0.5 else "the channels lean to one class each, not strictly")
-                return (f"In {self.layer}, the most common class holds {share:.0%} of each channel's top-{k} samples "
-                        f"on average{among} ({each}): {verdict}.")
+                return (f"In {self.layer}, on average {share:.0%} of each channel's top-{k} samples are of its most "
+                        f"common class ({each}{among}): {verdict}.")
         gaps = []
         for j, c in enumerate(self.channels):
             valid = ex.indices[j] >= 0

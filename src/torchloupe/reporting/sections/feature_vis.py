@@ -136,7 +136,7 @@ class FeatureVisData(SectionData):
                       highlight=[(i, 4) for i, r in enumerate(rows) if r[4] == "FAILED"])
         blocks = [
             Figure(units_figure(self.result, self.exemplars, k=self.k, channels_first=self.channels_first),
-                   caption=f"{self.layer}: channels {self.channels[0]}..{self.channels[-1]}, {self.param} "
+                   caption=f"{self.layer}: channels {_channels_text(self.channels)}, {self.param} "
                            f"parameterization, {self.steps} steps, seed {self.seed}"
                            + _sequence_note(self.shape, self.channels_first)),
             table,
@@ -151,6 +151,12 @@ class FeatureVisData(SectionData):
             blocks.append(Text(f"{failed} of {n} units could not be driven above random inputs in "
                                f"{self.steps} steps; their images show nothing the unit prefers."))
         return blocks
+
+
+def _channels_text(channels: Sequence[int]) -> str:
+    """``0..3`` for a run of consecutive channels, else ``0, 2, 5``."""
+    run = list(channels) == list(range(channels[0], channels[0] + len(channels)))
+    return f"{channels[0]}..{channels[-1]}" if run and len(channels) > 1 else ", ".join(map(str, channels))
 
 
 def pick_layer(subject: Subject) -> tuple[str, int, str] | None:

@@ -132,7 +132,7 @@ class WeightsData(SectionData):
         cut = self.near_zero * top
         dead = [int(i) for i in torch.nonzero(norms < cut).flatten()]
         strongest = [int(i) for i in torch.argsort(-norms, stable=True)[:3]]
-        spread = (f"norms from {float(norms.min()):.3g} to {top:.3g} (median {float(norms.median()):.3g}), "
+        spread = (f"norms from {float(norms.min()):.3g} to {top:.3g} (median {float(norms.quantile(0.5)):.3g}), "
                   f"largest: kernel{'s' if len(strongest) > 1 else ''} {', '.join(map(str, strongest))}")
         pct = f"{self.near_zero:.0%}"
         if not dead:
