@@ -163,7 +163,7 @@ class WeightsData(SectionData):
                 f"(cosine {cos:.2f}): the layer tells these two apart least by direction; {norm_text}.")
 
     def render(self) -> list:
-        from ...render import class_template_figure, kernel_figure, weight_matrix_figure
+        from ...render import kernel_figure, weight_matrix_figure
 
         table = Table(["layer", "type", "weight shape", "parameters", "mean |w|"], self.table,
                       caption="Weight tensors of the convolution and linear layers")
@@ -191,7 +191,7 @@ class WeightsData(SectionData):
                                                                          "hidden": " (rows are hidden units)"}.get(view.role, ""))
                     blocks.append(fig)
             else:
-                fig = Figure(*_template_figure(view, class_template_figure))
+                fig = Figure(*_template_figure(view))
                 blocks.append(fig)
             drawn.setdefault(view.name, fig)
         if self.kernel_norms is not None and self.kernel_norms.numel():
@@ -201,7 +201,10 @@ class WeightsData(SectionData):
         return blocks
 
 
-def _template_figure(view: TemplateView, class_template_figure) -> tuple[Any, str]:
+def _template_figure(view: TemplateView) -> tuple[Any, str]:
+    """The figure of a :class:`TemplateView` and its caption."""
+    from ...render import class_template_figure
+
     t, name = view.templates, view.name
     if view.kind == "effective":
         return (class_template_figure(t, view.names, title=f"effective class templates {view.path}"),
