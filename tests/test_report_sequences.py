@@ -127,11 +127,12 @@ def test_image_shape_of_flat_vectors():
 
 
 def test_conv1d_feature_vis_picks_the_conv_and_draws_channels_by_steps():
+    from tests.section_blocks import blocks_of
     from torchloupe.reporting.sections import feature_vis as section
 
     torch.manual_seed(0)
     model, x = Seq(), torch.randn(2, 10, 300)
-    blocks = section.build(Subject("seq", model, x), {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(Subject("seq", model, x), {"quick": True, "seed": 0}))
     fig = blocks[0]
     assert fig.caption.startswith("conv: channels 0..2") and "input channels x steps" in fig.caption
     arrays = _image_arrays(fig.figure)

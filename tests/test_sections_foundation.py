@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tests.section_blocks import blocks_of
 from torchloupe.demo.models import DigitsMLP, ShapesCNN
 from torchloupe.reporting.base import Figure, NotApplicable, Subject, Table, registered
 from torchloupe.reporting.sections import feature_maps as fm_section
@@ -72,7 +73,7 @@ def test_feature_maps_not_applicable_to_an_mlp():
 def test_weights_of_a_cnn():
     torch.manual_seed(0)
     subject = Subject("cnn", ShapesCNN().eval(), torch.rand(2, 3, 32, 32), labels=list("abcde"))
-    blocks = w_section.build(subject, OPTIONS)
+    blocks = blocks_of(w_section.build(subject, OPTIONS))
     table = blocks[0]
     assert isinstance(table, Table) and [r[0] for r in table.rows][:2] == ["features.conv1", "features.conv2"]
     assert table.rows[0][2] == "12x3x5x5"
@@ -83,11 +84,11 @@ def test_weights_of_a_cnn():
 def test_class_templates_only_for_a_linear_layer_on_the_input():
     labels = [str(i) for i in range(10)]
     linear = Subject("lin", DigitsMLP(hidden=0), torch.rand(2, 1, 8, 8), labels=labels)
-    caps = _captions(w_section.build(linear, OPTIONS))
+    caps = _captions(blocks_of(w_section.build(linear, OPTIONS)))
     assert "class templates: rows of fc.weight reshaped to the input (1, 8, 8)" in caps
     # fc2 of the MLP also has 64 inputs, but they are hidden units, not pixels: no class templates from it
     mlp = Subject("mlp", DigitsMLP(hidden=64), torch.rand(2, 1, 8, 8), labels=labels)
-    caps = _captions(w_section.build(mlp, OPTIONS))
+    caps = _captions(blocks_of(w_section.build(mlp, OPTIONS)))
     assert not any(c.startswith("class templates") for c in caps)
     assert any(c.startswith("rows of fc1.weight reshaped") for c in caps)
     assert "fc2 weight matrix (rows are classes)" in caps

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from torchloupe.reporting.base import Figure, NotApplicable, Subject, Table, registered
+from tests.section_blocks import blocks_of
+from torchloupe.reporting.base import Figure, NotApplicable, Subject, Table, order_of, registered
 
 
 def _subject(dataset=True):
@@ -25,11 +26,12 @@ def _sections():
 
 def test_sections_registered_in_order():
     s = _sections()
-    assert s["feature_vis"].order == 60 and s["exemplars"].order == 65
+    assert s["feature_vis"].order == order_of("feature_vis") and s["exemplars"].order == order_of("exemplars")
+    assert s["feature_vis"].order < s["exemplars"].order
 
 
 def test_feature_vis_section_shows_images_table_and_curves():
-    blocks = _sections()["feature_vis"].build(_subject(), {"quick": True, "seed": 0})
+    blocks = blocks_of(_sections()["feature_vis"].build(_subject(), {"quick": True, "seed": 0}))
     assert [type(b) for b in blocks[:3]] == [Figure, Table, Figure]
     table = blocks[1]
     assert [r[0] for r in table.rows] == ["2:0", "2:1", "2:2"]  # last Conv2d, first 3 channels (quick)
@@ -39,7 +41,7 @@ def test_feature_vis_section_shows_images_table_and_curves():
 
 def test_exemplars_section_and_not_applicable_without_data():
     sec = _sections()["exemplars"]
-    blocks = sec.build(_subject(), {"quick": True, "seed": 0})
+    blocks = blocks_of(sec.build(_subject(), {"quick": True, "seed": 0}))
     assert isinstance(blocks[0], Figure) and "top-5 of the first 40 samples" in blocks[0].caption
     na = sec.build(_subject(dataset=False), {"quick": True})
     assert isinstance(na, NotApplicable) and "dataset" in na.reason and "loupe exemplars --data" in na.reason
@@ -51,15 +53,15 @@ def test_exemplars_drawn_once_when_feature_vis_draws_them():
     from torchloupe.reporting import Table, Text
 
     subject = _subject()
-    drawn = _sections()["exemplars"].build(subject, {"quick": True, "seed": 0})
-    listed = _sections()["exemplars"].build(subject, {"quick": True, "seed": 0,
-                                                      "report_sections": ("feature_vis", "exemplars")})
+    drawn = blocks_of(_sections()["exemplars"].build(subject, {"quick": True, "seed": 0}))
+    listed = blocks_of(_sections()["exemplars"].build(subject, {"quick": True, "seed": 0,
+                                                                "report_sections": ("feature_vis", "exemplars")}))
     assert isinstance(listed[0], Text) and isinstance(listed[1], Table)
     assert not any(isinstance(b, Figure) for b in listed)
-    from torchloupe.reporting.sections.feature_vis import pick_layer, subject_exemplars
+    from torchloupe.reporting.sections.feature_vis import pick_layer
 
     layer = pick_layer(subject)[0]
-    ex = subject_exemplars(subject, layer, [0, 1, 2], True)  # what both sections read (computed once, cached)
+    ex = subject.shared.exemplars(layer, [0, 1, 2], 128)  # what both sections read (computed once, kept)
     assert listed[1].rows[0][0] == f"{layer}:0" and len(listed[1].rows) == 3
     assert listed[1].rows[0][1] == ", ".join(str(int(i)) for i in ex.indices[0])
     assert isinstance(drawn[0], Figure)
@@ -82,7 +84,7 @@ class _RunningSum(nn.Module):
 def test_feature_vis_of_a_sequence_model_draws_bars_over_steps():
     # Maximizing output t of a running sum raises inputs 0..t only: the bars must show that pattern.
     subject = Subject(name="running sum", model=_RunningSum().eval(), inputs=torch.rand(4, 6, 1), layers=["total"])
-    blocks = _sections()["feature_vis"].build(subject, {"quick": True, "seed": 0})
+    blocks = blocks_of(_sections()["feature_vis"].build(subject, {"quick": True, "seed": 0}))
     fig = blocks[0]
     assert "the bars are its value at each step" in fig.caption
     panels = [ax for ax in fig.figure.axes if ax.patches]
@@ -117,7 +119,7 @@ class _MeanOfSteps(nn.Module):
 
 def test_feature_vis_of_multi_feature_sequences_draws_and_says_heat_maps():
     subject = Subject(name="steps", model=_MeanOfSteps().eval(), inputs=torch.rand(4, 12, 5))
-    fig = _sections()["feature_vis"].build(subject, {"quick": True, "seed": 0})[0]
+    fig = blocks_of(_sections()["feature_vis"].build(subject, {"quick": True, "seed": 0}))[0]
     assert fig.caption.endswith("a features x steps heat map (red > 0 > blue)")
     panels = [ax for ax in fig.figure.axes if ax.images]
     assert panels and all(ax.images[0].get_array().shape == (5, 12) for ax in panels)
@@ -141,7 +143,7 @@ def test_feature_vis_keeps_the_input_size_a_model_needs():
     torch.manual_seed(0)
     subject = Subject(name="fixed", model=_FixedSize().eval(), inputs=torch.rand(2, 3, 20, 20), layers=["conv"])
     # 20 px is below the section's 64 px optimization size: only the transforms must keep the size here
-    blocks = _sections()["feature_vis"].build(subject, {"quick": True, "seed": 0})
+    blocks = blocks_of(_sections()["feature_vis"].build(subject, {"quick": True, "seed": 0}))
     assert [type(b) for b in blocks[:3]] == [Figure, Table, Figure]  # ran: no size error
     assert all(r[4] in ("ok", "FAILED") for r in blocks[1].rows)
 

@@ -100,14 +100,15 @@ def test_figures_and_gif(tmp_path):
 
 
 def test_report_section(tmp_path, monkeypatch):
-    from torchloupe.reporting.base import Figure, Image, NotApplicable, Subject, Table, Text
+    from tests.section_blocks import blocks_of
+    from torchloupe.reporting.base import Figure, Finding, Image, NotApplicable, Subject, Table, Text
     from torchloupe.reporting.sections.weight_learning import build
 
     m, h = _mlp_history()
     assert isinstance(build(Subject("x", m, torch.rand(2, 1, 4, 4)), {"quick": True, "seed": 0}), NotApplicable)
-    blocks = build(Subject("x", m, torch.rand(2, 1, 4, 4), extras={"tracker": h}), {"quick": True, "seed": 0})
+    blocks = blocks_of(build(Subject("x", m, torch.rand(2, 1, 4, 4), extras={"tracker": h}), {"quick": True, "seed": 0}))
     kinds = [type(b) for b in blocks]
-    assert kinds == [Text, Figure, Figure, Figure, Figure, Figure, Image, Table]
+    assert kinds == [Text, Figure, Figure, Figure, Figure, Figure, Image, Table, Table, Finding]
     gif = next(b for b in blocks if isinstance(b, Image))
     assert gif.mime == "image/gif" and gif.data[:6] == b"GIF89a"
     assert "4 steps" in blocks[0].text

@@ -117,17 +117,18 @@ def test_tensorboard_image_is_the_28x28_templates(tmp_path):
 
 def test_report_sections_show_effective_templates_labelled_by_class():
     from torchloupe.reporting.base import Figure, Subject
+    from tests.section_blocks import blocks_of
     from torchloupe.reporting.sections import weight_learning, weights
 
     model, tracker = _train()
     subject = Subject("mlp", model, torch.rand(4, 1, 28, 28), extras={"tracker": tracker})
-    blocks = weight_learning.build(subject, {"quick": True, "seed": 0})
+    blocks = blocks_of(weight_learning.build(subject, {"quick": True, "seed": 0}))
     fig = next(b.figure for b in blocks if isinstance(b, Figure) and "class templates" in b.caption.lower())
     texts = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text")) if t.get_text()]
     assert "effective input-space templates (W_L···W_1)" in texts and [str(c) for c in range(10)] == \
         [t for t in texts if t.isdigit()][:10]
     # the static weights section on flat 784 inputs: effective templates at 28x28, hidden units named so
-    static = weights.build(Subject("mlp", model, torch.rand(4, 784)), {"quick": False, "seed": 0})
+    static = blocks_of(weights.build(Subject("mlp", model, torch.rand(4, 784)), {"quick": False, "seed": 0}))
     shown = [b for b in static if isinstance(b, Figure)]  # a large matrix: its summary, the whole one on demand
     shown += [f for b in static if type(b).__name__ == "Details" for f in b.blocks if isinstance(f, Figure)]
     figs = {b.caption.split(":")[0]: b.figure for b in shown}
