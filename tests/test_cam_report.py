@@ -7,6 +7,7 @@ from torch import nn
 
 from torchloupe.reporting.base import Figure, NotApplicable, Subject, Table, Text, registered
 from tests.helpers import tiny_cnn
+from tests.section_blocks import blocks_of
 
 
 def _sections():
@@ -43,14 +44,14 @@ def test_sections_not_applicable_without_images():
     out = _sections()["cam"].build(subject, {"quick": True, "seed": 0})
     assert isinstance(out, NotApplicable) and out.reason == "the inputs are not a batch of images"
     # saliency applies to flat vectors since issue 17: gradients over the features, not a not-applicable line
-    out = _sections()["saliency"].build(subject, {"quick": True, "seed": 0})
+    out = blocks_of(_sections()["saliency"].build(subject, {"quick": True, "seed": 0}))
     assert not isinstance(out, NotApplicable) and "(4,) inputs" in out[0].caption
 
 
 def test_saliency_section_columns():
     model = tiny_cnn().eval()
     subject = Subject(name="tiny", model=model, inputs=torch.rand(2, 3, 16, 16))
-    blocks = _sections()["saliency"].build(subject, {"quick": True, "seed": 0})
+    blocks = blocks_of(_sections()["saliency"].build(subject, {"quick": True, "seed": 0}))
     fig = blocks[0].figure
     titles = [t.get_text() for t in fig.axes[0].texts if t.get_rotation() == 0]  # column heads (rows: rotated)
     assert titles == ["input", "gradient", "guided backprop", "deconvnet", "guided Grad-CAM"]
