@@ -177,14 +177,15 @@ def joins_finding(graph) -> str:
             where = f"at {len(fusion)} points ({how}; the first is {fusion[0].qualname})"
         text = f"{graph.model_type} fuses {' and '.join(meets)} {where}"
         if residual:
-            text += f"; its {residual} are residual connections within a branch, not fusion"
+            one = len(res) == 1
+            text += f"; its {residual} {'is a residual connection' if one else 'are residual connections'}, not fusion"
         return text + "."
     if residual:
-        return (f"{graph.model_type} fuses nothing: its joins are {residual} (a tensor meeting a learned function "
+        return (f"{graph.model_type} fuses nothing: its {'only join is' if len(res) == 1 else 'joins are'} {residual} (a tensor meeting a learned function "
                 f"of itself), and no separate inputs or branches meet.")
     tail = f" (its {_plural(skips, 'skip join')} only combine a tensor with a parameter-free function of itself)" if skips else ""
-    return (f"{graph.model_type} has no residual connection and no fusion point{tail}: no add, cat or mul joins two "
-            f"paths, so no layer has a shortcut around it and nothing is fused.")
+    return (f"{graph.model_type} has no residual connection and no fusion point{tail}: no add, cat, mul or similar op "
+            f"joins two paths, so no layer has a shortcut around it and nothing is fused.")
 
 
 @register(
