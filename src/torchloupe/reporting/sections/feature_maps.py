@@ -133,7 +133,7 @@ class FeatureMapsData(SectionData):
 
 
 def _percent(p: float) -> str:
-    return f"{100 * p:.0f}%" if p >= 0.1 else f"{100 * p:.1g}%"
+    return f"{100 * p:.0f}%" if p >= 0.1 else f"{100 * p:.2g}%"
 
 
 def _layers(subject: Subject, most: int = 3) -> list[str]:
