@@ -15,7 +15,7 @@ from tests.helpers import tiny_cnn
 from tests.report_fixtures import linear_model
 from tests.section_blocks import blocks_of
 from torchloupe.errors import UsageError
-from torchloupe.reporting.base import Figure, Finding, Html, Subject, Table, Text
+from torchloupe.reporting.base import Figure, Finding, Html, NotApplicable, Subject, Table, Text
 from torchloupe.reporting.sections import architecture, feature_maps, overview, saliency
 
 
@@ -232,6 +232,8 @@ def test_feature_maps_options():
         feature_maps.build(subject, {"samples": 0})
     with pytest.raises(UsageError, match=r"section 'feature_maps' has no option 'channel'; closest: 'channels'"):
         feature_maps.build(subject, {"channel": 3})
+    empty = feature_maps.build(Subject("empty", _planted(), torch.rand(0, 1, 4, 4), layers=["0"]), {})
+    assert isinstance(empty, NotApplicable) and empty.reason.startswith("the batch is empty")
     convs = nn.Sequential(*[nn.Conv2d(1, 1, 1) for _ in range(7)])
     assert feature_maps._layers(Subject("c", convs, torch.rand(1, 1, 4, 4)), 4) == ["0", "2", "4", "6"]
 

@@ -181,9 +181,11 @@ def joins_finding(graph) -> str:
             text += f"; its {residual} {'is a residual connection' if one else 'are residual connections'}, not fusion"
         return text + "."
     if residual:
-        return (f"{graph.model_type} fuses nothing: its {'only join is' if len(res) == 1 else 'joins are'} {residual} (a tensor meeting a learned function "
+        joins = "only join is" if len(res) == 1 else "joins are"
+        return (f"{graph.model_type} fuses nothing: its {joins} {residual} (a tensor meeting a learned function "
                 f"of itself), and no separate inputs or branches meet.")
-    tail = f" (its {_plural(skips, 'skip join')} only combine a tensor with a parameter-free function of itself)" if skips else ""
+    tail = (f" (its {_plural(skips, 'skip join')} only combine a tensor with a parameter-free function of itself)"
+            if skips else "")
     return (f"{graph.model_type} has no residual connection and no fusion point{tail}: no add, cat, mul or similar op "
             f"joins two paths, so no layer has a shortcut around it and nothing is fused.")
 

@@ -90,7 +90,7 @@ class FeatureMapsData(SectionData):
     def render(self) -> list:
         blocks: list = []
         for layer in self.layers:
-            fm = layer.maps
+            fm, first = layer.maps, None
             for s in range(fm.maps.shape[0]):
                 if fm.kind in ("sequence", "tokens"):  # (N, C, 1, L): one heat map, channels x steps
                     fig = Figure(_sequence_figure(layer.name, fm, s),
@@ -128,7 +128,8 @@ class FeatureMapsData(SectionData):
         zero = int((layer.peaks[layer.silent] == 0).sum())
         near = f"at most {100 * self.quiet:g}% of that peak"
         how = ("exactly zero" if zero == k else near if zero == 0 else f"{zero} exactly zero, the others {near}")
-        return (f"{layer.name}: {k} of {c} channels {'stays' if k == 1 else 'stay'} silent {on} (ch {listed}: {how}) against a peak of "
+        stay = "stays" if k == 1 else "stay"
+        return (f"{layer.name}: {k} of {c} channels {stay} silent {on} (ch {listed}: {how}) against a peak of "
                 f"{top:.3g} on ch {strongest}: filters that pass nothing on here, dead or unused by these inputs.")
 
 
@@ -172,6 +173,8 @@ def build(subject: Subject, options: FeatureMapsOptions) -> FeatureMapsData | No
         from ...inputs import Inputs
 
         x = Inputs.of(subject.inputs).slice(0, read)
+    if _batch(x) == 0:
+        return NotApplicable("the batch is empty: there are no feature maps to show")
     images = subject.display_images
     fed_by = _fed_by(subject, layers)
     shown, skipped = [], []
