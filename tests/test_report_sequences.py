@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchloupe.reporting.base import Figure, NotApplicable, Subject
+from tests.section_blocks import blocks_of
 
 
 class MLP(nn.Module):
@@ -58,7 +59,7 @@ def test_mlp_saliency_is_drawn_as_28x28_images_and_equals_the_gradient(monkeypat
         return real(images, columns, **kw)
 
     monkeypatch.setattr(draw, "plot_saliency", spy)
-    blocks = section.build(Subject("mlp", model, x), {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(Subject("mlp", model, x), {"quick": True, "seed": 0}))
     assert not isinstance(blocks, NotApplicable)
     fig = blocks[0]
     assert isinstance(fig, Figure) and "28x28 images" in fig.caption
@@ -81,7 +82,7 @@ def test_sequence_saliency_is_a_map_over_steps_with_the_conv1d_channels():
 
     torch.manual_seed(0)
     model, x = Seq(), torch.randn(2, 10, 300)
-    blocks = section.build(Subject("seq", model, x), {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(Subject("seq", model, x), {"quick": True, "seed": 0}))
     fig = blocks[0]
     assert "input channels (rows) over steps" in fig.caption
     arrays = _image_arrays(fig.figure)
@@ -97,7 +98,7 @@ def test_sequence_feature_maps_are_one_heat_map_channels_by_steps():
 
     torch.manual_seed(0)
     model, x = Seq(), torch.randn(2, 10, 300)
-    blocks = section.build(Subject("seq", model, x), {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(Subject("seq", model, x), {"quick": True, "seed": 0}))
     fig = blocks[0]
     assert "16 channels over 300 steps" in fig.caption
     (a,) = [a for a in _image_arrays(fig.figure)]

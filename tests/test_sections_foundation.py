@@ -10,6 +10,7 @@ from torchloupe.demo.models import DigitsMLP, ShapesCNN
 from torchloupe.reporting.base import Figure, NotApplicable, Subject, Table, registered
 from torchloupe.reporting.sections import feature_maps as fm_section
 from torchloupe.reporting.sections import weights as w_section
+from tests.section_blocks import blocks_of
 
 OPTIONS = {"quick": True, "seed": 0}
 
@@ -27,9 +28,9 @@ def test_feature_maps_of_a_cnn():
     torch.manual_seed(0)
     subject = Subject("cnn", ShapesCNN().eval(), torch.rand(3, 3, 32, 32), labels=list("abcde"),
                       layers=["features.relu1", "features.relu4"])
-    blocks = fm_section.build(subject, OPTIONS)
+    blocks = blocks_of(fm_section.build(subject, OPTIONS))
     assert _captions(blocks) == ["features.relu1, sample 0: 12 channels, 16x16", "features.relu4, sample 0: 48 channels, 4x4"]
-    assert all(b.figure.axes for b in blocks)
+    assert all(b.figure.axes for b in blocks if isinstance(b, Figure))
     # without layers: up to 3 convolutions spread over the model, first and last included
     subject.layers = None
     assert fm_section._layers(subject) == ["features.conv1", "features.conv3", "features.conv4"]
@@ -58,7 +59,7 @@ def test_feature_maps_of_a_two_input_model_show_the_input_each_layer_sees(monkey
         return real(fm, sample, channels, image)
 
     monkeypatch.setattr(fm_section, "_figure", spy)
-    fm_section.build(subject, OPTIONS)
+    blocks_of(fm_section.build(subject, OPTIONS))
     assert torch.equal(shown["a"], x[0]) and torch.equal(shown["b"], y[0]) and shown["both"] is None
 
 
@@ -107,5 +108,5 @@ class _WithTemperature(_TwoViews):
 def test_feature_maps_of_a_model_with_a_scalar_argument_still_draw():
     x, y = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     subject = Subject("scaled", _WithTemperature(), (x, y, torch.tensor(2.0)), images=x, layers=["a", "b"])
-    blocks = fm_section.build(subject, OPTIONS)
+    blocks = blocks_of(fm_section.build(subject, OPTIONS))
     assert len(_captions(blocks)) == 2

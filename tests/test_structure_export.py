@@ -15,6 +15,7 @@ from tests.test_structure import Gate, Seq, Stack, TwoBranch
 from torchloupe.errors import UnsupportedModelError
 from torchloupe.structure import export_onnx, trace
 from torchloupe.render.graph.layout import collapse, fit_depth
+from tests.section_blocks import blocks_of
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -360,7 +361,7 @@ def test_report_section_architecture():
 
     section = next(s for s in registered() if s.key == "architecture")
     assert section.order == 20 and section.title == "Architecture"
-    blocks = section.build(Subject("cnn", tiny_cnn(), torch.rand(4, 3, 16, 16)), {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(Subject("cnn", tiny_cnn(), torch.rand(4, 3, 16, 16)), {"quick": True, "seed": 0}))
     kinds = [type(b) for b in blocks]
     assert kinds[:2] == [Text, Html]
     assert blocks[0].text.startswith("TinyCNN: 1,508 parameters, 350,272 mult-adds per sample")
@@ -376,8 +377,8 @@ def test_report_section_dict_inputs_and_not_applicable():
     section = next(s for s in registered() if s.key == "architecture")
     from tests.test_structure import Halves
 
-    blocks = section.build(Subject("h", Halves(), {"batch": {"left": torch.rand(2, 3), "right": torch.rand(2, 3)}}),
-                           {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(Subject("h", Halves(), {"batch": {"left": torch.rand(2, 3), "right": torch.rand(2, 3)}}),
+                                     {"quick": True, "seed": 0}))
     assert blocks[0].text.startswith("Halves: 12 parameters")
     res = section.build(Subject("s", tiny_cnn(), "not a tensor"), {"quick": True, "seed": 0})
     assert isinstance(res, NotApplicable) and "str" in res.reason

@@ -37,6 +37,9 @@ class Edge(tuple):
         self.dtypes = dtypes
         return self
 
+    def __getnewargs__(self) -> tuple:  # pickle (a report's worker sends graphs back): tuple's would pass one pair
+        return (self[0], self[1], self.shapes, self.dtypes)
+
     @property
     def src(self) -> int:
         return self[0]

@@ -1,19 +1,144 @@
-"""Feature maps: the most active channels of several layers, for the first sample or two."""
+"""Report section "Feature maps": the most active channels of several layers, for the first sample or two.
+
+Computed as :class:`FeatureMapsData` (per layer: its maps for the drawn samples, the picture beside
+them, and the peak of every channel over the first inputs, which says which channels stay silent),
+drawn by its ``render()``; options: :class:`FeatureMapsOptions`.
+"""
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
+import torch
+from torch import Tensor, nn
+
+from ...errors import UsageError
 from ...features import feature_maps_of
 from ...layers import find_layers
-from ..base import Figure, NotApplicable, Subject, Text, register
+from ..base import Figure, Finding, NotApplicable, SectionData, Subject, Text, register
+from ..options import SectionOptions
 
 _SPATIAL = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CHANNELS = 12
+QUICK_CHANNELS = 8
 
 
-def _layers(subject: Subject) -> list[str]:
-    """The subject's layers, or up to 3 convolutions spread over the model (first and last included)."""
+@dataclass(frozen=True)
+class FeatureMapsOptions(SectionOptions):
+    """``channels``: the tiles per figure, most active first (None: 12, 8 in quick mode);
+    ``samples``: how many inputs get a figure per layer; ``max_layers``: without the subject's
+    ``layers``, this many convolutions spread over the model (first and last included);
+    ``inputs``: how many of the first inputs the silent-channel count reads; ``quiet``: a channel is
+    *silent* when its largest absolute activation on those inputs is at most this fraction of the
+    layer's strongest channel's."""
+
+    channels: int | None = None
+    samples: int = 1
+    max_layers: int = 3
+    inputs: int = 8
+    quiet: float = 0.01
+
+    def check(self) -> None:
+        for name in ("samples", "max_layers", "inputs"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise UsageError(f"feature_maps option {name}={v!r}: expected a positive integer")
+        if self.channels is not None and (not isinstance(self.channels, int) or isinstance(self.channels, bool)
+                                          or self.channels < 1):
+            raise UsageError(f"feature_maps option channels={self.channels!r}: expected a positive integer or None")
+        if isinstance(self.quiet, bool) or not isinstance(self.quiet, (int, float)) or not 0 <= self.quiet < 1:
+            raise UsageError(f"feature_maps option quiet={self.quiet!r}: expected a fraction in [0, 1)")
+
+    @property
+    def tiles(self) -> int:
+        return self.channels if self.channels is not None else QUICK_CHANNELS if self.quick else CHANNELS
+
+
+@dataclass
+class LayerMaps:
+    """One layer: ``maps`` its :class:`~torchloupe.features.FeatureMaps` for the drawn samples (every
+    channel, on the CPU), ``pictures`` the image drawn beside each sample's maps (None: none),
+    ``peaks`` ``(C,)`` each channel's largest absolute activation over the inputs read, and
+    ``silent`` the channels at most ``quiet`` times the largest peak."""
+
+    name: str
+    maps: Any
+    pictures: list[Tensor | None]
+    peaks: Tensor
+    silent: list[int]
+
+    @property
+    def strongest(self) -> int:
+        return int(self.peaks.argmax())
+
+
+@dataclass
+class FeatureMapsData(SectionData):
+    """The ``layers`` shown (:class:`LayerMaps`), the layers ``skipped`` (vector outputs), ``tiles``
+    per figure, ``inputs`` the number of inputs the peaks read, ``quiet`` the silence threshold and
+    ``truth`` the true class name of each drawn sample (None when unknown)."""
+
+    section: ClassVar[str] = "feature_maps"
+    layers: list[LayerMaps]
+    tiles: int
+    inputs: int
+    quiet: float
+    truth: list[str | None] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def render(self) -> list:
+        blocks: list = []
+        for layer in self.layers:
+            fm, first = layer.maps, None
+            for s in range(fm.maps.shape[0]):
+                if fm.kind in ("sequence", "tokens"):  # (N, C, 1, L): one heat map, channels x steps
+                    fig = Figure(_sequence_figure(layer.name, fm, s),
+                                 caption=f"{layer.name}, sample {s}: its {fm.maps.shape[1]} channels over "
+                                         f"{fm.maps.shape[-1]} steps (one colour scale for all)")
+                else:
+                    truth = self.truth[s] if s < len(self.truth) else None
+                    label = f" (true class: {truth})" if truth is not None else ""
+                    fig = Figure(_figure(fm, s, self.tiles, layer.pictures[s]),
+                                 caption=f"{layer.name}, sample {s}{label}: {fm.maps.shape[1]} channels, "
+                                         f"{fm.maps.shape[-2]}x{fm.maps.shape[-1]}")
+                blocks.append(fig)
+                if s == 0:
+                    first = fig
+            blocks.append(Finding(self.silence_sentence(layer), first))
+        if self.skipped:
+            blocks.append(Text(f"Not shown (vector outputs): {', '.join(self.skipped)}."))
+        return blocks
+
+    def silence_sentence(self, layer: LayerMaps) -> str:
+        """How many of the layer's channels stay silent on the inputs read, against its strongest."""
+        c, n = len(layer.peaks), self.inputs
+        on = f"on {'this input' if n == 1 else f'these {n} inputs'}"
+        top = float(layer.peaks.max()) if c else 0.0
+        if top == 0.0:
+            return f"{layer.name}: all {c} channels are exactly zero {on}, so this layer passes nothing on for them."
+        strongest = layer.strongest
+        k = len(layer.silent)
+        if k == 0:
+            weakest = int(layer.peaks.argmin())
+            low = float(layer.peaks[weakest])
+            return (f"{layer.name}: all {c} channels respond {on}; the strongest, ch {strongest}, peaks at {top:.3g}, "
+                    f"the weakest, ch {weakest}, at {low:.3g} ({_percent(low / top)} of it).")
+        listed = ", ".join(str(i) for i in layer.silent[:8]) + (" ..." if k > 8 else "")
+        zero = int((layer.peaks[layer.silent] == 0).sum())
+        near = f"at most {100 * self.quiet:g}% of that peak"
+        how = ("exactly zero" if zero == k else near if zero == 0 else f"{zero} exactly zero, the others {near}")
+        stay = "stays" if k == 1 else "stay"
+        return (f"{layer.name}: {k} of {c} channels {stay} silent {on} (ch {listed}: {how}) against a peak of "
+                f"{top:.3g} on ch {strongest}: filters that pass nothing on here, dead or unused by these inputs.")
+
+
+def _percent(p: float) -> str:
+    return f"{100 * p:.0f}%" if p >= 0.1 else f"{100 * p:.2g}%"
+
+
+def _layers(subject: Subject, most: int = 3) -> list[str]:
+    """The subject's layers, or up to ``most`` convolutions spread over the model (first and last included)."""
     model = subject.model
     if subject.layers:
         return [n for n, _ in find_layers(model, list(subject.layers))]
@@ -22,10 +147,12 @@ def _layers(subject: Subject) -> list[str]:
         from ...features import layers_that_run
 
         convs = layers_that_run(model, subject.inputs, convs)
-    if len(convs) <= 3:
+    if len(convs) <= most:
         return convs
-    step = (len(convs) - 1) / 2
-    return [convs[round(i * step)] for i in range(3)]
+    if most == 1:
+        return convs[-1:]
+    step = (len(convs) - 1) / (most - 1)
+    return [convs[round(i * step)] for i in range(most)]
 
 
 @register(
@@ -33,44 +160,56 @@ def _layers(subject: Subject) -> list[str]:
     "Feature maps",
     "What each layer passes on: the most active channels of several layers for one input, "
     "brighter = stronger activation (each tile on its own scale).",
+    options=FeatureMapsOptions,
 )
-def build(subject: Subject, options: dict):
-    layers = _layers(subject)
+def build(subject: Subject, options: FeatureMapsOptions) -> FeatureMapsData | NotApplicable:
+    layers = _layers(subject, options.max_layers)
     if not layers:
         return NotApplicable(f"{type(subject.model).__name__} has no convolutional layers to show feature maps of")
-    quick = bool(options.get("quick", False))
-    samples = 1
-    channels = 8 if quick else 12
-    x = subject.inputs[:samples] if hasattr(subject.inputs, "__getitem__") and hasattr(subject.inputs, "dim") else subject.inputs
+    read = max(options.samples, options.inputs)
+    if isinstance(subject.inputs, Tensor):
+        x = subject.inputs[:read]
+    else:
+        from ...inputs import Inputs
+
+        x = Inputs.of(subject.inputs).slice(0, read)
+    if _batch(x) == 0:
+        return NotApplicable("the batch is empty: there are no feature maps to show")
     images = subject.display_images
     fed_by = _fed_by(subject, layers)
-    blocks = []
-    skipped = []
+    shown, skipped = [], []
     for name, fm in feature_maps_of(subject.model, x, layers).items():
         if fm.kind == "vector":
             skipped.append(name)
             continue
-        for s in range(min(samples, fm.maps.shape[0])):
-            if fm.kind in ("sequence", "tokens"):  # (N, C, 1, L): one heat map, channels x steps
-                blocks.append(Figure(_sequence_figure(name, fm, s),
-                                     caption=f"{name}, sample {s}: its {fm.maps.shape[1]} channels over "
-                                             f"{fm.maps.shape[-1]} steps (one colour scale for all)"))
-                continue
-            image = _input_image(subject, images, fed_by.get(name), s)
-            fig = _figure(fm, s, channels, image)
-            label = ""
-            if subject.labels is not None and subject.targets is not None:
-                label = f" (true class: {subject.labels[int(subject.targets[s])]})"
-            blocks.append(Figure(fig, caption=f"{name}, sample {s}{label}: {fm.maps.shape[1]} channels, "
-                                              f"{fm.maps.shape[-2]}x{fm.maps.shape[-1]}"))
-    if not blocks:
+        n = fm.maps.shape[0]
+        samples = min(options.samples, n)
+        flat = fm.maps.detach().float().abs().transpose(0, 1).reshape(fm.maps.shape[1], -1)
+        peaks = flat.amax(dim=1).cpu() if flat.numel() else torch.zeros(fm.maps.shape[1])
+        top = float(peaks.max()) if len(peaks) else 0.0
+        silent = [int(i) for i in torch.nonzero(peaks <= options.quiet * top).flatten()] if top > 0 else []
+        drawn = replace(fm, maps=fm.maps[:samples].cpu(), order=fm.order[:samples].cpu(),
+                        stats={k: v[:samples].cpu() for k, v in fm.stats.items()})
+        pictures = [None if fm.kind in ("sequence", "tokens") else _input_image(subject, images, fed_by.get(name), s)
+                    for s in range(samples)]
+        pictures = [p.detach().cpu() if isinstance(p, Tensor) else p for p in pictures]
+        shown.append(LayerMaps(name, drawn, pictures, peaks, silent))
+    if not shown:
         return NotApplicable(
             f"the chosen layers ({', '.join(layers)}) output vectors, not maps; feature maps need "
             f"convolutional or token layers"
         )
-    if skipped:
-        blocks.append(Text(f"Not shown (vector outputs): {', '.join(skipped)}."))
-    return blocks
+    truth = []
+    for s in range(options.samples):
+        t = subject.targets
+        ok = subject.labels is not None and t is not None and s < len(t)
+        truth.append(str(subject.labels[int(t[s])]) if ok else None)
+    return FeatureMapsData(layers=shown, tiles=options.tiles, inputs=_batch(x), quiet=float(options.quiet),
+                           truth=truth, skipped=skipped)
+
+
+def _batch(x: Any) -> int:
+    return int(x.shape[0]) if isinstance(x, Tensor) else int(x.batch_size)
 
 
 def _fed_by(subject: Subject, layers: list[str]) -> dict[str, list[int] | None]:

@@ -1,35 +1,122 @@
-"""Overview: the model (class, parameter count, input and output shapes) and what it predicts.
+"""Report section "Overview": the model (class, parameter count, input and output shapes) and what it predicts.
 
-Per input: a thumbnail when the inputs are images, and the top-3 classes with
-their softmax probabilities (class names when the subject has labels; the true
-class when ``subject.extras["targets"]`` holds it). A subject whose output is
-not class scores says so with ``subject.extras["output"] = "values"``.
+Per input: a thumbnail when the inputs are images, and the top classes with their softmax
+probabilities (class names when the subject has labels; the true class when ``subject.targets``
+holds it). Computed as :class:`OverviewData`, drawn by its ``render()``; options:
+:class:`OverviewOptions` (``output="values"`` says that a model's output is not class scores).
 """
 
 from __future__ import annotations
 
-from torchloupe.reporting.options import SectionOptions
-
-from dataclasses import dataclass
-
-import os
-
 import io
-from typing import Any
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from ...errors import require
+from ...errors import UsageError, require
 from ...inputs import check_input
-from ..base import Finding, Html, NotApplicable, Subject, Table, Text, register
-from ..blocks import data_uri
-from ..template import render_template
+from ..base import Finding, Html, SectionData, Subject, Table, Text, register
+from ..options import SectionOptions
 
 MAX_CARDS = 24
 QUICK_CARDS = 12
 TOP_K = 3
 THUMB_PX = 168  # encoded size of a thumbnail (shown at half that: sharp on high-dpi screens)
+OUTPUT_KINDS = ("classes", "values")
+
+
+@dataclass(frozen=True)
+class OverviewOptions(SectionOptions):
+    """``output``: ``"values"`` for a model whose output is not class scores (a regression), said
+    as such; ``"classes"`` reads it as class scores even where the overview would guess otherwise
+    (None: guess). ``cards``: how many inputs get a prediction card (None: 24, 12 in quick mode);
+    ``top_k``: how many classes each card lists."""
+
+    output: str | None = None
+    cards: int | None = None
+    top_k: int = TOP_K
+
+    def check(self) -> None:
+        if self.output is not None and self.output not in OUTPUT_KINDS:
+            raise UsageError(f"overview option output={self.output!r}: expected one of {', '.join(OUTPUT_KINDS)} or None")
+        if self.cards is not None and (not isinstance(self.cards, int) or isinstance(self.cards, bool) or self.cards < 1):
+            raise UsageError(f"overview option cards={self.cards!r}: expected a positive integer or None")
+        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 1:
+            raise UsageError(f"overview option top_k={self.top_k!r}: expected a positive integer")
+
+    @property
+    def card_limit(self) -> int:
+        """The number of cards: ``cards``, else 24 (12 in quick mode)."""
+        return self.cards if self.cards is not None else QUICK_CARDS if self.quick else MAX_CARDS
+
+
+@dataclass
+class OverviewData(SectionData):
+    """The model (``model`` class name, ``params``, ``trainable``, the ``input`` and ``output``
+    shapes, its ``device`` / dtype) and its predictions: ``top_p`` / ``top_i`` ``(N, k)`` the top-k
+    softmax probabilities and classes of every input, ``targets`` ``(N,)`` the true classes (None
+    when unknown), ``classes`` the number of classes scored, ``labels`` their names, ``names`` and
+    ``images`` of the ``shown`` inputs that get a card. ``no_predictions``: why none are listed
+    (the output is not class scores, the batch is empty), else None."""
+
+    section: ClassVar[str] = "overview"
+    model: str
+    params: int
+    trainable: int
+    input: str
+    output: str
+    device: str
+    no_predictions: str | None = None
+    top_p: Tensor | None = None
+    top_i: Tensor | None = None
+    targets: Tensor | None = None
+    classes: int = 0
+    labels: list[str] | None = None
+    names: list[str] = field(default_factory=list)
+    images: Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        return 0 if self.top_i is None else len(self.top_i)
+
+    @property
+    def shown(self) -> int:
+        return len(self.names)
+
+    def render(self) -> list:
+        from ..template import render_template
+
+        blocks: list = [Table(columns=["model", "parameters", "trainable", "input", "output", "device / dtype"],
+                              rows=[[self.model, self.params, self.trainable, self.input, self.output, self.device]])]
+        if self.no_predictions is not None:
+            blocks.append(Text(self.no_predictions))
+            return blocks
+        labels = self.labels
+        if labels is not None and len(labels) != self.classes:
+            blocks.append(Text(f"{len(labels)} class names were given, but the model scores {self.classes} classes; "
+                               f"classes without a name show as 'class i'."))
+        thumbs = _thumbs(self.images, self.shown) if self.images is not None else []
+        cards = []
+        for i in range(self.shown):
+            preds = [{"label": _label(labels, int(c)), "text": _percent(float(p)), "width": f"{100 * float(p):.1f}"}
+                     for p, c in zip(self.top_p[i], self.top_i[i])]
+            card = {"index": i, "name": self.names[i], "preds": preds, "thumb": None, "thumb_size": (0, 0),
+                    "pixelated": False, "truth": None, "correct": False}
+            if thumbs:
+                card["thumb"], card["thumb_size"], card["pixelated"] = thumbs[i]
+            if self.targets is not None:
+                t = int(self.targets[i])
+                card["truth"], card["correct"] = _label(labels, t), t == int(self.top_i[i, 0])
+            cards.append(card)
+        cards_block = Html(render_template("predictions.html.j2", cards=cards))
+        blocks.append(cards_block)
+        if self.shown < self.n:
+            blocks.append(Text(f"Showing the first {self.shown} of {self.n} inputs."))
+        blocks.append(Finding(_prediction_sentence(self.top_p[:, 0], self.top_i[:, 0], labels, self.targets), cards_block))
+        return blocks
 
 
 def _shape(x: Any) -> str:
@@ -46,6 +133,7 @@ def _thumbs(images: Tensor, n: int) -> list[tuple[str, tuple[int, int], bool]]:
     """(data URI, (w, h), pixelated) per image; RGB or gray ``(N, C, H, W)`` in [0, 1]."""
     PILImage = require("PIL.Image", "render", package="pillow")
     from ...render.png import web_image
+    from ..blocks import data_uri
 
     x = images[:n].detach().float().cpu().clamp(0, 1)
     if x.shape[1] == 1:
@@ -76,35 +164,25 @@ def _label(labels: Any, i: int) -> str:
     return f"class {i}"
 
 
-def _values_not_classes(subject: Subject, inputs: Any, logits: Tensor, options: Any = None) -> str:
-    """What the output holds when it is not class scores ("" when it is): a subject may say
-    ``extras["output"] = "values"``; a sequence input (N, T, F) whose output is (N, T) gives one
+def _values_not_classes(inputs: Any, logits: Tensor, options: OverviewOptions) -> str:
+    """What the output holds when it is not class scores ("" when it is): ``options.output`` says
+    ``"values"`` (or ``"classes"``); else a sequence input (N, T, F) whose output is (N, T) gives one
     value per step (a regression over time)."""
-    kind = getattr(options, "output", None)
-    if kind is not None:
-        return "values" if kind == "values" else ""
+    if options.output is not None:
+        return "values" if options.output == "values" else ""
     if isinstance(inputs, Tensor) and inputs.dim() == 3 and tuple(logits.shape) == tuple(inputs.shape[:2]):
         return "one value per input step"
     return ""
 
 
-def _model_table(model: nn.Module, inputs: Any, output: Any) -> Table:
+def _model_fields(model: nn.Module, inputs: Any, output: Any) -> dict[str, Any]:
     params = list(model.parameters())
-    total = sum(p.numel() for p in params)
-    trainable = sum(p.numel() for p in params if p.requires_grad)
     first = next(iter(params), None)
-    where = f"{first.device.type} / {str(first.dtype).replace('torch.', '')}" if first is not None else "-"
-    return Table(
-        columns=["model", "parameters", "trainable", "input", "output", "device / dtype"],
-        rows=[[type(model).__name__, total, trainable, _shape(inputs), _shape(output), where]],
-    )
+    return {"model": type(model).__name__, "params": sum(p.numel() for p in params),
+            "trainable": sum(p.numel() for p in params if p.requires_grad), "input": _shape(inputs),
+            "output": _shape(output),
+            "device": f"{first.device.type} / {str(first.dtype).replace('torch.', '')}" if first is not None else "-"}
 
-
-@dataclass(frozen=True)
-class OverviewOptions(SectionOptions):
-    """``output``: ``"values"`` for a model whose output is not class scores (a regression), said as such."""
-
-    output: str | None = None
 
 @register(
     "overview",
@@ -112,72 +190,40 @@ class OverviewOptions(SectionOptions):
     "The model at a glance and what it predicts for each input: its top-3 classes with softmax probabilities.",
     options=OverviewOptions,
 )
-def build(subject: Subject, options: dict) -> list | NotApplicable:
+def build(subject: Subject, options: OverviewOptions) -> OverviewData:
     model, inputs = subject.model, subject.inputs
     if isinstance(inputs, Tensor):
         inputs = check_input(model, inputs)
     preds = subject.shared.predictions()
-    output = preds.output
-    blocks: list = [_model_table(model, inputs, output)]
+    fields = _model_fields(model, inputs, preds.output)
     logits = preds.scores
     if logits is None or logits.shape[1] < 2:
-        what = _shape(output)
-        hint = "" if isinstance(output, Tensor) or subject.output is not None else (
+        hint = "" if isinstance(preds.output, Tensor) or subject.output is not None else (
             " Pass output= (a key or an index) to say where the scores are.")
-        blocks.append(Text(f"The output {what} is not a batch of class scores (N, classes), so no predictions are listed."
-                           + hint))
-        return blocks
-    kind = _values_not_classes(subject, inputs, logits, options)
+        return OverviewData(**fields, no_predictions=f"The output {_shape(preds.output)} is not a batch of class "
+                                                     f"scores (N, classes), so no predictions are listed." + hint)
+    kind = _values_not_classes(inputs, logits, options)
     if kind:
-        blocks.append(Text(f"The output {_shape(logits)} holds {kind}, not class scores, so no predictions are listed."))
-        return blocks
-
+        return OverviewData(**fields, no_predictions=f"The output {_shape(logits)} holds {kind}, not class scores, "
+                                                     f"so no predictions are listed.")
     n, classes = logits.shape
     if n == 0:
-        blocks.append(Text("The batch is empty, so there are no predictions to list."))
-        return blocks
-    probs = preds.probs
-    k = min(TOP_K, classes)
-    top_p, top_i = probs.topk(k, dim=1)
-    labels = subject.labels
-    if labels is not None and len(labels) != classes:
-        blocks.append(Text(f"{len(labels)} class names were given, but the model scores {classes} classes; "
-                           f"classes without a name show as 'class i'."))
+        return OverviewData(**fields, no_predictions="The batch is empty, so there are no predictions to list.")
+    top_p, top_i = preds.probs.topk(min(options.top_k, classes), dim=1)
     targets = subject.targets
     if targets is not None:
         targets = torch.as_tensor(targets).reshape(-1).long().cpu()
         if targets.numel() != n:
             targets = None
-
-    limit = QUICK_CARDS if options.quick else MAX_CARDS
-    shown = min(n, limit)
+    shown = min(n, options.card_limit)
     images = subject.display_images
-    thumbs = _thumbs(images, shown) if isinstance(images, Tensor) and images.dim() == 4 and len(images) >= shown else []
-    cards = []
-    for i in range(shown):
-        preds = [
-            {"label": _label(labels, int(c)), "text": _percent(float(p)), "width": f"{100 * float(p):.1f}"}
-            for p, c in zip(top_p[i], top_i[i])
-        ]
-        files = subject.files or []
-        name = os.path.basename(str(files[i])) if i < len(files) else f"input {i}"  # loupe report: the file
-        card = {"index": i, "name": name, "preds": preds, "thumb": None, "thumb_size": (0, 0), "pixelated": False,
-                "truth": None, "correct": False}
-        if thumbs:
-            card["thumb"], card["thumb_size"], card["pixelated"] = thumbs[i]
-        if targets is not None:
-            t = int(targets[i])
-            card["truth"], card["correct"] = _label(labels, t), t == int(top_i[i, 0])
-        cards.append(card)
-    cards_block = Html(render_template("predictions.html.j2", cards=cards))
-    blocks.append(cards_block)
-    notes = []
-    if shown < n:
-        notes.append(f"Showing the first {shown} of {n} inputs.")
-    if notes:
-        blocks.append(Text(" ".join(notes)))
-    blocks.append(Finding(_prediction_sentence(top_p[:, 0], top_i[:, 0], labels, targets), cards_block))
-    return blocks
+    images = (images[:shown].detach().cpu() if isinstance(images, Tensor) and images.dim() == 4
+              and len(images) >= shown else None)
+    files = subject.files or []
+    names = [os.path.basename(str(files[i])) if i < len(files) else f"input {i}" for i in range(shown)]
+    return OverviewData(**fields, top_p=top_p.cpu(), top_i=top_i.cpu(), targets=targets, classes=classes,
+                        labels=None if subject.labels is None else [str(v) for v in subject.labels],
+                        names=names, images=images)
 
 
 def _prediction_sentence(p: Tensor, c: Tensor, labels: Any, targets: Tensor | None) -> str:
