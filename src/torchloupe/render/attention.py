@@ -135,13 +135,13 @@ def heads_grid(
 
 
 def layer_figures(maps: Mapping[str, Tensor], sample: int = 0, tokens: Sequence[str] | None = None,
-                  max_tokens: int = 48, width: float = 9.5) -> list[tuple[str, Figure]]:
+                  max_tokens: int = 48, width: float = 9.5, max_heads: int = 12) -> list[tuple[str, Figure]]:
     """One :func:`heads_grid` per layer, its heads in rows of four, all on one shared colour scale."""
     drawn = {k: as_heads(v) for k, v in maps.items() if isinstance(v, Tensor) and v.dim() >= 2}
     if not drawn:
         raise InputError("no attention maps to draw: expected (B, heads, T, S), (B, T, S) or (B, S) tensors")
-    top = max(float(v[sample, :, :max_tokens, :max_tokens].max()) for v in drawn.values()) or 1.0
-    return [(name, heads_grid({name: v}, sample, tokens, max_tokens=max_tokens, width=width, vmax=top))
+    top = max(float(v[sample, :max_heads, :max_tokens, :max_tokens].max()) for v in drawn.values()) or 1.0
+    return [(name, heads_grid({name: v}, sample, tokens, max_tokens=max_tokens, max_heads=max_heads, width=width, vmax=top))
             for name, v in drawn.items()]
 
 
