@@ -515,6 +515,7 @@ def token_view_html(
     max_tokens: int = 64,
     max_values: int = 250_000,
     assets: bool = True,
+    total: int | None = None,
 ) -> str:
     """Markup of the token-to-token view: click (or Enter) a token to pin it, hover to preview;
     choose the sample, the layer and the direction (attention *from* the token: where it looks,
@@ -527,7 +528,8 @@ def token_view_html(
     strings only). Inputs longer than ``max_tokens`` are cut (said in the view); per-head
     matrices are included while ``samples·layers·heads·T²`` stays under ``max_values``, otherwise
     only the mean over heads per layer (said in the view). ``assets=False`` leaves out the style
-    and script, for a page that includes :func:`token_view_assets` once.
+    and script, for a page that includes :func:`token_view_assets` once. ``total``: the samples there
+    were when ``maps`` hold only the first of them (the view says how many it leaves out).
     """
     layers = [(k, as_heads(v).detach().float().cpu()) for k, v in maps.items()
               if isinstance(v, Tensor) and v.dim() >= 3 and v.shape[-1] == v.shape[-2]]
@@ -535,7 +537,7 @@ def token_view_html(
         raise InputError("no self-attention maps (B, heads, T, T) for a token view")
     per_sample = len(tokens) > 0 and not isinstance(tokens[0], str) and isinstance(tokens[0], Sequence)
     B = min(a.shape[0] for _, a in layers)
-    chosen = [sample] if sample is not None else list(range(B))
+    chosen = [sample] if sample is not None else list(range(max(B, total or 0)))
     if sample is not None and not 0 <= sample < B:
         raise InputError(f"sample {sample} is out of range: the maps hold {B} samples")
     full = layers[0][1].shape[-1]
@@ -558,6 +560,7 @@ def token_view_html(
     if len(chosen) > keep:
         notes.append(f"first {keep} of {len(chosen)} samples")
         chosen = chosen[:keep]
+    chosen = [b for b in chosen if b < B]  # the maps hold these
 
     def q(m: Tensor) -> list:
         return (m[:T, :T] * 1000).round().int().tolist()

@@ -10,7 +10,6 @@ weight on the token k places back, the rollout), drawn by its ``render()``; opti
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -153,7 +152,8 @@ class AttentionData(SectionData):
         self_attn = self._self_attn()
         if self.tokens is not None and self_attn:
             blocks.append(Html(draw.token_view_html(self_attn, self.tokens, max_tokens=o.view_tokens,
-                                                    max_values=o.view_values, assets=False)))
+                                                    max_values=o.view_values, assets=False,
+                                                    total=None if self.folded else self.batch)))
         if self.back_weight:
             rows = [[name] + [f"{float(m):.3f}" for m in mass] for name, mass in self.back_weight.items()]
             best = [(r, 1 + max(range(H), key=lambda h: float(rows[r][1 + h]))) for r in range(len(rows))]
