@@ -16,6 +16,7 @@ import torchvision
 from torch import nn
 
 import torchloupe as tl
+from tests.section_blocks import blocks_of
 
 
 def _no_warning_capture(model, *x, **kw):
@@ -317,7 +318,7 @@ def test_report_section_shows_multihead_attention_and_memory_reads_together():
     x = torch.randn(3, 5, 8)
     slot = torch.tensor([0, 1, 2])
     for extras in ({"memory": "memory", "slot": slot}, {"slot": slot}):  # declared or found by itself
-        blocks = section.build(Subject("m", model, x, extras=extras), {"quick": True, "seed": 0})
+        blocks = blocks_of(section.build(Subject("m", model, x, extras=extras), {"quick": True, "seed": 0}))
         captions = [b.caption for b in blocks if isinstance(b, Figure)]
         assert captions[0] == "read weights of memory"
         assert "attention of sample 0 per layer (rows) and head (columns)" in captions
@@ -338,7 +339,7 @@ def test_report_section_on_windowed_attention_says_how_the_batch_is_folded():
     torch.manual_seed(0)
     model = MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2, block_channels=[8, 16], block_layers=[1, 2],
                    head_dim=4, stochastic_depth_prob=0.0, num_classes=3).eval()
-    blocks = section.build(Subject("maxvit", model, torch.rand(2, 3, 32, 32)), {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(Subject("maxvit", model, torch.rand(2, 3, 32, 32)), {"quick": True, "seed": 0}))
     captions = [b.caption for b in blocks if isinstance(b, Figure)]
     assert captions == []  # no rollout across differently folded layers
     # six layers: one at a time in a layer picker, the folding said above it

@@ -11,6 +11,7 @@ from torch import nn
 import torchloupe as tl
 from tests.helpers import tiny_cnn
 from torchloupe.reporting.base import Figure, Html, NotApplicable, Subject, Table
+from tests.section_blocks import blocks_of
 
 
 def _maps(L=2, H=2, T=5, B=1):
@@ -117,10 +118,10 @@ def test_attention_section_vit_gets_patch_overlay_and_cnn_is_not_applicable():
 
     torch.manual_seed(0)
     vit = _TinyViT().eval()
-    blocks = section.build(Subject("vit", vit, torch.rand(2, 3, 16, 16)), {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(Subject("vit", vit, torch.rand(2, 3, 16, 16)), {"quick": True, "seed": 0}))
     captions = [b.caption for b in blocks if isinstance(b, Figure)]
     assert "rollout over the image patches" in captions
-    res = section.build(Subject("cnn", tiny_cnn(), torch.rand(2, 3, 16, 16)), {"quick": True, "seed": 0})
+    res = blocks_of(section.build(Subject("cnn", tiny_cnn(), torch.rand(2, 3, 16, 16)), {"quick": True, "seed": 0}))
     assert isinstance(res, NotApplicable) and "no attention" in res.reason
 
 
@@ -131,7 +132,7 @@ def test_attention_section_token_view_and_attend_back_table():
     enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), 1, enable_nested_tensor=False).eval()
     x = torch.randn(2, 6, 8)
     subject = Subject("enc", enc, x, extras={"tokens": [list("abcdef")] * 2, "attend_back": 1})
-    blocks = section.build(subject, {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(subject, {"quick": True, "seed": 0}))
     view = next(b.markup for b in blocks if isinstance(b, Html) and "tl-token-view" in b.markup)
     assert "<script>" not in view  # the page holds the token view's script once
     assert len(json.loads(re.search(r'class="tl-data">(.*?)</script>', view, re.S).group(1))["samples"]) == 2
@@ -153,7 +154,7 @@ def test_recurrent_section_on_lstm_and_cells():
             return self.gru(x)[0][:, -1]
 
     x = torch.randn(2, 7, 2)
-    blocks = section.build(Subject("gru", Seq(), x, extras={"signal": x[..., 0].cumsum(1)}), {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(Subject("gru", Seq(), x, extras={"signal": x[..., 0].cumsum(1)}), {"quick": True, "seed": 0}))
     figs = [b.caption for b in blocks if isinstance(b, Figure)]
     assert figs == ["gru: states over time", "gru: gate saturation", "gru: the units most correlated with the signal"]
 
@@ -168,9 +169,9 @@ def test_recurrent_section_on_lstm_and_cells():
                 h = self.cell(x[:, t], h)
             return h[0]
 
-    blocks = section.build(Subject("cells", Loop(), x), {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(Subject("cells", Loop(), x), {"quick": True, "seed": 0}))
     assert [b.caption for b in blocks if isinstance(b, Figure)][0] == "cell: LSTM cell, 7 calls"
-    assert isinstance(section.build(Subject("cnn", tiny_cnn(), torch.rand(1, 3, 8, 8)), {}), NotApplicable)
+    assert isinstance(blocks_of(section.build(Subject("cnn", tiny_cnn(), torch.rand(1, 3, 8, 8)), {})), NotApplicable)
 
 
 def test_palette_png_keeps_the_picture_at_a_fraction_of_the_size():

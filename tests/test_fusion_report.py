@@ -10,6 +10,7 @@ import torch
 
 from tests.helpers import tiny_cnn
 from torchloupe.reporting.base import Figure, NotApplicable, Subject, Table, Text
+from tests.section_blocks import blocks_of
 
 
 def test_import_torchloupe_fusion_loads_no_matplotlib():
@@ -25,7 +26,7 @@ def test_section_on_the_late_fusion_demo():
     from torchloupe.reporting.sections import fusion as section
 
     subject = subjects.fusion_subject("late", seed=0, n=32)
-    blocks = section.build(subject, {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(subject, {"quick": True, "seed": 0}))
     assert not isinstance(blocks, NotApplicable)
     figures = [b for b in blocks if isinstance(b, Figure)]
     captions = " | ".join(b.caption for b in figures)
@@ -46,7 +47,7 @@ def test_provenance_shows_every_argument_of_the_cat_even_with_one_op_name():
     from torchloupe.reporting.sections import fusion as section
 
     subject = subjects.fusion_subject("iterative", seed=0, n=16)
-    blocks = section.build(subject, {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(subject, {"quick": True, "seed": 0}))
     fig = next(b.figure for b in blocks if isinstance(b, Figure) and "provenance" in b.caption)
     texts = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
     rows = [t for t in texts if t.endswith(")") and "[" in t]
@@ -59,7 +60,7 @@ def test_section_not_applicable_without_branches():
     from torchloupe.reporting.sections import fusion as section
 
     subject = Subject(name="cnn", model=tiny_cnn(), inputs=torch.rand(2, 3, 16, 16))
-    res = section.build(subject, {"quick": True, "seed": 0})
+    res = blocks_of(section.build(subject, {"quick": True, "seed": 0}))
     assert isinstance(res, NotApplicable) and "branches" in res.reason and "tl.fusion.find" in res.reason
 
 
@@ -120,7 +121,7 @@ def test_two_input_model_with_no_extras_shows_both_branches_shares(flatten_first
     from torchloupe.reporting.sections import fusion as section
 
     model = _TwoBranch(flatten_first)
-    blocks = section.build(Subject("two", model, _pair()), {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(Subject("two", model, _pair()), {"quick": True, "seed": 0}))
     assert not isinstance(blocks, NotApplicable)
     found = [b.text for b in blocks if isinstance(b, Text) and b.text.startswith("Branches found")]
     assert found and "cnn1, cnn2" in found[0]
@@ -141,7 +142,7 @@ def test_declared_branches_without_backgrounds_draw_each_on_its_input():
     from torchloupe.reporting.sections import fusion as section
 
     subject = Subject("two", _TwoBranch(), _pair(), extras={"fusion": {"branches": {"left": "cnn1", "right": "cnn2"}}})
-    blocks = section.build(subject, {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(subject, {"quick": True, "seed": 0}))
     table = next(b for b in blocks if isinstance(b, Table))
     assert table.rows == [["0", "0.75", "0.25", "0.75", "0.25"]] and table.columns[1] == "left (exact)"
     assert any(isinstance(b, Figure) and "Grad-CAM" in b.caption for b in blocks)
@@ -156,7 +157,7 @@ def test_a_drawing_error_keeps_the_computed_shares(monkeypatch):
         raise RuntimeError("renderer broke")
 
     monkeypatch.setattr(draw, "shares_figure", boom)
-    blocks = section.build(Subject("two", _TwoBranch(), _pair()), {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(Subject("two", _TwoBranch(), _pair()), {"quick": True, "seed": 0}))
     table = next(b for b in blocks if isinstance(b, Table))
     assert table.rows == [["0", "0.75", "0.25", "0.75", "0.25"]]
     notes = [b.text for b in blocks if isinstance(b, Text) and "could not be drawn" in b.text]
@@ -177,7 +178,7 @@ def test_vector_branches_show_shares_and_say_why_there_are_no_maps():
             return self.head(torch.cat([self.a(u), self.b(v)], dim=1))
 
     torch.manual_seed(0)
-    blocks = section.build(Subject("vec", Vec(), (torch.randn(8, 3), torch.randn(8, 3))), {"quick": True, "seed": 0})
+    blocks = blocks_of(section.build(Subject("vec", Vec(), (torch.randn(8, 3), torch.randn(8, 3))), {"quick": True, "seed": 0}))
     assert any(isinstance(b, Table) and b.columns[1:3] == ["a (exact)", "b (exact)"] for b in blocks)
     notes = [b.text for b in blocks if isinstance(b, Text)]
     assert any(n.startswith("No branch maps") and "(B, C, h, w)" in n and "(8, 3)" in n for n in notes)
@@ -202,7 +203,7 @@ def test_residual_adds_are_not_fusion():
             return self.head(h.mean((2, 3)))
 
     model, x = Res(), torch.rand(4, 3, 8, 8)
-    res = section.build(Subject("res", model, x), {"quick": True, "seed": 0})
+    res = blocks_of(section.build(Subject("res", model, x), {"quick": True, "seed": 0}))
     assert isinstance(res, NotApplicable)
     assert "Res has no fusion point: its joins are 1 residual add(s) x + f(x)" in res.reason
     points = tl.fusion.find(model, x)

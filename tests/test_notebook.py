@@ -60,6 +60,8 @@ CELLS = {
     "ExemplarResult": ("tl.synthesis.exemplars(model, torch.utils.data.TensorDataset(torch.rand(12, 3, 24, 24)), "
                        "layer='2', k=3, channels=[0, 1])", "png"),
     "SynthesisResult": ("tl.synthesis.maximize(model, '2:0', steps=6, input_shape=(3, 24, 24), seed=0)", "png"),
+    "AttentionMaps": ("tl.attention.capture(nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), "
+                      "2, enable_nested_tensor=False).eval(), torch.rand(2, 5, 8))", "png"),
     "RecurrentTrace": ("tl.recurrent.trace(nn.LSTM(4, 5, batch_first=True), torch.rand(2, 6, 4))", "png"),
     "FusionResult": ("tl.fusion.contributions(TwoBranch(), (torch.rand(3, 4), torch.rand(3, 5)), "
                      "branches={'a': 'a', 'b': 'b'}, method='exact')", "png"),
@@ -146,6 +148,8 @@ def test_summaries_say_what_the_result_holds(executed):
     assert "GradCAM on 2: 2 map(s) 24×24, targets" in pages["CAMResult"]
     assert ("LSTM: 1 layer(s) × 1 direction(s), 2 sequence(s) of 6 steps, 5 units; gates input, forget, cell, "
             "output; sample 0, last layer drawn") in pages["RecurrentTrace"]
+    assert ("Attention: 2 attention layer(s) × 2 head(s), 5 queries × 5 keys, batch 2; sample 0 drawn"
+            in pages["AttentionMaps"])
     assert "Exemplars of 2: top 3 of 12 samples for 2 channel(s), highest mean" in pages["ExemplarResult"]
     assert "deletion curves of 2 sample(s), 6 steps onto zero" in pages["CurveResult"]
 

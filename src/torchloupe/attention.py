@@ -56,10 +56,41 @@ from .layers import LayerSpec, find_layers
 from .probe import functions, hooks, require_module, session
 from .targets import OutputSpec, Target, TargetLike
 
-__all__ = ["capture", "as_heads", "rollout", "relevance", "relevance_rule", "flow", "fuse_heads"]
+__all__ = ["capture", "AttentionMaps", "as_heads", "rollout", "relevance", "relevance_rule", "flow", "fuse_heads"]
 
 _SOFTMAX_FUNCS = {F.softmax, torch.softmax, Tensor.softmax, torch.special.softmax}
 _MHA_SIG = inspect.signature(nn.MultiheadAttention.forward)
+
+
+class AttentionMaps(dict):
+    """What :func:`capture` returns: ``{layer: (B, heads, T, S)}`` in the order the layers ran, a plain
+    ``dict`` in every way (indexing, iteration, ``==``, ``dict(maps)``, pickling), that shows itself in a
+    notebook: per layer its heads side by side for sample 0 on one colour scale, a memory read as bars
+    over its slots (:mod:`torchloupe.render.notebook`; matplotlib is imported only then).
+
+    ``tokens``: the tokens of the input (one list of strings, or one list per sample), to label the
+    axes whose length they match; ``None`` (the default) labels nothing. Set it on the result
+    (``maps.tokens = tokenizer.convert_ids_to_tokens(ids[0])``) or pass ``AttentionMaps(maps, tokens)``.
+    """
+
+    tokens: list | None = None
+
+    def __init__(self, maps: Any = (), tokens: Sequence[str] | Sequence[Sequence[str]] | None = None, **kw: Tensor):
+        super().__init__(maps, **kw)
+        if tokens is not None:
+            self.tokens = [list(t) if isinstance(t, (list, tuple)) else t for t in tokens]
+
+    def _repr_html_(self) -> str:
+        """The default figure inline in a notebook, under a one-line summary (:mod:`torchloupe.render.notebook`)."""
+        from .render.notebook import html_of
+
+        return html_of(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The default figure as PNG, for notebook front ends that show images (:mod:`torchloupe.render.notebook`)."""
+        from .render.notebook import png_of
+
+        return png_of(self)
 
 
 class _Recording:
@@ -404,8 +435,9 @@ def capture(
     softmax: bool = False,
     within: LayerSpec | Sequence[LayerSpec] | None = None,
     **kwargs: Any,
-) -> dict[str, Tensor]:
-    """Attention weights of one forward ``model(*inputs, **kwargs)``: ``{layer: (B, heads, T, S)}``.
+) -> AttentionMaps:
+    """Attention weights of one forward ``model(*inputs, **kwargs)``: ``{layer: (B, heads, T, S)}``, an
+    :class:`AttentionMaps` (a ``dict`` that draws itself in a notebook).
     (One :class:`~torchloupe.inputs.Inputs` may stand for all of ``model``'s arguments.)
 
     Found: every ``nn.MultiheadAttention``, every ``F.scaled_dot_product_attention`` call, Hugging
@@ -448,7 +480,7 @@ def capture(
             f"{', and every softmax' + where if softmax else ''}; {seen}",
             stacklevel=2,
         )
-    return dict(rec.maps)
+    return AttentionMaps(rec.maps)
 
 
 def _maps_list(maps: Mapping[str, Tensor] | Sequence[Tensor]) -> list[Tensor]:

@@ -17,7 +17,7 @@ from ..errors import InputError, InputShapeError, require
 
 Figure = figure_class()  # strings drawn without mathtext
 
-__all__ = ["heads_grid", "layer_figures", "layer_picker_html", "palette_png", "matrix_figure", "patch_overlay", "token_view_html",
+__all__ = ["maps_figure", "heads_grid", "layer_figures", "layer_picker_html", "palette_png", "matrix_figure", "patch_overlay", "token_view_html",
            "token_view_assets", "patch_grid", "read_weights_figure"]
 
 
@@ -134,14 +134,118 @@ def heads_grid(
     return fig
 
 
+def _is_read(v: Tensor) -> bool:
+    """One query per sample (a memory read over slots): ``(B, S)`` or ``(B, 1, 1, S)``."""
+    return v.dim() <= 2 or (v.dim() == 4 and v.shape[1] == 1 and v.shape[2] == 1)
+
+
+def _sample_tokens(tokens, sample: int) -> list[str] | None:
+    if not tokens:
+        return None
+    if isinstance(tokens[0], str):
+        return [str(t) for t in tokens]
+    return [str(t) for t in tokens[sample]] if sample < len(tokens) else None
+
+
+def maps_figure(
+    maps: Mapping[str, Tensor],
+    tokens: Sequence[str] | Sequence[Sequence[str]] | None = None,
+    sample: int = 0,
+    max_layers: int = 6,
+    max_heads: int = 8,
+    max_tokens: int = 32,
+    tile: float = 1.25,
+) -> Figure:
+    """A small overview of captured attention (what :class:`~torchloupe.attention.AttentionMaps` shows in
+    a notebook): one row per layer (the first ``max_layers``), its heads side by side (the first
+    ``max_heads``, the first ``max_tokens`` queries and keys) for batch row ``sample``, every map on
+    one colour scale with its bar; a memory read (one query per sample, ``(B, S)``) as bars over its
+    slots. ``tokens`` (one list, or one per sample) label an axis whose length they match, up to 24.
+    """
+    entries = [(k, v) for k, v in maps.items() if isinstance(v, Tensor) and v.dim() >= 1 and v.numel()]
+    if not entries:
+        raise InputError("no attention maps to draw: the dict is empty")
+    shown = entries[:max_layers]
+    rows = []
+    for name, v in shown:
+        if _is_read(v):
+            w = v.detach().float().cpu().reshape(-1, v.shape[-1])
+            rows.append((name, "read", w[min(sample, w.shape[0] - 1)]))
+        else:
+            a = as_heads(v)
+            rows.append((name, "map", a[min(sample, a.shape[0] - 1), :max_heads, :max_tokens, :max_tokens].detach().float().cpu()))
+    cols = max([m.shape[0] for _, kind, m in rows if kind == "map"] or [1])
+    maps_only = [m for _, kind, m in rows if kind == "map"]
+    top = max((float(m.max()) for m in maps_only), default=1.0) or 1.0
+    toks = _sample_tokens(tokens, sample)
+    t = tile if cols <= 4 else max(0.8, 6.0 / cols)
+    named = toks is not None and len(toks) <= 24
+    label_room = 0.6 if named else 0.25
+    fig = Figure(figsize=(1.2 + cols * (t + 0.08) + 0.7, 0.55 + len(rows) * (t + 0.3 + label_room)), layout="constrained")
+    grid = fig.add_gridspec(len(rows), cols)
+    row_names = _row_labels([name for name, _, _ in rows])
+    image, drawn = None, []
+    for r, (name, kind, m) in enumerate(rows):
+        if kind == "read":
+            ax = fig.add_subplot(grid[r, :])
+            ax.bar(range(m.shape[0]), m.numpy(), color="#4c72b0")
+            ax.set_ylim(0, 1)
+            ax.set_xlim(-0.6, m.shape[0] - 0.4)
+            if m.shape[0] <= 32:
+                ax.set_xticks(range(m.shape[0]))
+            ax.set_xlabel("slot", fontsize=7, labelpad=1)
+            ax.set_ylabel(row_names[r], fontsize=8)
+            ax.set_title(f"{_short(name, 40)}: read weight per slot", fontsize=8, pad=2)
+            ax.tick_params(labelsize=7)
+            continue
+        for h in range(cols):
+            ax = fig.add_subplot(grid[r, h])
+            if h >= m.shape[0]:
+                ax.axis("off")
+                continue
+            image = ax.imshow(m[h].numpy(), cmap="viridis", vmin=0.0, vmax=top, interpolation="nearest", aspect="auto")
+            drawn.append(ax)
+            T, S = m.shape[-2:]
+            ys = toks if named and h == 0 and len(toks) == T else None
+            xs = toks if named and len(toks) == S else None
+            if ys is not None:
+                ax.set_yticks(range(T), _labels(ys, T, 8), fontsize=6)
+            else:
+                ax.set_yticks([])
+            if xs is not None:
+                ax.set_xticks(range(S), _labels(xs, S, 8), fontsize=6, rotation=90)
+            else:
+                ax.set_xticks([])
+            ax.tick_params(length=1.5, pad=1)
+            ax.set_title(f"head {h}", fontsize=8, pad=2)
+            if h == 0:
+                ax.set_ylabel(row_names[r], fontsize=8)
+    if image is not None:
+        bar = fig.colorbar(image, ax=drawn, shrink=0.9, fraction=0.04, pad=0.02)
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label("attention weight", fontsize=7)
+    reads = len(rows) - len(maps_only)
+    what = "attention and memory reads" if maps_only and reads else "attention" if maps_only else "memory reads"
+    title = f"{what} of sample {sample}" + (": query ↓, key →" if maps_only else "")
+    cut = []
+    if len(entries) > len(shown):
+        cut.append(f"first {len(shown)} of {len(entries)} layers")
+    if any(as_heads(v).shape[1] > max_heads for _, v in shown if not _is_read(v)):
+        cut.append(f"first {max_heads} heads")
+    if any(max(v.shape[-2:]) > max_tokens for _, v in shown if v.dim() >= 2 and not _is_read(v)):
+        cut.append(f"first {max_tokens} tokens")
+    fig.suptitle(title + (f" ({', '.join(cut)})" if cut else ""), fontsize=9)
+    return fig
+
+
 def layer_figures(maps: Mapping[str, Tensor], sample: int = 0, tokens: Sequence[str] | None = None,
-                  max_tokens: int = 48, width: float = 9.5) -> list[tuple[str, Figure]]:
+                  max_tokens: int = 48, width: float = 9.5, max_heads: int = 12) -> list[tuple[str, Figure]]:
     """One :func:`heads_grid` per layer, its heads in rows of four, all on one shared colour scale."""
     drawn = {k: as_heads(v) for k, v in maps.items() if isinstance(v, Tensor) and v.dim() >= 2}
     if not drawn:
         raise InputError("no attention maps to draw: expected (B, heads, T, S), (B, T, S) or (B, S) tensors")
-    top = max(float(v[sample, :, :max_tokens, :max_tokens].max()) for v in drawn.values()) or 1.0
-    return [(name, heads_grid({name: v}, sample, tokens, max_tokens=max_tokens, width=width, vmax=top))
+    top = max(float(v[sample, :max_heads, :max_tokens, :max_tokens].max()) for v in drawn.values()) or 1.0
+    return [(name, heads_grid({name: v}, sample, tokens, max_tokens=max_tokens, max_heads=max_heads, width=width, vmax=top))
             for name, v in drawn.items()]
 
 
@@ -411,6 +515,7 @@ def token_view_html(
     max_tokens: int = 64,
     max_values: int = 250_000,
     assets: bool = True,
+    total: int | None = None,
 ) -> str:
     """Markup of the token-to-token view: click (or Enter) a token to pin it, hover to preview;
     choose the sample, the layer and the direction (attention *from* the token: where it looks,
@@ -423,7 +528,8 @@ def token_view_html(
     strings only). Inputs longer than ``max_tokens`` are cut (said in the view); per-head
     matrices are included while ``samples·layers·heads·T²`` stays under ``max_values``, otherwise
     only the mean over heads per layer (said in the view). ``assets=False`` leaves out the style
-    and script, for a page that includes :func:`token_view_assets` once.
+    and script, for a page that includes :func:`token_view_assets` once. ``total``: the samples there
+    were when ``maps`` hold only the first of them (the view says how many it leaves out).
     """
     layers = [(k, as_heads(v).detach().float().cpu()) for k, v in maps.items()
               if isinstance(v, Tensor) and v.dim() >= 3 and v.shape[-1] == v.shape[-2]]
@@ -431,7 +537,7 @@ def token_view_html(
         raise InputError("no self-attention maps (B, heads, T, T) for a token view")
     per_sample = len(tokens) > 0 and not isinstance(tokens[0], str) and isinstance(tokens[0], Sequence)
     B = min(a.shape[0] for _, a in layers)
-    chosen = [sample] if sample is not None else list(range(B))
+    chosen = [sample] if sample is not None else list(range(max(B, total or 0)))
     if sample is not None and not 0 <= sample < B:
         raise InputError(f"sample {sample} is out of range: the maps hold {B} samples")
     full = layers[0][1].shape[-1]
@@ -454,6 +560,7 @@ def token_view_html(
     if len(chosen) > keep:
         notes.append(f"first {keep} of {len(chosen)} samples")
         chosen = chosen[:keep]
+    chosen = [b for b in chosen if b < B]  # the maps hold these
 
     def q(m: Tensor) -> list:
         return (m[:T, :T] * 1000).round().int().tolist()

@@ -30,6 +30,9 @@ from .png import figure_to_png
 __all__ = ["figure_of", "png_of", "html_of", "summary_of"]
 
 MAX_SAMPLES = 8
+MAX_LAYERS = 6  # attention: layers, heads and tokens drawn
+MAX_HEADS = 8
+MAX_TOKENS = 32
 DPI = 100
 MAX_BYTES = 300_000
 
@@ -66,6 +69,15 @@ def _cam(r) -> Any:
     ax.set_title(f"{r.method} on {r.layer}", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.03)
     return fig
+
+
+def _attention(r) -> Any | None:
+    from .attention import maps_figure
+
+    if not any(isinstance(v, Tensor) and v.numel() for v in r.values()):
+        return None
+    return maps_figure(r, tokens=getattr(r, "tokens", None), max_layers=MAX_LAYERS, max_heads=MAX_HEADS,
+                       max_tokens=MAX_TOKENS)
 
 
 def _features(r) -> Any:
@@ -174,6 +186,7 @@ def _weights(r) -> Any | None:
 
 _FIGURES: dict[str, Callable[[Any], Any]] = {
     "CAMResult": _cam,
+    "AttentionMaps": _attention,
     "FeatureMaps": _features,
     "ExemplarResult": _exemplars,
     "SynthesisResult": _synthesis,
@@ -205,12 +218,35 @@ def _targets(t: Tensor | None, n: int = 8) -> str:
     return ", ".join(map(str, vals)) + (" ..." if t.numel() > n else "")
 
 
+def _attention_summary(r) -> str:
+    from ..attention import as_heads
+
+    if not r:
+        return "No attention captured (capture's warning says what it looked for)"
+    reads = [k for k, v in r.items() if v.dim() <= 2 or (v.dim() == 4 and v.shape[1] == 1 and v.shape[2] == 1)]
+    maps = [as_heads(v) for k, v in r.items() if k not in reads]
+    parts = []
+    if maps:
+        heads = sorted({m.shape[1] for m in maps})
+        shapes = {tuple(m.shape[-2:]) for m in maps}
+        head_text = f"{heads[0]} head(s)" if len(heads) == 1 else f"{heads[0]}–{heads[-1]} heads"
+        size = (f"{next(iter(shapes))[0]} queries × {next(iter(shapes))[1]} keys" if len(shapes) == 1
+                else "queries × keys varying by layer")
+        parts.append(f"{len(maps)} attention layer(s) × {head_text}, {size}, batch {maps[0].shape[0]}")
+    if reads:
+        parts.append(f"{len(reads)} memory read(s) ({', '.join(reads[:3])}{' ...' if len(reads) > 3 else ''})")
+    shown = "" if len(r) <= MAX_LAYERS else f" (the first {MAX_LAYERS} layers)"
+    return f"Attention: {'; '.join(parts)}; sample 0 drawn{shown}"
+
+
 def summary_of(result: Any) -> str:
     """One plain line saying what the result holds (escaped when written into HTML)."""
     name = type(result).__name__
     r = result
     if name == "CAMResult":
         return f"{r.method} on {r.layer}: {r.maps.shape[0]} map(s) {_shape(r.maps[0])}, targets {_targets(r.targets)}"
+    if name == "AttentionMaps":
+        return _attention_summary(r)
     if name == "FeatureMaps":
         return (f"FeatureMaps of {r.layer} ({r.kind}): output {tuple(r.shape)}, {r.maps.shape[1]} channel(s) of "
                 f"{r.maps.shape[0]} sample(s); sample 0's most active channels")
