@@ -66,6 +66,8 @@ CONVENIENCE = {
     ("torchloupe.fusion.contrib", "FusionResult._repr_png_"): "torchloupe.render.notebook",
     ("torchloupe.fusion.maps", "BranchMaps._repr_html_"): "torchloupe.render.notebook",
     ("torchloupe.fusion.maps", "BranchMaps._repr_png_"): "torchloupe.render.notebook",
+    ("torchloupe.attention", "AttentionMaps._repr_html_"): "torchloupe.render.notebook",
+    ("torchloupe.attention", "AttentionMaps._repr_png_"): "torchloupe.render.notebook",
     ("torchloupe.fusion.similarity", "CKAResult._repr_html_"): "torchloupe.render.notebook",
     ("torchloupe.fusion.similarity", "CKAResult._repr_png_"): "torchloupe.render.notebook",
     ("torchloupe.fusion.tracking", "ShareHistory._repr_html_"): "torchloupe.render.notebook",

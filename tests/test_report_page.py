@@ -155,9 +155,11 @@ def test_sections_collapse_and_open(page):
 
 def test_summary_links_land_on_their_figures(page):
     hrefs = page.execute_script("return Array.from(document.querySelectorAll('.summary a')).map(a => a.getAttribute('href'))")
-    # one finding from the overview (its cards) and one from the findings section (its figure), per model
-    assert hrefs == ["#fig-overview--first-1", "#fig-findings--first-1", "#fig-overview--plain-1",
-                     "#fig-findings--plain-1"]
+    # one finding from the overview (its cards), two from the architecture (its table and graph) and one
+    # from the findings section (its figure), per model
+    assert [h for h in hrefs if "architecture" not in h] == [
+        "#fig-overview--first-1", "#fig-findings--first-1", "#fig-overview--plain-1", "#fig-findings--plain-1"]
+    assert [h.split("--")[1].rsplit("-", 1)[0] for h in hrefs if "architecture" in h] == ["first"] * 2 + ["plain"] * 2
     page.execute_script("document.querySelector('.switcher button[data-pick=\"all\"]').click()")
     for href in hrefs:
         page.execute_script("window.scrollTo(0, 0); document.querySelector(`.summary a[href='${arguments[0]}']`).click()",

@@ -106,7 +106,9 @@ def test_report_architecture_section_is_interactive(driver, tmp_path):
     assert [r.get_attribute("data-ready") for r in roots] == ["1", "1"]  # one graph per subject, both live
     pane = roots[0].find_element(By.CSS_SELECTOR, ".tl-pane")
     assert int(pane.get_attribute("data-boxes")) == 11
-    roots[0].find_element(By.CSS_SELECTOR, 'text.fl[data-frame="features"]').click()
+    label = roots[0].find_element(By.CSS_SELECTOR, 'text.fl[data-frame="features"]')
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", label)  # below the summary
+    label.click()
     assert int(pane.get_attribute("data-boxes")) == 11 - 6 + 1
     # the three identical blocks of the stack: drawn once (x, stem, Linear, GELU, out, output), in a frame marked ×3
     assert int(roots[1].find_element(By.CSS_SELECTOR, ".tl-pane").get_attribute("data-boxes")) == 6

@@ -397,6 +397,30 @@ def _is_norm(m: nn.Module) -> bool:
     return isinstance(m, nn.LayerNorm) or "LayerNorm" in type(m).__name__ or "RMSNorm" in type(m).__name__
 
 
+def _seeing(run_model: Callable, modules: list, one: Inputs, wrt: int | str | None, order: list, cands: list) -> list:
+    """The candidates whose output depends on input ``wrt``: run again with that input changed
+    (every element moved by a different amount) and keep the layers whose output changed. A branch fed
+    only by another input of a multi-input model is left out: its map lies over the wrong image."""
+    xw = one.get(wrt)
+    if not (isinstance(xw, Tensor) and xw.is_floating_point()):
+        return cands
+    moved = xw.detach() + torch.linspace(0.5, 1.5, xw.numel(), device=xw.device, dtype=xw.dtype).reshape(xw.shape)
+    again: dict[int, Tensor] = {}
+
+    def hook(module, args, out):
+        if isinstance(out, Tensor):
+            again.setdefault(id(module), out.detach().clone())
+
+    with hooks(forward={m: hook for m in modules}), torch.no_grad():
+        run_model(one.replace(wrt, moved))
+    kept = []
+    for i, m, lay in cands:
+        t2 = again.get(id(m))
+        if t2 is None or t2.shape != order[i][1].shape or not torch.equal(t2, order[i][1].detach()):
+            kept.append((i, m, lay))
+    return kept
+
+
 def default_layer(model: nn.Module, x: InputsLike, *, wrt: int | str | None = None, target: TargetLike = None,
                   output: OutputSpec = None) -> tuple[str, nn.Module]:
     """The layer a CAM reads when none is given, found from one forward and one backward of the
@@ -453,6 +477,8 @@ def default_layer(model: nn.Module, x: InputsLike, *, wrt: int | str | None = No
             out = run_model(one)
         cands = [(i, m, lay) for i, (m, t) in enumerate(order)
                  if counts[id(m)] == 1 and (lay := layout(m, t)) is not None]
+        if len(inputs.tensors()) > 1:  # several inputs: only layers that see the explained one
+            cands = _seeing(run_model, modules, one, wrt, order, cands)
         reached: dict[int, bool] = {}
         score = None
         try:

@@ -347,7 +347,12 @@ def _check_subjects(subjects: Sequence[Subject | DeferredSubject] | Subject | De
     subjects = list(subjects)
     if not subjects:
         raise UsageError("no subjects to report on; expected at least one Subject (a model with inputs)")
+    names: set[str] = set()
     for s in subjects:
+        if getattr(s, "name", None) in names:
+            raise UsageError(f"two subjects are named {s.name!r}; give each its own name (the report and "
+                             f"ReportInfo.data tell them apart by name)")
+        names.add(getattr(s, "name", None))
         if isinstance(s, DeferredSubject):
             if not callable(s.load):
                 raise InputTypeError(f"deferred subject {s.name!r}: load must be callable, got {type(s.load).__name__}")
@@ -424,7 +429,10 @@ def build_report(
     shown = _shown_in(subjects, chosen)
     tasks = [(a, b) for a in range(len(chosen)) for b in range(len(subjects))
              if shown[b] is None or chosen[a].key in shown[b]]
-    for a, b in tasks:  # every subject's section options checked (one line) before any section runs
+    for subject in subjects:  # every subject's section options checked (one line) before any section runs
+        if isinstance(subject, Subject):
+            ropts.check_subject(subject)
+    for a, b in tasks:
         if isinstance(subjects[b], Subject):
             options_for(chosen[a], ropts, subjects[b])
     # One job per task, except that a deferred subject's tasks form one job, so it loads once.

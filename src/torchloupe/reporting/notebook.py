@@ -112,7 +112,11 @@ def section(key: str, model: Any, inputs: Any = None, *, options: Any = None, **
     elif isinstance(options, dict):
         common = {k: options[k] for k in ("quick", "seed", "precision") if k in options}
         options = {k: v for k, v in options.items() if k not in common}
-    report = ReportOptions(**common, sections={key: options} if options else {})
+    from .options import section_fields
+
+    own = section_fields(sec.options, key, options, "options")  # a typo named as the caller wrote it
+    report = ReportOptions(**common, sections={key: own} if own else {})
+    report.check_subject(subject)
     opts = options_for(sec, report, subject, (key,))
     with torch.random.fork_rng(devices=[]), precision_for(sec, subject, opts):
         torch.manual_seed(int(opts.seed))

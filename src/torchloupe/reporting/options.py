@@ -54,8 +54,9 @@ class SectionOptions:
     report_sections: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise UsageError(f"option seed={self.seed!r}: expected an integer")
+        _check_common(self.quick, self.seed, self.precision)
+        if isinstance(self.report_sections, str) or not all(isinstance(k, str) for k in self.report_sections):
+            raise UsageError(f"option report_sections={self.report_sections!r}: expected a tuple of section keys")
         self.check()
 
     def check(self) -> None:
@@ -91,6 +92,17 @@ class SectionOptions:
             if default is dataclasses.MISSING or not _same(value, default):
                 out[f.name] = value
         return out
+
+
+def _check_common(quick: Any, seed: Any, precision: Any) -> None:
+    """The common options' values, one line each (``quick="no"`` would otherwise read as true)."""
+    if not isinstance(quick, bool):
+        raise UsageError(f"option quick={quick!r}: expected True or False")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise UsageError(f"option seed={seed!r}: expected an integer")
+    from ..devices import check_precision
+
+    check_precision(precision)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -129,6 +141,12 @@ class ReportOptions:
     precision: str = "fp32"
     sections: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        _check_common(self.quick, self.seed, self.precision)
+        if not isinstance(self.sections, Mapping):
+            raise UsageError(f"report option sections={self.sections!r}: expected a dict of section options by "
+                             f"section key, such as {{'cam': CamOptions(images=2)}}")
+
     @classmethod
     def of(cls, value: ReportOptions | Mapping[str, Any] | None) -> ReportOptions:
         """``value`` as :class:`ReportOptions`: a dict's keys are the common options and section keys;
@@ -165,6 +183,17 @@ class ReportOptions:
             if key not in sections:
                 raise UsageError(f"options for unknown section {key!r}; {_closest(key, sorted(sections))}")
             section_fields(sections[key].options, key, given, "report options")
+
+    def check_subject(self, subject: Any) -> None:
+        """A subject's own options: every key a known section, every field real (one line each)."""
+        from .base import known_sections
+
+        sections = {s.key: s for s in known_sections()}
+        where = f"subject {getattr(subject, 'name', '?')!r}"
+        for key, given in (getattr(subject, "options", None) or {}).items():
+            if key not in sections:
+                raise UsageError(f"{where}: options for unknown section {key!r}; {_closest(key, sorted(sections))}")
+            section_fields(sections[key].options, key, given, where)
 
     def common(self, report_sections: tuple[str, ...] = ()) -> dict[str, Any]:
         return {"quick": bool(self.quick), "seed": self.seed, "precision": str(self.precision),

@@ -65,7 +65,9 @@ class QualityOptions(SectionOptions):
     sets of random maps per image the baseline row averages (1). ``min_rank_images`` and
     ``min_rank_steps``: the images and steps a column needs before it names a best method (4, 10);
     ``min_sanity_images``: the images checked before the sanity check gives a verdict (2);
-    ``decimals``: scores are shown, compared and tied at this many decimals (3).
+    ``decimals``: scores are shown, compared and tied at this many decimals (3). ``margin``: a column
+    names a best method only when it beats random maps by at least this much AUC or pointing score
+    (0.02); closer than that, the difference is within what another draw of random maps or images moves.
     """
 
     images: int | None = None
@@ -82,6 +84,7 @@ class QualityOptions(SectionOptions):
     min_rank_steps: int = MIN_RANK_STEPS
     min_sanity_images: int = MIN_SANITY_IMAGES
     decimals: int = DECIMALS
+    margin: float = 0.02
 
     def check(self) -> None:
         _count(self.images, "images", none="by size, images_by_size")
@@ -96,6 +99,9 @@ class QualityOptions(SectionOptions):
                      "min_sanity_images"):
             _count(getattr(self, name), name)
         _count(self.decimals, "decimals", low=0)
+        m = self.margin
+        if not isinstance(m, (int, float)) or isinstance(m, bool) or not 0.0 <= m < 1.0:
+            raise UsageError(f"quality option margin={m!r}: expected a score difference in [0, 1)")
         t = self.threshold
         if not isinstance(t, (int, float)) or isinstance(t, bool) or not -1.0 < t <= 1.0:
             raise UsageError(f"quality option threshold={t!r}: expected a rank correlation in (-1, 1]")
@@ -122,7 +128,8 @@ def guide(options: QualityOptions | None = None) -> str:
         "its most salient pixels matter to the model (deletion AUC low, insertion AUC high), and it "
         "changes when the weights are randomized (sanity check 'pass'). Random maps are the reference "
         "row: a column marks its best method in bold (every method tied with it at the "
-        f"{_number_word(o.decimals)} decimals shown too) only when that method does better than random maps, "
+        f"{_number_word(o.decimals)} decimals shown too) only when that method beats random maps by at least "
+        f"{o.margin:g}, "
         f"not every method ties, and the table rests on at least {o.min_rank_images} images and "
         f"{o.min_rank_steps} deletion / insertion steps. "
         "Deleting scattered random pixels also wrecks fine texture, so on large natural images random "
@@ -199,7 +206,7 @@ def judge(scores: list[MethodScores], *, images: int, steps: int, sanity_images:
       method that passes on some images fails, and the cell shows the count (``fail (1/2)``). With
       fewer than ``min_sanity_images`` images checked the cell says so instead of a verdict.
     - Best of a scored column: the methods whose value, shown at ``decimals`` decimals, equals the
-      best one (ties all marked), unless every method ties, random maps do as well as the best, or
+      best one (ties all marked), unless every method ties, random maps come within ``margin`` of the best, or
       the table rests on fewer than ``min_rank_images`` images (and, for deletion / insertion, fewer
       than ``min_rank_steps`` steps): then nothing is marked and a conclusion says why.
     """
@@ -238,9 +245,11 @@ def judge(scores: list[MethodScores], *, images: int, steps: int, sanity_images:
         top = max(vals.values()) if higher else min(vals.values())
         tied = [i for i, v in vals.items() if v == top]
         r = None if rand is None or getattr(rand, attr) is None else round(getattr(rand, attr), dec)
-        if r is not None and (r >= top if higher else r <= top):
+        if r is not None and ((top - r) < o.margin if higher else (r - top) < o.margin):
             undecided[label] = (f"random maps ({r:.{dec}f}) do as well as or better than every method "
-                                f"(best {top:.{dec}f})")
+                                f"(best {top:.{dec}f})" if (r >= top if higher else r <= top) else
+                                f"random maps ({r:.{dec}f}) come within {o.margin:g} of the best method "
+                                f"({top:.{dec}f})")
             conclusions.append(f"{label}: {undecided[label]}; this test does not tell the methods apart here, so no "
                                f"best is marked.")
         elif len(tied) == len(vals) and len(vals) > 1:

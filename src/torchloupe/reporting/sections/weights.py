@@ -158,8 +158,12 @@ class WeightsData(SectionData):
                    else "it has one row")
             return f"In {self.head}, {norm_text}; {why}."
         i, j, cos = self.alike
-        what = "classes" if self.head_role == "classes" else "output units"
-        return (f"In {self.head}, the weight vectors of {what} {name(i)} and {name(j)} are the most alike "
+        named = self.head_names is not None and max(i, j) < len(self.head_names)
+        what = ("classes " if self.head_role == "classes" else "output units ") if named else ""
+        if cos < 0:
+            return (f"In {self.head}, no two weight vectors point alike: the closest pair, {what}{name(i)} and "
+                    f"{name(j)}, has cosine {cos:.2f}; {norm_text}.")
+        return (f"In {self.head}, the weight vectors of {what}{name(i)} and {name(j)} are the most alike "
                 f"(cosine {cos:.2f}): the layer tells these two apart least by direction; {norm_text}.")
 
     def render(self) -> list:
@@ -216,6 +220,17 @@ def _template_figure(view: TemplateView) -> tuple[Any, str]:
                 f"class templates: rows of {name}.weight reshaped to the input {view.image}")
     return (class_template_figure(t, view.names, title=f"{name}: input templates of {t.shape[0]} of {view.total} hidden units"),
             f"rows of {name}.weight reshaped to the input {view.image}: what each hidden unit looks for")
+
+
+def _class_count(subject: Subject) -> int | None:
+    """How many class scores the model gives (None: its output holds none, or it cannot be run)."""
+    from ...errors import TorchLoupeError
+
+    try:
+        scores = subject.shared.predictions().scores
+    except TorchLoupeError:
+        return None
+    return int(scores.shape[-1]) if scores is not None and scores.dim() == 2 else None
 
 
 def _input_shape(subject: Subject, options: WeightsOptions) -> tuple[int, ...] | None:
@@ -275,9 +290,18 @@ def build(subject: Subject, options: WeightsOptions) -> WeightsData | NotApplica
     first = first_layer(model)
     chain = _chain(linears) if not convs else []
     index = {id(m): i for i, (_, m) in enumerate(chain)}
+    classes = _class_count(subject)
+
+    def head_of(m: nn.Module, W: Tensor) -> bool:
+        """Rows are classes: as many as the class names, or the last layer of an MLP whose output is
+        that many class scores (not a BERT pooler, whose model gives no class scores)."""
+        if labels is not None and W.shape[0] == len(labels):
+            return True
+        return bool(chain) and m is chain[-1][1] and classes == W.shape[0]
+
     for name, m in linears[-min(options.matrices, 2):] if quick else linears[-options.matrices:]:
         W = _cpu(fc_matrix(m))
-        is_head = (labels is not None and W.shape[0] == len(labels)) or (bool(chain) and m is chain[-1][1])
+        is_head = head_of(m, W)
         reads_input = first is not None and m is first[1]
         inner = id(m) in index and not reads_input
         ylabel = "class" if is_head else "hidden unit" if id(m) in index else "output unit"
@@ -289,7 +313,7 @@ def build(subject: Subject, options: WeightsOptions) -> WeightsData | NotApplica
     if linears:
         name, m = linears[-1]
         W = _cpu(fc_matrix(m))
-        is_head = (labels is not None and W.shape[0] == len(labels)) or (bool(chain) and m is chain[-1][1])
+        is_head = head_of(m, W)
         data.head, data.head_role = name, "classes" if is_head else "output units"
         data.head_names = labels if labels is not None and len(labels) == W.shape[0] else None
         data.head_norms = W.float().norm(dim=1)

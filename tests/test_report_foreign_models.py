@@ -1,0 +1,123 @@
+"""What a reviewer found trying the sections on models we did not write: each case as it was met."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import torchloupe as tl
+from torchloupe.errors import UsageError
+from torchloupe.reporting import ReportOptions, Subject, build_report, section
+from torchloupe.reporting.sections.cam import CamOptions
+from torchloupe.reporting.sections.quality import RANDOM, MethodScores, QualityOptions, judge
+
+from tests.helpers import assert_same_state, model_state, tiny_cnn
+
+
+class TwoBranch(nn.Module):  # docs/guide/cam.md: an RGB branch and a depth branch, fused late
+    def __init__(self):
+        super().__init__()
+        self.cnn1 = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.cnn2 = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x1, x2):
+        return self.fc(torch.cat((self.cnn1(x1), self.cnn2(x2)), dim=1))
+
+
+def test_the_cam_layer_of_a_two_input_model_is_one_the_explained_input_reaches():
+    torch.manual_seed(0)
+    model = TwoBranch().eval()
+    x1, x2 = torch.rand(2, 3, 32, 32), torch.rand(2, 1, 20, 20)
+    before = model_state(model)
+    # the last spatial layer of the whole model is the depth branch's: it never sees x1
+    assert tl.cam.default_layer(model, (x1, x2), wrt=0)[0] == "cnn1.1"
+    assert tl.cam.default_layer(model, (x1, x2), wrt=1)[0] == "cnn2.1"
+    cams = section("cam", model, (x1, x2), options={"methods": ["gradcam"]})
+    assert cams.layer == "cnn1.1" and cams.results["Grad-CAM"].maps.shape == (2, 32, 32)
+    assert_same_state(before, model_state(model))
+
+
+def test_a_pooler_of_a_model_without_class_scores_is_not_called_a_classifier():
+    class Encoder(nn.Module):  # BERT's shape: hidden states and a pooled vector, no class scores
+        def __init__(self):
+            super().__init__()
+            self.dense = nn.Linear(6, 6)
+            self.pooler = nn.Linear(6, 4)
+
+        def forward(self, x):
+            h = self.dense(x)
+            return {"last_hidden_state": h, "pooler_output": self.pooler(h)}
+
+    torch.manual_seed(0)
+    data = section("weights", Encoder().eval(), torch.rand(3, 6))
+    assert data.head == "pooler" and data.head_role == "output units"
+    roles = {v.name: v.role for v in data.views if hasattr(v, "role")}
+    assert roles["pooler"] != "head"
+    text = " ".join(f.text for f in data.render() if type(f).__name__ == "Finding")
+    assert "classes" not in text and "class " not in text and "unit " in text
+    # the same layer under a model that gives 4 class scores is the head
+    mlp = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 4)).eval()
+    assert section("weights", mlp, torch.rand(3, 6)).head_role == "classes"
+
+
+def test_a_head_whose_rows_all_point_apart_says_so():
+    mlp = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2)).eval()
+    with torch.no_grad():
+        mlp[2].weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.1]]))
+    data = section("weights", mlp, torch.rand(3, 2))
+    finding = [f.text for f in data.render() if type(f).__name__ == "Finding"][-1]
+    assert finding.startswith("In 2, no two weight vectors point alike: the closest pair, class 0 and class 1, has "
+                              "cosine -1.00")
+
+
+def test_two_subjects_with_one_name_are_refused(tmp_path):
+    model = tiny_cnn(0)
+    with pytest.raises(UsageError, match="two subjects are named 'net'; give each its own name"):
+        build_report([Subject("net", model, torch.rand(2, 3, 16, 16)), Subject("net", model, torch.rand(2, 3, 16, 16))],
+                     tmp_path / "r.html", sections=["overview"], progress=False)
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: CamOptions(quick="no"), "option quick='no': expected True or False"),
+    (lambda: ReportOptions(quick=1), "option quick=1: expected True or False"),
+    (lambda: CamOptions(precision="fp8"), "precision 'fp8' is not one of: fp32, bf16, fp16"),
+    (lambda: CamOptions(seed="1"), "option seed='1': expected an integer"),
+    (lambda: ReportOptions(sections=["cam"]), r"report option sections=\['cam'\]: expected a dict of section options"),
+    (lambda: section("cam", tiny_cnn(0), torch.rand(2, 3, 16, 16), options={"imagse": 1}),
+     "options: section 'cam' has no option 'imagse'; closest: 'images'"),
+])
+def test_common_option_values_are_checked_where_they_are_made(make, message):
+    with pytest.raises(UsageError, match=message):
+        make()
+
+
+def test_a_subjects_options_for_an_unknown_section_are_refused_before_any_section_runs(tmp_path):
+    subject = Subject("m", tiny_cnn(0), torch.rand(2, 3, 16, 16), options={"camm": {"images": 1}})
+    with pytest.raises(UsageError, match="subject 'm': options for unknown section 'camm'; closest: 'cam'"):
+        build_report([subject], tmp_path / "r.html", sections=["overview"], progress=False)
+    assert not (tmp_path / "r.html").exists()
+    with pytest.raises(UsageError, match="subject 'm': section 'cam' has no option 'image'; closest: 'images'"):
+        ReportOptions().check_subject(Subject("m", tiny_cnn(0), None, options={"cam": {"image": 1}}))
+
+
+def _scores(best: float, random: float) -> list[MethodScores]:
+    return [MethodScores("A", None, 0.5, best, None, 1.0), MethodScores("B", None, 0.5, best - 0.05, None, 1.0),
+            MethodScores(RANDOM, None, 0.5, random, None, None)]
+
+
+@pytest.mark.parametrize("best, random, marked", [(0.111, 0.110, False), (0.135, 0.110, True), (0.120, 0.121, False)])
+def test_a_best_is_marked_only_when_it_beats_random_maps_by_the_margin(best, random, marked):
+    t = judge(_scores(best, random), images=8, steps=24, sanity_images=2, groups=4, options=QualityOptions())
+    if marked:
+        assert t.best["insertion AUC"] == ("A",)
+    else:
+        assert t.best["insertion AUC"] == () and "insertion AUC" in t.undecided
+        assert "random maps" in t.undecided["insertion AUC"]
+    wider = judge(_scores(0.135, 0.110), images=8, steps=24, sanity_images=2, groups=4,
+                  options=QualityOptions(margin=0.05))
+    assert wider.best["insertion AUC"] == () and "come within 0.05 of the best method (0.135)" in wider.undecided["insertion AUC"]
+    with pytest.raises(UsageError, match="quality option margin=1.5: expected a score difference in"):
+        QualityOptions(margin=1.5)
