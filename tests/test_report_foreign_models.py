@@ -121,3 +121,45 @@ def test_a_best_is_marked_only_when_it_beats_random_maps_by_the_margin(best, ran
     assert wider.best["insertion AUC"] == () and "come within 0.05 of the best method (0.135)" in wider.undecided["insertion AUC"]
     with pytest.raises(UsageError, match="quality option margin=1.5: expected a score difference in"):
         QualityOptions(margin=1.5)
+
+
+def _texts(data, kind):
+    return [b.text for b in data.render() if type(b).__name__ == kind]
+
+
+def test_true_classes_that_do_not_fit_are_said_not_used_and_the_finding_reads_plainly():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.copy_(torch.tensor([0.0, 0.0, 1.0]))  # every input: class 2
+    x = torch.rand(2, 3, 2, 2)
+    few = section("overview", model, x, targets=[0, 1, 2])
+    assert "3 true classes were given for 2 inputs, so they are not used." in _texts(few, "Text")
+    assert _texts(few, "Finding") == ["Predicts class 2 for all 2 inputs; least confident: input 0, class 2 at 57.6%."]
+    outside = section("overview", model, x, targets=[7, 1])
+    assert ("True class 7 is outside the 3 classes the model scores, so the true classes are not used."
+            in _texts(outside, "Text"))
+    right = section("overview", model, x, targets=[2, 1])
+    assert _texts(right, "Finding")[0].startswith("Top-1 correct on 1 of 2 inputs")
+
+
+def test_feature_visualization_of_a_layer_whose_name_has_a_space():
+    model = nn.Sequential()
+    model.add_module("stem conv", nn.Conv2d(3, 4, 3, padding=1))
+    model.add_module("relu", nn.ReLU())
+    model.add_module("pool", nn.AdaptiveAvgPool2d(1))
+    model.add_module("flat", nn.Flatten())
+    model.add_module("fc", nn.Linear(4, 2))
+    data = section("feature_vis", model.eval(), torch.rand(2, 3, 16, 16), layers=["stem conv"],
+                   options={"quick": True, "steps": 4})
+    assert [r[0] for r in data.result.rows()] == [f"stem conv:{c}" for c in range(3)]
+
+
+def test_quality_on_a_two_input_model_says_why_it_does_not_apply():
+    from torchloupe.errors import UnsupportedModelError
+
+    torch.manual_seed(0)
+    with pytest.raises(UnsupportedModelError, match="the quality measures perturb one image batch, and this model "
+                                                    "takes 2 inputs"):
+        section("quality", TwoBranch().eval(), (torch.rand(2, 3, 32, 32), torch.rand(2, 1, 20, 20)))

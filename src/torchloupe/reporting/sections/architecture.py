@@ -106,8 +106,11 @@ class ArchitectureData(SectionData):
 
 
 def _share(part: int, total: int) -> str:
+    """A share in whole percent, with a decimal where rounding would say 100% of a part or 0% of something."""
     p = 100 * part / total if total else 0.0
-    return f"{p:.0f}%" if p >= 10 or p == 0 else f"{p:.1f}%"
+    if part == total or part == 0:
+        return f"{p:.0f}%"
+    return f"{p:.0f}%" if 10 <= p < 99.5 else f"{p:.1f}%" if 0.05 <= p < 99.95 else f"{p:.2f}%"
 
 
 def _first_sample(inputs):

@@ -242,7 +242,9 @@ def build(subject: Subject, options: FeatureVisOptions) -> FeatureVisData | NotA
     stop = min(options.samples, QUICK_SAMPLES) if quick else options.samples
     ex = (subject.shared.exemplars(layer, channels, stop, k=options.k, batch_size=options.batch_size)
           if kind == "conv" else None)
-    res = maximize(subject.model, [f"{layer}:{c}" for c in channels], param=param, steps=steps, lr=options.lr,
+    from ...synthesis.objectives import channels as channel_objectives  # objects: a layer name may hold ':' or ' '
+
+    res = maximize(subject.model, channel_objectives(layer, channels), param=param, steps=steps, lr=options.lr,
                    input_shape=shape, seed=options.seed, exemplars=ex, transforms=transforms,
                    baseline_samples=options.baseline)
     names = subject.labels if kind == "linear" and subject.labels is not None else None

@@ -77,6 +77,7 @@ class OverviewData(SectionData):
     labels: list[str] | None = None
     names: list[str] = field(default_factory=list)
     images: Tensor | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. why the given true classes are not used
 
     @property
     def n(self) -> int:
@@ -115,6 +116,7 @@ class OverviewData(SectionData):
         blocks.append(cards_block)
         if self.shown < self.n:
             blocks.append(Text(f"Showing the first {self.shown} of {self.n} inputs."))
+        blocks.extend(Text(note) for note in self.notes)
         blocks.append(Finding(_prediction_sentence(self.top_p[:, 0], self.top_i[:, 0], labels, self.targets), cards_block))
         return blocks
 
@@ -210,10 +212,16 @@ def build(subject: Subject, options: OverviewOptions) -> OverviewData:
     if n == 0:
         return OverviewData(**fields, no_predictions="The batch is empty, so there are no predictions to list.")
     top_p, top_i = preds.probs.topk(min(options.top_k, classes), dim=1)
-    targets = subject.targets
+    targets, notes = subject.targets, []
     if targets is not None:
         targets = torch.as_tensor(targets).reshape(-1).long().cpu()
         if targets.numel() != n:
+            notes.append(f"{targets.numel()} true classes were given for {n} inputs, so they are not used.")
+            targets = None
+        elif bool(((targets < 0) | (targets >= classes)).any()):
+            bad = int(targets[(targets < 0) | (targets >= classes)][0])
+            notes.append(f"True class {bad} is outside the {classes} classes the model scores, so the true classes "
+                         f"are not used.")
             targets = None
     shown = min(n, options.card_limit)
     images = subject.display_images
@@ -223,7 +231,7 @@ def build(subject: Subject, options: OverviewOptions) -> OverviewData:
     names = [os.path.basename(str(files[i])) if i < len(files) else f"input {i}" for i in range(shown)]
     return OverviewData(**fields, top_p=top_p.cpu(), top_i=top_i.cpu(), targets=targets, classes=classes,
                         labels=None if subject.labels is None else [str(v) for v in subject.labels],
-                        names=names, images=images)
+                        names=names, images=images, notes=notes)
 
 
 def _prediction_sentence(p: Tensor, c: Tensor, labels: Any, targets: Tensor | None) -> str:
@@ -238,11 +246,15 @@ def _prediction_sentence(p: Tensor, c: Tensor, labels: Any, targets: Tensor | No
         listed = f"{len(picked)} different classes"
     elif picked[0][1] == 1:
         listed = ", ".join(name for name, _ in picked)
-    else:
-        listed = ", ".join(f"{name} ({count})" for name, count in picked[:4]) + (", ..." if len(picked) > 4 else "")
+    else:  # the most frequent with its count of the inputs, then the others' counts
+        listed = ", ".join(f"{name} ({count}{f' of {n} inputs' if j == 0 else ''})"
+                           for j, (name, count) in enumerate(picked[:4])) + (", ..." if len(picked) > 4 else "")
     low = int(p.argmin())
+    if len(picked) == 1 and n > 1:
+        listed = f"{picked[0][0]} for all {n} inputs"
+    counted = len(picked) == 1 or picked[0][1] > 1  # the list already says how many inputs there are
     head = (f"Top-1 correct on {int((c == targets).sum())} of {n} inputs" if targets is not None
-            else f"Predicts {listed} over {n} input{'s' if n != 1 else ''}")
+            else f"Predicts {listed}" + ("" if counted else f" over {n} input{'s' if n != 1 else ''}"))
     tail = f"; least confident: input {low}, {_label(labels, int(c[low]))} at {_percent(float(p[low]))}"
     if targets is not None:
         head += f" (predicted: {listed})"

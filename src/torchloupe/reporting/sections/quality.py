@@ -115,6 +115,17 @@ class QualityOptions(SectionOptions):
                 self.groups or self.groups_by_size[size], large)
 
 
+def _count_inputs(x: Any) -> str:
+    """How many tensor inputs a tuple or dict of model inputs holds, in words ("several" when unknown)."""
+    from ...errors import InputError
+    from ...inputs import Inputs
+
+    try:
+        return str(len(Inputs.of(x).tensors()))
+    except InputError:
+        return "several"
+
+
 def _number_word(n: int) -> str:
     words = ("zero", "one", "two", "three", "four", "five", "six")
     return words[n] if 0 <= n < len(words) else str(n)
@@ -442,7 +453,11 @@ def build(subject: Subject, options: QualityOptions) -> QualityData | NotApplica
     from .cam import cam_layer
 
     x = subject.inputs
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or subject.display_images is None:
+    if not isinstance(x, torch.Tensor):
+        return NotApplicable(f"the quality measures perturb one image batch, and this model takes "
+                             f"{_count_inputs(x)} inputs; deleting pixels of one while the others stay says "
+                             f"little about the explanation (the fusion section shows what each input carries)")
+    if x.dim() != 4 or subject.display_images is None:
         return NotApplicable("the inputs are not a batch of images")
     quick = bool(options.quick)
     count, steps, group_count, big = options.sizes(x.shape)

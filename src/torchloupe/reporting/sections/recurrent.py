@@ -150,8 +150,11 @@ def saturation_finding(name: str, saturation: dict[str, Tensor], low: float, hig
     left, right = (float(x) for x in saturation[top].float().flatten(1).mean(dim=1))
     lo = -high if top in ("cell", "new") else low  # tanh gates (torchloupe.recurrent.saturation)
     if mean[top] < 0.1:
+        share = float(100 * mean[top])
+        when = "in no step" if share == 0 else (f"in only {share:.0f}% of steps on average" if share >= 0.5
+                                                 else f"in under 1% of steps on average ({share:.2f}%)")
         return (f"{name}: its gates rarely saturate: even the most saturated, the {top} gate, is below {lo:g} or "
-                f"above {high:g} in only {100 * mean[top]:.0f}% of steps on average.")
+                f"above {high:g} {when}.")
     text = (f"{name}: the {top} gate is saturated most often, below {lo:g} or above {high:g} in {100 * mean[top]:.0f}% "
             f"of steps on average ({100 * left:.0f}% low, {100 * right:.0f}% high); {most} of {units.numel()} units "
             f"are saturated more than half the time")
