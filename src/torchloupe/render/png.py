@@ -151,10 +151,13 @@ def web_image(data: bytes, kind: str = "auto", quality: int | None = None, *, pa
             small = img.resize((max(1, round(img.width * photo_scale)), max(1, round(img.height * photo_scale))),
                                Image.LANCZOS)
         lossy = _webp(small, lossless=False, quality=q)
-        photo = kind == "photo" or len(data) * photo_scale**2 > _SURE_PHOTO * len(lossy)
+        # the shortcut only without palette: a resized lossy WebP of line art is too small a yardstick
+        photo = kind == "photo" or (not palette and len(data) > _SURE_PHOTO * len(lossy))
         if not photo:
             exact, how = _lossless(img, palette)
-            photo = exact is None or len(exact) > _PHOTO_RATIO * len(lossy)
+            # against a resized lossy one, the ratio is that of the full size for line art (whose
+            # lossy bytes go with its edges' length, not its area): 1 / photo_scale times larger
+            photo = exact is None or len(exact) * photo_scale > _PHOTO_RATIO * len(lossy)
     if photo:
         best, how = lossy, f"webp-q{q}"
     else:
