@@ -116,8 +116,18 @@ def test_zoom_opens_and_closes(page):
     assert page.execute_script("return document.body.style.overflow") == ""
     img.send_keys(Keys.ENTER)  # from the keyboard: the figure takes focus and opens with Enter
     assert box.is_displayed()
+    focused = "return document.activeElement.className"
+    assert page.execute_script(focused) == "lb-close"  # the focus moves into the dialog ...
+    page.switch_to.active_element.send_keys(Keys.TAB)
+    assert page.execute_script(focused) == "lb-size"  # ... and stays there: its two buttons, in turn
+    page.switch_to.active_element.send_keys(Keys.TAB)
+    assert page.execute_script(focused) == "lb-close"
     page.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
     assert not box.is_displayed()
+    assert page.execute_script("return document.activeElement") == img  # back on the figure it opened
+    img.send_keys(Keys.ENTER)
+    page.find_element(By.CSS_SELECTOR, "#lightbox .lb-close").click()  # the close button closes it too
+    assert not box.is_displayed() and page.execute_script("return document.activeElement") == img
     assert page.get_log("browser") == []
 
 
@@ -185,3 +195,47 @@ def test_demo_report_in_browser(demo):
         "return Array.from(document.querySelectorAll('section.section h2')).map(h => h.textContent.trim());")
     assert headings == [s.title for s in available_sections()]
     assert demo.execute_script("return document.querySelectorAll('div.error').length") == 0
+
+
+# One pass over every figure of the demo report: open it in the lightbox, wait for the image, measure
+# it at actual size and fitted to the window, close it with Escape. Resolves to [[on the page, actual
+# size, fitted, fitted within the window, focus back on the figure], ...].
+_ENLARGE = """
+const done = arguments[arguments.length - 1];
+document.querySelector(".switcher button[data-pick='all']").click();
+const figs = Array.from(document.querySelectorAll("figure.fig img")).filter(i => i.checkVisibility());
+const box = document.getElementById("lightbox"), out = [];
+const esc = () => document.dispatchEvent(new KeyboardEvent("keydown", {key: "Escape", bubbles: true}));
+(async () => {
+  for (const img of figs) {
+    img.scrollIntoView({block: "center", behavior: "instant"});
+    const page = img.getBoundingClientRect().width;
+    img.click();
+    const big = box.querySelector(".lb-body img");
+    await big.decode();
+    await new Promise(r => requestAnimationFrame(r));
+    const actual = big.getBoundingClientRect().width;
+    box.querySelector(".lb-size").click();
+    const r = big.getBoundingClientRect();
+    const inside = r.width <= innerWidth && r.height <= innerHeight;
+    esc();
+    out.push([page, actual, r.width, inside, box.hidden && document.activeElement === img]);
+  }
+  done(out);
+})();
+"""
+
+
+def test_demo_figures_enlarge_in_the_lightbox(demo):
+    """The lightbox shows a figure at its full resolution: the demo's figures are drawn at twice the
+    pixels they show with (reporting/blocks.py), so actual size is larger than on the page; "fit to
+    window" keeps it inside the window."""
+    demo.set_script_timeout(120)
+    got = demo.execute_async_script(_ENLARGE)
+    assert len(got) >= 60, len(got)
+    larger = [g for g in got if g[1] > 1.3 * g[0]]
+    print(f"{len(larger)} of {len(got)} figures show over 1.3x larger in the lightbox than on the page")
+    assert len(larger) >= 0.95 * len(got), [g for g in got if g not in larger]
+    assert all(g[3] for g in got), [g for g in got if not g[3]]  # fitted: within the window
+    assert all(g[4] for g in got)  # Escape closed it and the focus went back to the figure
+    assert demo.get_log("browser") == []

@@ -15,6 +15,7 @@ from tests import report_fixtures as fx
 from tests.helpers import arm_tripwire, assert_same_state, model_state, tiny_cnn
 from torchloupe.errors import UsageError
 from torchloupe.reporting import Section, Subject, available_sections, build_report
+from torchloupe.reporting.blocks import FIGURE_MAX_WIDTH
 
 
 class Page(HTMLParser):
@@ -215,9 +216,10 @@ def test_images_inline_and_small(built):
     mimes = [m for m, _ in sizes]
     assert mimes.count("image/gif") == 2 and mimes.count("image/svg+xml") == 4  # 2 subjects x (figure + hand svg)
     widths = [s[0] for m, s in sizes if s]
-    assert max(widths) == 1800  # the 3000 px figure was downscaled to MAX_WIDTH
-    wide = [a for a in page.all("img") if a.get("width") == "1800"]
-    assert len(wide) == 2 and all(a["height"] == "240" for a in wide)
+    # the 3000 px figure: drawn at twice its dpi (for the enlarged view), but at most 2,600 px wide
+    assert max(widths) == FIGURE_MAX_WIDTH == 2600
+    wide = [a for a in page.all("img") if a.get("width") == "2600"]
+    assert len(wide) == 2 and all(a["height"] == "346" for a in wide)
     assert len(html.encode()) < 400_000
 
 

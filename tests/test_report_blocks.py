@@ -68,6 +68,28 @@ def test_photo_goes_lossy_at_the_stated_quality_and_stays_close():
     assert how == "webp-q50" and len(low) < len(data)
 
 
+def test_palette_for_drawn_line_art_and_resized_photos():
+    # a figure's line art of many colours (anti-aliased edges): 256 colours, close to the original
+    from PIL import Image, ImageDraw
+
+    big = Image.new("RGB", (1600, 1200), "white")  # drawn at 4x and shrunk: anti-aliased, > 256 colours
+    draw = ImageDraw.Draw(big)
+    for i, colour in enumerate(((200, 30, 30), (30, 60, 200), (20, 140, 60), (0, 0, 0))):
+        draw.line([(40, 100 + 250 * i), (1560, 1100 - 230 * i)], fill=colour, width=9)
+        draw.ellipse([200 + 300 * i, 300, 420 + 300 * i, 520], outline=colour, width=7)
+    art = np.asarray(big.resize((400, 300), Image.LANCZOS))
+    assert len(np.unique(art.reshape(-1, 3), axis=0)) > 256
+    data, mime, how = web_image(_png(art), palette=True)
+    assert (mime, how) == ("image/webp", "webp-palette")
+    assert np.abs(_pixels(data) - art.astype(int)).mean() < 2
+    assert web_image(_png(_line_art()), palette=True)[2] == "webp-lossless"  # few colours: exact as before
+    # photo-like pixels: lossy, resized by photo_scale
+    data, _, how = web_image(_png(_photo()), palette=True, photo_scale=0.75)
+    assert how == f"webp-q{PHOTO_QUALITY}" and _pixels(data).shape == (225, 300, 3)
+    with pytest.raises(InputTypeError, match="photo_scale"):
+        web_image(_png(_photo()), photo_scale=1.5)
+
+
 def test_what_is_left_alone_and_what_is_refused():
     from PIL import Image
 

@@ -1,12 +1,15 @@
 """Blocks -> view data for the template: images become base64 data URIs, tables formatted strings.
 
-Figures are rendered to PNG by the render core (or SVG when asked); images wider
-than :data:`MAX_WIDTH` pixels are downscaled so the file stays small. The display
-width honours the image's DPI, so a figure rendered at 200 dpi shows at the size
-it was drawn for, twice as sharp. Pixels go into the page as WebP
-(:func:`torchloupe.render.png.web_image`: lossy at a stated quality for photo-like
-images, lossless for the rest); an animated GIF as its first frame, with the
-animation behind a play button.
+Figures are rendered to PNG by the render core (or SVG when asked) at :data:`FIGURE_ZOOM`
+times their dpi (at most :data:`FIGURE_MAX_WIDTH` pixels wide), so the page shows them at
+the size they were drawn for and the enlarged view (the lightbox, at the image's own pixel
+size) twice as large and as sharp; other images wider than :data:`MAX_WIDTH` pixels are
+downscaled so the file stays small. The display width honours the image's DPI. Pixels go
+into the page as WebP (:func:`torchloupe.render.png.web_image`: lossy at a stated quality
+for photo-like images, lossless for the rest; a figure's line art as a 256-colour palette
+when that is within 42 dB PSNR of it, its photo-like pixels at :data:`FIGURE_PHOTO_SCALE` of
+the rendered size and quality :data:`FIGURE_PHOTO_QUALITY`); an animated GIF as its first
+frame, with the animation (as lossless animated WebP) behind a play button.
 
 Scripts and styles inside :class:`Html` blocks are kept once per page: each plain
 ``<style>`` and ``<script>`` element becomes an *asset* (keyed by a hash of its text)
@@ -35,14 +38,24 @@ from .base import Details, Figure, Finding, Html, Image, Table, Text
 MAX_WIDTH = 1800  # pixels; wider images are downscaled
 _BASE_DPI = 100.0  # the dpi at which a figure shows at its pixel size
 _TINY, _TINY_DISPLAY = 96, 192  # images up to _TINY px wide show about _TINY_DISPLAY px wide, pixelated
+# Figures are rendered at FIGURE_ZOOM x their dpi and shown at their drawn size: the enlarged view
+# shows them twice as large. Widest rendering: twice the report's content column (1,260 px) and a bit.
+FIGURE_ZOOM = 2.0
+FIGURE_MAX_WIDTH = 2600
+# Photo-like figure pixels (CAMs over photos, synthesized images) are lossy at 1.5x the drawn size
+# and quality 50 (sharper than 1x at 80, about as many bytes): 2x at quality 80 would add 1.4 MB to the demo report.
+FIGURE_PHOTO_SCALE = 0.75
+FIGURE_PHOTO_QUALITY = 50
 
 
-def figure_png(fig: Any) -> bytes:
-    """PNG bytes of a matplotlib ``Figure`` via the render core, at a dpi that keeps it within MAX_WIDTH."""
-    dpi = float(fig.dpi)
+def figure_png(fig: Any, zoom: float = 1.0) -> bytes:
+    """PNG bytes of a matplotlib ``Figure`` via the render core, at ``zoom`` x its dpi, lowered to keep
+    it within :data:`FIGURE_MAX_WIDTH` pixels (``zoom=1``: :data:`MAX_WIDTH`); the dpi is recorded."""
+    dpi = float(fig.dpi) * zoom
     width_in = float(fig.get_figwidth())
-    if width_in * dpi > MAX_WIDTH:
-        dpi = MAX_WIDTH / width_in
+    widest = MAX_WIDTH if zoom == 1.0 else FIGURE_MAX_WIDTH
+    if width_in * dpi > widest:
+        dpi = widest / width_in
     from ..render import to_png
 
     return to_png(fig, dpi=dpi)
@@ -62,8 +75,8 @@ def data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _raster_info(data: bytes, mime: str) -> tuple[bytes, int, int, float]:
-    """(bytes, pixel width, pixel height, display scale); PNGs wider than MAX_WIDTH are downscaled."""
+def _raster_info(data: bytes, mime: str, widest: int = MAX_WIDTH) -> tuple[bytes, int, int, float]:
+    """(bytes, pixel width, pixel height, display scale); PNGs wider than ``widest`` are downscaled."""
     PILImage = require("PIL.Image", "render", package="pillow")
 
     with PILImage.open(io.BytesIO(data)) as im:
@@ -71,13 +84,13 @@ def _raster_info(data: bytes, mime: str) -> tuple[bytes, int, int, float]:
         dpi = im.info.get("dpi", (_BASE_DPI, _BASE_DPI))[0] or _BASE_DPI
         scale = _BASE_DPI / dpi if dpi > _BASE_DPI * 1.05 else 1.0
         animated = getattr(im, "is_animated", False)
-        if w > MAX_WIDTH and mime == "image/png" and not animated:
-            nh = max(1, round(h * MAX_WIDTH / w))
-            small = im.convert("RGBA" if "A" in im.getbands() else "RGB").resize((MAX_WIDTH, nh), PILImage.LANCZOS)
+        if w > widest and mime == "image/png" and not animated:
+            nh = max(1, round(h * widest / w))
+            small = im.convert("RGBA" if "A" in im.getbands() else "RGB").resize((widest, nh), PILImage.LANCZOS)
             buf = io.BytesIO()
             small.save(buf, format="PNG")
-            scale *= w / MAX_WIDTH
-            data, w, h = buf.getvalue(), MAX_WIDTH, nh
+            scale *= w / widest
+            data, w, h = buf.getvalue(), widest, nh
     return data, w, h, scale
 
 
@@ -93,7 +106,8 @@ def _svg_size(data: bytes) -> tuple[int, int]:
 
 
 def _image_view(data: bytes, mime: str, caption: str, alt: str, kind: str = "auto",
-                quality: int | None = None) -> dict[str, Any]:
+                quality: int | None = None, figure: bool = False) -> dict[str, Any]:
+    """``figure``: a figure rendered at :data:`FIGURE_ZOOM` (see the module doc)."""
     from ..render.png import web_image
 
     anim = None
@@ -101,14 +115,19 @@ def _image_view(data: bytes, mime: str, caption: str, alt: str, kind: str = "aut
         w, h = _svg_size(data)
         display_w = w
     else:
-        data, w, h, scale = _raster_info(data, mime)
+        data, w, h, scale = _raster_info(data, mime, FIGURE_MAX_WIDTH if figure else MAX_WIDTH)
         display_w = round(w * scale)
         if 0 < w <= _TINY:  # a few pixels wide (an 8x8 digit): show it larger, pixels crisp
             display_w = w * max(1, _TINY_DISPLAY // w)
         if mime == "image/gif" and _animated(data):  # a still first frame; the animation on demand
-            anim = data_uri(data, mime)
+            anim = data_uri(*_animation(data))
             data, mime = _first_frame(data), "image/png"
-        if mime == "image/png":
+        if mime == "image/png" and figure:
+            data, mime, how = web_image(data, kind, quality or FIGURE_PHOTO_QUALITY, palette=True,
+                                        photo_scale=FIGURE_PHOTO_SCALE)
+            if how.startswith("webp-q"):  # resized: the lossy pixels are FIGURE_PHOTO_SCALE of the rendering
+                w, h = max(1, round(w * FIGURE_PHOTO_SCALE)), max(1, round(h * FIGURE_PHOTO_SCALE))
+        elif mime == "image/png":
             data, mime, _ = web_image(data, kind, quality)
     nbytes = len(data) * 4 // 3 + (len(anim) if anim else 0)
     return {
@@ -128,6 +147,26 @@ def _animated(data: bytes) -> bool:
     PILImage = require("PIL.Image", "render", package="pillow")
     with PILImage.open(io.BytesIO(data)) as im:
         return getattr(im, "n_frames", 1) > 1
+
+
+def _animation(data: bytes) -> tuple[bytes, str]:
+    """``(bytes, mime)``: an animated GIF as lossless animated WebP (same frames, timing and loop;
+    the demo's two 20-frame GIFs: 210 kB -> 40 kB each), or the GIF when that is not smaller."""
+    PILImage = require("PIL.Image", "render", package="pillow")
+    with PILImage.open(io.BytesIO(data)) as im:
+        frames, durations = [], []
+        for i in range(im.n_frames):
+            im.seek(i)
+            frames.append(im.convert("RGBA"))
+            durations.append(int(im.info.get("duration", 100)))
+        loop = im.info.get("loop", 0)
+    if all(f.getextrema()[3][0] == 255 for f in frames):
+        frames = [f.convert("RGB") for f in frames]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="WEBP", save_all=True, append_images=frames[1:], duration=durations,
+                   loop=loop, lossless=True, quality=10, method=3)
+    webp = buf.getvalue()
+    return (webp, "image/webp") if len(webp) < len(data) else (data, "image/gif")
 
 
 def _first_frame(data: bytes) -> bytes:
@@ -210,11 +249,12 @@ def block_view(block: Any, options: dict | None = None) -> dict[str, Any]:
         fmt = (block.format or "png").lower()
         if fmt not in ("png", "svg"):
             raise UsageError(f"figure format {block.format!r} is not supported; expected 'png' or 'svg'")
-        data = _figure_svg(block.figure) if fmt == "svg" else figure_png(block.figure)  # drawn: the alt reads it
+        # drawn first: the alt reads it
+        data = _figure_svg(block.figure) if fmt == "svg" else figure_png(block.figure, FIGURE_ZOOM)
         alt = block.alt or figure_alt(block.figure)
         if fmt == "svg":
             return _image_view(data, "image/svg+xml", block.caption, alt)
-        return _image_view(data, "image/png", block.caption, alt, block.kind, block.quality)
+        return _image_view(data, "image/png", block.caption, alt, block.kind, block.quality, figure=True)
     if isinstance(block, Image):
         mime = block.mime.lower()
         if mime not in ("image/png", "image/gif", "image/svg+xml", "image/jpeg", "image/webp"):

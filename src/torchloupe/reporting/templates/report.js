@@ -27,6 +27,11 @@
   }
 
   // --- lightbox: a dialog showing the figure at full resolution -----------------------------
+  // Figures are drawn at twice the pixels they show with on the page (reporting/blocks.py), so
+  // "actual size" (the default) is one image pixel per CSS pixel: twice as large as on the page,
+  // scrolling where it is larger than the window; "fit to window" shrinks it to the window.
+  // Pixel art (a few pixels wide) and drawings (SVG) have no such pixels: they show at twice
+  // their size on the page (at most 90 % of the window's width), pixel art with crisp pixels.
   var box = null, opener = null;
   function closeBox() {
     if (!box || box.hidden) { return; }
@@ -35,33 +40,43 @@
     document.body.style.overflow = "";
     if (opener) { opener.focus(); opener = null; }
   }
+  function actualWidth(big) {
+    var w = big.naturalWidth, shown = opener ? opener.getBoundingClientRect().width : 0;
+    var svg = /^data:image\/svg/.test(big.src), pixelated = !svg && w > 0 && w < 400;
+    big.style.imageRendering = pixelated ? "pixelated" : "";
+    if (svg || pixelated) { return Math.max(w, Math.min(2 * Math.max(shown, w), window.innerWidth * 0.9)); }
+    return w;
+  }
+  function setSize(fit) {
+    var big = box.querySelector(".lb-body img"), b = box.querySelector(".lb-size");
+    big.classList.toggle("fit", fit);
+    var w = actualWidth(big), h = big.naturalHeight;
+    if (fit && w && h) {  // within the window (less the bar and the caption), never larger than actual size
+      w = Math.min(w, window.innerWidth * 0.96, (window.innerHeight * 0.96 - 80) * big.naturalWidth / h);
+    }
+    big.style.width = w ? Math.round(w) + "px" : "";
+    b.textContent = fit ? "Actual size" : "Fit to window";
+    b.setAttribute("aria-pressed", String(fit));
+    box.scrollTop = 0; box.scrollLeft = 0;
+  }
   function openBox(img) {
     box = document.getElementById("lightbox");
     var big = document.createElement("img"), cap = box.querySelector(".lb-cap");
     box.querySelector(".lb-body").textContent = "";
     box.querySelector(".lb-body").appendChild(big);
     var fig = img.closest("figure");
-    big.src = img.currentSrc || img.src;
+    opener = img;
     big.alt = img.alt;
-    var w = img.naturalWidth || img.width, small = w > 0 && w < 400;
-    big.style.width = small ? Math.min(4 * w, window.innerWidth * 0.9) + "px" : "";
-    big.style.imageRendering = small ? "pixelated" : "";
-    big.className = "fit";
+    big.onload = function () { if (!box.hidden && big.parentNode) { setSize(big.classList.contains("fit")); } };
+    big.src = img.currentSrc || img.src;  // a data URI: decoded already, often loaded at once
     var c = fig && fig.querySelector("figcaption");
     cap.textContent = c ? c.textContent : "";
-    box.querySelector(".lb-size").textContent = "Actual size";
     box.hidden = false;
+    setSize(false);
     document.body.style.overflow = "hidden";  // the page stays put under the enlarged figure
-    opener = img;
     box.querySelector(".lb-close").focus();
   }
-  function toggleSize() {
-    var big = box.querySelector("img"), b = box.querySelector(".lb-size");
-    var fit = big.classList.toggle("fit");
-    b.textContent = fit ? "Actual size" : "Fit to window";
-    var w = big.naturalWidth, small = w > 0 && w < 400;  // small images fit enlarged, pixels crisp
-    big.style.width = fit && small ? Math.min(4 * w, window.innerWidth * 0.9) + "px" : "";
-  }
+  function toggleSize() { setSize(!box.querySelector(".lb-body img").classList.contains("fit")); }
 
   // --- animations: a still first frame and a play / pause toggle -----------------------------
   function togglePlay(btn) {
