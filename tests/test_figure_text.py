@@ -1,10 +1,10 @@
 """Every figure the report draws is readable as the report shows it: text at least 10 CSS px at
 1400 px wide, and every heat map with a colour bar or a stated scale.
 
-How the report shows a figure (``reporting/blocks.py``): it is rendered at ``fig.dpi`` (lowered so
-it is at most 1,800 px wide), shown at its pixel width (times 100 / dpi above 105 dpi), and shrunk
-to the page's content column, about 1,260 px at a 1,400 px window. A ``P`` pt text therefore shows
-at ``P / 72 * dpi * scale * min(1, 1260 / shown width)`` px. The sizes measured are those of the
+How the report shows a figure (``reporting/blocks.py``): it is rasterized at twice ``fig.dpi`` for
+the lightbox, shown at the size it was drawn for (``fig.dpi`` px per inch), and shrunk to the page's
+content column, 1,083 px at a 1,400 px window. A ``P`` pt text therefore shows at
+``P / 72 * dpi * min(1, 1083 / shown width)`` px (the raster's extra pixels sharpen, not enlarge). The sizes measured are those of the
 text the Agg renderer actually draws (tick labels included, hidden axes excluded).
 """
 
@@ -20,7 +20,7 @@ import torchloupe as tl  # noqa: E402
 from torchloupe.render import colormaps as cmaps  # noqa: E402
 from torchloupe.render.figures import PAGE_WIDTH  # noqa: E402
 
-CELL = 1260.0  # the content column at a 1,400 px window
+CELL = 1083.0  # the content column at a 1,400 px window (measured in Chromium)
 MAX_WIDTH = 1800.0  # the report's widest rendered figure, in pixels
 MIN_PX = 10.0
 
@@ -523,11 +523,11 @@ def test_figure_text_is_readable_and_heat_maps_state_their_scale(name, monkeypat
 
 def test_the_rule_by_hand(monkeypatch):
     """The measure itself: 9 pt at 100 dpi in a figure 6 in wide shows at 12.5 px; the same figure
-    20 in wide is rendered at 90 dpi (1,800 px) and shrunk to 1,260 px: 9 / 72 * 90 * 0.7 = 7.875 px;
+    20 in wide is rendered at 90 dpi (1,800 px) and shrunk to 1,083 px: 9 / 72 * 90 * 0.6017 = 6.77 px;
     at 200 dpi a 6 in figure shows at 600 px, its 9 pt text at 12.5 px."""
     from torchloupe.render.figures import new_figure
 
-    for width, dpi, want in ((6, 100, 12.5), (20, 100, 9 / 72 * 90 * 0.7), (6, 200, 12.5)):
+    for width, dpi, want in ((6, 100, 12.5), (20, 100, 9 / 72 * 90 * CELL / 1800), (6, 200, 12.5)):
         fig = new_figure(width, 2, dpi=dpi, layout=None)
         fig.text(0.5, 0.5, "label", fontsize=9)
         fig.text(5.0, 0.5, "outside the canvas", fontsize=2)

@@ -32,9 +32,10 @@ __all__ = [
 _TILE = 1.35  # inches per grid tile
 _DIVERGING = SIGNED
 
-#: Widest a figure is drawn, in inches at 100 dpi: the report's column (1,260 px) less a margin, so a
-#: figure shows at the size it was drawn for and its text (8 pt and up: 11 px) is not shrunk.
-PAGE_WIDTH = 12.4
+#: Widest a figure is drawn, in inches at 100 dpi: the report's content column at a 1,400 px window
+#: (1,083 px) less a margin, so a figure shows at the size it was drawn for and its smallest text
+#: (:data:`SMALL`, 10.4 px) is not shrunk below 10 px.
+PAGE_WIDTH = 10.8
 #: The smallest text in a figure, in points: 10.4 px when the figure shows at 100 dpi unshrunk.
 SMALL = 7.5
 

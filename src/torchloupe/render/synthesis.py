@@ -90,7 +90,9 @@ def _units_grid(result, title: str | None, max_cols: int | None = None, channels
     sequences = result.images.dim() in (2, 3)
     # a sequence is a heat map of features x steps (or bars): it needs room for its axes to be read
     w, h = (3.0, 2.6) if sequences else (1.8, 2.15)
-    cols = max(1, min(n, max_cols or (4 if sequences else 6)))  # at most the page column wide
+    from .figures import PAGE_WIDTH
+
+    cols = max(1, min(n, max_cols or int((PAGE_WIDTH - 0.2) // w)))  # at most the page column wide
     rows = -(-n // cols)
     fig = Figure(figsize=(w * cols + 0.2, h * rows + 0.4), dpi=100)
     axes = fig.subplots(rows, cols, squeeze=False)
