@@ -163,3 +163,19 @@ def test_quality_on_a_two_input_model_says_why_it_does_not_apply():
     with pytest.raises(UnsupportedModelError, match="the quality measures perturb one image batch, and this model "
                                                     "takes 2 inputs"):
         section("quality", TwoBranch().eval(), (torch.rand(2, 3, 32, 32), torch.rand(2, 1, 20, 20)))
+
+
+def test_views_over_every_input_do_not_say_which_input_they_explain():
+    import warnings
+
+    from torchloupe.inputs import _SAID
+
+    _SAID.clear()  # the warning is said once per process: a test before this one may have said it
+    torch.manual_seed(0)
+    model, xs = TwoBranch().eval(), (torch.rand(2, 3, 8, 8), torch.rand(2, 1, 8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # activations and fusion shares single out no input
+        tl.probe.activations(model, xs, ["cnn1.0", "cnn2.0"])
+        tl.fusion.contributions(model, xs, {"rgb": "cnn1", "depth": "cnn2"}, method="exact")
+    with pytest.warns(UserWarning, match="explaining input 0, the first floating-point input"):
+        tl.cam.GradCAM(model, "cnn1.0")(xs)  # an attribution explains one input: it says which

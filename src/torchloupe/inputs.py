@@ -283,10 +283,12 @@ def check_arity(model: nn.Module, inputs: Inputs) -> None:
                          f"{exc}") from None
 
 
-def check_inputs(model: nn.Module, x: InputsLike, *, wrt: int | str | None = None) -> Inputs:
+def check_inputs(model: nn.Module, x: InputsLike, *, wrt: int | str | None = None, explains: bool = True) -> Inputs:
     """:class:`Inputs` checked for ``model`` before any expensive work: the explained input
     through :func:`check_input` when it is one tensor the first layer reads (a batch of one made
-    of an unbatched tensor), every floating tensor finite, and one batch size throughout."""
+    of an unbatched tensor), every floating tensor finite, and one batch size throughout.
+    ``explains``: the caller explains one input (attribution); without it (activations, fusion
+    shares over all inputs) no input is singled out and nothing is said about which."""
     inputs = Inputs.of(x)
     if inputs.single:
         checked = Inputs((check_input(model, inputs.args[0]),), {})
@@ -299,7 +301,7 @@ def check_inputs(model: nn.Module, x: InputsLike, *, wrt: int | str | None = Non
     for key, t in tensors:
         check_finite(t, f"input {key}")
     inputs.get(wrt)  # wrt names an input
-    if wrt is None:  # the default is a guess when several inputs are data: say which one, once
+    if wrt is None and explains:  # the default is a guess when several inputs are data: say which one, once
         floats = [k for k, t in tensors if t.is_floating_point()]
         if len(floats) > 1:
             msg = (f"explaining input {inputs.resolve(None)!r}, the first floating-point input of "

@@ -455,7 +455,7 @@ def activations(
     :class:`~torchloupe.errors.LayerNotFoundError` naming it, never a missing key.
     """
     found = find_layers(model, layers)
-    inputs = check_inputs(model, x)  # type, dtype, shape, finite values, memory: one line, before the forward
+    inputs = check_inputs(model, x, explains=False)  # type, dtype, shape, finite values, memory: one line, before the forward
     with session(model) as run, capture(model, [m for _, m in found]) as rec, torch.no_grad():
         run(inputs.map(Tensor.clone))  # copies: a model may edit its input in place
     missing = [n for n in rec.names if not rec._calls[n]]

@@ -88,7 +88,7 @@ def as_inputs(model: nn.Module, x: InputsLike) -> Inputs:
     """``x`` (anything ``model(...)`` takes: a tensor, a tuple of positional inputs, a dict of keyword
     inputs) checked before any work (:func:`~torchloupe.inputs.check_inputs`: an unbatched tensor
     becomes a batch of one, channels and finite values checked); its first tensor must be batched."""
-    inputs = check_inputs(model, x)
+    inputs = check_inputs(model, x, explains=False)  # the shares are over every input, none singled out
     first = inputs.first
     if first.dim() == 0:
         raise InputError(f"input {inputs.tensors()[0][0]} must be batched (B, ...), got a scalar")

@@ -7,7 +7,6 @@ drawn by its ``render()``; options: :class:`FeatureMapsOptions`.
 
 from __future__ import annotations
 
-import warnings
 
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -180,10 +179,7 @@ def build(subject: Subject, options: FeatureMapsOptions) -> FeatureMapsData | No
     images = subject.display_images
     fed_by = _fed_by(subject, layers)
     shown, skipped = [], []
-    with warnings.catch_warnings():  # each layer is drawn on the input that feeds it (fed_by), not input 0
-        warnings.filterwarnings("ignore", message="explaining input 0, the first floating-point input")
-        found = feature_maps_of(subject.model, x, layers)
-    for name, fm in found.items():
+    for name, fm in feature_maps_of(subject.model, x, layers).items():
         if fm.kind == "vector":
             skipped.append(name)
             continue
