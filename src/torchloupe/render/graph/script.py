@@ -10,7 +10,7 @@ SCRIPT = r"""
 (function(){
 "use strict";
 if (window.torchloupeGraph){ window.torchloupeGraph.scan(); return; }
-const CHAR_W = 7.2, NODE_H = 34, V_GAP = 30, H_GAP = 18, LANE = 6, READABLE = 0.5;
+const CHAR_W = 7.2, NODE_H = 34, V_GAP = 30, H_GAP = 18, LANE = 6, READABLE = 0.92;  // READABLE: the smallest scale whose text (.s, 11 px) shows at 10 px
 const FILL = {input:"#d9f2d9", output:"#fde2d0", module:"#e8eefc", op:"#fff4cc", param:"#eeeeee", container:"#d5dcf5"};
 const STROKE = {input:"#4a9a4a", output:"#d0763a", module:"#5a78c8", op:"#b8921a", param:"#999999", container:"#3b4f99"};
 const FUSION = "#d62d20", RESIDUAL = "#5d6678";

@@ -24,7 +24,7 @@ RESIDUAL = "#5d6678"  # a block's input added back: neutral
 STYLE = """
 .tl-graph text{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;pointer-events:none}
 .tl-graph .t{font-size:12px;font-weight:600;fill:#1d2433}
-.tl-graph .s{font-size:10px;fill:#3f4859}
+.tl-graph .s{font-size:11px;fill:#3f4859}
 .tl-graph .e{fill:none;stroke:#6b7487;stroke-width:1.1;stroke-linejoin:round}
 .tl-graph .ah{fill:#6b7487}
 .tl-graph .e:hover{stroke:#c26a00;stroke-width:2.5}
