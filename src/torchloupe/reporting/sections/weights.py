@@ -43,7 +43,7 @@ class WeightsOptions(SectionOptions):
     templates: int = 16
     readable_rows: int = 128
     readable_cols: int = 256
-    full_quality: int = 60
+    full_quality: int = 45
     labelled_rows: int = 40
     near_zero: float = 0.05
     pair_rows: int = 4096
@@ -121,7 +121,7 @@ class WeightsData(SectionData):
     head_norms: Tensor | None = None
     alike: tuple[int, int, float] | None = None
     near_zero: float = 0.05
-    full_quality: int = 60
+    full_quality: int = 45
 
     def kernel_finding(self) -> str:
         """How many first-layer kernels are near zero, against the strongest."""
