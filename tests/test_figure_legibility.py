@@ -80,3 +80,24 @@ def test_weights_animation_uses_the_still_figures_colormap_and_states_its_scale(
     reds = np.abs(strip - top[:, 0].numpy()).sum(-1).min()
     blues = np.abs(strip - top[:, 1].numpy()).sum(-1).min()
     assert reds < 0.06 and blues < 0.06
+
+
+@pytest.mark.parametrize("methods", [7, 11])
+def test_row_titles_wrap_within_their_row_and_keep_a_score_whole(methods):
+    """EfficientNet's grid at the report's width: 'Egyptian cat (p = 0.80)' rotated was taller than its
+    tile and ran into the next row's title. Each title now wraps to its row's height, 'p = 0.80' whole."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    titles = ["Egyptian cat, p = 0.80", "barbell, p = 0.14", "a very long class name like African hunting dog, p = 0.86"]
+    fig = method_grid({f"m{i}": result(3) for i in range(methods)}, torch.rand(3, 3, 16, 16), row_titles=titles)
+    assert fig.get_size_inches()[0] <= PAGE_WIDTH + 1e-6
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    rows = [t for t in texts(fig) if t.get_rotation() == 90 and "relevance" not in t.get_text()]
+    assert len(rows) == 3
+    boxes = sorted((t.get_window_extent(renderer) for t in rows), key=lambda b: -b.y1)
+    pitch = fig.get_size_inches()[1] * fig.dpi / 3.5  # at least the height of a row less its share of titles
+    for upper, lower in zip(boxes, boxes[1:]):
+        assert upper.y0 > lower.y1, (upper, lower)  # no title runs into the next
+    for t in rows:
+        assert "p\u00a0=\u00a00." in t.get_text() and t.get_window_extent(renderer).height < pitch

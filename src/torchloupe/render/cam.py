@@ -91,17 +91,34 @@ def _grid(images: Tensor, names: list[str], pics: Mapping[str, Tensor], row_titl
     at most :data:`PAGE_WIDTH` wide (tiles shrink to fit, the text does not), with ``scale`` as a colour bar."""
     from .figures import mosaic_figure
 
+    import re
+    import textwrap
+
     n = images.shape[0]
     cols = len(names) + 1
-    extra = 0.37 + (1.05 if scale is not None else 0.0)  # row titles and margins, the colour bar
-    size = max(0.6, min(size, (PAGE_WIDTH - extra) / cols - 0.1))
+    # "p = 0.80" and a parenthesis are kept on one line: their spaces do not break (textwrap splits ASCII
+    # spaces only); a score is 8 characters, 0.6 in at 9 pt, within a tile of 12 columns
+    titles = ([re.sub(r"\(([^()]*)\)", lambda m: "(" + m.group(1).replace(" ", "\u00a0") + ")",
+                      re.sub(r" = ", "\u00a0=\u00a0", str(t))) for t in row_titles] if row_titles is not None else None)
+    lines = 1
+    for _ in range(2):  # the rotated row titles wrap to the tile's height; more lines, a wider margin
+        extra = 0.12 + 0.25 * lines + (1.05 if scale is not None else 0.0)  # row titles and margins, the colour bar
+        tile = max(0.6, min(size, (PAGE_WIDTH - extra) / cols - 0.1))
+        if titles is None:
+            break
+        per_line = max(8, int(tile / 0.075))  # 9 pt text: about 0.075 in a character
+        wrapped = [textwrap.fill(t, per_line, break_long_words=False) for t in titles]
+        lines = max(t.count("\n") + 1 for t in wrapped) if wrapped else 1
+    size = tile
+    if titles is not None:
+        titles = [textwrap.fill(t, max(8, int(size / 0.075)), break_long_words=False) for t in titles]
     tiles = []
     for i in range(n):
         tiles.append(torch.from_numpy(_to_hwc(images[i])).permute(2, 0, 1))
         tiles.extend(pics[k][i].detach().float().cpu() for k in names)
     return mosaic_figure(tiles, None, cols, tile_w=size, tile_h=size, title_h=0.06, fontsize=9,
                          col_titles=["input", *names],
-                         row_titles=[str(t) for t in row_titles] if row_titles is not None else None,
+                         row_titles=titles,
                          colorbar=scale, colorbar_label=scale_label)
 
 

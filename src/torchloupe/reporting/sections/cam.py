@@ -72,7 +72,7 @@ class CamData(SectionData):
         from ...render.cam import method_grid
 
         n = len(self.names)
-        rows = [f"{name} (p = {float(p):.2f})" for name, p in zip(self.names, self.probs)]
+        rows = [f"{name}, p = {float(p):.2f}" for name, p in zip(self.names, self.probs)]
         grid = Figure(method_grid(self.results, self.images, row_titles=rows),
                       caption=f"Layer {self.layer}; each row: one image and its predicted class with the softmax score.",
                       alt=f"A grid of heat maps over {n} input images, one column per CAM method "
