@@ -179,3 +179,12 @@ def test_views_over_every_input_do_not_say_which_input_they_explain():
         tl.fusion.contributions(model, xs, {"rgb": "cnn1", "depth": "cnn2"}, method="exact")
     with pytest.warns(UserWarning, match="explaining input 0, the first floating-point input"):
         tl.cam.GradCAM(model, "cnn1.0")(xs)  # an attribution explains one input: it says which
+
+
+def test_a_typo_in_a_typed_options_class_names_the_closest_field():
+    with pytest.raises(UsageError, match="CamOptions has no option 'imagse'; closest: 'images'"):
+        CamOptions(imagse=1)
+    with pytest.raises(UsageError, match="ReportOptions has no option 'quik'; closest: 'quick'"):
+        ReportOptions(quik=True)
+    with pytest.raises(UsageError, match="QualityOptions has no option 'treshold'; closest: 'threshold'"):
+        QualityOptions(treshold=0.4)

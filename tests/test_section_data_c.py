@@ -399,3 +399,30 @@ def test_sections_data_through_the_notebook_entry_point():
                                 options={"near_zero": 0.2})
     assert isinstance(data, w_section.WeightsData) and data.near_zero == 0.2
     assert "1 of the 4 kernels of conv have a norm below 20% of the largest" in _findings(data.render())[0].text
+
+
+def test_a_parallel_report_searches_each_subjects_exemplars_once(monkeypatch, tmp_path):
+    """Feature visualization and exemplars share one search through the subject's context; in a
+    parallel report both run in one worker process (Section.shares), so the search runs once a subject."""
+    import os
+
+    import torchloupe.synthesis as synthesis
+    from torchloupe.reporting import build_report, select_sections
+
+    log = tmp_path / "calls.txt"
+    real = synthesis.exemplars
+
+    def counted(*args, **kwargs):  # forked workers inherit it; each call is a line with its process
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(synthesis, "exemplars", counted)
+    assert {s.key: s.shares for s in select_sections("feature_vis,exemplars")} == {"feature_vis": "exemplars",
+                                                                                  "exemplars": "exemplars"}
+    subjects = [_subject(layers=["conv"]), Subject("planted 2", _Planted().eval(), torch.rand(2, 3, 8, 8),
+                                                   dataset=_planted_data(True), layers=["conv"])]
+    info = build_report(subjects, tmp_path / "r.html", sections=["overview", "feature_vis", "exemplars"],
+                        options={"quick": True, "feature_vis": {"steps": 3}}, progress=False, jobs=2)
+    assert not info.errors
+    assert len(log.read_text().split()) == 2  # one search a subject, not one a section

@@ -330,13 +330,14 @@ class Section:
     build: Callable[[Subject, Any], Union[SectionData, Sequence[Block], NotApplicable]]
     cost: float = 1.0  # relative time, only to start the slow sections first when they run in parallel
     options: type = SectionOptions
+    shares: str | None = None  # sections of one subject with the same value run in one process (shared work)
 
 
 _REGISTRY: dict[str, Section] = {}
 
 
 def register(key: str, title: str, blurb: str, order: int | None = None, cost: float = 1.0,
-             options: type = SectionOptions):
+             options: type = SectionOptions, shares: str | None = None):
     """Decorator registering ``build(subject, options)`` as a report section.
 
     Its place: torchloupe's own sections stand where :data:`torchloupe.reporting.sections.ORDER`
@@ -344,7 +345,9 @@ def register(key: str, title: str, blurb: str, order: int | None = None, cost: f
     theirs (10, 20, ...: :func:`order_of` for a key). ``cost``: its time relative to a typical
     section (measured on the demo); a parallel report starts the costly ones first so no worker is
     left with a long one at the end. ``options``: the section's options class (a
-    :class:`SectionOptions` subclass whose fields are its knobs).
+    :class:`SectionOptions` subclass whose fields are its knobs). ``shares``: a name for work this
+    section shares with others through ``subject.shared`` (``"exemplars"``); the sections of one
+    subject that share it run in one process of a parallel report, so the work is done once.
     """
     if not (isinstance(options, type) and issubclass(options, SectionOptions)):
         raise UsageError(f"section {key!r}: options must be a SectionOptions subclass, got {options!r}")
@@ -373,7 +376,7 @@ def register(key: str, title: str, blurb: str, order: int | None = None, cost: f
             raise UsageError(f"section {key!r} is not in torchloupe.reporting.sections.ORDER; give order=N "
                              f"(built-in sections: {', '.join(f'{k}={order_of(k)}' for k in ORDER)})")
         _REGISTRY[key] = Section(key=key, title=title, blurb=blurb, order=int(place), build=build, cost=float(cost),
-                                 options=options)
+                                 options=options, shares=shares)
         return build
 
     return deco

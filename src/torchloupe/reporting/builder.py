@@ -435,17 +435,20 @@ def build_report(
     for a, b in tasks:
         if isinstance(subjects[b], Subject):
             options_for(chosen[a], ropts, subjects[b])
-    # One job per task, except that a deferred subject's tasks form one job, so it loads once.
+    # One job per task, except that a deferred subject's tasks form one job, so it loads once, and a
+    # subject's sections that share work (Section.shares: the exemplar search of feature visualization
+    # and exemplars) form one job, so the subject's shared context computes it once in one process.
     groups: list[list[int]] = []
-    group_of: dict[int, int] = {}
-    for t, (_, b) in enumerate(tasks):
-        if isinstance(subjects[b], DeferredSubject):
-            if b not in group_of:
-                group_of[b] = len(groups)
-                groups.append([])
-            groups[group_of[b]].append(t)
-        else:
+    group_of: dict[object, int] = {}
+    for t, (a, b) in enumerate(tasks):
+        key = b if isinstance(subjects[b], DeferredSubject) else (b, chosen[a].shares) if chosen[a].shares else None
+        if key is None:
             groups.append([t])
+            continue
+        if key not in group_of:
+            group_of[key] = len(groups)
+            groups.append([])
+        groups[group_of[key]].append(t)
     # Deferred subjects first (their load is the longest single piece), then slowest first, so
     # no worker is left alone with a long section at the end.
     weights = [_weight(s) for s in subjects]

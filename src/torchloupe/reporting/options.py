@@ -37,8 +37,21 @@ def _closest(word: str, known: list[str]) -> str:
     return "expected one of: " + (", ".join(known) or "none")
 
 
+class _Checked(type):
+    """Options classes refuse an unknown keyword in one line naming the closest field (the dataclass's own
+    ``__init__`` would say only ``unexpected keyword argument``)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        names = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+        for key in kwargs:
+            if names and key not in names:
+                own = [n for n in names if n not in COMMON]
+                raise UsageError(f"{cls.__name__} has no option {key!r}; {_closest(key, own + list(COMMON))}")
+        return super().__call__(*args, **kwargs)
+
+
 @dataclass(frozen=True)
-class SectionOptions:
+class SectionOptions(metaclass=_Checked):
     """What every section is given: ``quick`` (fewer samples and steps, for a first look),
     ``seed`` (every random draw of a section starts from it), ``precision`` (``"fp32"``, ``"bf16"``,
     ``"fp16"``: autocast of the sections that only read the model) and ``report_sections`` (the
@@ -132,7 +145,7 @@ def section_fields(cls: type[SectionOptions], key: str, given: Any, where: str) 
 
 
 @dataclass(frozen=True)
-class ReportOptions:
+class ReportOptions(metaclass=_Checked):
     """The report's options: the common ones (see :class:`SectionOptions`) and, under ``sections``,
     each section's own, by section key (a section's options class instance or a dict of its fields)."""
 

@@ -196,6 +196,7 @@ def dataset_labels(data: Any, indices: Sequence[int]) -> dict[int, int] | None:
     "For a few channels, the dataset samples that drive them highest (mean over positions), cropped "
     "to the receptive field of the strongest position; exact top-k over the first samples.",
     options=ExemplarsOptions,
+    shares="exemplars",  # the search of feature_vis: one process computes it once
 )
 def build(subject: Subject, options: ExemplarsOptions) -> ExemplarsData | NotApplicable:
     if subject.dataset is None:

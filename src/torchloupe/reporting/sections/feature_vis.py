@@ -209,6 +209,7 @@ def _sequence_note(shape: tuple, channels_first: bool = False) -> str:
     "could not be driven above random inputs.",
     cost=3,
     options=FeatureVisOptions,
+    shares="exemplars",  # its exemplars are the exemplars section's: one process computes them once
 )
 def build(subject: Subject, options: FeatureVisOptions) -> FeatureVisData | NotApplicable:
     from ...inputs import first_layer
