@@ -188,3 +188,21 @@ def test_a_typo_in_a_typed_options_class_names_the_closest_field():
         ReportOptions(quik=True)
     with pytest.raises(UsageError, match="QualityOptions has no option 'treshold'; closest: 'threshold'"):
         QualityOptions(treshold=0.4)
+
+
+def test_feature_maps_before_a_relu_say_which_channels_are_never_above_zero():
+    """The section shows conv outputs before their ReLU by default: a channel whose output is always
+    negative 'responds' there but passes nothing after the ReLU; the finding says so."""
+    conv = nn.Conv2d(1, 3, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, -1.0, 0.0]).view(3, 1, 1, 1))
+        conv.bias.copy_(torch.tensor([0.0, -0.1, 0.0]))  # inputs in [0, 1): ch 0 >= 0, ch 1 < 0, ch 2 == 0
+    model = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)).eval()
+    data = section("feature_maps", model, torch.rand(2, 1, 8, 8), layers=["0"])
+    (layer,) = data.layers
+    assert layer.silent == [2] and layer.negative == [1]
+    assert _texts(data, "Finding")[0].endswith(
+        "dead or unused by these inputs; 1 other channel is never above zero (ch 1): after a ReLU it passes "
+        "nothing either.")
+    after = section("feature_maps", model, torch.rand(2, 1, 8, 8), layers=["1"])  # after the ReLU: both silent
+    assert after.layers[0].silent == [1, 2] and after.layers[0].negative == []

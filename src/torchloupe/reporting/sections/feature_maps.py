@@ -61,13 +61,15 @@ class LayerMaps:
     """One layer: ``maps`` its :class:`~torchloupe.features.FeatureMaps` for the drawn samples (every
     channel, on the CPU), ``pictures`` the image drawn beside each sample's maps (None: none),
     ``peaks`` ``(C,)`` each channel's largest absolute activation over the inputs read, and
-    ``silent`` the channels at most ``quiet`` times the largest peak."""
+    ``silent`` the channels at most ``quiet`` times the largest peak; ``negative``: the other channels
+    that are never above zero on those inputs (a layer before its ReLU: they would pass nothing after it)."""
 
     name: str
     maps: Any
     pictures: list[Tensor | None]
     peaks: Tensor
     silent: list[int]
+    negative: list[int] = field(default_factory=list)
 
     @property
     def strongest(self) -> int:
@@ -124,14 +126,26 @@ class FeatureMapsData(SectionData):
             weakest = int(layer.peaks.argmin())
             low = float(layer.peaks[weakest])
             return (f"{layer.name}: all {c} channels respond {on}; the strongest, ch {strongest}, peaks at {top:.3g}, "
-                    f"the weakest, ch {weakest}, at {low:.3g} ({_percent(low / top)} of it).")
+                    f"the weakest, ch {weakest}, at {low:.3g} ({_percent(low / top)} of it)"
+                    + self.negative_clause(layer) + ".")
         listed = ", ".join(str(i) for i in layer.silent[:8]) + (" ..." if k > 8 else "")
         zero = int((layer.peaks[layer.silent] == 0).sum())
         near = f"at most {100 * self.quiet:g}% of that peak"
         how = ("exactly zero" if zero == k else near if zero == 0 else f"{zero} exactly zero, the others {near}")
         stay = "stays" if k == 1 else "stay"
         return (f"{layer.name}: {k} of {c} channels {stay} silent {on} (ch {listed}: {how}) against a peak of "
-                f"{top:.3g} on ch {strongest}: filters that pass nothing on here, dead or unused by these inputs.")
+                f"{top:.3g} on ch {strongest}: filters that pass nothing on here, dead or unused by these inputs"
+                + self.negative_clause(layer) + ".")
+
+    @staticmethod
+    def negative_clause(layer: LayerMaps) -> str:
+        """The channels never above zero, said when there are any: after a ReLU they pass nothing either."""
+        k = len(layer.negative)
+        if not k:
+            return ""
+        listed = ", ".join(str(i) for i in layer.negative[:8]) + (" ..." if k > 8 else "")
+        return (f"; {k} {'other channel is' if k == 1 else 'other channels are'} never above zero (ch {listed}): "
+                f"after a ReLU {'it passes' if k == 1 else 'they pass'} nothing either")
 
 
 def _percent(p: float) -> str:
@@ -189,12 +203,15 @@ def build(subject: Subject, options: FeatureMapsOptions) -> FeatureMapsData | No
         peaks = flat.amax(dim=1).cpu() if flat.numel() else torch.zeros(fm.maps.shape[1])
         top = float(peaks.max()) if len(peaks) else 0.0
         silent = [int(i) for i in torch.nonzero(peaks <= options.quiet * top).flatten()] if top > 0 else []
+        signed = fm.maps.detach().float().transpose(0, 1).reshape(fm.maps.shape[1], -1)
+        highest = signed.amax(dim=1).cpu() if signed.numel() else torch.zeros(fm.maps.shape[1])
+        negative = [int(i) for i in torch.nonzero(highest <= 0).flatten() if int(i) not in silent]
         drawn = replace(fm, maps=fm.maps[:samples].cpu(), order=fm.order[:samples].cpu(),
                         stats={k: v[:samples].cpu() for k, v in fm.stats.items()})
         pictures = [None if fm.kind in ("sequence", "tokens") else _input_image(subject, images, fed_by.get(name), s)
                     for s in range(samples)]
         pictures = [p.detach().cpu() if isinstance(p, Tensor) else p for p in pictures]
-        shown.append(LayerMaps(name, drawn, pictures, peaks, silent))
+        shown.append(LayerMaps(name, drawn, pictures, peaks, silent, negative))
     if not shown:
         return NotApplicable(
             f"the chosen layers ({', '.join(layers)}) output vectors, not maps; feature maps need "
