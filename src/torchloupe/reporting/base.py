@@ -302,6 +302,21 @@ class SectionData:
         return section_html(self)
 
 
+def on_cpu(value: Any) -> Any:
+    """``value`` with its tensors (in dicts and dataclass fields, frozen ones too) detached and on the
+    CPU: what a :class:`SectionData` keeps, so it pickles small and draws without the model's device."""
+    import dataclasses
+
+    if isinstance(value, Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: on_cpu(getattr(value, f.name)) for f in dataclasses.fields(value)
+                                             if f.init and isinstance(getattr(value, f.name), (Tensor, dict))})
+    return value
+
+
 def _brief(value: Any, limit: int = 160) -> str:
     """A short plain description of a value: a tensor's shape, dtype and range; else its repr, cut."""
     if isinstance(value, Tensor):

@@ -45,6 +45,7 @@ from ...inputs import Inputs
 from ...structure.merges import ancestors
 from ...structure.tracer import record
 from ..base import Figure, Finding, NotApplicable, SectionData, Subject, Table, Text, register
+from ..base import on_cpu
 from ..options import SectionOptions
 
 
@@ -289,18 +290,6 @@ def history_finding(history: Any) -> str:
 
 
 # -- build --------------------------------------------------------------------------------------------
-def _cpu(value: Any) -> Any:
-    """``value`` with its tensors (in dicts and dataclass fields, frozen ones too) detached, on the CPU."""
-    import dataclasses
-
-    if isinstance(value, Tensor):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {k: _cpu(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: _cpu(getattr(value, f.name)) for f in dataclasses.fields(value)
-                                             if f.init and isinstance(getattr(value, f.name), (Tensor, dict))})
-    return value
 
 
 def _no_fusion_reason(graph, points) -> str:
@@ -386,10 +375,10 @@ def build(subject: Subject, options: FusionOptions) -> FusionData | NotApplicabl
     # -- contributions
     try:
         first = fusion.contributions(subject.model, xs, branches, target=targets, method="auto", output=out)
-        data.results[first.method] = _cpu(first)
+        data.results[first.method] = on_cpu(first)
         second = fusion.contributions(subject.model, xs, branches, target=targets, method="integrated_gradients",
                                       output=out)
-        data.results["integrated_gradients"] = _cpu(second)
+        data.results["integrated_gradients"] = on_cpu(second)
     except TorchLoupeError as exc:
         data.contrib_error = str(exc)
     if data.results:
@@ -408,7 +397,7 @@ def build(subject: Subject, options: FusionOptions) -> FusionData | NotApplicabl
             bm = fusion.branch_maps(subject.model, small, branches, target=None if targets is None else targets[:k],
                                     output=out)
             bgs = _backgrounds(subject, small, branches, graph, options.backgrounds or {})
-            data.maps = _cpu(bm)
+            data.maps = on_cpu(bm)
             data.backgrounds = {b: (None if v is None else v[:k].detach().cpu()) for b, v in bgs.items()}
             tnames = names or []
             data.map_names = [tnames[int(t)] if int(t) < len(tnames) else f"class {int(t)}" for t in bm.targets[:k]]
@@ -428,7 +417,7 @@ def build(subject: Subject, options: FusionOptions) -> FusionData | NotApplicabl
     # -- CKA
     if B >= 4:
         try:
-            data.cka = _cpu(fusion.similarity(subject.model, xs, branches))
+            data.cka = on_cpu(fusion.similarity(subject.model, xs, branches))
         except TorchLoupeError as exc:
             data.cka_note = f"No CKA panel: {exc}"
     else:

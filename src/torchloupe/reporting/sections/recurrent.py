@@ -7,7 +7,6 @@ by its ``render()``; options: :class:`RecurrentOptions`.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -16,6 +15,7 @@ from torch import Tensor, nn
 
 from ...errors import UsageError
 from ..base import Figure, Finding, NotApplicable, SectionData, Subject, Text, register
+from ..base import on_cpu
 from ..options import SectionOptions
 
 _RNNS = (nn.LSTM, nn.GRU, nn.RNN)
@@ -165,16 +165,6 @@ def saturation_finding(name: str, saturation: dict[str, Tensor], low: float, hig
 
 
 # -- build --------------------------------------------------------------------------------------------
-def _cpu(value: Any) -> Any:
-    """``value`` with its tensors (in dicts and dataclass fields, frozen ones too) detached, on the CPU."""
-    if isinstance(value, Tensor):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {k: _cpu(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: _cpu(getattr(value, f.name)) for f in dataclasses.fields(value)
-                                             if f.init and isinstance(getattr(value, f.name), (Tensor, dict))})
-    return value
 
 
 @register(
@@ -203,14 +193,14 @@ def build(subject: Subject, options: RecurrentOptions) -> RecurrentData | NotApp
             args = rec.inputs.get(name)
             if not args:
                 continue
-            tr = _cpu(recurrent.trace(module, args[0], args[1] if len(args) > 1 else None))
+            tr = on_cpu(recurrent.trace(module, args[0], args[1] if len(args) > 1 else None))
             data.parts.append(_part(name or type(module).__name__, tr, tr, signal, options))
     if cells:
         x = subject.inputs
         traces = (recurrent.trace_cells(model, **x) if isinstance(x, dict)
                   else recurrent.trace_cells(model, *x) if isinstance(x, (tuple, list)) else recurrent.trace_cells(model, x))
         for name, ct in list(traces.items())[: options.cells]:
-            ct = _cpu(ct)
+            ct = on_cpu(ct)
             data.parts.append(_part(name, ct, ct.as_trace(), signal, options))
     return data
 
