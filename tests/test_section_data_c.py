@@ -17,7 +17,6 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 import torchloupe as tl
-from tests.section_blocks import blocks_of
 from torchloupe.errors import UsageError
 from torchloupe.reporting.base import Details, Figure, Finding, Image, NotApplicable, Subject, Table, Text
 from torchloupe.reporting.sections import exemplars as ex_section
@@ -155,7 +154,7 @@ def test_feature_vis_quick_mode_caps_units_and_steps():
 
 def test_feature_vis_options_refused_in_one_line():
     subject = _subject(layers=["conv"])
-    with pytest.raises(UsageError, match=r"feature_vis option steps=0: expected an integer >= 1"):
+    with pytest.raises(UsageError, match=r"feature_vis option steps=0: expected a positive integer"):
         fv_section.build(subject, {"steps": 0})
     with pytest.raises(UsageError, match=r"feature_vis option lr=-1: expected a number > 0"):
         fv_section.FeatureVisOptions(lr=-1)
@@ -235,7 +234,7 @@ def test_dataset_labels_from_targets_labels_and_items():
 
 
 def test_exemplars_options_refused_and_not_applicable():
-    with pytest.raises(UsageError, match=r"exemplars option k=0: expected an integer >= 1"):
+    with pytest.raises(UsageError, match=r"exemplars option k=0: expected a positive integer"):
         ex_section.build(_subject(), {"k": 0})
     with pytest.raises(UsageError, match=r"has no option 'chanels'; closest: 'channels'"):
         ex_section.build(_subject(), {"chanels": 2})

@@ -200,9 +200,9 @@ def test_attention_options_are_refused_in_one_line():
     from torchloupe.reporting.sections import attention as section
     from torchloupe.reporting.sections.attention import AttentionOptions
 
-    with pytest.raises(UsageError, match=r"attention option max_tokens=0: expected an integer >= 1"):
+    with pytest.raises(UsageError, match=r"attention option max_tokens=0: expected a positive integer"):
         AttentionOptions(max_tokens=0)
-    with pytest.raises(UsageError, match=r"attention option attend_back=-1: expected an integer >= 1"):
+    with pytest.raises(UsageError, match=r"attention option attend_back=-1: expected a positive integer"):
         AttentionOptions(attend_back=-1)
     with pytest.raises(UsageError, match=r"attention option slot: expected \(B,\) slot indices >= 0"):
         AttentionOptions(slot=torch.rand(3))
@@ -326,7 +326,7 @@ def test_recurrent_options_and_limits():
         RecurrentOptions(low=0.95)
     with pytest.raises(UsageError, match=r"recurrent option strong=2: expected a number between 0 and 1"):
         RecurrentOptions(strong=2)
-    with pytest.raises(UsageError, match=r"recurrent option modules=0: expected an integer >= 1"):
+    with pytest.raises(UsageError, match=r"recurrent option modules=0: expected a positive integer"):
         RecurrentOptions(modules=0)
     x = torch.randn(3, 5, 1)
     with pytest.raises(UsageError, match=r"section 'recurrent' has no option 'unit'; closest: 'units'"):
@@ -439,7 +439,7 @@ def test_fusion_options_are_refused_in_one_line():
     from torchloupe.reporting.sections import fusion as section
     from torchloupe.reporting.sections.fusion import FusionOptions
 
-    with pytest.raises(UsageError, match=r"fusion option samples=0: expected an integer >= 1"):
+    with pytest.raises(UsageError, match=r"fusion option samples=0: expected a positive integer"):
         FusionOptions(samples=0)
     with pytest.raises(UsageError, match=r"fusion option branches='cnn1': expected a dict"):
         FusionOptions(branches="cnn1")

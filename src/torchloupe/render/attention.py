@@ -79,7 +79,6 @@ def heads_grid(
     top = vmax if vmax is not None else max(float(a.max()) for _, a in mats) or 1.0
     single = len(mats) == 1
     cols = min(H, columns or 4) if single else H
-    cells = [(r, h) for r in range(len(mats)) for h in range(H)]
     nrows = math.ceil(H / cols) if single else len(mats)
     font = 8.0
     left, right, bottom_extra = 1.0, 0.9, 0.0

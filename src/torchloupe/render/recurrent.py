@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from torch import Tensor
 
 from .plain import figure_class
-from ..errors import require
 from .colormaps import SIGNED
 
 Figure = figure_class()  # strings drawn without mathtext

@@ -179,7 +179,12 @@ def _resolve(sections: str | Iterable[str | Section]) -> tuple[list[Section], li
         elif isinstance(s, str) and s.strip() in known:
             chosen.append(known[s.strip()])
         else:
-            raise UsageError(f"unknown report section {s!r}; available: {', '.join(known) or 'none'}")
+            import difflib
+
+            close = difflib.get_close_matches(str(s), list(known), n=3)
+            hint = ("closest: " + ", ".join(map(repr, close)) if close
+                    else f"available: {', '.join(known) or 'none'}")
+            raise UsageError(f"unknown report section {s!r}; {hint}")
     seen: set[str] = set()
     unique = [s for s in chosen if not (s.key in seen or seen.add(s.key))]
     return sorted(unique, key=lambda s: (s.order, s.key)), import_errors
@@ -259,16 +264,25 @@ def _run_one(section: Section, subject: Subject, options: SectionOptions) -> tup
         return "error", (line, "".join(traceback.format_exception(exc))), data
 
 
-def _portable(data: Any) -> Any:
-    """``data`` if it can travel back from a worker process (pickles), else None (the views still do)."""
+def _packed(data: Any) -> bytes | None:
+    """``data`` pickled to travel back from a worker process, once (the pool then sends bytes); None
+    when it does not pickle (its views still travel) or there is none. :func:`_unpacked` reverses it."""
     if data is None:
         return None
     import pickle
 
     try:
-        pickle.dumps(data)
+        return pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
         return None
+
+
+def _unpacked(data: Any) -> Any:
+    """A section's data as :func:`_packed` sent it (bytes), or as it is when it did not travel."""
+    if isinstance(data, bytes):
+        import pickle
+
+        return pickle.loads(data)
     return data
 
 
@@ -483,7 +497,7 @@ def build_report(
                 status, payload, data = "error", (f"UsageError: {_first_line(exc)}", ""), None
             else:
                 status, payload, data = _run_one(chosen[tasks[t][0]], subject, sopts)
-            out.append((t, (status, payload, _portable(data) if workers > 1 else data, time.perf_counter() - t0)))
+            out.append((t, (status, payload, _packed(data) if workers > 1 else data, time.perf_counter() - t0)))
         return out, load
 
     results: dict[tuple[int, int], tuple[str, Any, Any, float]] = {}
@@ -520,7 +534,7 @@ def build_report(
                 continue
             status, payload, data, secs = results[a, b]
             if data is not None:
-                kept[section.key, subject.name] = data
+                kept[section.key, subject.name] = _unpacked(data)
             sview["seconds"] += secs
             item = {"subject": subject.name, "model": model_names[b], "slug": subslug,
                     "anchor": f"s-{sslug}--{subslug}", "status": status}

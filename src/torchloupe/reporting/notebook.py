@@ -17,8 +17,6 @@ import html as _html
 import re
 from typing import Any
 
-from ..errors import UsageError
-
 __all__ = ["section", "section_html", "blocks_html"]
 
 _STYLE = """<style>
@@ -91,19 +89,11 @@ def section(key: str, model: Any, inputs: Any = None, *, options: Any = None, **
     import torch
 
     from ..errors import UnsupportedModelError
-    from .base import NotApplicable, SectionData, Subject, import_sections, known_sections
-    from .builder import precision_for
-    from .options import ReportOptions, SectionOptions, options_for
+    from .base import NotApplicable, SectionData, Subject
+    from .builder import precision_for, select_sections
+    from .options import ReportOptions, SectionOptions, options_for, section_fields
 
-    import_sections(strict=False)
-    sections = {s.key: s for s in known_sections()}
-    if key not in sections:
-        import difflib
-
-        close = difflib.get_close_matches(str(key), sorted(sections), n=3)
-        raise UsageError(f"unknown report section {key!r}; "
-                         + ("closest: " + ", ".join(map(repr, close)) if close else "available: " + ", ".join(sections)))
-    sec = sections[key]
+    sec = select_sections([key])[0]  # an unknown key: one line naming the closest
     name = subject_kwargs.pop("name", None) or type(model).__name__
     subject = Subject(name=name, model=model, inputs=inputs, **subject_kwargs)
     common = {}
@@ -112,12 +102,8 @@ def section(key: str, model: Any, inputs: Any = None, *, options: Any = None, **
     elif isinstance(options, dict):
         common = {k: options[k] for k in ("quick", "seed", "precision") if k in options}
         options = {k: v for k, v in options.items() if k not in common}
-    from .options import section_fields
-
     own = section_fields(sec.options, key, options, "options")  # a typo named as the caller wrote it
-    report = ReportOptions(**common, sections={key: own} if own else {})
-    report.check_subject(subject)
-    opts = options_for(sec, report, subject, (key,))
+    opts = options_for(sec, ReportOptions(**common, sections={key: own} if own else {}), subject, (key,))
     with torch.random.fork_rng(devices=[]), precision_for(sec, subject, opts):
         torch.manual_seed(int(opts.seed))
         result = sec.build(subject, opts)

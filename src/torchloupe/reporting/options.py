@@ -118,6 +118,17 @@ def _check_common(quick: Any, seed: Any, precision: Any) -> None:
     check_precision(precision)
 
 
+def check_int(section: str, name: str, value: Any, least: int = 1, none: bool | str = False) -> None:
+    """Refuse option ``name`` of ``section`` unless it is an integer >= ``least``, in one line naming
+    it: every section's counts are checked here. ``none``: None is allowed too (a string says what it means)."""
+    if none is not False and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        what = "a positive integer" if least == 1 else f"an integer >= {least}"
+        alt = "" if none is False else " or None" if none is True else f" (or None: {none})"
+        raise UsageError(f"{section} option {name}={value!r}: expected {what}{alt}")
+
+
 def _same(a: Any, b: Any) -> bool:
     try:
         return bool(a == b) and type(a) is type(b)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputDtypeError, InputError, InputShapeError, ObjectiveSpecError, ParamError, TorchLoupeError, UnsupportedModelError, UsageError
+from ..errors import InputDtypeError, InputShapeError, ObjectiveSpecError, ParamError, TorchLoupeError, UnsupportedModelError, UsageError
 from ..inputs import Inputs, check_finite, check_input, dtype_hint, first_layer, standard_layout, takes_shape
 from .._limits import check_memory, tensor_bytes
 from ..layers import find_layers, layout_of

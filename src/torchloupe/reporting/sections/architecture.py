@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ...errors import UsageError
 from ..base import Finding, Html, NotApplicable, SectionData, Subject, Table, Text, register
-from ..options import SectionOptions
+from ..options import SectionOptions, check_int
 
 BOXES = 60
 
@@ -29,8 +29,7 @@ class ArchitectureOptions(SectionOptions):
     depth: int | None = None
 
     def check(self) -> None:
-        if not isinstance(self.boxes, int) or isinstance(self.boxes, bool) or self.boxes < 1:
-            raise UsageError(f"architecture option boxes={self.boxes!r}: expected a positive integer")
+        check_int("architecture", "boxes", self.boxes)
         if self.depth is not None and (not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth < 0):
             raise UsageError(f"architecture option depth={self.depth!r}: expected None (fit boxes) or an integer >= 0")
 

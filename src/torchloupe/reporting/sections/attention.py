@@ -18,12 +18,7 @@ from torch import Tensor
 
 from ...errors import UsageError
 from ..base import Figure, Finding, Html, NotApplicable, SectionData, Subject, Table, Text, register
-from ..options import SectionOptions
-
-
-def _count(value: Any, name: str, low: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise UsageError(f"attention option {name}={value!r}: expected an integer >= {low}")
+from ..options import SectionOptions, check_int
 
 
 @dataclass(frozen=True)
@@ -54,10 +49,10 @@ class AttentionOptions(SectionOptions):
         if self.memory is not None and not isinstance(self.memory, str):
             raise UsageError(f"attention option memory={self.memory!r}: expected a module path such as 'memory'")
         if self.attend_back is not None:
-            _count(self.attend_back, "attend_back")
+            check_int("attention", "attend_back", self.attend_back)
         for name in ("grid_layers", "max_heads", "max_tokens", "read_samples", "patch_images", "view_tokens",
                      "view_values"):
-            _count(getattr(self, name), name)
+            check_int("attention", name, getattr(self, name))
         if self.slot is not None:
             try:
                 t = torch.as_tensor(self.slot)

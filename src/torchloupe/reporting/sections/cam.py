@@ -13,8 +13,9 @@ from typing import Any, ClassVar
 import torch
 
 from ...errors import TorchLoupeError, UsageError
+from ..agreement import agreement_words, pairwise_correlation
 from ..base import Figure, Finding, NotApplicable, SectionData, Subject, Table, Text, register
-from ..options import SectionOptions
+from ..options import SectionOptions, check_int
 
 MAX_IMAGES = 4
 MASKED_MAX_FORWARDS = 512  # methods running one forward per channel and image (Score-CAM): skipped above this
@@ -32,11 +33,8 @@ class CamOptions(SectionOptions):
     masked_max_forwards: int = MASKED_MAX_FORWARDS
 
     def check(self) -> None:
-        if not isinstance(self.images, int) or isinstance(self.images, bool) or self.images < 1:
-            raise UsageError(f"cam option images={self.images!r}: expected a positive integer")
-        if (not isinstance(self.masked_max_forwards, int) or isinstance(self.masked_max_forwards, bool)
-                or self.masked_max_forwards < 0):
-            raise UsageError(f"cam option masked_max_forwards={self.masked_max_forwards!r}: expected an integer >= 0")
+        check_int("cam", "images", self.images)
+        check_int("cam", "masked_max_forwards", self.masked_max_forwards, least=0)
         if self.methods is not None:
             import difflib
 
@@ -196,19 +194,9 @@ def agreement(results: dict) -> str:
     if len(names) < 2:
         return ""
     maps = torch.stack([results[k].maps.detach().float().cpu().flatten(1) for k in names])  # (M, B, P)
-    maps = maps - maps.mean(dim=2, keepdim=True)
-    maps = maps / maps.norm(dim=2, keepdim=True).clamp_min(1e-12)
-    corr = torch.einsum("mbp,nbp->mnb", maps, maps).mean(dim=2)  # (M, M): mean over images
-    m = len(names)
-    off = corr[~torch.eye(m, dtype=torch.bool)].reshape(m, m - 1)
-    overall = float(off.mean())
-    each = off.mean(dim=1)
-    worst = int(each.argmin())
-    level = "agree closely" if overall >= 0.8 else "mostly agree" if overall >= 0.5 else "disagree"
-    text = (f"The {m} CAM methods {level} on where the evidence is: mean pairwise correlation of their maps "
-            f"{overall:.2f} over {results[names[0]].maps.shape[0]} images")
-    if m > 2 and float(each[worst]) < overall - 0.1:
-        text += f"; {names[worst]} differs most ({float(each[worst]):.2f} on average with the others)"
+    level, overall, outlier = agreement_words(names, pairwise_correlation(maps))
+    text = (f"The {len(names)} CAM methods {level} on where the evidence is: mean pairwise correlation of their maps "
+            f"{overall:.2f} over {results[names[0]].maps.shape[0]} images{outlier}")
     return text + "."
 
 

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from ..base import Figure, Finding, NotApplicable, SectionData, Subject, Table, Text, register
-from ..options import SectionOptions
-from .feature_vis import QUICK_SAMPLES, on_cpu, pick_channels, pick_layer, positive_int, units_option
+from ..options import SectionOptions, check_int
+from .feature_vis import QUICK_SAMPLES, on_cpu, pick_channels, pick_layer, units_option
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ExemplarsOptions(SectionOptions):
     def check(self) -> None:
         units_option("exemplars", "channels", self.channels)
         for name in ("k", "samples", "batch_size"):
-            positive_int("exemplars", name, getattr(self, name))
+            check_int("exemplars", name, getattr(self, name))
 
 
 @dataclass

@@ -18,7 +18,7 @@ from ...errors import UsageError
 from ...features import feature_maps_of
 from ...layers import find_layers
 from ..base import Figure, Finding, NotApplicable, SectionData, Subject, Text, register
-from ..options import SectionOptions
+from ..options import SectionOptions, check_int
 
 _SPATIAL = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 CHANNELS = 12
@@ -42,12 +42,8 @@ class FeatureMapsOptions(SectionOptions):
 
     def check(self) -> None:
         for name in ("samples", "max_layers", "inputs"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise UsageError(f"feature_maps option {name}={v!r}: expected a positive integer")
-        if self.channels is not None and (not isinstance(self.channels, int) or isinstance(self.channels, bool)
-                                          or self.channels < 1):
-            raise UsageError(f"feature_maps option channels={self.channels!r}: expected a positive integer or None")
+            check_int("feature_maps", name, getattr(self, name))
+        check_int("feature_maps", "channels", self.channels, none=True)
         if isinstance(self.quiet, bool) or not isinstance(self.quiet, (int, float)) or not 0 <= self.quiet < 1:
             raise UsageError(f"feature_maps option quiet={self.quiet!r}: expected a fraction in [0, 1)")
 
@@ -199,12 +195,14 @@ def build(subject: Subject, options: FeatureMapsOptions) -> FeatureMapsData | No
             continue
         n = fm.maps.shape[0]
         samples = min(options.samples, n)
-        flat = fm.maps.detach().float().abs().transpose(0, 1).reshape(fm.maps.shape[1], -1)
-        peaks = flat.amax(dim=1).cpu() if flat.numel() else torch.zeros(fm.maps.shape[1])
+        flat = fm.maps.detach().float().transpose(0, 1).reshape(fm.maps.shape[1], -1)  # (C, everything else)
+        if flat.numel():
+            lowest, highest = flat.aminmax(dim=1)
+            peaks, highest = torch.maximum(highest, -lowest).cpu(), highest.cpu()  # largest |activation|, largest
+        else:
+            peaks = highest = torch.zeros(fm.maps.shape[1])
         top = float(peaks.max()) if len(peaks) else 0.0
         silent = [int(i) for i in torch.nonzero(peaks <= options.quiet * top).flatten()] if top > 0 else []
-        signed = fm.maps.detach().float().transpose(0, 1).reshape(fm.maps.shape[1], -1)
-        highest = signed.amax(dim=1).cpu() if signed.numel() else torch.zeros(fm.maps.shape[1])
         negative = [int(i) for i in torch.nonzero(highest <= 0).flatten() if int(i) not in silent]
         drawn = replace(fm, maps=fm.maps[:samples].cpu(), order=fm.order[:samples].cpu(),
                         stats={k: v[:samples].cpu() for k, v in fm.stats.items()})

@@ -20,21 +20,15 @@ from ...errors import UsageError
 from ...inputs import takes_shape
 from ...layers import find_layers, layout_of
 from ..base import Figure, Finding, NotApplicable, SectionData, Subject, Table, Text, register
-from ..options import SectionOptions
+from ..options import SectionOptions, check_int
 
 QUICK_UNITS, QUICK_STEPS, QUICK_SAMPLES = 3, 24, 128
-
-
-def positive_int(section: str, name: str, value: Any, least: int = 1) -> None:
-    """Refuse ``value`` unless it is an integer >= ``least``, in one line naming the option."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise UsageError(f"{section} option {name}={value!r}: expected an integer >= {least}")
 
 
 def units_option(section: str, name: str, value: Any) -> None:
     """Refuse a channel selection that is neither a count (int >= 1) nor a non-empty list of channel indices."""
     if isinstance(value, int) and not isinstance(value, bool):
-        positive_int(section, name, value)
+        check_int(section, name, value)
         return
     if (not isinstance(value, (list, tuple)) or not value
             or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in value)):
@@ -92,7 +86,7 @@ class FeatureVisOptions(SectionOptions):
     def check(self) -> None:
         units_option("feature_vis", "units", self.units)
         for name in ("steps", "baseline", "side", "k", "samples", "batch_size"):
-            positive_int("feature_vis", name, getattr(self, name))
+            check_int("feature_vis", name, getattr(self, name))
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise UsageError(f"feature_vis option lr={self.lr!r}: expected a number > 0")
 

@@ -46,7 +46,7 @@ from ...structure.merges import ancestors
 from ...structure.tracer import record
 from ..base import Figure, Finding, NotApplicable, SectionData, Subject, Table, Text, register
 from ..base import on_cpu
-from ..options import SectionOptions
+from ..options import SectionOptions, check_int
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,7 @@ class FusionOptions(SectionOptions):
 
     def check(self) -> None:
         for name in ("samples", "map_samples", "sample_rows"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise UsageError(f"fusion option {name}={v!r}: expected an integer >= 1")
+            check_int("fusion", name, getattr(self, name))
         if self.branches is not None and (not isinstance(self.branches, Mapping) or not self.branches):
             raise UsageError(f"fusion option branches={self.branches!r}: expected a dict {{name: module path or "
                              f"'input:i'}}")

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from ...errors import UsageError, require
 from ...inputs import check_input
 from ..base import Finding, Html, SectionData, Subject, Table, Text, register
-from ..options import SectionOptions
+from ..options import SectionOptions, check_int
 
 MAX_CARDS = 24
 QUICK_CARDS = 12
@@ -42,10 +42,8 @@ class OverviewOptions(SectionOptions):
     def check(self) -> None:
         if self.output is not None and self.output not in OUTPUT_KINDS:
             raise UsageError(f"overview option output={self.output!r}: expected one of {', '.join(OUTPUT_KINDS)} or None")
-        if self.cards is not None and (not isinstance(self.cards, int) or isinstance(self.cards, bool) or self.cards < 1):
-            raise UsageError(f"overview option cards={self.cards!r}: expected a positive integer or None")
-        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 1:
-            raise UsageError(f"overview option top_k={self.top_k!r}: expected a positive integer")
+        check_int("overview", "cards", self.cards, none=True)
+        check_int("overview", "top_k", self.top_k)
 
     @property
     def card_limit(self) -> int:

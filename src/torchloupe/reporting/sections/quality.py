@@ -21,7 +21,7 @@ import torch
 
 from ...errors import TorchLoupeError, UsageError
 from ..base import Figure, Finding, NotApplicable, SectionData, Subject, Table, Text, register
-from ..options import SectionOptions
+from ..options import SectionOptions, check_int
 
 # The defaults of the thresholds below which the section says "too few to conclude" instead of a verdict
 # (QualityOptions' min_rank_images, min_rank_steps, min_sanity_images, decimals).
@@ -37,15 +37,6 @@ RANK_RESOLUTION = 1e5
 # --quick on large inputs (ImageNet-size models, where every method costs forwards at full size):
 # the most used methods only.
 QUICK_LARGE = ("Grad-CAM", "Grad-CAM++", "LayerCAM", "Gradient", "Guided backprop")
-
-
-def _count(value: Any, name: str, low: int = 1, none: str = "") -> None:
-    """Refuse ``value`` unless it is an int >= ``low`` (or None when ``none`` says what None means)."""
-    if none and value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        what = "a positive integer" if low == 1 else f"an integer >= {low}"
-        raise UsageError(f"quality option {name}={value!r}: expected {what}{f' (or None: {none})' if none else ''}")
 
 
 @dataclass(frozen=True)
@@ -87,9 +78,9 @@ class QualityOptions(SectionOptions):
     margin: float = 0.02
 
     def check(self) -> None:
-        _count(self.images, "images", none="by size, images_by_size")
-        _count(self.steps, "steps", none="by size, steps_by_size")
-        _count(self.groups, "groups", none="by size, groups_by_size")
+        check_int("quality", "images", self.images, none="by size, images_by_size")
+        check_int("quality", "steps", self.steps, none="by size, steps_by_size")
+        check_int("quality", "groups", self.groups, none="by size, groups_by_size")
         for name in ("images_by_size", "steps_by_size", "groups_by_size"):
             value = getattr(self, name)
             if (isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3
@@ -97,8 +88,8 @@ class QualityOptions(SectionOptions):
                 raise UsageError(f"quality option {name}={value!r}: expected 3 positive integers (full, quick, large)")
         for name in ("large_pixels", "sanity_images", "random_draws", "min_rank_images", "min_rank_steps",
                      "min_sanity_images"):
-            _count(getattr(self, name), name)
-        _count(self.decimals, "decimals", low=0)
+            check_int("quality", name, getattr(self, name))
+        check_int("quality", "decimals", self.decimals, least=0)
         m = self.margin
         if not isinstance(m, (int, float)) or isinstance(m, bool) or not 0.0 <= m < 1.0:
             raise UsageError(f"quality option margin={m!r}: expected a score difference in [0, 1)")

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ...errors import UsageError
 from ..base import Figure, Finding, NotApplicable, SectionData, Subject, Text, register
 from ..base import on_cpu
-from ..options import SectionOptions
+from ..options import SectionOptions, check_int
 
 _RNNS = (nn.LSTM, nn.GRU, nn.RNN)
 _CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
@@ -41,9 +41,7 @@ class RecurrentOptions(SectionOptions):
 
     def check(self) -> None:
         for name in ("modules", "cells", "units", "top_units"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise UsageError(f"recurrent option {name}={v!r}: expected an integer >= 1")
+            check_int("recurrent", name, getattr(self, name))
         for name in ("strong", "low", "high"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < 1.0:

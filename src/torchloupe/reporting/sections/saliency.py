@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ...errors import TorchLoupeError, UsageError
+from ...errors import TorchLoupeError
 from ..base import Figure, Finding, NotApplicable, SectionData, Subject, Text, register
-from ..options import SectionOptions
+from ..agreement import agreement_words, pairwise_correlation
+from ..options import SectionOptions, check_int
 
 MAX_IMAGES = 4
 _SCALED = "(99th percentile scaled)"
@@ -29,8 +30,7 @@ class SaliencyOptions(SectionOptions):
     images: int = MAX_IMAGES
 
     def check(self) -> None:
-        if not isinstance(self.images, int) or isinstance(self.images, bool) or self.images < 1:
-            raise UsageError(f"saliency option images={self.images!r}: expected a positive integer")
+        check_int("saliency", "images", self.images)
 
 
 @dataclass
@@ -106,16 +106,11 @@ class SaliencyData(SectionData):
         names, m = list(self.columns), len(self.columns)
         if m < 2:
             return ""
-        off = self.agreement[~torch.eye(m, dtype=torch.bool)].reshape(m, m - 1)
-        overall, each = float(off.mean()), off.mean(dim=1)
-        worst = int(each.argmin())
-        level = "agree closely" if overall >= 0.8 else "mostly agree" if overall >= 0.5 else "disagree"
+        level, overall, outlier = agreement_words(names, self.agreement)
         where = "pixels" if self.kind in ("images", "flat-images") else "inputs"
         n = len(self.targets)
         text = (f"The {m} saliency methods {level} on which {where} matter: mean pairwise correlation of their "
-                f"absolute maps {overall:.2f} over {n} input{'s' if n != 1 else ''}")
-        if m > 2 and float(each[worst]) < overall - 0.1:
-            text += f"; {names[worst]} differs most ({float(each[worst]):.2f} on average with the others)"
+                f"absolute maps {overall:.2f} over {n} input{'s' if n != 1 else ''}{outlier}")
         plain = self.columns.get("gradient")
         same = [k for k, v in self.columns.items() if k != "gradient" and plain is not None and torch.equal(v, plain)]
         if same:
@@ -204,10 +199,7 @@ def agreement(columns: dict[str, Tensor], spatial: bool) -> Tensor:
         a = v.detach().float().abs()
         a = a.sum(dim=1) if spatial and a.dim() == 4 else a
         maps.append(a.reshape(len(a), -1))
-    m = torch.stack(maps)  # (M, N, P)
-    m = m - m.mean(dim=2, keepdim=True)
-    m = m / m.norm(dim=2, keepdim=True).clamp_min(1e-12)
-    return torch.einsum("mbp,nbp->mnb", m, m).mean(dim=2)
+    return pairwise_correlation(torch.stack(maps))  # (M, N, P) -> (M, M)
 
 
 def _masks(data: SaliencyData, masks: Tensor | None) -> None:

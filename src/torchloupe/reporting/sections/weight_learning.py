@@ -17,8 +17,7 @@ import torch
 
 from ...errors import UsageError
 from ..base import Figure, Finding, Image, NotApplicable, SectionData, Subject, Table, Text, register
-from ..options import SectionOptions
-from .feature_vis import positive_int
+from ..options import SectionOptions, check_int
 
 QUICK_FRAMES = 12
 
@@ -38,8 +37,8 @@ class WeightLearningOptions(SectionOptions):
     settled: float = 0.1
 
     def check(self) -> None:
-        positive_int("weight_learning", "frames", self.frames, least=2)
-        positive_int("weight_learning", "tensors", self.tensors)
+        check_int("weight_learning", "frames", self.frames, least=2)
+        check_int("weight_learning", "tensors", self.tensors)
         for name, hi in (("fps", None), ("last_part", 1.0), ("settled", 1.0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or (hi is not None and v >= hi):

@@ -19,8 +19,7 @@ from ...errors import UsageError
 from ...inputs import first_layer
 from ...weights.static import class_templates, effective_templates, fc_matrix, kernels
 from ..base import Details, Figure, Finding, NotApplicable, SectionData, Subject, Table, register
-from ..options import SectionOptions
-from .feature_vis import positive_int
+from ..options import SectionOptions, check_int
 
 _CONV2D = (nn.Conv2d,)
 
@@ -54,7 +53,7 @@ class WeightsOptions(SectionOptions):
                 isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
             raise UsageError(f"weights option input_shape={shape!r}: expected positive sizes such as (1, 28, 28)")
         for name in ("matrices", "templates", "readable_rows", "readable_cols", "labelled_rows", "pair_rows"):
-            positive_int("weights", name, getattr(self, name))
+            check_int("weights", name, getattr(self, name))
         if isinstance(self.full_quality, bool) or not isinstance(self.full_quality, int) or not 1 <= self.full_quality <= 100:
             raise UsageError(f"weights option full_quality={self.full_quality!r}: expected an integer from 1 to 100")
         if isinstance(self.near_zero, bool) or not isinstance(self.near_zero, (int, float)) or not 0 <= self.near_zero < 1:
