@@ -206,3 +206,15 @@ def test_feature_maps_before_a_relu_say_which_channels_are_never_above_zero():
         "nothing either.")
     after = section("feature_maps", model, torch.rand(2, 1, 8, 8), layers=["1"])  # after the ReLU: both silent
     assert after.layers[0].silent == [1, 2] and after.layers[0].negative == []
+
+
+def test_a_strongest_channel_that_is_never_above_zero_is_said_to_be_below_zero():
+    conv = nn.Conv2d(1, 2, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, -2.0]).view(2, 1, 1, 1))
+        conv.bias.zero_()
+    model = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2)).eval()
+    x = torch.rand(2, 1, 4, 4) * 0.5 + 0.5  # in [0.5, 1): ch 0 in [0.5, 1), ch 1 in (-2, -1]
+    text = _texts(section("feature_maps", model, x, layers=["0"]), "Finding")[0]
+    assert text.startswith("0: all 2 channels respond on these 2 inputs; the strongest, ch 1 (below zero), peaks at ")
+    assert text.endswith("1 other channel is never above zero (ch 1): after a ReLU it passes nothing either.")

@@ -121,7 +121,8 @@ class FeatureMapsData(SectionData):
         if k == 0:
             weakest = int(layer.peaks.argmin())
             low = float(layer.peaks[weakest])
-            return (f"{layer.name}: all {c} channels respond {on}; the strongest, ch {strongest}, peaks at {top:.3g}, "
+            below = " (below zero)" if strongest in layer.negative else ""  # its largest |activation| is negative
+            return (f"{layer.name}: all {c} channels respond {on}; the strongest, ch {strongest}{below}, peaks at {top:.3g}, "
                     f"the weakest, ch {weakest}, at {low:.3g} ({_percent(low / top)} of it)"
                     + self.negative_clause(layer) + ".")
         listed = ", ".join(str(i) for i in layer.silent[:8]) + (" ..." if k > 8 else "")
